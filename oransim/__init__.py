@@ -1,0 +1,1 @@
+"""oransim: O-RAN network-slicing simulator. The command line lives in ``oransim.cli``."""

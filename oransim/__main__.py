@@ -1,0 +1,3 @@
+from oransim.cli import main
+
+main()

@@ -1,0 +1,180 @@
+"""``oransim`` command line: the composition root (scenario -> engine -> run folder -> report)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="O-RAN network-slicing simulator: run scenarios, validate them, report on runs.")
+err = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _fail(lines, code: int = 2):
+    for line in lines:
+        err.print(line, markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def _load(path: Path, **overrides):
+    from simcore.scenario import ScenarioError, load_scenario
+
+    try:
+        scn = load_scenario(path)
+        if any(v is not None for v in overrides.values()):
+            scn = scn.with_overrides(**overrides)
+    except ScenarioError as exc:
+        exc.source = str(path)
+        _fail(exc.lines())
+    return scn
+
+
+class _Progress:
+    """A rich progress bar that appears only once a run has taken more than a second."""
+
+    def __init__(self, label: str):
+        self.label, self.t0, self.bar, self.task = label, time.perf_counter(), None, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if time.perf_counter() - self.t0 < 1.0:
+                return
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("TTIs"), TimeRemainingColumn(), console=err, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=total)
+        self.bar.update(self.task, completed=done)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@app.command()
+def validate(scenario: Path = typer.Argument(..., help="scenario YAML file")):
+    """Check a scenario file; print every problem as FILE: field.path: message (exit code 2)."""
+    from simcore.plugins import PluginError, available
+    from simcore.scenario import scenario_warnings
+
+    scn = _load(scenario)
+    problems = []
+    if scn.policy.name not in available("oransim.policies"):
+        problems.append(f"{scenario}: policy.name: unknown policy '{scn.policy.name}' "
+                        f"(available: {', '.join(available('oransim.policies'))})")
+    if scn.phy.backend not in available("oransim.phy"):
+        problems.append(f"{scenario}: phy.backend: unknown PHY '{scn.phy.backend}' "
+                        f"(available: {', '.join(available('oransim.phy'))})")
+    if problems:
+        _fail(problems)
+    try:
+        from simcore.plugins import make_policy
+
+        make_policy(scn.policy.name, scn.policy.params)
+    except PluginError as exc:
+        _fail([f"{scenario}: {exc}"])
+    for path, msg in scenario_warnings(scn):
+        err.print(f"{scenario}: warning: {path}: {msg}", markup=False, highlight=False)
+    out.print(f"{scenario}: OK ({scn.n_ues} UEs, {scn.n_ru} RU(s) x {scn.cell.prbs_per_ru} PRBs, "
+              f"{scn.n_tti} TTIs of {scn.cell.tti_s * 1e3:g} ms, policy {scn.policy.name}, PHY {scn.phy.backend})",
+              markup=False, highlight=False)
+
+
+@app.command()
+def run(
+    scenario: Path = typer.Argument(..., help="scenario YAML file"),
+    policy: Optional[str] = typer.Option(None, help="policy name (overrides the scenario's)"),
+    seed: Optional[int] = typer.Option(None, help="random seed (overrides the scenario's)"),
+    duration: Optional[float] = typer.Option(None, help="simulated seconds (overrides the scenario's)"),
+    phy: Optional[str] = typer.Option(None, help="PHY backend name (overrides the scenario's)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="run folder (default runs/NAME-POLICY-seedN)"),
+    overwrite: bool = typer.Option(False, help="replace an existing run folder (only once the new one is complete)"),
+    report_after: bool = typer.Option(False, "--report", help="print the report and write its figure afterwards"),
+):
+    """Simulate a scenario and write its run folder (manifest + packets/tti/decisions tables)."""
+    from simcore.engine import SimulationError
+    from simcore.plugins import PluginError
+    from simcore.recorder import RunExistsError
+    from simcore.run import save_run, simulate
+    from simcore.scenario import scenario_warnings
+
+    scn = _load(scenario, policy=policy, seed=seed, duration_s=duration, phy=phy)
+    for path, msg in scenario_warnings(scn):
+        err.print(f"{scenario}: warning: {path}: {msg}", markup=False, highlight=False)
+    target = out_dir or Path("runs") / f"{scn.name}-{scn.policy.name}-seed{scn.seed}"
+    if target.exists() and not overwrite:
+        _fail([f"{target}: run folder already exists (pass --overwrite to replace it, or --out elsewhere)"])
+    bar = _Progress(f"{scn.name} / {scn.policy.name}")
+    try:
+        result = simulate(scn, progress=bar)
+    except PluginError as exc:
+        _fail([f"{scenario}: {exc}"])
+    except SimulationError as exc:
+        _fail([f"error: {exc}"], code=1)
+    finally:
+        bar.close()
+    try:
+        folder = save_run(result, target, scenario_file=str(scenario), overwrite=overwrite)
+    except RunExistsError as exc:
+        _fail([str(exc)])
+    c = result.counts
+    out.print(f"wrote {folder}  ({scn.n_tti} TTIs in {result.wall_s:.2f} s = {scn.n_tti / max(result.wall_s, 1e-9):,.0f} TTI/s; "
+              f"packets: {c['generated_packets']} generated, {c['delivered_packets']} delivered, "
+              f"{c['dropped_packets']} dropped, {c['queued_packets'] + c['processing_packets']} still queued)",
+              markup=False, highlight=False)
+    if report_after:
+        report(folder, figure=None)
+
+
+def _table(df, title: str, fmt: str = "{:.3g}") -> Table:
+    t = Table(title=title, title_justify="left")
+    t.add_column(df.index.name or "", style="bold")
+    for c in df.columns:
+        t.add_column(str(c), justify="right")
+    integer = [df[c].dtype.kind in "iu" for c in df.columns]
+    for idx, row in zip(df.index, df.itertuples(index=False)):
+        t.add_row(str(idx), *[str(int(v)) if is_int else fmt.format(v) for v, is_int in zip(row, integer)])
+    return t
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="run folder written by `oransim run`"),
+    figure: Optional[Path] = typer.Option(None, help="PNG path (default RUN_DIR/report.png)"),
+):
+    """Per-slice throughput, delay percentiles, drops and QoS satisfaction; saves a seaborn figure."""
+    from analysis.kpis import RunFolderError, delay_components, delay_percentiles, load_run, slice_kpis
+    from analysis.plots import plot_run
+
+    try:
+        r = load_run(run_dir)
+    except RunFolderError as exc:
+        _fail([str(exc)])
+    m = r.manifest
+    out.print(f"[bold]{m['scenario']['name']}[/] policy={m['policy']['name']} seed={m['seed']} "
+              f"PHY={m['phy']['backend']} simulated={m['simulated_s']:g} s git={m['git_revision'][:12]}")
+    k = slice_kpis(r)
+    cols = {"ues": "UEs", "offered_mbps": "offered Mb/s", "throughput_mbps": "tput Mb/s", "goodput_mbps": "goodput Mb/s",
+            "mean_delay_ms": "mean delay ms", "drop_pct": "drop %", "drop_deadline": "drop:deadline",
+            "drop_buffer_full": "drop:buffer", "delay_qos_pct": "delay QoS %", "rate_qos_pct": "rate QoS %"}
+    out.print(_table(k[[c for c in cols if c in k.columns]].rename(columns=cols), "Per-slice KPIs"))
+    out.print(_table(delay_percentiles(r), "Delay percentiles of delivered packets (ms)"))
+    out.print(_table(delay_components(r), "Mean delay components (ms)"))
+    png = plot_run(r, figure or Path(run_dir) / "report.png")
+    out.print(f"figure: {png}", markup=False, highlight=False)
+
+
+def main():  # entry point of the `oransim` script
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Classic MAC schedulers: round robin, proportional fair, max-CQI.
+
+Like every policy they decide once per scheduling interval (``scheduling.interval_tti``) and the
+MAC applies the allocation every TTI of it; ``period_tti: 1`` makes them the per-TTI textbook MAC
+schedulers. Each UE is served by its strongest RU, with the RU's power split equally over its PRBs
+(constant PSD), every scheduler buffer-aware (no UE gets PRBs beyond what empties its buffer or
+reaches its ``max_rate``).
+
+How slices enter (one rule per scheduler, documented in the README):
+- ``rr``  weighted round robin: each TTI the RU's PRBs are shared among backlogged UEs in
+          proportion to their slice weight w_s (largest remainder), starting from a rotating
+          pointer; PRBs a UE cannot use go to the next UEs in turn.
+- ``pf``  weighted proportional fair: PRB k goes to argmax_u w_s * r[u,k] / Rbar[u], with r[u,k]
+          the rate the UE's CQI supports on k and Rbar its EWMA throughput (t_c = 100 TTIs).
+- ``maxcqi`` weighted max-rate: PRB k goes to argmax_u w_s * r[u,k].
+``slice_aware: false`` sets every w_s to 1 (the plain textbook scheduler).
+"""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+from simcore.contracts import Allocation, Observation, Policy, repair_allocation
+
+
+class _ClassicScheduler(Policy):
+    def __init__(self, period_tti: int | None = None, slice_aware: bool = True):
+        if period_tti is not None and int(period_tti) < 1:
+            raise ValueError(f"period_tti must be >= 1 (got {period_tti})")
+        self.decision_period_tti = None if period_tti is None else int(period_tti)
+        self.slice_aware = bool(slice_aware)
+
+    def _weights(self, obs: Observation) -> np.ndarray:
+        return obs.ue_weight if self.slice_aware else np.ones(obs.n_ues)
+
+    def _horizon_tti(self, obs: Observation) -> int:
+        """TTIs until the next decision."""
+        return self.decision_period_tti or obs.interval_tti
+
+    def _need_bits(self, obs: Observation) -> np.ndarray:
+        """Bits each UE can use until the next decision: its buffer, capped by its max rate."""
+        horizon_s = self._horizon_tti(obs) * obs.link.tti_s
+        return np.minimum(obs.buffer_bits, obs.max_rate_bps * horizon_s)
+
+    def _finish(self, obs: Observation, owner: np.ndarray) -> Allocation:
+        """Associate every UE with its serving RU, equal power per PRB; repair enforces slice caps."""
+        power = np.where(owner >= 0, (obs.ru_max_power_w / obs.n_prbs)[:, None], 0.0)
+        return repair_allocation(obs.serving_ru, owner, power, obs)
+
+
+class _MetricScheduler(_ClassicScheduler):
+    """Per PRB, give it to the UE with the highest metric; drop UEs whose need is covered."""
+
+    @abc.abstractmethod
+    def _metric(self, obs: Observation, cand: np.ndarray) -> np.ndarray:
+        """(C, K) metric of candidate UEs ``cand`` on each PRB."""
+
+    def decide(self, obs: Observation) -> Allocation:
+        owner = np.full((obs.n_rus, obs.n_prbs), -1, dtype=np.int64)
+        need = self._need_bits(obs)
+        prb_bits = obs.prb_rate_bps * (self._horizon_tti(obs) * obs.link.tti_s)  # (U, K) over the horizon
+        for r in range(obs.n_rus):
+            cand = np.flatnonzero((obs.serving_ru == r) & (need > 0))
+            if cand.size == 0:
+                continue
+            metric = self._metric(obs, cand)  # (C, K)
+            metric[prb_bits[cand] <= 0] = -np.inf
+            # Sequential greedy over PRBs k = 0..K-1: PRB k goes to the best candidate whose need is
+            # not yet covered. Sorting each PRB's candidates once keeps the loop in plain Python.
+            ranked = np.argsort(-metric, axis=0, kind="stable").T.tolist()  # (K, C) best first
+            usable = (metric > -np.inf).T.tolist()
+            bits = prb_bits[cand].T.tolist()
+            left = need[cand].tolist()
+            row = owner[r]
+            for k in range(obs.n_prbs):
+                ok_k = usable[k]
+                for i in ranked[k]:
+                    if not ok_k[i]:
+                        break  # the rest rank lower: -inf
+                    if left[i] > 0:
+                        row[k] = cand[i]
+                        left[i] -= bits[k][i]
+                        break
+        return self._finish(obs, owner)
+
+
+class ProportionalFair(_MetricScheduler):
+    name = "pf"
+
+    def _metric(self, obs, cand):
+        avg = np.maximum(obs.avg_throughput_bps[cand], 1.0)  # 1 bit/s floor: a new UE gets served first
+        return (self._weights(obs)[cand] / avg)[:, None] * obs.prb_rate_bps[cand]
+
+
+class MaxCqi(_MetricScheduler):
+    name = "maxcqi"
+
+    def _metric(self, obs, cand):
+        return self._weights(obs)[cand][:, None] * obs.prb_rate_bps[cand]
+
+
+class RoundRobin(_ClassicScheduler):
+    name = "rr"
+
+    def __init__(self, period_tti: int | None = None, slice_aware: bool = True):
+        super().__init__(period_tti, slice_aware)
+        self._pointer = 0
+
+    def reset(self, seed=None):
+        self._pointer = 0
+
+    def decide(self, obs: Observation) -> Allocation:
+        owner = np.full((obs.n_rus, obs.n_prbs), -1, dtype=np.int64)
+        need = self._need_bits(obs)
+        horizon_s = self._horizon_tti(obs) * obs.link.tti_s
+        wideband_bits = obs.prb_rate_bps.mean(axis=1) * horizon_s  # per PRB, RR ignores frequency
+        weights = self._weights(obs)
+        n = obs.n_ues
+        for r in range(obs.n_rus):
+            backlogged = (obs.serving_ru == r) & (need > 0) & (wideband_bits > 0)
+            order = (np.arange(n) + self._pointer) % n  # rotating start
+            ues = order[backlogged[order]]
+            if ues.size == 0:
+                continue
+            want = np.ceil(need[ues] / wideband_bits[ues]).astype(np.int64)  # PRBs that empty the buffer
+            share = obs.n_prbs * weights[ues] / weights[ues].sum()
+            quota = np.floor(share).astype(np.int64)
+            extra = obs.n_prbs - quota.sum()
+            if extra > 0:  # largest remainder; ties keep round-robin order
+                quota[np.argsort(-(share - quota), kind="stable")[:extra]] += 1
+            got = np.minimum(quota, want)
+            spare = obs.n_prbs - got.sum()
+            while spare > 0 and (got < want).any():  # hand unused PRBs on, in turn
+                for i in np.flatnonzero(got < want):
+                    if spare == 0:
+                        break
+                    got[i] += 1
+                    spare -= 1
+            owner[r, : got.sum()] = np.repeat(ues, got)
+        self._pointer = (self._pointer + 1) % max(n, 1)
+        return self._finish(obs, owner)

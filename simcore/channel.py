@@ -1,0 +1,201 @@
+"""Geometry and channel: UE drop, path loss, shadowing, correlated Rayleigh block fading.
+
+Gains are linear power gains g[u, r, k] (received power / transmitted power) for UE u, RU r, PRB k.
+Large-scale gain (path loss + shadowing) is fixed per drop; small-scale fading is Rayleigh per PRB
+per TTI with an AR(1) time correlation h_t = rho h_{t-1} + sqrt(1 - rho^2) w_t, w ~ CN(0, 1), so
+E|h|^2 = 1 at every TTI. PRBs fade independently (block fading per PRB).
+
+Path-loss models (d in metres, f in GHz unless stated):
+- ``uma`` / ``umi``: 3GPP TR 38.901 Table 7.4.1-1 (UMa, UMi street canyon), LOS with breakpoint,
+  NLOS as max(LOS, NLOS formula), LOS probability from Table 7.4.2-1 (UE heights <= 13 m).
+- ``cost231_128_1``: 128.1 + 37.6 log10(d / km) (3GPP TR 36.814 macro model, 2 GHz).
+- ``log_distance``: L0 + 10 n log10(d / d0), L0 default Friis free-space loss at d0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import j0
+
+from .scenario import Scenario
+from .units import SPEED_OF_LIGHT_M_S, db_to_lin
+
+#: Default shadowing standard deviation (dB) per model and LOS state: TR 38.901 Table 7.4.1-1.
+SHADOWING_SIGMA_DB = {
+    ("uma", True): 4.0, ("uma", False): 6.0,
+    ("umi", True): 4.0, ("umi", False): 7.82,
+    ("cost231_128_1", True): 8.0, ("cost231_128_1", False): 8.0,
+    ("log_distance", True): 0.0, ("log_distance", False): 0.0,
+}
+
+
+# ---------------------------------------------------------------------------------- path loss
+def _breakpoint_m(h_bs: float, h_ut: float, fc_ghz: float) -> float:
+    # d'_BP = 4 h'_BS h'_UT f_c / c with effective heights h - 1 m (h_E = 1 m for UE heights < 13 m).
+    return 4.0 * (h_bs - 1.0) * (h_ut - 1.0) * fc_ghz * 1e9 / SPEED_OF_LIGHT_M_S
+
+
+def pathloss_uma_db(d2d, h_bs: float, h_ut: float, fc_ghz: float, los) -> np.ndarray:
+    d2d = np.maximum(np.asarray(d2d, dtype=float), 10.0)
+    d3d = np.hypot(d2d, h_bs - h_ut)
+    d_bp = _breakpoint_m(h_bs, h_ut, fc_ghz)
+    pl1 = 28.0 + 22.0 * np.log10(d3d) + 20.0 * np.log10(fc_ghz)
+    pl2 = (28.0 + 40.0 * np.log10(d3d) + 20.0 * np.log10(fc_ghz)
+           - 9.0 * np.log10(d_bp**2 + (h_bs - h_ut) ** 2))
+    pl_los = np.where(d2d <= d_bp, pl1, pl2)
+    pl_nlos = 13.54 + 39.08 * np.log10(d3d) + 20.0 * np.log10(fc_ghz) - 0.6 * (h_ut - 1.5)
+    return np.where(los, pl_los, np.maximum(pl_los, pl_nlos))
+
+
+def pathloss_umi_db(d2d, h_bs: float, h_ut: float, fc_ghz: float, los) -> np.ndarray:
+    d2d = np.maximum(np.asarray(d2d, dtype=float), 10.0)
+    d3d = np.hypot(d2d, h_bs - h_ut)
+    d_bp = _breakpoint_m(h_bs, h_ut, fc_ghz)
+    pl1 = 32.4 + 21.0 * np.log10(d3d) + 20.0 * np.log10(fc_ghz)
+    pl2 = (32.4 + 40.0 * np.log10(d3d) + 20.0 * np.log10(fc_ghz)
+           - 9.5 * np.log10(d_bp**2 + (h_bs - h_ut) ** 2))
+    pl_los = np.where(d2d <= d_bp, pl1, pl2)
+    pl_nlos = 35.3 * np.log10(d3d) + 22.4 + 21.3 * np.log10(fc_ghz) - 0.3 * (h_ut - 1.5)
+    return np.where(los, pl_los, np.maximum(pl_los, pl_nlos))
+
+
+def pathloss_cost231_db(d2d) -> np.ndarray:
+    d_km = np.maximum(np.asarray(d2d, dtype=float), 1.0) / 1000.0
+    return 128.1 + 37.6 * np.log10(d_km)
+
+
+def friis_loss_db(d_m: float, fc_ghz: float) -> float:
+    lam = SPEED_OF_LIGHT_M_S / (fc_ghz * 1e9)
+    return float(20.0 * np.log10(4.0 * np.pi * d_m / lam))
+
+
+def pathloss_log_distance_db(d3d, fc_ghz: float, exponent: float, d0_m: float, l0_db: float | None):
+    if l0_db is None:
+        l0_db = friis_loss_db(d0_m, fc_ghz)
+    d = np.maximum(np.asarray(d3d, dtype=float), d0_m)
+    return l0_db + 10.0 * exponent * np.log10(d / d0_m)
+
+
+def los_probability(model: str, d2d) -> np.ndarray:
+    """TR 38.901 Table 7.4.2-1 for UE heights <= 13 m; 1 for models without a LOS notion."""
+    d = np.maximum(np.asarray(d2d, dtype=float), 1e-9)
+    if model == "uma":
+        p = 18.0 / d + np.exp(-d / 63.0) * (1.0 - 18.0 / d)
+    elif model == "umi":
+        p = 18.0 / d + np.exp(-d / 36.0) * (1.0 - 18.0 / d)
+    else:
+        return np.ones_like(d)
+    return np.where(d <= 18.0, 1.0, p)
+
+
+def pathloss_db(s: Scenario, d2d: np.ndarray, h_bs: np.ndarray, los: np.ndarray) -> np.ndarray:
+    """Path loss (dB) for every (UE, RU) pair; ``d2d``, ``los``: (U, R); ``h_bs``: (R,)."""
+    ch, fc, h_ut = s.channel, s.cell.carrier_ghz, s.channel.ue_height_m
+    out = np.empty_like(d2d)
+    for r, hb in enumerate(h_bs):
+        if ch.pathloss == "uma":
+            out[:, r] = pathloss_uma_db(d2d[:, r], hb, h_ut, fc, los[:, r])
+        elif ch.pathloss == "umi":
+            out[:, r] = pathloss_umi_db(d2d[:, r], hb, h_ut, fc, los[:, r])
+        elif ch.pathloss == "cost231_128_1":
+            out[:, r] = pathloss_cost231_db(d2d[:, r])
+        else:
+            ld = ch.log_distance
+            out[:, r] = pathloss_log_distance_db(np.hypot(d2d[:, r], hb - h_ut), fc, ld.exponent,
+                                                 ld.reference_distance_m, ld.reference_loss_db)
+    return out
+
+
+# ----------------------------------------------------------------------------------- geometry
+@dataclass(frozen=True)
+class Geometry:
+    """Where everything is. UEs are numbered slice by slice, and within a slice RU by RU."""
+
+    ru_xy_m: np.ndarray  # (R, 2)
+    ru_height_m: np.ndarray  # (R,)
+    ue_xy_m: np.ndarray  # (U, 2)
+    ue_slice: np.ndarray  # (U,) int slice index
+    ue_home_ru: np.ndarray  # (U,) int RU whose disc the UE was dropped in
+    dist2d_m: np.ndarray  # (U, R)
+    los: np.ndarray  # (U, R) bool
+
+
+def drop_ues(s: Scenario, rng: np.random.Generator) -> Geometry:
+    """Drop every slice's UEs uniformly (by area) in the annulus [min_distance, radius] of each RU."""
+    ru_xy = np.array([[ru.x_m, ru.y_m] for ru in s.cell.rus], dtype=float)
+    ru_h = np.array([ru.height_m for ru in s.cell.rus], dtype=float)
+    r_min, r_max = s.ue_drop.min_distance_m, s.ue_drop.radius_m
+    xy, sl, home = [], [], []
+    for si, slc in enumerate(s.slices):
+        for r in range(len(ru_xy)):
+            n = slc.ues
+            rho = np.sqrt(rng.uniform(r_min**2, r_max**2, n))  # uniform by area
+            phi = rng.uniform(0.0, 2.0 * np.pi, n)
+            xy.append(ru_xy[r] + np.column_stack([rho * np.cos(phi), rho * np.sin(phi)]))
+            sl.append(np.full(n, si))
+            home.append(np.full(n, r))
+    ue_xy = np.concatenate(xy) if xy else np.zeros((0, 2))
+    d2d = np.linalg.norm(ue_xy[:, None, :] - ru_xy[None, :, :], axis=2)
+    mode = s.channel.los
+    if mode == "los":
+        los = np.ones(d2d.shape, dtype=bool)
+    elif mode == "nlos":
+        los = np.zeros(d2d.shape, dtype=bool)
+    else:
+        los = rng.uniform(size=d2d.shape) < los_probability(s.channel.pathloss, d2d)
+    return Geometry(ru_xy, ru_h, ue_xy, np.concatenate(sl).astype(np.int64),
+                    np.concatenate(home).astype(np.int64), d2d, los)
+
+
+def fading_correlation(s: Scenario) -> float:
+    """AR(1) coefficient between consecutive TTIs: configured, or Jakes' J0(2 pi f_D T_TTI)."""
+    if s.channel.fading_correlation is not None:
+        return float(s.channel.fading_correlation)
+    f_d = (s.channel.ue_speed_kmh / 3.6) * s.cell.carrier_ghz * 1e9 / SPEED_OF_LIGHT_M_S
+    return float(np.clip(j0(2.0 * np.pi * f_d * s.cell.tti_s), 0.0, 1.0))
+
+
+class Channel:
+    """Channel state of one drop; ``advance()`` moves the fading on by one TTI."""
+
+    def __init__(self, s: Scenario, geo: Geometry, rng: np.random.Generator):
+        self._rng = rng
+        pl = pathloss_db(s, geo.dist2d_m, geo.ru_height_m, geo.los)
+        if s.channel.shadowing_sigma_db is not None:
+            sigma = np.full(pl.shape, s.channel.shadowing_sigma_db)
+        else:
+            sigma = np.vectorize(lambda l: SHADOWING_SIGMA_DB[(s.channel.pathloss, bool(l))])(geo.los) \
+                if pl.size else np.zeros(pl.shape)
+        self.shadowing_db = sigma * rng.standard_normal(pl.shape)
+        self.pathloss_db = pl
+        #: (U, R) linear large-scale gain
+        self.large_scale_gain = db_to_lin(-(pl + self.shadowing_db))
+        self.rho = fading_correlation(s)
+        self._innov = float(np.sqrt(max(0.0, 1.0 - self.rho**2)))
+        self.n_prbs = s.cell.prbs_per_ru
+        self.rayleigh = s.channel.fading == "rayleigh"
+        shape = (*pl.shape, self.n_prbs)
+        if self.rayleigh:
+            # h = (re, im) with E|h|^2 = 1: each part N(0, 1/2); kept as float32 (2, U, R, K)
+            self._h = rng.standard_normal((2, *shape), dtype=np.float32) * np.float32(np.sqrt(0.5))
+            self._w = np.empty_like(self._h)
+            self.gain = np.empty(shape)
+            self._refresh_gain()
+        else:
+            self.gain = np.repeat(self.large_scale_gain[:, :, None], self.n_prbs, axis=2)
+
+    def _refresh_gain(self) -> None:
+        h = self._h
+        np.multiply(self.large_scale_gain[:, :, None], h[0] * h[0] + h[1] * h[1], out=self.gain)
+
+    def advance(self) -> None:
+        """Next TTI's fading: h <- rho h + sqrt(1 - rho^2) w; refreshes ``gain`` (U, R, K)."""
+        if not self.rayleigh:
+            return
+        self._rng.standard_normal(dtype=np.float32, out=self._w)
+        self._h *= np.float32(self.rho)
+        self._w *= np.float32(self._innov * np.sqrt(0.5))
+        self._h += self._w
+        self._refresh_gain()

@@ -1,0 +1,223 @@
+"""The contracts policies and PHY backends plug into (DESIGN.md §3).
+
+Shapes are per scheduling decision: U UEs, R RUs, K PRBs per RU, S slices.
+
+- ``Observation``: what a policy sees.
+- ``Allocation``: what a policy returns (association, PRB owners, power per PRB).
+- ``Policy``: ``reset(seed)`` then ``decide(obs) -> Allocation`` every decision period.
+- ``PhyBackend``: ``open(...)``, ``step(tti, allocation, gain) -> PhyTtiResult``, ``close()``.
+- ``check_allocation``: the one feasibility check (raises ``InfeasibleAllocation`` naming the budget).
+- ``repair_allocation``: the one repair of a raw (e.g. learned) output into a feasible allocation.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+from .phy import LinkModel, PhyTtiResult
+
+#: Relative tolerance on power budgets (float rounding of sums).
+POWER_RTOL = 1e-9
+
+
+@dataclass(frozen=True)
+class Observation:
+    """State of the network at a decision instant (arrays are read-only views; do not modify)."""
+
+    tti: int
+    time_s: float
+    # per UE
+    slice_id: np.ndarray  # (U,) int
+    serving_ru: np.ndarray  # (U,) int: RU with the strongest large-scale gain
+    gain: np.ndarray  # (U, R, K) linear channel power gain this TTI (perfect CSI at decision time)
+    prb_sinr: np.ndarray  # (U, K) linear SINR on each PRB of the serving RU (equal power, full interference)
+    prb_rate_bps: np.ndarray  # (U, K) rate the link model gives that SINR
+    buffer_bits: np.ndarray  # (U,) bits queued at the DU for the UE
+    hol_delay_ms: np.ndarray  # (U,) age of the head-of-line packet (0 if empty)
+    avg_throughput_bps: np.ndarray  # (U,) EWMA of served rate, time constant EWMA_TTI TTIs
+    qos_met_last: np.ndarray  # (U,) bool: rate target met (or buffer drained) over the last interval
+    min_rate_bps: np.ndarray  # (U,)
+    max_rate_bps: np.ndarray  # (U,)
+    max_delay_ms: np.ndarray  # (U,)
+    # constants of the scenario
+    slice_weight: np.ndarray  # (S,)
+    slice_names: tuple[str, ...]
+    ru_max_power_w: np.ndarray  # (R,)
+    slice_power_cap_w: np.ndarray  # (S,) per RU; inf where none
+    interval_tti: int
+    link: LinkModel
+
+    @property
+    def n_ues(self) -> int:
+        return self.slice_id.shape[0]
+
+    @property
+    def n_rus(self) -> int:
+        return self.ru_max_power_w.shape[0]
+
+    @property
+    def n_prbs(self) -> int:
+        return self.gain.shape[2]
+
+    @functools.cached_property
+    def cqi(self) -> np.ndarray:
+        """(U, K) CQI 0..15 each UE would report for each PRB of its serving RU."""
+        return self.link.cqi(self.prb_sinr)
+
+    @functools.cached_property
+    def wideband_sinr_db(self) -> np.ndarray:
+        """(U,) mean over PRBs of the serving-RU SINR estimate, dB."""
+        with np.errstate(divide="ignore"):
+            return 10 * np.log10(self.prb_sinr.mean(axis=1))
+
+    @property
+    def ue_weight(self) -> np.ndarray:
+        """(U,) slice weight of each UE."""
+        return self.slice_weight[self.slice_id]
+
+
+@dataclass
+class Allocation:
+    """One decision. ``ue_ru`` (U,) int, -1 = not served; ``prb_owner`` (R, K) int UE index, -1 = idle;
+    ``power_w`` (R, K) transmit power per PRB (W)."""
+
+    ue_ru: np.ndarray
+    prb_owner: np.ndarray
+    power_w: np.ndarray
+    info: dict = field(default_factory=dict)  # free-form notes from the policy (e.g. solver status)
+
+    @staticmethod
+    def empty(n_ues: int, n_rus: int, n_prbs: int) -> "Allocation":
+        return Allocation(np.full(n_ues, -1, dtype=np.int64), np.full((n_rus, n_prbs), -1, dtype=np.int64),
+                          np.zeros((n_rus, n_prbs)))
+
+
+class InfeasibleAllocation(ValueError):
+    """An allocation breaks a budget; the message names it."""
+
+
+def check_allocation(alloc: Allocation, obs: Observation) -> None:
+    """Raise ``InfeasibleAllocation`` naming the first broken budget; return None if feasible."""
+    n_ue, n_ru, n_prb = obs.n_ues, obs.n_rus, obs.n_prbs
+    if alloc.ue_ru.shape != (n_ue,):
+        raise InfeasibleAllocation(f"ue_ru has shape {alloc.ue_ru.shape}, expected ({n_ue},)")
+    if alloc.prb_owner.shape != (n_ru, n_prb) or alloc.power_w.shape != (n_ru, n_prb):
+        raise InfeasibleAllocation(
+            f"prb_owner {alloc.prb_owner.shape} / power_w {alloc.power_w.shape}, expected ({n_ru}, {n_prb})")
+    if n_ue and (alloc.ue_ru.min() < -1 or alloc.ue_ru.max() >= n_ru):
+        raise InfeasibleAllocation("association: ue_ru holds an RU index out of range")
+    if alloc.prb_owner.min() < -1 or alloc.prb_owner.max() >= n_ue:
+        raise InfeasibleAllocation("PRB assignment: prb_owner holds a UE index out of range")
+    owned = alloc.prb_owner >= 0
+    wrong = owned & (alloc.ue_ru[np.where(owned, alloc.prb_owner, 0)] != _ru_index(n_ru))
+    if wrong.any():
+        r, k = map(int, np.argwhere(wrong)[0])
+        raise InfeasibleAllocation(
+            f"PRB exclusivity: PRB {k} of RU {r} given to UE {alloc.prb_owner[r, k]} which is not associated with RU {r}")
+    p = alloc.power_w
+    if not (p >= 0).all() or not np.isfinite(p).all():
+        raise InfeasibleAllocation("power: negative or non-finite power on some PRB")
+    if p[~owned].any():
+        raise InfeasibleAllocation("power: idle PRBs must carry no power")
+    ru_total = p.sum(axis=1)
+    over = ru_total > obs.ru_max_power_w * (1 + POWER_RTOL)
+    if over.any():
+        r = int(np.argmax(over))
+        raise InfeasibleAllocation(
+            f"RU power budget: RU {r} transmits {ru_total[r]:.6g} W > {obs.ru_max_power_w[r]:.6g} W")
+    if np.isfinite(obs.slice_power_cap_w).any():
+        per_slice = slice_power_w(alloc, obs)  # (R, S)
+        over = per_slice > obs.slice_power_cap_w[None, :] * (1 + POWER_RTOL)
+        if over.any():
+            r, si = map(int, np.argwhere(over)[0])
+            raise InfeasibleAllocation(
+                f"slice power cap: slice '{obs.slice_names[si]}' on RU {r} uses {per_slice[r, si]:.6g} W "
+                f"> {obs.slice_power_cap_w[si]:.6g} W")
+
+
+def _ru_index(n_ru: int) -> np.ndarray:
+    """(R, 1) RU indices, to compare with (R, K) arrays."""
+    return np.arange(n_ru)[:, None]
+
+
+def slice_power_w(alloc: Allocation, obs: Observation) -> np.ndarray:
+    """(R, S) power each slice uses on each RU."""
+    n_s = obs.slice_weight.shape[0]
+    owned = alloc.prb_owner >= 0
+    sl = np.where(owned, obs.slice_id[np.where(owned, alloc.prb_owner, 0)], n_s)
+    out = np.zeros((obs.n_rus, n_s + 1))
+    np.add.at(out, (np.broadcast_to(np.arange(obs.n_rus)[:, None], sl.shape), sl), alloc.power_w)
+    return out[:, :n_s]
+
+
+def repair_allocation(ue_ru, prb_owner, power_w, obs: Observation) -> Allocation:
+    """Turn a raw decision into a feasible one, changing as little as the budgets force.
+
+    - association indices outside [-1, R) become -1 (not served);
+    - a PRB owned by an invalid UE, or by a UE not associated with that RU, becomes idle;
+    - negative / non-finite power becomes 0, idle PRBs carry no power;
+    - each slice's power on each RU is scaled down to its cap, then each RU's total to its budget.
+    """
+    n_ue, n_ru, n_prb = obs.n_ues, obs.n_rus, obs.n_prbs
+    ue_ru = np.asarray(ue_ru, dtype=np.int64).reshape(n_ue).copy()
+    ue_ru[(ue_ru < -1) | (ue_ru >= n_ru)] = -1
+    owner = np.asarray(prb_owner, dtype=np.int64).reshape(n_ru, n_prb).copy()
+    owner[(owner < -1) | (owner >= n_ue)] = -1
+    owned = owner >= 0
+    owner[owned & (ue_ru[np.where(owned, owner, 0)] != _ru_index(n_ru))] = -1
+    owned = owner >= 0
+    p = np.asarray(power_w, dtype=float).reshape(n_ru, n_prb)
+    p = np.where(owned & (p > 0) & np.isfinite(p), p, 0.0)
+    alloc = Allocation(ue_ru, owner, p)
+    caps = obs.slice_power_cap_w
+    if np.isfinite(caps).any():
+        per_slice = slice_power_w(alloc, obs)
+        scale = np.where(per_slice > caps[None, :], caps[None, :] / np.maximum(per_slice, 1e-300), 1.0)
+        sl = obs.slice_id[np.where(owned, owner, 0)]
+        p *= np.where(owned, scale[np.broadcast_to(_ru_index(n_ru), sl.shape), sl], 1.0)
+    total = p.sum(axis=1)
+    over = total > obs.ru_max_power_w
+    if over.any():
+        p *= np.where(over, obs.ru_max_power_w / np.maximum(total, 1e-300), 1.0)[:, None]
+    return alloc
+
+
+def weighted_sum_rate(alloc: Allocation, obs: Observation) -> float:
+    """Objective of the snapshot problem: sum_s w_s sum_{u in s} r[u] (bit/s) at decision-time CSI."""
+    rates = obs.link.ue_rates_bps(obs.gain, alloc.ue_ru, alloc.prb_owner, alloc.power_w)
+    return float(np.dot(obs.ue_weight, rates))
+
+
+class Policy(abc.ABC):
+    """An allocation policy. Found by name through the ``oransim.policies`` entry points.
+
+    ``decision_period_tti``: None = decide every scheduling interval of the scenario (RIC xApps);
+    an int overrides it (classic MAC schedulers decide every TTI).
+    """
+
+    name: ClassVar[str] = "policy"
+    decision_period_tti: int | None = None
+
+    def reset(self, seed: int | None = None) -> None:  # noqa: B027 - optional hook
+        """Called once before the run with the run's policy seed."""
+
+    @abc.abstractmethod
+    def decide(self, obs: Observation) -> Allocation:
+        """Return a feasible allocation for this observation."""
+
+
+class PhyBackend(Protocol):
+    """Turns an allocation and the channel into per-PRB SINR and delivered bits, one TTI at a time."""
+
+    name: str
+
+    def open(self, scenario, geometry, link: LinkModel) -> None: ...
+
+    def step(self, tti: int, allocation: Allocation, gain: np.ndarray) -> PhyTtiResult: ...
+
+    def close(self) -> None: ...

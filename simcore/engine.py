@@ -1,0 +1,258 @@
+"""The SimPy engine: one O-RAN downlink, TTI by TTI.
+
+Processes (SimPy time unit: integer nanoseconds, so TTI boundaries never drift):
+
+- ``traffic``: at the start of each TTI window, draws every slice's arrivals in that window and
+  passes them through the CU and then the DU processing queues (``processing.FifoServer``).
+- ``clock``: at each TTI boundary moves the fading on, admits packets that left the DU into the UE
+  buffers (tail drop on overflow), drops expired packets, then fires the ``tick`` event.
+- ``ric``: on every ``tick`` whose index is a multiple of the decision period, builds an
+  ``Observation``, asks the policy for an ``Allocation`` and checks it.
+- ``mac``: on every ``tick``, hands the current allocation to the PHY backend and serves the UE
+  FIFOs with the bits each UE's PRBs carried.
+
+``ric`` and ``mac`` wait on the same ``tick`` event and are resumed in the order they subscribed
+(``ric`` first), so a decision made at TTI k is used from TTI k on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import simpy
+
+from .buffers import DELIVERED, DROPPED, PROCESSING, QUEUED, PacketTable, UeBuffers
+from .channel import Channel, drop_ues
+from .contracts import Allocation, InfeasibleAllocation, Observation, Policy, check_allocation, weighted_sum_rate
+from .phy import LinkModel
+from .processing import FifoServer
+from .recorder import TtiRecorder, packets_frame
+from .scenario import Scenario
+from .traffic import make_source
+from .units import dbm_to_w
+
+#: Time constant (TTIs) of the per-UE throughput average in the observation (textbook PF t_c).
+EWMA_TTI = 100
+
+
+class SimulationError(RuntimeError):
+    """The run could not go on (e.g. a policy returned an infeasible allocation)."""
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    policy_name: str
+    phy_name: str
+    packets: object  # pandas.DataFrame
+    tti: object
+    decisions: object
+    counts: dict
+    wall_s: float
+
+
+class Engine:
+    def __init__(self, scenario: Scenario, policy: Policy, phy, progress: Callable[[int, int], None] | None = None):
+        s = self.s = scenario
+        self.policy = policy
+        self.phy = phy
+        self.progress = progress
+        seq = np.random.SeedSequence(s.seed)
+        rng_geo, rng_chan, rng_traffic, rng_proc, rng_policy = (np.random.default_rng(x) for x in seq.spawn(5))
+        self.policy_seed = int(rng_policy.integers(2**63))
+
+        # --- topology, channel, link
+        self.geo = drop_ues(s, rng_geo)
+        self.channel = Channel(s, self.geo, rng_chan)
+        self.link = LinkModel.from_scenario(s)
+        self.n_ues, self.n_rus, self.n_prbs = self.geo.ue_slice.size, s.n_ru, s.cell.prbs_per_ru
+        self.tti_s = s.cell.tti_s
+        self.tti_ns = int(round(self.tti_s * 1e9))
+        self.n_tti = s.n_tti
+        self.fh_latency_s = s.fronthaul.latency_us * 1e-6
+
+        ue_slice = self.geo.ue_slice
+        sl = s.slices
+        per_slice = lambda f: np.array([f(x) for x in sl], dtype=float)[ue_slice]  # noqa: E731
+        self.slice_weight = np.array([x.weight for x in sl], dtype=float)
+        self.slice_names = tuple(x.name for x in sl)
+        self.min_rate_bps = per_slice(lambda x: x.min_rate_mbps * 1e6)
+        self.max_rate_bps = per_slice(lambda x: x.max_rate_mbps * 1e6)
+        self.max_delay_ms = per_slice(lambda x: x.max_delay_ms)
+        self.ru_max_power_w = dbm_to_w([ru.max_power_dbm for ru in s.cell.rus])
+        self.slice_power_cap_w = np.array(
+            [dbm_to_w(x.power_cap_dbm) if x.power_cap_dbm is not None else np.inf for x in sl], dtype=float)
+        self.serving_ru = np.argmax(self.channel.large_scale_gain, axis=1) if self.n_ues else np.zeros(0, int)
+
+        # --- traffic and processing
+        traffic_rngs = [np.random.default_rng(x) for x in np.random.SeedSequence(rng_traffic.integers(2**63)).spawn(len(sl))]
+        self.sources = [make_source(x.traffic, np.flatnonzero(ue_slice == i), traffic_rngs[i]) for i, x in enumerate(sl)]
+        rng_cu, rng_du = (np.random.default_rng(x) for x in np.random.SeedSequence(rng_proc.integers(2**63)).spawn(2))
+        self.cu = FifoServer(s.processing.cu.service_rate_pps, s.processing.cu.service, rng_cu)
+        self.du = FifoServer(s.processing.du.service_rate_pps, s.processing.du.service, rng_du)
+        self.packets = PacketTable()
+        self.buffers = UeBuffers(
+            self.n_ues,
+            buffer_limit_bits=per_slice(lambda x: x.buffer_limit_kbytes * 8000.0),
+            deadline_s=self.max_delay_ms * 1e-3,
+            drop_late=np.array([x.drop_late for x in sl], dtype=bool)[ue_slice],
+            packets=self.packets,
+        )
+
+        # --- MAC / RIC state
+        self.allocation = Allocation.empty(self.n_ues, self.n_rus, self.n_prbs)
+        self.avg_tput_bps = np.zeros(self.n_ues)
+        self.served_in_interval = np.zeros(self.n_ues)
+        self.qos_met_last = np.ones(self.n_ues, dtype=bool)
+        self.decision_period = policy.decision_period_tti or s.scheduling.interval_tti
+        self.decisions: list[dict] = []
+        self.tti_rec = TtiRecorder(self.n_tti, self.n_ues, s.record.tti)
+        self.served_bits_total = np.zeros(self.n_ues)
+
+        self.env = simpy.Environment()
+        self._tick = self.env.event()
+
+    # ------------------------------------------------------------------------------- processes
+    def _traffic_process(self):
+        for k in range(self.n_tti):
+            t0, t1 = k * self.tti_s, (k + 1) * self.tti_s
+            batches = [src.arrivals(t0, t1) for src in self.sources]
+            t = np.concatenate([b[0] for b in batches])
+            if t.size:
+                order = np.argsort(t, kind="stable")
+                t = t[order]
+                ue = np.concatenate([b[1] for b in batches])[order]
+                size = np.concatenate([b[2] for b in batches])[order]
+                cu_dep = self.cu.serve(t)
+                du_dep = self.du.serve(cu_dep)
+                self.packets.add(ue, size, t, cu_dep, du_dep)
+            yield self.env.timeout(self.tti_ns)
+
+    def _clock_process(self):
+        step = max(1, self.n_tti // 200)
+        for k in range(self.n_tti):
+            if k:
+                self.channel.advance()
+            now = k * self.tti_s
+            self.buffers.admit_ready(now)
+            self.buffers.expire(now)
+            tick, self._tick = self._tick, self.env.event()
+            tick.succeed(k)
+            if self.progress is not None and k % step == 0:
+                self.progress(k, self.n_tti)
+            yield self.env.timeout(self.tti_ns)
+
+    def _ric_process(self):
+        interval = self.s.scheduling.interval_tti
+        while True:
+            k = yield self._tick
+            if k % interval == 0 and k:
+                self._close_qos_interval(interval)
+            if k % self.decision_period == 0:
+                self._decide(k)
+
+    def _mac_process(self):
+        while True:
+            k = yield self._tick
+            self._transmit(k)
+
+    # ------------------------------------------------------------------------------ the steps
+    def observation(self, k: int) -> Observation:
+        gain = self.channel.gain
+        prb_rate, sinr = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w)
+        now = k * self.tti_s
+        hol = self.buffers.hol_arrival_s
+        return Observation(
+            tti=k, time_s=now, slice_id=self.geo.ue_slice, serving_ru=self.serving_ru, gain=gain,
+            prb_sinr=sinr, prb_rate_bps=prb_rate,
+            buffer_bits=self.buffers.backlog_bits,
+            hol_delay_ms=np.where(np.isfinite(hol), (now - hol) * 1e3, 0.0),
+            avg_throughput_bps=self.avg_tput_bps.copy(), qos_met_last=self.qos_met_last.copy(),
+            min_rate_bps=self.min_rate_bps, max_rate_bps=self.max_rate_bps, max_delay_ms=self.max_delay_ms,
+            slice_weight=self.slice_weight, slice_names=self.slice_names, ru_max_power_w=self.ru_max_power_w,
+            slice_power_cap_w=self.slice_power_cap_w, interval_tti=self.s.scheduling.interval_tti, link=self.link,
+        )
+
+    def _decide(self, k: int) -> None:
+        obs = self.observation(k)
+        t0 = time.perf_counter()
+        alloc = self.policy.decide(obs)
+        solve_ms = (time.perf_counter() - t0) * 1e3
+        try:
+            check_allocation(alloc, obs)
+        except InfeasibleAllocation as exc:
+            raise SimulationError(f"policy '{self.policy.name}' returned an infeasible allocation at TTI {k}: {exc}") from None
+        self.allocation = alloc
+        self.decisions.append({
+            "tti": k, "time_s": k * self.tti_s, "objective_bps": weighted_sum_rate(alloc, obs),
+            "solve_ms": solve_ms, "served_ues": int((alloc.ue_ru >= 0).sum()),
+            "active_prbs": int((alloc.prb_owner >= 0).sum()), "power_w": float(alloc.power_w.sum()),
+            "ue_ru": alloc.ue_ru.astype(np.int16), "prb_owner": alloc.prb_owner.ravel().astype(np.int16),
+            "prb_power_w": alloc.power_w.ravel().astype(np.float32),
+        })
+
+    def _transmit(self, k: int) -> None:
+        alloc = self.allocation
+        now = k * self.tti_s
+        res = self.phy.step(k, alloc, self.channel.gain)
+        owner = alloc.prb_owner
+        mask = owner >= 0
+        own = owner[mask]
+        n = self.n_ues
+        capacity = np.bincount(own, weights=res.prb_bits[mask], minlength=n)
+        served = self.buffers.serve(capacity, now, now + self.tti_s + self.fh_latency_s)
+        self.served_bits_total += served
+        self.served_in_interval += served
+        self.avg_tput_bps += (served / self.tti_s - self.avg_tput_bps) / EWMA_TTI
+        if self.tti_rec.enabled:
+            prbs = np.bincount(own, minlength=n)
+            with np.errstate(divide="ignore"):
+                sinr_sum = np.bincount(own, weights=10 * np.log10(res.prb_sinr[mask]), minlength=n)
+                sinr_db = np.where(prbs > 0, sinr_sum / np.maximum(prbs, 1), np.nan)
+            power = np.bincount(own, weights=alloc.power_w[mask], minlength=n)
+            self.tti_rec.record(k, served, prbs, sinr_db, power, self.buffers.backlog_bits)
+
+    def _close_qos_interval(self, interval: int) -> None:
+        rate = self.served_in_interval / (interval * self.tti_s)
+        self.qos_met_last = (rate >= self.min_rate_bps) | (self.buffers.backlog_bits <= 0)
+        self.served_in_interval[:] = 0.0
+
+    # ------------------------------------------------------------------------------------ run
+    def run(self) -> RunResult:
+        import pandas as pd
+
+        t0 = time.perf_counter()
+        self.policy.reset(self.policy_seed)
+        self.phy.open(self.s, self.geo, self.link)
+        try:
+            env = self.env
+            env.process(self._ric_process())  # subscribe to tick before mac: decide, then transmit
+            env.process(self._mac_process())
+            env.process(self._traffic_process())
+            env.process(self._clock_process())
+            env.run(until=self.n_tti * self.tti_ns)
+        finally:
+            self.phy.close()
+        if self.progress is not None:
+            self.progress(self.n_tti, self.n_tti)
+        wall = time.perf_counter() - t0
+        packets = packets_frame(self.packets, self.geo.ue_slice, self.slice_names, self.fh_latency_s)
+        decisions = pd.DataFrame(self.decisions)
+        return RunResult(self.s, self.policy.name, getattr(self.phy, "name", "?"), packets,
+                         self.tti_rec.frame(self.tti_s), decisions, self.conservation(), wall)
+
+    def conservation(self) -> dict:
+        """Packet and bit accounting at the current time (see DESIGN.md: conservation)."""
+        st = self.packets.view("status")
+        size = self.packets.view("size_bits")
+        out = {"generated_packets": int(st.size), "generated_bits": float(size.sum())}
+        for code, name in ((DELIVERED, "delivered"), (DROPPED, "dropped"), (QUEUED, "queued"), (PROCESSING, "processing")):
+            m = st == code
+            out[f"{name}_packets"] = int(m.sum())
+            out[f"{name}_bits"] = float(size[m].sum())
+        out["buffer_bits"] = float(self.buffers.backlog_bits.sum())
+        out["served_bits"] = float(self.served_bits_total.sum())
+        return out

@@ -1,0 +1,168 @@
+"""Run folders: ``manifest.json`` + ``packets.parquet`` + ``tti.parquet`` + ``decisions.parquet``.
+
+A run folder is built in a temporary sibling directory and renamed into place only when every
+file is complete, so a failed run never leaves a half-written table and an existing folder is
+replaced only by a complete one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .buffers import DROP_REASON_NAMES, STATUS_NAMES, PacketTable
+
+TABLES = ("packets", "tti", "decisions")
+
+
+class RunExistsError(FileExistsError):
+    pass
+
+
+class TtiRecorder:
+    """Per TTI per UE rows, stored in preallocated (T, U) arrays."""
+
+    def __init__(self, n_tti: int, n_ues: int, enabled: bool):
+        self.enabled = enabled
+        shape = (n_tti, n_ues) if enabled else (0, n_ues)
+        self.served_bits = np.zeros(shape)
+        self.prbs = np.zeros(shape, dtype=np.int16)
+        self.sinr_db = np.full(shape, np.nan, dtype=np.float32)
+        self.power_w = np.zeros(shape, dtype=np.float32)
+        self.buffer_bits = np.zeros(shape)
+        self.n = 0
+
+    def record(self, k, served, prbs, sinr_db, power_w, buffer_bits) -> None:
+        if not self.enabled:
+            return
+        self.served_bits[k] = served
+        self.prbs[k] = prbs
+        self.sinr_db[k] = sinr_db
+        self.power_w[k] = power_w
+        self.buffer_bits[k] = buffer_bits
+        self.n = k + 1
+
+    def frame(self, tti_s: float) -> pd.DataFrame:
+        n, n_ues = self.n, self.served_bits.shape[1]
+        tti = np.repeat(np.arange(n, dtype=np.int32), n_ues)
+        return pd.DataFrame({
+            "tti": tti,
+            "time_s": tti * tti_s,
+            "ue": np.tile(np.arange(n_ues, dtype=np.int32), n),
+            "served_bits": self.served_bits[:n].ravel(),
+            "prbs": self.prbs[:n].ravel(),
+            "sinr_db": self.sinr_db[:n].ravel(),
+            "power_w": self.power_w[:n].ravel(),
+            "buffer_bits": self.buffer_bits[:n].ravel(),
+        })
+
+
+def packets_frame(pk: PacketTable, ue_slice: np.ndarray, slice_names, fh_latency_s: float) -> pd.DataFrame:
+    """One row per packet with its delay split into components (ms); NaN where not applicable."""
+    ue = pk.view("ue")
+    status = pk.view("status")
+    arrival, cu, du = pk.view("arrival_s"), pk.view("cu_depart_s"), pk.view("du_depart_s")
+    first_tx, done = pk.view("first_tx_s"), pk.view("done_s")
+    delivered = status == 2
+    processed = status != 0
+    fh_ms = np.where(delivered, fh_latency_s * 1e3, np.nan)
+    tx_end = done - fh_latency_s
+    cats = pd.CategoricalDtype(list(slice_names))
+    return pd.DataFrame({
+        "packet_id": np.arange(pk.n, dtype=np.int64),
+        "ue": ue,
+        "slice": pd.Categorical.from_codes(ue_slice[ue], dtype=cats),
+        "size_bytes": (pk.view("size_bits") / 8).astype(np.int64),
+        "arrival_s": arrival,
+        "cu_ms": np.where(processed, (cu - arrival) * 1e3, np.nan),
+        "du_ms": np.where(processed, (du - cu) * 1e3, np.nan),
+        "queue_ms": np.where(delivered, (first_tx - du) * 1e3, np.nan),
+        "tx_ms": np.where(delivered, (tx_end - first_tx) * 1e3, np.nan),
+        "fh_ms": fh_ms,
+        "delay_ms": np.where(delivered, (done - arrival) * 1e3, np.nan),
+        "delivered_s": np.where(delivered, done, np.nan),
+        "dropped_s": np.where(status == 3, done, np.nan),
+        "drop_reason": pd.Categorical.from_codes(pk.view("drop_reason"), categories=list(DROP_REASON_NAMES)),
+        "status": pd.Categorical.from_codes(status, categories=list(STATUS_NAMES)),
+    })
+
+
+# ------------------------------------------------------------------------------- manifest
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("oransim", "simpy", "numpy", "scipy", "pandas", "pyarrow", "pydantic", "torch", "ns3"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_revision() -> str:
+    """HEAD of the repository holding this source tree, '+dirty' if it has uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        if not rev:
+            return "unknown"
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+# ---------------------------------------------------------------------------------- writing
+def _write_table(df: pd.DataFrame, path: Path) -> None:
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    pq.write_table(table, path, compression="zstd")
+
+
+def write_run_folder(out_dir: str | Path, manifest: dict, tables: dict[str, pd.DataFrame],
+                     overwrite: bool = False) -> Path:
+    """Write a complete run folder atomically (temporary sibling, then rename)."""
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise RunExistsError(f"{out} already exists (pass --overwrite to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        for name, df in tables.items():
+            _write_table(df, tmp / f"{name}.parquet")
+        with open(tmp / "manifest.json", "w") as fh:
+            json.dump(manifest, fh, indent=2, sort_keys=True, default=_json_default)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if out.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, trash / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)

@@ -1,0 +1,46 @@
+"""Run a scenario end to end and write its run folder (the library entry the CLI calls)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+from .engine import Engine, RunResult
+from .plugins import make_phy, make_policy
+from .recorder import git_revision, package_versions, write_run_folder
+from .scenario import Scenario
+
+
+def simulate(scenario: Scenario, progress=None) -> RunResult:
+    """Build the policy and PHY named in the scenario and run the engine."""
+    policy = make_policy(scenario.policy.name, scenario.policy.params)
+    phy = make_phy(scenario.phy.backend, scenario.phy.params)
+    return Engine(scenario, policy, phy, progress=progress).run()
+
+
+def manifest(result: RunResult, scenario_file: str | None = None) -> dict:
+    s = result.scenario
+    return {
+        "oransim_run": 1,
+        "scenario_file": scenario_file,
+        "scenario": s.model_dump(mode="json"),
+        "seed": s.seed,
+        "policy": {"name": result.policy_name, "params": s.policy.params},
+        "phy": {"backend": result.phy_name, "params": s.phy.params},
+        "versions": package_versions(),
+        "git_revision": git_revision(),
+        "wall_time_s": round(result.wall_s, 4),
+        "simulated_s": s.n_tti * s.cell.tti_s,
+        "n_tti": s.n_tti,
+        "tti_s": s.cell.tti_s,
+        "interval_tti": s.scheduling.interval_tti,
+        "slices": [sl.name for sl in s.slices],
+        "counts": result.counts,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def save_run(result: RunResult, out_dir: str | Path, scenario_file: str | None = None,
+             overwrite: bool = False) -> Path:
+    tables = {"packets": result.packets, "tti": result.tti, "decisions": result.decisions}
+    return write_run_folder(out_dir, manifest(result, scenario_file), tables, overwrite=overwrite)
