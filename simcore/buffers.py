@@ -75,115 +75,102 @@ class PacketTable:
 
 
 class UeBuffers:
-    """The DU-side FIFO buffers of all UEs."""
+    """The DU-side FIFO buffers of all UEs.
 
-    def __init__(self, n_ues: int, buffer_limit_bits: np.ndarray, deadline_s: np.ndarray,
-                 drop_late: np.ndarray, packets: PacketTable):
+    Queued packets are the rows of the packet table with status QUEUED; they all lie in the window
+    [q_lo, n_admitted) of the table (arrival order), so each operation is a few numpy calls on
+    that window, with no per-packet Python and no copying of queues.
+    """
+
+    def __init__(self, n_ues: int, buffer_limit_bits: np.ndarray, ue_slice: np.ndarray,
+                 slice_deadline_s: np.ndarray, slice_drop_late: np.ndarray, packets: PacketTable):
         self.pk = packets
         self.n_ues = n_ues
         self.limit_bits = buffer_limit_bits
-        self.deadline_s = deadline_s
-        self.drop_late = drop_late
-        self.any_drop_late = bool(drop_late.any())
+        self.ue_slice = ue_slice
+        self.slice_deadline_s = slice_deadline_s
+        # per slice that drops late packets: first table row not yet checked for expiry
+        self.expiry_cursor = {int(s): 0 for s in np.flatnonzero(slice_drop_late)}
         self.enq_bits = np.zeros(n_ues)
         self.out_bits = np.zeros(n_ues)
-        self.hol_arrival_s = np.full(n_ues, np.inf)  # arrival time of each UE's head packet; inf if empty
-        # queued packets, all UEs, arrival order: id, UE, start/end offsets, arrival, first transmission
-        self.q_id = np.zeros(0, dtype=np.int64)
-        self.q_ue = np.zeros(0, dtype=np.int64)
-        self.q_start = np.zeros(0)
-        self.q_end = np.zeros(0)
-        self.q_arrival = np.zeros(0)
-        self.q_first_tx = np.zeros(0)
-        self._next_admit = 0  # packets before this index have left CU/DU processing
+        self.q_lo = 0  # every packet before this row has left the buffers (or never entered)
+        self.n_admitted = 0  # rows before this one have left CU/DU processing
 
     @property
     def backlog_bits(self) -> np.ndarray:
         return self.enq_bits - self.out_bits
 
-    # ----------------------------------------------------------------------------- helpers
-    def _keep(self, keep: np.ndarray) -> None:
-        for name in ("q_id", "q_ue", "q_start", "q_end", "q_arrival", "q_first_tx"):
-            setattr(self, name, getattr(self, name)[keep])
-        self._refresh_hol()
+    @property
+    def hol_arrival_s(self) -> np.ndarray:
+        """(U,) arrival time of each UE's head-of-line packet; inf if its buffer is empty."""
+        w = slice(self.q_lo, self.n_admitted)
+        q = self.pk.status[w] == QUEUED
+        hol = np.full(self.n_ues, np.inf)
+        np.minimum.at(hol, self.pk.ue[w][q], self.pk.arrival_s[w][q])
+        return hol
 
-    def _refresh_hol(self) -> None:
-        self.hol_arrival_s.fill(np.inf)
-        if self.q_ue.size:
-            np.minimum.at(self.hol_arrival_s, self.q_ue, self.q_arrival)
+    def queued_mask(self) -> tuple[slice, np.ndarray]:
+        w = slice(self.q_lo, self.n_admitted)
+        return w, self.pk.status[w] == QUEUED
 
-    def _leave(self, mask: np.ndarray, status: int, reason: int, t_s: float) -> None:
-        """Mark the queued packets under ``mask`` as gone and drop them from the queue arrays."""
-        ids = self.q_id[mask]
-        pk = self.pk
-        pk.status[ids] = status
-        pk.drop_reason[ids] = reason
-        pk.done_s[ids] = t_s
-        pk.first_tx_s[ids] = self.q_first_tx[mask]
-        self._keep(~mask)
+    def _advance_lo(self) -> None:
+        st = self.pk.status[self.q_lo: self.n_admitted]
+        q = np.flatnonzero(st == QUEUED)
+        self.q_lo += int(q[0]) if q.size else st.size
 
     # ------------------------------------------------------------------------- operations
     def admit_ready(self, now_s: float) -> None:
         """Move packets that finished DU processing by ``now_s`` into their UE buffer (tail drop)."""
         pk = self.pk
         # DU departures are non-decreasing (FIFO server), so the ready packets are a prefix.
-        start = self._next_admit
+        start = self.n_admitted
         end = start + int(np.searchsorted(pk.du_depart_s[start: pk.n], now_s, side="right"))
         if end == start:
             return
-        self._next_admit = end
-        ids = np.arange(start, end)
-        ue = pk.ue[start:end]
-        size = pk.size_bits[start:end]
-        # end offset of each packet if all are admitted: per-UE running sum in arrival order
-        order = np.argsort(ue, kind="stable")
-        ue_s, size_s = ue[order], size[order]
-        csum = np.cumsum(size_s)
-        first = np.r_[True, ue_s[1:] != ue_s[:-1]]
-        base = np.maximum.accumulate(np.where(first, csum - size_s, 0.0))
-        end_s = self.enq_bits[ue_s] + (csum - base)
-        fits = end_s - self.out_bits[ue_s] <= self.limit_bits[ue_s] + _EPS_BITS
-        if fits.all():
-            ok = np.ones(ids.size, dtype=bool)
-            offs = np.empty(ids.size)
-            offs[order] = end_s
-            self.enq_bits += np.bincount(ue, weights=size, minlength=self.n_ues)
-        else:  # some buffer overflows: decide packet by packet, in arrival order
-            ok = np.empty(ids.size, dtype=bool)
-            offs = np.zeros(ids.size)
-            for i in range(ids.size):
-                u = ue[i]
-                if self.enq_bits[u] - self.out_bits[u] + size[i] <= self.limit_bits[u] + _EPS_BITS:
-                    self.enq_bits[u] += size[i]
-                    offs[i] = self.enq_bits[u]
-                    ok[i] = True
-                else:
-                    ok[i] = False
-        rejected = ids[~ok]
-        pk.status[rejected] = DROPPED
-        pk.drop_reason[rejected] = DROP_BUFFER_FULL
-        pk.done_s[rejected] = now_s
-        acc = ids[ok]
-        pk.status[acc] = QUEUED
-        pk.end_offset[acc] = offs[ok]
-        self.q_id = np.concatenate([self.q_id, acc])
-        self.q_ue = np.concatenate([self.q_ue, ue[ok]])
-        self.q_start = np.concatenate([self.q_start, offs[ok] - size[ok]])
-        self.q_end = np.concatenate([self.q_end, offs[ok]])
-        self.q_arrival = np.concatenate([self.q_arrival, pk.arrival_s[acc]])
-        self.q_first_tx = np.concatenate([self.q_first_tx, np.full(acc.size, np.nan)])
-        if acc.size:
-            np.minimum.at(self.hol_arrival_s, ue[ok], self.q_arrival[-acc.size:])
+        self.n_admitted = end
+        enq, out, limit = self.enq_bits, self.out_bits, self.limit_bits
+        ue = pk.ue[start:end].tolist()
+        size = pk.size_bits[start:end].tolist()
+        status, offset = pk.status, pk.end_offset
+        for i, (u, b) in enumerate(zip(ue, size), start):
+            e = enq[u] + b
+            if e - out[u] <= limit[u] + _EPS_BITS:
+                enq[u] = e
+                offset[i] = e
+                status[i] = QUEUED
+            else:
+                status[i] = DROPPED
+                pk.drop_reason[i] = DROP_BUFFER_FULL
+                pk.done_s[i] = now_s
+        if self.q_lo == start:
+            self._advance_lo()
 
     def expire(self, now_s: float) -> None:
-        """Drop queued packets older than their slice deadline (slices with ``drop_late``)."""
-        if not self.any_drop_late or not (self.drop_late & (now_s - self.hol_arrival_s > self.deadline_s)).any():
-            return
-        q_ue = self.q_ue
-        late = self.drop_late[q_ue] & (now_s - self.q_arrival > self.deadline_s[q_ue])
-        # bits of a dropped packet leave the buffer, including any part already sent
-        np.maximum.at(self.out_bits, q_ue[late], self.q_end[late])
-        self._leave(late, DROPPED, DROP_DEADLINE, now_s)
+        """Drop queued packets older than their slice deadline (slices with ``drop_late``).
+
+        Rows are in arrival order, so per slice the rows that can have expired are those between
+        the slice's cursor and the first row with arrival >= now - deadline.
+        """
+        pk = self.pk
+        any_dropped = False
+        for sl, cursor in self.expiry_cursor.items():
+            horizon = now_s - self.slice_deadline_s[sl]
+            cut = cursor + int(np.searchsorted(pk.arrival_s[cursor: self.n_admitted], horizon, side="left"))
+            if cut == cursor:
+                continue
+            self.expiry_cursor[sl] = cut
+            rows = np.arange(cursor, cut)
+            rows = rows[(pk.status[cursor:cut] == QUEUED) & (self.ue_slice[pk.ue[cursor:cut]] == sl)]
+            if rows.size == 0:
+                continue
+            # bits of a dropped packet leave the buffer, including any part already sent
+            np.maximum.at(self.out_bits, pk.ue[rows], pk.end_offset[rows])
+            pk.status[rows] = DROPPED
+            pk.drop_reason[rows] = DROP_DEADLINE
+            pk.done_s[rows] = now_s
+            any_dropped = True
+        if any_dropped:
+            self._advance_lo()
 
     def serve(self, capacity_bits: np.ndarray, now_s: float, delivered_at_s: float) -> np.ndarray:
         """Serve up to ``capacity_bits`` (U,) from each FIFO in this TTI; returns bits served (U,)."""
@@ -191,16 +178,20 @@ class UeBuffers:
         if not served.any():
             return served
         self.out_bits += served
-        out = self.out_bits[self.q_ue]
-        started = (self.q_start < out) & np.isnan(self.q_first_tx)
-        self.q_first_tx[started] = now_s
-        done = self.q_end <= out + _EPS_BITS
+        pk = self.pk
+        w, q = self.queued_mask()
+        out = self.out_bits[pk.ue[w]]
+        end = pk.end_offset[w]
+        first = pk.first_tx_s[w]
+        started = q & (end - pk.size_bits[w] < out) & np.isnan(first)
+        first[started] = now_s
+        done = q & (end <= out + _EPS_BITS)
         if done.any():
-            self._leave(done, DELIVERED, NO_DROP, delivered_at_s)
+            pk.status[w][done] = DELIVERED
+            pk.done_s[w][done] = delivered_at_s
+            emptied = served > 0
+            emptied[pk.ue[w][q & ~done]] = False
             # an emptied buffer: absorb the float residue of the bit counters
-            empty = ~np.isfinite(self.hol_arrival_s) & (served > 0)
-            self.out_bits[empty] = self.enq_bits[empty]
+            self.out_bits[emptied] = self.enq_bits[emptied]
+            self._advance_lo()
         return served
-
-    def queued_ids(self) -> np.ndarray:
-        return self.q_id

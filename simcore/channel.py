@@ -5,6 +5,12 @@ Large-scale gain (path loss + shadowing) is fixed per drop; small-scale fading i
 per TTI with an AR(1) time correlation h_t = rho h_{t-1} + sqrt(1 - rho^2) w_t, w ~ CN(0, 1), so
 E|h|^2 = 1 at every TTI. PRBs fade independently (block fading per PRB).
 
+Entries are drawn when they are needed, not every TTI: an AR(1) process skipped ahead by n TTIs is
+h_{t+n} = rho^n h_t + sqrt(1 - rho^(2n)) w, exactly, so drawing each entry only at the TTIs where
+someone reads it gives the same joint law as drawing all of them every TTI. The engine refreshes
+every entry at decision times (the policy sees the full CSI) and, in between, only the gains the
+PHY reads: those from every RU to the owner of each active PRB.
+
 Path-loss models (d in metres, f in GHz unless stated):
 - ``uma`` / ``umi``: 3GPP TR 38.901 Table 7.4.1-1 (UMa, UMi street canyon), LOS with breakpoint,
   NLOS as max(LOS, NLOS formula), LOS probability from Table 7.4.2-1 (UE heights <= 13 m).
@@ -177,25 +183,61 @@ class Channel:
         self.n_prbs = s.cell.prbs_per_ru
         self.rayleigh = s.channel.fading == "rayleigh"
         shape = (*pl.shape, self.n_prbs)
+        self.tti = 0  # the TTI the channel is at
+        self._flat_for = None  # allocation whose PRB entries _flat indexes
         if self.rayleigh:
             # h = (re, im) with E|h|^2 = 1: each part N(0, 1/2); kept as float32 (2, U, R, K)
             self._h = rng.standard_normal((2, *shape), dtype=np.float32) * np.float32(np.sqrt(0.5))
-            self._w = np.empty_like(self._h)
-            self.gain = np.empty(shape)
-            self._refresh_gain()
+            self._drawn_at = np.zeros(shape, dtype=np.int64)  # TTI of each entry's last draw
+            self.gain = self.large_scale_gain[:, :, None] * (self._h[0] ** 2 + self._h[1] ** 2)
         else:
             self.gain = np.repeat(self.large_scale_gain[:, :, None], self.n_prbs, axis=2)
 
-    def _refresh_gain(self) -> None:
-        h = self._h
+    def advance(self) -> None:
+        """Move on by one TTI (gains are drawn lazily by the ``refresh_*`` methods)."""
+        self.tti += 1
+
+    def _step(self, h: np.ndarray, drawn_at: np.ndarray) -> np.ndarray:
+        """AR(1) skip-ahead of ``h`` (2, n) from TTIs ``drawn_at`` (n,) to now."""
+        a = np.power(np.float32(self.rho), (self.tti - drawn_at).astype(np.float32))
+        w = self._rng.standard_normal(h.shape, dtype=np.float32)
+        w *= np.sqrt(np.float32(0.5) * (1 - a * a))
+        h *= a
+        h += w
+        return h
+
+    def refresh_all(self) -> None:
+        """Bring every entry of ``gain`` (U, R, K) to the current TTI."""
+        if not self.rayleigh or self.gain.size == 0:
+            return
+        h = self._step(self._h.reshape(2, -1), self._drawn_at.ravel()).reshape(self._h.shape)
+        self._h = h
+        self._drawn_at.fill(self.tti)
         np.multiply(self.large_scale_gain[:, :, None], h[0] * h[0] + h[1] * h[1], out=self.gain)
 
-    def advance(self) -> None:
-        """Next TTI's fading: h <- rho h + sqrt(1 - rho^2) w; refreshes ``gain`` (U, R, K)."""
+    def refresh_prbs(self, prb_owner: np.ndarray) -> None:
+        """Bring to the current TTI the gains from every RU to the owner of each active PRB.
+
+        prb_owner: (R, K) int UE index, -1 idle. Afterwards ``gain[prb_owner[r, k], :, k]`` is current.
+        """
         if not self.rayleigh:
             return
-        self._rng.standard_normal(dtype=np.float32, out=self._w)
-        self._h *= np.float32(self.rho)
-        self._w *= np.float32(self._innov * np.sqrt(0.5))
-        self._h += self._w
-        self._refresh_gain()
+        if self._flat_for is None or not np.array_equal(self._flat_for, prb_owner):
+            # the allocation changes only at decisions: index its entries once
+            self._flat_for = prb_owner.copy()
+            r_idx, k_idx = np.nonzero(prb_owner >= 0)
+            n_ru, n_prb = self.gain.shape[1], self.gain.shape[2]
+            u = np.repeat(prb_owner[r_idx, k_idx], n_ru)
+            r = np.tile(np.arange(n_ru), k_idx.size)
+            k = np.repeat(k_idx, n_ru)
+            self._flat = (u * n_ru + r) * n_prb + k
+            self._flat_ls = self.large_scale_gain[u, r]
+        flat = self._flat
+        if flat.size == 0:
+            return
+        drawn = self._drawn_at.ravel()
+        h_flat = self._h.reshape(2, -1)
+        h = self._step(h_flat[:, flat], drawn[flat])
+        h_flat[:, flat] = h
+        drawn[flat] = self.tti
+        self.gain.ravel()[flat] = self._flat_ls * (h[0] * h[0] + h[1] * h[1])

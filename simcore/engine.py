@@ -36,6 +36,8 @@ from .units import dbm_to_w
 
 #: Time constant (TTIs) of the per-UE throughput average in the observation (textbook PF t_c).
 EWMA_TTI = 100
+#: TTIs of traffic drawn (and passed through CU/DU processing) at a time.
+TRAFFIC_BLOCK_TTI = 16
 
 
 class SimulationError(RuntimeError):
@@ -97,8 +99,9 @@ class Engine:
         self.buffers = UeBuffers(
             self.n_ues,
             buffer_limit_bits=per_slice(lambda x: x.buffer_limit_kbytes * 8000.0),
-            deadline_s=self.max_delay_ms * 1e-3,
-            drop_late=np.array([x.drop_late for x in sl], dtype=bool)[ue_slice],
+            ue_slice=ue_slice,
+            slice_deadline_s=np.array([x.max_delay_ms * 1e-3 for x in sl]),
+            slice_drop_late=np.array([x.drop_late for x in sl], dtype=bool),
             packets=self.packets,
         )
 
@@ -109,7 +112,7 @@ class Engine:
         self.qos_met_last = np.ones(self.n_ues, dtype=bool)
         self.decision_period = policy.decision_period_tti or s.scheduling.interval_tti
         self.decisions: list[dict] = []
-        self.tti_rec = TtiRecorder(self.n_tti, self.n_ues, s.record.tti)
+        self.tti_rec = TtiRecorder(self.n_tti, self.n_ues, self.n_rus, self.n_prbs, s.record.tti)
         self.served_bits_total = np.zeros(self.n_ues)
 
         self.env = simpy.Environment()
@@ -117,8 +120,11 @@ class Engine:
 
     # ------------------------------------------------------------------------------- processes
     def _traffic_process(self):
-        for k in range(self.n_tti):
-            t0, t1 = k * self.tti_s, (k + 1) * self.tti_s
+        # Arrivals are drawn TRAFFIC_BLOCK_TTI TTIs ahead: their times are exact either way, and
+        # nothing downstream feeds back into the sources or the CU/DU queues.
+        block = TRAFFIC_BLOCK_TTI
+        for k0 in range(0, self.n_tti, block):
+            t0, t1 = k0 * self.tti_s, min(k0 + block, self.n_tti) * self.tti_s
             batches = [src.arrivals(t0, t1) for src in self.sources]
             t = np.concatenate([b[0] for b in batches])
             if t.size:
@@ -129,7 +135,7 @@ class Engine:
                 cu_dep = self.cu.serve(t)
                 du_dep = self.du.serve(cu_dep)
                 self.packets.add(ue, size, t, cu_dep, du_dep)
-            yield self.env.timeout(self.tti_ns)
+            yield self.env.timeout(block * self.tti_ns)
 
     def _clock_process(self):
         step = max(1, self.n_tti // 200)
@@ -161,6 +167,7 @@ class Engine:
 
     # ------------------------------------------------------------------------------ the steps
     def observation(self, k: int) -> Observation:
+        self.channel.refresh_all()  # the policy sees full CSI of this TTI
         gain = self.channel.gain
         prb_rate, sinr = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w)
         now = k * self.tti_s
@@ -197,23 +204,16 @@ class Engine:
     def _transmit(self, k: int) -> None:
         alloc = self.allocation
         now = k * self.tti_s
-        res = self.phy.step(k, alloc, self.channel.gain)
         owner = alloc.prb_owner
+        self.channel.refresh_prbs(owner)  # the gains the PHY reads, at this TTI
+        res = self.phy.step(k, alloc, self.channel.gain)
         mask = owner >= 0
-        own = owner[mask]
-        n = self.n_ues
-        capacity = np.bincount(own, weights=res.prb_bits[mask], minlength=n)
+        capacity = np.bincount(owner[mask], weights=res.prb_bits[mask], minlength=self.n_ues)
         served = self.buffers.serve(capacity, now, now + self.tti_s + self.fh_latency_s)
         self.served_bits_total += served
         self.served_in_interval += served
         self.avg_tput_bps += (served / self.tti_s - self.avg_tput_bps) / EWMA_TTI
-        if self.tti_rec.enabled:
-            prbs = np.bincount(own, minlength=n)
-            with np.errstate(divide="ignore"):
-                sinr_sum = np.bincount(own, weights=10 * np.log10(res.prb_sinr[mask]), minlength=n)
-                sinr_db = np.where(prbs > 0, sinr_sum / np.maximum(prbs, 1), np.nan)
-            power = np.bincount(own, weights=alloc.power_w[mask], minlength=n)
-            self.tti_rec.record(k, served, prbs, sinr_db, power, self.buffers.backlog_bits)
+        self.tti_rec.record(k, served, self.buffers.backlog_bits, owner, res.prb_sinr, alloc.power_w)
 
     def _close_qos_interval(self, interval: int) -> None:
         rate = self.served_in_interval / (interval * self.tti_s)

@@ -31,39 +31,50 @@ class RunExistsError(FileExistsError):
 
 
 class TtiRecorder:
-    """Per TTI per UE rows, stored in preallocated (T, U) arrays."""
+    """Per TTI: served bits and buffer per UE (T, U), and the raw PRB state (T, R, K) from which
+    the per-UE PRB count, mean SINR and power are aggregated once, at the end."""
 
-    def __init__(self, n_tti: int, n_ues: int, enabled: bool):
+    def __init__(self, n_tti: int, n_ues: int, n_rus: int, n_prbs: int, enabled: bool):
         self.enabled = enabled
-        shape = (n_tti, n_ues) if enabled else (0, n_ues)
-        self.served_bits = np.zeros(shape)
-        self.prbs = np.zeros(shape, dtype=np.int16)
-        self.sinr_db = np.full(shape, np.nan, dtype=np.float32)
-        self.power_w = np.zeros(shape, dtype=np.float32)
-        self.buffer_bits = np.zeros(shape)
+        t = n_tti if enabled else 0
+        self.n_ues = n_ues
+        self.served_bits = np.zeros((t, n_ues))
+        self.buffer_bits = np.zeros((t, n_ues))
+        self.prb_owner = np.full((t, n_rus, n_prbs), -1, dtype=np.int32)
+        self.prb_sinr = np.zeros((t, n_rus, n_prbs), dtype=np.float32)
+        self.prb_power_w = np.zeros((t, n_rus, n_prbs), dtype=np.float32)
         self.n = 0
 
-    def record(self, k, served, prbs, sinr_db, power_w, buffer_bits) -> None:
+    def record(self, k, served, buffer_bits, prb_owner, prb_sinr, prb_power_w) -> None:
         if not self.enabled:
             return
         self.served_bits[k] = served
-        self.prbs[k] = prbs
-        self.sinr_db[k] = sinr_db
-        self.power_w[k] = power_w
         self.buffer_bits[k] = buffer_bits
+        self.prb_owner[k] = prb_owner
+        self.prb_sinr[k] = prb_sinr
+        self.prb_power_w[k] = prb_power_w
         self.n = k + 1
 
     def frame(self, tti_s: float) -> pd.DataFrame:
-        n, n_ues = self.n, self.served_bits.shape[1]
+        n, n_ues = self.n, self.n_ues
+        owner = self.prb_owner[:n]
+        active = owner >= 0
+        key = (np.arange(n)[:, None, None] * n_ues + owner)[active]
+        size = n * n_ues
+        prbs = np.bincount(key, minlength=size)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sinr_sum = np.bincount(key, weights=10 * np.log10(self.prb_sinr[:n][active].astype(float)), minlength=size)
+            sinr_db = np.where(prbs > 0, sinr_sum / np.maximum(prbs, 1), np.nan)
+        power = np.bincount(key, weights=self.prb_power_w[:n][active].astype(float), minlength=size)
         tti = np.repeat(np.arange(n, dtype=np.int32), n_ues)
         return pd.DataFrame({
             "tti": tti,
             "time_s": tti * tti_s,
             "ue": np.tile(np.arange(n_ues, dtype=np.int32), n),
             "served_bits": self.served_bits[:n].ravel(),
-            "prbs": self.prbs[:n].ravel(),
-            "sinr_db": self.sinr_db[:n].ravel(),
-            "power_w": self.power_w[:n].ravel(),
+            "prbs": prbs.astype(np.int16),
+            "sinr_db": sinr_db.astype(np.float32),
+            "power_w": power.astype(np.float32),
             "buffer_bits": self.buffer_bits[:n].ravel(),
         })
 

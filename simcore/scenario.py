@@ -49,7 +49,7 @@ class RuConfig(_Strict):
     x_m: float = 0.0
     y_m: float = 0.0
     height_m: float = Field(25.0, gt=0, le=300)
-    max_power_dbm: float = Field(46.0, ge=-30, le=70, description="total transmit power budget")
+    max_power_dbm: float = Field(46.0, ge=0, le=70, description="total transmit power budget (>= 1 mW)")
 
 
 class CellConfig(_Strict):
@@ -194,7 +194,7 @@ class SliceConfig(_Strict):
     max_delay_ms: float = Field(1e9, gt=0, description="QoS delay target (and deadline if drop_late)")
     drop_late: bool = Field(False, description="drop a queued packet once its age exceeds max_delay_ms")
     buffer_limit_kbytes: float = Field(2000.0, gt=0, description="per-UE buffer; arrivals beyond it drop")
-    power_cap_dbm: float | None = Field(None, description="per-slice power cap per RU")
+    power_cap_dbm: float | None = Field(None, ge=0, le=70, description="per-slice power cap per RU")
     traffic: Traffic
 
 
