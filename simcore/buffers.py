@@ -14,6 +14,8 @@ a UE's head only: exact, because all packets of a UE share its slice's deadline.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 import numpy as np
 
 # status codes
@@ -77,9 +79,9 @@ class PacketTable:
 class UeBuffers:
     """The DU-side FIFO buffers of all UEs.
 
-    Queued packets are the rows of the packet table with status QUEUED; they all lie in the window
-    [q_lo, n_admitted) of the table (arrival order), so each operation is a few numpy calls on
-    that window, with no per-packet Python and no copying of queues.
+    Per UE: the table rows it ever admitted (``rows[u]``), their end offsets (``ends[u]``, strictly
+    increasing) and the index of its head packet (``head[u]``). Serving a UE is one ``bisect`` of
+    its bit counter into ``ends[u]``, so a TTI costs O(UEs served), whatever the queue lengths.
     """
 
     def __init__(self, n_ues: int, buffer_limit_bits: np.ndarray, ue_slice: np.ndarray,
@@ -93,7 +95,10 @@ class UeBuffers:
         self.expiry_cursor = {int(s): 0 for s in np.flatnonzero(slice_drop_late)}
         self.enq_bits = np.zeros(n_ues)
         self.out_bits = np.zeros(n_ues)
-        self.q_lo = 0  # every packet before this row has left the buffers (or never entered)
+        self.rows: list[list[int]] = [[] for _ in range(n_ues)]
+        self.ends: list[list[float]] = [[] for _ in range(n_ues)]
+        self.head = np.zeros(n_ues, dtype=np.int64)
+        self.pos = np.zeros(0, dtype=np.int64)  # per table row: its index in rows[ue]
         self.n_admitted = 0  # rows before this one have left CU/DU processing
 
     @property
@@ -103,20 +108,11 @@ class UeBuffers:
     @property
     def hol_arrival_s(self) -> np.ndarray:
         """(U,) arrival time of each UE's head-of-line packet; inf if its buffer is empty."""
-        w = slice(self.q_lo, self.n_admitted)
-        q = self.pk.status[w] == QUEUED
         hol = np.full(self.n_ues, np.inf)
-        np.minimum.at(hol, self.pk.ue[w][q], self.pk.arrival_s[w][q])
+        for u, (rows, h) in enumerate(zip(self.rows, self.head.tolist())):
+            if h < len(rows):
+                hol[u] = self.pk.arrival_s[rows[h]]
         return hol
-
-    def queued_mask(self) -> tuple[slice, np.ndarray]:
-        w = slice(self.q_lo, self.n_admitted)
-        return w, self.pk.status[w] == QUEUED
-
-    def _advance_lo(self) -> None:
-        st = self.pk.status[self.q_lo: self.n_admitted]
-        q = np.flatnonzero(st == QUEUED)
-        self.q_lo += int(q[0]) if q.size else st.size
 
     # ------------------------------------------------------------------------- operations
     def admit_ready(self, now_s: float) -> None:
@@ -128,31 +124,32 @@ class UeBuffers:
         if end == start:
             return
         self.n_admitted = end
+        if self.pos.size < pk.n:
+            self.pos = np.concatenate([self.pos, np.zeros(max(pk.n, 2 * self.pos.size) - self.pos.size, np.int64)])
         enq, out, limit = self.enq_bits, self.out_bits, self.limit_bits
-        ue = pk.ue[start:end].tolist()
-        size = pk.size_bits[start:end].tolist()
-        status, offset = pk.status, pk.end_offset
-        for i, (u, b) in enumerate(zip(ue, size), start):
+        status, offset, pos = pk.status, pk.end_offset, self.pos
+        for i, (u, b) in enumerate(zip(pk.ue[start:end].tolist(), pk.size_bits[start:end].tolist()), start):
             e = enq[u] + b
             if e - out[u] <= limit[u] + _EPS_BITS:
                 enq[u] = e
                 offset[i] = e
                 status[i] = QUEUED
+                pos[i] = len(self.rows[u])
+                self.rows[u].append(i)
+                self.ends[u].append(e)
             else:
                 status[i] = DROPPED
                 pk.drop_reason[i] = DROP_BUFFER_FULL
                 pk.done_s[i] = now_s
-        if self.q_lo == start:
-            self._advance_lo()
 
     def expire(self, now_s: float) -> None:
         """Drop queued packets older than their slice deadline (slices with ``drop_late``).
 
         Rows are in arrival order, so per slice the rows that can have expired are those between
-        the slice's cursor and the first row with arrival >= now - deadline.
+        the slice's cursor and the first row with arrival >= now - deadline; each is at the head
+        of its UE's FIFO (a UE's packets share one deadline).
         """
         pk = self.pk
-        any_dropped = False
         for sl, cursor in self.expiry_cursor.items():
             horizon = now_s - self.slice_deadline_s[sl]
             cut = cursor + int(np.searchsorted(pk.arrival_s[cursor: self.n_admitted], horizon, side="left"))
@@ -163,35 +160,40 @@ class UeBuffers:
             rows = rows[(pk.status[cursor:cut] == QUEUED) & (self.ue_slice[pk.ue[cursor:cut]] == sl)]
             if rows.size == 0:
                 continue
+            ue = pk.ue[rows]
             # bits of a dropped packet leave the buffer, including any part already sent
-            np.maximum.at(self.out_bits, pk.ue[rows], pk.end_offset[rows])
+            np.maximum.at(self.out_bits, ue, pk.end_offset[rows])
+            np.maximum.at(self.head, ue, self.pos[rows] + 1)
             pk.status[rows] = DROPPED
             pk.drop_reason[rows] = DROP_DEADLINE
             pk.done_s[rows] = now_s
-            any_dropped = True
-        if any_dropped:
-            self._advance_lo()
 
     def serve(self, capacity_bits: np.ndarray, now_s: float, delivered_at_s: float) -> np.ndarray:
         """Serve up to ``capacity_bits`` (U,) from each FIFO in this TTI; returns bits served (U,)."""
         served = np.minimum(capacity_bits, np.maximum(self.enq_bits - self.out_bits, 0.0))
-        if not served.any():
+        active = np.flatnonzero(served > 0)
+        if active.size == 0:
             return served
         self.out_bits += served
-        pk = self.pk
-        w, q = self.queued_mask()
-        out = self.out_bits[pk.ue[w]]
-        end = pk.end_offset[w]
-        first = pk.first_tx_s[w]
-        started = q & (end - pk.size_bits[w] < out) & np.isnan(first)
-        first[started] = now_s
-        done = q & (end <= out + _EPS_BITS)
-        if done.any():
-            pk.status[w][done] = DELIVERED
-            pk.done_s[w][done] = delivered_at_s
-            emptied = served > 0
-            emptied[pk.ue[w][q & ~done]] = False
-            # an emptied buffer: absorb the float residue of the bit counters
-            self.out_bits[emptied] = self.enq_bits[emptied]
-            self._advance_lo()
+        head, out_bits, enq_bits, pk = self.head, self.out_bits, self.enq_bits, self.pk
+        delivered: list[int] = []
+        touched: list[int] = []  # rows that got bits this TTI (first transmission if not yet set)
+        for u in active.tolist():
+            rows, ends, h = self.rows[u], self.ends[u], int(head[u])
+            out = out_bits[u]
+            new_h = bisect_right(ends, out + _EPS_BITS, h)
+            delivered.extend(rows[h:new_h])
+            touched.extend(rows[h:new_h])
+            head[u] = new_h
+            if new_h == len(rows):
+                out_bits[u] = enq_bits[u]  # emptied: absorb the float residue of the bit counters
+            elif ends[new_h] - pk.size_bits[rows[new_h]] < out - _EPS_BITS:
+                touched.append(rows[new_h])  # the new head got its first bits
+        touched_rows = np.array(touched, dtype=np.int64)
+        first = pk.first_tx_s[touched_rows]
+        pk.first_tx_s[touched_rows] = np.where(np.isnan(first), now_s, first)
+        if delivered:
+            d = np.array(delivered, dtype=np.int64)
+            pk.status[d] = DELIVERED
+            pk.done_s[d] = delivered_at_s
         return served
