@@ -150,8 +150,11 @@ class UeBuffers:
         of its UE's FIFO (a UE's packets share one deadline).
         """
         pk = self.pk
+        arrival = pk.arrival_s
         for sl, cursor in self.expiry_cursor.items():
             horizon = now_s - self.slice_deadline_s[sl]
+            if cursor >= self.n_admitted or arrival[cursor] >= horizon:
+                continue
             cut = cursor + int(np.searchsorted(pk.arrival_s[cursor: self.n_admitted], horizon, side="left"))
             if cut == cursor:
                 continue

@@ -185,6 +185,8 @@ class Channel:
         shape = (*pl.shape, self.n_prbs)
         self.tti = 0  # the TTI the channel is at
         self._flat_for = None  # allocation whose PRB entries _flat indexes
+        self._flat_at = -1  # TTI at which the _flat entries were last drawn
+        self._all_at = 0  # TTI at which every entry was last drawn
         if self.rayleigh:
             # h = (re, im) with E|h|^2 = 1: each part N(0, 1/2); kept as float32 (2, U, R, K)
             self._h = rng.standard_normal((2, *shape), dtype=np.float32) * np.float32(np.sqrt(0.5))
@@ -213,6 +215,7 @@ class Channel:
         h = self._step(self._h.reshape(2, -1), self._drawn_at.ravel()).reshape(self._h.shape)
         self._h = h
         self._drawn_at.fill(self.tti)
+        self._all_at = self.tti
         np.multiply(self.large_scale_gain[:, :, None], h[0] * h[0] + h[1] * h[1], out=self.gain)
 
     def refresh_prbs(self, prb_owner: np.ndarray) -> None:
@@ -225,6 +228,7 @@ class Channel:
         if self._flat_for is None or not np.array_equal(self._flat_for, prb_owner):
             # the allocation changes only at decisions: index its entries once
             self._flat_for = prb_owner.copy()
+            self._flat_at = -1
             r_idx, k_idx = np.nonzero(prb_owner >= 0)
             n_ru, n_prb = self.gain.shape[1], self.gain.shape[2]
             u = np.repeat(prb_owner[r_idx, k_idx], n_ru)
@@ -233,11 +237,20 @@ class Channel:
             self._flat = (u * n_ru + r) * n_prb + k
             self._flat_ls = self.large_scale_gain[u, r]
         flat = self._flat
-        if flat.size == 0:
+        if flat.size == 0 or self._all_at == self.tti:
             return
         drawn = self._drawn_at.ravel()
         h_flat = self._h.reshape(2, -1)
-        h = self._step(h_flat[:, flat], drawn[flat])
+        h = h_flat[:, flat]
+        if self._flat_at == self.tti - 1 and self._all_at < self._flat_at:
+            # steady state between decisions: every entry is one TTI old
+            w = self._rng.standard_normal(h.shape, dtype=np.float32)
+            w *= np.float32(self._innov * np.sqrt(0.5))
+            h *= np.float32(self.rho)
+            h += w
+        else:
+            h = self._step(h, drawn[flat])
         h_flat[:, flat] = h
         drawn[flat] = self.tti
+        self._flat_at = self.tti
         self.gain.ravel()[flat] = self._flat_ls * (h[0] * h[0] + h[1] * h[1])
