@@ -6,13 +6,14 @@ Processes (SimPy time unit: integer nanoseconds, so TTI boundaries never drift):
   passes them through the CU and then the DU processing queues (``processing.FifoServer``).
 - ``clock``: at each TTI boundary moves the fading on, admits packets that left the DU into the UE
   buffers (tail drop on overflow), drops expired packets, then fires the ``tick`` event.
-- ``ric``: on every ``tick`` whose index is a multiple of the decision period, builds an
+- ``ric``: on ``decision_due`` (every decision period), builds an
   ``Observation``, asks the policy for an ``Allocation`` and checks it.
 - ``mac``: on every ``tick``, hands the current allocation to the PHY backend and serves the UE
   FIFOs with the bits each UE's PRBs carried.
 
-``ric`` and ``mac`` wait on the same ``tick`` event and are resumed in the order they subscribed
-(``ric`` first), so a decision made at TTI k is used from TTI k on.
+The ``clock`` fires ``decision_due`` (decision TTIs only) before ``tick``; SimPy processes events
+of equal time in the order they were triggered, so the ``ric`` decides before the ``mac`` uses the
+TTI and a decision made at TTI k is used from TTI k on.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ class Engine:
         self.served_bits_total = np.zeros(self.n_ues)
 
         self.env = simpy.Environment()
-        self._tick = self.env.event()
+        self._tick = self.env.event()  # fired at every TTI boundary; the MAC waits on it
+        self._decision_due = self.env.event()  # fired at decision TTIs, before the tick; the RIC waits on it
 
     # ------------------------------------------------------------------------------- processes
     def _traffic_process(self):
@@ -139,12 +141,18 @@ class Engine:
 
     def _clock_process(self):
         step = max(1, self.n_tti // 200)
+        interval = self.s.scheduling.interval_tti
         for k in range(self.n_tti):
             if k:
                 self.channel.advance()
+                if k % interval == 0:
+                    self._close_qos_interval(interval)
             now = k * self.tti_s
             self.buffers.admit_ready(now)
             self.buffers.expire(now)
+            if k % self.decision_period == 0:  # the RIC goes first: fired before the tick
+                due, self._decision_due = self._decision_due, self.env.event()
+                due.succeed(k)
             tick, self._tick = self._tick, self.env.event()
             tick.succeed(k)
             if self.progress is not None and k % step == 0:
@@ -152,13 +160,9 @@ class Engine:
             yield self.env.timeout(self.tti_ns)
 
     def _ric_process(self):
-        interval = self.s.scheduling.interval_tti
         while True:
-            k = yield self._tick
-            if k % interval == 0 and k:
-                self._close_qos_interval(interval)
-            if k % self.decision_period == 0:
-                self._decide(k)
+            k = yield self._decision_due
+            self._decide(k)
 
     def _mac_process(self):
         while True:
@@ -229,7 +233,7 @@ class Engine:
         self.phy.open(self.s, self.geo, self.link)
         try:
             env = self.env
-            env.process(self._ric_process())  # subscribe to tick before mac: decide, then transmit
+            env.process(self._ric_process())
             env.process(self._mac_process())
             env.process(self._traffic_process())
             env.process(self._clock_process())

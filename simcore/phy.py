@@ -153,7 +153,11 @@ class PhyTtiResult:
 
 
 class BuiltinPhy:
-    """The numpy PHY: SINR and rate straight from the engine's channel through ``LinkModel``."""
+    """The numpy PHY: SINR and rate straight from the engine's channel through ``LinkModel``.
+
+    Single-RU cells take a fast path: the allocation's active PRBs and their gain indices are
+    worked out once per allocation (it only changes at decisions), so a TTI is a few array ops.
+    """
 
     name = "builtin"
 
@@ -161,13 +165,35 @@ class BuiltinPhy:
         if params:
             raise TypeError(f"phy.params: the builtin PHY takes no parameters (got {sorted(params)})")
         self.link: LinkModel | None = None
+        self._alloc = None
 
     def open(self, scenario, geometry, link: LinkModel) -> None:
         self.link = link
+        self._alloc = None
+
+    def _prepare(self, allocation, gain: np.ndarray) -> None:
+        self._alloc = allocation
+        owner = allocation.prb_owner
+        self._active = owner[0] >= 0
+        k = np.flatnonzero(self._active)
+        n_ru, n_prb = gain.shape[1], gain.shape[2]
+        self._flat = (owner[0, k] * n_ru) * n_prb + k  # index of gain[owner, 0, k]
+        self._power = allocation.power_w[0, k]
+        self._sinr = np.full(owner.shape, np.nan)
+        self._bits = np.zeros(owner.shape)
 
     def step(self, tti: int, allocation, gain: np.ndarray) -> PhyTtiResult:
-        sinr = self.link.prb_sinr(gain, allocation.prb_owner, allocation.power_w)
-        return PhyTtiResult(prb_sinr=sinr, prb_bits=self.link.prb_bits(sinr))
+        link = self.link
+        if gain.shape[1] != 1:
+            sinr = link.prb_sinr(gain, allocation.prb_owner, allocation.power_w)
+            return PhyTtiResult(prb_sinr=sinr, prb_bits=link.prb_bits(sinr))
+        if allocation is not self._alloc:
+            self._prepare(allocation, gain)
+        signal = gain.ravel()[self._flat] * self._power
+        sinr = signal / (link.noise_w + signal * link.quant_ratio[0])
+        self._sinr[0, self._active] = sinr
+        self._bits[0, self._active] = link.prb_bits(sinr)
+        return PhyTtiResult(prb_sinr=self._sinr.copy(), prb_bits=self._bits.copy())
 
     def close(self) -> None:
         pass
