@@ -225,9 +225,10 @@ class Channel:
         """
         if not self.rayleigh:
             return
-        if self._flat_for is None or not np.array_equal(self._flat_for, prb_owner):
-            # the allocation changes only at decisions: index its entries once
-            self._flat_for = prb_owner.copy()
+        if self._flat_for is not prb_owner:
+            # the allocation changes only at decisions (the engine hands over a fresh array each
+            # time): index its entries once
+            self._flat_for = prb_owner
             self._flat_at = -1
             r_idx, k_idx = np.nonzero(prb_owner >= 0)
             n_ru, n_prb = self.gain.shape[1], self.gain.shape[2]

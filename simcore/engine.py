@@ -196,7 +196,9 @@ class Engine:
             check_allocation(alloc, obs)
         except InfeasibleAllocation as exc:
             raise SimulationError(f"policy '{self.policy.name}' returned an infeasible allocation at TTI {k}: {exc}") from None
-        self.allocation = alloc
+        # a private copy: the PHY and channel cache work per allocation object, and a policy may
+        # reuse (and later mutate) the arrays it returned
+        self.allocation = alloc = Allocation(alloc.ue_ru.copy(), alloc.prb_owner.copy(), alloc.power_w.copy(), alloc.info)
         self.decisions.append({
             "tti": k, "time_s": k * self.tti_s, "objective_bps": weighted_sum_rate(alloc, obs),
             "solve_ms": solve_ms, "served_ues": int((alloc.ue_ru >= 0).sum()),
@@ -244,6 +246,8 @@ class Engine:
             self.progress(self.n_tti, self.n_tti)
         wall = time.perf_counter() - t0
         packets = packets_frame(self.packets, self.geo.ue_slice, self.slice_names, self.fh_latency_s)
+        if not self.s.record.packets:
+            packets = packets.iloc[:0]  # same columns, no rows: the counts stay in the manifest
         decisions = pd.DataFrame(self.decisions)
         return RunResult(self.s, self.policy.name, getattr(self.phy, "name", "?"), packets,
                          self.tti_rec.frame(self.tti_s), decisions, self.conservation(), wall)
