@@ -31,6 +31,7 @@ class Run:
     packets: pd.DataFrame
     tti: pd.DataFrame
     decisions: pd.DataFrame
+    timing: pd.DataFrame | None = None  # per decision wall time of the policy (not reproducible)
 
     @property
     def slices(self) -> list[str]:
@@ -61,7 +62,8 @@ def load_run(path: str | Path) -> Run:
         if not f.is_file():
             raise RunFolderError(f"{p}: missing {name}.parquet")
         tables[name] = pd.read_parquet(f)
-    return Run(p, manifest, tables["packets"], tables["tti"], tables["decisions"])
+    timing = pd.read_parquet(p / "timing.parquet") if (p / "timing.parquet").is_file() else None
+    return Run(p, manifest, tables["packets"], tables["tti"], tables["decisions"], timing)
 
 
 def slice_kpis(run: Run) -> pd.DataFrame:

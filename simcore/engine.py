@@ -53,6 +53,7 @@ class RunResult:
     packets: object  # pandas.DataFrame
     tti: object
     decisions: object
+    timing: object  # per decision: wall time of the policy (the one table that is not reproducible)
     counts: dict
     wall_s: float
 
@@ -113,6 +114,7 @@ class Engine:
         self.qos_met_last = np.ones(self.n_ues, dtype=bool)
         self.decision_period = policy.decision_period_tti or s.scheduling.interval_tti
         self.decisions: list[dict] = []
+        self.solve_ms: list[float] = []  # wall time of each decide(); kept apart from the reproducible tables
         self.tti_rec = TtiRecorder(self.n_tti, self.n_ues, self.n_rus, self.n_prbs, s.record.tti)
         self.served_bits_total = np.zeros(self.n_ues)
 
@@ -191,7 +193,7 @@ class Engine:
         obs = self.observation(k)
         t0 = time.perf_counter()
         alloc = self.policy.decide(obs)
-        solve_ms = (time.perf_counter() - t0) * 1e3
+        self.solve_ms.append((time.perf_counter() - t0) * 1e3)
         try:
             check_allocation(alloc, obs)
         except InfeasibleAllocation as exc:
@@ -201,7 +203,7 @@ class Engine:
         self.allocation = alloc = Allocation(alloc.ue_ru.copy(), alloc.prb_owner.copy(), alloc.power_w.copy(), alloc.info)
         self.decisions.append({
             "tti": k, "time_s": k * self.tti_s, "objective_bps": weighted_sum_rate(alloc, obs),
-            "solve_ms": solve_ms, "served_ues": int((alloc.ue_ru >= 0).sum()),
+            "served_ues": int((alloc.ue_ru >= 0).sum()),
             "active_prbs": int((alloc.prb_owner >= 0).sum()), "power_w": float(alloc.power_w.sum()),
             "ue_ru": alloc.ue_ru.astype(np.int16), "prb_owner": alloc.prb_owner.ravel().astype(np.int16),
             "prb_power_w": alloc.power_w.ravel().astype(np.float32),
@@ -249,8 +251,9 @@ class Engine:
         if not self.s.record.packets:
             packets = packets.iloc[:0]  # same columns, no rows: the counts stay in the manifest
         decisions = pd.DataFrame(self.decisions)
+        timing = pd.DataFrame({"tti": decisions["tti"] if len(decisions) else [], "solve_ms": self.solve_ms})
         return RunResult(self.s, self.policy.name, getattr(self.phy, "name", "?"), packets,
-                         self.tti_rec.frame(self.tti_s), decisions, self.conservation(), wall)
+                         self.tti_rec.frame(self.tti_s), decisions, timing, self.conservation(), wall)
 
     def conservation(self) -> dict:
         """Packet and bit accounting at the current time (see DESIGN.md: conservation)."""

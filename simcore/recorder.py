@@ -1,4 +1,6 @@
-"""Run folders: ``manifest.json`` + ``packets.parquet`` + ``tti.parquet`` + ``decisions.parquet``.
+"""Run folders: ``manifest.json`` + ``packets.parquet`` + ``tti.parquet`` + ``decisions.parquet``
+(+ ``timing.parquet``: wall time of each policy decision, the only table that differs between two
+runs of the same scenario and seed).
 
 A run folder is built in a temporary sibling directory and renamed into place only when every
 file is complete, so a failed run never leaves a half-written table and an existing folder is
@@ -23,7 +25,7 @@ import pyarrow.parquet as pq
 
 from .buffers import DROP_REASON_NAMES, STATUS_NAMES, PacketTable
 
-TABLES = ("packets", "tti", "decisions")
+TABLES = ("packets", "tti", "decisions", "timing")
 
 
 class RunExistsError(FileExistsError):

@@ -36,11 +36,20 @@ def manifest(result: RunResult, scenario_file: str | None = None) -> dict:
         "interval_tti": s.scheduling.interval_tti,
         "slices": [sl.name for sl in s.slices],
         "counts": result.counts,
+        "solve_ms": _timing_summary(result.timing),
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
+def _timing_summary(timing) -> dict:
+    ms = timing["solve_ms"]
+    if not len(ms):
+        return {}
+    return {"decisions": int(len(ms)), "mean": float(ms.mean()), "p50": float(ms.median()),
+            "p95": float(ms.quantile(0.95)), "max": float(ms.max())}
+
+
 def save_run(result: RunResult, out_dir: str | Path, scenario_file: str | None = None,
              overwrite: bool = False) -> Path:
-    tables = {"packets": result.packets, "tti": result.tti, "decisions": result.decisions}
+    tables = {"packets": result.packets, "tti": result.tti, "decisions": result.decisions, "timing": result.timing}
     return write_run_folder(out_dir, manifest(result, scenario_file), tables, overwrite=overwrite)

@@ -1,0 +1,152 @@
+"""PHY: SINR with fronthaul quantization noise (hand-computed), CQI mapping, rate caps, path loss, fading."""
+
+import math
+
+import numpy as np
+import pytest
+
+from simcore.channel import Channel, drop_ues, pathloss_cost231_db, pathloss_uma_db, pathloss_umi_db
+from simcore.phy import CQI_EFFICIENCY, BuiltinPhy, LinkModel, cqi_gap_for_ber, sinr_to_cqi
+from simcore.contracts import Allocation
+
+from core_helpers import small
+
+
+def link(bits=None, rate_model="shannon", **phy):
+    data = small().model_dump()
+    data["phy"].update(rate_model=rate_model, **phy)
+    if bits is not None:
+        data["fronthaul"]["quantizer_bits"] = bits
+    from simcore.scenario import parse_scenario
+
+    s = parse_scenario(data)
+    return s, LinkModel.from_scenario(s)
+
+
+def test_noise_per_prb_by_hand():
+    s, lk = link()
+    b_prb = 12 * 15e3  # numerology 0
+    assert s.cell.prb_bandwidth_hz == b_prb
+    assert lk.noise_w == pytest.approx(10 ** ((-174 + 10 * math.log10(b_prb) + 9 - 30) / 10), rel=1e-12)
+
+
+def test_sinr_with_and_without_quantization_noise_by_hand():
+    g, p = 1e-10, 0.5  # gain, W on the PRB
+    gain = np.full((1, 1, 4), g)
+    owner = np.array([[0, -1, 0, -1]])
+    power = np.array([[p, 0.0, p, 0.0]])
+    for bits in (4, 8, 16):
+        _, lk = link(bits=bits)
+        n0b = lk.noise_w
+        want = p * g / (n0b + g * p * 2.0 ** (-2 * bits))
+        sinr = lk.prb_sinr(gain, owner, power)
+        assert sinr[0, 0] == pytest.approx(want, rel=1e-12)
+        assert np.isnan(sinr[0, 1]) and np.isnan(sinr[0, 3])
+        # the PHY backend reports the same and carries no bits on idle PRBs
+        res = BuiltinPhy()
+        res.open(None, None, lk)
+        out = res.step(0, Allocation(np.array([0]), owner, power), gain)
+        assert out.prb_sinr[0, 0] == pytest.approx(want, rel=1e-12)
+        assert out.prb_bits[0, 1] == 0 and out.prb_bits[0, 3] == 0
+    # 16 bits: SQNR 96 dB, negligible against this 39 dB SNR: SINR ~ SNR
+    _, lk16 = link(bits=16)
+    assert lk16.prb_sinr(gain, owner, power)[0, 0] == pytest.approx(p * g / lk16.noise_w, rel=1e-5)
+    # with a strong signal, quantization noise caps SINR at the SQNR 2^(2b)
+    _, lk4 = link(bits=4)
+    strong = lk4.prb_sinr(np.full((1, 1, 4), 1.0), owner, power)[0, 0]
+    assert strong == pytest.approx(2.0 ** 8, rel=1e-6)
+
+
+def test_two_ru_interference_by_hand():
+    _, lk = link(bits=10)
+    lk = LinkModel(**{**lk.__dict__, "quant_ratio": np.full(2, 2.0 ** -20)})
+    # UE0 on RU0, UE1 on RU1, both on PRB 0
+    gain = np.zeros((2, 2, 1))
+    gain[0, 0, 0], gain[0, 1, 0] = 2e-10, 5e-11
+    gain[1, 0, 0], gain[1, 1, 0] = 3e-11, 4e-10
+    owner = np.array([[0], [1]])
+    power = np.array([[1.0], [2.0]])
+    q = 2.0 ** -20
+    want0 = 1.0 * 2e-10 / (lk.noise_w + 2.0 * 5e-11 + 2e-10 * 1.0 * q)
+    want1 = 2.0 * 4e-10 / (lk.noise_w + 1.0 * 3e-11 + 4e-10 * 2.0 * q)
+    sinr = lk.prb_sinr(gain, owner, power)
+    assert sinr[0, 0] == pytest.approx(want0, rel=1e-12)
+    assert sinr[1, 0] == pytest.approx(want1, rel=1e-12)
+
+
+def test_cqi_mapping_monotone_and_bounded():
+    sinr = np.logspace(-3, 4, 2000)
+    gap = cqi_gap_for_ber(5e-5)
+    cqi = sinr_to_cqi(sinr, gap)
+    assert cqi.min() == 0 and cqi.max() == 15
+    assert (np.diff(cqi) >= 0).all()
+    assert (np.diff(CQI_EFFICIENCY) > 0).all()
+    _, lk = link(rate_model="cqi")
+    se = lk.spectral_efficiency(sinr)
+    assert (np.diff(se) >= 0).all() and se.max() == pytest.approx(5.5547)
+    assert gap == pytest.approx(-math.log(5 * 5e-5) / 1.5)
+
+
+def test_rate_never_exceeds_cap():
+    sinr = np.logspace(-3, 9, 500)
+    for cap in (2.0, 5.5547, 7.4):
+        _, lk = link(max_spectral_efficiency=cap, snr_gap_db=3.0)
+        se = lk.spectral_efficiency(sinr)
+        assert se.max() <= cap and se.max() == pytest.approx(cap)
+        assert (np.diff(se) >= 0).all()
+        assert lk.spectral_efficiency(np.array([np.nan]))[0] == 0.0
+        assert (lk.prb_bits(sinr) <= cap * lk.prb_bandwidth_hz * lk.tti_s + 1e-9).all()
+
+
+def test_pathloss_models():
+    d = np.geomspace(10, 5000, 200)
+    for fn in (pathloss_uma_db, pathloss_umi_db):
+        for los in (True, False):
+            pl = fn(d, 25.0 if fn is pathloss_uma_db else 10.0, 1.5, 3.5, los)
+            assert (np.diff(pl) > 0).all()
+        assert (fn(d, 25.0, 1.5, 3.5, False) >= fn(d, 25.0, 1.5, 3.5, True) - 1e-9).all()
+    assert pathloss_cost231_db(1000.0) == pytest.approx(128.1)
+    assert pathloss_cost231_db(10000.0) == pytest.approx(128.1 + 37.6)
+
+
+def test_rayleigh_fading_statistics():
+    """E|h|^2 = 1 and power autocorrelation rho^2 between consecutive TTIs (Rayleigh AR(1))."""
+    data = small(ues=20).model_dump()
+    data["channel"].update(fading_correlation=0.8, shadowing_sigma_db=0.0)
+    data["cell"]["prbs_per_ru"] = 50
+    from simcore.scenario import parse_scenario
+
+    s = parse_scenario(data)
+    rng = np.random.default_rng(1)
+    ch = Channel(s, drop_ues(s, rng), rng)
+    norm = []
+    for _ in range(60):
+        ch.advance()
+        ch.refresh_all()
+        norm.append(ch.gain / ch.large_scale_gain[:, :, None])
+    x = np.stack(norm)  # (T, U, R, K) = |h|^2
+    assert x.mean() == pytest.approx(1.0, abs=0.03)
+    a, b = x[:-1].ravel() - 1, x[1:].ravel() - 1
+    # for Rayleigh |h|^2, corr(|h_t|^2, |h_t+1|^2) = rho^2
+    assert np.corrcoef(a, b)[0, 1] == pytest.approx(0.64, abs=0.03)
+
+
+def test_lazy_fading_draws_have_the_same_law():
+    """Skipping n TTIs (drawn only when read) keeps E|h|^2 = 1 and correlation rho^(2n)."""
+    data = small(ues=20).model_dump()
+    data["channel"].update(fading_correlation=0.9, shadowing_sigma_db=0.0)
+    data["cell"]["prbs_per_ru"] = 50
+    from simcore.scenario import parse_scenario
+
+    s = parse_scenario(data)
+    rng = np.random.default_rng(2)
+    ch = Channel(s, drop_ues(s, rng), rng)
+    xs = []
+    for _ in range(50):
+        for _ in range(3):
+            ch.advance()
+        ch.refresh_all()
+        xs.append((ch.gain / ch.large_scale_gain[:, :, None]).copy())
+    x = np.stack(xs)
+    assert x.mean() == pytest.approx(1.0, abs=0.03)
+    assert np.corrcoef(x[:-1].ravel(), x[1:].ravel())[0, 1] == pytest.approx(0.9 ** 6, abs=0.03)
