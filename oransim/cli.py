@@ -17,9 +17,14 @@ err = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 160)
 
 
+def _say(line: str) -> None:
+    """One diagnostic line on stderr, never wrapped."""
+    print(line, file=sys.stderr)
+
+
 def _fail(lines, code: int = 2):
     for line in lines:
-        err.print(line, markup=False, highlight=False)
+        _say(line)
     raise typer.Exit(code)
 
 
@@ -82,7 +87,7 @@ def validate(scenario: Path = typer.Argument(..., help="scenario YAML file")):
     except PluginError as exc:
         _fail([f"{scenario}: {exc}"])
     for path, msg in scenario_warnings(scn):
-        err.print(f"{scenario}: warning: {path}: {msg}", markup=False, highlight=False)
+        _say(f"{scenario}: warning: {path}: {msg}")
     out.print(f"{scenario}: OK ({scn.n_ues} UEs, {scn.n_ru} RU(s) x {scn.cell.prbs_per_ru} PRBs, "
               f"{scn.n_tti} TTIs of {scn.cell.tti_s * 1e3:g} ms, policy {scn.policy.name}, PHY {scn.phy.backend})",
               markup=False, highlight=False)
@@ -108,7 +113,7 @@ def run(
 
     scn = _load(scenario, policy=policy, seed=seed, duration_s=duration, phy=phy)
     for path, msg in scenario_warnings(scn):
-        err.print(f"{scenario}: warning: {path}: {msg}", markup=False, highlight=False)
+        _say(f"{scenario}: warning: {path}: {msg}")
     target = out_dir or Path("runs") / f"{scn.name}-{scn.policy.name}-seed{scn.seed}"
     if target.exists() and not overwrite:
         _fail([f"{target}: run folder already exists (pass --overwrite to replace it, or --out elsewhere)"])
