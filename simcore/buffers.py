@@ -159,8 +159,10 @@ class UeBuffers:
             if cut == cursor:
                 continue
             self.expiry_cursor[sl] = cut
-            rows = np.arange(cursor, cut)
-            rows = rows[(pk.status[cursor:cut] == QUEUED) & (self.ue_slice[pk.ue[cursor:cut]] == sl)]
+            queued = pk.status[cursor:cut] == QUEUED
+            if not queued.any():
+                continue
+            rows = np.flatnonzero(queued & (self.ue_slice[pk.ue[cursor:cut]] == sl)) + cursor
             if rows.size == 0:
                 continue
             ue = pk.ue[rows]

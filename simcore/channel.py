@@ -212,6 +212,8 @@ class Channel:
         """Bring every entry of ``gain`` (U, R, K) to the current TTI."""
         if not self.rayleigh or self.gain.size == 0:
             return
+        if self._flat_at > self._all_at:  # steady-state draws leave _drawn_at to this flush
+            self._drawn_at.ravel()[self._flat] = self._flat_at
         h = self._step(self._h.reshape(2, -1), self._drawn_at.ravel()).reshape(self._h.shape)
         self._h = h
         self._drawn_at.fill(self.tti)
@@ -251,7 +253,7 @@ class Channel:
             h += w
         else:
             h = self._step(h, drawn[flat])
+            drawn[flat] = self.tti
         h_flat[:, flat] = h
-        drawn[flat] = self.tti
         self._flat_at = self.tti
         self.gain.ravel()[flat] = self._flat_ls * (h[0] * h[0] + h[1] * h[1])

@@ -215,12 +215,13 @@ class Engine:
         owner = alloc.prb_owner
         self.channel.refresh_prbs(owner)  # the gains the PHY reads, at this TTI
         res = self.phy.step(k, alloc, self.channel.gain)
-        mask = owner >= 0
-        capacity = np.bincount(owner[mask], weights=res.prb_bits[mask], minlength=self.n_ues)
+        # idle PRBs (owner -1) land in bin 0 and are dropped
+        capacity = np.bincount(owner.ravel() + 1, weights=res.prb_bits.ravel(), minlength=self.n_ues + 1)[1:]
         served = self.buffers.serve(capacity, now, now + self.tti_s + self.fh_latency_s)
         self.served_bits_total += served
         self.served_in_interval += served
-        self.avg_tput_bps += (served / self.tti_s - self.avg_tput_bps) / EWMA_TTI
+        self.avg_tput_bps *= 1.0 - 1.0 / EWMA_TTI
+        self.avg_tput_bps += served * (1.0 / (EWMA_TTI * self.tti_s))
         self.tti_rec.record(k, served, self.buffers.backlog_bits, owner, res.prb_sinr, alloc.power_w)
 
     def _close_qos_interval(self, interval: int) -> None:

@@ -150,3 +150,34 @@ def test_lazy_fading_draws_have_the_same_law():
     x = np.stack(xs)
     assert x.mean() == pytest.approx(1.0, abs=0.03)
     assert np.corrcoef(x[:-1].ravel(), x[1:].ravel())[0, 1] == pytest.approx(0.9 ** 6, abs=0.03)
+
+
+def test_mixed_lazy_refreshes_keep_the_ar1_law():
+    """The engine's pattern: PRB-owner entries every TTI, everything at decisions (every 5 TTIs)."""
+    data = small(ues=40).model_dump()
+    data["channel"].update(fading_correlation=0.85, shadowing_sigma_db=0.0)
+    data["cell"]["prbs_per_ru"] = 40
+    from simcore.scenario import parse_scenario
+
+    s = parse_scenario(data)
+    rng = np.random.default_rng(4)
+    ch = Channel(s, drop_ues(s, rng), rng)
+    n_ue = ch.gain.shape[0]
+    owned, other = [], []
+    for t in range(400):
+        if t:
+            ch.advance()
+        if t % 5 == 0:
+            ch.refresh_all()
+            other.append((ch.gain[n_ue // 2:, 0, :] / ch.large_scale_gain[n_ue // 2:, :1]).copy())
+            owner = np.arange(s.cell.prbs_per_ru)[None, :] % (n_ue // 2)  # first half of the UEs own PRBs
+            owner = owner.copy()  # a fresh allocation object, as the engine hands over
+        ch.refresh_prbs(owner)
+        k = np.arange(s.cell.prbs_per_ru)
+        owned.append(ch.gain[owner[0], 0, k] / ch.large_scale_gain[owner[0], 0])
+    x = np.stack(owned)
+    assert x.mean() == pytest.approx(1.0, abs=0.03)
+    assert np.corrcoef(x[:-1].ravel(), x[1:].ravel())[0, 1] == pytest.approx(0.85 ** 2, abs=0.03)
+    y = np.stack(other)
+    assert y.mean() == pytest.approx(1.0, abs=0.05)
+    assert np.corrcoef(y[:-1].ravel(), y[1:].ravel())[0, 1] == pytest.approx(0.85 ** 10, abs=0.04)
