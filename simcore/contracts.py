@@ -27,7 +27,8 @@ POWER_RTOL = 1e-9
 
 @dataclass(frozen=True)
 class Observation:
-    """State of the network at a decision instant (arrays are read-only views; do not modify)."""
+    """State of the network at a decision instant. Per-decision arrays are the policy's own copies;
+    the scenario constants are shared and read-only."""
 
     tti: int
     time_s: float

@@ -90,6 +90,9 @@ class Engine:
         self.slice_power_cap_w = np.array(
             [dbm_to_w(x.power_cap_dbm) if x.power_cap_dbm is not None else np.inf for x in sl], dtype=float)
         self.serving_ru = np.argmax(self.channel.large_scale_gain, axis=1) if self.n_ues else np.zeros(0, int)
+        for const in (self.geo.ue_slice, self.serving_ru, self.min_rate_bps, self.max_rate_bps, self.max_delay_ms,
+                      self.slice_weight, self.ru_max_power_w, self.slice_power_cap_w):
+            const.flags.writeable = False  # shared with every Observation: policies must not change them
 
         # --- traffic and processing
         traffic_rngs = [np.random.default_rng(x) for x in np.random.SeedSequence(rng_traffic.integers(2**63)).spawn(len(sl))]
@@ -174,7 +177,7 @@ class Engine:
     # ------------------------------------------------------------------------------ the steps
     def observation(self, k: int) -> Observation:
         self.channel.refresh_all()  # the policy sees full CSI of this TTI
-        gain = self.channel.gain
+        gain = self.channel.gain.copy()  # a snapshot: the live array moves on with the fading
         prb_rate, sinr = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w)
         now = k * self.tti_s
         hol = self.buffers.hol_arrival_s
