@@ -172,8 +172,8 @@ class Channel:
         if s.channel.shadowing_sigma_db is not None:
             sigma = np.full(pl.shape, s.channel.shadowing_sigma_db)
         else:
-            sigma = np.vectorize(lambda l: SHADOWING_SIGMA_DB[(s.channel.pathloss, bool(l))])(geo.los) \
-                if pl.size else np.zeros(pl.shape)
+            sigma = np.where(geo.los, SHADOWING_SIGMA_DB[(s.channel.pathloss, True)],
+                             SHADOWING_SIGMA_DB[(s.channel.pathloss, False)])
         self.shadowing_db = sigma * rng.standard_normal(pl.shape)
         self.pathloss_db = pl
         #: (U, R) linear large-scale gain
