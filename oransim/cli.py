@@ -140,7 +140,7 @@ def run(
 
 
 def _table(df, title: str, fmt: str = "{:.3g}") -> Table:
-    t = Table(title=title, title_justify="left")
+    t = Table(title=title, title_justify="left", min_width=len(title) + 4)
     t.add_column(df.index.name or "", style="bold")
     for c in df.columns:
         t.add_column(str(c), justify="right")
