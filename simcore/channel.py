@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.signal import lfilter
 from scipy.special import j0
 
 from .scenario import Scenario
@@ -185,8 +186,9 @@ class Channel:
         shape = (*pl.shape, self.n_prbs)
         self.tti = 0  # the TTI the channel is at
         self._flat_for = None  # allocation whose PRB entries _flat indexes
-        self._flat_at = -1  # TTI at which the _flat entries were last drawn
         self._all_at = 0  # TTI at which every entry was last drawn
+        self._traj_h = None  # (T, 2, n) pre-drawn fading of the _flat entries for TTIs _traj_t0 ...
+        self._traj_t0 = 0
         if self.rayleigh:
             # h = (re, im) with E|h|^2 = 1: each part N(0, 1/2); kept as float32 (2, U, R, K)
             self._h = rng.standard_normal((2, *shape), dtype=np.float32) * np.float32(np.sqrt(0.5))
@@ -208,30 +210,41 @@ class Channel:
         h += w
         return h
 
+    def _settle_trajectory(self) -> None:
+        """Pin the pre-drawn entries to their value at the current TTI (later draws are discarded)."""
+        if self._traj_h is None:
+            return
+        i = min(self.tti - self._traj_t0, len(self._traj_h) - 1)
+        if i >= 0:
+            self._h.reshape(2, -1)[:, self._flat] = self._traj_h[i]
+            self._drawn_at.ravel()[self._flat] = self._traj_t0 + i
+        self._traj_h = None
+
     def refresh_all(self) -> None:
         """Bring every entry of ``gain`` (U, R, K) to the current TTI."""
         if not self.rayleigh or self.gain.size == 0:
             return
-        if self._flat_at > self._all_at:  # steady-state draws leave _drawn_at to this flush
-            self._drawn_at.ravel()[self._flat] = self._flat_at
+        self._settle_trajectory()
         h = self._step(self._h.reshape(2, -1), self._drawn_at.ravel()).reshape(self._h.shape)
         self._h = h
         self._drawn_at.fill(self.tti)
         self._all_at = self.tti
         np.multiply(self.large_scale_gain[:, :, None], h[0] * h[0] + h[1] * h[1], out=self.gain)
 
-    def refresh_prbs(self, prb_owner: np.ndarray) -> None:
+    def refresh_prbs(self, prb_owner: np.ndarray, until_tti: int | None = None) -> None:
         """Bring to the current TTI the gains from every RU to the owner of each active PRB.
 
         prb_owner: (R, K) int UE index, -1 idle. Afterwards ``gain[prb_owner[r, k], :, k]`` is current.
+        until_tti: the allocation holds until this TTI (exclusive): the entries' fading is drawn
+        for all those TTIs at once (one AR(1) filter pass) and handed out TTI by TTI.
         """
         if not self.rayleigh:
             return
         if self._flat_for is not prb_owner:
             # the allocation changes only at decisions (the engine hands over a fresh array each
             # time): index its entries once
+            self._settle_trajectory()
             self._flat_for = prb_owner
-            self._flat_at = -1
             r_idx, k_idx = np.nonzero(prb_owner >= 0)
             n_ru, n_prb = self.gain.shape[1], self.gain.shape[2]
             u = np.repeat(prb_owner[r_idx, k_idx], n_ru)
@@ -242,18 +255,21 @@ class Channel:
         flat = self._flat
         if flat.size == 0 or self._all_at == self.tti:
             return
-        drawn = self._drawn_at.ravel()
-        h_flat = self._h.reshape(2, -1)
-        h = h_flat[:, flat]
-        if self._flat_at == self.tti - 1 and self._all_at < self._flat_at:
-            # steady state between decisions: every entry is one TTI old
-            w = self._rng.standard_normal(h.shape, dtype=np.float32)
-            w *= np.float32(self._innov * np.sqrt(0.5))
-            h *= np.float32(self.rho)
-            h += w
+        traj = self._traj_h
+        if traj is not None and 0 <= self.tti - self._traj_t0 < len(traj):
+            h = traj[self.tti - self._traj_t0]
         else:
-            h = self._step(h, drawn[flat])
-            drawn[flat] = self.tti
-        h_flat[:, flat] = h
-        self._flat_at = self.tti
+            self._settle_trajectory()
+            h_flat = self._h.reshape(2, -1)
+            h = self._step(h_flat[:, flat], self._drawn_at.ravel()[flat])
+            steps = 1 if until_tti is None else max(1, until_tti - self.tti)
+            if steps > 1:
+                w = self._rng.standard_normal((steps - 1, *h.shape), dtype=np.float32)
+                w *= np.float32(self._innov * np.sqrt(0.5))
+                later = lfilter([1.0], [1.0, -self.rho], w, axis=0, zi=(self.rho * h)[None])[0]
+                self._traj_h = np.concatenate([h[None], later.astype(np.float32)])
+                self._traj_t0 = self.tti
+            else:
+                h_flat[:, flat] = h
+                self._drawn_at.ravel()[flat] = self.tti
         self.gain.ravel()[flat] = self._flat_ls * (h[0] * h[0] + h[1] * h[1])

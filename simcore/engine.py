@@ -216,7 +216,8 @@ class Engine:
         alloc = self.allocation
         now = k * self.tti_s
         owner = alloc.prb_owner
-        self.channel.refresh_prbs(owner)  # the gains the PHY reads, at this TTI
+        next_decision = min(self.n_tti, (k // self.decision_period + 1) * self.decision_period)
+        self.channel.refresh_prbs(owner, until_tti=next_decision)  # the gains the PHY reads, at this TTI
         res = self.phy.step(k, alloc, self.channel.gain)
         # idle PRBs (owner -1) land in bin 0 and are dropped
         capacity = np.bincount(owner.ravel() + 1, weights=res.prb_bits.ravel(), minlength=self.n_ues + 1)[1:]

@@ -152,8 +152,11 @@ def test_lazy_fading_draws_have_the_same_law():
     assert np.corrcoef(x[:-1].ravel(), x[1:].ravel())[0, 1] == pytest.approx(0.9 ** 6, abs=0.03)
 
 
-def test_mixed_lazy_refreshes_keep_the_ar1_law():
-    """The engine's pattern: PRB-owner entries every TTI, everything at decisions (every 5 TTIs)."""
+@pytest.mark.parametrize("predraw", [0, 1, 2])
+def test_mixed_lazy_refreshes_keep_the_ar1_law(predraw):
+    """The engine's pattern: PRB-owner entries every TTI (drawn TTI by TTI, or pre-drawn until the
+    next decision, or pre-drawn too far and cut short by the decision), everything at decisions
+    (every 5 TTIs)."""
     data = small(ues=40).model_dump()
     data["channel"].update(fading_correlation=0.85, shadowing_sigma_db=0.0)
     data["cell"]["prbs_per_ru"] = 40
@@ -172,7 +175,7 @@ def test_mixed_lazy_refreshes_keep_the_ar1_law():
             other.append((ch.gain[n_ue // 2:, 0, :] / ch.large_scale_gain[n_ue // 2:, :1]).copy())
             owner = np.arange(s.cell.prbs_per_ru)[None, :] % (n_ue // 2)  # first half of the UEs own PRBs
             owner = owner.copy()  # a fresh allocation object, as the engine hands over
-        ch.refresh_prbs(owner)
+        ch.refresh_prbs(owner, until_tti=(t // 5 + predraw) * 5 if predraw else None)
         k = np.arange(s.cell.prbs_per_ru)
         owned.append(ch.gain[owner[0], 0, k] / ch.large_scale_gain[owner[0], 0])
     x = np.stack(owned)
