@@ -179,7 +179,9 @@ def test_mixed_lazy_refreshes_keep_the_ar1_law(predraw):
         k = np.arange(s.cell.prbs_per_ru)
         owned.append(ch.gain[owner[0], 0, k] / ch.large_scale_gain[owner[0], 0])
     x = np.stack(owned)
-    assert x.mean() == pytest.approx(1.0, abs=0.03)
+    # across seeds the sample mean has a standard deviation of ~0.018 and the correlation ~0.009:
+    # the bands below are ~3 sigma
+    assert x.mean() == pytest.approx(1.0, abs=0.055)
     assert np.corrcoef(x[:-1].ravel(), x[1:].ravel())[0, 1] == pytest.approx(0.85 ** 2, abs=0.03)
     y = np.stack(other)
     assert y.mean() == pytest.approx(1.0, abs=0.05)
