@@ -257,7 +257,8 @@ class Channel:
             return
         traj = self._traj_h
         if traj is not None and 0 <= self.tti - self._traj_t0 < len(traj):
-            h = traj[self.tti - self._traj_t0]
+            self.gain.ravel()[flat] = self._traj_gain[self.tti - self._traj_t0]
+            return
         else:
             self._settle_trajectory()
             h_flat = self._h.reshape(2, -1)
@@ -268,6 +269,7 @@ class Channel:
                 w *= np.float32(self._innov * np.sqrt(0.5))
                 later = lfilter([1.0], [1.0, -self.rho], w, axis=0, zi=(self.rho * h)[None])[0]
                 self._traj_h = np.concatenate([h[None], later.astype(np.float32)])
+                self._traj_gain = self._flat_ls * (self._traj_h[:, 0] ** 2 + self._traj_h[:, 1] ** 2)
                 self._traj_t0 = self.tti
             else:
                 h_flat[:, flat] = h

@@ -175,7 +175,7 @@ class BuiltinPhy:
         self._alloc = allocation
         owner = allocation.prb_owner
         self._active = owner[0] >= 0
-        k = np.flatnonzero(self._active)
+        self._k = k = np.flatnonzero(self._active)
         n_ru, n_prb = gain.shape[1], gain.shape[2]
         self._flat = (owner[0, k] * n_ru) * n_prb + k  # index of gain[owner, 0, k]
         self._power = allocation.power_w[0, k]
@@ -191,9 +191,10 @@ class BuiltinPhy:
             self._prepare(allocation, gain)
         signal = gain.ravel()[self._flat] * self._power
         sinr = signal / (link.noise_w + signal * link.quant_ratio[0])
-        self._sinr[0, self._active] = sinr
-        self._bits[0, self._active] = link.prb_bits(sinr)
-        return PhyTtiResult(prb_sinr=self._sinr.copy(), prb_bits=self._bits.copy())
+        out_sinr, out_bits = self._sinr.copy(), self._bits.copy()
+        out_sinr[0, self._k] = sinr
+        out_bits[0, self._k] = link.prb_bits(sinr)
+        return PhyTtiResult(prb_sinr=out_sinr, prb_bits=out_bits)
 
     def close(self) -> None:
         pass
