@@ -177,6 +177,56 @@ def report(
     out.print(f"figure: {png}", markup=False, highlight=False)
 
 
+@app.command()
+def evaluate(
+    scenario: Path = typer.Argument(..., help="scenario YAML file (its cell, slices and traffic)"),
+    policies: str = typer.Option("pf,maxcqi,rr", help="comma-separated policy names"),
+    states: int = typer.Option(20, min=1, help="number of sampled snapshot states"),
+    seed: Optional[int] = typer.Option(None, help="first seed (default: the scenario's)"),
+    optimum: str = typer.Option("auto", help="esa, optimal, or auto (esa when its space is small enough)"),
+    warmup_tti: int = typer.Option(200, min=1, help="TTIs each state's network runs before it is sampled"),
+    out_csv: Optional[Path] = typer.Option(None, "--out", help="CSV path (default evaluate-NAME.csv)"),
+):
+    """Run sampled snapshot states through each policy and the optimum; print and save the agreement table."""
+    import os
+    import tempfile
+
+    from oransim.evaluate import evaluate as run_evaluation
+    from oransim.evaluate import sample_states
+    from simcore.plugins import PluginError, available
+
+    scn = _load(scenario)
+    names = [n.strip() for n in policies.split(",") if n.strip()]
+    known = available("oransim.policies")
+    for n in [*names, *([] if optimum == "auto" else [optimum])]:
+        if n not in known:
+            _fail([f"{scenario}: --policies: unknown policy '{n}' (available: {', '.join(known)})"])
+    first = scn.seed if seed is None else seed
+    bar = _Progress(f"{scn.name}: sampling states")
+    try:
+        obs = sample_states(scn, states, first, warmup_tti, progress=bar)
+        bar.close()
+        bar = _Progress(f"{scn.name}: deciding")
+        table, _ = run_evaluation(obs, names, optimum=optimum, seed=first, progress=bar)
+    except (PluginError, ValueError, RuntimeError) as exc:
+        _fail([f"{scenario}: {exc}"])
+    finally:
+        bar.close()
+    target = out_csv or Path(f"evaluate-{scn.name}.csv")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent if str(target.parent) else ".")
+    os.close(fd)
+    try:
+        table.to_csv(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    show = table.rename(columns={"throughput_ratio": "w-tput / opt", "qos_pct": "QoS %", "mae": "MAE", "r2": "R2",
+                                 "cosine": "cosine", "baep_pct": "BAEP %", "decide_ms": "decide ms"})
+    out.print(_table(show, f"{scn.name}: {states} states against the optimum ({table.attrs['optimum']})"))
+    out.print(f"table: {target}", markup=False, highlight=False)
+
+
 def main():  # entry point of the `oransim` script
     app()
 

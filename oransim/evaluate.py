@@ -1,0 +1,73 @@
+"""`oransim evaluate`: policies against the optimum on sampled snapshot states.
+
+States: for state i the scenario is run with seed ``seed + i`` (a new drop, fading and traffic)
+for ``warmup_tti`` TTIs under the scenario's own policy, so buffers and throughput averages are
+those of a running network; the observation at the last TTI is the state. Every policy and the
+optimum decide on the same states; each allocation is scored by the snapshot problem and compared
+with the optimum's through ``analysis.agreement``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from analysis.agreement import agreement_table, decision_vector
+from policies.esa import ExhaustiveSearch, esa_space_size
+from simcore.engine import Engine
+from simcore.plugins import make_phy, make_policy
+from simcore.scenario import Scenario
+from simcore.snapshot import DEFAULT_LEVEL_FACTORS, SnapshotProblem
+
+
+def sample_states(scenario: Scenario, n_states: int, seed: int, warmup_tti: int = 200, progress=None) -> list:
+    states = []
+    duration = warmup_tti * scenario.cell.tti_s
+    for i in range(n_states):
+        scn = scenario.with_overrides(seed=seed + i, duration_s=duration)
+        eng = Engine(scn, make_policy(scn.policy.name, scn.policy.params), make_phy(scn.phy.backend, scn.phy.params))
+        eng.run()
+        states.append(eng.observation(eng.n_tti - 1))
+        if progress is not None:
+            progress(i + 1, n_states)
+    return states
+
+
+def choose_optimum(states, name: str = "auto"):
+    """``esa`` where its space is within its default limit on every state, else ``optimal``."""
+    if name == "auto":
+        o = states[0]
+        size = esa_space_size(o.n_ues, o.n_rus, o.n_prbs, len(DEFAULT_LEVEL_FACTORS))
+        name = "esa" if size <= ExhaustiveSearch().max_space else "optimal"
+    return name, make_policy(name)
+
+
+def evaluate(states, policy_names: list[str], optimum: str = "auto", seed: int = 0, progress=None):
+    """Agreement table (one row per policy) and the per-state records behind it."""
+    opt_name, opt = choose_optimum(states, optimum)
+    policies = {n: make_policy(n) for n in policy_names}
+    for i, p in enumerate([opt, *policies.values()]):
+        p.reset(seed + i)
+    records = []
+    for i, obs in enumerate(states):
+        prob = SnapshotProblem(obs)
+        opt_alloc = opt.decide(obs)
+        opt_ev = prob.evaluate(opt_alloc)
+        opt_vec = decision_vector(opt_alloc, obs)
+        for name, pol in policies.items():
+            t0 = time.perf_counter()
+            alloc = pol.decide(obs)
+            ms = (time.perf_counter() - t0) * 1e3
+            ev = prob.evaluate(alloc)
+            has_need = ev.need_bps > 0
+            records.append({
+                "policy": name, "state": i, "vector": decision_vector(alloc, obs), "opt_vector": opt_vec,
+                "objective_bps": ev.objective_bps, "opt_objective_bps": opt_ev.objective_bps,
+                "violation_bps": ev.violation_bps, "opt_violation_bps": opt_ev.violation_bps,
+                "qos_met": int((ev.qos_met & has_need).sum()), "ues_with_need": int(has_need.sum()),
+                "decide_ms": ms,
+            })
+        if progress is not None:
+            progress(i + 1, len(states))
+    table = agreement_table(records)
+    table.attrs["optimum"] = opt_name
+    return table, records
