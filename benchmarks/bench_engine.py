@@ -5,6 +5,10 @@ UEs for N in {10, 30, 100}, packet-level records and per-TTI records on. Each si
 process so that peak memory (ru_maxrss) belongs to that size alone. Prints a table; also the cost
 per TTI relative to the 3 x 10 case, to show how it grows with the number of UEs.
 
+The engine's cost is mostly the fixed overhead of small numpy calls, which differs several-fold
+between machines; the first line printed measures it here (mean wall time of one small numpy call
+and of one pure-Python loop step) so that figures from different machines can be compared.
+
     python benchmarks/bench_engine.py [--duration 5] [--sizes 10,30,100]
 """
 
@@ -35,6 +39,18 @@ print(json.dumps({"ues": 3 * n, "tti": scn.n_tti, "wall_s": res.wall_s,
 """
 
 
+def machine_reference() -> tuple[float, float]:
+    """(us per small numpy call, ns per pure-Python loop step) on this machine, best of 5."""
+    import timeit
+
+    import numpy as np
+
+    a, b = np.ones(64), np.ones(64)
+    per_call = min(timeit.repeat(lambda: np.add(a, b), number=20000, repeat=5)) / 20000 * 1e6
+    per_step = min(timeit.repeat("for i in range(10000): x = i + 1", number=20, repeat=5)) / 200000 * 1e9
+    return per_call, per_step
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=5.0, help="simulated seconds per size")
@@ -46,6 +62,8 @@ def main() -> None:
                              capture_output=True, text=True, check=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     ref = rows[0]["wall_s"] / rows[0]["tti"]
+    call_us, step_ns = machine_reference()
+    print(f"machine reference: {call_us:.2f} us per small numpy call, {step_ns:.1f} ns per Python loop step")
     print(f"paper cell, PF, {args.duration:g} s simulated per size, records on (one process per size)")
     print(f"{'UEs':>5} {'TTIs':>7} {'packets':>9} {'wall s':>8} {'TTI/s':>8} {'us/TTI':>8} "
           f"{'cost x':>7} {'UEs x':>6} {'peak RSS MB':>12}")
