@@ -12,5 +12,8 @@ COPY ns3_bridge ./ns3_bridge
 COPY oransim ./oransim
 COPY scenarios ./scenarios
 RUN pip install --no-cache-dir -e '.[ns3]'
+# compile the ns-3 PHY server (ns3-shm backend) into the image, so containers start without g++ work
+ENV ORANSIM_CACHE=/opt/oransim/.cache
+RUN python -c "from ns3_bridge.build import server_binary; print(server_binary())"
 ENTRYPOINT ["oransim"]
 CMD ["--help"]

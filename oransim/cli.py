@@ -80,6 +80,11 @@ def validate(scenario: Path = typer.Argument(..., help="scenario YAML file")):
                         f"(available: {', '.join(available('oransim.phy'))})")
     if problems:
         _fail(problems)
+    from simcore.plugins import phy_scenario_problems
+
+    problems = [f"{scenario}: {f}: {m}" for f, m in phy_scenario_problems(scn)]
+    if problems:
+        _fail(problems)
     try:
         from simcore.plugins import make_policy
 
@@ -106,7 +111,7 @@ def run(
 ):
     """Simulate a scenario and write its run folder (manifest + packets/tti/decisions tables)."""
     from simcore.engine import SimulationError
-    from simcore.plugins import PluginError
+    from simcore.plugins import PluginError, phy_scenario_problems
     from simcore.recorder import RunExistsError
     from simcore.run import save_run, simulate
     from simcore.scenario import scenario_warnings
@@ -114,6 +119,12 @@ def run(
     scn = _load(scenario, policy=policy, seed=seed, duration_s=duration, phy=phy)
     for path, msg in scenario_warnings(scn):
         _say(f"{scenario}: warning: {path}: {msg}")
+    try:
+        problems = [f"{scenario}: {f}: {m}" for f, m in phy_scenario_problems(scn)]
+    except PluginError as exc:
+        problems = [f"{scenario}: {exc}"]
+    if problems:
+        _fail(problems)
     target = out_dir or Path("runs") / f"{scn.name}-{scn.policy.name}-seed{scn.seed}"
     if target.exists() and not overwrite:
         _fail([f"{target}: run folder already exists (pass --overwrite to replace it, or --out elsewhere)"])

@@ -217,7 +217,9 @@ class PhyBackend(Protocol):
 
     name: str
 
-    def open(self, scenario, geometry, link: LinkModel) -> None: ...
+    def open(self, scenario, geometry, link: LinkModel, *, channel=None, serving_ru=None) -> None:
+        """Called once before the first TTI; ``channel`` (simcore.channel.Channel) and ``serving_ru`` (U,)
+        are the engine's, for backends that model the network themselves."""
 
     def step(self, tti: int, allocation: Allocation, gain: np.ndarray) -> PhyTtiResult: ...
 

@@ -56,6 +56,7 @@ class RunResult:
     timing: object  # per decision: wall time of the policy (the one table that is not reproducible)
     counts: dict
     wall_s: float
+    phy_info: dict | None = None  # what the PHY backend reports of itself (e.g. ns-3 version)
 
 
 class Engine:
@@ -239,7 +240,7 @@ class Engine:
 
         t0 = time.perf_counter()
         self.policy.reset(self.policy_seed)
-        self.phy.open(self.s, self.geo, self.link)
+        self.phy.open(self.s, self.geo, self.link, channel=self.channel, serving_ru=self.serving_ru)
         try:
             env = self.env
             env.process(self._ric_process())
@@ -257,8 +258,9 @@ class Engine:
             packets = packets.iloc[:0]  # same columns, no rows: the counts stay in the manifest
         decisions = pd.DataFrame(self.decisions)
         timing = pd.DataFrame({"tti": decisions["tti"] if len(decisions) else [], "solve_ms": self.solve_ms})
+        phy_info = self.phy.info() if hasattr(self.phy, "info") else {}
         return RunResult(self.s, self.policy.name, getattr(self.phy, "name", "?"), packets,
-                         self.tti_rec.frame(self.tti_s), decisions, timing, self.conservation(), wall)
+                         self.tti_rec.frame(self.tti_s), decisions, timing, self.conservation(), wall, phy_info)
 
     def conservation(self) -> dict:
         """Packet and bit accounting at the current time (see DESIGN.md: conservation)."""

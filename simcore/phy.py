@@ -167,7 +167,7 @@ class BuiltinPhy:
         self.link: LinkModel | None = None
         self._alloc = None
 
-    def open(self, scenario, geometry, link: LinkModel) -> None:
+    def open(self, scenario, geometry, link: LinkModel, *, channel=None, serving_ru=None) -> None:
         self.link = link
         self._alloc = None
 

@@ -43,3 +43,10 @@ def make_policy(name: str, params: dict | None = None):
 
 def make_phy(name: str, params: dict | None = None):
     return _build(_load("oransim.phy", name, "phy.backend"), params or {}, "phy")
+
+
+def phy_scenario_problems(scenario) -> list[tuple[str, str]]:
+    """(field, message) for what the scenario's PHY backend cannot run (its ``check_scenario``, if any)."""
+    cls = _load("oransim.phy", scenario.phy.backend, "phy.backend")
+    check = getattr(cls, "check_scenario", None)
+    return list(check(scenario)) if check is not None else []

@@ -26,7 +26,7 @@ def manifest(result: RunResult, scenario_file: str | None = None) -> dict:
         "scenario": s.model_dump(mode="json"),
         "seed": s.seed,
         "policy": {"name": result.policy_name, "params": s.policy.params},
-        "phy": {"backend": result.phy_name, "params": s.phy.params},
+        "phy": {"backend": result.phy_name, "params": s.phy.params, **(result.phy_info or {})},
         "versions": package_versions(),
         "git_revision": git_revision(),
         "wall_time_s": round(result.wall_s, 4),

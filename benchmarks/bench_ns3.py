@@ -1,0 +1,99 @@
+"""Wall time per TTI: built-in PHY vs ns3-shm vs ns-3 running the same LTE cell on its own.
+
+The paper cell (1 RU, 30 PRBs, numerology 0: 1 ms TTIs, PF deciding every 10 TTIs) with 3 x N UEs:
+
+- builtin:   the engine with the numpy PHY (wall time of the run / TTIs);
+- ns3-shm:   the engine with the PHY delegated to the ns-3 server over shared memory; start-up
+             (ns-3 set-up, random access of every UE) is shown apart from the per-TTI cost;
+- LTE-only:  the server's own network (the same eNBs, UEs, channel) run by ns-3 alone with its
+             round-robin scheduler granting every PRB to full-buffer UEs, no engine and no shared
+             memory (``oransim_phy_server CONFIG --lte-only MS``): the cost of the LTE model itself.
+
+ns3-shm spends about three ns-3 subframes per engine TTI (the LTE MAC schedules two subframes
+ahead; the server runs until the TTI's transport blocks are reported), so its cost per TTI is
+compared with LTE-only's cost per subframe.
+
+    python benchmarks/bench_ns3.py [--sizes 4,10,30] [--duration 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from ns3_bridge.build import server_binary
+from ns3_bridge.shm import Ns3ShmPhy, segment_layout, server_config
+from simcore.engine import Engine
+from simcore.phy import BuiltinPhy
+from simcore.plugins import make_policy
+from simcore.scenario import Scenario, parse_scenario
+
+
+def cell(n: int, duration_s: float) -> Scenario:
+    base = Scenario().model_dump()
+    base["duration_s"] = duration_s
+    for sl in base["slices"]:
+        sl["ues"] = n
+    return parse_scenario(base)
+
+
+class TimedShm(Ns3ShmPhy):
+    def open(self, *args, **kw):
+        t0 = time.perf_counter()
+        super().open(*args, **kw)
+        self.open_s = time.perf_counter() - t0
+
+    def close(self):
+        t0 = time.perf_counter()
+        super().close()
+        self.close_s = time.perf_counter() - t0
+
+
+def lte_only(scn: Scenario, subframes: int) -> dict:
+    eng = Engine(scn, make_policy("pf"), BuiltinPhy())  # only for the drop: the same geometry and serving RUs
+    lay = segment_layout(eng.n_ues, eng.n_rus, eng.n_prbs)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "server.cfg"
+        cfg.write_text(server_config(scn, eng.geo, eng.serving_ru, "unused", lay))
+        out = subprocess.run([str(server_binary()), str(cfg), "--lte-only", str(subframes)],
+                             capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="4,10,30", help="UEs per slice")
+    ap.add_argument("--duration", type=float, default=1.0, help="simulated seconds per run")
+    args = ap.parse_args()
+    server_binary()  # compile outside the timings
+    rows = []
+    for n in (int(x) for x in args.sizes.split(",")):
+        scn = cell(n, args.duration)
+        r_b = Engine(scn, make_policy("pf"), BuiltinPhy()).run()
+        phy = TimedShm()
+        r_s = Engine(scn, make_policy("pf"), phy).run()
+        shm_run = r_s.wall_s - phy.open_s - phy.close_s
+        lte = lte_only(scn, scn.n_tti)
+        rows.append({
+            "ues": 3 * n, "tti": scn.n_tti,
+            "builtin_ms": r_b.wall_s / scn.n_tti * 1e3,
+            "shm_ms": shm_run / scn.n_tti * 1e3, "shm_start_s": phy.open_s,
+            "subframes_per_tti": (phy.counters["ns3_subframes"] - phy.counters["warmup_subframes"]) / scn.n_tti,
+            "lte_ms": lte["run_s"] / lte["subframes"] * 1e3, "lte_setup_s": lte["setup_s"],
+        })
+    print(f"paper cell (30 PRBs, 1 ms TTI), PF every 10 TTIs, {args.duration:g} s simulated per run")
+    print(f"{'UEs':>4} {'builtin ms/TTI':>15} {'ns3-shm ms/TTI':>15} {'ns3-shm start s':>16} "
+          f"{'subframes/TTI':>14} {'LTE-only ms/sf':>15} {'LTE-only setup s':>17} {'shm / LTE-only':>15}")
+    for r in rows:
+        print(f"{r['ues']:>4} {r['builtin_ms']:>15.3f} {r['shm_ms']:>15.3f} {r['shm_start_s']:>16.2f} "
+              f"{r['subframes_per_tti']:>14.2f} {r['lte_ms']:>15.3f} {r['lte_setup_s']:>17.2f} "
+              f"{r['shm_ms'] / r['lte_ms']:>15.2f}")
+    print("ns3-shm start: set-up and random access of every UE (in ns-3 time: until all are connected, + 40 ms)")
+
+
+if __name__ == "__main__":
+    main()

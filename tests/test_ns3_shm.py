@@ -1,0 +1,160 @@
+"""The ns3-shm PHY backend: an ns-3 LTE server driven per TTI over shared memory.
+
+Tolerances: ns-3 is fed the engine's shadowing and fading and computes its own path loss (which
+agrees with the built-in models to < 0.1 dB, test_ns3_reference.py), the same thermal noise and
+noise figure, and the same interference sum; so on the same allocation and gains the SINR of every
+granted PRB must agree with the built-in PHY's to 0.1 dB.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simcore.engine import Engine
+from simcore.phy import BuiltinPhy
+from simcore.plugins import make_policy
+from simcore.scenario import load_scenario
+
+pytestmark = pytest.mark.ns3
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "scenarios" / "quick.yaml"
+
+
+@pytest.fixture(scope="module")
+def shm():
+    pytest.importorskip("ns3_bridge.build")
+    from ns3_bridge import build, shm
+
+    try:
+        build.ns3_root()
+    except build.Ns3BuildError as exc:
+        pytest.skip(str(exc))
+    build.server_binary()  # compile once (about 10 s cold)
+    return shm
+
+
+def _segments() -> set[str]:
+    return {n for n in os.listdir("/dev/shm") if n.startswith("oransim_")}
+
+
+def test_one_second_of_quick_yaml_matches_builtin_sinr_and_conserves(shm):
+    scn = load_scenario(QUICK).with_overrides(duration_s=1.0)
+    seen = []
+
+    class Twin(shm.Ns3ShmPhy):
+        """ns3-shm, with the built-in PHY evaluated on the very same allocation and gains."""
+
+        def open(self, scenario, geometry, link, **kw):
+            self.ref = BuiltinPhy()
+            self.ref.open(scenario, geometry, link, **kw)
+            super().open(scenario, geometry, link, **kw)
+
+        def step(self, tti, allocation, gain):
+            res = super().step(tti, allocation, gain)
+            ref = self.ref.step(tti, allocation, gain)
+            m = allocation.prb_owner >= 0
+            seen.append((allocation.prb_owner[m], res.prb_sinr[m], ref.prb_sinr[m], res.prb_bits[m]))
+            return res
+
+    before = _segments()
+    phy = Twin()
+    result = Engine(scn, make_policy("pf"), phy).run()
+    assert _segments() == before, "the shared-memory segment must be gone after the run"
+
+    c = result.counts
+    assert c["generated_packets"] == c["delivered_packets"] + c["dropped_packets"] + c["queued_packets"] + c["processing_packets"]
+    assert c["generated_bits"] == pytest.approx(
+        c["delivered_bits"] + c["dropped_bits"] + c["queued_bits"] + c["processing_bits"], rel=1e-12)
+    assert c["delivered_packets"] > 0.5 * c["generated_packets"]
+
+    owner = np.concatenate([s[0] for s in seen])
+    ns3 = np.concatenate([s[1] for s in seen])
+    ref = np.concatenate([s[2] for s in seen])
+    bits = np.concatenate([s[3] for s in seen])
+    info = phy.info()
+    assert info["tbs_sent"] > 1000 and info["tbs_decoded"] > 0.8 * info["tbs_sent"]
+    # every granted PRB has ns-3's SINR, unless the UE missed the DCI (then it may have none)
+    missing = ~np.isfinite(ns3)
+    assert missing.sum() <= 6 * info["dci_lost"]
+    ok = ~missing
+    assert np.max(np.abs(10 * np.log10(ns3[ok] / ref[ok]))) < 0.1
+    for u in np.unique(owner):
+        m = ok & (owner == u)
+        assert abs(10 * np.log10(ns3[m].mean() / ref[m].mean())) < 0.1, u
+    assert np.all(bits[missing] == 0)
+
+
+def test_run_records_the_phy_and_validate_checks_ns3_limits(shm, tmp_path):
+    exe = [sys.executable, "-m", "oransim"]
+    out = tmp_path / "run"
+    res = subprocess.run([*exe, "run", str(QUICK), "--phy", "ns3-shm", "--duration", "0.05", "--out", str(out)],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    import json
+
+    phy = json.loads((out / "manifest.json").read_text())["phy"]
+    assert phy["backend"] == "ns3-shm" and phy["tbs_sent"] > 0 and phy["ns3_subframes"] > 0
+
+    # 25 PRBs cannot be cut into 6-PRB LTE carriers: fine for the built-in PHY, refused for ns3-shm
+    text = QUICK.read_text().replace("prbs_per_ru: 30", "prbs_per_ru: 25")
+    assert "prbs_per_ru: 25" in text
+    (tmp_path / "builtin.yaml").write_text(text)
+    (tmp_path / "ns3.yaml").write_text(text.replace("backend: builtin", "backend: ns3-shm"))
+    assert subprocess.run([*exe, "validate", "builtin.yaml"], capture_output=True, cwd=tmp_path).returncode == 0
+    for cmd in (["validate", "ns3.yaml"], ["run", "ns3.yaml", "--out", "x"],
+                ["run", "builtin.yaml", "--phy", "ns3-shm", "--out", "y"]):
+        res = subprocess.run([*exe, *cmd], capture_output=True, text=True, cwd=tmp_path)
+        assert res.returncode == 2, (cmd, res.stdout, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and "cell.prbs_per_ru" in lines[0] and "multiple of 6" in lines[0], res.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+@pytest.mark.parametrize("how", ["kill", "hang"])
+def test_dead_or_hung_server_gives_clear_error_and_no_stale_segment(shm, how):
+    scn = load_scenario(QUICK).with_overrides(duration_s=0.5)
+
+    class Sabotaged(shm.Ns3ShmPhy):
+        def step(self, tti, allocation, gain):
+            if tti == 100:
+                self.victim = self.proc.pid
+                self.segment = self.segment_name
+                os.kill(self.proc.pid, signal.SIGKILL if how == "kill" else signal.SIGSTOP)
+            return super().step(tti, allocation, gain)
+
+    phy = Sabotaged(timeout_s=2.0)
+    t0 = time.monotonic()
+    with pytest.raises(shm.Ns3PhyError) as err:
+        Engine(scn, make_policy("pf"), phy).run()
+    waited = time.monotonic() - t0
+    msg = str(err.value)
+    if how == "kill":
+        assert "died (killed by signal 9) during answer TTI 100" in msg
+    else:
+        assert "did not answer TTI 100 within 2 s" in msg
+        assert waited > 2.0
+    assert waited < 60
+    assert phy.segment not in os.listdir("/dev/shm")
+    with pytest.raises(ProcessLookupError):  # the child is gone (a hung one is killed)
+        for _ in range(50):
+            os.kill(phy.victim, 0)
+            time.sleep(0.1)
+
+
+def test_same_seed_same_tables(shm):
+    from simcore.run import simulate
+
+    scn = load_scenario(QUICK).with_overrides(duration_s=0.1, phy="ns3-shm")
+    a, b = simulate(scn), simulate(scn)
+    for name in ("packets", "tti", "decisions"):
+        assert getattr(a, name).equals(getattr(b, name)), name
+    c = simulate(scn.with_overrides(seed=scn.seed + 1))
+    assert not a.tti.equals(c.tti)
