@@ -239,6 +239,13 @@ def evaluate(
 
 
 def main():  # entry point of the `oransim` script
+    import signal
+
+    def _terminated(signum, frame):  # `docker stop`, `kill`: unwind, so that child processes and shared memory are cleaned up
+        print(f"oransim: stopped by signal {signum}; no run folder written", file=sys.stderr)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _terminated)
     app()
 
 

@@ -158,3 +158,22 @@ def test_same_seed_same_tables(shm):
         assert getattr(a, name).equals(getattr(b, name)), name
     c = simulate(scn.with_overrides(seed=scn.seed + 1))
     assert not a.tti.equals(c.tti)
+
+
+def test_sigterm_unwinds_the_run(shm, tmp_path):
+    """`docker stop` / `kill`: the CLI stops the server, removes the segment, writes no run folder."""
+    proc = subprocess.Popen([sys.executable, "-m", "oransim", "run", str(QUICK), "--phy", "ns3-shm",
+                             "--duration", "30", "--out", str(tmp_path / "run")],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    prefix = f"oransim_{proc.pid}_"
+    deadline = time.monotonic() + 120
+    while not any(n.startswith(prefix) for n in os.listdir("/dev/shm")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.5)  # mid-run
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "stopped by signal 15" in err
+    assert not any(n.startswith(prefix) for n in os.listdir("/dev/shm"))
+    assert not (tmp_path / "run").exists()
