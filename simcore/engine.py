@@ -196,7 +196,10 @@ class Engine:
     def _decide(self, k: int) -> None:
         obs = self.observation(k)
         t0 = time.perf_counter()
-        alloc = self.policy.decide(obs)
+        try:
+            alloc = self.policy.decide(obs)
+        except (ValueError, RuntimeError, ArithmeticError) as exc:  # e.g. ESA refusing a space too large
+            raise SimulationError(f"policy '{self.policy.name}' failed at TTI {k}: {exc}") from exc
         self.solve_ms.append((time.perf_counter() - t0) * 1e3)
         try:
             check_allocation(alloc, obs)

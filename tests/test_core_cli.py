@@ -97,6 +97,17 @@ def test_failed_run_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == [f]
 
 
+def test_policy_failing_mid_run_gives_one_line(tmp_path):
+    """ESA refuses the paper cell's search space at its first decision: one line naming the size, exit 1."""
+    f = tmp_path / "s.yaml"
+    f.write_text("duration_s: 0.05\npolicy: {name: esa}\n")
+    res = cli("run", f, "--out", tmp_path / "run", cwd=tmp_path)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    lines = [ln for ln in res.stderr.strip().splitlines() if "warning" not in ln]
+    assert len(lines) == 1 and "policy 'esa' failed at TTI 0" in lines[0] and "max_space=5,000,000" in lines[0]
+    assert list(tmp_path.iterdir()) == [f]
+
+
 def test_analysis_functions(tmp_path):
     from analysis.kpis import delay_percentiles, load_run, slice_kpis
     from simcore.run import save_run, simulate
