@@ -18,18 +18,16 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 CHILD = r"""
 import json, resource, sys, time
-from simcore.scenario import Scenario, parse_scenario
+sys.path.insert(0, sys.argv[3])
+from cells import paper_cell
 from simcore.run import simulate
 n, dur = int(sys.argv[1]), float(sys.argv[2])
-base = Scenario().model_dump()
-base["duration_s"] = dur
-for sl in base["slices"]:
-    sl["ues"] = n
-scn = parse_scenario(base)
-simulate(parse_scenario({**base, "duration_s": 0.02}))  # warm caches and imports
+scn = paper_cell(n, duration_s=dur)
+simulate(paper_cell(n, duration_s=0.02))  # warm caches and imports
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 res = simulate(scn)
 print(json.dumps({"ues": 3 * n, "tti": scn.n_tti, "wall_s": res.wall_s,
@@ -58,7 +56,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     for n in (int(x) for x in args.sizes.split(",")):
-        out = subprocess.run([sys.executable, "-c", CHILD, str(n), str(args.duration)],
+        out = subprocess.run([sys.executable, "-c", CHILD, str(n), str(args.duration), str(Path(__file__).parent)],
                              capture_output=True, text=True, check=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     ref = rows[0]["wall_s"] / rows[0]["tti"]

@@ -25,20 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from cells import paper_cell
 from ns3_bridge.build import server_binary
 from ns3_bridge.shm import Ns3ShmPhy, segment_layout, server_config
 from simcore.engine import Engine
 from simcore.phy import BuiltinPhy
 from simcore.plugins import make_policy
-from simcore.scenario import Scenario, parse_scenario
-
-
-def cell(n: int, duration_s: float) -> Scenario:
-    base = Scenario().model_dump()
-    base["duration_s"] = duration_s
-    for sl in base["slices"]:
-        sl["ues"] = n
-    return parse_scenario(base)
+from simcore.scenario import Scenario
 
 
 class TimedShm(Ns3ShmPhy):
@@ -72,7 +65,7 @@ def main() -> None:
     server_binary()  # compile outside the timings
     rows = []
     for n in (int(x) for x in args.sizes.split(",")):
-        scn = cell(n, args.duration)
+        scn = paper_cell(n, duration_s=args.duration)
         r_b = Engine(scn, make_policy("pf"), BuiltinPhy()).run()
         phy = TimedShm()
         r_s = Engine(scn, make_policy("pf"), phy).run()

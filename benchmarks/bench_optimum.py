@@ -22,19 +22,11 @@ import time
 
 import numpy as np
 
+from cells import paper_cell
 from oransim.evaluate import sample_states
 from policies.esa import ExhaustiveSearch, SearchSpaceTooLarge, esa_space_size
 from policies.optimal import ExactOptimum
-from simcore.scenario import Scenario, parse_scenario
 from simcore.snapshot import DEFAULT_LEVEL_FACTORS, SnapshotProblem
-
-
-def cell(ues_per_slice: list[int], prbs: int) -> Scenario:
-    base = Scenario().model_dump()
-    base["cell"]["prbs_per_ru"] = prbs
-    for sl, n in zip(base["slices"], ues_per_slice):
-        sl["ues"] = n
-    return parse_scenario(base)
 
 
 def spread(total: int) -> list[int]:
@@ -58,7 +50,7 @@ def esa_table(n_states: int, prbs_list: list[int], max_space: int) -> float:
     for prbs in prbs_list:
         for u in range(2, 9):
             size = esa_space_size(u, 1, prbs, n_lvl)
-            states = sample_states(cell(spread(u), prbs), n_states, seed=100, warmup_tti=100)
+            states = sample_states(paper_cell(spread(u), prbs=prbs), n_states, seed=100, warmup_tti=100)
             t_esa, t_opt, diff = [], [], []
             refused = False
             for obs in states:
@@ -87,7 +79,7 @@ def optimal_table(n_states: int, sizes: list[int]) -> None:
     print(f"\nMILP (HiGHS via scipy.optimize.milp) on the paper cell (1 RU, 30 PRBs, L=3), {n_states} states per size")
     print(f"{'UEs':>5} {'binaries':>9} {'median s':>9} {'max s':>8} {'proven':>7} {'worst gap':>10}")
     for n in sizes:
-        states = sample_states(cell([n, n, n], 30), n_states, seed=200, warmup_tti=100)
+        states = sample_states(paper_cell(n, prbs=30), n_states, seed=200, warmup_tti=100)
         times, proven, gaps, binaries = [], 0, [], 0
         for obs in states:
             alloc, s = timed(opt, obs)

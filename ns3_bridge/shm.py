@@ -13,7 +13,7 @@ Boost.Interprocess). Per TTI:
                      mcs (R*K int32), tb_ok (R*K int32: 1 decoded, 0 lost, -1 idle)
 
 Header (uint64 words): magic, version, req_seq, rsp_seq, state, tti, command, server_pid,
-ns3_subframes, then an error text. The engine writes a request, then increments ``req_seq``; the
+ns3_subframes, tbs_sent, tbs_decoded, dci_lost, then an error text. The engine writes a request, then increments ``req_seq``; the
 server answers by setting ``rsp_seq`` to it. Both wait by spinning briefly, then sleeping in short
 steps, with a deadline; the engine also checks that the child is alive, the child that its parent
 is. The segment is created here, named per process, and unlinked in ``close()`` whatever happened.
@@ -29,8 +29,8 @@ What the server models, and how the engine's scenario maps onto LTE, is describe
   the engine's buffer and go out later), there are no HARQ retransmissions.
 - Power: one value per UE per block (LTE's P_A), the mean of the allocation's powers on its PRBs
   there; equal per-PRB power (every classic scheduler) is reproduced exactly.
-- Each TTI takes a few ns-3 subframes (the MAC schedules a subframe ahead; the server runs until
-  every transport block of the TTI is reported), so ns-3's clock runs ahead of the engine's.
+- Each TTI takes about three ns-3 subframes (the MAC schedules two subframes ahead; the server runs
+  until every transport block of the TTI is reported), so ns-3's clock runs ahead of the engine's.
 """
 
 from __future__ import annotations

@@ -41,6 +41,16 @@ def _load(path: Path, **overrides):
     return scn
 
 
+def _phy_problems(path: Path, scn) -> list[str]:
+    """What the scenario's PHY backend cannot run, as FILE: field: message lines."""
+    from simcore.plugins import PluginError, phy_scenario_problems
+
+    try:
+        return [f"{path}: {f}: {m}" for f, m in phy_scenario_problems(scn)]
+    except PluginError as exc:
+        return [f"{path}: {exc}"]
+
+
 class _Progress:
     """A rich progress bar that appears only once a run has taken more than a second."""
 
@@ -80,9 +90,7 @@ def validate(scenario: Path = typer.Argument(..., help="scenario YAML file")):
                         f"(available: {', '.join(available('oransim.phy'))})")
     if problems:
         _fail(problems)
-    from simcore.plugins import phy_scenario_problems
-
-    problems = [f"{scenario}: {f}: {m}" for f, m in phy_scenario_problems(scn)]
+    problems = _phy_problems(scenario, scn)
     if problems:
         _fail(problems)
     try:
@@ -111,7 +119,7 @@ def run(
 ):
     """Simulate a scenario and write its run folder (manifest + packets/tti/decisions tables)."""
     from simcore.engine import SimulationError
-    from simcore.plugins import PluginError, phy_scenario_problems
+    from simcore.plugins import PluginError
     from simcore.recorder import RunExistsError
     from simcore.run import save_run, simulate
     from simcore.scenario import scenario_warnings
@@ -119,10 +127,7 @@ def run(
     scn = _load(scenario, policy=policy, seed=seed, duration_s=duration, phy=phy)
     for path, msg in scenario_warnings(scn):
         _say(f"{scenario}: warning: {path}: {msg}")
-    try:
-        problems = [f"{scenario}: {f}: {m}" for f, m in phy_scenario_problems(scn)]
-    except PluginError as exc:
-        problems = [f"{scenario}: {exc}"]
+    problems = _phy_problems(scenario, scn)
     if problems:
         _fail(problems)
     target = out_dir or Path("runs") / f"{scn.name}-{scn.policy.name}-seed{scn.seed}"

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from simcore.contracts import Observation, Policy
-from simcore.snapshot import DEFAULT_LEVEL_FACTORS, REL_TOL, SnapshotProblem, allocation_from_choices
+from simcore.snapshot import (DEFAULT_LEVEL_FACTORS, REL_TOL, SnapshotProblem, allocation_from_choices,
+                              level_factors_checked)
 
 
 class SearchSpaceTooLarge(ValueError):
@@ -29,9 +30,7 @@ class ExhaustiveSearch(Policy):
     name = "esa"
 
     def __init__(self, level_factors=DEFAULT_LEVEL_FACTORS, max_space: int = 5_000_000, batch: int = 8192):
-        self.level_factors = tuple(float(f) for f in level_factors)
-        if not self.level_factors or min(self.level_factors) <= 0:
-            raise ValueError("level_factors must be positive multiples of P_RU / K")
+        self.level_factors = level_factors_checked(level_factors)
         self.max_space = int(max_space)
         self.batch = int(batch)
 
@@ -56,12 +55,7 @@ class ExhaustiveSearch(Policy):
         owner, level = _decode(best[2][None, :], n_lvl, n_ru, n_prb)
         alloc = allocation_from_choices(obs, owner[0], level[0], prob.levels_w)
         ev = prob.evaluate(alloc)
-        alloc.info = {"policy": "esa", "space": size, "objective_bps": ev.objective_bps,
-                      "violation_bps": ev.violation_bps, "needs_met": ev.violation_bps <= prob.violation_tol,
-                      "exact": True, "proven_optimal": True}
-        if not alloc.info["needs_met"]:
-            alloc.info["message"] = (f"no allocation meets every rate need; returning the least total shortfall "
-                                     f"({ev.violation_bps:.6g} bit/s)")
+        alloc.info = {"policy": "esa", "space": size, **prob.outcome(ev), "exact": True, "proven_optimal": True}
         return alloc
 
     # ------------------------------------------------------------------------------------
@@ -84,15 +78,10 @@ class ExhaustiveSearch(Policy):
             ok &= (onehot.any(axis=2).sum(axis=1) <= 1).all(axis=1)
         if not ok.any():
             return None
-        # SINR of every owned PRB: signal from its RU, interference from the others on the same PRB
-        k_idx = np.arange(n_prb)
-        g_own = obs.gain[own, :, k_idx[None, None, :]]  # (B, R, K, R')
-        rx_all = np.einsum("brkq,bqk->brk", g_own, power)
-        diag = np.take_along_axis(g_own, np.arange(n_ru)[None, :, None, None].repeat(n_prb, 2), axis=3)[..., 0]
-        signal = power * diag
-        interference = np.maximum(rx_all - signal, 0.0)
-        sinr = signal / (obs.link.noise_w + interference + signal * obs.link.quant_ratio[None, :, None])
-        slot_rate = np.where(owned, obs.link.spectral_efficiency(sinr) * obs.link.prb_bandwidth_hz, 0.0)
+        # SINR of every owned PRB (interference from the other RUs on the same PRB): the PHY's own formula
+        sinr = obs.link.prb_sinr(obs.gain, owner, power)
+        se = obs.link.spectral_efficiency(np.where(owned, sinr, 0.0))
+        slot_rate = np.where(owned, se * obs.link.prb_bandwidth_hz, 0.0)
         rates = np.einsum("brk,brku->bu", slot_rate, onehot)
         violation = np.maximum(prob.need_bps[None, :] - rates, 0.0).sum(axis=1)
         objective = rates @ obs.ue_weight

@@ -27,7 +27,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
 from simcore.contracts import Observation, Policy
-from simcore.snapshot import DEFAULT_LEVEL_FACTORS, SnapshotProblem, allocation_from_choices
+from simcore.snapshot import DEFAULT_LEVEL_FACTORS, SnapshotProblem, allocation_from_choices, level_factors_checked
 
 _STATUS = {0: "optimal", 1: "limit_reached", 2: "infeasible", 3: "unbounded", 4: "error"}
 
@@ -37,9 +37,7 @@ class ExactOptimum(Policy):
 
     def __init__(self, level_factors=DEFAULT_LEVEL_FACTORS, time_limit_s: float = 30.0, mip_gap: float = 1e-6,
                  max_iterations: int = 8):
-        self.level_factors = tuple(float(f) for f in level_factors)
-        if not self.level_factors or min(self.level_factors) <= 0:
-            raise ValueError("level_factors must be positive multiples of P_RU / K")
+        self.level_factors = level_factors_checked(level_factors)
         self.time_limit_s = float(time_limit_s)
         self.mip_gap = float(mip_gap)
         self.max_iterations = int(max_iterations)
@@ -52,11 +50,7 @@ class ExactOptimum(Policy):
         else:
             alloc, info = self._fixed_point(prob)
         ev = prob.evaluate(alloc)
-        info.update(policy="optimal", objective_bps=ev.objective_bps, violation_bps=ev.violation_bps,
-                    needs_met=ev.violation_bps <= prob.violation_tol)
-        if not info["needs_met"]:
-            info["message"] = (f"no allocation meets every rate need; returning the least total shortfall "
-                               f"({ev.violation_bps:.6g} bit/s)")
+        info.update(policy="optimal", **prob.outcome(ev))
         alloc.info = info
         return alloc
 

@@ -72,25 +72,27 @@ class LinkModel:
 
     # ------------------------------------------------------------------ allocation -> SINR
     def prb_sinr(self, gain: np.ndarray, prb_owner: np.ndarray, power_w: np.ndarray) -> np.ndarray:
-        """(R, K) linear SINR at the owner of each PRB; NaN where the PRB is idle.
+        """(..., R, K) linear SINR at the owner of each PRB; NaN where the PRB is idle.
 
-        gain: (U, R, K); prb_owner: (R, K) int (-1 idle); power_w: (R, K).
+        gain: (U, R, K); prb_owner: (..., R, K) int (-1 idle); power_w: (..., R, K). Leading batch
+        dimensions score many allocations at once (ESA).
         """
-        n_ru, n_prb = prb_owner.shape
+        n_ru, n_prb = prb_owner.shape[-2:]
         active = prb_owner >= 0
         if gain.shape[0] == 0 or not active.any():
-            return np.full((n_ru, n_prb), np.nan)
+            return np.full(prb_owner.shape, np.nan)
         owner = np.where(active, prb_owner, 0)
         k_idx = np.arange(n_prb)
         p_eff = np.where(active, power_w, 0.0)
         if n_ru == 1:
-            diag = gain[owner[0], 0, k_idx][None, :]
+            diag = gain[owner, 0, k_idx]
             interference = 0.0
         else:
-            # g_own[r, k, r'] = gain from RU r' to the owner of (r, k)
-            g_own = gain[owner, :, k_idx[None, :]]  # (R, K, R')
-            rx_all = np.einsum("rkq,qk->rk", g_own, p_eff)
-            diag = g_own[np.arange(n_ru)[:, None], k_idx[None, :], np.arange(n_ru)[:, None]]  # (R, K)
+            # g_own[..., r, k, r'] = gain from RU r' to the owner of (r, k)
+            g_own = gain[owner, :, k_idx]  # (..., R, K, R')
+            rx_all = np.einsum("...rkq,...qk->...rk", g_own, p_eff)
+            own_ru = np.broadcast_to(np.arange(n_ru)[:, None, None], (*g_own.shape[:-1], 1))
+            diag = np.take_along_axis(g_own, own_ru, axis=-1)[..., 0]  # (..., R, K)
             interference = np.maximum(rx_all - p_eff * diag, 0.0)
         signal = p_eff * diag
         sinr = signal / (self.noise_w + interference + signal * self.quant_ratio[:, None])

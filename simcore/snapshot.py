@@ -98,6 +98,15 @@ class SnapshotProblem:
     def violation_tol(self) -> float:
         return REL_TOL * max(1.0, float(self.need_bps.sum()))
 
+    def outcome(self, ev: "Evaluation") -> dict:
+        """What an optimum reports of its answer; says so when no allocation meets every need."""
+        info = {"objective_bps": ev.objective_bps, "violation_bps": ev.violation_bps,
+                "needs_met": ev.violation_bps <= self.violation_tol}
+        if not info["needs_met"]:
+            info["message"] = (f"no allocation meets every rate need; returning the least total shortfall "
+                               f"({ev.violation_bps:.6g} bit/s)")
+        return info
+
     def is_better(self, violation: float, objective: float, best_violation: float, best_objective: float) -> bool:
         """The problem's order: less total shortfall first, then a larger objective."""
         tol_v = self.violation_tol
@@ -123,6 +132,14 @@ class SnapshotProblem:
         sig = g[:, :, None] * p
         sinr = sig / (obs.link.noise_w + interf + sig * q)
         return obs.link.spectral_efficiency(sinr) * obs.link.prb_bandwidth_hz
+
+
+def level_factors_checked(level_factors) -> tuple[float, ...]:
+    """Power levels as multiples of P_RU / K, validated (a policy parameter)."""
+    factors = tuple(float(f) for f in level_factors)
+    if not factors or min(factors) <= 0:
+        raise ValueError("level_factors must be positive multiples of P_RU / K")
+    return factors
 
 
 def rate_need_bps(obs: Observation) -> np.ndarray:

@@ -41,7 +41,6 @@
 #include <fstream>
 #include <iostream>
 #include <map>
-#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -182,7 +181,6 @@ struct World
     std::map<const MobilityModel*, std::pair<int, int>> ruOfMobility; // eNB node -> (RU, block)
     std::vector<std::vector<bool>> los;                        // [ue][ru]
     std::vector<SubUe> subs;                                   // index = ue * nBlocks + block
-    std::map<std::pair<int, uint16_t>, int> subOfCellRnti;     // (eNB index, rnti) -> sub
     std::vector<std::vector<Grant>> pending;                   // per eNB (ru * nBlocks + block)
     std::vector<Expected> expected;
     std::map<int, int> expectedOfSub;
@@ -190,7 +188,7 @@ struct World
     int64_t dciAtNs = -1; // when this TTI's grants went to the MAC
     bool passThrough = false; // --lte-only: the round-robin scheduler's own grants go out
     // diagnostics, reported when a TTI cannot be completed
-    uint64_t dcisBuilt = 0, sinrReports = 0, rxReports = 0, rxUnexpected = 0;
+    uint64_t dcisBuilt = 0;
 
     const int32_t* Owner() const { return reinterpret_cast<const int32_t*>(base + offOwner); }
     const double* Power() const { return reinterpret_cast<const double*>(base + offPower); }
@@ -517,12 +515,10 @@ struct SubSink : public SimpleRefCount<SubSink>
         SubUe& s = g.subs[sub];
         s.sinr.assign(sinr.ConstValuesBegin(), sinr.ConstValuesEnd());
         s.sinrAtNs = Simulator::Now().GetNanoSeconds();
-        g.sinrReports++;
     }
 
     void OnRx(PhyReceptionStatParameters p)
     {
-        g.rxReports++;
         if (DEBUG)
         {
             std::cerr << Simulator::Now().GetMicroSeconds() << " us: TB sub " << sub << " rnti " << p.m_rnti
@@ -536,7 +532,6 @@ struct SubSink : public SimpleRefCount<SubSink>
         auto it = g.expectedOfSub.find(sub);
         if (it == g.expectedOfSub.end())
         {
-            g.rxUnexpected++;
             return;
         }
         Expected& e = g.expected[it->second];
@@ -828,11 +823,6 @@ main(int argc, char** argv)
         Fail("not every UE connected within " + std::to_string(warmMaxMs) + " ms of ns-3 time");
     }
     runMs(40); // data radio bearers and first CQI reports
-    for (size_t i = 0; i < g.subs.size(); ++i)
-    {
-        SubUe& s = g.subs[i];
-        g.subOfCellRnti[{s.ru * g.nBlocks + s.block, s.dev->GetRrc()->GetRnti()}] = int(i);
-    }
     if (lteOnly)
     {
         const int ms = std::stoi(argv[3]);
