@@ -21,9 +21,10 @@ is. The segment is created here, named per process, and unlinked in ``close()`` 
 What the server models, and how the engine's scenario maps onto LTE, is described at the top of
 ``server/oransim_phy_server.cc``; the points that matter for results:
 
-- ns-3 has no fronthaul quantizer: the reported SINR folds it in exactly as the built-in PHY does,
-  1/SINR' = 1/SINR + 2^(-2b); ns-3's own decoding uses the SINR without it (at b bits the
-  difference only shows above ~6b dB of SINR, beyond LTE's top MCS for b >= 4).
+- ns-3 has no fronthaul quantizer: the reported SINR folds it in with the built-in PHY's formula
+  (``LinkModel.prb_sinr(..., sinr_without_fronthaul=)``: ns-3's noise and interference plus the
+  fronthaul noise of the serving and of every transmitting RU); ns-3's own decoding uses the SINR
+  without it, so with few quantizer bits ns-3 decodes more than the reported SINR supports.
 - Transport blocks: one per UE per 6-PRB block per TTI, MCS from ns-3's AMC on the UE's latest CQI
   report, decoded by ns-3's MI-based error model; a lost block delivers nothing (its bits stay in
   the engine's buffer and go out later), there are no HARQ retransmissions.
@@ -163,7 +164,7 @@ class Ns3ShmPhy:
         s = scenario
         n_ue, n_ru, n_prb = geometry.ue_slice.size, s.n_ru, s.cell.prbs_per_ru
         self.n_ue, self.n_ru, self.n_prb = n_ue, n_ru, n_prb
-        self.quant_ratio = np.asarray(link.quant_ratio, dtype=float)[:, None]
+        self.link = link
         # the server computes path loss; the engine's shadowing x fading goes over as extra gain
         self._pathloss_lin = 10.0 ** (np.asarray(channel.pathloss_db, dtype=float) / 10.0)  # (U, R)
         lay = segment_layout(n_ue, n_ru, n_prb)
@@ -256,9 +257,8 @@ class Ns3ShmPhy:
         self._wait(lambda: h[_H["rsp_seq"]] == seq, self.timeout_s, f"answer TTI {tti}")
         self.counters.update({k: int(h[_H[k]]) for k in ("ns3_subframes", "tbs_sent", "tbs_decoded", "dci_lost")})
         shape = owner.shape
-        sinr = self.sinr.reshape(shape).copy()
-        with np.errstate(divide="ignore"):
-            sinr = 1.0 / (1.0 / sinr + self.quant_ratio)  # fronthaul quantization noise (see module doc)
+        # ns-3 has no fronthaul quantizer: the link model adds its noise to ns-3's SINR (see module doc)
+        sinr = self.link.prb_sinr(gain, owner, allocation.power_w, sinr_without_fronthaul=self.sinr.reshape(shape))
         return PhyTtiResult(prb_sinr=sinr, prb_bits=self.bits.reshape(shape).copy())
 
     # ------------------------------------------------------------------------------ teardown

@@ -80,7 +80,7 @@ class ExhaustiveSearch(Policy):
             return None
         # SINR of every owned PRB (interference from the other RUs on the same PRB): the PHY's own formula
         sinr = obs.link.prb_sinr(obs.gain, owner, power)
-        se = obs.link.spectral_efficiency(np.where(owned, sinr, 0.0))
+        se = obs.link.spectral_efficiency(np.where(owned, sinr, 0.0), own)
         slot_rate = np.where(owned, se * obs.link.prb_bandwidth_hz, 0.0)
         rates = np.einsum("brk,brku->bu", slot_rate, onehot)
         violation = np.maximum(prob.need_bps[None, :] - rates, 0.0).sum(axis=1)

@@ -57,13 +57,10 @@ class ExactOptimum(Policy):
     # ---------------------------------------------------------------------------------------
     def _fixed_point(self, prob: SnapshotProblem):
         obs = prob.obs
-        u_idx = np.arange(obs.n_ues)
         power = np.repeat((obs.ru_max_power_w / obs.n_prbs)[:, None], obs.n_prbs, axis=1)  # full load
         best, best_ev, seen, info = None, None, [], {}
         for it in range(1, self.max_iterations + 1):
-            rx = np.einsum("urk,rk->uk", obs.gain, power)
-            own = obs.gain[u_idx, obs.serving_ru, :] * power[obs.serving_ru]
-            alloc, info = self._solve(prob, np.maximum(rx - own, 0.0))
+            alloc, info = self._solve(prob, obs.link.interference_w(obs.gain, obs.serving_ru, power))
             info["iterations"] = it
             ev = prob.evaluate(alloc)
             if best is None or prob.is_better(ev.violation_bps, ev.objective_bps, best_ev.violation_bps, best_ev.objective_bps):

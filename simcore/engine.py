@@ -72,7 +72,7 @@ class Engine:
         # --- topology, channel, link
         self.geo = drop_ues(s, rng_geo)
         self.channel = Channel(s, self.geo, rng_chan)
-        self.link = LinkModel.from_scenario(s)
+        self.link = LinkModel.from_scenario(s, ue_slice=self.geo.ue_slice)
         self.n_ues, self.n_rus, self.n_prbs = self.geo.ue_slice.size, s.n_ru, s.cell.prbs_per_ru
         self.tti_s = s.cell.tti_s
         self.tti_ns = int(round(self.tti_s * 1e9))

@@ -1,81 +1,212 @@
-"""Link abstraction: SINR with fronthaul quantization noise, SINR -> rate, the built-in PHY.
+"""Link abstraction: the SINR (with fronthaul quantization noise), SINR -> rate, the built-in PHY.
 
-SINR of the UE owning PRB k of RU r (DESIGN.md §2):
+The model is described for users in ``docs/phy.md``; in short:
 
-    SINR = p[r,k] g[u,r,k] / (N0 B_PRB + sum_{r' != r} p[r',k] g[u,r',k] + g[u,r,k] sigma_q^2[r,k])
+**SINR** (one formula, ``LinkModel.sinr``; every SINR in oransim is computed by it). For the UE
+owning PRB k of RU r, with gain g[u,r',k] from RU r' and per-PRB power p[r',k]:
 
-with sigma_q^2[r,k] = p[r,k] 2^(-2 b_r): a b-bit uniform quantizer per I/Q component has a
-signal-to-quantization-noise ratio of 6.02 b dB (we leave out the +1.76 dB that only a full-scale
-sine reaches; an OFDM signal backed off from full scale does worse, so this is the optimistic side).
+    SINR = p[r,k] g[u,r,k] / (N0 B_PRB + I[u,k] + g[u,r,k] sigma_q^2[r])
+    I[u,k] = sum_{r' != r} g[u,r',k] (p[r',k] + sigma_q^2[r'] 1[RU r' transmits in the TTI])
 
-Rate per PRB = B_PRB * f(SINR):
+**Fronthaul quantization noise** sigma_q^2[r] (W per PRB, at the RU's antenna). The DU sends RU r
+its time-domain baseband, sampled at f_s, each I/Q component quantized with b bits (b from the
+fronthaul capacity, b = floor(C_FH / (2 f_s))). A uniform b-bit quantizer over [-A, A] adds noise
+of variance Delta^2 / 12 = A^2 / (3 * 2^(2b)) per component, white across the sampled band (the
+classical result behind SQNR = 6.02 b + 1.76 dB for a full-scale sine). An OFDM signal is close to
+Gaussian (PAPR about 10-12 dB at 1e-4 probability), so the clipping level A must sit well above its
+RMS: with A = kappa * sigma_max, sigma_max^2 = P_r,max / 2 the per-component power at the RU's
+maximum power and kappa^2 = 10^(papr_backoff_db / 10), the SQNR at full power is
+3 * 2^(2b) / kappa^2, i.e. 6.02 b + 4.77 - papr_backoff_db dB (6.02 b - 7.23 dB at the default
+12 dB, about the textbook "4-sigma loading"). Samples beyond +-A are clipped. For a Gaussian
+component (Bussgang) the clipper is a gain 1 - 2Q(kappa) on the signal plus an uncorrelated
+distortion of variance sigma^2 clip(kappa), clip = 2 [(1 + kappa^2) Q(kappa) - kappa phi(kappa)]
+- 4 Q(kappa)^2 (-52 dB at 12 dB); the distortion is counted as white noise at its full-power
+(largest) value, the gain is left out (above -0.1 dB for back-offs >= 8 dB, the field's minimum).
+The full scale is fixed by the RU's *maximum* power (a DU with a fixed digital gain: at any load
+the RU clips no more than at full power), so the noise follows neither the PRB's own power nor the
+instantaneous load: per PRB
+
+    sigma_q^2[r] = P_r,max * (B_PRB / f_s) * (kappa^2 / (3 * 2^(2b)) + clip(kappa))
+
+the same on every PRB of the RU (B_PRB / f_s is the PRB's share of the sampled band; it includes the
+oversampling gain f_s / (K B_PRB) > 1). A lightly loaded PRB next to heavily loaded ones therefore
+sees more relative noise: its SQNR is p[r,k] / sigma_q^2[r]. An RU that transmits nothing in a TTI
+sends zeros and radiates no quantization noise. Because sigma_q^2 is a constant per RU, the rate of
+a PRB depends only on its own owner and power (one RU): the MILP's per-PRB rate table stays exact.
+(A quantizer that follows the instantaneous total power, AGC per symbol, would couple every PRB of
+the RU and is not offered; O-RAN split 7.2x block-floating-point compression, which scales each PRB
+separately, is another model again and is not offered either.)
+
+**Rate per PRB** = B_PRB * f(SINR), bits per TTI = rate * T_TTI:
 - ``shannon``: f = min(log2(1 + SINR / Gamma), SE_max), Gamma the SNR gap, SE_max the top MCS.
 - ``cqi``: f = efficiency of the highest CQI of TS 38.214 Table 5.2.2.1-2 whose efficiency does not
   exceed log2(1 + SINR / Gamma_BER), Gamma_BER = -ln(5 BER) / 1.5 (M-QAM gap for a BER target, the
   mapping ns-3's LteAmc uses); below CQI 1 the PRB carries nothing.
+- ``fbl`` (per slice, ``slices[*].rate_model``): the finite-blocklength normal approximation
+  (Polyanskiy, Poor, Verdu 2010) f = log2(1 + rho) - log2(e) Q^-1(eps) sqrt(V / N),
+  V = 1 - (1 + rho)^-2, clipped to [0, SE_max]. Each PRB-TTI is its own codeword of
+  N = 12 subcarriers x 14 OFDM symbols = 168 resource elements: the rate of a PRB then depends on
+  that PRB alone, so one function serves the PHY, the snapshot problem, ESA and the MILP's per-PRB
+  rate table (which stays exact). A UE coding over all its PRBs at once would see a smaller
+  penalty (it shrinks as 1/sqrt(N)); this choice is the conservative side. The PHY delivers
+  rate * T_TTI bits; the block errors (probability eps) are not drawn.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
-from .units import db_to_lin
+from .units import db_to_lin, dbm_to_w
 
 #: Spectral efficiency (bit/s/Hz) of CQI 1..15, TS 38.214 Table 5.2.2.1-2 (64QAM table).
 CQI_EFFICIENCY = np.array([
     0.1523, 0.2344, 0.3770, 0.6016, 0.8770, 1.1758, 1.4766, 1.9141,
     2.4063, 2.7305, 3.3223, 3.9023, 4.5234, 5.1152, 5.5547,
 ])
+#: OFDM symbols per slot (normal cyclic prefix, every numerology).
+SYMBOLS_PER_SLOT = 14
+#: Finite-blocklength codeword: one PRB for one TTI, 12 subcarriers x 14 symbols resource elements.
+FBL_BLOCKLENGTH_RE = 12 * SYMBOLS_PER_SLOT
+LOG2_E = 1.0 / math.log(2.0)
+
+
+def fronthaul_noise_w(ru_max_power_w, bits: int, papr_backoff_db: float, prb_bandwidth_hz: float,
+                      sampling_rate_hz: float) -> np.ndarray:
+    """(R,) quantization plus clipping noise per PRB of each RU (W), as in the module docstring."""
+    kappa2 = 10.0 ** (papr_backoff_db / 10.0)
+    kappa = math.sqrt(kappa2)
+    quant = kappa2 / (3.0 * 4.0 ** bits)
+    tail = 0.5 * math.erfc(kappa / math.sqrt(2.0))  # Q(kappa)
+    pdf = math.exp(-0.5 * kappa2) / math.sqrt(2.0 * math.pi)  # phi(kappa)
+    # clipping error per component minus its part correlated with the signal (Bussgang), over sigma^2
+    clip = max(0.0, 2.0 * ((1.0 + kappa2) * tail - kappa * pdf) - 4.0 * tail * tail)
+    return np.asarray(ru_max_power_w, dtype=float) * (quant + clip) * (prb_bandwidth_hz / sampling_rate_hz)
+
+
+def fbl_penalty(error_probability: float, blocklength: int = FBL_BLOCKLENGTH_RE) -> float:
+    """log2(e) Q^-1(eps) / sqrt(N): the coefficient of sqrt(V) in the normal approximation."""
+    return LOG2_E * -NormalDist().inv_cdf(error_probability) / math.sqrt(blocklength)
+
+
+def fbl_spectral_efficiency(sinr, penalty) -> np.ndarray:
+    """Normal approximation log2(1 + rho) - penalty * sqrt(1 - (1 + rho)^-2), clipped at 0 (bit/s/Hz).
+
+    ``penalty`` = ``fbl_penalty(eps, N)``; broadcast against ``sinr`` (linear, >= 0).
+    """
+    one_plus = 1.0 + sinr
+    return np.maximum(np.log2(one_plus) - penalty * np.sqrt(1.0 - 1.0 / (one_plus * one_plus)), 0.0)
 
 
 @dataclass(frozen=True)
 class LinkModel:
-    """Everything needed to turn (gains, allocation) into SINR and rate; shared by PHY and policies."""
+    """Everything needed to turn (gains, allocation) into SINR and rate; shared by PHY and policies.
+
+    ``ue_fbl_penalty`` (U,) is ``fbl_penalty`` of each UE of a finite-blocklength slice and NaN for
+    the others (their slices follow ``rate_model``); None when no UE uses the FBL rate. Rate methods
+    then take ``ue``, the UE index of each entry (any value where the PRB is idle).
+    """
 
     rate_model: str  # "shannon" | "cqi"
     prb_bandwidth_hz: float
     tti_s: float
     noise_w: float  # N0 * B_PRB, thermal noise plus UE noise figure, per PRB
-    quant_ratio: np.ndarray  # (R,) sigma_q^2 / p = 2^(-2 b_r)
+    quant_noise_w: np.ndarray  # (R,) fronthaul quantization noise per PRB of each RU, W (sigma_q^2)
     snr_gap: float  # linear Gamma for shannon
-    max_se: float  # bit/s/Hz cap for shannon
+    max_se: float  # bit/s/Hz cap for shannon and fbl
     cqi_gap: float  # linear Gamma_BER for cqi
+    ue_fbl_penalty: np.ndarray | None = None  # (U,) see the class docstring
 
     @staticmethod
-    def from_scenario(s) -> "LinkModel":
-        b = s.quantizer_bits
+    def from_scenario(s, ue_slice: np.ndarray | None = None) -> "LinkModel":
+        """The link of scenario ``s``; ``ue_slice`` (U,) the slice of each UE of the drop (needed
+        when a slice uses ``rate_model: fbl``)."""
         noise_dbm = s.cell.noise_psd_dbm_hz + 10 * math.log10(s.cell.prb_bandwidth_hz) + s.cell.noise_figure_db
+        penalty = None
+        fbl = np.array([sl.rate_model == "fbl" for sl in s.slices])
+        if fbl.any():
+            if ue_slice is None:
+                raise ValueError("LinkModel.from_scenario: a slice uses rate_model fbl; pass ue_slice")
+            per_slice = np.array([fbl_penalty(sl.fbl_error_probability) if f else np.nan
+                                  for sl, f in zip(s.slices, fbl)])
+            if fbl[np.asarray(ue_slice)].any():
+                penalty = per_slice[np.asarray(ue_slice)]
+                penalty.flags.writeable = False
+        quant = fronthaul_noise_w(dbm_to_w([ru.max_power_dbm for ru in s.cell.rus]), s.quantizer_bits,
+                                  s.fronthaul.papr_backoff_db, s.cell.prb_bandwidth_hz, s.sampling_rate_hz)
         return LinkModel(
             rate_model=s.phy.rate_model,
             prb_bandwidth_hz=s.cell.prb_bandwidth_hz,
             tti_s=s.cell.tti_s,
             noise_w=10 ** ((noise_dbm - 30) / 10),
-            quant_ratio=np.full(s.n_ru, 2.0 ** (-2 * b)),
+            quant_noise_w=quant,
             snr_gap=float(db_to_lin(s.phy.snr_gap_db)),
             max_se=s.phy.max_spectral_efficiency,
             cqi_gap=cqi_gap_for_ber(s.phy.ber_target),
+            ue_fbl_penalty=penalty,
         )
 
+    # ------------------------------------------------------------------ the SINR formula
+    def sinr(self, serving_gain, power_w, ru, interference_w=0.0):
+        """THE SINR (module docstring): p g / (N0 B_PRB + I + g sigma_q^2[ru]). Broadcasting arrays:
+        gain and power on the serving RU, its index, and I (other RUs' signals and fronthaul noise)."""
+        return serving_gain * power_w / (self.noise_w + interference_w + serving_gain * self.quant_noise_w[ru])
+
+    def fronthaul_on_w(self, power_w: np.ndarray) -> np.ndarray:
+        """(..., R) fronthaul noise per PRB each RU radiates: sigma_q^2 if it transmits at all in the
+        TTI (the noise is white across the band, so it lands on idle PRBs too), else 0."""
+        return np.where((power_w > 0).any(axis=-1), self.quant_noise_w, 0.0)
+
+    def interference_w(self, gain: np.ndarray, serving_ru: np.ndarray, power_w: np.ndarray) -> np.ndarray:
+        """(U, K) interference I each UE sees on each PRB from the RUs other than its serving one,
+        with the RUs transmitting ``power_w`` (R, K)."""
+        n_ue, n_ru, n_prb = gain.shape
+        if n_ru == 1:
+            return np.zeros((n_ue, n_prb))
+        rad = power_w + self.fronthaul_on_w(power_w)[:, None]  # what each RU radiates on each PRB
+        own = gain[np.arange(n_ue), serving_ru, :] * rad[serving_ru]
+        return np.maximum(np.einsum("urk,rk->uk", gain, rad) - own, 0.0)
+
     # ------------------------------------------------------------------ SINR -> efficiency
-    def spectral_efficiency(self, sinr) -> np.ndarray:
-        """bit/s/Hz for linear SINR (any shape); NaN SINR (idle) gives 0."""
+    def spectral_efficiency(self, sinr, ue=None) -> np.ndarray:
+        """bit/s/Hz for linear SINR (any shape); NaN SINR (idle) gives 0. ``ue``: UE index of each
+        entry (broadcast against ``sinr``), needed when some UE uses the FBL rate."""
         sinr = np.fmax(sinr, 0.0)  # fmax maps NaN (idle) to 0
         if self.rate_model == "cqi":
-            return CQI_EFFICIENCY_WITH_ZERO[sinr_to_cqi(sinr, self.cqi_gap)]
-        return np.minimum(np.log2(1.0 + sinr / self.snr_gap), self.max_se)
+            se = CQI_EFFICIENCY_WITH_ZERO[sinr_to_cqi(sinr, self.cqi_gap)]
+        else:
+            se = np.minimum(np.log2(1.0 + sinr / self.snr_gap), self.max_se)
+        if self.ue_fbl_penalty is None:
+            return se
+        if ue is None:
+            raise ValueError("LinkModel: some UEs use the finite-blocklength rate; pass ue= (UE of each entry)")
+        pen = self.ue_fbl_penalty[ue]
+        fbl = np.minimum(fbl_spectral_efficiency(sinr, np.nan_to_num(pen)), self.max_se)
+        return np.where(np.isnan(pen), se, fbl)
 
     def cqi(self, sinr) -> np.ndarray:
         return sinr_to_cqi(np.fmax(sinr, 0.0), self.cqi_gap)
 
+    def prb_rate_bps(self, sinr, ue=None) -> np.ndarray:
+        """Rate of one PRB at the given SINR (bit/s); ``ue`` as in ``spectral_efficiency``."""
+        return self.spectral_efficiency(sinr, ue) * self.prb_bandwidth_hz
+
+    def prb_bits(self, sinr, ue=None) -> np.ndarray:
+        """Bits one PRB carries in one TTI at the given SINR; ``ue`` as in ``spectral_efficiency``."""
+        return self.spectral_efficiency(sinr, ue) * (self.prb_bandwidth_hz * self.tti_s)
+
     # ------------------------------------------------------------------ allocation -> SINR
-    def prb_sinr(self, gain: np.ndarray, prb_owner: np.ndarray, power_w: np.ndarray) -> np.ndarray:
+    def prb_sinr(self, gain: np.ndarray, prb_owner: np.ndarray, power_w: np.ndarray,
+                 sinr_without_fronthaul: np.ndarray | None = None) -> np.ndarray:
         """(..., R, K) linear SINR at the owner of each PRB; NaN where the PRB is idle.
 
         gain: (U, R, K); prb_owner: (..., R, K) int (-1 idle); power_w: (..., R, K). Leading batch
-        dimensions score many allocations at once (ESA).
+        dimensions score many allocations at once (ESA). ``sinr_without_fronthaul`` (R, K): a SINR
+        computed elsewhere (ns-3) with thermal noise and the other RUs' signals but no fronthaul
+        noise; its interference replaces the model's, and the fronthaul noise is added.
         """
         n_ru, n_prb = prb_owner.shape[-2:]
         active = prb_owner >= 0
@@ -84,28 +215,29 @@ class LinkModel:
         owner = np.where(active, prb_owner, 0)
         k_idx = np.arange(n_prb)
         p_eff = np.where(active, power_w, 0.0)
+        ru = np.arange(n_ru)[:, None]
         if n_ru == 1:
             diag = gain[owner, 0, k_idx]
-            interference = 0.0
+            signals, fronthaul = 0.0, 0.0
         else:
             # g_own[..., r, k, r'] = gain from RU r' to the owner of (r, k)
             g_own = gain[owner, :, k_idx]  # (..., R, K, R')
-            rx_all = np.einsum("...rkq,...qk->...rk", g_own, p_eff)
             own_ru = np.broadcast_to(np.arange(n_ru)[:, None, None], (*g_own.shape[:-1], 1))
             diag = np.take_along_axis(g_own, own_ru, axis=-1)[..., 0]  # (..., R, K)
-            interference = np.maximum(rx_all - p_eff * diag, 0.0)
-        signal = p_eff * diag
-        sinr = signal / (self.noise_w + interference + signal * self.quant_ratio[:, None])
-        return np.where(active, sinr, np.nan)
+            signals = np.maximum(np.einsum("...rkq,...qk->...rk", g_own, p_eff) - p_eff * diag, 0.0)
+            fh = self.fronthaul_on_w(p_eff)  # (..., R')
+            fronthaul = np.maximum(np.einsum("...rkq,...q->...rk", g_own, fh) - diag * fh[..., :, None], 0.0)
+        if sinr_without_fronthaul is not None:
+            # its denominator is N0 B + (other RUs' signals) = S / SINR: that replaces ours
+            with np.errstate(divide="ignore", invalid="ignore"):
+                signals = p_eff * diag / sinr_without_fronthaul - self.noise_w
+        return np.where(active, self.sinr(diag, p_eff, ru, signals + fronthaul), np.nan)
 
-    def prb_bits(self, sinr: np.ndarray) -> np.ndarray:
-        """Bits one PRB carries in one TTI at the given SINR."""
-        return self.spectral_efficiency(sinr) * self.prb_bandwidth_hz * self.tti_s
-
+    # ------------------------------------------------------------------ views for policies
     def ue_rates_bps(self, gain, ue_ru, prb_owner, power_w) -> np.ndarray:
         """(U,) rate of every UE under an allocation (bit/s)."""
         sinr = self.prb_sinr(gain, prb_owner, power_w)
-        rate = self.spectral_efficiency(sinr) * self.prb_bandwidth_hz
+        rate = self.prb_rate_bps(sinr, prb_owner)
         n_ue = gain.shape[0]
         mask = prb_owner >= 0
         return np.bincount(prb_owner[mask], weights=rate[mask], minlength=n_ue)[:n_ue]
@@ -119,16 +251,12 @@ class LinkModel:
         """
         n_ue, n_ru, n_prb = gain.shape
         p = ru_power_w / n_prb  # (R,)
-        ue_idx = np.arange(n_ue)
-        g_serv = gain[ue_idx, serving_ru, :]  # (U, K)
-        p_serv = p[serving_ru][:, None]
+        g_serv = gain[np.arange(n_ue), serving_ru, :]  # (U, K)
+        interference = 0.0
         if n_ru > 1:
-            interference = np.einsum("urk,r->uk", gain, p) - g_serv * p_serv
-        else:
-            interference = 0.0
-        quant = g_serv * p_serv * self.quant_ratio[serving_ru][:, None]
-        sinr = g_serv * p_serv / (self.noise_w + interference + quant)
-        return self.spectral_efficiency(sinr) * self.prb_bandwidth_hz, sinr
+            interference = self.interference_w(gain, serving_ru, np.repeat(p[:, None], n_prb, axis=1))
+        sinr = self.sinr(g_serv, p[serving_ru][:, None], serving_ru[:, None], interference)
+        return self.prb_rate_bps(sinr, np.arange(n_ue)[:, None]), sinr
 
 
 CQI_EFFICIENCY_WITH_ZERO = np.concatenate([[0.0], CQI_EFFICIENCY])
@@ -157,8 +285,9 @@ class PhyTtiResult:
 class BuiltinPhy:
     """The numpy PHY: SINR and rate straight from the engine's channel through ``LinkModel``.
 
-    Single-RU cells take a fast path: the allocation's active PRBs and their gain indices are
-    worked out once per allocation (it only changes at decisions), so a TTI is a few array ops.
+    Single-RU cells take a fast path: the allocation's active PRBs, their gain indices and owners
+    are worked out once per allocation (it only changes at decisions), so a TTI is a few array ops
+    around ``LinkModel.sinr``.
     """
 
     name = "builtin"
@@ -176,10 +305,10 @@ class BuiltinPhy:
     def _prepare(self, allocation, gain: np.ndarray) -> None:
         self._alloc = allocation
         owner = allocation.prb_owner
-        self._active = owner[0] >= 0
-        self._k = k = np.flatnonzero(self._active)
+        self._k = k = np.flatnonzero(owner[0] >= 0)
+        self._ue = owner[0, k]
         n_ru, n_prb = gain.shape[1], gain.shape[2]
-        self._flat = (owner[0, k] * n_ru) * n_prb + k  # index of gain[owner, 0, k]
+        self._flat = (self._ue * n_ru) * n_prb + k  # index of gain[owner, 0, k]
         self._power = allocation.power_w[0, k]
         self._sinr = np.full(owner.shape, np.nan)
         self._bits = np.zeros(owner.shape)
@@ -188,14 +317,13 @@ class BuiltinPhy:
         link = self.link
         if gain.shape[1] != 1:
             sinr = link.prb_sinr(gain, allocation.prb_owner, allocation.power_w)
-            return PhyTtiResult(prb_sinr=sinr, prb_bits=link.prb_bits(sinr))
+            return PhyTtiResult(prb_sinr=sinr, prb_bits=link.prb_bits(sinr, allocation.prb_owner))
         if allocation is not self._alloc:
             self._prepare(allocation, gain)
-        signal = gain.ravel()[self._flat] * self._power
-        sinr = signal / (link.noise_w + signal * link.quant_ratio[0])
+        sinr = link.sinr(gain.ravel()[self._flat], self._power, 0)
         out_sinr, out_bits = self._sinr.copy(), self._bits.copy()
         out_sinr[0, self._k] = sinr
-        out_bits[0, self._k] = link.prb_bits(sinr)
+        out_bits[0, self._k] = link.prb_bits(sinr, self._ue)
         return PhyTtiResult(prb_sinr=out_sinr, prb_bits=out_bits)
 
     def close(self) -> None:

@@ -130,6 +130,11 @@ class FronthaulConfig(_Strict):
         None, gt=0, description="default: smallest power-of-two FFT covering the PRBs x SCS"
     )
     latency_us: float = Field(50.0, ge=0, le=10000, description="one-way transport latency")
+    papr_backoff_db: float = Field(
+        12.0, ge=8, le=30,
+        description="quantizer clipping level above the RMS of each I/Q component at the RU's maximum power, "
+                    "20 log10(A / sigma) (OFDM PAPR head-room; 12 dB ~ 4-sigma loading, see simcore.phy)",
+    )
 
 
 class ServerConfig(_Strict):
@@ -195,6 +200,11 @@ class SliceConfig(_Strict):
     drop_late: bool = Field(False, description="drop a queued packet once its age exceeds max_delay_ms")
     buffer_limit_kbytes: float = Field(2000.0, gt=0, description="per-UE buffer; arrivals beyond it drop")
     power_cap_dbm: float | None = Field(None, ge=0, le=70, description="per-slice power cap per RU")
+    rate_model: Literal["phy", "fbl"] = Field(
+        "phy", description="phy: the cell's phy.rate_model; fbl: finite-blocklength normal approximation, "
+                           "one codeword per PRB per TTI (12 x 14 resource elements)")
+    fbl_error_probability: float = Field(
+        1e-5, gt=0, le=0.1, description="block error probability epsilon of rate_model fbl")
     traffic: Traffic
 
 

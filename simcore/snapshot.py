@@ -127,11 +127,9 @@ class SnapshotProblem:
         u_idx = np.arange(obs.n_ues)
         g = obs.gain[u_idx, obs.serving_ru, :]  # (U, K)
         p = self.levels_w[obs.serving_ru][:, None, :]  # (U, 1, L)
-        q = obs.link.quant_ratio[obs.serving_ru][:, None, None]
         interf = 0.0 if interference_w is None else interference_w[:, :, None]
-        sig = g[:, :, None] * p
-        sinr = sig / (obs.link.noise_w + interf + sig * q)
-        return obs.link.spectral_efficiency(sinr) * obs.link.prb_bandwidth_hz
+        sinr = obs.link.sinr(g[:, :, None], p, obs.serving_ru[:, None, None], interf)
+        return obs.link.prb_rate_bps(sinr, u_idx[:, None, None])
 
 
 def level_factors_checked(level_factors) -> tuple[float, ...]:

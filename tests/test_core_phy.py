@@ -34,44 +34,54 @@ def test_sinr_with_and_without_quantization_noise_by_hand():
     g, p = 1e-10, 0.5  # gain, W on the PRB
     gain = np.full((1, 1, 4), g)
     owner = np.array([[0, -1, 0, -1]])
-    power = np.array([[p, 0.0, p, 0.0]])
+    power = np.array([[p, 0.0, p / 8, 0.0]])  # PRB 2 lightly loaded
     for bits in (4, 8, 16):
         _, lk = link(bits=bits)
-        n0b = lk.noise_w
-        want = p * g / (n0b + g * p * 2.0 ** (-2 * bits))
+        n0b, q = lk.noise_w, lk.quant_noise_w[0]
+        want = [p * g / (n0b + g * q), p / 8 * g / (n0b + g * q)]  # the same noise on both PRBs
         sinr = lk.prb_sinr(gain, owner, power)
-        assert sinr[0, 0] == pytest.approx(want, rel=1e-12)
+        assert sinr[0, [0, 2]] == pytest.approx(want, rel=1e-12)
         assert np.isnan(sinr[0, 1]) and np.isnan(sinr[0, 3])
         # the PHY backend reports the same and carries no bits on idle PRBs
         res = BuiltinPhy()
         res.open(None, None, lk)
         out = res.step(0, Allocation(np.array([0]), owner, power), gain)
-        assert out.prb_sinr[0, 0] == pytest.approx(want, rel=1e-12)
+        assert out.prb_sinr[0, [0, 2]] == pytest.approx(want, rel=1e-12)
         assert out.prb_bits[0, 1] == 0 and out.prb_bits[0, 3] == 0
-    # 16 bits: SQNR 96 dB, negligible against this 39 dB SNR: SINR ~ SNR
-    _, lk16 = link(bits=16)
-    assert lk16.prb_sinr(gain, owner, power)[0, 0] == pytest.approx(p * g / lk16.noise_w, rel=1e-5)
-    # with a strong signal, quantization noise caps SINR at the SQNR 2^(2b)
+        assert out.prb_bits[0, [0, 2]] == pytest.approx(lk.prb_bits(np.array(want)), rel=1e-12)
+    # with a strong signal, the fronthaul caps each PRB's SINR at its own SQNR p / sigma_q^2: a PRB
+    # at 1/8 of the power sees 9 dB less
     _, lk4 = link(bits=4)
-    strong = lk4.prb_sinr(np.full((1, 1, 4), 1.0), owner, power)[0, 0]
-    assert strong == pytest.approx(2.0 ** 8, rel=1e-6)
+    strong = lk4.prb_sinr(np.full((1, 1, 4), 1.0), owner, power)[0]
+    q4 = lk4.quant_noise_w[0]
+    assert strong[0] == pytest.approx(p / q4, rel=1e-6) and strong[2] == pytest.approx(p / 8 / q4, rel=1e-6)
 
 
 def test_two_ru_interference_by_hand():
     _, lk = link(bits=10)
-    lk = LinkModel(**{**lk.__dict__, "quant_ratio": np.full(2, 2.0 ** -20)})
+    q = np.array([3e-9, 5e-9])  # fronthaul noise per PRB of RU 0 and RU 1
+    lk = LinkModel(**{**lk.__dict__, "quant_noise_w": q})
     # UE0 on RU0, UE1 on RU1, both on PRB 0
-    gain = np.zeros((2, 2, 1))
-    gain[0, 0, 0], gain[0, 1, 0] = 2e-10, 5e-11
-    gain[1, 0, 0], gain[1, 1, 0] = 3e-11, 4e-10
-    owner = np.array([[0], [1]])
-    power = np.array([[1.0], [2.0]])
-    q = 2.0 ** -20
-    want0 = 1.0 * 2e-10 / (lk.noise_w + 2.0 * 5e-11 + 2e-10 * 1.0 * q)
-    want1 = 2.0 * 4e-10 / (lk.noise_w + 1.0 * 3e-11 + 4e-10 * 2.0 * q)
+    gain = np.zeros((2, 2, 2))
+    gain[0, 0, :], gain[0, 1, :] = 2e-10, 5e-11
+    gain[1, 0, :], gain[1, 1, :] = 3e-11, 4e-10
+    owner = np.array([[0, -1], [1, -1]])
+    power = np.array([[1.0, 0.0], [2.0, 0.0]])
+    want0 = 1.0 * 2e-10 / (lk.noise_w + (2.0 + q[1]) * 5e-11 + 2e-10 * q[0])
+    want1 = 2.0 * 4e-10 / (lk.noise_w + (1.0 + q[0]) * 3e-11 + 4e-10 * q[1])
     sinr = lk.prb_sinr(gain, owner, power)
     assert sinr[0, 0] == pytest.approx(want0, rel=1e-12)
     assert sinr[1, 0] == pytest.approx(want1, rel=1e-12)
+    # RU 1 moves to PRB 1: its signal leaves PRB 0, its (white) fronthaul noise does not
+    sinr = lk.prb_sinr(gain, np.array([[0, -1], [-1, 1]]), np.array([[1.0, 0.0], [0.0, 2.0]]))
+    assert sinr[0, 0] == pytest.approx(2e-10 / (lk.noise_w + q[1] * 5e-11 + 2e-10 * q[0]), rel=1e-12)
+    # RU 1 silent: nothing of it reaches UE 0
+    sinr = lk.prb_sinr(gain, np.array([[0, -1], [-1, -1]]), np.array([[1.0, 0.0], [0.0, 0.0]]))
+    assert sinr[0, 0] == pytest.approx(2e-10 / (lk.noise_w + 2e-10 * q[0]), rel=1e-12)
+    # the per-UE view (equal power everywhere) and the MILP's fixed interference use the same terms
+    interf = lk.interference_w(gain, np.array([0, 1]), np.array([[1.0, 1.0], [2.0, 2.0]]))
+    assert interf[0] == pytest.approx((2.0 + q[1]) * 5e-11, rel=1e-12)
+    assert interf[1] == pytest.approx((1.0 + q[0]) * 3e-11, rel=1e-12)
 
 
 def test_cqi_mapping_monotone_and_bounded():

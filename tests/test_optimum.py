@@ -72,7 +72,7 @@ def test_hand_built_instance():
     g[0, 0, :] = 1e6 * link.noise_w / p
     g[1, 0, :] = snr1 * link.noise_w / p
     g[2, 0, :] = 1e-3 * link.noise_w / p
-    r1 = link.prb_bandwidth_hz * np.log2(1 + snr1 / (1 + snr1 * link.quant_ratio[0]))
+    r1 = link.prb_bandwidth_hz * np.log2(1 + snr1 / (1 + snr1 * link.quant_noise_w[0] / p))
     r0 = link.prb_bandwidth_hz * link.max_se
     assert 3 * r1 > 2 * r0
     no_drain = np.full(3, 1e12)  # delay targets so loose that buffers add no rate need
