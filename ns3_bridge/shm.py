@@ -6,20 +6,63 @@ it in place (numpy views here, plain pointers in the C++ server, which maps the 
 Boost.Interprocess). Per TTI:
 
     engine -> ns-3   prb_owner (R*K int32), power_w (R*K float64), extra_gain (U*R*K float32):
-                     shadowing x small-scale fading of the engine's channel, per UE, RU and PRB
-                     (ns-3 computes the path loss itself)
+                     shadowing x small-scale fading of the engine's channel at this TTI, per UE,
+                     RU and PRB, every entry (see "Gains" below); ns-3 computes the path loss
     ns-3 -> engine   sinr (R*K float64, at the owner, NaN if idle), bits (R*K float64, the bits of
                      the owner's transport block if ns-3 decoded it, spread over its PRBs),
                      mcs (R*K int32), tb_ok (R*K int32: 1 decoded, 0 lost, -1 idle)
 
-Header (uint64 words): magic, version, req_seq, rsp_seq, state, tti, command, server_pid,
-ns3_subframes, tbs_sent, tbs_decoded, dci_lost, then an error text. The engine writes a request, then increments ``req_seq``; the
-server answers by setting ``rsp_seq`` to it. Both wait by spinning briefly, then sleeping in short
-steps, with a deadline; the engine also checks that the child is alive, the child that its parent
-is. The segment is created here, named per process, and unlinked in ``close()`` whatever happened.
+Header (uint64 words at offset 0): magic, version, req_seq, rsp_seq, state, tti, command,
+server_pid, ns3_subframes, tbs_sent, tbs_decoded, dci_lost, then an error text. The segment is
+created here, named per process, and unlinked in ``close()`` whatever happened.
+
+Protocol (who writes what, and in which order)
+----------------------------------------------
+Ownership of the segment alternates, handed over by the two sequence counters:
+
+1. Start-up: this side writes magic, version and the request arrays (gains 1) before it starts the
+   server; the server writes ``server_pid`` and ``ns3_subframes`` during its warm-up and then stores
+   ``state = READY`` (or ``ERROR`` with the error text first), both with release semantics
+   (``__atomic_store_n(..., __ATOMIC_RELEASE)``). This side polls ``state``.
+2. Request n: this side writes owner, power, gain, ``tti`` and ``command``, then stores
+   ``req_seq = n`` as its last store. The server polls ``req_seq`` with acquire loads
+   (``__atomic_load_n(..., __ATOMIC_ACQUIRE)``) and reads nothing of the request before it sees n.
+3. Response n: the server writes sinr, bits, mcs, tb_ok and the counters, then stores
+   ``rsp_seq = n`` with release semantics. This side polls ``rsp_seq`` and reads the response
+   (copying it out) only after it sees n; it writes nothing until then. Between a response and the
+   next request the server touches nothing in the segment (ns-3 reads the gains only while it
+   processes a request). ``command = EXIT`` with a new ``req_seq`` ends the server.
+
+Memory ordering on this side: Python has no fences, and numpy's writes through the segment's
+buffer are plain stores. The order above still holds on x86-64, and only there, because (a) each
+numpy operation is a separate call from the interpreter that has issued all its stores before it
+returns, so the store to ``req_seq`` follows every array store in program order (and the load of
+``rsp_seq`` precedes every response load); (b) x86-64 is TSO: stores become visible to other cores
+in program order (glibc's ``memcpy`` ends its non-temporal-store path with ``sfence``) and loads are
+not reordered with older loads, so a plain store is a release and a plain load an acquire; and
+(c) the header words are 8-byte aligned (the segment is page-aligned), so each uint64 load or store
+is a single access that cannot tear. ARM, POWER and RISC-V reorder plain stores, and Python could
+not order them without a compiled fence: ns3-shm refuses to run there (``scenario_problems`` names
+``phy.backend``; the ns3 wheel is built for x86-64 only in any case). Both sides wait by spinning
+briefly, then sleeping in short steps, with a deadline; the engine also checks that the child is
+alive, the child that its parent is.
+
+Gains
+-----
+ns-3 computes every UE's CQI from the reference signals of every RU, i.e. from the whole gain
+table, and those CQI reports set the MCS of later grants. The backend therefore declares
+``needs_full_gain = True`` and the engine brings every (UE, RU, PRB) entry to the current TTI before
+each ``step`` (the built-in PHY reads only the PRB owners' entries, which the engine refreshes alone
+for it). As in LTE, a grant's MCS comes from CQI measured in earlier subframes, i.e. on earlier
+TTIs' gains.
+
+Random numbers: ns-3's own draws (random access, the error model's decoding) come from its
+MRG32k3a generator seeded by ``ns3_seed_run(scenario.seed)`` (see there).
 
 What the server models, and how the engine's scenario maps onto LTE, is described at the top of
-``server/oransim_phy_server.cc``; the points that matter for results:
+``server/oransim_phy_server.cc``, which lists its limits (``ConfigProblems``); ``scenario_problems``
+checks the same limits on the scenario, so ``oransim validate`` refuses what the server would. The
+points that matter for results:
 
 - ns-3 has no fronthaul quantizer: the reported SINR folds it in with the built-in PHY's formula
   (``LinkModel.prb_sinr(..., sinr_without_fronthaul=)``: ns-3's noise and interference plus the
@@ -30,6 +73,8 @@ What the server models, and how the engine's scenario maps onto LTE, is describe
   the engine's buffer and go out later), there are no HARQ retransmissions.
 - Power: one value per UE per block (LTE's P_A), the mean of the allocation's powers on its PRBs
   there; equal per-PRB power (every classic scheduler) is reproduced exactly.
+- Association: ns-3 attaches each UE to its serving RU (strongest large-scale gain) for the whole
+  run; an allocation that serves a UE from another RU stops the run with an error.
 - Each TTI takes about three ns-3 subframes (the MAC schedules two subframes ahead; the server runs
   until every transport block of the TTI is reported), so ns-3's clock runs ahead of the engine's.
 """
@@ -37,6 +82,7 @@ What the server models, and how the engine's scenario maps onto LTE, is describe
 from __future__ import annotations
 
 import os
+import platform
 import secrets
 import shutil
 import subprocess
@@ -61,9 +107,17 @@ _H = {name: i for i, name in enumerate(HEADER)}
 ERROR_OFFSET = 8 * len(HEADER)
 ST_STARTING, ST_READY, ST_ERROR, ST_EXIT = 0, 1, 2, 3
 CMD_STEP, CMD_EXIT = 1, 2
-BLOCK_PRBS = 6
-MAX_UES_PER_RU = 316  # LTE SRS periodicity 320 bounds the UEs of one eNB
+# Limits of the server (ConfigProblems in server/oransim_phy_server.cc, where each is explained)
+BLOCK_PRBS = 6  # one LTE 1.4 MHz carrier per 6 PRBs
+MAX_BLOCKS = 93  # block b at EARFCN 100 + 20 b: from block 93 on, band 4, which overlaps band 1
+MAX_UES = 316  # in total over all RUs: one LTE SRS periodicity (<= 320) for every eNB
 PATHLOSS_MODELS = ("uma", "umi", "log_distance")
+THREEGPP_CARRIER_GHZ = (0.5, 100.0)  # ns-3's 3GPP path-loss models assert this range
+NS3_SEED_MODULUS = 2**31 - 1  # ns-3 seeds used: 1 .. 2^31 - 1
+#: phy.params of ns3-shm: name -> (smallest value, integer?)
+PARAMS = {"timeout_s": (0.0, False), "startup_timeout_s": (0.0, False), "warmup_max_ms": (10, True)}
+#: CPUs whose memory order makes numpy's plain stores and loads a release / acquire (module doc)
+TSO_MACHINES = ("x86_64", "amd64")
 
 
 class Ns3PhyError(SimulationError):
@@ -86,20 +140,59 @@ def segment_layout(n_ue: int, n_ru: int, n_prb: int) -> dict:
     return off
 
 
-def scenario_problems(s) -> list[tuple[str, str]]:
-    """(field, message) for every way this scenario cannot run on ns3-shm."""
+def ns3_seed_run(seed: int) -> tuple[int, int]:
+    """ns-3's (RngSeed, RngRun) for a scenario seed: seed = (run - 1) (2^31 - 1) + (ns3_seed - 1).
+
+    One-to-one on 0 <= seed < 2^63 (the scenario's range), so no two scenario seeds share ns-3's
+    random numbers; ns3_seed stays in 1 .. 2^31 - 1 (``RngSeedManager::SetSeed`` takes a uint32 and
+    MRG32k3a wants it below its moduli) and the run, ns-3's own way to select independent
+    substreams, in 1 .. 2^32 + 3 (``SetRun`` takes a uint64). Seeds below 2^31 - 1 give run 1.
+    """
+    if not 0 <= int(seed) < 2**63:
+        raise ValueError(f"seed must be in [0, 2^63), got {seed}")
+    run, rest = divmod(int(seed), NS3_SEED_MODULUS)
+    return rest + 1, run + 1
+
+
+def param_problems(params: dict) -> list[tuple[str, str]]:
+    """(field, message) for every ``phy.params`` entry ns3-shm cannot take."""
     out = []
-    if s.cell.prbs_per_ru % BLOCK_PRBS:
-        out.append(("cell.prbs_per_ru", f"ns3-shm maps PRBs onto 6-RB LTE carriers: needs a multiple of 6, got "
-                                        f"{s.cell.prbs_per_ru}"))
+    for key, value in params.items():
+        if key not in PARAMS:
+            out.append((f"phy.params.{key}", f"ns3-shm takes no parameter '{key}' (it takes {', '.join(PARAMS)})"))
+            continue
+        low, integer = PARAMS[key]
+        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok_type or not (value >= low if integer else value > low):
+            want = f"a whole number >= {low}" if integer else f"a number > {low:g}"
+            out.append((f"phy.params.{key}", f"must be {want}, got {value!r}"))
+    return out
+
+
+def scenario_problems(s) -> list[tuple[str, str]]:
+    """(field, message) for every way this scenario cannot run on ns3-shm: the server's limits
+    (``ConfigProblems`` in the server, held to the same verdicts by the tests) and this side's."""
+    out = []
+    machine = platform.machine().lower()
+    if machine not in TSO_MACHINES:
+        out.append(("phy.backend", f"ns3-shm's shared-memory handshake relies on x86-64 memory ordering; this "
+                                   f"machine is {machine or 'unknown'} (use the builtin PHY)"))
+    k = s.cell.prbs_per_ru
+    if k % BLOCK_PRBS or k // BLOCK_PRBS > MAX_BLOCKS:
+        out.append(("cell.prbs_per_ru", f"ns3-shm maps PRBs onto 6-RB LTE carriers: needs a multiple of 6 up to "
+                                        f"{BLOCK_PRBS * MAX_BLOCKS}, got {k}"))
     if s.channel.pathloss not in PATHLOSS_MODELS:
         out.append(("channel.pathloss", f"ns3-shm has ns-3 models for {', '.join(PATHLOSS_MODELS)}, not "
                                         f"'{s.channel.pathloss}'"))
-    per_ru = sum(x.ues for x in s.slices)
-    if per_ru > MAX_UES_PER_RU:
-        out.append(("slices", f"ns3-shm: at most {MAX_UES_PER_RU} UEs per RU (LTE SRS), got {per_ru}"))
-    if s.cell.numerology > 3:
-        out.append(("cell.numerology", "ns3-shm supports numerology 0-3"))
+    elif s.channel.pathloss != "log_distance":
+        lo, hi = THREEGPP_CARRIER_GHZ
+        if not lo <= s.cell.carrier_ghz <= hi:
+            out.append(("cell.carrier_ghz", f"ns-3's 3GPP {s.channel.pathloss} model takes {lo:g}-{hi:g} GHz, "
+                                            f"got {s.cell.carrier_ghz:g}"))
+    if s.n_ues > MAX_UES:
+        out.append(("slices", f"ns3-shm: at most {MAX_UES} UEs in total over all RUs (one LTE SRS periodicity "
+                              f"for every eNB), got {s.n_ru} RU(s) x {s.n_ues // s.n_ru} = {s.n_ues}"))
+    out += param_problems(s.phy.params)
     return out
 
 
@@ -120,7 +213,8 @@ def server_config(s, geometry, serving_ru, shm_name: str, lay: dict, timeout_s: 
         "ue_height_m": s.channel.ue_height_m,
         # ns-3's thermal noise is -174 dBm/Hz: a different scenario density goes into the NF
         "noise_figure_db": s.cell.noise_figure_db + (s.cell.noise_psd_dbm_hz + 174.0),
-        "seed": s.seed, "timeout_s": timeout_s, "warmup_max_ms": warmup_max_ms,
+        "ns3_seed": ns3_seed_run(s.seed)[0], "ns3_run": ns3_seed_run(s.seed)[1],
+        "timeout_s": float(timeout_s), "warmup_max_ms": warmup_max_ms,
         **{f"off_{k}": v for k, v in lay.items() if k != "total"},
     }
     text = [f"{k} {float(v)!r}" if isinstance(v, float) else f"{k} {v}" for k, v in lines.items()]
@@ -137,8 +231,13 @@ class Ns3ShmPhy:
 
     name = "ns3-shm"
     check_scenario = staticmethod(scenario_problems)  # used by `oransim validate` and `run` before starting
+    needs_full_gain = True  # ns-3 computes every UE's CQI from the whole table (module doc, "Gains")
 
     def __init__(self, timeout_s: float = 60.0, startup_timeout_s: float = 900.0, warmup_max_ms: int = 5000):
+        bad = param_problems({"timeout_s": timeout_s, "startup_timeout_s": startup_timeout_s,
+                              "warmup_max_ms": warmup_max_ms})
+        if bad:
+            raise ValueError("; ".join(f"{f.removeprefix('phy.params.')} {m}" for f, m in bad))
         self.timeout_s = float(timeout_s)
         self.startup_timeout_s = float(startup_timeout_s)
         self.warmup_max_ms = int(warmup_max_ms)
@@ -165,6 +264,8 @@ class Ns3ShmPhy:
         n_ue, n_ru, n_prb = geometry.ue_slice.size, s.n_ru, s.cell.prbs_per_ru
         self.n_ue, self.n_ru, self.n_prb = n_ue, n_ru, n_prb
         self.link = link
+        self.serving_ru = np.asarray(serving_ru)
+        self._checked_alloc = None
         # the server computes path loss; the engine's shadowing x fading goes over as extra gain
         self._pathloss_lin = 10.0 ** (np.asarray(channel.pathloss_db, dtype=float) / 10.0)  # (U, R)
         lay = segment_layout(n_ue, n_ru, n_prb)
@@ -173,6 +274,8 @@ class Ns3ShmPhy:
         try:
             buf = self.shm.buf
             self.header = np.ndarray((len(HEADER),), np.uint64, buf, 0)
+            if self.header.ctypes.data % 64:  # single-access uint64 words (module doc, "Protocol")
+                raise Ns3PhyError("the shared-memory segment is not aligned")
             self.header[:] = 0
             rk, urk = n_ru * n_prb, n_ue * n_ru * n_prb
             self.owner = np.ndarray((rk,), np.int32, buf, lay["owner"])
@@ -244,8 +347,19 @@ class Ns3ShmPhy:
                                       f"(still running, pid {self.proc.pid}); stopped it")
 
     # ---------------------------------------------------------------------------------- TTIs
+    def _check_association(self, owner: np.ndarray) -> None:
+        """ns-3 attaches each UE to its serving RU for the whole run: refuse other associations."""
+        r, k = np.nonzero((owner >= 0) & (self.serving_ru[np.maximum(owner, 0)] != np.arange(owner.shape[0])[:, None]))
+        if r.size:
+            u = int(owner[r[0], k[0]])
+            raise Ns3PhyError(f"ns3-shm attaches UE {u} to its serving RU {int(self.serving_ru[u])} (strongest "
+                              f"large-scale gain), but the policy gave it PRB {int(k[0])} of RU {int(r[0])}")
+
     def step(self, tti: int, allocation, gain: np.ndarray) -> PhyTtiResult:
         owner = allocation.prb_owner
+        if allocation is not self._checked_alloc:  # allocations change only at decisions
+            self._check_association(owner)
+            self._checked_alloc = allocation
         self.owner[:] = owner.ravel()
         self.power[:] = allocation.power_w.ravel()
         np.multiply(gain, self._pathloss_lin[:, :, None], out=self.gain.reshape(gain.shape), casting="unsafe")
@@ -253,7 +367,7 @@ class Ns3ShmPhy:
         h[_H["tti"]] = tti
         h[_H["command"]] = CMD_STEP
         seq = h[_H["req_seq"]] + np.uint64(1)
-        h[_H["req_seq"]] = seq  # after the arrays: x86 keeps stores in order
+        h[_H["req_seq"]] = seq  # the last store of the request: a release on x86-64 (module doc, "Protocol")
         self._wait(lambda: h[_H["rsp_seq"]] == seq, self.timeout_s, f"answer TTI {tti}")
         self.counters.update({k: int(h[_H[k]]) for k in ("ns3_subframes", "tbs_sent", "tbs_decoded", "dci_lost")})
         shape = owner.shape

@@ -213,9 +213,17 @@ class Policy(abc.ABC):
 
 
 class PhyBackend(Protocol):
-    """Turns an allocation and the channel into per-PRB SINR and delivered bits, one TTI at a time."""
+    """Turns an allocation and the channel into per-PRB SINR and delivered bits, one TTI at a time.
+
+    ``step(tti, allocation, gain)``: ``gain`` (U, R, K) is the engine's live channel. By default only
+    the entries the SINR of the PRB owners needs are current at ``tti``, ``gain[prb_owner[r, k], :, k]``
+    for every active PRB (r, k); the others may hold older draws. A backend that reads more (ns-3
+    computes every UE's CQI from the whole table) sets ``needs_full_gain = True`` and then every
+    entry is current at every TTI.
+    """
 
     name: str
+    needs_full_gain: bool  # optional; False if absent
 
     def open(self, scenario, geometry, link: LinkModel, *, channel=None, serving_ru=None) -> None:
         """Called once before the first TTI; ``channel`` (simcore.channel.Channel) and ``serving_ru`` (U,)

@@ -117,6 +117,7 @@ class Engine:
         self.served_in_interval = np.zeros(self.n_ues)
         self.qos_met_last = np.ones(self.n_ues, dtype=bool)
         self.decision_period = policy.decision_period_tti or s.scheduling.interval_tti
+        self.phy_needs_full_gain = bool(getattr(phy, "needs_full_gain", False))  # see PhyBackend
         self.decisions: list[dict] = []
         self.solve_ms: list[float] = []  # wall time of each decide(); kept apart from the reproducible tables
         self.tti_rec = TtiRecorder(self.n_tti, self.n_ues, self.n_rus, self.n_prbs, s.record.tti)
@@ -220,8 +221,12 @@ class Engine:
         alloc = self.allocation
         now = k * self.tti_s
         owner = alloc.prb_owner
-        next_decision = min(self.n_tti, (k // self.decision_period + 1) * self.decision_period)
-        self.channel.refresh_prbs(owner, until_tti=next_decision)  # the gains the PHY reads, at this TTI
+        if self.phy_needs_full_gain:  # e.g. ns-3 computes every UE's CQI from the whole table
+            if k % self.decision_period:  # at decisions the observation has refreshed every entry
+                self.channel.refresh_all()
+        else:
+            next_decision = min(self.n_tti, (k // self.decision_period + 1) * self.decision_period)
+            self.channel.refresh_prbs(owner, until_tti=next_decision)  # the gains the PHY reads, at this TTI
         res = self.phy.step(k, alloc, self.channel.gain)
         # idle PRBs (owner -1) land in bin 0 and are dropped
         capacity = np.bincount(owner.ravel() + 1, weights=res.prb_bits.ravel(), minlength=self.n_ues + 1)[1:]

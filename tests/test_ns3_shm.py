@@ -21,7 +21,7 @@ import pytest
 from simcore.engine import Engine
 from simcore.phy import BuiltinPhy
 from simcore.plugins import make_policy
-from simcore.scenario import load_scenario
+from simcore.scenario import load_scenario, parse_scenario
 
 pytestmark = pytest.mark.ns3
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,8 +46,12 @@ def _segments() -> set[str]:
 
 
 def test_one_second_of_quick_yaml_matches_builtin_sinr_and_conserves(shm):
-    scn = load_scenario(QUICK).with_overrides(duration_s=1.0)
+    # decisions every 2 TTIs: in between, the engine must still send every gain entry fresh
+    data = load_scenario(QUICK).with_overrides(duration_s=1.0).model_dump(mode="python")
+    data["scheduling"]["interval_tti"] = 2
+    scn = parse_scenario(data)
     seen = []
+    tables = []
 
     class Twin(shm.Ns3ShmPhy):
         """ns3-shm, with the built-in PHY evaluated on the very same allocation and gains."""
@@ -60,6 +64,8 @@ def test_one_second_of_quick_yaml_matches_builtin_sinr_and_conserves(shm):
         def step(self, tti, allocation, gain):
             res = super().step(tti, allocation, gain)
             ref = self.ref.step(tti, allocation, gain)
+            if tti < 20:
+                tables.append(self.gain.copy())  # what ns-3 applied this TTI (shadowing x fading)
             m = allocation.prb_owner >= 0
             seen.append((allocation.prb_owner[m], res.prb_sinr[m], ref.prb_sinr[m], res.prb_bits[m]))
             return res
@@ -90,6 +96,9 @@ def test_one_second_of_quick_yaml_matches_builtin_sinr_and_conserves(shm):
         m = ok & (owner == u)
         assert abs(10 * np.log10(ns3[m].mean() / ref[m].mean())) < 0.1, u
     assert np.all(bits[missing] == 0)
+    # ns-3 computes every UE's CQI from the whole table: every entry is redrawn at every TTI
+    for a, b in zip(tables, tables[1:]):
+        assert np.all(a != b)
 
 
 def test_run_records_the_phy_and_validate_checks_ns3_limits(shm, tmp_path):
@@ -149,15 +158,85 @@ def test_dead_or_hung_server_gives_clear_error_and_no_stale_segment(shm, how):
             time.sleep(0.1)
 
 
-def test_same_seed_same_tables(shm):
+def test_same_seed_same_tables(shm, monkeypatch):
     from simcore.run import simulate
 
     scn = load_scenario(QUICK).with_overrides(duration_s=0.1, phy="ns3-shm")
     a, b = simulate(scn), simulate(scn)
     for name in ("packets", "tti", "decisions"):
         assert getattr(a, name).equals(getattr(b, name)), name
-    c = simulate(scn.with_overrides(seed=scn.seed + 1))
+    c = simulate(scn.with_overrides(seed=2**63 - 1))  # the largest seed reaches ns-3 as (seed, run)
     assert not a.tti.equals(c.tti)
+    # ns-3's own draws follow its (seed, run): the same engine seed with another ns-3 run differs
+    seed, run = shm.ns3_seed_run(scn.seed)
+    monkeypatch.setattr(shm, "ns3_seed_run", lambda _: (seed, run + 1))
+    d = simulate(scn)
+    assert a.decisions["tti"].equals(d.decisions["tti"]) and not a.tti.equals(d.tti)
+
+
+# (scenario changes, fields scenario_problems names): the server must refuse exactly these
+LIMIT_CASES = [
+    ({}, []),
+    ({"cell.prbs_per_ru": 25}, ["cell.prbs_per_ru"]),
+    ({"cell.prbs_per_ru": 198}, []),  # 33 blocks: refused before as "not a multiple of 6"
+    ({"cell.prbs_per_ru": 270}, []),
+    ({"slices.0.ues": 100, "slices.1.ues": 100, "slices.2.ues": 116}, []),
+    ({"slices.0.ues": 100, "slices.1.ues": 100, "slices.2.ues": 117}, ["slices"]),
+    ({"cell.rus": "3", "slices.0.ues": 35, "slices.1.ues": 35, "slices.2.ues": 35}, []),
+    ({"cell.rus": "3", "slices.0.ues": 40, "slices.1.ues": 40, "slices.2.ues": 40}, ["slices"]),
+    ({"channel.pathloss": "cost231_128_1"}, ["channel.pathloss"]),
+    ({"cell.carrier_ghz": 0.45}, ["cell.carrier_ghz"]),
+    ({"cell.carrier_ghz": 0.45, "channel.pathloss": "log_distance"}, []),
+    ({"cell.carrier_ghz": 100.0, "channel.pathloss": "umi"}, []),
+    ({"cell.numerology": 4}, []),
+    ({"seed": 0}, []),
+    ({"seed": 2**31 - 1}, []),
+    ({"seed": 2**32 + 7}, []),
+    ({"seed": 2**63 - 1}, []),
+    ({"phy.params": {"timeout_s": 0}}, ["phy.params.timeout_s"]),
+    ({"phy.params": {"warmup_max_ms": 9}}, ["phy.params.warmup_max_ms"]),
+]
+SERVER_KEY_FIELD = {"n_prb": "cell.prbs_per_ru", "n_ue": "slices", "pathloss": "channel.pathloss",
+                    "carrier_hz": "cell.carrier_ghz", "timeout_s": "phy.params.timeout_s",
+                    "warmup_max_ms": "phy.params.warmup_max_ms", "ns3_seed": "seed", "ns3_run": "seed"}
+
+
+def _limit_scenario(changes):
+    data = load_scenario(QUICK).model_dump(mode="python")
+    for key, value in changes.items():
+        if key == "cell.rus":
+            value = [{"x_m": 800.0 * i, "y_m": 0.0, "height_m": 25.0, "max_power_dbm": 46.0} for i in range(int(value))]
+        *path, last = key.split(".")
+        node = data
+        for p in path:
+            node = node[int(p)] if p.isdigit() else node[p]
+        node[last] = value
+    return parse_scenario(data)
+
+
+def test_validate_refuses_exactly_what_the_server_refuses(shm, tmp_path):
+    """Each case's config goes to the compiled server's --check-config (its ConfigProblems)."""
+    from ns3_bridge.build import server_binary
+    from simcore.channel import drop_ues
+
+    binary = str(server_binary())
+    for i, (changes, expected) in enumerate(LIMIT_CASES):
+        s = _limit_scenario(changes)
+        ours = [f for f, _ in shm.scenario_problems(s)]
+        assert ours == expected, (changes, shm.scenario_problems(s))
+        geo = drop_ues(s, np.random.default_rng(i))
+        lay = shm.segment_layout(geo.ue_slice.size, s.n_ru, s.cell.prbs_per_ru)
+        params = {k: v for k, v in s.phy.params.items() if k in ("timeout_s", "warmup_max_ms")}
+        cfg = tmp_path / f"case{i}.cfg"
+        cfg.write_text(shm.server_config(s, geo, geo.ue_home_ru, "unused", lay, **params))
+        res = subprocess.run([binary, str(cfg), "--check-config"], capture_output=True, text=True, timeout=60)
+        server = [line.split(":", 1)[0] for line in res.stdout.splitlines()]
+        assert res.returncode == (3 if server else 0), res
+        assert sorted({SERVER_KEY_FIELD[k] for k in server}) == sorted(set(expected)), (changes, res.stdout)
+    # what no scenario can produce is refused too: a seed or run out of range, or lines missing
+    cfg.write_text(cfg.read_text().replace("ns3_seed ", "ns3_seed 0 #").replace("ns3_run ", "ns3_run -1 #"))
+    res = subprocess.run([binary, str(cfg), "--check-config"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 3 and [ln.split(":")[0] for ln in res.stdout.splitlines()][:2] == ["ns3_seed", "ns3_run"]
 
 
 def test_sigterm_unwinds_the_run(shm, tmp_path):

@@ -22,6 +22,14 @@
 //            the same network run by ns-3 alone for MS subframes after set-up (its round-robin
 //            scheduler grants every PRB, full buffer, no engine, no shared memory); prints one JSON
 //            line with the wall times: the reference of benchmarks/bench_ns3.py
+//        oransim_phy_server CONFIG_FILE --check-config
+//            prints every limit of ConfigProblems() the config breaks, one "key: message" per
+//            line, and exits 3 if there is one (0 otherwise); the tests hold shm.scenario_problems
+//            to the same verdicts
+//
+// Limits (ConfigProblems; shm.scenario_problems checks the same on the scenario): PRBs a positive
+// multiple of 6 and at most MAX_BLOCKS blocks; at most MAX_UES UEs in total; a path-loss model
+// ns-3 has; the 3GPP models' carrier range; RNG seed and run in range; positive timeouts.
 
 #include "ns3/core-module.h"
 #include "ns3/lte-module.h"
@@ -51,6 +59,13 @@ using namespace ns3;
 namespace bip = boost::interprocess;
 
 static const int BLOCK_PRBS = 6;  // LTE 1.4 MHz carrier: 6 RBs, RBG size 1
+// Block b uses DL EARFCN 100 + 20 b and UL EARFCN 18100 + 20 b (TS 36.101 Table 5.7.3-1): blocks
+// 0-24 fall in band 1, 25-54 in band 2, 55-92 in band 3, all 2 MHz apart; block 93 would land in
+// band 4, whose carriers overlap band 1's (DL) and band 3's (UL), so blocks would interfere
+static const int MAX_BLOCKS = 93;
+// LteEnbRrc::SrsPeriodicity is one value for every eNB, at most 320; it is chosen here from the
+// total UE count with 4 indices to spare, so the total over all RUs is bounded
+static const int MAX_UES = 316;
 static const uint8_t DRB_LCID = 3; // first data radio bearer
 // ns-3's LTE MAC schedules a subframe two subframes ahead of its transmission; the UE reports the
 // transport block at the end of that subframe: 3 ms after the scheduler call (measured; the
@@ -572,17 +587,116 @@ Fail(const std::string& msg)
     std::exit(3);
 }
 
+// the config's integer `key` if it is a whole number in [lo, hi], else -1 (with a problem noted)
+static int64_t
+IntIn(const ServerConfig& c, const std::string& key, int64_t lo, int64_t hi, std::vector<std::string>& out)
+{
+    const std::string v = c.Str(key);
+    size_t used = 0;
+    int64_t x = -1;
+    try
+    {
+        x = std::stoll(v, &used);
+    }
+    catch (const std::exception&)
+    {
+        used = 0;
+    }
+    if (used != v.size() || x < lo || x > hi)
+    {
+        out.push_back(key + ": must be a whole number in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                      "], got " + v);
+        return -1;
+    }
+    return x;
+}
+
+// Every limit of this server, as "key: message" lines (empty: the config can run). Checked before
+// anything is built; the network set-up below relies on them.
+static std::vector<std::string>
+ConfigProblems(const ServerConfig& c)
+{
+    std::vector<std::string> out;
+    const int64_t nRu = IntIn(c, "n_ru", 1, 1 << 20, out);
+    const int64_t nUe = IntIn(c, "n_ue", 1, 1 << 30, out);
+    const int64_t nPrb = IntIn(c, "n_prb", 1, 1 << 20, out);
+    IntIn(c, "numerology", 0, 16, out);
+    IntIn(c, "ns3_seed", 1, 2147483647, out); // RngSeedManager::SetSeed takes a uint32_t; MRG32k3a needs < 2^32 - 209
+    IntIn(c, "ns3_run", 1, INT64_MAX, out);
+    IntIn(c, "warmup_max_ms", 10, 1 << 30, out); // the warm-up runs in steps of 10 ms
+    if (!(c.Get("timeout_s") > 0.0))
+    {
+        out.push_back("timeout_s: must be positive");
+    }
+    if (nPrb > 0 && (nPrb % BLOCK_PRBS != 0 || nPrb / BLOCK_PRBS > MAX_BLOCKS))
+    {
+        out.push_back("n_prb: LTE carriers of 6 RBs, so a multiple of 6 up to " + std::to_string(6 * MAX_BLOCKS) +
+                      " (" + std::to_string(MAX_BLOCKS) + " non-overlapping carriers), got " + std::to_string(nPrb));
+    }
+    if (nUe > MAX_UES)
+    {
+        out.push_back("n_ue: at most " + std::to_string(MAX_UES) + " UEs in total over all RUs (one LTE SRS " +
+                      "periodicity, at most 320, for every eNB), got " + std::to_string(nUe));
+    }
+    const std::string pl = c.Str("pathloss");
+    const double fc = c.Get("carrier_hz");
+    if (pl != "uma" && pl != "umi" && pl != "log_distance")
+    {
+        out.push_back("pathloss: '" + pl + "' has no ns-3 counterpart here (uma, umi, log_distance)");
+    }
+    else if (pl != "log_distance" && !(fc >= 0.5e9 && fc <= 100e9))
+    {
+        // ThreeGppPropagationLossModel::SetFrequency asserts this range (the wheel keeps asserts)
+        out.push_back("carrier_hz: ns-3's 3GPP path-loss models take 0.5-100 GHz, got " + std::to_string(fc));
+    }
+    if (nRu > 0 && int64_t(c.rus.size()) != nRu)
+    {
+        out.push_back("ru: " + std::to_string(c.rus.size()) + " ru lines for n_ru " + std::to_string(nRu));
+    }
+    for (const auto& r : c.rus)
+    {
+        if (r.size() != 4)
+        {
+            out.push_back("ru: every ru line holds x y height power_dbm");
+            break;
+        }
+    }
+    if (nUe > 0 && int64_t(c.ues.size()) != nUe)
+    {
+        out.push_back("ue: " + std::to_string(c.ues.size()) + " ue lines for n_ue " + std::to_string(nUe));
+    }
+    for (const auto& u : c.ues)
+    {
+        if (nRu > 0 && (int64_t(u.size()) != 3 + nRu || u[2] < 0 || u[2] >= double(nRu) || u[2] != std::floor(u[2])))
+        {
+            out.push_back("ue: every ue line holds x y serving_ru (an RU index) and one LOS flag per RU");
+            break;
+        }
+    }
+    return out;
+}
+
 int
 main(int argc, char** argv)
 {
     const bool lteOnly = argc == 4 && std::string(argv[2]) == "--lte-only";
-    if (argc != 2 && !lteOnly)
+    const bool checkOnly = argc == 3 && std::string(argv[2]) == "--check-config";
+    if (argc != 2 && !lteOnly && !checkOnly)
     {
-        std::cerr << "usage: oransim_phy_server CONFIG_FILE [--lte-only MS]" << std::endl;
+        std::cerr << "usage: oransim_phy_server CONFIG_FILE [--lte-only MS | --check-config]" << std::endl;
         return 2;
     }
     const auto wall0 = std::chrono::steady_clock::now();
     const ServerConfig cfg = ReadConfig(argv[1]);
+    const std::vector<std::string> problems = ConfigProblems(cfg);
+    if (checkOnly)
+    {
+        for (const auto& p : problems)
+        {
+            std::cout << p << "\n";
+        }
+        return problems.empty() ? 0 : 3;
+    }
     const pid_t parent = getppid();
     g.nUe = int(cfg.Get("n_ue"));
     g.nRu = int(cfg.Get("n_ru"));
@@ -629,17 +743,19 @@ main(int argc, char** argv)
     g.offMcs = size_t(cfg.Get("off_mcs"));
     g.offTbOk = size_t(cfg.Get("off_tbok"));
 
-    if (g.nPrb % BLOCK_PRBS != 0 || g.nBlocks > 32)
+    if (!problems.empty())
     {
-        Fail("prbs_per_ru must be a multiple of 6");
-    }
-    if (int(cfg.rus.size()) != g.nRu || int(cfg.ues.size()) != g.nUe)
-    {
-        Fail("config: RU or UE count mismatch");
+        std::string all;
+        for (const auto& p : problems)
+        {
+            all += (all.empty() ? "" : "; ") + p;
+        }
+        Fail("config: " + all);
     }
 
-    RngSeedManager::SetSeed(uint32_t(cfg.Get("seed")) % 2147483647 + 1);
-    RngSeedManager::SetRun(1);
+    // derived from the scenario seed by shm.ns3_seed_run (whole numbers, checked above)
+    RngSeedManager::SetSeed(uint32_t(std::stoll(cfg.Str("ns3_seed"))));
+    RngSeedManager::SetRun(uint64_t(std::stoll(cfg.Str("ns3_run"))));
     Config::SetDefault("ns3::LteEnbRrc::EpsBearerToRlcMapping", EnumValue(LteEnbRrc::RLC_SM_ALWAYS));
     Config::SetDefault("ns3::LteHelper::UseIdealRrc", BooleanValue(true));
     Config::SetDefault("ns3::LteUePhy::NoiseFigure", DoubleValue(cfg.Get("noise_figure_db")));
@@ -657,10 +773,6 @@ main(int argc, char** argv)
         {
             break;
         }
-    }
-    if (srs < uint32_t(g.nUe + 4))
-    {
-        Fail("too many UEs per RU for LTE SRS configuration (at most 316)");
     }
     Config::SetDefault("ns3::LteEnbRrc::SrsPeriodicity", UintegerValue(srs));
 
@@ -681,10 +793,6 @@ main(int argc, char** argv)
         lte->SetPathlossModelAttribute("Exponent", DoubleValue(cfg.Get("ld_exponent")));
         lte->SetPathlossModelAttribute("ReferenceDistance", DoubleValue(cfg.Get("ld_d0_m")));
         lte->SetPathlossModelAttribute("ReferenceLoss", DoubleValue(cfg.Get("ld_l0_db")));
-    }
-    else
-    {
-        Fail("pathloss model '" + pl + "' has no ns-3 counterpart here");
     }
 
     // --- nodes: one eNB per (RU, block), one UE per (UE, block)
