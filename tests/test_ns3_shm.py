@@ -42,7 +42,8 @@ def shm():
 
 
 def _segments() -> set[str]:
-    return {n for n in os.listdir("/dev/shm") if n.startswith("oransim_")}
+    """This process's segments (other runs on the machine create and remove their own meanwhile)."""
+    return {n for n in os.listdir("/dev/shm") if n.startswith(f"oransim_{os.getpid()}_")}
 
 
 def test_one_second_of_quick_yaml_matches_builtin_sinr_and_conserves(shm):
@@ -66,6 +67,7 @@ def test_one_second_of_quick_yaml_matches_builtin_sinr_and_conserves(shm):
             ref = self.ref.step(tti, allocation, gain)
             if tti < 20:
                 tables.append(self.gain.copy())  # what ns-3 applied this TTI (shadowing x fading)
+                assert self.segment_name in _segments()
             m = allocation.prb_owner >= 0
             seen.append((allocation.prb_owner[m], res.prb_sinr[m], ref.prb_sinr[m], res.prb_bits[m]))
             return res
