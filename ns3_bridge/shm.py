@@ -43,9 +43,8 @@ not reordered with older loads, so a plain store is a release and a plain load a
 (c) the header words are 8-byte aligned (the segment is page-aligned), so each uint64 load or store
 is a single access that cannot tear. ARM, POWER and RISC-V reorder plain stores, and Python could
 not order them without a compiled fence: ns3-shm refuses to run there (``scenario_problems`` names
-``phy.backend``; the ns3 wheel is built for x86-64 only in any case). Both sides wait by spinning
-briefly, then sleeping in short steps, with a deadline; the engine also checks that the child is
-alive, the child that its parent is.
+``phy.backend``). Both sides wait by spinning briefly, then sleeping in short steps, with a
+deadline; the engine also checks that the child is alive, the child that its parent is.
 
 Gains
 -----
