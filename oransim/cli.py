@@ -243,6 +243,27 @@ def evaluate(
     out.print(f"table: {target}", markup=False, highlight=False)
 
 
+xapp_app = typer.Typer(no_args_is_help=True, help="Run policies as near-RT RIC xApps over ZeroMQ (docs/xapp.md).")
+app.add_typer(xapp_app, name="xapp")
+
+
+@xapp_app.command("serve")
+def xapp_serve(
+    policy: str = typer.Argument(..., help="registered policy name (rr, pf, maxcqi, esa, optimal, ...)"),
+    params: list[str] = typer.Option([], "--params", help="KEY=VALUE (VALUE as YAML) or a mapping '{key: value}'; repeatable"),
+    bind: str = typer.Option("tcp://127.0.0.1:5555", help="ZeroMQ endpoint to answer on (tcp://HOST:PORT or ipc://PATH)"),
+):
+    """Answer the RIC's indications with POLICY's allocations until stopped (Ctrl-C or SIGTERM)."""
+    from oransim.xapp import UsageError, serve_policy
+
+    try:
+        serve_policy(policy, params, bind, say=_say)
+    except UsageError as exc:
+        _fail([f"xapp serve: {exc}"])
+    except KeyboardInterrupt:
+        _fail(["xapp serve: stopped"], code=130)
+
+
 def main():  # entry point of the `oransim` script
     import signal
 

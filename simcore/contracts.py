@@ -23,6 +23,8 @@ from .phy import LinkModel, PhyTtiResult
 
 #: Relative tolerance on power budgets (float rounding of sums).
 POWER_RTOL = 1e-9
+#: Key of ``Allocation.info`` whose {column: scalar} mapping is recorded with the decision.
+RECORD_KEY = "record"
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class Allocation:
     prb_owner: np.ndarray
     power_w: np.ndarray
     info: dict = field(default_factory=dict)  # free-form notes from the policy (e.g. solver status)
+    # info[RECORD_KEY], if present: {column: scalar} the engine adds to this decision's row of decisions.parquet
 
     @staticmethod
     def empty(n_ues: int, n_rus: int, n_prbs: int) -> "Allocation":
@@ -210,6 +213,13 @@ class Policy(abc.ABC):
     @abc.abstractmethod
     def decide(self, obs: Observation) -> Allocation:
         """Return a feasible allocation for this observation."""
+
+    def summary(self) -> dict:
+        """What the policy reports of the run once it has ended; merged into the manifest's ``policy``."""
+        return {}
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Called once after the run (release sockets, processes)."""
 
 
 class PhyBackend(Protocol):

@@ -27,7 +27,8 @@ import simpy
 
 from .buffers import DELIVERED, DROPPED, PROCESSING, QUEUED, PacketTable, UeBuffers
 from .channel import Channel, drop_ues
-from .contracts import Allocation, InfeasibleAllocation, Observation, Policy, check_allocation, weighted_sum_rate
+from .contracts import (RECORD_KEY, Allocation, InfeasibleAllocation, Observation, Policy, check_allocation,
+                        weighted_sum_rate)
 from .phy import LinkModel
 from .processing import FifoServer
 from .recorder import TtiRecorder, packets_frame
@@ -57,6 +58,7 @@ class RunResult:
     counts: dict
     wall_s: float
     phy_info: dict | None = None  # what the PHY backend reports of itself (e.g. ns-3 version)
+    policy_info: dict | None = None  # what the policy reports of the run (Policy.summary)
 
 
 class Engine:
@@ -215,6 +217,7 @@ class Engine:
             "active_prbs": int((alloc.prb_owner >= 0).sum()), "power_w": float(alloc.power_w.sum()),
             "ue_ru": alloc.ue_ru.astype(np.int16), "prb_owner": alloc.prb_owner.ravel().astype(np.int16),
             "prb_power_w": alloc.power_w.ravel().astype(np.float32),
+            **alloc.info.get(RECORD_KEY, {}),  # the policy's own per-decision columns (e.g. xApp fallbacks)
         })
 
     def _transmit(self, k: int) -> None:
@@ -257,7 +260,10 @@ class Engine:
             env.process(self._clock_process())
             env.run(until=self.n_tti * self.tti_ns)
         finally:
-            self.phy.close()
+            try:
+                self.phy.close()
+            finally:
+                self.policy.close()
         if self.progress is not None:
             self.progress(self.n_tti, self.n_tti)
         wall = time.perf_counter() - t0
@@ -268,7 +274,8 @@ class Engine:
         timing = pd.DataFrame({"tti": decisions["tti"] if len(decisions) else [], "solve_ms": self.solve_ms})
         phy_info = self.phy.info() if hasattr(self.phy, "info") else {}
         return RunResult(self.s, self.policy.name, getattr(self.phy, "name", "?"), packets,
-                         self.tti_rec.frame(self.tti_s), decisions, timing, self.conservation(), wall, phy_info)
+                         self.tti_rec.frame(self.tti_s), decisions, timing, self.conservation(), wall, phy_info,
+                         self.policy.summary())
 
     def conservation(self) -> dict:
         """Packet and bit accounting at the current time (see DESIGN.md: conservation)."""

@@ -25,7 +25,7 @@ def manifest(result: RunResult, scenario_file: str | None = None) -> dict:
         "scenario_file": scenario_file,
         "scenario": s.model_dump(mode="json"),
         "seed": s.seed,
-        "policy": {"name": result.policy_name, "params": s.policy.params},
+        "policy": {"name": result.policy_name, "params": s.policy.params, **(result.policy_info or {})},
         "phy": {"backend": result.phy_name, "params": s.phy.params, **(result.phy_info or {})},
         "versions": package_versions(),
         "git_revision": git_revision(),

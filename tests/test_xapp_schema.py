@@ -1,0 +1,214 @@
+"""The oransim.e2/1 messages without sockets: round trips, refusals, the documentation, the CLI's input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+from xapp_helpers import ROOT, observation
+
+from oransim.cli import app
+from oransim.xapp import UsageError, XappServer, parse_params, policy_handler
+from policies.xapp import XappPolicy
+from simcore.contracts import Allocation, Observation
+from simcore.e2 import (OBS_ARRAYS, SCHEMA, SchemaError, decode_indication, decode_reply, encode_control,
+                        encode_error, encode_indication, read_header)
+from simcore.phy import LinkModel
+from simcore.plugins import make_policy
+
+
+@pytest.fixture(scope="module")
+def obs():
+    return observation()
+
+
+def _same(a, b) -> bool:
+    return a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+
+
+def test_indication_round_trip_keeps_every_field(obs):
+    prop = {"ue_ru": obs.serving_ru.copy(), "prb_owner": np.arange(obs.n_rus * obs.n_prbs).reshape(obs.n_rus, -1) % obs.n_ues}
+    for role, proposal in (("full", None), ("prb", None), ("power", prop)):
+        ind = decode_indication(encode_indication(obs, run_id="r1", seq=7, role=role, proposal=proposal,
+                                                  deadline_ms=25.0, policy_seed=2**63 - 1))
+        assert (ind.run_id, ind.seq, ind.role, ind.deadline_ms, ind.policy_seed) == ("r1", 7, role, 25.0, 2**63 - 1)
+        for f in dataclasses.fields(Observation):
+            a, b = getattr(obs, f.name), getattr(ind.obs, f.name)
+            if isinstance(a, np.ndarray):
+                assert _same(np.asarray(a), b) and a.dtype.kind == b.dtype.kind, f.name
+            elif f.name == "link":
+                for lf in dataclasses.fields(LinkModel):
+                    x, y = getattr(a, lf.name), getattr(b, lf.name)
+                    assert _same(x, y) if isinstance(x, np.ndarray) else x == y, lf.name
+            else:
+                assert a == b, f.name
+        assert ind.obs.n_ues == obs.n_ues and ind.obs.n_rus == obs.n_rus == 2
+        np.testing.assert_array_equal(ind.obs.cqi, obs.cqi)  # derived views agree too
+        if proposal is not None:
+            for k in prop:
+                assert _same(prop[k], ind.proposal[k])
+        else:
+            assert ind.proposal == {}
+
+
+def test_control_round_trip_and_foreign_dtypes(obs):
+    alloc = make_policy("pf").decide(obs)
+    alloc.info = {"note": "x", "n": np.int64(3), "arr": np.arange(2), "bad": object(), "inf": float("inf")}
+    dims = dict(n_ues=obs.n_ues, n_rus=obs.n_rus, n_prbs=obs.n_prbs)
+    r = decode_reply(encode_control(alloc, run_id="r", seq=3, decide_ms=1.5), **dims)
+    assert (r.kind, r.run_id, r.seq, r.decide_ms) == ("control", "r", 3, 1.5)
+    for k in ("ue_ru", "prb_owner", "power_w"):
+        assert _same(getattr(alloc, k), getattr(r, k))
+    assert r.info == {"note": "x", "n": 3, "arr": [0, 1]}  # what JSON cannot hold is dropped
+    # an xApp in another language may send int32 indices and float32 power
+    small = Allocation(alloc.ue_ru.astype("<i4"), alloc.prb_owner.astype("<i2"), alloc.power_w.astype("<f4"))
+    frames = encode_control(alloc, run_id="r", seq=3)
+    head = json.loads(frames[0])
+    for e, a in zip(head["arrays"], (small.ue_ru, small.prb_owner, small.power_w)):
+        e["dtype"] = a.dtype.str
+    r = decode_reply([json.dumps(head).encode(), small.ue_ru, small.prb_owner, small.power_w], **dims)
+    assert r.ue_ru.dtype == np.int64 and _same(r.prb_owner, alloc.prb_owner)
+    np.testing.assert_allclose(r.power_w, alloc.power_w, rtol=1e-6)
+    # role-specific answers: the PRB xApp need not send power, the power xApp only power
+    assert decode_reply(encode_control(alloc, run_id="r", seq=1, role="prb"), **dims, role="prb").power_w is None
+    with pytest.raises(SchemaError, match="missing array.*ue_ru"):
+        decode_reply(encode_control(alloc, run_id="r", seq=1, role="power"), **dims, role="full")
+    err = decode_reply(encode_error(run_id="r", seq=4, reason="cannot"), **dims)
+    assert (err.kind, err.seq, err.reason) == ("error", 4, "cannot")
+
+
+def _edit(frames, fn):
+    """``fn(header, buffers)`` edits both in place, or returns new buffers."""
+    head, bufs = json.loads(frames[0]), list(frames[1:])
+    out = fn(head, bufs)
+    return [json.dumps(head).encode(), *(out if isinstance(out, list) else bufs)]
+
+
+def _set_entry(name, key, value):
+    def fn(head, bufs):
+        next(e for e in head["arrays"] if e["name"] == name)[key] = value
+    return fn
+
+
+MALFORMED = [
+    ("wrong version", lambda h, b: h.update(schema="oransim.e2/2"), r"schema version 'oransim.e2/2' is not supported"),
+    ("other schema", lambda h, b: h.update(schema="e2ap"), r"not an oransim.e2 message"),
+    ("no seq", lambda h, b: h.pop("seq"), r"'seq' missing"),
+    ("missing array", lambda h, b: (h["arrays"].pop(0), b.pop(0)), r"missing array\(s\) slice_id"),
+    ("unknown array", lambda h, b: h["arrays"][0].update(name="slice"), r"unknown array 'slice'"),
+    ("big-endian", _set_entry("gain", "dtype", ">f8"), r"'gain' has dtype '>f8'"),
+    ("float for int", _set_entry("slice_id", "dtype", "<f8"), r"'slice_id' has dtype '<f8'"),
+    ("wrong shape", _set_entry("buffer_bits", "shape", [3]), r"'buffer_bits' has shape \[3\], expected \[12\]"),
+    ("bad shape", _set_entry("buffer_bits", "shape", "12"), r"'buffer_bits' has shape '12'"),
+    ("short frame", lambda h, b: [x if i else bytes(memoryview(x))[:-1] for i, x in enumerate(b)], r"'slice_id' frame has"),
+    ("frame count", lambda h, b: b[:-1], r"array frame\(s\) for"),
+    ("duplicate", lambda h, b: h["arrays"].__setitem__(1, dict(h["arrays"][0])), r"declared twice"),
+    ("dims", lambda h, b: h["dims"].pop("K"), r"'dims' must map"),
+    ("slice names", lambda h, b: h["observation"].update(slice_names=["a"]), r"slice_names has 1 names"),
+    ("tti type", lambda h, b: h["observation"].update(tti="0"), r"observation.tti missing or not a int"),
+    ("link field", lambda h, b: h["observation"]["link"].pop("noise_w"), r"observation.link.noise_w missing"),
+    ("role", lambda h, b: h.update(role="both"), r"role 'both' is not one of"),
+    ("kind", lambda h, b: h.update(kind="control"), r"expected an indication, got kind 'control'"),
+]
+
+
+@pytest.mark.parametrize("label,edit,reason", MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_indications_are_refused_with_the_reason(obs, label, edit, reason):
+    frames = _edit(encode_indication(obs, run_id="r", seq=1), edit)
+    with pytest.raises(SchemaError, match=reason):
+        decode_indication(frames)
+
+
+def test_header_must_be_json_object():
+    with pytest.raises(SchemaError, match="not UTF-8 JSON"):
+        read_header([b"\xff\x00"])
+    with pytest.raises(SchemaError, match="JSON list, expected an object"):
+        read_header([b"[1]"])
+    with pytest.raises(SchemaError, match="no frames"):
+        read_header([])
+
+
+def test_malformed_controls_are_refused(obs):
+    alloc = make_policy("pf").decide(obs)
+    dims = dict(n_ues=obs.n_ues, n_rus=obs.n_rus, n_prbs=obs.n_prbs)
+    frames = encode_control(alloc, run_id="r", seq=1)
+    with pytest.raises(SchemaError, match=r"'prb_owner' has shape \[12\], expected \[2, 12\]"):
+        decode_reply(_edit(frames, _set_entry("prb_owner", "shape", [12])), **dims)
+    with pytest.raises(SchemaError, match="schema version"):
+        decode_reply(_edit(frames, lambda h, b: h.update(schema="oransim.e2/0")), **dims)
+    with pytest.raises(SchemaError, match="expected a control or an error"):
+        decode_reply(encode_indication(obs, run_id="r", seq=1), **dims)
+
+
+def test_the_xapp_server_answers_a_bad_message_with_the_reason(obs):
+    srv = XappServer("inproc://schema-test", policy_handler("pf"), say=lambda line: None)
+    try:
+        bad = _edit(encode_indication(obs, run_id="r", seq=5), lambda h, b: h.update(schema="oransim.e2/9"))
+        head = read_header(srv.answer(bad))
+        assert head["kind"] == "error" and head["seq"] == 5 and "oransim.e2/9" in head["reason"]
+        assert read_header(srv.answer([b"garbage"]))["kind"] == "error"
+        # the policy decides whole allocations: it refuses to be the power half of a pair
+        prop = {"ue_ru": obs.serving_ru, "prb_owner": np.full((obs.n_rus, obs.n_prbs), -1)}
+        head = read_header(srv.answer(encode_indication(obs, run_id="r", seq=6, role="power", proposal=prop)))
+        assert head["kind"] == "error" and "role 'power'" in head["reason"]
+        ok = decode_reply(srv.answer(encode_indication(obs, run_id="r", seq=7)), n_ues=obs.n_ues, n_rus=obs.n_rus,
+                          n_prbs=obs.n_prbs)
+        assert ok.kind == "control" and srv.refused == 3 and srv.answered == 1
+    finally:
+        srv.close()
+
+
+def test_docs_describe_every_field():
+    doc = (ROOT / "docs" / "xapp.md").read_text()
+    missing = [f.name for f in dataclasses.fields(Observation) if f"`{f.name}`" not in doc]
+    missing += [f"link.{f.name}" for f in dataclasses.fields(LinkModel) if f"`{f.name}`" not in doc]
+    missing += [k for k in ("schema", "kind", "run_id", "seq", "role", "deadline_ms", "policy_seed", "dims",
+                            "observation", "arrays", "dtype", "shape", "info", "decide_ms", "reason", "proposal")
+                if f"`{k}`" not in doc]
+    assert not missing, f"docs/xapp.md does not describe {missing}"
+    assert SCHEMA in doc and set(OBS_ARRAYS) <= set(re.findall(r"`(\w+)`", doc))
+
+
+def test_params_parsing():
+    assert parse_params(["a=1", "b=0.5", "c=true", "d=[1, 2]", "e=runs/x.pt", "f="]) == \
+        {"a": 1, "b": 0.5, "c": True, "d": [1, 2], "e": "runs/x.pt", "f": ""}
+    assert parse_params(["{a: 1, b: {c: x}}", "a=2"]) == {"a": 2, "b": {"c": "x"}}
+    for bad in ("x", "=1", "{a: [", "{1, 2"):
+        with pytest.raises(UsageError, match="--params"):
+            parse_params([bad])
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["nosuch"], "POLICY: unknown name 'nosuch'"),
+    (["pf", "--params", "bogus=1"], "--params: got an unexpected keyword argument 'bogus'"),
+    (["pf", "--params", "nokey"], "expected KEY=VALUE"),
+    (["pf", "--bind", "http://x"], "--bind: 'http://x' is not a ZeroMQ endpoint"),
+    (["xapp"], "'xapp' is the RIC side"),
+])
+def test_serve_refuses_bad_input_in_one_line(args, msg):
+    res = CliRunner().invoke(app, ["xapp", "serve", *args])
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and msg in lines[0], res.output
+
+
+@pytest.mark.parametrize("params,msg", [
+    ({}, "exactly one of endpoint"),
+    ({"endpoint": "tcp://127.0.0.1:1", "endpoints": {}}, "exactly one of endpoint"),
+    ({"endpoint": "localhost:5555"}, "not a ZeroMQ endpoint"),
+    ({"endpoints": {"prb": "ipc:///tmp/a"}}, "endpoints must map exactly prb and power"),
+    ({"endpoint": "ipc:///tmp/a", "timeout_ms": 0}, "timeout_ms must be a positive"),
+    ({"endpoint": "ipc:///tmp/a", "fallback": "nosuch"}, "unknown name 'nosuch'"),
+    ({"endpoint": "ipc:///tmp/a", "fallback": "xapp"}, "cannot be its own fallback"),
+    ({"endpoint": "ipc:///tmp/a", "period_tti": 0}, "period_tti must be an integer"),
+])
+def test_policy_params_are_checked(params, msg):
+    from simcore.plugins import PluginError
+
+    with pytest.raises((ValueError, PluginError), match=msg):
+        make_policy("xapp", params)
+    assert isinstance(make_policy("xapp", {"endpoint": "tcp://127.0.0.1:5555"}), XappPolicy)
