@@ -65,8 +65,11 @@ WIRE_DTYPES = {
     "b": ("|b1",),
 }
 WIRE_DTYPES["n"] = WIRE_DTYPES["f"] + WIRE_DTYPES["i"]  # numeric: link-model arrays keep their kind
-#: What each kind becomes after decoding (and is sent as by this side).
-CANONICAL = {"i": np.dtype("<i8"), "f": np.dtype("<f8"), "b": np.dtype("|b1")}
+#: What each kind becomes after decoding (and is sent as by this side); by kind letter of numpy too.
+CANONICAL = {"i": np.dtype("<i8"), "f": np.dtype("<f8"), "b": np.dtype("|b1"), "u": np.dtype("<i8")}
+_DTYPES = {s: np.dtype(s) for s in WIRE_DTYPES["n"] + WIRE_DTYPES["b"]}
+#: The link model's fields (each travels as a header scalar or a ``link.NAME`` array).
+LINK_FIELDS = dataclasses.fields(LinkModel)
 
 
 class SchemaError(ValueError):
@@ -110,20 +113,31 @@ def _wire(kind: str, value) -> np.ndarray:
     return np.ascontiguousarray(value, dtype=CANONICAL[kind])
 
 
+#: JSON text of recent ``arrays`` lists: the same at every decision of a run, and most of a header's cost.
+_ARRAYS_TEXT: dict = {}
+
+
 def _header(kind: str, run_id: str, seq: int, names_arrays, **extra) -> list:
-    entries = [{"name": n, "dtype": a.dtype.str, "shape": list(a.shape)} for n, a in names_arrays]
-    head = {"schema": SCHEMA, "kind": kind, "run_id": run_id, "seq": int(seq), **extra, "arrays": entries}
+    key = tuple((n, a.dtype.str, a.shape) for n, a in names_arrays)
+    arrays_text = _ARRAYS_TEXT.get(key)
+    if arrays_text is None:
+        if len(_ARRAYS_TEXT) >= 64:
+            _ARRAYS_TEXT.clear()
+        arrays_text = _ARRAYS_TEXT[key] = json.dumps(
+            [{"name": n, "dtype": d, "shape": list(shape)} for n, d, shape in key], separators=(",", ":"))
+    head = {"schema": SCHEMA, "kind": kind, "run_id": run_id, "seq": int(seq), **extra}
     try:
         text = json.dumps(head, allow_nan=False, separators=(",", ":"))
     except ValueError as exc:  # a non-finite scalar: JSON has no Infinity / NaN
         raise SchemaError(f"{kind}: header holds a non-finite number ({exc})") from None
+    text = f'{text[:-1]},"arrays":{arrays_text}}}'
     return [text.encode(), *(a for _, a in names_arrays)]
 
 
 def _link_parts(link: LinkModel) -> tuple[dict, list]:
     """Scalars of the link model for the header, and its arrays as ``link.NAME``."""
     scalars, arrays = {}, []
-    for f in dataclasses.fields(link):
+    for f in LINK_FIELDS:
         v = getattr(link, f.name)
         if isinstance(v, np.ndarray):
             arrays.append((f"link.{f.name}", _wire("f" if v.dtype.kind == "f" else "i", v)))
@@ -214,6 +228,10 @@ def read_header(frames) -> dict:
     return head
 
 
+#: The last validated ``arrays`` list per message type, with its decoding plan (it repeats every decision).
+_PLANS: dict = {}
+
+
 def _arrays(head: dict, frames, allowed: dict, dims: dict | None) -> dict:
     """name -> decoded array for every entry of ``head['arrays']``; ``allowed``: name -> (kind, shape or None)."""
     kind_name = head["kind"]
@@ -222,36 +240,49 @@ def _arrays(head: dict, frames, allowed: dict, dims: dict | None) -> dict:
         raise SchemaError(f"{kind_name}: header field 'arrays' missing or not a list")
     if len(frames) != len(entries) + 1:
         raise SchemaError(f"{kind_name}: {len(frames) - 1} array frame(s) for {len(entries)} declared array(s)")
+    last = _PLANS.get(id(allowed))
+    if last is not None and last[0] == entries and last[1] == dims:
+        plan = last[2]
+    else:
+        plan = _plan(kind_name, entries, allowed, dims)
+        _PLANS[id(allowed)] = (entries, dims, plan)
     out = {}
-    for i, (e, frame) in enumerate(zip(entries, frames[1:])):
+    for (name, dtype, shape, need, canonical), frame in zip(plan, frames[1:]):
+        nbytes = memoryview(frame).nbytes
+        if nbytes != need:
+            raise SchemaError(f"{kind_name}: array '{name}' frame has {nbytes} bytes, {list(shape)} x {dtype.str} needs {need}")
+        out[name] = np.frombuffer(frame, dtype=dtype).reshape(shape).astype(canonical)  # the policy's own, writable copy
+    return out
+
+
+def _plan(kind_name: str, entries: list, allowed: dict, dims: dict | None) -> list:
+    """Check every entry of an ``arrays`` list; (name, dtype, shape, bytes, decoded dtype) for each."""
+    plan, seen = [], set()
+    for i, e in enumerate(entries):
         if not isinstance(e, dict) or not isinstance(e.get("name"), str):
             raise SchemaError(f"{kind_name}: arrays[{i}] is not an object with a 'name'")
         name = e["name"]
-        if name in out:
+        if name in seen:
             raise SchemaError(f"{kind_name}: array '{name}' declared twice")
-        if name not in allowed:
+        seen.add(name)
+        spec = allowed.get(name)
+        if spec is None:
             raise SchemaError(f"{kind_name}: unknown array '{name}' (expected {', '.join(allowed)})")
-        kind, sym = allowed[name]
+        kind, sym = spec
         dt, shape = e.get("dtype"), e.get("shape")
-        if dt not in WIRE_DTYPES[kind]:
+        dtype = _DTYPES.get(dt) if dt in WIRE_DTYPES[kind] else None
+        if dtype is None:
             raise SchemaError(f"{kind_name}: array '{name}' has dtype {dt!r}, expected one of {', '.join(WIRE_DTYPES[kind])}")
-        if kind == "n":
-            kind = "f" if dt in WIRE_DTYPES["f"] else "i"
-        if (not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
+        if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
             raise SchemaError(f"{kind_name}: array '{name}' has shape {shape!r}, expected a list of non-negative integers")
         if sym is not None and dims is not None:
             want = [dims[s] for s in sym]
             if shape != want:
                 raise SchemaError(f"{kind_name}: array '{name}' has shape {shape}, expected {want} "
                                   f"({', '.join(f'{s}={dims[s]}' for s in sym)})")
-        buf = memoryview(frame).cast("B")
-        dtype = np.dtype(dt)
-        need = math.prod(shape) * dtype.itemsize
-        if buf.nbytes != need:
-            raise SchemaError(f"{kind_name}: array '{name}' frame has {buf.nbytes} bytes, "
-                              f"{shape} x {dt} needs {need}")
-        out[name] = np.frombuffer(buf, dtype=dtype).reshape(shape).astype(CANONICAL[kind])  # a writable copy
-    return out
+        canonical = CANONICAL[dtype.kind if kind == "n" else kind]
+        plan.append((name, dtype, tuple(shape), math.prod(shape) * dtype.itemsize, canonical))
+    return plan
 
 
 def _require(kind_name: str, got: dict, names) -> None:
@@ -272,17 +303,21 @@ def _link_from(head_link, arrays: dict) -> LinkModel:
     if not isinstance(head_link, dict):
         raise SchemaError("indication: observation.link missing or not an object")
     kw = {}
-    for f in dataclasses.fields(LinkModel):
+    for f in LINK_FIELDS:
         if f"link.{f.name}" in arrays:
             kw[f.name] = arrays[f"link.{f.name}"]
         elif f.name in head_link:
             kw[f.name] = head_link[f.name]
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise SchemaError(f"indication: observation.link.{f.name} missing")
-    unknown = set(head_link) - {f.name for f in dataclasses.fields(LinkModel)}
+    unknown = set(head_link) - {f.name for f in LINK_FIELDS}
     if unknown:
         raise SchemaError(f"indication: unknown field(s) observation.link.{', '.join(sorted(unknown))}")
     return LinkModel(**kw)
+
+
+_INDICATION_ARRAYS = {False: {**OBS_ARRAYS, **{f"link.{f.name}": ("n", None) for f in LINK_FIELDS}}}
+_INDICATION_ARRAYS[True] = {**_INDICATION_ARRAYS[False], **{f"proposal.{n}": CONTROL_ARRAYS[n] for n in PROPOSAL_ARRAYS}}
 
 
 def decode_indication(frames) -> Indication:
@@ -294,11 +329,7 @@ def decode_indication(frames) -> Indication:
     if role not in ROLES:
         raise SchemaError(f"indication: role {role!r} is not one of {', '.join(ROLES)}")
     dims = _dims_of(head)
-    allowed = {n: spec for n, spec in OBS_ARRAYS.items()}
-    allowed.update({f"link.{f.name}": ("n", None) for f in dataclasses.fields(LinkModel)})
-    if role == "power":
-        allowed.update({f"proposal.{n}": CONTROL_ARRAYS[n] for n in PROPOSAL_ARRAYS})
-    arrays = _arrays(head, frames, allowed, dims)
+    arrays = _arrays(head, frames, _INDICATION_ARRAYS[role == "power"], dims)
     _require("indication", arrays, OBS_ARRAYS)
     if role == "power":
         _require("indication", arrays, [f"proposal.{n}" for n in PROPOSAL_ARRAYS])

@@ -73,6 +73,7 @@ class ServerProcess:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait(30)
+        self.fh.close()
 
     def stop(self) -> None:
         if self.proc.poll() is None:

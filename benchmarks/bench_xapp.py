@@ -1,0 +1,126 @@
+"""Round-trip time of one RIC decision through an xApp, over ipc:// and tcp://127.0.0.1.
+
+States: observations of the paper cell (1 RU, 30 PRBs, 3 x 10 UEs, PF every 10 TTIs) sampled from a
+running engine. For each transport, ``oransim xapp serve pf`` runs in its own process and the RIC's
+``xapp`` policy decides every state in turn (after a warm-up); each decision is timed around
+``decide`` (encode the indication, send, the xApp decodes / decides / encodes, receive, decode,
+``check_allocation``). The xApp reports its own decision time (``decide_ms``), so the table also
+gives the cost of the boundary alone (round trip minus the xApp's PF decision), which is what
+running a policy as an xApp adds. A reference line gives PF in-process on the same states and the
+codec alone (encode + decode of the indication and the control, no socket).
+
+    python benchmarks/bench_xapp.py [--decisions 2000] [--ues 10]
+
+The target: a median boundary cost under 0.3 ms over ipc, well under one 1 ms TTI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_engine import machine_reference  # noqa: E402
+from cells import paper_cell  # noqa: E402
+
+SERVING = re.compile(r"serving policy '.*' on (\S+) ")
+
+
+def sample_states(ues_per_slice: int, n: int) -> list:
+    from simcore.engine import Engine
+    from simcore.plugins import make_phy, make_policy
+
+    scn = paper_cell(ues_per_slice, duration_s=0.5)
+    eng = Engine(scn, make_policy("pf"), make_phy("builtin"))
+    eng.run()
+    return [eng.observation(eng.n_tti - 1 - 10 * i) for i in range(n)]  # past decision TTIs' CSI, today's queues
+
+
+def start_xapp(bind: str, log: Path):
+    fh = open(log, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "oransim", "xapp", "serve", "pf", "--bind", bind],
+                            stdout=subprocess.DEVNULL, stderr=fh)
+    t_end = time.monotonic() + 120
+    while not SERVING.search(log.read_text()):
+        if proc.poll() is not None or time.monotonic() > t_end:
+            raise SystemExit(f"xapp serve did not start: {log.read_text()}")
+        time.sleep(0.05)
+    return proc, SERVING.search(log.read_text()).group(1)
+
+
+def q(x, p) -> float:
+    return float(np.percentile(x, p))
+
+
+def measure(endpoint: str, states: list, n: int, warmup: int = 100) -> dict:
+    from simcore.plugins import make_policy
+
+    pol = make_policy("xapp", {"endpoint": endpoint, "timeout_ms": 1000, "connect_timeout_ms": 30000})
+    pol.reset(1)
+    wall = []
+    for i in range(warmup + n):
+        obs = states[i % len(states)]
+        t0 = time.perf_counter()
+        alloc = pol.decide(obs)
+        if i >= warmup:
+            wall.append((time.perf_counter() - t0) * 1e3)
+        assert alloc.info["record"]["xapp_status"] == "ok", alloc.info
+    remote = np.array(pol.remote_ms[warmup:])
+    pol.close()
+    wall = np.array(wall)
+    return {"rtt": wall, "boundary": wall - remote, "xapp_pf": remote}
+
+
+def codec_ms(states: list, n: int = 500) -> float:
+    from simcore.e2 import decode_indication, decode_reply, encode_control, encode_indication
+    from simcore.plugins import make_policy
+
+    obs = states[0]
+    alloc = make_policy("pf").decide(obs)
+    t0 = time.perf_counter()
+    for i in range(n):
+        ind = decode_indication(encode_indication(obs, run_id="r", seq=i))
+        decode_reply(encode_control(alloc, run_id="r", seq=i), n_ues=ind.obs.n_ues, n_rus=1, n_prbs=ind.obs.n_prbs)
+    return (time.perf_counter() - t0) / n * 1e3
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--decisions", type=int, default=2000, help="timed decisions per transport")
+    ap.add_argument("--ues", type=int, default=10, help="UEs per slice (paper cell: 10)")
+    args = ap.parse_args()
+    per_call, per_step = machine_reference()
+    print(f"machine reference: {per_call:.2f} us per small numpy call, {per_step:.1f} ns per Python loop step")
+    states = sample_states(args.ues, 20)
+    from simcore.plugins import make_policy
+
+    pf = make_policy("pf")
+    pf_ms = []
+    for i in range(args.decisions):
+        t0 = time.perf_counter()
+        pf.decide(states[i % len(states)])
+        pf_ms.append((time.perf_counter() - t0) * 1e3)
+    print(f"paper cell, {3 * args.ues} UEs x 30 PRBs; PF in-process: median {np.median(pf_ms):.3f} ms; "
+          f"codec alone (indication + control, encode + decode): {codec_ms(states):.3f} ms")
+    print(f"{'transport':<22} {'rtt p50':>8} {'rtt p99':>8} {'boundary p50':>13} {'boundary p99':>13} {'xApp PF p50':>12}  (ms)")
+    with tempfile.TemporaryDirectory(prefix="bench-xapp-") as tmp:
+        for label, bind in (("ipc://", f"ipc://{tmp}/xapp.ipc"), ("tcp://127.0.0.1", "tcp://127.0.0.1:*")):
+            proc, endpoint = start_xapp(bind, Path(tmp) / "xapp.log")
+            try:
+                r = measure(endpoint, states, args.decisions)
+            finally:
+                proc.terminate()
+                proc.wait(30)
+            print(f"{label:<22} {q(r['rtt'], 50):8.3f} {q(r['rtt'], 99):8.3f} {q(r['boundary'], 50):13.3f} "
+                  f"{q(r['boundary'], 99):13.3f} {q(r['xapp_pf'], 50):12.3f}")
+
+
+if __name__ == "__main__":
+    main()
