@@ -159,12 +159,18 @@ class XappPolicy(Policy):
         self.rtt_ms: list[float] = []  # answered decisions: wall time of the exchange
         self.remote_ms: list[float] = []  # ... of which the xApp reported deciding
         self._failing = False
+        self._connected_once = False
 
     # ------------------------------------------------------------------------------ lifecycle
     def reset(self, seed=None):
         self._reset_counts()
         self.seed = seed
         self.fallback.reset(seed)
+        self._connect()
+
+    def _connect(self):
+        """Wait (up to connect_timeout_ms) for every xApp to be reachable; go on without those that are not."""
+        self._connected_once = True
         for link in self.links.values():
             link.up = link.wait_connected(self.connect_timeout_s)
             if not link.up:
@@ -198,6 +204,8 @@ class XappPolicy(Policy):
 
     # ------------------------------------------------------------------------------- deciding
     def decide(self, obs: Observation) -> Allocation:
+        if not self._connected_once:  # used without reset(): connect now
+            self._connect()
         t0 = time.perf_counter()
         self.seq += 1
         status, result = self._ask(obs, t0 + self.timeout_s)

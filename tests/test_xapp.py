@@ -23,8 +23,7 @@ from policies.xapp import XappPolicy
 from simcore.contracts import Allocation, Policy, check_allocation
 from simcore.e2 import SCHEMA, Indication, encode_control
 from simcore.plugins import make_phy, make_policy
-from simcore.run import manifest
-from simcore.run import simulate
+from simcore.run import manifest, simulate
 
 XAPP_COLS = ["xapp_status", "xapp_fallback"]
 #: A deadline no answering xApp misses, even on a loaded 2-core machine.
