@@ -22,6 +22,8 @@ import time
 from collections import OrderedDict
 from typing import Callable
 
+import zmq
+
 from simcore.contracts import Allocation
 from simcore.e2 import SCHEMA, Indication, SchemaError, decode_indication, encode_control, encode_error
 
@@ -52,8 +54,6 @@ class XappServer:
 
     def __init__(self, bind: str, make_handler: Callable[[int | None], Handler], label: str = "xapp",
                  say: Callable[[str], None] = _stderr, max_runs: int = MAX_RUNS):
-        import zmq
-
         self.make_handler, self.label, self.say, self.max_runs = make_handler, label, say, max_runs
         self.runs: OrderedDict[str, Handler] = OrderedDict()
         self.answered = self.refused = self.skipped = 0
@@ -77,8 +77,6 @@ class XappServer:
 
     def serve(self, stop: threading.Event | None = None, poll_ms: int = 100) -> None:
         """Answer until ``stop`` is set (or forever); closes the socket on the way out."""
-        import zmq
-
         try:
             while stop is None or not stop.is_set():
                 if not self.sock.poll(poll_ms, zmq.POLLIN):

@@ -29,6 +29,7 @@ import time
 import uuid
 
 import numpy as np
+import zmq
 
 from simcore.contracts import RECORD_KEY, Allocation, InfeasibleAllocation, Observation, Policy, check_allocation
 from simcore.e2 import SchemaError, decode_reply, encode_indication, read_header
@@ -60,8 +61,6 @@ class _Link:
 
     def open(self):
         if self.sock is None:
-            import zmq
-
             self.sock = zmq.Context.instance().socket(zmq.DEALER)
             self.sock.setsockopt(zmq.LINGER, 0)
             self.sock.setsockopt(zmq.IMMEDIATE, 1)  # queue only on a live connection: a dead xApp costs no wait
@@ -74,15 +73,11 @@ class _Link:
             self.sock = None
 
     def wait_connected(self, timeout_s: float) -> bool:
-        import zmq
-
         self.open()
         return bool(self.sock.poll(max(0, math.ceil(timeout_s * 1e3)), zmq.POLLOUT))
 
     def request(self, frames: list, run_id: str, seq: int, deadline: float):
         """('reply', frames) or (status, reason) with status 'unreachable' / 'timeout'."""
-        import zmq
-
         self.open()
         wait_s = deadline - time.perf_counter() if self.up else 0.0
         if not self.sock.poll(max(0, math.ceil(wait_s * 1e3)), zmq.POLLOUT):

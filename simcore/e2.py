@@ -134,8 +134,15 @@ def _header(kind: str, run_id: str, seq: int, names_arrays, **extra) -> list:
     return [text.encode(), *(a for _, a in names_arrays)]
 
 
+_LINK_PARTS: tuple = (None, None)  # the last link model encoded and its parts: a run has one
+
+
 def _link_parts(link: LinkModel) -> tuple[dict, list]:
     """Scalars of the link model for the header, and its arrays as ``link.NAME``."""
+    global _LINK_PARTS
+    last_link, parts = _LINK_PARTS  # one read: another thread may replace it meanwhile
+    if last_link is link:
+        return parts
     scalars, arrays = {}, []
     for f in LINK_FIELDS:
         v = getattr(link, f.name)
@@ -145,6 +152,7 @@ def _link_parts(link: LinkModel) -> tuple[dict, list]:
             scalars[f.name] = v.item() if isinstance(v, np.generic) else v
         else:
             raise SchemaError(f"indication: LinkModel.{f.name} of type {type(v).__name__} has no wire form")
+    _LINK_PARTS = (link, (scalars, arrays))
     return scalars, arrays
 
 
