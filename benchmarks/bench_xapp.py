@@ -6,8 +6,10 @@ running engine. For each transport, ``oransim xapp serve pf`` runs in its own pr
 ``decide`` (encode the indication, send, the xApp decodes / decides / encodes, receive, decode,
 ``check_allocation``). The xApp reports its own decision time (``decide_ms``), so the table also
 gives the cost of the boundary alone (round trip minus the xApp's PF decision), which is what
-running a policy as an xApp adds. A reference line gives PF in-process on the same states and the
-codec alone (encode + decode of the indication and the control, no socket).
+running a policy as an xApp adds. References measured in the same run: PF in-process on the same
+states, the codec alone (encode + decode of the indication and the control, no socket), and a bare
+ZeroMQ echo process (a 7 kB message, no codec): the transport's floor on this machine at this time,
+which on a shared machine is mostly the wait for a free core.
 
     python benchmarks/bench_xapp.py [--decisions 2000] [--ues 10]
 
@@ -31,6 +33,13 @@ from bench_engine import machine_reference  # noqa: E402
 from cells import paper_cell  # noqa: E402
 
 SERVING = re.compile(r"serving policy '.*' on (\S+) ")
+#: A bare ZeroMQ echo in its own process: the transport's floor (no codec, no policy) on this machine now.
+ECHO = r"""
+import sys, zmq
+s = zmq.Context().socket(zmq.ROUTER); s.bind(sys.argv[1]); print(s.getsockopt_string(zmq.LAST_ENDPOINT), flush=True)
+while True:
+    s.send_multipart(s.recv_multipart(copy=False), copy=False)
+"""
 
 
 def sample_states(ues_per_slice: int, n: int) -> list:
@@ -53,6 +62,29 @@ def start_xapp(bind: str, log: Path):
             raise SystemExit(f"xapp serve did not start: {log.read_text()}")
         time.sleep(0.05)
     return proc, SERVING.search(log.read_text()).group(1)
+
+
+def echo_rtt_ms(bind: str, n: int) -> np.ndarray:
+    """Round trips of a 7 kB message (an indication's size) to a bare echo process."""
+    import zmq
+
+    proc = subprocess.Popen([sys.executable, "-c", ECHO, bind], stdout=subprocess.PIPE, text=True)
+    try:
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.connect(proc.stdout.readline().strip())
+        payload = bytes(7000)
+        out = []
+        for i in range(n + 100):
+            t0 = time.perf_counter()
+            sock.send_multipart([b"", payload])
+            sock.recv_multipart()
+            if i >= 100:
+                out.append((time.perf_counter() - t0) * 1e3)
+        sock.close(0)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return np.array(out)
 
 
 def q(x, p) -> float:
@@ -109,7 +141,8 @@ def main() -> None:
         pf_ms.append((time.perf_counter() - t0) * 1e3)
     print(f"paper cell, {3 * args.ues} UEs x 30 PRBs; PF in-process: median {np.median(pf_ms):.3f} ms; "
           f"codec alone (indication + control, encode + decode): {codec_ms(states):.3f} ms")
-    print(f"{'transport':<22} {'rtt p50':>8} {'rtt p99':>8} {'boundary p50':>13} {'boundary p99':>13} {'xApp PF p50':>12}  (ms)")
+    print(f"{'transport':<18} {'rtt p50':>8} {'rtt p99':>8} {'boundary p50':>13} {'boundary p99':>13} "
+          f"{'xApp PF p50':>12} {'bare echo p50':>14} {'echo p99':>9}  (ms)")
     with tempfile.TemporaryDirectory(prefix="bench-xapp-") as tmp:
         for label, bind in (("ipc://", f"ipc://{tmp}/xapp.ipc"), ("tcp://127.0.0.1", "tcp://127.0.0.1:*")):
             proc, endpoint = start_xapp(bind, Path(tmp) / "xapp.log")
@@ -118,8 +151,9 @@ def main() -> None:
             finally:
                 proc.terminate()
                 proc.wait(30)
-            print(f"{label:<22} {q(r['rtt'], 50):8.3f} {q(r['rtt'], 99):8.3f} {q(r['boundary'], 50):13.3f} "
-                  f"{q(r['boundary'], 99):13.3f} {q(r['xapp_pf'], 50):12.3f}")
+            echo = echo_rtt_ms(bind.replace("xapp.ipc", "echo.ipc"), args.decisions)
+            print(f"{label:<18} {q(r['rtt'], 50):8.3f} {q(r['rtt'], 99):8.3f} {q(r['boundary'], 50):13.3f} "
+                  f"{q(r['boundary'], 99):13.3f} {q(r['xapp_pf'], 50):12.3f} {q(echo, 50):14.3f} {q(echo, 99):9.3f}")
 
 
 if __name__ == "__main__":
