@@ -259,7 +259,8 @@ def _arrays(head: dict, frames, allowed: dict, dims: dict | None) -> dict:
         nbytes = memoryview(frame).nbytes
         if nbytes != need:
             raise SchemaError(f"{kind_name}: array '{name}' frame has {nbytes} bytes, {list(shape)} x {dtype.str} needs {need}")
-        out[name] = np.frombuffer(frame, dtype=dtype).reshape(shape).astype(canonical)  # the policy's own, writable copy
+        a = np.ndarray(shape, dtype, bytearray(frame))  # one copy: the policy's own, writable array
+        out[name] = a if dtype == canonical else a.astype(canonical)
     return out
 
 
