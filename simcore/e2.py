@@ -115,6 +115,8 @@ def _wire(kind: str, value) -> np.ndarray:
 
 #: JSON text of recent ``arrays`` lists: the same at every decision of a run, and most of a header's cost.
 _ARRAYS_TEXT: dict = {}
+#: One encoder for every header (json.dumps with options builds a new one per call).
+_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
 def _header(kind: str, run_id: str, seq: int, names_arrays, **extra) -> list:
@@ -123,11 +125,11 @@ def _header(kind: str, run_id: str, seq: int, names_arrays, **extra) -> list:
     if arrays_text is None:
         if len(_ARRAYS_TEXT) >= 64:
             _ARRAYS_TEXT.clear()
-        arrays_text = _ARRAYS_TEXT[key] = json.dumps(
-            [{"name": n, "dtype": d, "shape": list(shape)} for n, d, shape in key], separators=(",", ":"))
+        arrays_text = _ARRAYS_TEXT[key] = _JSON.encode(
+            [{"name": n, "dtype": d, "shape": list(shape)} for n, d, shape in key])
     head = {"schema": SCHEMA, "kind": kind, "run_id": run_id, "seq": int(seq), **extra}
     try:
-        text = json.dumps(head, allow_nan=False, separators=(",", ":"))
+        text = _JSON.encode(head)
     except ValueError as exc:  # a non-finite scalar: JSON has no Infinity / NaN
         raise SchemaError(f"{kind}: header holds a non-finite number ({exc})") from None
     text = f'{text[:-1]},"arrays":{arrays_text}}}'
