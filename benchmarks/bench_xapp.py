@@ -10,7 +10,7 @@ running a policy as an xApp adds; "boundary CPU" is the CPU time both processes 
 (all threads, ZeroMQ's included) less PF's own in-process CPU time, a figure that waiting for a
 busy core does not inflate. References measured in the same run: PF in-process on the same
 states, the codec alone (encode + decode of the indication and the control, no socket), and a bare
-ZeroMQ echo process (a 7 kB message, no codec): the transport's floor on this machine at this time,
+ZeroMQ echo process (the encoded indication's frames sent back, no codec): the transport's floor on this machine at this time,
 which on a shared machine is mostly the wait for a free core.
 
     python benchmarks/bench_xapp.py [--decisions 2000] [--ues 10]
@@ -67,19 +67,18 @@ def start_xapp(bind: str, log: Path):
     return proc, SERVING.search(log.read_text()).group(1)
 
 
-def echo_rtt_ms(bind: str, n: int) -> np.ndarray:
-    """Round trips of a 7 kB message (an indication's size) to a bare echo process."""
+def echo_rtt_ms(bind: str, n: int, frames: list) -> np.ndarray:
+    """Round trips of ``frames`` (an encoded indication) to a bare echo process: no codec, no policy."""
     import zmq
 
     proc = subprocess.Popen([sys.executable, "-c", ECHO, bind], stdout=subprocess.PIPE, text=True)
     try:
         sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.connect(proc.stdout.readline().strip())
-        payload = bytes(7000)
         out = []
         for i in range(n + 100):
             t0 = time.perf_counter()
-            sock.send_multipart([b"", payload])
+            sock.send_multipart([b"", *frames])
             sock.recv_multipart()
             if i >= 100:
                 out.append((time.perf_counter() - t0) * 1e3)
@@ -153,7 +152,11 @@ def main() -> None:
         pf.decide(states[i % len(states)])
         pf_ms.append((time.perf_counter() - t0) * 1e3)
     pf_cpu = (time.process_time() - cpu0) / args.decisions * 1e3
-    print(f"paper cell, {3 * args.ues} UEs x 30 PRBs; PF in-process: median {np.median(pf_ms):.3f} ms "
+    from simcore.e2 import encode_indication
+
+    indication = encode_indication(states[0], run_id="0" * 32, seq=1, policy_seed=1, deadline_ms=1000.0)
+    size_kb = sum(memoryview(f).nbytes for f in indication) / 1e3
+    print(f"paper cell, {3 * args.ues} UEs x 30 PRBs, indication {size_kb:.1f} kB in {len(indication)} frames; PF in-process: median {np.median(pf_ms):.3f} ms "
           f"(CPU {pf_cpu:.3f} ms); codec alone (indication + control, encode + decode): {codec_ms(states):.3f} ms")
     print(f"{'transport':<16} {'rtt p50':>8} {'rtt p99':>8} {'boundary p50':>13} {'boundary p99':>13} "
           f"{'boundary CPU':>13} {'xApp PF p50':>12} {'bare echo p50':>14} {'echo p99':>9}  (ms per decision)")
@@ -165,7 +168,7 @@ def main() -> None:
             finally:
                 proc.terminate()
                 proc.wait(30)
-            echo = echo_rtt_ms(bind.replace("xapp.ipc", "echo.ipc"), args.decisions)
+            echo = echo_rtt_ms(bind.replace("xapp.ipc", "echo.ipc"), args.decisions, indication)
             print(f"{label:<16} {q(r['rtt'], 50):8.3f} {q(r['rtt'], 99):8.3f} {q(r['boundary'], 50):13.3f} "
                   f"{q(r['boundary'], 99):13.3f} {r['cpu_ms'] - pf_cpu:13.3f} {q(r['xapp_pf'], 50):12.3f} "
                   f"{q(echo, 50):14.3f} {q(echo, 99):9.3f}")

@@ -4,10 +4,12 @@ An **indication** carries one ``Observation`` to an xApp; a **control** carries 
 back; an **error** says why an xApp refused an indication. ``docs/xapp.md`` is the reference for
 writing an xApp in any language; this module is the Python side of it.
 
-A message is a list of ZeroMQ frames: frame 0 is a UTF-8 JSON header, then one frame per array in
-the order the header's ``arrays`` list gives, each the array's raw bytes in C (row-major) order with
-the declared ``dtype`` (numpy type strings, little-endian) and ``shape``. Nothing is pickled.
-Dimension symbols in shapes: U UEs, R RUs, K PRBs per RU, S slices (the header's ``dims``).
+A message is one or two ZeroMQ frames: frame 0 is a UTF-8 JSON header; frame 1, the payload, holds
+the raw bytes of every array the header's ``arrays`` list declares, each at its ``offset`` (a
+multiple of 8 bytes), in C (row-major) order, with the declared ``dtype`` (numpy type strings,
+little-endian) and ``shape``. Nothing is pickled. One payload frame rather than one frame per array:
+ZeroMQ's per-frame cost in Python was most of a round trip. Dimension symbols in shapes: U UEs,
+R RUs, K PRBs per RU, S slices (the header's ``dims``).
 
 Every decoder checks what it reads and raises ``SchemaError`` with one line naming the field and the
 cause (wrong schema version, missing or unknown array, wrong dtype, shape or byte count, ...).
@@ -113,27 +115,43 @@ def _wire(kind: str, value) -> np.ndarray:
     return np.ascontiguousarray(value, dtype=CANONICAL[kind])
 
 
-#: JSON text of recent ``arrays`` lists: the same at every decision of a run, and most of a header's cost.
-_ARRAYS_TEXT: dict = {}
+#: Alignment of each array in the payload (bytes): a C reader can cast a pointer to any element type.
+ALIGN = 8
+#: Per layout of recent messages (names, dtypes, shapes): the ``arrays`` JSON text and the padding
+#: after each array. The layout is the same at every decision of a run; building it is most of a header's cost.
+_LAYOUTS: dict = {}
 #: One encoder for every header (json.dumps with options builds a new one per call).
 _JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+_PAD = bytes(ALIGN)
+
+
+def _layout(key: tuple) -> tuple[str, list]:
+    entries, pads, offset = [], [], 0
+    for name, dt, shape in key:
+        nbytes = math.prod(shape) * np.dtype(dt).itemsize
+        entries.append({"name": name, "dtype": dt, "shape": list(shape), "offset": offset})
+        pad = -nbytes % ALIGN
+        pads.append(_PAD[:pad])
+        offset += nbytes + pad
+    if len(_LAYOUTS) >= 64:
+        _LAYOUTS.clear()
+    _LAYOUTS[key] = out = (_JSON.encode(entries), pads)
+    return out
 
 
 def _header(kind: str, run_id: str, seq: int, names_arrays, **extra) -> list:
     key = tuple((n, a.dtype.str, a.shape) for n, a in names_arrays)
-    arrays_text = _ARRAYS_TEXT.get(key)
-    if arrays_text is None:
-        if len(_ARRAYS_TEXT) >= 64:
-            _ARRAYS_TEXT.clear()
-        arrays_text = _ARRAYS_TEXT[key] = _JSON.encode(
-            [{"name": n, "dtype": d, "shape": list(shape)} for n, d, shape in key])
+    arrays_text, pads = _LAYOUTS.get(key) or _layout(key)
     head = {"schema": SCHEMA, "kind": kind, "run_id": run_id, "seq": int(seq), **extra}
     try:
         text = _JSON.encode(head)
     except ValueError as exc:  # a non-finite scalar: JSON has no Infinity / NaN
         raise SchemaError(f"{kind}: header holds a non-finite number ({exc})") from None
     text = f'{text[:-1]},"arrays":{arrays_text}}}'
-    return [text.encode(), *(a for _, a in names_arrays)]
+    if not names_arrays:
+        return [text.encode()]
+    payload = b"".join([part for (_, a), pad in zip(names_arrays, pads) for part in (a, pad)])
+    return [text.encode(), payload]
 
 
 _LINK_PARTS: tuple = (None, None)  # the last link model encoded and its parts: a run has one
@@ -248,27 +266,31 @@ def _arrays(head: dict, frames, allowed: dict, dims: dict | None) -> dict:
     entries = head.get("arrays")
     if not isinstance(entries, list):
         raise SchemaError(f"{kind_name}: header field 'arrays' missing or not a list")
-    if len(frames) != len(entries) + 1:
-        raise SchemaError(f"{kind_name}: {len(frames) - 1} array frame(s) for {len(entries)} declared array(s)")
+    if len(frames) > 2 or (entries and len(frames) != 2):
+        raise SchemaError(f"{kind_name}: {len(frames)} frame(s); expected the header and "
+                          f"{'one payload frame' if entries else 'no other frame'}")
     last = _PLANS.get(id(allowed))
     if last is not None and last[0] == entries and last[1] == dims:
-        plan = last[2]
+        plan, end = last[2], last[3]
     else:
-        plan = _plan(kind_name, entries, allowed, dims)
-        _PLANS[id(allowed)] = (entries, dims, plan)
+        plan, end = _plan(kind_name, entries, allowed, dims)
+        _PLANS[id(allowed)] = (entries, dims, plan, end)
+    if not entries:
+        return {}
+    payload = bytearray(frames[1])  # one copy: the arrays below are the policy's own and writable
+    if len(payload) < end:
+        raise SchemaError(f"{kind_name}: payload frame has {len(payload)} bytes, the declared arrays need {end}")
     out = {}
-    for (name, dtype, shape, need, canonical), frame in zip(plan, frames[1:]):
-        nbytes = memoryview(frame).nbytes
-        if nbytes != need:
-            raise SchemaError(f"{kind_name}: array '{name}' frame has {nbytes} bytes, {list(shape)} x {dtype.str} needs {need}")
-        a = np.ndarray(shape, dtype, bytearray(frame))  # one copy: the policy's own, writable array
+    for name, dtype, shape, offset, canonical in plan:
+        a = np.ndarray(shape, dtype, payload, offset)
         out[name] = a if dtype == canonical else a.astype(canonical)
     return out
 
 
-def _plan(kind_name: str, entries: list, allowed: dict, dims: dict | None) -> list:
-    """Check every entry of an ``arrays`` list; (name, dtype, shape, bytes, decoded dtype) for each."""
-    plan, seen = [], set()
+def _plan(kind_name: str, entries: list, allowed: dict, dims: dict | None) -> tuple[list, int]:
+    """Check every entry of an ``arrays`` list: (name, dtype, shape, offset, decoded dtype) for each,
+    and the payload bytes they need."""
+    plan, seen, end = [], set(), 0
     for i, e in enumerate(entries):
         if not isinstance(e, dict) or not isinstance(e.get("name"), str):
             raise SchemaError(f"{kind_name}: arrays[{i}] is not an object with a 'name'")
@@ -280,7 +302,7 @@ def _plan(kind_name: str, entries: list, allowed: dict, dims: dict | None) -> li
         if spec is None:
             raise SchemaError(f"{kind_name}: unknown array '{name}' (expected {', '.join(allowed)})")
         kind, sym = spec
-        dt, shape = e.get("dtype"), e.get("shape")
+        dt, shape, offset = e.get("dtype"), e.get("shape"), e.get("offset")
         dtype = _DTYPES.get(dt) if dt in WIRE_DTYPES[kind] else None
         if dtype is None:
             raise SchemaError(f"{kind_name}: array '{name}' has dtype {dt!r}, expected one of {', '.join(WIRE_DTYPES[kind])}")
@@ -291,9 +313,12 @@ def _plan(kind_name: str, entries: list, allowed: dict, dims: dict | None) -> li
             if shape != want:
                 raise SchemaError(f"{kind_name}: array '{name}' has shape {shape}, expected {want} "
                                   f"({', '.join(f'{s}={dims[s]}' for s in sym)})")
+        if type(offset) is not int or offset < 0 or offset % ALIGN:
+            raise SchemaError(f"{kind_name}: array '{name}' has offset {offset!r}, expected a non-negative multiple of {ALIGN}")
         canonical = CANONICAL[dtype.kind if kind == "n" else kind]
-        plan.append((name, dtype, tuple(shape), math.prod(shape) * dtype.itemsize, canonical))
-    return plan
+        plan.append((name, dtype, tuple(shape), offset, canonical))
+        end = max(end, offset + math.prod(shape) * dtype.itemsize)
+    return plan, end
 
 
 def _require(kind_name: str, got: dict, names) -> None:

@@ -64,13 +64,16 @@ def test_control_round_trip_and_foreign_dtypes(obs):
     for k in ("ue_ru", "prb_owner", "power_w"):
         assert _same(getattr(alloc, k), getattr(r, k))
     assert r.info == {"note": "x", "n": 3, "arr": [0, 1]}  # what JSON cannot hold is dropped
-    # an xApp in another language may send int32 indices and float32 power
-    small = Allocation(alloc.ue_ru.astype("<i4"), alloc.prb_owner.astype("<i2"), alloc.power_w.astype("<f4"))
-    frames = encode_control(alloc, run_id="r", seq=3)
-    head = json.loads(frames[0])
-    for e, a in zip(head["arrays"], (small.ue_ru, small.prb_owner, small.power_w)):
-        e["dtype"] = a.dtype.str
-    r = decode_reply([json.dumps(head).encode(), small.ue_ru, small.prb_owner, small.power_w], **dims)
+    # an xApp in another language may send int32 indices and float32 power, laid out by hand
+    small = [("ue_ru", alloc.ue_ru.astype("<i4")), ("prb_owner", alloc.prb_owner.astype("<i2")),
+             ("power_w", alloc.power_w.astype("<f4"))]
+    entries, parts, offset = [], [], 0
+    for name, a in small:
+        entries.append({"name": name, "dtype": a.dtype.str, "shape": list(a.shape), "offset": offset})
+        parts += [a.tobytes(), bytes(-a.nbytes % 8)]
+        offset += a.nbytes + (-a.nbytes % 8)
+    head = {"schema": SCHEMA, "kind": "control", "run_id": "r", "seq": 3, "arrays": entries}
+    r = decode_reply([json.dumps(head).encode(), b"".join(parts)], **dims)
     assert r.ue_ru.dtype == np.int64 and _same(r.prb_owner, alloc.prb_owner)
     np.testing.assert_allclose(r.power_w, alloc.power_w, rtol=1e-6)
     # role-specific answers: the PRB xApp need not send power, the power xApp only power
@@ -98,14 +101,16 @@ MALFORMED = [
     ("wrong version", lambda h, b: h.update(schema="oransim.e2/2"), r"schema version 'oransim.e2/2' is not supported"),
     ("other schema", lambda h, b: h.update(schema="e2ap"), r"not an oransim.e2 message"),
     ("no seq", lambda h, b: h.pop("seq"), r"'seq' missing"),
-    ("missing array", lambda h, b: (h["arrays"].pop(0), b.pop(0)), r"missing array\(s\) slice_id"),
+    ("missing array", lambda h, b: h["arrays"].pop(0), r"missing array\(s\) slice_id"),
     ("unknown array", lambda h, b: h["arrays"][0].update(name="slice"), r"unknown array 'slice'"),
     ("big-endian", _set_entry("gain", "dtype", ">f8"), r"'gain' has dtype '>f8'"),
     ("float for int", _set_entry("slice_id", "dtype", "<f8"), r"'slice_id' has dtype '<f8'"),
     ("wrong shape", _set_entry("buffer_bits", "shape", [3]), r"'buffer_bits' has shape \[3\], expected \[12\]"),
     ("bad shape", _set_entry("buffer_bits", "shape", "12"), r"'buffer_bits' has shape '12'"),
-    ("short frame", lambda h, b: [x if i else bytes(memoryview(x))[:-1] for i, x in enumerate(b)], r"'slice_id' frame has"),
-    ("frame count", lambda h, b: b[:-1], r"array frame\(s\) for"),
+    ("short payload", lambda h, b: [bytes(b[0])[:-1]], r"payload frame has \d+ bytes, the declared arrays need"),
+    ("no payload", lambda h, b: [], r"1 frame\(s\); expected the header and one payload frame"),
+    ("extra frame", lambda h, b: [*b, b"x"], r"3 frame\(s\)"),
+    ("offset", _set_entry("gain", "offset", 4), r"'gain' has offset 4, expected a non-negative multiple of 8"),
     ("duplicate", lambda h, b: h["arrays"].__setitem__(1, dict(h["arrays"][0])), r"declared twice"),
     ("dims", lambda h, b: h["dims"].pop("K"), r"'dims' must map"),
     ("slice names", lambda h, b: h["observation"].update(slice_names=["a"]), r"slice_names has 1 names"),
