@@ -7,9 +7,10 @@ applies this xApp's power on the assigned PRBs (docs/xapp.md, "Two cooperating x
     python examples/xapp_power.py tcp://127.0.0.1:5556         # this power xApp
     policy: {name: xapp, params: {endpoints: {prb: tcp://127.0.0.1:5555, power: tcp://127.0.0.1:5556}}}
 
-Per RU, p_k = max(0, mu - N / g_k) over its assigned PRBs, with the water level mu set so that the
-powers add up to the RU's budget (N the noise per PRB, g_k the owner's gain on PRB k); per-slice
-caps are then enforced by scaling (``repair_allocation``).
+Per RU, p_k = max(0, mu - (N / g_k + q)) over its assigned PRBs, with the water level mu set so
+that the powers add up to the RU's budget (N the noise per PRB, g_k the owner's gain on PRB k, q the
+RU's fronthaul noise per PRB: SINR = p_k / (N / g_k + q) without interference); per-slice caps are
+then enforced by scaling (``repair_allocation``).
 """
 
 import sys
@@ -21,7 +22,7 @@ from simcore.contracts import Allocation, repair_allocation
 
 
 def water_level(inv_cnr: np.ndarray, budget_w: float) -> float:
-    """mu with sum(max(0, mu - inv_cnr)) = budget_w."""
+    """mu with sum(max(0, mu - inv_cnr)) = budget_w (inv_cnr: noise over gain per PRB, W)."""
     inv = np.sort(inv_cnr)
     for n in range(inv.size, 1, -1):  # drop the worst PRBs until every remaining one gets power
         mu = (budget_w + inv[:n].sum()) / n
@@ -38,7 +39,7 @@ def waterfill(ind) -> Allocation:
     for r in range(obs.n_rus):
         k = np.flatnonzero(owner[r] >= 0)
         if k.size:
-            inv_cnr = obs.link.noise_w / np.maximum(obs.gain[owner[r, k], r, k], 1e-300)
+            inv_cnr = obs.link.noise_w / np.maximum(obs.gain[owner[r, k], r, k], 1e-300) + obs.link.quant_noise_w[r]
             power[r, k] = np.maximum(water_level(inv_cnr, obs.ru_max_power_w[r]) - inv_cnr, 0.0)
     return repair_allocation(ue_ru, owner, power, obs)
 

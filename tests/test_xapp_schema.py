@@ -55,6 +55,24 @@ def test_indication_round_trip_keeps_every_field(obs):
             assert ind.proposal == {}
 
 
+def test_a_finite_blocklength_link_travels_with_its_nan_entries():
+    from core_helpers import small
+
+    from simcore.scenario import Scenario
+
+    slices = Scenario().model_dump()["slices"]
+    for sl in slices:
+        sl["ues"] = 2
+    slices[1]["rate_model"] = "fbl"
+    o = observation(small(ues=2, duration_s=0.02, slices=slices))
+    pen = o.link.ue_fbl_penalty
+    assert pen is not None and np.isnan(pen).any() and not np.isnan(pen).all()
+    got = decode_indication(encode_indication(o, run_id="r", seq=1)).obs
+    assert _same(got.link.ue_fbl_penalty, pen)
+    np.testing.assert_array_equal(got.link.spectral_efficiency(o.prb_sinr, np.arange(o.n_ues)[:, None]),
+                                  o.link.spectral_efficiency(o.prb_sinr, np.arange(o.n_ues)[:, None]))
+
+
 def test_control_round_trip_and_foreign_dtypes(obs):
     alloc = make_policy("pf").decide(obs)
     alloc.info = {"note": "x", "n": np.int64(3), "arr": np.arange(2), "bad": object(), "inf": float("inf")}
