@@ -1,8 +1,15 @@
 """Scenario schema: the validated configuration of one simulation.
 
-A scenario is a YAML mapping loaded with ``yaml.safe_load`` and validated by the pydantic models
-below. Every field has a unit in its name or docstring. Defaults reproduce the paper's single cell
-(1 RU, 30 PRBs, UEs in a 500 m disc, three slices); see ``DEFAULT_SLICES`` and DESIGN.md §2.
+A scenario is a YAML mapping read by ``simcore.yamlio`` (YAML 1.2 scalars, duplicate keys
+refused) and validated by the pydantic models below. Every field has a unit in its name or
+docstring. Defaults reproduce the paper's single cell (1 RU, 30 PRBs, UEs in a 500 m disc, three
+slices); see ``DEFAULT_SLICES`` and DESIGN.md §2.
+
+Every model derives from ``_Strict``: unknown keys are errors, types are strict (``true`` is not
+an integer, ``"false"`` is not a boolean, ``2.0`` is not an integer), and every float must be
+finite unless its field says ``allow_inf_nan=True`` (none does today). Every number has bounds that
+keep the run's arithmetic finite; what several fields decide together (memory, the fronthaul's
+quantizer) is checked by ``_semantic_problems`` and ``simcore.budget``.
 
 Problems are reported as ``ScenarioError`` carrying a list of ``(field.path, message)`` pairs so
 the CLI can print each as ``FILE: field.path: message``.
@@ -11,11 +18,13 @@ the CLI can print each as ``FILE: field.path: message``.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .yamlio import YamlError, load_yaml_text, read_text_file
 
 #: Largest number of UEs in one scenario (all slices, all RUs). Per-TTI state is (U, R, K) arrays;
 #: 2,000 UEs x 3 RUs x 275 PRBs of complex fading is ~26 MB, the ceiling we keep for one process.
@@ -24,6 +33,8 @@ MAX_UES = 2000
 MAX_PRBS = 275
 #: Numerologies 0..4: subcarrier spacing 15 * 2**mu kHz, slot 1 ms / 2**mu.
 MAX_NUMEROLOGY = 4
+#: Scenario names become folder and file names (``runs/NAME-POLICY-seedN``, ``evaluate-NAME.csv``).
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class ScenarioError(Exception):
@@ -39,15 +50,15 @@ class ScenarioError(Exception):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 # ----------------------------------------------------------------------------------------- cell
 class RuConfig(_Strict):
     """One radio unit (O-RU)."""
 
-    x_m: float = 0.0
-    y_m: float = 0.0
+    x_m: float = Field(0.0, ge=-1e6, le=1e6)
+    y_m: float = Field(0.0, ge=-1e6, le=1e6)
     height_m: float = Field(25.0, gt=0, le=300)
     max_power_dbm: float = Field(46.0, ge=0, le=70, description="total transmit power budget (>= 1 mW)")
 
@@ -56,7 +67,7 @@ class CellConfig(_Strict):
     numerology: int = Field(0, ge=0, le=MAX_NUMEROLOGY, description="mu: SCS = 15*2**mu kHz")
     prbs_per_ru: int = Field(30, ge=1, le=MAX_PRBS)
     carrier_ghz: float = Field(3.5, gt=0.4, le=100)
-    noise_psd_dbm_hz: float = Field(-174.0, le=-100)
+    noise_psd_dbm_hz: float = Field(-174.0, ge=-250, le=-100)
     noise_figure_db: float = Field(9.0, ge=0, le=30)
     rus: list[RuConfig] = Field(default_factory=lambda: [RuConfig()], min_length=1, max_length=64)
 
@@ -78,9 +89,9 @@ class CellConfig(_Strict):
 # -------------------------------------------------------------------------------------- channel
 class LogDistanceConfig(_Strict):
     exponent: float = Field(3.0, gt=0, le=8)
-    reference_distance_m: float = Field(1.0, gt=0)
+    reference_distance_m: float = Field(1.0, gt=0, le=10000)
     reference_loss_db: float | None = Field(
-        None, description="loss at the reference distance; default: free-space (Friis) at the carrier"
+        None, ge=0, le=300, description="loss at the reference distance; default: free-space (Friis) at the carrier"
     )
 
 
@@ -104,7 +115,7 @@ class ChannelConfig(_Strict):
 
 class UeDropConfig(_Strict):
     radius_m: float = Field(500.0, gt=0, le=20000)
-    min_distance_m: float = Field(35.0, ge=1)
+    min_distance_m: float = Field(35.0, ge=1, le=20000)
 
 
 # ------------------------------------------------------------------------------------------ PHY
@@ -122,12 +133,12 @@ class PhyConfig(_Strict):
 
 
 class FronthaulConfig(_Strict):
-    capacity_mbps: float = Field(150.0, gt=0, description="per RU fronthaul capacity C_FH")
+    capacity_mbps: float = Field(150.0, gt=0, le=1e7, description="per RU fronthaul capacity C_FH")
     quantizer_bits: int | None = Field(
         None, ge=1, le=16, description="bits per I/Q component; default: floor(C_FH / (2 f_s))"
     )
     sampling_rate_msps: float | None = Field(
-        None, gt=0, description="default: smallest power-of-two FFT covering the PRBs x SCS"
+        None, gt=0, le=1e5, description="default: smallest power-of-two FFT covering the PRBs x SCS"
     )
     latency_us: float = Field(50.0, ge=0, le=10000, description="one-way transport latency")
     papr_backoff_db: float = Field(
@@ -140,7 +151,7 @@ class FronthaulConfig(_Strict):
 class ServerConfig(_Strict):
     """A single-server FIFO processing stage (CU or DU)."""
 
-    service_rate_pps: float = Field(gt=0, description="packets per second")
+    service_rate_pps: float = Field(gt=0, le=1e9, description="packets per second")
     service: Literal["exponential", "deterministic"] = "exponential"
 
 
@@ -181,7 +192,7 @@ class PeriodicTraffic(_Strict):
     model: Literal["periodic"]
     period_ms: float = Field(gt=0, le=3.6e6)
     packet_bytes: int = Field(20, ge=1, le=65535)
-    jitter_ms: float = Field(0.0, ge=0, description="uniform jitter added to each report time")
+    jitter_ms: float = Field(0.0, ge=0, le=3.6e6, description="uniform jitter added to each report time")
 
 
 Traffic = Annotated[
@@ -192,13 +203,13 @@ TRAFFIC_TAGS = {"poisson", "ftp", "sporadic", "periodic"}
 
 class SliceConfig(_Strict):
     name: str = Field(min_length=1, max_length=32)
-    weight: float = Field(1.0, gt=0, description="w_s in the weighted sum rate")
+    weight: float = Field(1.0, gt=0, le=1e6, description="w_s in the weighted sum rate")
     ues: int = Field(10, ge=0, description="UEs of this slice dropped around each RU")
-    min_rate_mbps: float = Field(0.0, ge=0, description="R_min,s per served UE")
-    max_rate_mbps: float = Field(1e9, gt=0, description="per-UE rate cap (demand), Mbit/s")
-    max_delay_ms: float = Field(1e9, gt=0, description="QoS delay target (and deadline if drop_late)")
+    min_rate_mbps: float = Field(0.0, ge=0, le=1e9, description="R_min,s per served UE")
+    max_rate_mbps: float = Field(1e9, gt=0, le=1e9, description="per-UE rate cap (demand), Mbit/s")
+    max_delay_ms: float = Field(1e9, gt=0, le=1e9, description="QoS delay target (and deadline if drop_late)")
     drop_late: bool = Field(False, description="drop a queued packet once its age exceeds max_delay_ms")
-    buffer_limit_kbytes: float = Field(2000.0, gt=0, description="per-UE buffer; arrivals beyond it drop")
+    buffer_limit_kbytes: float = Field(2000.0, gt=0, le=1e9, description="per-UE buffer; arrivals beyond it drop")
     power_cap_dbm: float | None = Field(None, ge=0, le=70, description="per-slice power cap per RU")
     rate_model: Literal["phy", "fbl"] = Field(
         "phy", description="phy: the cell's phy.rate_model; fbl: finite-blocklength normal approximation, "
@@ -245,7 +256,7 @@ class RecordConfig(_Strict):
 
 
 class Scenario(_Strict):
-    name: str = "scenario"
+    name: str = Field("scenario", description="names the run folder runs/NAME-POLICY-seedN")
     seed: int = Field(1, ge=0, lt=2**63)
     duration_s: float = Field(1.0, gt=0, le=3600)
     cell: CellConfig = Field(default_factory=CellConfig)
@@ -258,6 +269,14 @@ class Scenario(_Strict):
     scheduling: SchedulingConfig = Field(default_factory=SchedulingConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     record: RecordConfig = Field(default_factory=RecordConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not NAME_PATTERN.match(v):
+            raise ValueError(f"'{v[:80]}' cannot name a folder: use 1-64 letters, digits, '.', '_' or '-', "
+                             "starting with a letter or digit (no '/', no leading '.')")
+        return v
 
     # ---- derived quantities used across the engine
     @property
@@ -335,7 +354,12 @@ def _semantic_problems(s: Scenario) -> list[tuple[str, str]]:
         out.append(("ue_drop.min_distance_m", f"must be below ue_drop.radius_m ({s.ue_drop.radius_m} m)"))
     if s.duration_s < s.cell.tti_s:
         out.append(("duration_s", f"shorter than one TTI ({s.cell.tti_s * 1e3:g} ms)"))
-    if s.fronthaul.quantizer_bits is None and s.quantizer_bits < 1:
+    occupied_msps = s.cell.prbs_per_ru * s.cell.prb_bandwidth_hz / 1e6
+    if s.fronthaul.sampling_rate_msps is not None and s.fronthaul.sampling_rate_msps < occupied_msps:
+        out.append(("fronthaul.sampling_rate_msps",
+                    f"{s.fronthaul.sampling_rate_msps:g} Msps is below the occupied bandwidth of cell.prbs_per_ru "
+                    f"x 12 subcarriers at cell.numerology {s.cell.numerology} ({occupied_msps:g} MHz)"))
+    elif s.fronthaul.quantizer_bits is None and s.quantizer_bits < 1:
         need = 2 * s.sampling_rate_hz / 1e6
         out.append(("fronthaul.capacity_mbps",
                     f"{s.fronthaul.capacity_mbps:g} Mbit/s cannot carry even 1 bit per I/Q component "
@@ -348,8 +372,10 @@ def _semantic_problems(s: Scenario) -> list[tuple[str, str]]:
                 if sl.power_cap_dbm > ru.max_power_dbm:
                     out.append((f"slices[{i}].power_cap_dbm",
                                 f"{sl.power_cap_dbm:g} dBm exceeds cell.rus[{r}].max_power_dbm {ru.max_power_dbm:g}"))
-        if sl.traffic.packet_bytes * 8 > sl.buffer_limit_kbytes * 8000:
-            out.append((f"slices[{i}].buffer_limit_kbytes", "smaller than one packet of this slice's traffic"))
+        if sl.traffic.packet_bytes > sl.buffer_limit_kbytes * 1000:
+            out.append((f"slices[{i}].buffer_limit_kbytes",
+                        f"{sl.buffer_limit_kbytes:g} kB is smaller than one packet "
+                        f"(slices[{i}].traffic.packet_bytes {sl.traffic.packet_bytes})"))
     return out
 
 
@@ -365,6 +391,19 @@ def scenario_warnings(s: Scenario) -> list[tuple[str, str]]:
     return out
 
 
+def _describe(err: dict) -> str:
+    """pydantic's message, without its "Value error, " prefix, plus the value the user gave."""
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        return "unknown field"
+    msg = msg.removeprefix("Value error, ")
+    value = err.get("input")
+    if isinstance(value, (bool, int, float, str)) and err["type"] not in ("value_error", "missing"):
+        shown = repr(value)
+        msg += f" (got {shown if len(shown) <= 40 else shown[:37] + '...'})"
+    return msg
+
+
 def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     """Validate a mapping (already parsed YAML) into a ``Scenario`` or raise ``ScenarioError``."""
     if data is None:
@@ -374,12 +413,7 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     try:
         scn = Scenario.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            msg = err["msg"]
-            if err["type"] == "extra_forbidden":
-                msg = "unknown field"
-            problems.append((_loc_to_path(err["loc"]), msg))
+        problems = [(_loc_to_path(err["loc"]), _describe(err)) for err in exc.errors()]
         raise ScenarioError(problems, source) from None
     problems = _semantic_problems(scn)
     if problems:
@@ -389,17 +423,9 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a YAML scenario file."""
-    path = Path(path)
     source = str(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ScenarioError([("(file)", f"cannot read: {exc.strerror}")], source) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ScenarioError([(where, f"YAML syntax error: {problem}")], source) from None
+        data = load_yaml_text(read_text_file(path))
+    except YamlError as exc:
+        raise ScenarioError([(exc.where, exc.message)], source) from None
     return parse_scenario(data, source)
