@@ -292,9 +292,7 @@ class BuiltinPhy:
 
     name = "builtin"
 
-    def __init__(self, **params):
-        if params:
-            raise TypeError(f"phy.params: the builtin PHY takes no parameters (got {sorted(params)})")
+    def __init__(self):  # no parameters: `phy.params` must be empty (checked by simcore.plugins)
         self.link: LinkModel | None = None
         self._alloc = None
 

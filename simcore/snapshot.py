@@ -134,9 +134,12 @@ class SnapshotProblem:
 
 def level_factors_checked(level_factors) -> tuple[float, ...]:
     """Power levels as multiples of P_RU / K, validated (a policy parameter)."""
-    factors = tuple(float(f) for f in level_factors)
-    if not factors or min(factors) <= 0:
-        raise ValueError("level_factors must be positive multiples of P_RU / K")
+    try:
+        factors = tuple(float(f) for f in level_factors)
+    except (TypeError, ValueError):
+        raise ValueError(f"level_factors must be a list of numbers (got {level_factors!r:.60})") from None
+    if not factors or not all(0 < f < float("inf") for f in factors):
+        raise ValueError("level_factors must be positive, finite multiples of P_RU / K")
     return factors
 
 
