@@ -5,14 +5,26 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
+from .budget import memory_problems
 from .engine import Engine, RunResult
-from .plugins import make_phy, make_policy
+from .plugins import make_phy, make_policy, plugin_problems
 from .recorder import git_revision, package_versions, write_run_folder
 from .scenario import Scenario
 
 
+def preflight(scenario: Scenario) -> list[tuple[str, str]]:
+    """``[(field, message)]`` for everything that would stop a run of ``scenario`` beyond its schema:
+    the policy and PHY (names, parameters, what they cannot run) and the memory the run needs.
+    ``oransim validate`` and ``oransim run`` both call it, so validate's OK means run starts."""
+    problems = plugin_problems(scenario)
+    if problems:
+        return problems
+    period = make_policy(scenario.policy.name, scenario.policy.params).decision_period_tti
+    return memory_problems(scenario, period)
+
+
 def simulate(scenario: Scenario, progress=None) -> RunResult:
-    """Build the policy and PHY named in the scenario and run the engine."""
+    """Build the policy and PHY named in the scenario and run the engine (check ``preflight`` first)."""
     policy = make_policy(scenario.policy.name, scenario.policy.params)
     phy = make_phy(scenario.phy.backend, scenario.phy.params)
     return Engine(scenario, policy, phy, progress=progress).run()
