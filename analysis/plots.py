@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -12,11 +10,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from simcore.outputs import publish_file  # noqa: E402
+
 from .kpis import Run, delay_cdf, throughput_series  # noqa: E402
 
 
 def plot_run(run: Run, path: str | Path) -> Path:
-    """Two panels: delay CDF per slice (log x) and throughput per slice over time. Written atomically."""
+    """Two panels: delay CDF per slice (log x) and throughput per slice over time. Written atomically
+    (replacing a file at ``path``: the caller decides whether it may)."""
     sns.set_theme(style="whitegrid", context="notebook")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     cdf = delay_cdf(run)
@@ -37,14 +38,7 @@ def plot_run(run: Run, path: str | Path) -> Path:
     m = run.manifest
     fig.suptitle(f"{scn['name']} | policy {m['policy']['name']} | seed {m['seed']} | {m['simulated_s']:g} s simulated")
     fig.tight_layout()
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        return publish_file(path, lambda tmp: fig.savefig(tmp, dpi=110), overwrite=True)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path

@@ -3,18 +3,14 @@
 runs of the same scenario and seed).
 
 A run folder is built in a temporary sibling directory and renamed into place only when every
-file is complete, so a failed run never leaves a half-written table and an existing folder is
-replaced only by a complete one.
+file is complete (``simcore.outputs``), so a failed run never leaves a half-written table, two runs
+never silently replace each other, and an existing run folder is replaced only by a complete one.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import platform
-import shutil
 import subprocess
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -24,12 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .buffers import DROP_REASON_NAMES, STATUS_NAMES, PacketTable
+from .outputs import OutputError, check_folder_target, publish_folder
 
 TABLES = ("packets", "tti", "decisions", "timing")
 
 
-class RunExistsError(FileExistsError):
-    pass
+RunExistsError = OutputError  # the name earlier code caught
 
 
 class TtiRecorder:
@@ -145,37 +141,12 @@ def _write_table(df: pd.DataFrame, path: Path) -> None:
 
 def write_run_folder(out_dir: str | Path, manifest: dict, tables: dict[str, pd.DataFrame],
                      overwrite: bool = False) -> Path:
-    """Write a complete run folder atomically (temporary sibling, then rename)."""
-    out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise RunExistsError(f"{out} already exists (pass --overwrite to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    """Write a complete run folder atomically, never over anything but an oransim run folder
+    (and over one only with ``overwrite``); see ``simcore.outputs``."""
+    target = check_folder_target(out_dir, overwrite)
+
+    def build(tmp: Path) -> None:
         for name, df in tables.items():
             _write_table(df, tmp / f"{name}.parquet")
-        with open(tmp / "manifest.json", "w") as fh:
-            json.dump(manifest, fh, indent=2, sort_keys=True, default=_json_default)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, trash / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
 
-
-def _json_default(obj):
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
+    return publish_folder(target, build, manifest, overwrite=overwrite)
