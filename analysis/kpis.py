@@ -21,7 +21,40 @@ PERCENTILES = (50.0, 95.0, 99.0, 99.9)
 
 
 class RunFolderError(FileNotFoundError):
-    pass
+    """A folder is not a readable run folder; the message names the folder and the file at fault."""
+
+
+#: Manifest keys the analysis reads, with their JSON types.
+MANIFEST_KEYS = {"scenario": dict, "seed": int, "policy": dict, "phy": dict, "slices": list,
+                 "simulated_s": (int, float), "tti_s": (int, float), "interval_tti": int, "git_revision": str}
+#: Columns each table must have (a table from another run format, or two tables swapped, lack them).
+TABLE_COLUMNS = {
+    "packets": ("ue", "slice", "size_bytes", "status", "drop_reason", "delay_ms", "cu_ms", "du_ms", "queue_ms",
+                "tx_ms", "fh_ms"),
+    "tti": ("tti", "time_s", "ue", "served_bits", "buffer_bits"),
+    "decisions": ("tti",),
+}
+
+
+def _manifest_problem(m) -> str | None:
+    if not isinstance(m, dict):
+        return f"is a JSON {type(m).__name__}, not an object"
+    for key, kind in MANIFEST_KEYS.items():
+        if not isinstance(m.get(key), kind) or isinstance(m.get(key), bool):
+            return f"has no valid '{key}'"
+    scn = m["scenario"]
+    slices = scn.get("slices")
+    if not isinstance(slices, list) or not slices or not isinstance(scn.get("cell", {}).get("rus"), list):
+        return "has no valid scenario.slices / scenario.cell.rus"
+    for sl in slices:
+        if not isinstance(sl, dict) or not all(isinstance(sl.get(k), (int, float)) and not isinstance(sl.get(k), bool)
+                                               for k in ("ues", "max_delay_ms", "min_rate_mbps")):
+            return "has a slice without numeric ues / max_delay_ms / min_rate_mbps"
+    if [sl.get("name") for sl in slices] != m["slices"]:
+        return "lists slices that differ from its scenario's"
+    if not m["simulated_s"] > 0 or not m["tti_s"] > 0 or m["interval_tti"] < 1:
+        return "has a non-positive simulated_s, tti_s or interval_tti"
+    return None
 
 
 @dataclass
@@ -51,19 +84,40 @@ class Run:
 
 
 def load_run(path: str | Path) -> Run:
-    """Read a run folder written by ``oransim run``."""
+    """Read a run folder written by ``oransim run``; ``RunFolderError`` (one line) if it is not one."""
+    import pyarrow as pa
+
     p = Path(path)
+    if not p.is_dir():
+        raise RunFolderError(f"{p}: not a run folder ({'no such folder' if not p.exists() else 'not a folder'})")
     if not (p / "manifest.json").is_file():
         raise RunFolderError(f"{p}: not a run folder (no manifest.json)")
-    manifest = json.loads((p / "manifest.json").read_text())
+    try:
+        manifest = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunFolderError(f"{p}/manifest.json: unreadable ({getattr(exc, 'strerror', None) or exc})") from None
+    except ValueError as exc:
+        raise RunFolderError(f"{p}/manifest.json: not valid JSON ({exc})") from None
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise RunFolderError(f"{p}/manifest.json: {problem}: damaged, or not written by oransim run")
     tables = {}
-    for name in ("packets", "tti", "decisions"):
+    for name in (*TABLE_COLUMNS, "timing"):
         f = p / f"{name}.parquet"
         if not f.is_file():
+            if name == "timing":
+                continue
             raise RunFolderError(f"{p}: missing {name}.parquet")
-        tables[name] = pd.read_parquet(f)
-    timing = pd.read_parquet(p / "timing.parquet") if (p / "timing.parquet").is_file() else None
-    return Run(p, manifest, tables["packets"], tables["tti"], tables["decisions"], timing)
+        try:
+            df = pd.read_parquet(f)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise RunFolderError(f"{f}: unreadable Parquet (truncated or damaged?): {why}") from None
+        missing = [c for c in TABLE_COLUMNS.get(name, ()) if c not in df.columns]
+        if missing:
+            raise RunFolderError(f"{f}: not the {name} table (no column {', '.join(missing)})")
+        tables[name] = df
+    return Run(p, manifest, tables["packets"], tables["tti"], tables["decisions"], tables.get("timing"))
 
 
 def slice_kpis(run: Run) -> pd.DataFrame:

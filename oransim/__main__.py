@@ -1,3 +1,5 @@
+import sys
+
 from oransim.cli import main
 
-main()
+sys.exit(main())

@@ -28,27 +28,39 @@ def _fail(lines, code: int = 2):
     raise typer.Exit(code)
 
 
+#: CLI options that override scenario fields: errors about those fields name the option.
+_OPTION_OF = {"seed": "--seed", "duration_s": "--duration", "policy.name": "--policy", "phy.backend": "--phy"}
+
+
 def _load(path: Path, **overrides):
     from simcore.scenario import ScenarioError, load_scenario
 
     try:
         scn = load_scenario(path)
-        if any(v is not None for v in overrides.values()):
-            scn = scn.with_overrides(**overrides)
     except ScenarioError as exc:
         exc.source = str(path)
         _fail(exc.lines())
+    if any(v is not None for v in overrides.values()):
+        try:
+            scn = scn.with_overrides(**overrides)
+        except ScenarioError as exc:
+            _fail([f"{_OPTION_OF[f]}: {m}" if f in _OPTION_OF else f"{path}: {f}: {m}" for f, m in exc.problems])
     return scn
 
 
-def _phy_problems(path: Path, scn) -> list[str]:
-    """What the scenario's PHY backend cannot run, as FILE: field: message lines."""
-    from simcore.plugins import PluginError, phy_scenario_problems
+def _preflight(path, scn) -> list[str]:
+    """Everything ``run`` checks before it starts, beyond the schema: plug-in names, parameters and
+    limits, and the memory estimate; as FILE: field: message lines (empty if the run can start)."""
+    from simcore.run import preflight
 
-    try:
-        return [f"{path}: {f}: {m}" for f, m in phy_scenario_problems(scn)]
-    except PluginError as exc:
-        return [f"{path}: {exc}"]
+    return [f"{path}: {f}: {m}" for f, m in preflight(scn)]
+
+
+def _reason(exc: BaseException) -> str:
+    """The cause in one line: an OSError's strerror (with its file), else the message's first line."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class _Progress:
@@ -76,34 +88,20 @@ class _Progress:
 
 @app.command()
 def validate(scenario: Path = typer.Argument(..., help="scenario YAML file")):
-    """Check a scenario file; print every problem as FILE: field.path: message (exit code 2)."""
-    from simcore.plugins import PluginError, available
+    """Check a scenario as `run` would before starting: schema, plug-ins and their parameters, PHY
+    limits, memory; print every problem as FILE: field.path: message (exit code 2)."""
+    from simcore.budget import estimate, gib
     from simcore.scenario import scenario_warnings
 
     scn = _load(scenario)
-    problems = []
-    if scn.policy.name not in available("oransim.policies"):
-        problems.append(f"{scenario}: policy.name: unknown policy '{scn.policy.name}' "
-                        f"(available: {', '.join(available('oransim.policies'))})")
-    if scn.phy.backend not in available("oransim.phy"):
-        problems.append(f"{scenario}: phy.backend: unknown PHY '{scn.phy.backend}' "
-                        f"(available: {', '.join(available('oransim.phy'))})")
+    problems = _preflight(scenario, scn)
     if problems:
         _fail(problems)
-    problems = _phy_problems(scenario, scn)
-    if problems:
-        _fail(problems)
-    try:
-        from simcore.plugins import make_policy
-
-        make_policy(scn.policy.name, scn.policy.params)
-    except PluginError as exc:
-        _fail([f"{scenario}: {exc}"])
     for path, msg in scenario_warnings(scn):
         _say(f"{scenario}: warning: {path}: {msg}")
     out.print(f"{scenario}: OK ({scn.n_ues} UEs, {scn.n_ru} RU(s) x {scn.cell.prbs_per_ru} PRBs, "
-              f"{scn.n_tti} TTIs of {scn.cell.tti_s * 1e3:g} ms, policy {scn.policy.name}, PHY {scn.phy.backend})",
-              markup=False, highlight=False)
+              f"{scn.n_tti} TTIs of {scn.cell.tti_s * 1e3:g} ms, policy {scn.policy.name}, PHY {scn.phy.backend}; "
+              f"memory about {gib(estimate(scn).memory_bytes)})", markup=False, highlight=False)
 
 
 @app.command()
@@ -118,21 +116,27 @@ def run(
     report_after: bool = typer.Option(False, "--report", help="print the report and write its figure afterwards"),
 ):
     """Simulate a scenario and write its run folder (manifest + packets/tti/decisions tables)."""
+    import os
+
+    from simcore.budget import estimate
     from simcore.engine import SimulationError
+    from simcore.outputs import OutputError, check_folder_target
     from simcore.plugins import PluginError
-    from simcore.recorder import RunExistsError
     from simcore.run import save_run, simulate
     from simcore.scenario import scenario_warnings
 
     scn = _load(scenario, policy=policy, seed=seed, duration_s=duration, phy=phy)
     for path, msg in scenario_warnings(scn):
         _say(f"{scenario}: warning: {path}: {msg}")
-    problems = _phy_problems(scenario, scn)
+    problems = _preflight(scenario, scn)
     if problems:
         _fail(problems)
     target = out_dir or Path("runs") / f"{scn.name}-{scn.policy.name}-seed{scn.seed}"
-    if target.exists() and not overwrite:
-        _fail([f"{target}: run folder already exists (pass --overwrite to replace it, or --out elsewhere)"])
+    try:
+        target = check_folder_target(target, overwrite, need_bytes=estimate(scn).disk_bytes)
+    except OutputError as exc:
+        _fail([str(exc)])
+    existed = os.path.lexists(target)
     bar = _Progress(f"{scn.name} / {scn.policy.name}")
     try:
         result = simulate(scn, progress=bar)
@@ -142,10 +146,16 @@ def run(
         _fail([f"error: {exc}"], code=1)
     finally:
         bar.close()
+    if not existed and os.path.lexists(target):
+        _fail([f"error: {target} appeared while this run was working (another run writing there?); it was left "
+               f"as it is and this run's results were not written"], code=1)
     try:
         folder = save_run(result, target, scenario_file=str(scenario), overwrite=overwrite)
-    except RunExistsError as exc:
-        _fail([str(exc)])
+    except OutputError as exc:
+        _fail([f"error: {exc}"], code=1)
+    except (OSError, ValueError) as exc:  # full disk, a vanished folder; pyarrow's errors are OSError/ValueError
+        kept = "the existing folder is unchanged" if existed else "nothing was written"
+        _fail([f"error: could not write {target}: {_reason(exc)}; {kept}"], code=1)
     c = result.counts
     out.print(f"wrote {folder}  ({scn.n_tti} TTIs in {result.wall_s:.2f} s = {scn.n_tti / max(result.wall_s, 1e-9):,.0f} TTI/s; "
               f"packets: {c['generated_packets']} generated, {c['delivered_packets']} delivered, "
@@ -166,12 +176,32 @@ def _table(df, title: str, fmt: str = "{:.3g}") -> Table:
     return t
 
 
+def _figure_target(figure: Path) -> Path:
+    """A PNG path to write; an existing file there is replaced only if it is a PNG image."""
+    from simcore.outputs import OutputError, check_file_target
+
+    try:
+        is_png = figure.is_file() and figure.open("rb").read(8) == PNG_MAGIC
+        if figure.is_file() and not is_png and figure.suffix.lower() == ".png":
+            raise OutputError(f"--figure: {figure} exists and is not a PNG image; not replaced")
+        return check_file_target(figure, ".png", overwrite=is_png, label="--figure")
+    except OutputError as exc:
+        _fail([str(exc)])
+    except OSError as exc:
+        _fail([f"--figure: {figure}: {_reason(exc)}"])
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
 @app.command()
 def report(
     run_dir: Path = typer.Argument(..., help="run folder written by `oransim run`"),
     figure: Optional[Path] = typer.Option(None, help="PNG path (default RUN_DIR/report.png)"),
 ):
     """Per-slice throughput, delay percentiles, drops and QoS satisfaction; saves a seaborn figure."""
+    from rich.markup import escape
+
     from analysis.kpis import RunFolderError, delay_components, delay_percentiles, load_run, slice_kpis
     from analysis.plots import plot_run
 
@@ -179,9 +209,13 @@ def report(
         r = load_run(run_dir)
     except RunFolderError as exc:
         _fail([str(exc)])
+    png = _figure_target(figure or Path(run_dir) / "report.png")
     m = r.manifest
-    out.print(f"[bold]{m['scenario']['name']}[/] policy={m['policy']['name']} seed={m['seed']} "
-              f"PHY={m['phy']['backend']} simulated={m['simulated_s']:g} s git={m['git_revision'][:12]}")
+    out.print(f"[bold]{escape(str(m['scenario']['name']))}[/] policy={escape(str(m['policy']['name']))} seed={m['seed']} "
+              f"PHY={escape(str(m['phy']['backend']))} simulated={m['simulated_s']:g} s git={escape(str(m['git_revision'])[:12])}")
+    if not len(r.packets):
+        why = "record.packets was false" if not m["scenario"].get("record", {}).get("packets", True) else "none arrived"
+        _say(f"{run_dir}: note: no packet rows ({why}): packet KPIs and delays are empty")
     k = slice_kpis(r)
     cols = {"ues": "UEs", "offered_mbps": "offered Mb/s", "throughput_mbps": "tput Mb/s", "goodput_mbps": "goodput Mb/s",
             "mean_delay_ms": "mean delay ms", "drop_pct": "drop %", "drop_deadline": "drop:deadline",
@@ -189,7 +223,10 @@ def report(
     out.print(_table(k[[c for c in cols if c in k.columns]].rename(columns=cols), "Per-slice KPIs"))
     out.print(_table(delay_percentiles(r), "Delay percentiles of delivered packets (ms)"))
     out.print(_table(delay_components(r), "Mean delay components (ms)"))
-    png = plot_run(r, figure or Path(run_dir) / "report.png")
+    try:
+        plot_run(r, png)
+    except OSError as exc:
+        _fail([f"error: could not write {png}: {_reason(exc)}"], code=1)
     out.print(f"figure: {png}", markup=False, highlight=False)
 
 
@@ -202,22 +239,42 @@ def evaluate(
     optimum: str = typer.Option("auto", help="esa, optimal, or auto (esa when its space is small enough)"),
     warmup_tti: int = typer.Option(200, min=1, help="TTIs each state's network runs before it is sampled"),
     out_csv: Optional[Path] = typer.Option(None, "--out", help="CSV path (default evaluate-NAME.csv)"),
+    overwrite: bool = typer.Option(False, help="replace an existing CSV file at --out"),
 ):
     """Run sampled snapshot states through each policy and the optimum; print and save the agreement table."""
-    import os
-    import tempfile
-
+    from oransim.evaluate import OPTIMA
     from oransim.evaluate import evaluate as run_evaluation
     from oransim.evaluate import sample_states
+    from simcore.outputs import OutputError, check_file_target, publish_file
     from simcore.plugins import PluginError, available
+    from simcore.scenario import ScenarioError
 
-    scn = _load(scenario)
     names = [n.strip() for n in policies.split(",") if n.strip()]
     known = available("oransim.policies")
-    for n in [*names, *([] if optimum == "auto" else [optimum])]:
+    if not names:
+        _fail([f"--policies: no policy named (available: {', '.join(known)})"])
+    for n in names:
         if n not in known:
-            _fail([f"{scenario}: --policies: unknown policy '{n}' (available: {', '.join(known)})"])
+            _fail([f"--policies: unknown policy '{n}' (available: {', '.join(known)})"])
+        if names.count(n) > 1:
+            _fail([f"--policies: '{n}' is named twice"])
+    if optimum not in ("auto", *OPTIMA):
+        _fail([f"--optimum: '{optimum}' is not an optimum (choose auto, {', '.join(OPTIMA)})"])
+    scn = _load(scenario)
     first = scn.seed if seed is None else seed
+    if not 0 <= first <= 2**63 - states:
+        _fail([f"--seed: states use seeds {first}..{first + states - 1}: must be within 0..2^63-1"])
+    try:
+        sample = scn.with_overrides(duration_s=warmup_tti * scn.cell.tti_s)
+    except ScenarioError as exc:
+        _fail([f"--warmup-tti: {m}" if f == "duration_s" else f"{scenario}: {f}: {m}" for f, m in exc.problems])
+    problems = _preflight(scenario, sample)
+    if problems:
+        _fail(problems)
+    try:
+        target = check_file_target(out_csv or Path(f"evaluate-{scn.name}.csv"), ".csv", overwrite, "--out")
+    except OutputError as exc:
+        _fail([str(exc)])
     bar = _Progress(f"{scn.name}: sampling states")
     try:
         obs = sample_states(scn, states, first, warmup_tti, progress=bar)
@@ -225,18 +282,13 @@ def evaluate(
         bar = _Progress(f"{scn.name}: deciding")
         table, _ = run_evaluation(obs, names, optimum=optimum, seed=first, progress=bar)
     except (PluginError, ValueError, RuntimeError) as exc:
-        _fail([f"{scenario}: {exc}"])
+        _fail([f"{scenario}: {exc}"], code=1)
     finally:
         bar.close()
-    target = out_csv or Path(f"evaluate-{scn.name}.csv")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent if str(target.parent) else ".")
-    os.close(fd)
     try:
-        table.to_csv(tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        publish_file(target, lambda tmp: table.to_csv(tmp), overwrite=overwrite)
+    except OSError as exc:
+        _fail([f"error: could not write {target}: {_reason(exc)}; nothing was written"], code=1)
     show = table.rename(columns={"throughput_ratio": "w-tput / opt", "qos_pct": "QoS %", "mae": "MAE", "r2": "R2",
                                  "cosine": "cosine", "baep_pct": "BAEP %", "decide_ms": "decide ms"})
     out.print(_table(show, f"{scn.name}: {states} states against the optimum ({table.attrs['optimum']})"))
@@ -264,15 +316,35 @@ def xapp_serve(
         _fail(["xapp serve: stopped"], code=130)
 
 
-def main():  # entry point of the `oransim` script
-    import signal
+def main(argv: list[str] | None = None) -> int:
+    """The ``oransim`` script: runs one command and returns its exit code. Signals unwind the stack
+    (``oransim.guard``); anything unexpected ends in one line, not a traceback."""
+    import os
 
-    def _terminated(signum, frame):  # `docker stop`, `kill`: unwind, so that child processes and shared memory are cleaned up
-        print(f"oransim: stopped by signal {signum}; no run folder written", file=sys.stderr)
-        raise SystemExit(128 + signum)
+    from oransim.guard import Stopped, signals_as_exceptions
+    from simcore import outputs
 
-    signal.signal(signal.SIGTERM, _terminated)
-    app()
+    try:
+        with signals_as_exceptions():
+            try:
+                app(args=argv, prog_name="oransim")
+            except SystemExit as exc:
+                return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except Stopped as exc:
+        done = ", ".join(map(str, outputs.published))
+        _say(f"oransim: stopped by {exc.name}; " + (f"{done} had been written" if done else
+                                                    "nothing was written, existing outputs are unchanged"))
+        return exc.exit_code
+    except MemoryError:
+        _say("oransim: out of memory (the estimate `oransim validate` makes missed this case; please report it)")
+        return 1
+    except Exception as exc:  # a bug: say so in one line; ORANSIM_DEBUG=1 shows where
+        if os.environ.get("ORANSIM_DEBUG"):
+            raise
+        _say(f"oransim: internal error: {type(exc).__name__}: {_reason(exc)} (please report it; "
+             f"ORANSIM_DEBUG=1 shows the traceback)")
+        return 70
+    return 0
 
 
 if __name__ == "__main__":

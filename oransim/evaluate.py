@@ -18,6 +18,9 @@ from simcore.plugins import make_phy, make_policy
 from simcore.scenario import Scenario
 from simcore.snapshot import DEFAULT_LEVEL_FACTORS, SnapshotProblem
 
+#: Policies that solve the snapshot problem exactly (the reference every other policy is compared with).
+OPTIMA = ("esa", "optimal")
+
 
 def sample_states(scenario: Scenario, n_states: int, seed: int, warmup_tti: int = 200, progress=None) -> list:
     states = []

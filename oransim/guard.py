@@ -1,0 +1,53 @@
+"""Process-level guards of the ``oransim`` command: signals and last-resort error lines.
+
+``signals_as_exceptions`` turns SIGTERM (``docker stop``, ``kill``), SIGHUP (a closed terminal or
+SSH session) and SIGINT (Ctrl-C) into one exception, ``Stopped``, raised wherever the program is.
+The stack then unwinds through every ``finally`` and context manager on the way, which is what
+cleans up: an ns-3 server is stopped and its shared memory and temporary folder removed
+(``Ns3ShmPhy.close``), a half-built output's temporary sibling is deleted
+(``simcore.outputs``), an existing run folder is left as it was. A second signal while unwinding is
+ignored, so that cleanup is not cut short; ``SIGKILL`` remains for a hung cleanup.
+
+``Stopped`` derives from ``BaseException``, like ``KeyboardInterrupt``, so code that catches
+``Exception`` to report a failed step does not swallow it.
+"""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+
+SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+class Stopped(BaseException):
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"stopped by {self.name}")
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # as a shell reports a process killed by the signal
+
+
+@contextmanager
+def signals_as_exceptions(signums=SIGNALS):
+    """Within the block, the first of ``signums`` raises ``Stopped``; later ones are ignored."""
+    received: list[int] = []
+
+    def handler(signum, frame):
+        if received:
+            return  # already unwinding: let the cleanup finish
+        received.append(signum)
+        raise Stopped(signum)
+
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
