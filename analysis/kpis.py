@@ -184,8 +184,11 @@ def rate_qos(run: Run) -> pd.Series:
 def delay_percentiles(run: Run, percentiles=PERCENTILES) -> pd.DataFrame:
     """Delay percentiles (ms) of delivered packets per slice; columns p50, p95, ..."""
     d = run.packets[run.packets["status"] == "delivered"]
+    cols = [f"p{q:g}" for q in percentiles]
+    if d.empty:  # no packet rows (record.packets: false) or none delivered: NaN, as for an empty slice
+        return pd.DataFrame(np.nan, index=pd.Index(run.slices, name="slice"), columns=cols)
     out = d.groupby("slice", observed=False)["delay_ms"].quantile([q / 100 for q in percentiles]).unstack()
-    out.columns = [f"p{q:g}" for q in percentiles]
+    out.columns = cols
     return out.reindex(run.slices)
 
 

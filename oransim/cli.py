@@ -332,8 +332,8 @@ def main(argv: list[str] | None = None) -> int:
                 return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except Stopped as exc:
         done = ", ".join(map(str, outputs.published))
-        _say(f"oransim: stopped by {exc.name}; " + (f"{done} had been written" if done else
-                                                    "nothing was written, existing outputs are unchanged"))
+        _say(f"oransim: stopped by signal {exc.signum} ({exc.name}); " + (
+            f"{done} had been written" if done else "nothing was written, existing outputs are unchanged"))
         return exc.exit_code
     except MemoryError:
         _say("oransim: out of memory (the estimate `oransim validate` makes missed this case; please report it)")

@@ -21,9 +21,18 @@ SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
 class Stopped(BaseException):
+    """The process received ``signum``. Constructible from its ``args`` alone: SimPy re-creates an
+    exception escaping a process as ``type(e)(*e.args)``."""
+
     def __init__(self, signum: int):
-        self.signum = signum
-        super().__init__(f"stopped by {self.name}")
+        super().__init__(int(signum))
+
+    @property
+    def signum(self) -> int:
+        return self.args[0]
+
+    def __str__(self) -> str:
+        return f"stopped by {self.name}"
 
     @property
     def name(self) -> str:

@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .scenario import FtpTraffic, PeriodicTraffic, PoissonTraffic, Scenario, SporadicTraffic
+from .scenario import Scenario
 
 #: Bytes per (TTI, UE) row of the tti records: recorder (16), table (42), its build and Arrow copy.
 TTI_UE_BYTES = 120
@@ -61,20 +61,6 @@ class Estimate:
         return BASELINE_BYTES + sum(t.nbytes for t in self.memory)
 
 
-def packets_per_s(traffic) -> tuple[float, str]:
-    """Mean packet arrivals per second of one UE, and the fields that set them."""
-    if isinstance(traffic, PoissonTraffic):
-        return traffic.rate_mbps * 1e6 / (8.0 * traffic.packet_bytes), "traffic.rate_mbps / traffic.packet_bytes"
-    if isinstance(traffic, SporadicTraffic):
-        return traffic.rate_pps, "traffic.rate_pps"
-    if isinstance(traffic, FtpTraffic):
-        per_file = traffic.file_kbytes * 1000.0 / traffic.packet_bytes + 1.0  # E[ceil(X/p)] <= E[X]/p + 1
-        return traffic.file_rate_hz * per_file, "traffic.file_rate_hz x traffic.file_kbytes / traffic.packet_bytes"
-    if isinstance(traffic, PeriodicTraffic):
-        return 1e3 / traffic.period_ms, "traffic.period_ms"
-    raise TypeError(f"unknown traffic model {traffic!r}")
-
-
 def estimate(s: Scenario, decision_period_tti: int | None = None) -> Estimate:
     """Peak memory terms and output size of running ``s`` (decisions every ``decision_period_tti``
     TTIs; default the scenario's ``scheduling.interval_tti``)."""
@@ -86,18 +72,17 @@ def estimate(s: Scenario, decision_period_tti: int | None = None) -> Estimate:
         est.memory.append(Term("per-TTI records", n_tti * (u * TTI_UE_BYTES + r * k * TTI_PRB_BYTES),
                                "duration_s, cell.numerology, slices[*].ues, cell.prbs_per_ru, record.tti"))
         est.disk_bytes += n_tti * u * DISK_TTI_UE_BYTES
-    rates = [(packets_per_s(sl.traffic), i, sl) for i, sl in enumerate(s.slices)]
-    per_slice = [(pps * sl.ues * r * sim_s, i, how) for (pps, how), i, sl in rates]
-    est.packets = sum(n for n, _, _ in per_slice)
+    per_slice = [(sl.traffic.packets_per_s * sl.ues * r * sim_s, i) for i, sl in enumerate(s.slices)]
+    est.packets = sum(n for n, _ in per_slice)
     if est.packets:
-        n, i, how = max(per_slice)
-        drivers = ", ".join(f"slices[{i}].{part.strip()}" for part in how.replace(" x ", "/").split("/"))
+        n, i = max(per_slice)
+        drivers = ", ".join(f"slices[{i}].traffic.{f}" for f in s.slices[i].traffic.RATE_FIELDS)
         est.memory.append(Term("packets", est.packets * PACKET_BYTES,
                                f"{drivers}, slices[{i}].ues, duration_s"))
         est.disk_bytes += est.packets * DISK_PACKET_BYTES * s.record.packets
     est.memory.append(Term("channel state", u * r * k * CHANNEL_BYTES, "slices[*].ues, cell.rus, cell.prbs_per_ru"))
     est.memory.append(Term("fading trajectories", period * r * k * r * TRAJECTORY_BYTES,
-                           "scheduling.interval_tti (or policy.params.period_tti), cell.rus, cell.prbs_per_ru"))
+                           "scheduling.interval_tti, policy.params.period_tti, cell.rus, cell.prbs_per_ru"))
     n_dec = math.ceil(n_tti / period)
     est.memory.append(Term("decisions", n_dec * (DECISION_BYTES + 2 * (2 * u + 6 * r * k)),
                            "duration_s, scheduling.interval_tti, cell.prbs_per_ru"))

@@ -121,36 +121,51 @@ def _why(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def _check_way(p: Path, label: str, need_bytes: float) -> None:
-    """Name lengths, the folders on the way, writability and free space for target ``p``."""
+def show(p: Path | str, width: int = 100) -> str:
+    """A path for a message: whole if short, else its start and end."""
+    text = str(p)
+    return text if len(text) <= width else f"{text[:40]}...{text[-(width - 43):]}"
+
+
+def _check_lengths(p: Path, label: str) -> Path:
+    """Name and path lengths for ``p`` and its temporary sibling; returns the nearest existing folder."""
     if not p.name or p.name in (".", ".."):
-        raise OutputError(f"{label}: {p} is not a usable name")
+        raise OutputError(f"{label}: {show(p)} is not a usable name")
     base = _nearest_existing(p.parent)
     try:
         name_max = os.pathconf(base, "PC_NAME_MAX")
         path_max = os.pathconf(base, "PC_PATH_MAX")
     except (OSError, ValueError):
         name_max, path_max = 255, 4096
-    missing = [p] + [a for a in p.parents if not os.path.lexists(a)]
-    for part in missing:
+    parts = [p, *p.parents]
+    for part in parts:
+        if part == base:
+            break
         limit = name_max - (_TMP_EXTRA if part == p else 0)
         if len(os.fsencode(part.name)) > limit:
-            raise OutputError(f"{label}: {part.name[:40]}...: name too long ({len(os.fsencode(part.name))} bytes; "
+            raise OutputError(f"{label}: {show(part.name, 60)}: name too long ({len(os.fsencode(part.name))} bytes; "
                               f"at most {limit} here)")
-    if len(os.fsencode(str(p))) + _TMP_EXTRA + 32 > path_max:
-        raise OutputError(f"{label}: {p}: path too long (at most {path_max - _TMP_EXTRA - 32} bytes here)")
+    longest = len(os.fsencode(str(p))) + _TMP_EXTRA + 32  # the temporary sibling and a file in it
+    if longest > path_max:
+        raise OutputError(f"{label}: {show(p)}: path too long ({longest - _TMP_EXTRA - 32} bytes; at most "
+                          f"{path_max - _TMP_EXTRA - 32} here)")
+    return base
+
+
+def _check_way(p: Path, base: Path, label: str, need_bytes: float) -> None:
+    """The folders on the way to ``p``, writability and free space (lengths already checked)."""
     if not base.is_dir():
-        raise OutputError(f"{label}: {base} is a file, not a folder: cannot write {p}")
+        raise OutputError(f"{label}: {show(base)} is a file, not a folder: cannot write {show(p)}")
     try:  # the only sure test of writability (permissions, ACLs, read-only mounts)
         probe = base / f".oransim-probe-{secrets.token_hex(4)}"
         os.mkdir(probe)
         os.rmdir(probe)
     except OSError as exc:
-        raise OutputError(f"{label}: cannot write in {base}: {_why(exc)}") from None
+        raise OutputError(f"{label}: cannot write in {show(base)}: {_why(exc)}") from None
     if need_bytes > 0:
         free = shutil.disk_usage(base).free
         if free < need_bytes:
-            raise OutputError(f"{label}: {base} has {free / 2**20:.1f} MiB free; the output needs about "
+            raise OutputError(f"{label}: {show(base)} has {free / 2**20:.1f} MiB free; the output needs about "
                               f"{need_bytes / 2**20:.1f} MiB")
 
 
@@ -180,18 +195,24 @@ def run_folder_problem(path: str | Path) -> str | None:
 def check_folder_target(path: str | Path, overwrite: bool, need_bytes: float = 0.0, label: str = "--out") -> Path:
     """Check an output folder before any work; returns it as an absolute path. ``OutputError`` if unusable."""
     p = _absolute(path)
-    if os.path.islink(p):
-        raise OutputError(f"{label}: {p} is a symbolic link; give the folder itself")
-    if p.exists():
-        if not p.is_dir():
-            raise OutputError(f"{label}: {p} is a file, not a run folder; oransim never replaces it")
-        if not overwrite:
-            raise OutputError(f"{label}: {p} already exists (pass --overwrite to replace a run folder, or choose "
-                              f"another --out)")
-        problem = run_folder_problem(p)
-        if problem:
-            raise OutputError(f"{label}: {p} {problem}; --overwrite replaces only oransim run folders")
-    _check_way(p, label, need_bytes)
+    base = _check_lengths(p, label)
+    try:
+        if os.path.islink(p):
+            raise OutputError(f"{label}: {show(p)} is a symbolic link; give the folder itself")
+        if p.exists():
+            if not p.is_dir():
+                raise OutputError(f"{label}: {show(p)} is a file, not a run folder; oransim never replaces it")
+            if not overwrite:
+                raise OutputError(f"{label}: {show(p)} already exists (pass --overwrite to replace a run folder, "
+                                  f"or choose another --out)")
+            problem = run_folder_problem(p)
+            if problem:
+                raise OutputError(f"{label}: {show(p)} {problem}; --overwrite replaces only oransim run folders")
+        _check_way(p, base, label, need_bytes)
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"{label}: {show(p)}: {_why(exc)}") from None
     return p
 
 
@@ -199,15 +220,21 @@ def check_file_target(path: str | Path, suffix: str, overwrite: bool, label: str
     """Check an output file (``suffix`` such as ``.csv``) before any work; returns it as an absolute path."""
     p = _absolute(path)
     if p.suffix.lower() != suffix:
-        raise OutputError(f"{label}: {p.name} must end in {suffix}")
-    if os.path.islink(p):
-        raise OutputError(f"{label}: {p} is a symbolic link; give the file itself")
-    if p.exists():
-        if not p.is_file():
-            raise OutputError(f"{label}: {p} exists and is not a file")
-        if not overwrite:
-            raise OutputError(f"{label}: {p} already exists (pass --overwrite to replace it)")
-    _check_way(p, label, 0.0)
+        raise OutputError(f"{label}: {show(p.name, 60)} must end in {suffix}")
+    base = _check_lengths(p, label)
+    try:
+        if os.path.islink(p):
+            raise OutputError(f"{label}: {show(p)} is a symbolic link; give the file itself")
+        if p.exists():
+            if not p.is_file():
+                raise OutputError(f"{label}: {show(p)} exists and is not a file")
+            if not overwrite:
+                raise OutputError(f"{label}: {show(p)} already exists (pass --overwrite to replace it)")
+        _check_way(p, base, label, 0.0)
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"{label}: {show(p)}: {_why(exc)}") from None
     return p
 
 

@@ -100,7 +100,11 @@ def _build(cls, params: dict, field: str):
     try:
         return cls(**params)
     except (TypeError, ValueError, ArithmeticError) as exc:
-        raise PluginError(f"{field}.params: {exc}") from None
+        msg = str(exc)
+        name = msg.split(" ", 1)[0]  # "period_tti must be >= 1": name the parameter in the path
+        if name in params and " " in msg:
+            raise PluginError(f"{field}.params.{name}: {msg.split(' ', 1)[1]}") from None
+        raise PluginError(f"{field}.params: {msg}") from None
 
 
 def make_policy(name: str, params: dict | None = None):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -33,6 +33,9 @@ MAX_UES = 2000
 MAX_PRBS = 275
 #: Numerologies 0..4: subcarrier spacing 15 * 2**mu kHz, slot 1 ms / 2**mu.
 MAX_NUMEROLOGY = 4
+#: Per-UE traffic limits: a 10 Gbit/s flow of 1500-byte packets is 833k packets/s.
+MAX_UE_PPS = 1e6
+MAX_UE_LOAD_BPS = 1e10
 #: Scenario names become folder and file names (``runs/NAME-POLICY-seedN``, ``evaluate-NAME.csv``).
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -151,7 +154,7 @@ class FronthaulConfig(_Strict):
 class ServerConfig(_Strict):
     """A single-server FIFO processing stage (CU or DU)."""
 
-    service_rate_pps: float = Field(gt=0, le=1e9, description="packets per second")
+    service_rate_pps: float = Field(ge=1, le=1e9, description="packets per second")
     service: Literal["exponential", "deterministic"] = "exponential"
 
 
@@ -167,6 +170,11 @@ class PoissonTraffic(_Strict):
     model: Literal["poisson"]
     rate_mbps: float = Field(gt=0, le=10000, description="offered load per UE")
     packet_bytes: int = Field(1500, ge=1, le=65535)
+    RATE_FIELDS: ClassVar[tuple[str, ...]] = ("rate_mbps", "packet_bytes")
+
+    @property
+    def packets_per_s(self) -> float:
+        return self.rate_mbps * 1e6 / (8.0 * self.packet_bytes)
 
 
 class FtpTraffic(_Strict):
@@ -176,6 +184,11 @@ class FtpTraffic(_Strict):
     file_rate_hz: float = Field(gt=0, le=1000, description="file arrivals per second per UE")
     file_kbytes: float = Field(500.0, gt=0, le=1e6, description="mean file size (exponential)")
     packet_bytes: int = Field(1500, ge=1, le=65535)
+    RATE_FIELDS: ClassVar[tuple[str, ...]] = ("file_rate_hz", "file_kbytes", "packet_bytes")
+
+    @property
+    def packets_per_s(self) -> float:
+        return self.file_rate_hz * (self.file_kbytes * 1000.0 / self.packet_bytes + 1.0)  # E[ceil(X/p)] <= E[X]/p + 1
 
 
 class SporadicTraffic(_Strict):
@@ -184,6 +197,11 @@ class SporadicTraffic(_Strict):
     model: Literal["sporadic"]
     rate_pps: float = Field(gt=0, le=1e6, description="packets per second per UE")
     packet_bytes: int = Field(32, ge=1, le=65535)
+    RATE_FIELDS: ClassVar[tuple[str, ...]] = ("rate_pps",)
+
+    @property
+    def packets_per_s(self) -> float:
+        return self.rate_pps
 
 
 class PeriodicTraffic(_Strict):
@@ -193,6 +211,11 @@ class PeriodicTraffic(_Strict):
     period_ms: float = Field(gt=0, le=3.6e6)
     packet_bytes: int = Field(20, ge=1, le=65535)
     jitter_ms: float = Field(0.0, ge=0, le=3.6e6, description="uniform jitter added to each report time")
+    RATE_FIELDS: ClassVar[tuple[str, ...]] = ("period_ms",)
+
+    @property
+    def packets_per_s(self) -> float:
+        return 1e3 / self.period_ms
 
 
 Traffic = Annotated[
@@ -363,7 +386,10 @@ def _semantic_problems(s: Scenario) -> list[tuple[str, str]]:
         need = 2 * s.sampling_rate_hz / 1e6
         out.append(("fronthaul.capacity_mbps",
                     f"{s.fronthaul.capacity_mbps:g} Mbit/s cannot carry even 1 bit per I/Q component "
-                    f"at {s.sampling_rate_hz / 1e6:g} Msps (needs >= {need:g} Mbit/s)"))
+                    f"at {s.sampling_rate_hz / 1e6:g} Msps ("
+                    + ("fronthaul.sampling_rate_msps" if s.fronthaul.sampling_rate_msps is not None
+                       else "the FFT size for cell.prbs_per_ru at cell.numerology")
+                    + f"): needs >= {need:g} Mbit/s, or set fronthaul.quantizer_bits"))
     for i, sl in enumerate(s.slices):
         if sl.min_rate_mbps > sl.max_rate_mbps:
             out.append((f"slices[{i}].min_rate_mbps", f"{sl.min_rate_mbps:g} exceeds max_rate_mbps {sl.max_rate_mbps:g}"))
@@ -372,6 +398,15 @@ def _semantic_problems(s: Scenario) -> list[tuple[str, str]]:
                 if sl.power_cap_dbm > ru.max_power_dbm:
                     out.append((f"slices[{i}].power_cap_dbm",
                                 f"{sl.power_cap_dbm:g} dBm exceeds cell.rus[{r}].max_power_dbm {ru.max_power_dbm:g}"))
+        t = sl.traffic
+        fields = ", ".join(f"slices[{i}].traffic.{f}" for f in t.RATE_FIELDS)
+        if t.packets_per_s > MAX_UE_PPS:
+            out.append((f"slices[{i}].traffic.{t.RATE_FIELDS[0]}",
+                        f"{t.packets_per_s:.3g} packets/s per UE (from {fields}) is above the limit of {MAX_UE_PPS:g}"))
+        elif t.packets_per_s * 8.0 * t.packet_bytes > MAX_UE_LOAD_BPS:
+            out.append((f"slices[{i}].traffic.{t.RATE_FIELDS[0]}",
+                        f"{t.packets_per_s * 8e-9 * t.packet_bytes:.3g} Gbit/s per UE (from {fields}, "
+                        f"slices[{i}].traffic.packet_bytes) is above the limit of {MAX_UE_LOAD_BPS / 1e9:g}"))
         if sl.traffic.packet_bytes > sl.buffer_limit_kbytes * 1000:
             out.append((f"slices[{i}].buffer_limit_kbytes",
                         f"{sl.buffer_limit_kbytes:g} kB is smaller than one packet "

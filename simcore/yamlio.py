@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 import yaml
-from yaml.composer import Composer
+from yaml.composer import Composer, ComposerError
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.parser import Parser
 from yaml.reader import Reader
@@ -29,6 +29,8 @@ from yaml.scanner import Scanner
 MAX_FILE_BYTES = 1 << 20
 #: Nodes a document may expand to once aliases are followed (the "billion laughs" guard).
 MAX_NODES = 200_000
+#: Nesting levels a document may have (a scenario has fewer than ten).
+MAX_DEPTH = 64
 
 
 class YamlError(ValueError):
@@ -102,12 +104,27 @@ _StrictConstructor.add_constructor("tag:yaml.org,2002:int", _StrictConstructor.c
 _StrictConstructor.add_constructor("tag:yaml.org,2002:float", _StrictConstructor.construct_yaml_float)
 
 
-class StrictLoader(Reader, Scanner, Parser, Composer, _StrictConstructor, _CoreResolver):
+class _ShallowComposer(Composer):
+    """Refuses nesting deeper than ``MAX_DEPTH`` as soon as it is reached (PyYAML's cost grows
+    faster than linearly with depth, and Python's recursion limit ends it with a RecursionError)."""
+
+    def compose_node(self, parent, index):
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
+                                    self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class StrictLoader(Reader, Scanner, Parser, _ShallowComposer, _StrictConstructor, _CoreResolver):
     def __init__(self, stream):
         Reader.__init__(self, stream)
         Scanner.__init__(self)
         Parser.__init__(self)
-        Composer.__init__(self)
+        _ShallowComposer.__init__(self)
         _StrictConstructor.__init__(self)
         _CoreResolver.__init__(self)
 
@@ -137,7 +154,7 @@ def load_yaml_text(text: str):
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         raise YamlError(f"line {line}", f"not YAML text: character U+{exc.character:04X} is not allowed") from None
-    except ConstructorError as exc:
+    except (ConstructorError, ComposerError) as exc:
         raise YamlError(_at(exc.problem_mark), exc.problem or "cannot build this value") from None
     except yaml.MarkedYAMLError as exc:
         problem = exc.problem or (str(exc).splitlines() or ["invalid YAML"])[0]
