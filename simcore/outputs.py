@@ -8,8 +8,9 @@ module, in two steps:
    nearest existing folder is writable (tried, not guessed), there is room for the estimated
    output, and an existing target may be replaced. Problems are ``OutputError``: one line naming
    the path.
-2. ``publish_folder`` / ``publish_file`` after it: the output is built in a temporary sibling
-   (``.NAME.tmp-XXXXXXXX``, created with the user's umask, not 0700), then renamed into place
+2. ``staging_folder`` + ``publish_folder`` / ``publish_file`` after it: the output is built in a
+   temporary sibling (``.NAME.tmp-XXXXXXXX``, created with the user's umask, not 0700; a run may
+   write its tables there while it goes), then renamed into place
    with ``renameat2``: ``RENAME_NOREPLACE`` when nothing may be replaced, so of two runs racing
    for one folder the second fails clearly instead of silently replacing the first;
    ``RENAME_EXCHANGE`` to replace, so the old folder is swapped out in one step and removed only
@@ -256,17 +257,27 @@ def _fsync_dir(p: Path) -> None:
         os.close(fd)
 
 
-def publish_folder(path: str | Path, build: Callable[[Path], None], manifest: dict, overwrite: bool = False) -> Path:
-    """Build an output folder with ``build(tmp)``, add ``manifest.json`` (with ``MARKER`` and the
-    list of files) and move it to ``path`` atomically (see the module doc). Returns ``path``."""
+def staging_folder(path: str | Path) -> Path:
+    """A new, empty temporary sibling of ``path`` to build an output folder in (same file system,
+    so publishing is one rename; mode 0777 & ~umask, as any folder the user creates). Missing
+    parent folders are created. ``publish_folder`` removes it whatever happens."""
     p = _absolute(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_sibling(p)
-    os.mkdir(tmp)  # mode 0777 & ~umask, as any folder the user creates
+    os.mkdir(tmp)
+    return tmp
+
+
+def publish_folder(path: str | Path, staging: Path, manifest: dict, overwrite: bool = False) -> Path:
+    """Add ``manifest.json`` (with ``MARKER`` and the list of files) to ``staging`` (from
+    ``staging_folder(path)``, holding everything else) and move it to ``path`` atomically (see the
+    module doc). ``staging`` is gone afterwards, published or removed. Returns ``path``."""
+    p = _absolute(path)
+    tmp = Path(staging)
     try:
-        build(tmp)
-        manifest = {**manifest, MARKER: manifest.get(MARKER, 1),
-                    "files": sorted({*os.listdir(tmp), MANIFEST})}
+        if tmp.parent != p.parent or not tmp.name.startswith(f".{p.name}{_TMP_TAG}"):
+            raise ValueError(f"{tmp} is not a staging folder of {p} (use staging_folder)")
+        manifest = {**manifest, MARKER: manifest.get(MARKER, 1), "files": sorted({*os.listdir(tmp), MANIFEST})}
         with open(tmp / MANIFEST, "w", encoding="utf-8") as fh:
             json.dump(manifest, fh, indent=2, sort_keys=True, default=_json_default)
             fh.flush()

@@ -10,6 +10,7 @@ never silently replace each other, and an existing run folder is replaced only b
 from __future__ import annotations
 
 import platform
+import shutil
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -20,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .buffers import DROP_REASON_NAMES, STATUS_NAMES, PacketTable
-from .outputs import OutputError, check_folder_target, publish_folder
+from .outputs import OutputError, check_folder_target, publish_folder, staging_folder
 
 TABLES = ("packets", "tti", "decisions", "timing")
 
@@ -144,9 +145,11 @@ def write_run_folder(out_dir: str | Path, manifest: dict, tables: dict[str, pd.D
     """Write a complete run folder atomically, never over anything but an oransim run folder
     (and over one only with ``overwrite``); see ``simcore.outputs``."""
     target = check_folder_target(out_dir, overwrite)
-
-    def build(tmp: Path) -> None:
+    staging = staging_folder(target)
+    try:
         for name, df in tables.items():
-            _write_table(df, tmp / f"{name}.parquet")
-
-    return publish_folder(target, build, manifest, overwrite=overwrite)
+            _write_table(df, staging / f"{name}.parquet")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return publish_folder(target, staging, manifest, overwrite=overwrite)
