@@ -176,19 +176,19 @@ def _table(df, title: str, fmt: str = "{:.3g}") -> Table:
     return t
 
 
-def _figure_target(figure: Path) -> Path:
+def _figure_target(figure: Path, label: str) -> Path:
     """A PNG path to write; an existing file there is replaced only if it is a PNG image."""
     from simcore.outputs import OutputError, check_file_target
 
     try:
         is_png = figure.is_file() and figure.open("rb").read(8) == PNG_MAGIC
         if figure.is_file() and not is_png and figure.suffix.lower() == ".png":
-            raise OutputError(f"--figure: {figure} exists and is not a PNG image; not replaced")
-        return check_file_target(figure, ".png", overwrite=is_png, label="--figure")
+            raise OutputError(f"{label}: {figure} exists and is not a PNG image; not replaced")
+        return check_file_target(figure, ".png", overwrite=is_png, label=label)
     except OutputError as exc:
         _fail([str(exc)])
     except OSError as exc:
-        _fail([f"--figure: {figure}: {_reason(exc)}"])
+        _fail([f"{label}: {figure}: {_reason(exc)}"])
 
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -209,7 +209,7 @@ def report(
         r = load_run(run_dir)
     except RunFolderError as exc:
         _fail([str(exc)])
-    png = _figure_target(figure or Path(run_dir) / "report.png")
+    png = _figure_target(figure or Path(run_dir) / "report.png", "--figure" if figure else "figure")
     m = r.manifest
     out.print(f"[bold]{escape(str(m['scenario']['name']))}[/] policy={escape(str(m['policy']['name']))} seed={m['seed']} "
               f"PHY={escape(str(m['phy']['backend']))} simulated={m['simulated_s']:g} s git={escape(str(m['git_revision'])[:12])}")

@@ -24,8 +24,8 @@ from typing import Callable
 
 import pytest
 
-from fault_helpers import (SMALL, assert_clean_failure, assert_conserved_folder, invoke, scenario_text, snapshot,
-                           temporaries)
+from fault_helpers import (SMALL, assert_clean_failure, assert_conserved_folder, invoke, scenario_text, set_path,
+                           snapshot, temporaries)
 
 RUN = object()  # in `files`: a copy of a real run folder
 DIR = object()  # in `files`: an empty folder
@@ -206,6 +206,9 @@ CASES: dict[str, Case] = {
     "report_swapped_tables": Case(("report", "r"), 2, "packets.parquet: not the packets table",
                                   {"r": RUN, "r/packets.parquet": ("copy", "r/tti.parquet")}),
     "report_missing_table": Case(("report", "r"), 2, "missing tti.parquet", {"r": RUN, "r/tti.parquet": ("delete",)}),
+    "report_markup_in_names": Case(("report", "r"), 0, "", {"r": RUN, "r/manifest.json": ("edit", {
+        "scenario.name": "[/x]", "policy.name": "[bold", "phy.backend": "[/]"})}, lines=0),
+    "report_figure_is_a_folder": Case(("report", "r"), 2, "figure: ", {"r": RUN, "r/report.png": DIR}),
     "report_no_folder": Case(("report", "nope"), 2, "nope: not a run folder (no such folder)"),
     "report_on_a_file": Case(("report", "afile"), 2, "not a run folder (not a folder)", {"afile": "x"}),
     "report_figure_under_file": Case(("report", "r", "--figure", "afile/x.png"), 2, "afile is a file, not a folder",
@@ -348,6 +351,11 @@ def _materialise(tmp: Path, files: dict, templates: dict) -> None:
                 shutil.copyfile(tmp / content[1], p)
             elif op == "delete":
                 p.unlink()
+            elif op == "edit":
+                data = json.loads(p.read_text())
+                for path, value in content[1].items():
+                    set_path(data, path, value)
+                p.write_text(json.dumps(data))
         elif isinstance(content, bytes):
             p.write_bytes(content)
         else:
