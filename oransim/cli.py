@@ -112,7 +112,7 @@ def run(
     duration: Optional[float] = typer.Option(None, help="simulated seconds (overrides the scenario's)"),
     phy: Optional[str] = typer.Option(None, help="PHY backend name (overrides the scenario's)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="run folder (default runs/NAME-POLICY-seedN)"),
-    overwrite: bool = typer.Option(False, help="replace an existing run folder (only once the new one is complete)"),
+    overwrite: bool = typer.Option(False, help="replace an existing oransim run folder (only once the new one is complete)"),
     report_after: bool = typer.Option(False, "--report", help="print the report and write its figure afterwards"),
 ):
     """Simulate a scenario and write its run folder (manifest + packets/tti/decisions tables)."""

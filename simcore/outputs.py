@@ -26,6 +26,7 @@ the caller allows it and it is a regular file with the expected suffix.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -157,12 +158,14 @@ def _check_way(p: Path, base: Path, label: str, need_bytes: float) -> None:
     """The folders on the way to ``p``, writability and free space (lengths already checked)."""
     if not base.is_dir():
         raise OutputError(f"{label}: {show(base)} is a file, not a folder: cannot write {show(p)}")
+    probe = base / f".oransim-probe-{secrets.token_hex(4)}"
     try:  # the only sure test of writability (permissions, ACLs, read-only mounts)
-        probe = base / f".oransim-probe-{secrets.token_hex(4)}"
         os.mkdir(probe)
-        os.rmdir(probe)
     except OSError as exc:
         raise OutputError(f"{label}: cannot write in {show(base)}: {_why(exc)}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(probe)
     if need_bytes > 0:
         free = shutil.disk_usage(base).free
         if free < need_bytes:
@@ -307,8 +310,8 @@ def publish_file(path: str | Path, write: Callable[[Path], None], overwrite: boo
     p = _absolute(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.stem}{_TMP_TAG}{secrets.token_hex(4)}{p.suffix}")
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # umask applies
     try:
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # umask applies
         write(tmp)
         if overwrite:
             if os.path.lexists(p) and not p.is_file():

@@ -145,11 +145,13 @@ def write_run_folder(out_dir: str | Path, manifest: dict, tables: dict[str, pd.D
     """Write a complete run folder atomically, never over anything but an oransim run folder
     (and over one only with ``overwrite``); see ``simcore.outputs``."""
     target = check_folder_target(out_dir, overwrite)
-    staging = staging_folder(target)
+    staging = None
     try:
+        staging = staging_folder(target)
         for name, df in tables.items():
             _write_table(df, staging / f"{name}.parquet")
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         raise
     return publish_folder(target, staging, manifest, overwrite=overwrite)
