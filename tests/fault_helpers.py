@@ -19,7 +19,7 @@ SMALL = {
     "cell": {"numerology": 0, "prbs_per_ru": 6, "rus": [{"x_m": 0.0, "y_m": 0.0}]},
     "slices": [
         {"name": "embb", "ues": 2, "traffic": {"model": "poisson", "rate_mbps": 1.0, "packet_bytes": 1500}},
-        {"name": "urllc", "ues": 2, "max_delay_ms": 5.0, "drop_late": True,
+        {"name": "urllc", "ues": 2, "max_delay_ms": 5.0, "drop_late": True, "rate_model": "fbl",
          "traffic": {"model": "sporadic", "rate_pps": 200.0, "packet_bytes": 32}},
         {"name": "mmtc", "ues": 2, "traffic": {"model": "periodic", "period_ms": 5.0, "packet_bytes": 20}},
         {"name": "bulk", "ues": 1, "traffic": {"model": "ftp", "file_rate_hz": 50.0, "file_kbytes": 10.0}},
