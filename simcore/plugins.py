@@ -101,10 +101,8 @@ def _build(cls, params: dict, field: str):
         return cls(**params)
     except (TypeError, ValueError, ArithmeticError) as exc:
         msg = str(exc)
-        name = msg.split(" ", 1)[0]  # "period_tti must be >= 1": name the parameter in the path
-        if name in params and " " in msg:
-            raise PluginError(f"{field}.params.{name}: {msg.split(' ', 1)[1]}") from None
-        raise PluginError(f"{field}.params: {msg}") from None
+        name = msg.split(" ", 1)[0]  # "period_tti must be >= 1": the parameter goes into the path too
+        raise PluginError(f"{field}.params{'.' + name if name in params else ''}: {msg}") from None
 
 
 def make_policy(name: str, params: dict | None = None):

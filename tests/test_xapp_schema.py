@@ -207,7 +207,7 @@ def test_params_parsing():
 
 @pytest.mark.parametrize("args,msg", [
     (["nosuch"], "POLICY: unknown name 'nosuch'"),
-    (["pf", "--params", "bogus=1"], "--params: got an unexpected keyword argument 'bogus'"),
+    (["pf", "--params", "bogus=1"], "--params.bogus: unknown parameter"),
     (["pf", "--params", "nokey"], "expected KEY=VALUE"),
     (["pf", "--bind", "http://x"], "--bind: 'http://x' is not a ZeroMQ endpoint"),
     (["xapp"], "'xapp' is the RIC side"),
