@@ -20,6 +20,7 @@ class FifoServer:
         self.exponential = service == "exponential"
         self.rng = rng
         self.last_departure_s = 0.0
+        self.last_arrival_s = -np.inf
 
     def service_times(self, n: int) -> np.ndarray:
         if self.exponential:
@@ -27,9 +28,16 @@ class FifoServer:
         return np.full(n, self.mean_service_s)
 
     def serve(self, arrival_s: np.ndarray) -> np.ndarray:
-        """Departure times (s) of packets arriving at ``arrival_s`` (non-decreasing), in order."""
+        """Departure times (s) of packets arriving at ``arrival_s`` (non-decreasing), in order.
+
+        Raises ``ValueError`` if the arrivals go back in time, within the batch or against the
+        previous batch: the recursion would silently give wrong waiting times.
+        """
         if arrival_s.size == 0:
             return arrival_s.copy()
+        if arrival_s[0] < self.last_arrival_s or (arrival_s.size > 1 and (np.diff(arrival_s) < 0).any()):
+            raise ValueError("FIFO server: arrival times must be non-decreasing across and within batches")
+        self.last_arrival_s = float(arrival_s[-1])
         s = self.service_times(arrival_s.size)
         c = np.cumsum(s)
         start_floor = np.maximum.accumulate(arrival_s - (c - s))

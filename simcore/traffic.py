@@ -2,6 +2,10 @@
 
 Each source returns the packets that arrive in [t0, t1): arrival times (s), UE indices and sizes
 (bits). Arrival times are exact (continuous); batching by TTI only decides when they are drawn.
+The windows are consecutive and every returned arrival lies inside its window, so the arrivals
+reach the CU in time order across windows (the CU/DU Lindley recursion and the buffers' deadline
+search rely on it). A source whose draws can fall after the window (periodic reports with jitter)
+keeps them until the window they fall in.
 """
 
 from __future__ import annotations
@@ -61,7 +65,12 @@ class FtpSource:
 
 
 class PeriodicSource:
-    """One report every ``period`` per device, random phase per device, optional uniform jitter."""
+    """One report every ``period`` per device, random phase per device, optional uniform jitter.
+
+    A report's nominal time is drawn once; its jitter may push it past the window being drawn (by
+    up to ``jitter_ms``, possibly several windows and periods): such reports wait in ``_late_*``
+    until the window that holds them.
+    """
 
     def __init__(self, ues, cfg: PeriodicTraffic, rng):
         self.ues, self.rng = ues, rng
@@ -70,25 +79,29 @@ class PeriodicSource:
         self.packet_bits = cfg.packet_bytes * 8.0
         self.next_s = rng.uniform(0.0, self.period_s, ues.size)  # nominal time of the next report
         self._next_min = float(self.next_s.min()) if ues.size else np.inf
+        self._late_t = np.zeros(0)  # jittered reports due after the last window drawn
+        self._late_ue = np.zeros(0, dtype=np.int64)
 
     def arrivals(self, t0, t1):
-        if self._next_min >= t1:
+        if self._next_min >= t1 and (self._late_t.size == 0 or self._late_t.min() >= t1):
             return _EMPTY
-        times, ues = [], []
-        while True:
+        times, ues = [self._late_t], [self._late_ue]
+        while self._next_min < t1:
             due = self.next_s < t1
-            if not due.any():
-                break
-            times.append(self.next_s[due])
+            t = self.next_s[due]
+            times.append(t + self.rng.uniform(0.0, self.jitter_s, t.size) if self.jitter_s > 0 else t)
             ues.append(self.ues[due])
             self.next_s[due] += self.period_s
-        self._next_min = float(self.next_s.min())
-        if not times:
+            self._next_min = float(self.next_s.min())
+        t, ue = np.concatenate(times), np.concatenate(ues)
+        now = t < t1
+        if not now.all():
+            self._late_t, self._late_ue = t[~now], ue[~now]
+            t, ue = t[now], ue[now]
+        else:
+            self._late_t, self._late_ue = _EMPTY[0], _EMPTY[1]
+        if t.size == 0:
             return _EMPTY
-        t = np.concatenate(times)
-        if self.jitter_s > 0:
-            t = t + self.rng.uniform(0.0, self.jitter_s, t.size)
-        ue = np.concatenate(ues)
         return t, ue, np.full(t.size, self.packet_bits)
 
 
