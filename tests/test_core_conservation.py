@@ -6,7 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simcore.contracts import Allocation, InfeasibleAllocation, Policy, check_allocation, slice_power_w
-from simcore.engine import SimulationError
+from simcore.engine import Engine, SimulationError
+from simcore.plugins import make_phy
 from simcore.scenario import Scenario, parse_scenario
 
 from core_helpers import Recording, assert_conserved, run_engine
@@ -66,11 +67,35 @@ def check_budgets(policy: Recording, scn) -> None:
         assert (slice_power_w(alloc, obs) <= caps[None, :] * (1 + 1e-9)).all()
 
 
+class CapacitySpy:
+    """The built-in PHY, keeping what each UE's PRBs could carry in every TTI."""
+
+    name = "builtin"
+
+    def __init__(self):
+        self.inner = make_phy("builtin")
+        self.capacity = {}
+
+    def open(self, *args, **kw):
+        self.inner.open(*args, **kw)
+
+    def step(self, tti, allocation, gain):
+        res = self.inner.step(tti, allocation, gain)
+        owner = allocation.prb_owner
+        n_ues = gain.shape[0]
+        self.capacity[tti] = np.bincount(owner[owner >= 0], weights=res.prb_bits[owner >= 0], minlength=n_ues)
+        return res
+
+    def close(self):
+        self.inner.close()
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_conservation_and_budgets(scn):
     policy = Recording(scn.policy.name)
-    _, res = run_engine(scn, policy)
+    phy = CapacitySpy()
+    res = Engine(scn, policy, phy).run()
     assert_conserved(res)
     check_budgets(policy, scn)
     pk = res.packets
@@ -85,13 +110,28 @@ def test_conservation_and_budgets(scn):
     # deadline drops only where the slice drops late packets
     late_slices = {s.name for s in scn.slices if s.drop_late}
     assert set(dropped.loc[dropped["drop_reason"] == "deadline", "slice"].astype(str)) <= late_slices
-    # decisions table: never over an RU's budget
-    if len(res.decisions):
-        budget = sum(10 ** ((ru.max_power_dbm - 30) / 10) for ru in scn.cell.rus)
-        assert (res.decisions["power_w"] <= budget * (1 + 1e-9)).all()
-    # served bits never exceed what the TTI's PRBs could carry and never exceed what was queued
-    assert res.tti["served_bits"].min() >= 0
-    assert res.counts["served_bits"] <= res.counts["generated_bits"] + 1e-6
+    # decisions table: every RU within its own budget
+    budget = np.array([10 ** ((ru.max_power_dbm - 30) / 10) for ru in scn.cell.rus])
+    assert len(res.decisions) == len(policy.seen)
+    for row in res.decisions.itertuples():
+        per_ru = np.asarray(row.prb_power_w, dtype=float).reshape(scn.n_ru, scn.cell.prbs_per_ru).sum(axis=1)
+        assert (per_ru <= budget * (1 + 1e-6)).all()  # float32 in the table
+        assert row.power_w == pytest.approx(per_ru.sum(), rel=1e-6)
+    # served bits never exceed what the TTI's PRBs could carry ...
+    tti = res.tti
+    served = tti.pivot(index="tti", columns="ue", values="served_bits").to_numpy()
+    capacity = np.stack([phy.capacity[k] for k in range(scn.n_tti)])
+    assert served.shape == capacity.shape
+    assert (served >= 0).all()
+    assert (served <= capacity + 1e-6).all()
+    # ... nor what was queued: every delivered bit was served, and a served bit belongs to a packet
+    # delivered, dropped at its deadline after part of it was sent, or still queued
+    bits = pk.assign(bits=pk["size_bytes"] * 8.0)
+    delivered = bits.loc[bits["status"] == "delivered", "bits"].sum()
+    partly = bits.loc[(bits["status"] == "queued") | (bits["drop_reason"] == "deadline"), "bits"].sum()
+    total = res.counts["served_bits"]
+    assert total == pytest.approx(served.sum(), rel=1e-9, abs=1e-6)
+    assert delivered - 1e-6 <= total <= delivered + partly + 1e-6
 
 
 def test_overload_drops_are_recorded():

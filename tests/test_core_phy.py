@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from simcore.channel import Channel, drop_ues, pathloss_cost231_db, pathloss_uma_db, pathloss_umi_db
+from simcore.channel import (Channel, drop_ues, los_probability, pathloss_cost231_db, pathloss_uma_db,
+                            pathloss_umi_db)
 from simcore.phy import CQI_EFFICIENCY, BuiltinPhy, LinkModel, cqi_gap_for_ber, sinr_to_cqi
 from simcore.contracts import Allocation
 
@@ -114,9 +115,107 @@ def test_pathloss_models():
         for los in (True, False):
             pl = fn(d, 25.0 if fn is pathloss_uma_db else 10.0, 1.5, 3.5, los)
             assert (np.diff(pl) > 0).all()
-        assert (fn(d, 25.0, 1.5, 3.5, False) >= fn(d, 25.0, 1.5, 3.5, True) - 1e-9).all()
     assert pathloss_cost231_db(1000.0) == pytest.approx(128.1)
     assert pathloss_cost231_db(10000.0) == pytest.approx(128.1 + 37.6)
+
+
+# TR 38.901 Table 7.4.1-1 at 3.5 GHz, UE 1.5 m, worked by hand: UMa BS 25 m (d'_BP = 560.4 m),
+# UMi street canyon BS 10 m (d'_BP = 210.1 m); one point below and one above the breakpoint.
+# (d2d m, LOS dB, NLOS dB); NLOS is the NLOS' formula, larger than LOS at each point.
+PL_BY_HAND = {
+    pathloss_uma_db: (25.0, [(200.0, 89.57, 114.46), (1200.0, 112.57, 144.76)]),
+    pathloss_umi_db: (10.0, [(100.0, 85.31, 104.64), (600.0, 110.27, 132.06)]),
+}
+
+
+@pytest.mark.parametrize("fn", list(PL_BY_HAND), ids=["uma", "umi"])
+def test_pathloss_by_hand(fn):
+    h_bs, points = PL_BY_HAND[fn]
+    for d2d, los_db, nlos_db in points:
+        assert fn(d2d, h_bs, 1.5, 3.5, True) == pytest.approx(los_db, abs=0.01)
+        assert fn(d2d, h_bs, 1.5, 3.5, False) == pytest.approx(nlos_db, abs=0.01)
+
+
+def test_los_probability_formula_and_draws():
+    """TR 38.901 Table 7.4.2-1 (UE height <= 13 m) by hand, and the drop's LOS draws against it."""
+    assert los_probability("uma", [10.0, 18.0]).tolist() == [1.0, 1.0]
+    assert los_probability("uma", 100.0) == pytest.approx(0.18 + math.exp(-100 / 63) * 0.82, rel=1e-12)
+    assert los_probability("uma", 100.0) == pytest.approx(0.34767, abs=1e-5)
+    assert los_probability("umi", 100.0) == pytest.approx(0.23098, abs=1e-5)
+    assert los_probability("cost231_128_1", 300.0) == 1.0
+    data = small().model_dump()
+    data["slices"] = [{**data["slices"][0], "ues": 2000}]
+    data["ue_drop"] = {"radius_m": 400.0, "min_distance_m": 10.0}
+    from simcore.scenario import parse_scenario
+
+    for model in ("uma", "umi"):
+        data["channel"]["pathloss"] = model
+        s = parse_scenario(data)
+        rng = np.random.default_rng(5)
+        geos = [drop_ues(s, rng) for _ in range(4)]
+        d = np.concatenate([g.dist2d_m[:, 0] for g in geos])
+        los = np.concatenate([g.los[:, 0] for g in geos])
+        p = los_probability(model, d)
+        for lo, hi in ((10, 18), (18, 50), (50, 120), (120, 250), (250, 400)):
+            m = (d >= lo) & (d < hi)
+            # LOS count in the bin: a sum of Bernoulli(p_i); 4 standard deviations
+            sd = np.sqrt((p[m] * (1 - p[m])).sum())
+            assert abs(los[m].sum() - p[m].sum()) <= 4 * sd + 1e-9, (model, lo, hi)
+
+
+def test_shadowing_sigma():
+    """Log-normal shadowing has mean 0 and the model's sigma per LOS state, or the configured one."""
+    data = small().model_dump()
+    data["slices"] = [{**data["slices"][0], "ues": 2000}]
+    data["cell"]["prbs_per_ru"] = 1
+    from simcore.scenario import parse_scenario
+
+    for sigma_cfg, want in ((None, {True: 4.0, False: 6.0}), (8.0, {True: 8.0, False: 8.0})):
+        data["channel"]["shadowing_sigma_db"] = sigma_cfg
+        s = parse_scenario(data)
+        rng = np.random.default_rng(8)
+        x, los = [], []
+        for _ in range(3):
+            geo = drop_ues(s, rng)
+            x.append(Channel(s, geo, rng).shadowing_db[:, 0])
+            los.append(geo.los[:, 0])
+        x, los = np.concatenate(x), np.concatenate(los)
+        for state in (True, False):
+            v = x[los == state]
+            sigma = want[state]
+            assert v.size > 500
+            # standard errors: sigma / sqrt(n) for the mean, sigma / sqrt(2 n) for the std
+            assert abs(v.mean()) < 4 * sigma / np.sqrt(v.size)
+            assert abs(v.std() - sigma) < 4 * sigma / np.sqrt(2 * v.size)
+
+
+@pytest.mark.parametrize("prbs, mu, fs_mhz", [(6, 0, 1.92), (15, 0, 3.84), (25, 0, 7.68), (30, 0, 7.68), (52, 0, 15.36),
+                                              (106, 0, 30.72), (273, 1, 122.88), (30, 2, 30.72)])
+def test_fronthaul_sample_rate(prbs, mu, fs_mhz):
+    """Smallest power-of-two FFT covering the PRBs' subcarriers with a 10 % guard band, times the SCS
+    (the LTE/NR sampling rates: 1.92, 3.84, 7.68, 15.36, 30.72, 122.88 Msps)."""
+    data = small().model_dump()
+    data["cell"].update(prbs_per_ru=prbs, numerology=mu)
+    data["fronthaul"]["capacity_mbps"] = 5000.0
+    from simcore.scenario import parse_scenario
+
+    assert parse_scenario(data).sampling_rate_hz == pytest.approx(fs_mhz * 1e6, rel=1e-12)
+
+
+@pytest.mark.parametrize("capacity_mbps, fs_msps, bits", [(150.0, None, 9), (153.6, None, 10), (153.5, None, 9),
+                                                           (15.36, None, 1), (1000.0, None, 16), (100.0, 10.0, 5)])
+def test_quantizer_bits_from_fronthaul_capacity(capacity_mbps, fs_msps, bits):
+    """b = floor(C_FH / (2 f_s)) bits per I/Q component, at most 16; 30 PRBs at 15 kHz: f_s = 7.68 Msps."""
+    data = small().model_dump()
+    data["fronthaul"].update(capacity_mbps=capacity_mbps, sampling_rate_msps=fs_msps)
+    from simcore.scenario import parse_scenario
+
+    s = parse_scenario(data)
+    assert s.quantizer_bits == bits
+    data["fronthaul"]["quantizer_bits"] = 3  # configured bits win over the capacity
+    s3 = parse_scenario(data)
+    assert s3.quantizer_bits == 3
+    assert LinkModel.from_scenario(s3).quant_ratio[0] == pytest.approx(2.0 ** -6)
 
 
 def test_rayleigh_fading_statistics():
