@@ -90,7 +90,7 @@ class CapacitySpy:
         self.inner.close()
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_conservation_and_budgets(scn):
     policy = Recording(scn.policy.name)
