@@ -65,6 +65,7 @@ class Run:
     tti: pd.DataFrame
     decisions: pd.DataFrame
     timing: pd.DataFrame | None = None  # per decision wall time of the policy (not reproducible)
+    ues: pd.DataFrame | None = None  # per (UE, RU): position, serving RU, LOS, path loss, shadowing
 
     @property
     def slices(self) -> list[str]:
@@ -117,7 +118,9 @@ def load_run(path: str | Path) -> Run:
         if missing:
             raise RunFolderError(f"{f}: not the {name} table (no column {', '.join(missing)})")
         tables[name] = df
-    return Run(p, manifest, tables["packets"], tables["tti"], tables["decisions"], tables.get("timing"))
+    # run folders written before ues.parquet existed lack it
+    ues = pd.read_parquet(p / "ues.parquet") if (p / "ues.parquet").is_file() else None
+    return Run(p, manifest, tables["packets"], tables["tti"], tables["decisions"], tables.get("timing"), ues)
 
 
 def slice_kpis(run: Run) -> pd.DataFrame:

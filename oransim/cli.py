@@ -117,10 +117,11 @@ def run(
 ):
     """Simulate a scenario and write its run folder (manifest + packets/tti/decisions tables)."""
     import os
+    import shutil
 
     from simcore.budget import estimate
     from simcore.engine import SimulationError
-    from simcore.outputs import OutputError, check_folder_target
+    from simcore.outputs import OutputError, check_folder_target, staging_folder
     from simcore.plugins import PluginError
     from simcore.run import save_run, simulate
     from simcore.scenario import scenario_warnings
@@ -138,24 +139,36 @@ def run(
         _fail([str(exc)])
     existed = os.path.lexists(target)
     bar = _Progress(f"{scn.name} / {scn.policy.name}")
+    created = [d for d in (target.parent, *target.parent.parents) if not d.exists()]  # deepest first
+    staging = staging_folder(target)  # the tables are written there while the run goes, published at the end
+    folder = None
     try:
-        result = simulate(scn, progress=bar)
-    except PluginError as exc:
-        _fail([f"{scenario}: {exc}"])
-    except SimulationError as exc:
-        _fail([f"error: {exc}"], code=1)
+        try:
+            result = simulate(scn, progress=bar, spool_dir=staging)
+        except PluginError as exc:
+            _fail([f"{scenario}: {exc}"])
+        except SimulationError as exc:
+            _fail([f"error: {exc}"], code=1)
+        finally:
+            bar.close()
+        if not existed and os.path.lexists(target):
+            _fail([f"error: {target} appeared while this run was working (another run writing there?); it was "
+                   f"left as it is and this run's results were not written"], code=1)
+        try:
+            folder = save_run(result, target, scenario_file=str(scenario), overwrite=overwrite)
+        except OutputError as exc:
+            _fail([f"error: {exc}"], code=1)
+        except (OSError, ValueError) as exc:  # full disk, a vanished folder; pyarrow's errors are OSError/ValueError
+            kept = "the existing folder is unchanged" if existed else "nothing was written"
+            _fail([f"error: could not write {target}: {_reason(exc)}; {kept}"], code=1)
     finally:
-        bar.close()
-    if not existed and os.path.lexists(target):
-        _fail([f"error: {target} appeared while this run was working (another run writing there?); it was left "
-               f"as it is and this run's results were not written"], code=1)
-    try:
-        folder = save_run(result, target, scenario_file=str(scenario), overwrite=overwrite)
-    except OutputError as exc:
-        _fail([f"error: {exc}"], code=1)
-    except (OSError, ValueError) as exc:  # full disk, a vanished folder; pyarrow's errors are OSError/ValueError
-        kept = "the existing folder is unchanged" if existed else "nothing was written"
-        _fail([f"error: could not write {target}: {_reason(exc)}; {kept}"], code=1)
+        shutil.rmtree(staging, ignore_errors=True)  # gone already once published
+        if folder is None:  # nothing written: remove the folders made for the staging folder
+            for d in created:
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
     c = result.counts
     out.print(f"wrote {folder}  ({scn.n_tti} TTIs in {result.wall_s:.2f} s = {scn.n_tti / max(result.wall_s, 1e-9):,.0f} TTI/s; "
               f"packets: {c['generated_packets']} generated, {c['delivered_packets']} delivered, "

@@ -60,30 +60,56 @@ class _MetricScheduler(_ClassicScheduler):
     def decide(self, obs: Observation) -> Allocation:
         owner = np.full((obs.n_rus, obs.n_prbs), -1, dtype=np.int64)
         need = self._need_bits(obs)
-        prb_bits = obs.prb_rate_bps * (self._horizon_tti(obs) * obs.link.tti_s)  # (U, K) over the horizon
+        horizon_s = self._horizon_tti(obs) * obs.link.tti_s
+        backlogged = need > 0
         for r in range(obs.n_rus):
-            cand = np.flatnonzero((obs.serving_ru == r) & (need > 0))
+            cand = np.flatnonzero(backlogged & (obs.serving_ru == r) if obs.n_rus > 1 else backlogged)
             if cand.size == 0:
                 continue
             metric = self._metric(obs, cand)  # (C, K)
-            metric[prb_bits[cand] <= 0] = -np.inf
-            # Sequential greedy over PRBs k = 0..K-1: PRB k goes to the best candidate whose need is
-            # not yet covered. Sorting each PRB's candidates once keeps the loop in plain Python.
-            ranked = np.argsort(-metric, axis=0, kind="stable").T.tolist()  # (K, C) best first
-            usable = (metric > -np.inf).T.tolist()
-            bits = prb_bits[cand].T.tolist()
-            left = need[cand].tolist()
-            row = owner[r]
-            for k in range(obs.n_prbs):
-                ok_k = usable[k]
-                for i in ranked[k]:
-                    if not ok_k[i]:
-                        break  # the rest rank lower: -inf
-                    if left[i] > 0:
-                        row[k] = cand[i]
-                        left[i] -= bits[k][i]
-                        break
+            bits = obs.prb_rate_bps[cand] * horizon_s  # (C, K) each PRB carries over the horizon
+            metric[bits <= 0] = -np.inf
+            pick = greedy_by_prb(metric, bits, need[cand])
+            owner[r] = np.where(pick >= 0, cand[pick], -1)
         return self._finish(obs, owner)
+
+
+def greedy_by_prb(metric: np.ndarray, bits: np.ndarray, need: np.ndarray) -> np.ndarray:
+    """Sequential greedy over PRBs k = 0..K-1: PRB k goes to the candidate with the highest
+    ``metric[:, k]`` (ties: lowest index) among those whose ``need`` is not yet covered by the bits
+    of the PRBs they already got; -inf metrics never get a PRB. Returns (K,) candidate index or -1.
+    ``metric`` (C, K) is overwritten; ``bits`` (C, K) and ``need`` (C,) are read only.
+
+    Vectorised: the best candidate of every PRB is one argmax; only when a candidate turns out to be
+    covered are the remaining PRBs ranked again without it, so the cost is one numpy pass per
+    candidate whose need gets covered, not one per PRB.
+    """
+    n_prb = metric.shape[1]
+    cols = np.arange(n_prb)
+    best = metric.argmax(axis=0)
+    best_l = best.tolist()
+    usable = (metric[best, cols] > -np.inf).tolist()
+    got = bits[best, cols].tolist()
+    left = need.tolist()
+    out = [-1] * n_prb
+    k = 0
+    while k < n_prb:
+        i = best_l[k]
+        if not usable[k]:
+            k += 1  # no candidate can use PRB k
+        elif left[i] > 0:
+            out[k] = i
+            left[i] -= got[k]
+            k += 1
+        else:  # i is covered: rank PRBs k.. again without it
+            metric[i, k:] = -np.inf
+            sub = metric[:, k:]
+            b = sub.argmax(axis=0)
+            c = cols[: n_prb - k]
+            best_l[k:] = b.tolist()
+            usable[k:] = (sub[b, c] > -np.inf).tolist()
+            got[k:] = bits[:, k:][b, c].tolist()
+    return np.array(out, dtype=np.int64)
 
 
 class ProportionalFair(_MetricScheduler):

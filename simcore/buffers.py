@@ -1,7 +1,10 @@
 """Packets and the per-UE FIFO buffers at the DU.
 
-Every packet lives in one ``PacketTable`` row from its arrival to the end of the run, so
-conservation is a count over one table: generated = delivered + dropped + queued + processing.
+Every packet has one ``PacketTable`` row from its arrival until it is finished (delivered or
+dropped) and written out, so conservation is a count: generated = delivered + dropped + queued +
+processing, over the rows written out and the rows still held. Packet ids are global and never
+reused; the table holds the rows from the oldest packet not yet written out (``base``) on, so a
+long run keeps only the packets still in flight, not its whole history.
 
 Each UE buffer is a FIFO served by bit counters: ``enq_bits[u]`` counts the bits ever admitted,
 ``out_bits[u]`` the bits ever removed (served or dropped). A packet occupies
@@ -29,28 +32,37 @@ _EPS_BITS = 1e-6
 
 
 class PacketTable:
-    """Growable struct-of-arrays, one row per packet, in order of arrival at the CU."""
+    """Growable struct-of-arrays, one row per packet, in order of arrival at the CU.
+
+    Rows are addressed by packet id; the arrays hold ids [``base``, ``n``) at index id - ``base``.
+    ``release(upto)`` forgets the rows before ``upto`` (once they have been written out).
+    """
 
     _FIELDS = {
         "ue": np.int64, "size_bits": np.float64, "arrival_s": np.float64, "cu_depart_s": np.float64,
         "du_depart_s": np.float64, "first_tx_s": np.float64, "done_s": np.float64,
         "status": np.int8, "drop_reason": np.int8, "end_offset": np.float64,
+        "fifo_pos": np.int64,  # position of the packet in its UE's FIFO (counting every packet it ever held)
     }
 
     def __init__(self, capacity: int = 4096):
-        self.n = 0
+        self.n = 0  # packets ever added (ids 0 .. n-1)
+        self.base = 0  # id of the first row held
         self._cap = capacity
         for name, dt in self._FIELDS.items():
             setattr(self, name, np.zeros(capacity, dtype=dt))
 
-    def _grow(self, need: int) -> None:
-        cap = self._cap
-        while cap < need:
-            cap *= 2
+    @property
+    def held(self) -> int:
+        """Rows held (ids base .. n-1)."""
+        return self.n - self.base
+
+    def _resize(self, cap: int) -> None:
+        held = self.held
         for name in self._FIELDS:
             old = getattr(self, name)
             new = np.zeros(cap, dtype=old.dtype)
-            new[: self.n] = old[: self.n]
+            new[:held] = old[:held]
             setattr(self, name, new)
         self._cap = cap
 
@@ -58,9 +70,13 @@ class PacketTable:
         m = ue.size
         if m == 0:
             return
-        if self.n + m > self._cap:
-            self._grow(self.n + m)
-        sl = slice(self.n, self.n + m)
+        held = self.held
+        if held + m > self._cap:
+            cap = self._cap
+            while cap < held + m:
+                cap *= 2
+            self._resize(cap)
+        sl = slice(held, held + m)
         self.ue[sl] = ue
         self.size_bits[sl] = size_bits
         self.arrival_s[sl] = arrival_s
@@ -73,15 +89,35 @@ class PacketTable:
         self.n += m
 
     def view(self, name: str) -> np.ndarray:
-        return getattr(self, name)[: self.n]
+        """The rows held (ids base .. n-1) of one field."""
+        return getattr(self, name)[: self.held]
+
+    def release(self, upto: int) -> None:
+        """Forget rows with id < ``upto`` (they must be finished and written out)."""
+        drop = upto - self.base
+        if drop <= 0:
+            return
+        keep = self.n - upto
+        for name in self._FIELDS:
+            a = getattr(self, name)
+            a[:keep] = a[drop: drop + keep]
+        self.base = upto
+        if self._cap > 4 * max(keep, 4096):  # give memory back after a burst
+            self._resize(max(2 * keep, 4096))
+
+
+#: A UE's FIFO lists drop their served prefix once it is this long and at least half the list.
+TRIM_MIN = 1024
 
 
 class UeBuffers:
     """The DU-side FIFO buffers of all UEs.
 
-    Per UE: the table rows it ever admitted (``rows[u]``), their end offsets (``ends[u]``, strictly
-    increasing) and the index of its head packet (``head[u]``). Serving a UE is one ``bisect`` of
-    its bit counter into ``ends[u]``, so a TTI costs O(UEs served), whatever the queue lengths.
+    Per UE: the ids of the packets it admitted (``rows[u]``) and their end offsets (``ends[u]``,
+    strictly increasing), from which the served prefix is trimmed now and then (``trim[u]`` entries
+    so far), and the FIFO position of its head packet (``head[u]``, counting trimmed entries).
+    Serving a UE is one ``bisect`` of its bit counter into ``ends[u]``, so a TTI costs O(UEs
+    served), whatever the queue lengths.
     """
 
     def __init__(self, n_ues: int, buffer_limit_bits: np.ndarray, ue_slice: np.ndarray,
@@ -91,15 +127,16 @@ class UeBuffers:
         self.limit_bits = buffer_limit_bits
         self.ue_slice = ue_slice
         self.slice_deadline_s = slice_deadline_s
-        # per slice that drops late packets: first table row not yet checked for expiry
+        # per slice that drops late packets: first packet id not yet checked for expiry
         self.expiry_cursor = {int(s): 0 for s in np.flatnonzero(slice_drop_late)}
         self.enq_bits = np.zeros(n_ues)
         self.out_bits = np.zeros(n_ues)
         self.rows: list[list[int]] = [[] for _ in range(n_ues)]
         self.ends: list[list[float]] = [[] for _ in range(n_ues)]
+        self.trim = [0] * n_ues
         self.head = np.zeros(n_ues, dtype=np.int64)
-        self.pos = np.zeros(0, dtype=np.int64)  # per table row: its index in rows[ue]
-        self.n_admitted = 0  # rows before this one have left CU/DU processing
+        self.n_admitted = 0  # packets with smaller ids have left CU/DU processing
+        self._hol = np.full(n_ues, np.inf)  # arrival of each head packet, kept as heads move
 
     @property
     def backlog_bits(self) -> np.ndarray:
@@ -107,35 +144,59 @@ class UeBuffers:
 
     @property
     def hol_arrival_s(self) -> np.ndarray:
-        """(U,) arrival time of each UE's head-of-line packet; inf if its buffer is empty."""
-        hol = np.full(self.n_ues, np.inf)
-        for u, (rows, h) in enumerate(zip(self.rows, self.head.tolist())):
-            if h < len(rows):
-                hol[u] = self.pk.arrival_s[rows[h]]
-        return hol
+        """(U,) arrival time of each UE's head-of-line packet; inf if its buffer is empty (read-only view)."""
+        view = self._hol.view()
+        view.flags.writeable = False
+        return view
+
+    def first_queued(self) -> int:
+        """Id of the oldest packet still queued or in processing: every packet before it is finished."""
+        pk = self.pk
+        queued = pk.status[: self.n_admitted - pk.base] == QUEUED
+        i = int(np.argmax(queued))
+        return pk.base + i if queued.size and queued[i] else self.n_admitted
+
+    def _trim(self, u: int, h: int) -> int:
+        """Drop the first ``h`` (served or dropped) entries of UE ``u``'s lists if worth it; returns
+        the list index of the head afterwards."""
+        rows = self.rows[u]
+        if h >= TRIM_MIN and 2 * h >= len(rows):
+            del rows[:h]
+            del self.ends[u][:h]
+            self.trim[u] += h
+            return 0
+        return h
+
+    def _set_hol(self, u: int) -> None:
+        rows = self.rows[u]
+        h = self._trim(u, int(self.head[u]) - self.trim[u])
+        self._hol[u] = self.pk.arrival_s[rows[h] - self.pk.base] if h < len(rows) else np.inf
 
     # ------------------------------------------------------------------------- operations
     def admit_ready(self, now_s: float) -> None:
         """Move packets that finished DU processing by ``now_s`` into their UE buffer (tail drop)."""
         pk = self.pk
+        base = pk.base
         # DU departures are non-decreasing (FIFO server), so the ready packets are a prefix.
-        start = self.n_admitted
-        end = start + int(np.searchsorted(pk.du_depart_s[start: pk.n], now_s, side="right"))
+        start = self.n_admitted - base
+        end = start + int(np.searchsorted(pk.du_depart_s[start: pk.held], now_s, side="right"))
         if end == start:
             return
-        self.n_admitted = end
-        if self.pos.size < pk.n:
-            self.pos = np.concatenate([self.pos, np.zeros(max(pk.n, 2 * self.pos.size) - self.pos.size, np.int64)])
-        enq, out, limit = self.enq_bits, self.out_bits, self.limit_bits
-        status, offset, pos = pk.status, pk.end_offset, self.pos
+        self.n_admitted = end + base
+        enq, out, limit, head, trim = self.enq_bits, self.out_bits, self.limit_bits, self.head, self.trim
+        status, offset, pos, arrival = pk.status, pk.end_offset, pk.fifo_pos, pk.arrival_s
         for i, (u, b) in enumerate(zip(pk.ue[start:end].tolist(), pk.size_bits[start:end].tolist()), start):
             e = enq[u] + b
             if e - out[u] <= limit[u] + _EPS_BITS:
                 enq[u] = e
                 offset[i] = e
                 status[i] = QUEUED
-                pos[i] = len(self.rows[u])
-                self.rows[u].append(i)
+                rows = self.rows[u]
+                p = len(rows) + trim[u]
+                pos[i] = p
+                if p == head[u]:  # the buffer was empty: the new packet is its head
+                    self._hol[u] = arrival[i]
+                rows.append(i + base)
                 self.ends[u].append(e)
             else:
                 status[i] = DROPPED
@@ -145,30 +206,33 @@ class UeBuffers:
     def expire(self, now_s: float) -> None:
         """Drop queued packets older than their slice deadline (slices with ``drop_late``).
 
-        Rows are in arrival order, so per slice the rows that can have expired are those between
-        the slice's cursor and the first row with arrival >= now - deadline; each is at the head
-        of its UE's FIFO (a UE's packets share one deadline).
+        Packets are in arrival order, so per slice the ones that can have expired are those between
+        the slice's cursor and the first with arrival >= now - deadline; each is at the head of its
+        UE's FIFO (a UE's packets share one deadline).
         """
         pk = self.pk
+        base = pk.base
         arrival = pk.arrival_s
+        n_adm = self.n_admitted - base
         for sl, cursor in self.expiry_cursor.items():
+            c0 = max(cursor - base, 0)  # packets before base are finished
             horizon = now_s - self.slice_deadline_s[sl]
-            if cursor >= self.n_admitted or arrival[cursor] >= horizon:
+            if c0 >= n_adm or arrival[c0] >= horizon:
                 continue
-            cut = cursor + int(np.searchsorted(pk.arrival_s[cursor: self.n_admitted], horizon, side="left"))
-            if cut == cursor:
-                continue
-            self.expiry_cursor[sl] = cut
-            queued = pk.status[cursor:cut] == QUEUED
+            cut = c0 + int(np.searchsorted(arrival[c0: n_adm], horizon, side="left"))
+            self.expiry_cursor[sl] = cut + base
+            queued = pk.status[c0:cut] == QUEUED
             if not queued.any():
                 continue
-            rows = np.flatnonzero(queued & (self.ue_slice[pk.ue[cursor:cut]] == sl)) + cursor
+            rows = np.flatnonzero(queued & (self.ue_slice[pk.ue[c0:cut]] == sl)) + c0
             if rows.size == 0:
                 continue
             ue = pk.ue[rows]
             # bits of a dropped packet leave the buffer, including any part already sent
             np.maximum.at(self.out_bits, ue, pk.end_offset[rows])
-            np.maximum.at(self.head, ue, self.pos[rows] + 1)
+            np.maximum.at(self.head, ue, pk.fifo_pos[rows] + 1)
+            for u in np.unique(ue).tolist():
+                self._set_hol(u)
             pk.status[rows] = DROPPED
             pk.drop_reason[rows] = DROP_DEADLINE
             pk.done_s[rows] = now_s
@@ -180,25 +244,36 @@ class UeBuffers:
         if active.size == 0:
             return served
         self.out_bits += served
-        head, out_bits, enq_bits, pk = self.head, self.out_bits, self.enq_bits, self.pk
+        head, out_bits, enq_bits, pk, trim = self.head, self.out_bits, self.enq_bits, self.pk, self.trim
+        base = pk.base
+        hol, arrival, size = self._hol, pk.arrival_s, pk.size_bits
         delivered: list[int] = []
-        touched: list[int] = []  # rows that got bits this TTI (first transmission if not yet set)
+        touched: list[int] = []  # packets that got bits this TTI (first transmission if not yet set)
         for u in active.tolist():
-            rows, ends, h = self.rows[u], self.ends[u], int(head[u])
+            rows, ends, t = self.rows[u], self.ends[u], trim[u]
+            h = int(head[u]) - t
             out = out_bits[u]
             new_h = bisect_right(ends, out + _EPS_BITS, h)
             delivered.extend(rows[h:new_h])
             touched.extend(rows[h:new_h])
-            head[u] = new_h
             if new_h == len(rows):
                 out_bits[u] = enq_bits[u]  # emptied: absorb the float residue of the bit counters
-            elif ends[new_h] - pk.size_bits[rows[new_h]] < out - _EPS_BITS:
-                touched.append(rows[new_h])  # the new head got its first bits
-        touched_rows = np.array(touched, dtype=np.int64)
+                if new_h != h:
+                    hol[u] = np.inf
+            else:
+                nxt = rows[new_h] - base
+                if new_h != h:
+                    hol[u] = arrival[nxt]
+                if ends[new_h] - size[nxt] < out - _EPS_BITS:
+                    touched.append(rows[new_h])  # the new head got its first bits
+            head[u] = new_h + t
+            if new_h >= TRIM_MIN:
+                self._trim(u, new_h)
+        touched_rows = np.array(touched, dtype=np.int64) - base
         first = pk.first_tx_s[touched_rows]
         pk.first_tx_s[touched_rows] = np.where(np.isnan(first), now_s, first)
         if delivered:
-            d = np.array(delivered, dtype=np.int64)
+            d = np.array(delivered, dtype=np.int64) - base
             pk.status[d] = DELIVERED
             pk.done_s[d] = delivered_at_s
         return served

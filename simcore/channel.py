@@ -187,6 +187,7 @@ class Channel:
         self.tti = 0  # the TTI the channel is at
         self._flat_for = None  # allocation whose PRB entries _flat indexes
         self._all_at = 0  # TTI at which every entry was last drawn
+        self._uniform = True  # no entry drawn since _all_at: every entry is _all_at's draw
         self._traj_h = None  # (T, 2, n) pre-drawn fading of the _flat entries for TTIs _traj_t0 ...
         self._traj_t0 = 0
         if self.rayleigh:
@@ -201,14 +202,25 @@ class Channel:
         """Move on by one TTI (gains are drawn lazily by the ``refresh_*`` methods)."""
         self.tti += 1
 
-    def _step(self, h: np.ndarray, drawn_at: np.ndarray) -> np.ndarray:
-        """AR(1) skip-ahead of ``h`` (2, n) from TTIs ``drawn_at`` (n,) to now."""
-        a = np.power(np.float32(self.rho), (self.tti - drawn_at).astype(np.float32))
+    def _step(self, h: np.ndarray, drawn_at) -> np.ndarray:
+        """AR(1) skip-ahead of ``h`` (2, n) from TTIs ``drawn_at`` (n,), or one TTI for all, to now."""
+        if np.isscalar(drawn_at):  # one decay for every entry: no per-entry power
+            a = np.float32(self.rho ** (self.tti - drawn_at))
+        else:
+            a = np.power(np.float32(self.rho), (self.tti - drawn_at).astype(np.float32))
         w = self._rng.standard_normal(h.shape, dtype=np.float32)
         w *= np.sqrt(np.float32(0.5) * (1 - a * a))
         h *= a
         h += w
         return h
+
+    def _drawn_at_array(self) -> np.ndarray:
+        """``_drawn_at`` made valid for per-entry updates (while every entry shares ``_all_at`` it
+        is not kept up to date: a decision every TTI then costs no per-entry bookkeeping)."""
+        if self._uniform:
+            self._drawn_at.fill(self._all_at)
+            self._uniform = False
+        return self._drawn_at
 
     def _settle_trajectory(self) -> None:
         """Pin the pre-drawn entries to their value at the current TTI (later draws are discarded)."""
@@ -217,18 +229,19 @@ class Channel:
         i = min(self.tti - self._traj_t0, len(self._traj_h) - 1)
         if i >= 0:
             self._h.reshape(2, -1)[:, self._flat] = self._traj_h[i]
-            self._drawn_at.ravel()[self._flat] = self._traj_t0 + i
+            self._drawn_at_array().ravel()[self._flat] = self._traj_t0 + i
         self._traj_h = None
 
     def refresh_all(self) -> None:
         """Bring every entry of ``gain`` (U, R, K) to the current TTI."""
-        if not self.rayleigh or self.gain.size == 0:
+        if not self.rayleigh or self.gain.size == 0 or (self._uniform and self._all_at == self.tti):
             return
         self._settle_trajectory()
-        h = self._step(self._h.reshape(2, -1), self._drawn_at.ravel()).reshape(self._h.shape)
+        drawn_at = self._all_at if self._uniform else self._drawn_at.ravel()
+        h = self._step(self._h.reshape(2, -1), drawn_at).reshape(self._h.shape)
         self._h = h
-        self._drawn_at.fill(self.tti)
         self._all_at = self.tti
+        self._uniform = True
         np.multiply(self.large_scale_gain[:, :, None], h[0] * h[0] + h[1] * h[1], out=self.gain)
 
     def refresh_prbs(self, prb_owner: np.ndarray, until_tti: int | None = None) -> None:
@@ -238,8 +251,8 @@ class Channel:
         until_tti: the allocation holds until this TTI (exclusive): the entries' fading is drawn
         for all those TTIs at once (one AR(1) filter pass) and handed out TTI by TTI.
         """
-        if not self.rayleigh:
-            return
+        if not self.rayleigh or self._all_at == self.tti:
+            return  # every entry is current (drawn for a decision at this TTI)
         if self._flat_for is not prb_owner:
             # the allocation changes only at decisions (the engine hands over a fresh array each
             # time): index its entries once
@@ -253,7 +266,7 @@ class Channel:
             self._flat = (u * n_ru + r) * n_prb + k
             self._flat_ls = self.large_scale_gain[u, r]
         flat = self._flat
-        if flat.size == 0 or self._all_at == self.tti:
+        if flat.size == 0:
             return
         traj = self._traj_h
         if traj is not None and 0 <= self.tti - self._traj_t0 < len(traj):
@@ -262,7 +275,7 @@ class Channel:
         else:
             self._settle_trajectory()
             h_flat = self._h.reshape(2, -1)
-            h = self._step(h_flat[:, flat], self._drawn_at.ravel()[flat])
+            h = self._step(h_flat[:, flat], self._all_at if self._uniform else self._drawn_at.ravel()[flat])
             steps = 1 if until_tti is None else max(1, until_tti - self.tti)
             if steps > 1:
                 w = self._rng.standard_normal((steps - 1, *h.shape), dtype=np.float32)
@@ -273,5 +286,5 @@ class Channel:
                 self._traj_t0 = self.tti
             else:
                 h_flat[:, flat] = h
-                self._drawn_at.ravel()[flat] = self.tti
+                self._drawn_at_array().ravel()[flat] = self.tti
         self.gain.ravel()[flat] = self._flat_ls * (h[0] * h[0] + h[1] * h[1])

@@ -19,7 +19,7 @@ TTI and a decision made at TTI k is used from TTI k on.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -31,7 +31,7 @@ from .contracts import (RECORD_KEY, Allocation, InfeasibleAllocation, Observatio
                         weighted_sum_rate)
 from .phy import LinkModel
 from .processing import FifoServer
-from .recorder import TtiRecorder, packets_frame
+from .records import PACKET_CHUNK, DecisionRecorder, PacketRecorder, TableSink, TtiRecorder, ues_frame
 from .scenario import Scenario
 from .traffic import make_source
 from .units import dbm_to_w
@@ -40,29 +40,60 @@ from .units import dbm_to_w
 EWMA_TTI = 100
 #: TTIs of traffic drawn (and passed through CU/DU processing) at a time.
 TRAFFIC_BLOCK_TTI = 16
+#: Every this many TTIs, finished packets are written out of the packet table.
+HOUSEKEEPING_TTI = 1024
+#: The output tables, in the order they are written.
+TABLES = ("packets", "tti", "decisions", "timing")
 
 
 class SimulationError(RuntimeError):
     """The run could not go on (e.g. a policy returned an infeasible allocation)."""
 
 
-@dataclass
 class RunResult:
-    scenario: Scenario
-    policy_name: str
-    phy_name: str
-    packets: object  # pandas.DataFrame
-    tti: object
-    decisions: object
-    timing: object  # per decision: wall time of the policy (the one table that is not reproducible)
-    counts: dict
-    wall_s: float
-    phy_info: dict | None = None  # what the PHY backend reports of itself (e.g. ns-3 version)
-    policy_info: dict | None = None  # what the policy reports of the run (Policy.summary)
+    """What a run produced. The tables are read from their sinks on first access (from the
+    staging folder's Parquet files when the run was spooled to disk)."""
+
+    def __init__(self, scenario: Scenario, policy_name: str, phy_name: str, sinks: dict[str, TableSink],
+                 ues, counts: dict, wall_s: float, phy_info: dict | None = None, spool_dir=None,
+                 policy_info: dict | None = None):
+        self.scenario, self.policy_name, self.phy_name = scenario, policy_name, phy_name
+        self.sinks, self.ues, self.counts, self.wall_s = sinks, ues, counts, wall_s
+        self.phy_info = phy_info or {}  # what the PHY backend reports of itself (e.g. ns-3 version)
+        self.spool_dir = spool_dir  # folder holding the spooled tables, or None (in memory)
+        self.policy_info = policy_info or {}  # what the policy reports of the run (Policy.summary)
+        self._frames: dict = {}
+
+    def table(self, name: str):
+        if name not in self._frames:
+            self._frames[name] = self.sinks[name].frame()
+        return self._frames[name]
+
+    @property
+    def packets(self):
+        return self.table("packets")
+
+    @property
+    def tti(self):
+        return self.table("tti")
+
+    @property
+    def decisions(self):
+        return self.table("decisions")
+
+    @property
+    def timing(self):
+        """Per decision: wall time of the policy (the one table that is not reproducible)."""
+        return self.table("timing")
 
 
 class Engine:
-    def __init__(self, scenario: Scenario, policy: Policy, phy, progress: Callable[[int, int], None] | None = None):
+    """One run. ``spool_dir``: write the packets, tti, decisions and timing tables there chunk by
+    chunk as Parquet files (``oransim run`` passes the run folder's staging directory), instead
+    of keeping them in memory."""
+
+    def __init__(self, scenario: Scenario, policy: Policy, phy, progress: Callable[[int, int], None] | None = None,
+                 spool_dir=None):
         s = self.s = scenario
         self.policy = policy
         self.phy = phy
@@ -120,10 +151,17 @@ class Engine:
         self.qos_met_last = np.ones(self.n_ues, dtype=bool)
         self.decision_period = policy.decision_period_tti or s.scheduling.interval_tti
         self.phy_needs_full_gain = bool(getattr(phy, "needs_full_gain", False))  # see PhyBackend
-        self.decisions: list[dict] = []
-        self.solve_ms: list[float] = []  # wall time of each decide(); kept apart from the reproducible tables
-        self.tti_rec = TtiRecorder(self.n_tti, self.n_ues, self.n_rus, self.n_prbs, s.record.tti)
         self.served_bits_total = np.zeros(self.n_ues)
+
+        # --- records: chunk by chunk, in memory or spooled to Parquet files
+        self.spool_dir = None if spool_dir is None else Path(spool_dir)
+        self.sinks = {t: TableSink(None if spool_dir is None else self.spool_dir / f"{t}.parquet") for t in TABLES}
+        self.tti_rec = TtiRecorder(self.n_ues, self.n_rus, self.n_prbs, s.record.tti, self.tti_s, self.sinks["tti"])
+        # wall time of each decide() goes to the timing table, kept apart from the reproducible ones
+        self.decision_rec = DecisionRecorder(self.n_ues, self.n_rus, self.n_prbs, self.tti_s,
+                                             self.sinks["decisions"], self.sinks["timing"])
+        self.packet_rec = PacketRecorder(self.packets, ue_slice, self.slice_names, self.fh_latency_s,
+                                         s.record.packets, self.sinks["packets"])
 
         self.env = simpy.Environment()
         self._tick = self.env.event()  # fired at every TTI boundary; the MAC waits on it
@@ -159,6 +197,8 @@ class Engine:
             now = k * self.tti_s
             self.buffers.admit_ready(now)
             self.buffers.expire(now)
+            if k % HOUSEKEEPING_TTI == 0 and k:
+                self._write_finished_packets()
             if k % self.decision_period == 0:  # the RIC goes first: fired before the tick
                 due, self._decision_due = self._decision_due, self.env.event()
                 due.succeed(k)
@@ -167,6 +207,13 @@ class Engine:
             if self.progress is not None and k % step == 0:
                 self.progress(k, self.n_tti)
             yield self.env.timeout(self.tti_ns)
+
+    def _write_finished_packets(self) -> None:
+        """Hand the finished packets before the oldest unfinished one to the packet recorder, once
+        there are enough of them to be worth a chunk."""
+        upto = self.buffers.first_queued()
+        if upto - self.packets.base >= PACKET_CHUNK:
+            self.packet_rec.flush(upto)
 
     def _ric_process(self):
         while True:
@@ -203,7 +250,7 @@ class Engine:
             alloc = self.policy.decide(obs)
         except (ValueError, RuntimeError, ArithmeticError) as exc:  # e.g. ESA refusing a space too large
             raise SimulationError(f"policy '{self.policy.name}' failed at TTI {k}: {exc}") from exc
-        self.solve_ms.append((time.perf_counter() - t0) * 1e3)
+        solve_ms = (time.perf_counter() - t0) * 1e3
         try:
             check_allocation(alloc, obs)
         except InfeasibleAllocation as exc:
@@ -211,14 +258,8 @@ class Engine:
         # a private copy: the PHY and channel cache work per allocation object, and a policy may
         # reuse (and later mutate) the arrays it returned
         self.allocation = alloc = Allocation(alloc.ue_ru.copy(), alloc.prb_owner.copy(), alloc.power_w.copy(), alloc.info)
-        self.decisions.append({
-            "tti": k, "time_s": k * self.tti_s, "objective_bps": weighted_sum_rate(alloc, obs),
-            "served_ues": int((alloc.ue_ru >= 0).sum()),
-            "active_prbs": int((alloc.prb_owner >= 0).sum()), "power_w": float(alloc.power_w.sum()),
-            "ue_ru": alloc.ue_ru.astype(np.int16), "prb_owner": alloc.prb_owner.ravel().astype(np.int16),
-            "prb_power_w": alloc.power_w.ravel().astype(np.float32),
-            **alloc.info.get(RECORD_KEY, {}),  # the policy's own per-decision columns (e.g. xApp fallbacks)
-        })
+        self.decision_rec.record(k, weighted_sum_rate(alloc, obs), solve_ms, alloc.ue_ru, alloc.prb_owner, alloc.power_w,
+                                 alloc.info.get(RECORD_KEY))  # the policy's own columns (e.g. xApp fallbacks)
 
     def _transmit(self, k: int) -> None:
         alloc = self.allocation
@@ -247,8 +288,6 @@ class Engine:
 
     # ------------------------------------------------------------------------------------ run
     def run(self) -> RunResult:
-        import pandas as pd
-
         t0 = time.perf_counter()
         self.policy.reset(self.policy_seed)
         self.phy.open(self.s, self.geo, self.link, channel=self.channel, serving_ru=self.serving_ru)
@@ -259,6 +298,14 @@ class Engine:
             env.process(self._traffic_process())
             env.process(self._clock_process())
             env.run(until=self.n_tti * self.tti_ns)
+            counts = self.conservation()
+            self.tti_rec.close()
+            self.decision_rec.close()
+            self.packet_rec.close()
+        except BaseException:
+            for sink in self.sinks.values():
+                sink.abort()
+            raise
         finally:
             try:
                 self.phy.close()
@@ -267,25 +314,18 @@ class Engine:
         if self.progress is not None:
             self.progress(self.n_tti, self.n_tti)
         wall = time.perf_counter() - t0
-        packets = packets_frame(self.packets, self.geo.ue_slice, self.slice_names, self.fh_latency_s)
-        if not self.s.record.packets:
-            packets = packets.iloc[:0]  # same columns, no rows: the counts stay in the manifest
-        decisions = pd.DataFrame(self.decisions)
-        timing = pd.DataFrame({"tti": decisions["tti"] if len(decisions) else [], "solve_ms": self.solve_ms})
         phy_info = self.phy.info() if hasattr(self.phy, "info") else {}
-        return RunResult(self.s, self.policy.name, getattr(self.phy, "name", "?"), packets,
-                         self.tti_rec.frame(self.tti_s), decisions, timing, self.conservation(), wall, phy_info,
-                         self.policy.summary())
+        ues = ues_frame(self.geo, self.channel, self.serving_ru, self.slice_names)
+        return RunResult(self.s, self.policy.name, getattr(self.phy, "name", "?"), self.sinks, ues, counts, wall,
+                         phy_info, self.spool_dir, self.policy.summary())
 
     def conservation(self) -> dict:
-        """Packet and bit accounting at the current time (see DESIGN.md: conservation)."""
-        st = self.packets.view("status")
-        size = self.packets.view("size_bits")
-        out = {"generated_packets": int(st.size), "generated_bits": float(size.sum())}
+        """Packet and bit accounting at the current time: generated = delivered + dropped + queued + processing."""
+        by_status = self.packet_rec.counts_by_status()
+        out = {"generated_packets": sum(n for n, _ in by_status.values()),
+               "generated_bits": float(sum(b for _, b in by_status.values()))}
         for code, name in ((DELIVERED, "delivered"), (DROPPED, "dropped"), (QUEUED, "queued"), (PROCESSING, "processing")):
-            m = st == code
-            out[f"{name}_packets"] = int(m.sum())
-            out[f"{name}_bits"] = float(size[m].sum())
+            out[f"{name}_packets"], out[f"{name}_bits"] = by_status[code]
         out["buffer_bits"] = float(self.buffers.backlog_bits.sum())
         out["served_bits"] = float(self.served_bits_total.sum())
         return out

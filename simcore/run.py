@@ -23,11 +23,17 @@ def preflight(scenario: Scenario) -> list[tuple[str, str]]:
     return memory_problems(scenario, period)
 
 
-def simulate(scenario: Scenario, progress=None) -> RunResult:
-    """Build the policy and PHY named in the scenario and run the engine (check ``preflight`` first)."""
+def simulate(scenario: Scenario, progress=None, spool_dir: str | Path | None = None) -> RunResult:
+    """Build the policy and PHY named in the scenario and run the engine (check ``preflight`` first).
+
+    ``spool_dir``: write the packets, tti, decisions and timing tables there while the run goes
+    (Parquet, chunk by chunk) instead of keeping them in memory: give it
+    ``simcore.outputs.staging_folder(out)`` and ``save_run(result, out)`` publishes it as the run
+    folder. Long runs need it: an hour of TTIs does not fit in memory as tables.
+    """
     policy = make_policy(scenario.policy.name, scenario.policy.params)
     phy = make_phy(scenario.phy.backend, scenario.phy.params)
-    return Engine(scenario, policy, phy, progress=progress).run()
+    return Engine(scenario, policy, phy, progress=progress, spool_dir=spool_dir).run()
 
 
 def manifest(result: RunResult, scenario_file: str | None = None) -> dict:
@@ -63,5 +69,13 @@ def _timing_summary(timing) -> dict:
 
 def save_run(result: RunResult, out_dir: str | Path, scenario_file: str | None = None,
              overwrite: bool = False) -> Path:
-    tables = {"packets": result.packets, "tti": result.tti, "decisions": result.decisions, "timing": result.timing}
-    return write_run_folder(out_dir, manifest(result, scenario_file), tables, overwrite=overwrite)
+    """Write the run folder. A spooled result's tables are already in its staging folder, which
+    becomes the run folder (it must come from ``simcore.outputs.staging_folder(out_dir)``)."""
+    if result.spool_dir is not None:
+        staged = Path(result.spool_dir)
+        tables = {"ues": result.ues}
+    else:
+        staged = None
+        tables = {"packets": result.packets, "tti": result.tti, "decisions": result.decisions,
+                  "timing": result.timing, "ues": result.ues}
+    return write_run_folder(out_dir, manifest(result, scenario_file), tables, overwrite=overwrite, staging=staged)
