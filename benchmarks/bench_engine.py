@@ -1,15 +1,24 @@
-"""Engine throughput: simulated TTIs per wall second and peak memory, paper cell, PF.
+"""Engine throughput and memory: simulated TTIs per wall second and peak memory, paper cell, PF.
 
-Runs the paper's default cell (1 RU, 30 PRBs, numerology 0, decisions every 10 TTIs) with 3 x N
-UEs for N in {10, 30, 100}, packet-level records and per-TTI records on. Each size runs in a fresh
-process so that peak memory (ru_maxrss) belongs to that size alone. Prints a table; also the cost
-per TTI relative to the 3 x 10 case, to show how it grows with the number of UEs.
+Three parts, each size or case in a fresh process so that peak memory (ru_maxrss) is its own:
+
+1. Sizes: the paper's default cell (1 RU, 30 PRBs, numerology 0, decisions every 10 TTIs) with
+   3 x N UEs for N in ``--sizes``, packet-level and per-TTI records on; the cost per TTI relative
+   to the first size shows how it grows with the number of UEs.
+2. Per-TTI scheduling (``--per-tti``): the same cell at 3 x 30 UEs with PF deciding every TTI
+   (``scheduling.interval_tti: 1``, what a MAC scheduler does) next to every 10 TTIs, run
+   alternately in the same invocation so that both see the same machine load.
+3. One simulated hour (``--hour``, several minutes): the paper cell at 3 x 30 UEs with records on,
+   written as ``oransim run`` writes it (tables spooled to the run folder's staging folder while
+   the run goes); prints the peak resident memory, the resident memory along the run, the packet
+   rows still held at the end, and the size of each table on disk.
 
 The engine's cost is mostly the fixed overhead of small numpy calls, which differs several-fold
-between machines; the first line printed measures it here (mean wall time of one small numpy call
-and of one pure-Python loop step) so that figures from different machines can be compared.
+between machines (and on a shared machine from minute to minute); the first line printed measures
+it here (wall time of one small numpy call and of one pure-Python loop step) so that figures from
+different machines and moments can be compared.
 
-    python benchmarks/bench_engine.py [--duration 5] [--sizes 10,30,100]
+    python benchmarks/bench_engine.py [--duration 5] [--sizes 10,30,100] [--per-tti] [--hour [--hour-s 3600]]
 """
 
 from __future__ import annotations
@@ -22,18 +31,57 @@ from pathlib import Path
 
 CHILD = r"""
 import json, resource, sys, time
-sys.path.insert(0, sys.argv[3])
+sys.path.insert(0, sys.argv[4])
 from cells import paper_cell
 from simcore.run import simulate
-n, dur = int(sys.argv[1]), float(sys.argv[2])
-scn = paper_cell(n, duration_s=dur)
-simulate(paper_cell(n, duration_s=0.02))  # warm caches and imports
+from simcore.scenario import parse_scenario
+n, dur, interval = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+def cell(d):
+    data = paper_cell(n, duration_s=d).model_dump()
+    data["scheduling"]["interval_tti"] = interval
+    return parse_scenario(data)
+scn = cell(dur)
+simulate(cell(0.02))  # warm caches and imports
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 res = simulate(scn)
-print(json.dumps({"ues": 3 * n, "tti": scn.n_tti, "wall_s": res.wall_s,
+print(json.dumps({"ues": 3 * n, "tti": scn.n_tti, "wall_s": res.wall_s, "interval": interval,
                   "packets": res.counts["generated_packets"],
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "rss_before_mb": rss0 / 1024}))
+"""
+
+HOUR = r"""
+import json, os, resource, shutil, sys, tempfile, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from cells import paper_cell
+from simcore.recorder import staging_dir
+from simcore.run import save_run, simulate
+n, dur = int(sys.argv[1]), float(sys.argv[2])
+page = os.sysconf("SC_PAGE_SIZE")
+def rss_mb():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * page / 2**20
+simulate(paper_cell(n, duration_s=0.02))  # warm caches and imports
+rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+trace = []
+def progress(done, total):
+    trace.append((done, rss_mb()))
+root = Path(tempfile.mkdtemp(prefix="bench-hour-"))
+try:
+    out = root / "run"
+    t0 = time.perf_counter()
+    res = simulate(paper_cell(n, duration_s=dur), progress=progress, spool_dir=staging_dir(out))
+    folder = save_run(res, out)
+    wall = time.perf_counter() - t0
+    disk = {p.name: p.stat().st_size for p in folder.iterdir()}
+finally:
+    shutil.rmtree(root, ignore_errors=True)
+step = max(1, len(trace) // 10)
+print(json.dumps({"ues": 3 * n, "tti": res.scenario.n_tti, "wall_s": wall, "sim_wall_s": res.wall_s,
+                  "packets": res.counts["generated_packets"], "rss_before_mb": rss0,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "trace": trace[::step] + trace[-1:], "disk": disk}))
 """
 
 
@@ -49,20 +97,16 @@ def machine_reference() -> tuple[float, float]:
     return per_call, per_step
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=float, default=5.0, help="simulated seconds per size")
-    ap.add_argument("--sizes", default="10,30,100", help="UEs per slice")
-    args = ap.parse_args()
-    rows = []
-    for n in (int(x) for x in args.sizes.split(",")):
-        out = subprocess.run([sys.executable, "-c", CHILD, str(n), str(args.duration), str(Path(__file__).parent)],
-                             capture_output=True, text=True, check=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
+def _child(n: int, duration: float, interval: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(n), str(duration), str(interval), str(Path(__file__).parent)],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def sizes(args) -> None:
+    rows = [_child(int(x), args.duration, 10) for x in args.sizes.split(",")]
     ref = rows[0]["wall_s"] / rows[0]["tti"]
-    call_us, step_ns = machine_reference()
-    print(f"machine reference: {call_us:.2f} us per small numpy call, {step_ns:.1f} ns per Python loop step")
-    print(f"paper cell, PF, {args.duration:g} s simulated per size, records on (one process per size)")
+    print(f"paper cell, PF every 10 TTIs, {args.duration:g} s simulated per size, records on (one process per size)")
     print(f"{'UEs':>5} {'TTIs':>7} {'packets':>9} {'wall s':>8} {'TTI/s':>8} {'us/TTI':>8} "
           f"{'cost x':>7} {'UEs x':>6} {'peak RSS MB':>12}")
     for r in rows:
@@ -70,6 +114,55 @@ def main() -> None:
         print(f"{r['ues']:>5} {r['tti']:>7} {r['packets']:>9} {r['wall_s']:>8.2f} {r['tti'] / r['wall_s']:>8.0f} "
               f"{per * 1e6:>8.1f} {per / ref:>7.2f} {r['ues'] / rows[0]['ues']:>6.1f} {r['peak_rss_mb']:>12.0f}")
     print("cost x: wall time per TTI relative to the first size; UEs x: UEs relative to the first size")
+
+
+def per_tti(args, repeats: int = 3) -> None:
+    """Decisions every TTI vs every 10 TTIs at 3 x 30 UEs, alternated; best of ``repeats`` each."""
+    best: dict[int, dict] = {}
+    for _ in range(repeats):
+        for interval in (10, 1):
+            r = _child(30, args.duration, interval)
+            if interval not in best or r["wall_s"] < best[interval]["wall_s"]:
+                best[interval] = r
+    print(f"paper cell, 3 x 30 UEs, PF, {args.duration:g} s simulated, records on; best of {repeats} alternated runs")
+    print(f"{'decisions every':>16} {'TTI/s':>8} {'us/TTI':>8} {'vs every 10':>12}")
+    for interval in (10, 1):
+        r = best[interval]
+        print(f"{interval:>11} TTI{'s' if interval > 1 else ' '} {r['tti'] / r['wall_s']:>8.0f} "
+              f"{r['wall_s'] / r['tti'] * 1e6:>8.1f} {best[10]['wall_s'] / r['wall_s']:>12.2f}")
+
+
+def hour(args) -> None:
+    out = subprocess.run([sys.executable, "-c", HOUR, "30", str(args.hour_s), str(Path(__file__).parent)],
+                         capture_output=True, text=True, check=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    print(f"paper cell, 3 x 30 UEs, PF every 10 TTIs, {args.hour_s:g} s simulated ({r['tti']:,} TTIs, "
+          f"{r['packets']:,} packets), records on, spooled as oransim run does")
+    print(f"wall time {r['wall_s']:.0f} s (simulation {r['sim_wall_s']:.0f} s, {r['tti'] / r['sim_wall_s']:,.0f} TTI/s); "
+          f"resident memory after imports and warm-up {r['rss_before_mb']:.0f} MB, "
+          f"peak {r['peak_rss_mb']:.0f} MB")
+    print("resident memory along the run: " + ", ".join(f"{100 * d / r['tti']:.0f}%: {m:.0f} MB" for d, m in r["trace"]))
+    print("run folder: " + ", ".join(f"{k} {v / 2**20:,.1f} MB" for k, v in sorted(r["disk"].items())))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=5.0, help="simulated seconds per size / per-TTI case")
+    ap.add_argument("--sizes", default="10,30,100", help="UEs per slice; empty to skip")
+    ap.add_argument("--per-tti", action="store_true", help="PF deciding every TTI vs every 10 TTIs, 3 x 30 UEs")
+    ap.add_argument("--hour", action="store_true", help="peak memory of one simulated hour, 3 x 30 UEs")
+    ap.add_argument("--hour-s", type=float, default=3600.0, help="simulated seconds of the --hour run")
+    args = ap.parse_args()
+    call_us, step_ns = machine_reference()
+    print(f"machine reference: {call_us:.2f} us per small numpy call, {step_ns:.1f} ns per Python loop step")
+    if args.sizes:
+        sizes(args)
+    if args.per_tti:
+        per_tti(args)
+    if args.hour:
+        hour(args)
+    call_us, step_ns = machine_reference()
+    print(f"machine reference again: {call_us:.2f} us per small numpy call, {step_ns:.1f} ns per Python loop step")
 
 
 if __name__ == "__main__":

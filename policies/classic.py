@@ -45,9 +45,14 @@ class _ClassicScheduler(Policy):
         return np.minimum(obs.buffer_bits, obs.max_rate_bps * horizon_s)
 
     def _finish(self, obs: Observation, owner: np.ndarray) -> Allocation:
-        """Associate every UE with its serving RU, equal power per PRB; repair enforces slice caps."""
+        """Associate every UE with its serving RU, equal power per PRB; repair enforces slice caps.
+
+        Without slice caps the allocation is feasible as built (owners are served by the RU, at
+        most K PRBs of P_RU / K each), so there is nothing to repair."""
         power = np.where(owner >= 0, (obs.ru_max_power_w / obs.n_prbs)[:, None], 0.0)
-        return repair_allocation(obs.serving_ru, owner, power, obs)
+        if np.isfinite(obs.slice_power_cap_w).any():
+            return repair_allocation(obs.serving_ru, owner, power, obs)
+        return Allocation(np.array(obs.serving_ru, dtype=np.int64), owner, power)
 
 
 class _MetricScheduler(_ClassicScheduler):

@@ -113,22 +113,25 @@ def check_allocation(alloc: Allocation, obs: Observation) -> None:
     if alloc.prb_owner.shape != (n_ru, n_prb) or alloc.power_w.shape != (n_ru, n_prb):
         raise InfeasibleAllocation(
             f"prb_owner {alloc.prb_owner.shape} / power_w {alloc.power_w.shape}, expected ({n_ru}, {n_prb})")
-    if n_ue and (alloc.ue_ru.min() < -1 or alloc.ue_ru.max() >= n_ru):
+    ue_ru, owner, p = alloc.ue_ru, alloc.prb_owner, alloc.power_w
+    if n_ue and (ue_ru.min() < -1 or ue_ru.max() >= n_ru):
         raise InfeasibleAllocation("association: ue_ru holds an RU index out of range")
-    if alloc.prb_owner.min() < -1 or alloc.prb_owner.max() >= n_ue:
+    if owner.min() < -1 or owner.max() >= n_ue:
         raise InfeasibleAllocation("PRB assignment: prb_owner holds a UE index out of range")
-    owned = alloc.prb_owner >= 0
-    wrong = owned & (alloc.ue_ru[np.where(owned, alloc.prb_owner, 0)] != _ru_index(n_ru))
-    if wrong.any():
-        r, k = map(int, np.argwhere(wrong)[0])
-        raise InfeasibleAllocation(
-            f"PRB exclusivity: PRB {k} of RU {r} given to UE {alloc.prb_owner[r, k]} which is not associated with RU {r}")
-    p = alloc.power_w
-    if not (p >= 0).all() or not np.isfinite(p).all():
+    owned = owner >= 0
+    if n_ue:  # (owner -1 reads the last UE's RU: masked by owned)
+        ru_idx = _RU_INDEX[:n_ru] if n_ru <= _RU_INDEX.shape[0] else _ru_index(n_ru)
+        wrong = owned & (ue_ru[owner] != ru_idx)
+        if wrong.any():
+            r, k = map(int, np.argwhere(wrong)[0])
+            raise InfeasibleAllocation(
+                f"PRB exclusivity: PRB {k} of RU {r} given to UE {owner[r, k]} which is not associated with RU {r}")
+    ru_total = p.sum(axis=1)
+    # finite RU sums and no negative power: every power is finite and non-negative
+    if not np.isfinite(ru_total).all() or p.min() < 0:
         raise InfeasibleAllocation("power: negative or non-finite power on some PRB")
     if p[~owned].any():
         raise InfeasibleAllocation("power: idle PRBs must carry no power")
-    ru_total = p.sum(axis=1)
     over = ru_total > obs.ru_max_power_w * (1 + POWER_RTOL)
     if over.any():
         r = int(np.argmax(over))
@@ -147,6 +150,9 @@ def check_allocation(alloc: Allocation, obs: Observation) -> None:
 def _ru_index(n_ru: int) -> np.ndarray:
     """(R, 1) RU indices, to compare with (R, K) arrays."""
     return np.arange(n_ru)[:, None]
+
+
+_RU_INDEX = _ru_index(64)  # the common case, built once
 
 
 def slice_power_w(alloc: Allocation, obs: Observation) -> np.ndarray:
