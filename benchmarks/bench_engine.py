@@ -55,6 +55,8 @@ import json, os, resource, shutil, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
 from cells import paper_cell
+from simcore.engine import Engine
+from simcore.plugins import make_phy, make_policy
 from simcore.recorder import staging_dir
 from simcore.run import save_run, simulate
 n, dur = int(sys.argv[1]), float(sys.argv[2])
@@ -64,24 +66,32 @@ def rss_mb():
         return int(fh.read().split()[1]) * page / 2**20
 simulate(paper_cell(n, duration_s=0.02))  # warm caches and imports
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-trace = []
-def progress(done, total):
-    trace.append((done, rss_mb()))
+trace, held = [], {"rows": 0, "table_mb": 0.0, "fifo": 0}
 root = Path(tempfile.mkdtemp(prefix="bench-hour-"))
 try:
     out = root / "run"
+    scn = paper_cell(n, duration_s=dur)
+    eng = None
+    def progress(done, total):
+        pk, buf = eng.packets, eng.buffers
+        held["rows"] = max(held["rows"], pk.held)
+        held["table_mb"] = max(held["table_mb"], sum(getattr(pk, f).nbytes for f in pk._FIELDS) / 2**20)
+        held["fifo"] = max(held["fifo"], sum(map(len, buf.rows)))
+        trace.append((done, rss_mb()))
+    eng = Engine(scn, make_policy(scn.policy.name, scn.policy.params), make_phy(scn.phy.backend, scn.phy.params),
+                 progress=progress, spool_dir=staging_dir(out))
     t0 = time.perf_counter()
-    res = simulate(paper_cell(n, duration_s=dur), progress=progress, spool_dir=staging_dir(out))
+    res = eng.run()
     folder = save_run(res, out)
     wall = time.perf_counter() - t0
     disk = {p.name: p.stat().st_size for p in folder.iterdir()}
 finally:
     shutil.rmtree(root, ignore_errors=True)
 step = max(1, len(trace) // 10)
-print(json.dumps({"ues": 3 * n, "tti": res.scenario.n_tti, "wall_s": wall, "sim_wall_s": res.wall_s,
+print(json.dumps({"ues": 3 * n, "tti": scn.n_tti, "wall_s": wall, "sim_wall_s": res.wall_s,
                   "packets": res.counts["generated_packets"], "rss_before_mb": rss0,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "trace": trace[::step] + trace[-1:], "disk": disk}))
+                  "trace": trace[::step] + trace[-1:], "disk": disk, "held": held}))
 """
 
 
@@ -142,6 +152,9 @@ def hour(args) -> None:
           f"resident memory after imports and warm-up {r['rss_before_mb']:.0f} MB, "
           f"peak {r['peak_rss_mb']:.0f} MB")
     print("resident memory along the run: " + ", ".join(f"{100 * d / r['tti']:.0f}%: {m:.0f} MB" for d, m in r["trace"]))
+    h = r["held"]
+    print(f"largest packet table held: {h['rows']:,} packets in flight ({h['table_mb']:.0f} MB of arrays), "
+          f"{h['fifo']:,} entries in the per-UE FIFO lists")
     print("run folder: " + ", ".join(f"{k} {v / 2**20:,.1f} MB" for k, v in sorted(r["disk"].items())))
 
 

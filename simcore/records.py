@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 
 from .buffers import DELIVERED, DROP_REASON_NAMES, DROPPED, PROCESSING, QUEUED, STATUS_NAMES, PacketTable
 
-#: TTIs per chunk of per-TTI records (fewer with many UEs: at most ~1M (TTI, UE) rows per chunk).
-TTI_CHUNK = 4096
+#: TTIs per chunk of per-TTI records (fewer with many UEs: at most ~256k (TTI, UE) rows per chunk).
+TTI_CHUNK = 1024
 #: Decisions per chunk of the decisions and timing tables.
 DECISION_CHUNK = 4096
 #: Finished packets written out at a time.
@@ -80,7 +80,7 @@ class TtiRecorder:
     def __init__(self, n_ues: int, n_rus: int, n_prbs: int, enabled: bool, tti_s: float, sink: TableSink):
         self.enabled, self.sink, self.tti_s = enabled, sink, tti_s
         self.n_ues, self.n_rus, self.n_prbs = n_ues, n_rus, n_prbs
-        self.chunk = max(1, min(TTI_CHUNK, (1 << 20) // max(n_ues, 1)))
+        self.chunk = max(1, min(TTI_CHUNK, (1 << 18) // max(n_ues, 1)))
         self.k0 = 0  # first TTI of the chunk being filled
         self.n = 0  # TTIs recorded
         self._new_chunk()
@@ -222,7 +222,8 @@ class PacketRecorder:
         self.counts = {code: [0, 0.0] for code in range(len(STATUS_NAMES))}  # status -> [packets, bits] written
 
     def flush(self, upto: int) -> None:
-        """Write out packets with id < ``upto`` (all finished) and release them from the table."""
+        """Write out packets with id < ``upto`` (all finished), ``PACKET_CHUNK`` at a time, and
+        release them from the table."""
         pk = self.pk
         n = upto - pk.base
         if n <= 0:
@@ -233,7 +234,9 @@ class PacketRecorder:
             self.counts[code][0] += int(m.sum())
             self.counts[code][1] += float(size[m].sum())
         if self.enabled:
-            self.sink.append(packets_frame(pk, n, self.ue_slice, self.slice_names, self.fh_latency_s))
+            for lo in range(0, n, PACKET_CHUNK):
+                self.sink.append(packets_frame(pk, lo, min(n, lo + PACKET_CHUNK), self.ue_slice, self.slice_names,
+                                               self.fh_latency_s))
         pk.release(upto)
 
     def counts_by_status(self) -> dict[int, tuple[int, float]]:
@@ -248,26 +251,28 @@ class PacketRecorder:
 
     def close(self) -> None:
         self.flush(self.pk.n)
-        self.sink.close(packets_frame(self.pk, 0, self.ue_slice, self.slice_names, self.fh_latency_s))
+        self.sink.close(packets_frame(self.pk, 0, 0, self.ue_slice, self.slice_names, self.fh_latency_s))
 
 
-def packets_frame(pk: PacketTable, n: int, ue_slice: np.ndarray, slice_names, fh_latency_s: float) -> pd.DataFrame:
-    """The first ``n`` rows held, one per packet, with the delay split into components (ms); NaN
-    where not applicable."""
-    ue = pk.ue[:n]
-    status = pk.status[:n]
-    arrival, cu, du = pk.arrival_s[:n], pk.cu_depart_s[:n], pk.du_depart_s[:n]
-    first_tx, done = pk.first_tx_s[:n], pk.done_s[:n]
+def packets_frame(pk: PacketTable, lo: int, hi: int, ue_slice: np.ndarray, slice_names,
+                  fh_latency_s: float) -> pd.DataFrame:
+    """Rows ``lo`` .. ``hi``-1 held (ids base+lo ..), one per packet, with the delay split into
+    components (ms); NaN where not applicable."""
+    r = slice(lo, hi)
+    ue = pk.ue[r]
+    status = pk.status[r]
+    arrival, cu, du = pk.arrival_s[r], pk.cu_depart_s[r], pk.du_depart_s[r]
+    first_tx, done = pk.first_tx_s[r], pk.done_s[r]
     delivered = status == DELIVERED
     processed = status != PROCESSING
     fh_ms = np.where(delivered, fh_latency_s * 1e3, np.nan)
     tx_end = done - fh_latency_s
     cats = pd.CategoricalDtype(list(slice_names))
     return pd.DataFrame({
-        "packet_id": np.arange(pk.base, pk.base + n, dtype=np.int64),
+        "packet_id": np.arange(pk.base + lo, pk.base + hi, dtype=np.int64),
         "ue": ue.copy(),
         "slice": pd.Categorical.from_codes(ue_slice[ue], dtype=cats),
-        "size_bytes": (pk.size_bits[:n] / 8).astype(np.int64),
+        "size_bytes": (pk.size_bits[r] / 8).astype(np.int64),
         "arrival_s": arrival.copy(),
         "cu_ms": np.where(processed, (cu - arrival) * 1e3, np.nan),
         "du_ms": np.where(processed, (du - cu) * 1e3, np.nan),
@@ -277,7 +282,7 @@ def packets_frame(pk: PacketTable, n: int, ue_slice: np.ndarray, slice_names, fh
         "delay_ms": np.where(delivered, (done - arrival) * 1e3, np.nan),
         "delivered_s": np.where(delivered, done, np.nan),
         "dropped_s": np.where(status == DROPPED, done, np.nan),
-        "drop_reason": pd.Categorical.from_codes(pk.drop_reason[:n], categories=list(DROP_REASON_NAMES)),
+        "drop_reason": pd.Categorical.from_codes(pk.drop_reason[r], categories=list(DROP_REASON_NAMES)),
         "status": pd.Categorical.from_codes(status, categories=list(STATUS_NAMES)),
     })
 
