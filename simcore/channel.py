@@ -156,6 +156,23 @@ def drop_ues(s: Scenario, rng: np.random.Generator) -> Geometry:
                     np.concatenate(home).astype(np.int64), d2d, los)
 
 
+_TWO_PI = np.float32(2.0 * np.pi)
+
+
+def complex_normal(rng: np.random.Generator, shape) -> np.ndarray:
+    """(2, *shape) float32 real and imaginary parts of independent CN(0, 1) draws (each part
+    N(0, 1/2)), by Box-Muller in polar form: |w|^2 = -ln(1 - U1) ~ Exp(1), phase 2 pi U2 uniform.
+    Exact for uniform U; here about twice as fast as numpy's ziggurat normals, which matters
+    because a decision every TTI redraws the fading of every (UE, RU, PRB)."""
+    u = rng.random((2, *shape), dtype=np.float32)
+    amp = np.sqrt(-np.log1p(-u[0]))  # U1 < 1: finite; float32 U1 truncates Exp(1) at ~16.6 (P ~ 6e-8)
+    phase = u[1] * _TWO_PI
+    out = np.empty_like(u)
+    np.multiply(amp, np.cos(phase), out=out[0])
+    np.multiply(amp, np.sin(phase), out=out[1])
+    return out
+
+
 def fading_correlation(s: Scenario) -> float:
     """AR(1) coefficient between consecutive TTIs: configured, or Jakes' J0(2 pi f_D T_TTI)."""
     if s.channel.fading_correlation is not None:
@@ -192,7 +209,7 @@ class Channel:
         self._traj_t0 = 0
         if self.rayleigh:
             # h = (re, im) with E|h|^2 = 1: each part N(0, 1/2); kept as float32 (2, U, R, K)
-            self._h = rng.standard_normal((2, *shape), dtype=np.float32) * np.float32(np.sqrt(0.5))
+            self._h = complex_normal(rng, shape)
             self._drawn_at = np.zeros(shape, dtype=np.int64)  # TTI of each entry's last draw
             self.gain = self.large_scale_gain[:, :, None] * (self._h[0] ** 2 + self._h[1] ** 2)
         else:
@@ -208,8 +225,8 @@ class Channel:
             a = np.float32(self.rho ** (self.tti - drawn_at))
         else:
             a = np.power(np.float32(self.rho), (self.tti - drawn_at).astype(np.float32))
-        w = self._rng.standard_normal(h.shape, dtype=np.float32)
-        w *= np.sqrt(np.float32(0.5) * (1 - a * a))
+        w = complex_normal(self._rng, h.shape[1:])
+        w *= np.sqrt(1 - a * a)
         h *= a
         h += w
         return h
@@ -278,8 +295,8 @@ class Channel:
             h = self._step(h_flat[:, flat], self._all_at if self._uniform else self._drawn_at.ravel()[flat])
             steps = 1 if until_tti is None else max(1, until_tti - self.tti)
             if steps > 1:
-                w = self._rng.standard_normal((steps - 1, *h.shape), dtype=np.float32)
-                w *= np.float32(self._innov * np.sqrt(0.5))
+                w = np.moveaxis(complex_normal(self._rng, (steps - 1, h.shape[1])), 0, 1)  # (T-1, 2, n)
+                w *= np.float32(self._innov)
                 later = lfilter([1.0], [1.0, -self.rho], w, axis=0, zi=(self.rho * h)[None])[0]
                 self._traj_h = np.concatenate([h[None], later.astype(np.float32)])
                 self._traj_gain = self._flat_ls * (self._traj_h[:, 0] ** 2 + self._traj_h[:, 1] ** 2)

@@ -161,6 +161,7 @@ class DecisionRecorder:
         self.tti = np.zeros(c, dtype=np.int64)
         self.objective = np.zeros(c)
         self.solve_ms = np.zeros(c)
+        self.power_w = np.zeros(c)  # total, summed in full precision (the per-PRB powers are float32)
         self.ue_ru = np.zeros((c, self.n_ues), dtype=np.int16)
         self.owner = np.zeros((c, self.n_cells), dtype=np.int16)
         self.power = np.zeros((c, self.n_cells), dtype=np.float32)
@@ -180,6 +181,7 @@ class DecisionRecorder:
         self.tti[i] = k
         self.objective[i] = objective_bps
         self.solve_ms[i] = solve_ms
+        self.power_w[i] = power_w.sum()
         self.ue_ru[i] = ue_ru
         self.owner[i] = prb_owner.ravel()
         self.power[i] = power_w.ravel()
@@ -201,7 +203,7 @@ class DecisionRecorder:
         return pd.DataFrame({
             "tti": self.tti[:n], "time_s": self.tti[:n] * self.tti_s, "objective_bps": self.objective[:n],
             "served_ues": (self.ue_ru[:n] >= 0).sum(axis=1), "active_prbs": (owner >= 0).sum(axis=1),
-            "power_w": power.astype(float).sum(axis=1),
+            "power_w": self.power_w[:n],
             "ue_ru": list(self.ue_ru[:n]), "prb_owner": list(owner), "prb_power_w": list(power), **extra,
         })
 

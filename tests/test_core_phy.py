@@ -295,3 +295,18 @@ def test_mixed_lazy_refreshes_keep_the_ar1_law(predraw):
     y = np.stack(other)
     assert y.mean() == pytest.approx(1.0, abs=0.05)
     assert np.corrcoef(y[:-1].ravel(), y[1:].ravel())[0, 1] == pytest.approx(0.85 ** 10, abs=0.04)
+
+
+def test_complex_normal_draws():
+    """Box-Muller CN(0, 1): each part N(0, 1/2) (Kolmogorov-Smirnov), uncorrelated, |w|^2 ~ Exp(1)."""
+    from scipy import stats
+
+    from simcore.channel import complex_normal
+
+    w = complex_normal(np.random.default_rng(3), (400, 500)).astype(float)
+    assert w.shape == (2, 400, 500)
+    re, im = w[0].ravel(), w[1].ravel()
+    for part in (re, im):
+        assert stats.kstest(part * np.sqrt(2.0), "norm").pvalue > 1e-3
+    assert abs(np.corrcoef(re, im)[0, 1]) < 4 / np.sqrt(re.size)
+    assert stats.kstest(re**2 + im**2, "expon").pvalue > 1e-3
