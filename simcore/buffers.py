@@ -136,7 +136,9 @@ class UeBuffers:
         self.trim = [0] * n_ues
         self.head = np.zeros(n_ues, dtype=np.int64)
         self.n_admitted = 0  # packets with smaller ids have left CU/DU processing
-        self._hol = np.full(n_ues, np.inf)  # arrival of each head packet, kept as heads move
+        # arrival of each head packet, kept as heads move (deadline drops only mark it stale)
+        self._hol = np.full(n_ues, np.inf)
+        self._hol_stale = np.zeros(n_ues, dtype=bool)
 
     @property
     def backlog_bits(self) -> np.ndarray:
@@ -145,6 +147,10 @@ class UeBuffers:
     @property
     def hol_arrival_s(self) -> np.ndarray:
         """(U,) arrival time of each UE's head-of-line packet; inf if its buffer is empty (read-only view)."""
+        if self._hol_stale.any():
+            for u in np.flatnonzero(self._hol_stale).tolist():
+                self._set_hol(u)
+            self._hol_stale[:] = False
         view = self._hol.view()
         view.flags.writeable = False
         return view
@@ -166,6 +172,11 @@ class UeBuffers:
             self.trim[u] += h
             return 0
         return h
+
+    def trim_all(self) -> None:
+        """Trim every UE's lists (serving trims as it goes; this catches UEs that only expire)."""
+        for u in range(self.n_ues):
+            self._trim(u, int(self.head[u]) - self.trim[u])
 
     def _set_hol(self, u: int) -> None:
         rows = self.rows[u]
@@ -231,8 +242,7 @@ class UeBuffers:
             # bits of a dropped packet leave the buffer, including any part already sent
             np.maximum.at(self.out_bits, ue, pk.end_offset[rows])
             np.maximum.at(self.head, ue, pk.fifo_pos[rows] + 1)
-            for u in np.unique(ue).tolist():
-                self._set_hol(u)
+            self._hol_stale[ue] = True
             pk.status[rows] = DROPPED
             pk.drop_reason[rows] = DROP_DEADLINE
             pk.done_s[rows] = now_s
