@@ -57,7 +57,7 @@ sys.path.insert(0, sys.argv[3])
 from cells import paper_cell
 from simcore.engine import Engine
 from simcore.plugins import make_phy, make_policy
-from simcore.recorder import staging_dir
+from simcore.outputs import staging_folder
 from simcore.run import save_run, simulate
 n, dur = int(sys.argv[1]), float(sys.argv[2])
 page = os.sysconf("SC_PAGE_SIZE")
@@ -79,7 +79,7 @@ try:
         held["fifo"] = max(held["fifo"], sum(map(len, buf.rows)))
         trace.append((done, rss_mb()))
     eng = Engine(scn, make_policy(scn.policy.name, scn.policy.params), make_phy(scn.phy.backend, scn.phy.params),
-                 progress=progress, spool_dir=staging_dir(out))
+                 progress=progress, spool_dir=staging_folder(out))
     t0 = time.perf_counter()
     res = eng.run()
     folder = save_run(res, out)

@@ -6,13 +6,18 @@ later in ``MemoryError`` or on a full disk. Each term is a count the scenario fi
 PRBs, mean packet arrivals) times bytes per item, set from the engine's arrays and checked against
 measured peak memory by ``benchmarks/bench_memory.py``:
 
-- per-TTI records (``record.tti``): served bits and buffer per UE, PRB owner/SINR/power per RU
-  and PRB while running, then the ``tti`` table and its Arrow copy when written;
-- packets: one ``PacketTable`` row per arrival (kept whatever ``record.packets`` says: the counts
-  behind conservation come from it), the per-UE FIFO lists, the ``packets`` table, its Arrow copy;
+- per-TTI records (``record.tti``): one chunk of them (``simcore.records``: the run writes them
+  out chunk by chunk), served bits and buffer per UE, PRB owner/SINR/power per RU and PRB, and the
+  chunk's table with its Arrow copy;
+- packets: the ``PacketTable`` holds the packets from the oldest one still queued on (finished
+  ones are written out in chunks); at worst, if one packet stays queued the whole run, every
+  packet's row, so the term counts a row per arrival;
 - channel: fading state and gains per (UE, RU, PRB) plus the observation's copies at a decision;
 - fading trajectories: the fading of every allocated PRB drawn for a whole decision period at once;
-- decisions: one row per decision with the allocation's arrays.
+- decisions: one chunk of rows with the allocation's arrays.
+
+The figures hold for ``oransim run``, which spools the tables to the run folder's staging folder;
+``simulate()`` without ``spool_dir`` keeps every table in memory as frames (for short runs).
 """
 
 from __future__ import annotations
@@ -22,14 +27,16 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .records import DECISION_CHUNK, TTI_CHUNK
 from .scenario import Scenario
 
 #: Bytes per (TTI, UE) row of the tti records: recorder (16), table (42), its build and Arrow copy.
 TTI_UE_BYTES = 120
 #: Bytes per (TTI, RU, PRB): owner, SINR and power while running (12) plus the aggregation's temporaries.
 TTI_PRB_BYTES = 40
-#: Bytes per packet: table row with growth headroom (~140), FIFO lists (~70), packets table and Arrow copy.
-PACKET_BYTES = 400
+#: Bytes per packet held: table row (~100) with growth headroom; FIFO lists are trimmed and finished
+#: packets written out in chunks (typically only the packets in flight are held: this is the worst case).
+PACKET_BYTES = 200
 #: Bytes per (UE, RU, PRB): fading state and gains (24), the observation's copies and a policy's work arrays.
 CHANNEL_BYTES = 120
 #: Bytes per pre-drawn (TTI, PRB, RU) fading entry of an allocation (draws, AR(1) filter, gains).
@@ -69,7 +76,8 @@ def estimate(s: Scenario, decision_period_tti: int | None = None) -> Estimate:
     sim_s = n_tti * s.cell.tti_s
     est = Estimate()
     if s.record.tti:
-        est.memory.append(Term("per-TTI records", n_tti * (u * TTI_UE_BYTES + r * k * TTI_PRB_BYTES),
+        chunk = min(n_tti, max(1, min(TTI_CHUNK, (1 << 18) // max(u, 1))))  # as TtiRecorder
+        est.memory.append(Term("per-TTI records", chunk * (u * TTI_UE_BYTES + r * k * TTI_PRB_BYTES),
                                "duration_s, cell.numerology, slices[*].ues, cell.prbs_per_ru, record.tti"))
         est.disk_bytes += n_tti * u * DISK_TTI_UE_BYTES
     per_slice = [(sl.traffic.packets_per_s * sl.ues * r * sim_s, i) for i, sl in enumerate(s.slices)]
@@ -84,7 +92,7 @@ def estimate(s: Scenario, decision_period_tti: int | None = None) -> Estimate:
     est.memory.append(Term("fading trajectories", period * r * k * r * TRAJECTORY_BYTES,
                            "scheduling.interval_tti, policy.params.period_tti, cell.rus, cell.prbs_per_ru"))
     n_dec = math.ceil(n_tti / period)
-    est.memory.append(Term("decisions", n_dec * (DECISION_BYTES + 2 * (2 * u + 6 * r * k)),
+    est.memory.append(Term("decisions", min(n_dec, DECISION_CHUNK) * (DECISION_BYTES + 2 * (2 * u + 6 * r * k)),
                            "duration_s, scheduling.interval_tti, cell.prbs_per_ru"))
     return est
 
