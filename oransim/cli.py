@@ -149,6 +149,9 @@ def run(
             _fail([f"{scenario}: {exc}"])
         except SimulationError as exc:
             _fail([f"error: {exc}"], code=1)
+        except OSError as exc:  # writing the spooled tables: full disk, a vanished folder
+            kept = "the existing folder is unchanged" if existed else "nothing was written"
+            _fail([f"error: could not write {target}: {_reason(exc)}; {kept}"], code=1)
         finally:
             bar.close()
         if not existed and os.path.lexists(target):

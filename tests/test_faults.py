@@ -56,11 +56,13 @@ def _no_work(tmp, mp):
 
 
 def _write_fails(exc_factory, at_call: int = 1):
-    """Make the n-th table write of the run folder raise."""
+    """Make the n-th table write of the run folder raise (a table chunk spooled while the run goes,
+    or a table written when the folder is saved)."""
     def setup(tmp, mp):
         import simcore.recorder as rec
+        import simcore.records as records
 
-        real, calls = rec._write_table, []
+        real, real_append, calls = rec._write_table, records.TableSink.append, []
 
         def write(df, path):
             calls.append(path)
@@ -68,7 +70,14 @@ def _write_fails(exc_factory, at_call: int = 1):
                 raise exc_factory(tmp)
             return real(df, path)
 
+        def append(sink, df):
+            calls.append(sink.path)
+            if len(calls) == at_call:
+                raise exc_factory(tmp)
+            return real_append(sink, df)
+
         mp.setattr(rec, "_write_table", write)
+        mp.setattr(records.TableSink, "append", append)
     return setup
 
 
@@ -269,9 +278,6 @@ BAD_SCENARIOS = {
     "capacity_inf": ({"fronthaul.capacity_mbps": float("inf")}, "fronthaul.capacity_mbps: Input should be a finite"),
     "sampling_rate_tiny": ({"fronthaul.sampling_rate_msps": 5e-324}, "fronthaul.sampling_rate_msps: 4.94066e-324 Msps is below"),
     "period_tiny": ({"slices[2].traffic.period_ms": 1e-6, "duration_s": 60.0}, "slices[2].traffic.period_ms"),
-    "numerology4_275prb_hour": ({"cell.numerology": 4, "cell.prbs_per_ru": 275, "duration_s": 3600.0,
-                                 "fronthaul.capacity_mbps": 4000.0},
-                                "duration_s: the run needs about"),
     "trajectories_huge": ({"cell.rus": [{"x_m": 100.0 * i} for i in range(64)], "cell.prbs_per_ru": 275,
                            "scheduling.interval_tti": 100000, "duration_s": 100.0, "record.tti": False,
                            "slices": [SMALL["slices"][0] | {"ues": 1}]}, "scheduling.interval_tti"),
