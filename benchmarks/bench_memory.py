@@ -22,14 +22,16 @@ sys.path.insert(0, str(ROOT))
 
 CHILD = r"""
 import json, resource, sys, tempfile, pathlib
+from simcore.outputs import staging_folder
 from simcore.run import save_run, simulate
 from simcore.scenario import Scenario, parse_scenario
 data = json.loads(sys.argv[1])
 with tempfile.TemporaryDirectory() as d:
     save_run(simulate(Scenario().with_overrides(duration_s=0.01)), pathlib.Path(d) / "w")  # imports, caches
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    res = simulate(parse_scenario(data))
-    out = save_run(res, pathlib.Path(d) / "r")
+    out = pathlib.Path(d) / "r"
+    res = simulate(parse_scenario(data), spool_dir=staging_folder(out))  # as oransim run: tables spooled
+    out = save_run(res, out)
     disk = sum(f.stat().st_size for f in out.iterdir())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"growth": peak - rss0, "disk": disk, "packets": res.counts["generated_packets"]}))
