@@ -253,6 +253,7 @@ def evaluate(
     states: int = typer.Option(20, min=1, help="number of sampled snapshot states"),
     seed: Optional[int] = typer.Option(None, help="first seed (default: the scenario's)"),
     optimum: str = typer.Option("auto", help="esa, optimal, or auto (esa when its space is small enough)"),
+    objective: str = typer.Option("served", help="served (buffer-aware) or rate (the paper's full-buffer objective)"),
     warmup_tti: int = typer.Option(200, min=1, help="TTIs each state's network runs before it is sampled"),
     out_csv: Optional[Path] = typer.Option(None, "--out", help="CSV path (default evaluate-NAME.csv)"),
     overwrite: bool = typer.Option(False, help="replace an existing CSV file at --out"),
@@ -264,6 +265,7 @@ def evaluate(
     from simcore.outputs import OutputError, check_file_target, publish_file
     from simcore.plugins import PluginError, available
     from simcore.scenario import ScenarioError
+    from simcore.snapshot import OBJECTIVES
 
     names = [n.strip() for n in policies.split(",") if n.strip()]
     known = available("oransim.policies")
@@ -276,6 +278,8 @@ def evaluate(
             _fail([f"--policies: '{n}' is named twice"])
     if optimum not in ("auto", *OPTIMA):
         _fail([f"--optimum: '{optimum}' is not an optimum (choose auto, {', '.join(OPTIMA)})"])
+    if objective not in OBJECTIVES:
+        _fail([f"--objective: unknown objective '{objective}' (available: {', '.join(OBJECTIVES)})"])
     scn = _load(scenario)
     first = scn.seed if seed is None else seed
     if not 0 <= first <= 2**63 - states:
@@ -296,7 +300,7 @@ def evaluate(
         obs = sample_states(scn, states, first, warmup_tti, progress=bar)
         bar.close()
         bar = _Progress(f"{scn.name}: deciding")
-        table, _ = run_evaluation(obs, names, optimum=optimum, seed=first, progress=bar)
+        table, _ = run_evaluation(obs, names, optimum=optimum, seed=first, progress=bar, objective=objective)
     except (PluginError, ValueError, RuntimeError) as exc:
         _fail([f"{scenario}: {exc}"], code=1)
     finally:
@@ -307,7 +311,8 @@ def evaluate(
         _fail([f"error: could not write {target}: {_reason(exc)}; nothing was written"], code=1)
     show = table.rename(columns={"throughput_ratio": "w-tput / opt", "qos_pct": "QoS %", "mae": "MAE", "r2": "R2",
                                  "cosine": "cosine", "baep_pct": "BAEP %", "decide_ms": "decide ms"})
-    out.print(_table(show, f"{scn.name}: {states} states against the optimum ({table.attrs['optimum']})"))
+    out.print(_table(show, f"{scn.name}: {states} states against the optimum ({table.attrs['optimum']}, "
+                           f"objective {objective})"))
     out.print(f"table: {target}", markup=False, highlight=False)
 
 

@@ -3,8 +3,10 @@
 States: for state i the scenario is run with seed ``seed + i`` (a new drop, fading and traffic)
 for ``warmup_tti`` TTIs under the scenario's own policy, so buffers and throughput averages are
 those of a running network; the observation at the last TTI is the state. Every policy and the
-optimum decide on the same states; each allocation is scored by the snapshot problem and compared
-with the optimum's through ``analysis.agreement``.
+optimum decide on the same states; each allocation is scored by the snapshot problem under the
+chosen ``objective`` (``served``, buffer-aware, the default; or ``rate``, the paper's full-buffer
+objective: see ``simcore.snapshot``), the optimum solving that same objective, and compared with
+the optimum's allocation through ``analysis.agreement``.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import time
 from analysis.agreement import agreement_table, decision_vector
 from policies.esa import ExhaustiveSearch, esa_space_size
 from simcore.engine import Engine
-from simcore.plugins import make_phy, make_policy
+from simcore.plugins import PluginError, make_phy, make_policy
 from simcore.scenario import Scenario
-from simcore.snapshot import DEFAULT_LEVEL_FACTORS, SnapshotProblem
+from simcore.snapshot import DEFAULT_LEVEL_FACTORS, SnapshotProblem, objective_checked
 
 #: Policies that solve the snapshot problem exactly (the reference every other policy is compared with).
 OPTIMA = ("esa", "optimal")
@@ -35,24 +37,34 @@ def sample_states(scenario: Scenario, n_states: int, seed: int, warmup_tti: int 
     return states
 
 
-def choose_optimum(states, name: str = "auto"):
-    """``esa`` where its space is within its default limit on every state, else ``optimal``."""
+def _make(name: str, objective: str):
+    """The policy ``name``; those with an ``objective`` parameter (esa, optimal) solve the evaluated one."""
+    try:
+        return make_policy(name, {"objective": objective})
+    except PluginError:
+        return make_policy(name)
+
+
+def choose_optimum(states, name: str = "auto", objective: str = "served"):
+    """``esa`` where its space is within its default limit on every state, else ``optimal``; solving ``objective``."""
     if name == "auto":
         o = states[0]
         size = esa_space_size(o.n_ues, o.n_rus, o.n_prbs, len(DEFAULT_LEVEL_FACTORS))
         name = "esa" if size <= ExhaustiveSearch().max_space else "optimal"
-    return name, make_policy(name)
+    return name, _make(name, objective)
 
 
-def evaluate(states, policy_names: list[str], optimum: str = "auto", seed: int = 0, progress=None):
+def evaluate(states, policy_names: list[str], optimum: str = "auto", seed: int = 0, progress=None,
+             objective: str = "served"):
     """Agreement table (one row per policy) and the per-state records behind it."""
-    opt_name, opt = choose_optimum(states, optimum)
-    policies = {n: make_policy(n) for n in policy_names}
+    objective = objective_checked(objective)
+    opt_name, opt = choose_optimum(states, optimum, objective)
+    policies = {n: _make(n, objective) for n in policy_names}
     for i, p in enumerate([opt, *policies.values()]):
         p.reset(seed + i)
     records = []
     for i, obs in enumerate(states):
-        prob = SnapshotProblem(obs)
+        prob = SnapshotProblem(obs, objective=objective)
         opt_alloc = opt.decide(obs)
         opt_ev = prob.evaluate(opt_alloc)
         opt_vec = decision_vector(opt_alloc, obs)
@@ -73,4 +85,5 @@ def evaluate(states, policy_names: list[str], optimum: str = "auto", seed: int =
             progress(i + 1, len(states))
     table = agreement_table(records)
     table.attrs["optimum"] = opt_name
+    table.attrs["objective"] = objective
     return table, records

@@ -3,10 +3,11 @@
 Every PRB of every RU takes one of U * L + 1 choices (idle, or UE u at power level l), so the space
 holds (U L + 1)^(R K) allocations. They are enumerated as base-(U L + 1) numbers in batches, each
 batch scored with numpy (budgets, one RU per UE, rates with the full SINR of
-``LinkModel`` including interference between RUs, rate-need shortfall, weighted sum rate), and the
-best is kept in the snapshot problem's lexicographic order: least total shortfall, then largest
-objective. Exact for any number of RUs, and exponential: instances above ``max_space`` are refused
-before any work, with the size in the message.
+``LinkModel`` including interference between RUs, rate-need shortfall, the objective, power steps
+and index cost), and the best is kept in the snapshot problem's order (``simcore.snapshot``: least
+shortfall, largest objective, least power, smallest index cost): the best of each batch, then the
+best of those. Exact for any number of RUs, and exponential: instances above ``max_space`` are
+refused before any work, with the size in the message.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from simcore.contracts import Observation, Policy
 from simcore.snapshot import (DEFAULT_LEVEL_FACTORS, REL_TOL, SnapshotProblem, allocation_from_choices,
-                              level_factors_checked)
+                              level_factors_checked, objective_checked)
 
 
 class SearchSpaceTooLarge(ValueError):
@@ -29,20 +30,22 @@ def esa_space_size(n_ues: int, n_rus: int, n_prbs: int, n_levels: int) -> int:
 class ExhaustiveSearch(Policy):
     name = "esa"
 
-    def __init__(self, level_factors=DEFAULT_LEVEL_FACTORS, max_space: int = 5_000_000, batch: int = 8192):
+    def __init__(self, level_factors=DEFAULT_LEVEL_FACTORS, max_space: int = 5_000_000, batch: int = 8192,
+                 objective: str = "served"):
         self.level_factors = level_factors_checked(level_factors)
+        self.objective = objective_checked(objective)
         self.max_space = int(max_space)
         self.batch = int(batch)
 
     def decide(self, obs: Observation):
-        prob = SnapshotProblem(obs, self.level_factors)
+        prob = SnapshotProblem(obs, self.level_factors, objective=self.objective)
         n_ue, n_ru, n_prb, n_lvl = obs.n_ues, obs.n_rus, obs.n_prbs, prob.n_levels
         size = esa_space_size(n_ue, n_ru, n_prb, n_lvl)
         if size > self.max_space:
             raise SearchSpaceTooLarge(
                 f"ESA: the search space holds {size:,} allocations ((U*L+1)^(R*K) with U={n_ue}, L={n_lvl}, "
                 f"R={n_ru}, K={n_prb}), above the limit max_space={self.max_space:,}")
-        best = None  # (violation, objective, digits)
+        bests = []  # the best of each batch: (V, F, P, T, digits)
         base = n_ue * n_lvl + 1
         m = n_ru * n_prb
         weights = base ** np.arange(m, dtype=np.int64)
@@ -50,9 +53,10 @@ class ExhaustiveSearch(Policy):
             idx = np.arange(start, min(size, start + self.batch), dtype=np.int64)
             digits = (idx[:, None] // weights[None, :]) % base  # (B, R*K)
             cand = self._score(prob, digits)
-            if cand is not None and (best is None or prob.is_better(cand[0], cand[1], best[0], best[1])):
-                best = cand
-        owner, level = _decode(best[2][None, :], n_lvl, n_ru, n_prb)
+            if cand is not None:
+                bests.append(cand)
+        best = bests[prob.best_index(*(np.array([b[i] for b in bests]) for i in range(4)))]
+        owner, level = _decode(best[4][None, :], n_lvl, n_ru, n_prb)
         alloc = allocation_from_choices(obs, owner[0], level[0], prob.levels_w)
         ev = prob.evaluate(alloc)
         alloc.info = {"policy": "esa", "space": size, **prob.outcome(ev), "exact": True, "proven_optimal": True}
@@ -60,7 +64,7 @@ class ExhaustiveSearch(Policy):
 
     # ------------------------------------------------------------------------------------
     def _score(self, prob: SnapshotProblem, digits: np.ndarray):
-        """Best (violation, objective, digits) of a batch, or None if nothing in it keeps the budgets."""
+        """Best (V, F, P, T, digits) of a batch in the problem's order, or None if nothing in it keeps the budgets."""
         obs = prob.obs
         n_ue, n_ru, n_prb, n_lvl = obs.n_ues, obs.n_rus, obs.n_prbs, prob.n_levels
         owner, level = _decode(digits, n_lvl, n_ru, n_prb)  # (B, R, K)
@@ -84,12 +88,13 @@ class ExhaustiveSearch(Policy):
         slot_rate = np.where(owned, se * obs.link.prb_bandwidth_hz, 0.0)
         rates = np.einsum("brk,brku->bu", slot_rate, onehot)
         violation = np.maximum(prob.need_bps[None, :] - rates, 0.0).sum(axis=1)
-        objective = rates @ obs.ue_weight
-        violation = np.where(ok, violation, np.inf)
-        v_min = violation.min()
-        pick = np.flatnonzero(violation <= v_min + prob.violation_tol)
-        i = pick[np.argmax(objective[pick])]
-        return float(violation[i]), float(objective[i]), digits[i].copy()
+        objective = prob.served(rates) @ obs.ue_weight
+        idx = np.flatnonzero(ok)
+        idx = idx[prob.tied_best(violation[idx], objective[idx])]  # tiers 3 and 4 only where 1 and 2 tie
+        steps, cost = prob.tiers_3_4(owner[idx], level[idx])
+        j = prob.best_index(violation[idx], objective[idx], steps, cost)
+        i = idx[j]
+        return float(violation[i]), float(objective[i]), int(steps[j]), int(cost[j]), digits[i].copy()
 
 
 def _decode(digits: np.ndarray, n_lvl: int, n_ru: int, n_prb: int):

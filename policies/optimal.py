@@ -1,18 +1,33 @@
 """The exact optimum of the snapshot problem at scale: a mixed-integer program solved by HiGHS.
 
 Formulation (one RU, where it is exact). Binary x[u,k,l] = UE u gets PRB k at power level l;
-continuous s[u] >= 0 = rate shortfall of UE u. With the rate table r[u,k,l] (bit/s; the SINR
-of UE u on PRB k depends only on its own power there when there is one RU):
+continuous s[u] >= 0 = rate shortfall of UE u; under ``served``, continuous 0 <= y[u] <= c[u] =
+the part of UE u's rate that counts. With the rate table r[u,k,l] (bit/s; the SINR of UE u on
+PRB k depends only on its own power there when there is one RU):
 
     PRB exclusivity   sum_{u,l} x[u,k,l] <= 1                      for every PRB k
     RU power          sum_{u,k,l} p_l x[u,k,l] <= P_RU
     slice power cap   sum_{u in s,k,l} p_l x[u,k,l] <= C_s           where set
     rate need         sum_{k,l} r[u,k,l] x[u,k,l] + s[u] >= need[u] for UEs with a need
+    served rate       y[u] <= sum_{k,l} r[u,k,l] x[u,k,l]           (served only)
 
-Phase 1 minimises sum_u s[u] (the least total shortfall, 0 when every need can be met); phase 2
-maximises sum_u w_u sum r x subject to sum s <= phase-1 optimum: the snapshot problem's
-lexicographic order, the same ESA uses. HiGHS reports whether optimality was proven within the
-requested relative gap (``mip_gap``) and time limit (``time_limit_s``, per phase).
+The snapshot problem's order (``simcore.snapshot``) is followed tier by tier, each phase keeping
+the ones before it: phase 1 minimises sum_u s[u] = V; phase 2 maximises F (sum_u w_u y[u], or
+sum w r x under ``rate``) with sum s <= V*; phase 3 minimises M P + T (P the power in level steps,
+T the tie cost, M > max T: tiers 3 and 4 in one solve, exact because both are integers; two
+solves where M P would exceed 2^31) with F >= F* and sum s <= V* as well. Shortcuts that change
+no answer: an allocation built greedily (each UE its best free PRBs at the highest level not above
+P_RU / K) that meets every need proves V* = 0, so phase 1 is skipped and the needs become hard
+rows; under ``served``, one that gives every UE with data max(need, c) proves V* = 0 and F* =
+sum_u w_u c[u] (the most F can be), so phases 1 and 2 are skipped and phase 3 keeps y = c. Choices
+the order never picks are left out before the solve: those that carry nothing, a level that gives
+no more rate than a cheaper one on the same PRB (past the spectral-efficiency cap), and under
+``served`` any PRB for a UE that neither needs nor can use anything (empty buffer).
+
+HiGHS reports whether optimality was proven within the requested relative gap (``mip_gap``,
+phases 1 and 2; phase 3 is solved to integrality) and time limit (``time_limit_s``, per phase).
+ESA and this MILP return the same allocation when the gap is below the distance between the best
+objective and the next one (the tests use 1e-9).
 
 Several RUs: UEs stay with their serving RU and the interference each sees on each PRB is held
 fixed while the MIP is solved, then recomputed from the solution's powers (start: every RU at full
@@ -24,26 +39,33 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import coo_matrix
+from scipy.sparse import csr_matrix
 
 from simcore.contracts import Observation, Policy
-from simcore.snapshot import DEFAULT_LEVEL_FACTORS, SnapshotProblem, allocation_from_choices, level_factors_checked
+from simcore.snapshot import (DEFAULT_LEVEL_FACTORS, SnapshotProblem, allocation_from_choices, level_factors_checked,
+                              objective_checked)
 
 _STATUS = {0: "optimal", 1: "limit_reached", 2: "infeasible", 3: "unbounded", 4: "error"}
+#: Rates enter the MIP in kbit/s: per-PRB coefficients of 10..1000, and HiGHS's absolute
+#: feasibility tolerance (1e-6) far below the tie tolerance of the objective.
+_UNIT_BPS = 1e3
+#: Largest value of M P + T solved in one phase (integers stay exact well within a double).
+_ONE_PHASE_MAX = 2**31
 
 
 class ExactOptimum(Policy):
     name = "optimal"
 
     def __init__(self, level_factors=DEFAULT_LEVEL_FACTORS, time_limit_s: float = 30.0, mip_gap: float = 1e-6,
-                 max_iterations: int = 8):
+                 max_iterations: int = 8, objective: str = "served"):
         self.level_factors = level_factors_checked(level_factors)
         self.time_limit_s = float(time_limit_s)
         self.mip_gap = float(mip_gap)
         self.max_iterations = int(max_iterations)
+        self.objective = objective_checked(objective)
 
     def decide(self, obs: Observation):
-        prob = SnapshotProblem(obs, self.level_factors)
+        prob = SnapshotProblem(obs, self.level_factors, objective=self.objective)
         if obs.n_rus == 1:
             alloc, info = self._solve(prob, None)
             info.update(exact=True, iterations=1)
@@ -63,7 +85,7 @@ class ExactOptimum(Policy):
             alloc, info = self._solve(prob, obs.link.interference_w(obs.gain, obs.serving_ru, power))
             info["iterations"] = it
             ev = prob.evaluate(alloc)
-            if best is None or prob.is_better(ev.violation_bps, ev.objective_bps, best_ev.violation_bps, best_ev.objective_bps):
+            if best is None or prob.is_better(ev, best_ev):
                 best, best_ev = alloc, ev
             key = alloc.prb_owner.tobytes() + alloc.power_w.tobytes()
             if key in seen:
@@ -75,89 +97,204 @@ class ExactOptimum(Policy):
         return best, info
 
     def _solve(self, prob: SnapshotProblem, interference_w):
-        """Two-phase MIP with the interference (U, K) held fixed (None: one RU, exact)."""
+        """The phases of the module docstring with the interference (U, K) held fixed (None: one RU, exact)."""
         obs = prob.obs
-        n_ue, n_prb, n_lvl = obs.n_ues, obs.n_prbs, prob.n_levels
-        rate = prob.single_ru_rate_table(interference_w) / 1e6  # (U, K, L) Mbit/s for conditioning
-        need = prob.need_bps / 1e6
-        ru = obs.serving_ru
-        levels = prob.levels_w[ru]  # (U, L)
-        n_x = n_ue * n_prb * n_lvl
-        idx = np.arange(n_x).reshape(n_ue, n_prb, n_lvl)
-        uu, kk, ll = np.meshgrid(np.arange(n_ue), np.arange(n_prb), np.arange(n_lvl), indexing="ij")
-        uu, kk, ll = uu.ravel(), kk.ravel(), ll.ravel()
-        r_flat = rate.ravel()
-        p_flat = levels[uu, ll]
-        x_ub = (r_flat > 0).astype(float)  # a choice that carries nothing never helps
-        has_need = need > 0
-        n_s = n_ue
-        n_var = n_x + n_s
+        m = _Mip(prob, prob.single_ru_rate_table(interference_w) / _UNIT_BPS)
+        served = prob.objective == "served"
+        shortcut = "none"
+        x = np.zeros(m.n_x, dtype=bool)
+        if m.n_x:  # else nothing can be given to anyone: every PRB idle
+            w = obs.ue_weight
+            demand = np.where(m.cap > 0, np.maximum(m.need, m.cap), m.need) if served else m.need
+            if served and m.greedy_covers(demand):
+                shortcut = "every UE at its cap"
+                m.lift_y(m.cap)  # y = c: every rate at least max(need, c); F = F*, V = 0
+                m.fix_shortfall()
+            else:
+                if m.greedy_covers(m.need):
+                    shortcut = "every need met"
+                    m.fix_shortfall()
+                elif m.n_s:  # phase 1: least total shortfall
+                    v_star = float(np.maximum(m.need - m.rates_of(m.solve(m.sum_s, self._opts())), 0.0).sum())
+                    m.rows.append((m.sum_s, -np.inf, v_star + prob.violation_tol() / _UNIT_BPS))
+                # phase 2: the largest objective among the least-shortfall allocations
+                f_coef = m.f_coef(w)
+                f_star = float(w @ np.minimum(m.rates_of(m.solve(-f_coef, self._opts())), m.cap))
+                m.rows.append((f_coef, f_star - prob.objective_tol(f_star * _UNIT_BPS) / _UNIT_BPS, np.inf))
+            x = self._tiers_3_4(m)
+        return self._allocation(prob, m, x, shortcut)
 
-        rows, cols, vals, lo, hi = [], [], [], [], []
-        row = 0
+    def _opts(self, exact: bool = False) -> dict:
+        return {"time_limit": self.time_limit_s, "mip_rel_gap": 0.0 if exact else self.mip_gap, "disp": False}
 
-        def add(r_cols, r_vals, lb, ub):
-            nonlocal row
-            rows.extend([row] * len(r_cols))
-            cols.extend(r_cols)
-            vals.extend(r_vals)
-            lo.append(lb)
-            hi.append(ub)
-            row += 1
+    def _tiers_3_4(self, m: "_Mip") -> np.ndarray:
+        """Least power steps, then smallest tie cost: one solve of M P + T, or two where M P is too large."""
+        steps, cost = m.pad(m.steps), m.pad(m.tie)
+        big_m = 1 + int(np.maximum.reduceat(m.tie[m.by_prb], m.prb_starts).sum())  # above any tie cost
+        if big_m * (int(m.steps.max()) * m.n_prb_groups + 1) < _ONE_PHASE_MAX:
+            return m.solve(big_m * steps + cost, self._opts(exact=True))[:m.n_x] > 0.5
+        p_star = round(float(steps @ m.solve(steps, self._opts(exact=True))))
+        m.rows.append((steps, -np.inf, p_star + 0.5))
+        return m.solve(cost, self._opts(exact=True))[:m.n_x] > 0.5
 
-        # PRB exclusivity per (RU, PRB): one constraint row per RU that has UEs
-        for r in np.unique(ru):
-            ues = np.flatnonzero(ru == r)
-            for k in range(n_prb):
-                c = idx[ues, k, :].ravel()
-                add(c, np.ones(c.size), -np.inf, 1.0)
-            c = idx[ues].ravel()
-            add(c, p_flat[c], -np.inf, float(obs.ru_max_power_w[r]))
-            for sl in np.flatnonzero(np.isfinite(obs.slice_power_cap_w)):
-                c = idx[ues[obs.slice_id[ues] == sl]].ravel()
-                if c.size:
-                    add(c, p_flat[c], -np.inf, float(obs.slice_power_cap_w[sl]))
-        for u in np.flatnonzero(has_need):
-            c = idx[u].ravel()
-            add(list(c) + [n_x + u], list(r_flat[c]) + [1.0], float(need[u]), np.inf)
-        A = coo_matrix((vals, (rows, cols)), shape=(row, n_var)).tocsr()
-        cons = LinearConstraint(A, np.array(lo), np.array(hi))
-        integrality = np.r_[np.ones(n_x), np.zeros(n_s)]
-        s_ub = np.where(has_need, need, 0.0)
-        opts = {"time_limit": self.time_limit_s, "mip_rel_gap": self.mip_gap, "disp": False}
-        status, gaps = [], []
-
-        # phase 1: least total shortfall
-        v_star = 0.0
-        if has_need.any():
-            c1 = np.r_[np.zeros(n_x), np.ones(n_s)]
-            res1 = milp(c1, integrality=integrality, bounds=Bounds(0, np.r_[x_ub, s_ub]), constraints=cons, options=opts)
-            if res1.x is None:
-                raise RuntimeError(f"optimal: phase 1 failed ({res1.message})")
-            v_star = float(res1.x[n_x:].sum())
-            status.append(res1.status)
-            gaps.append(getattr(res1, "mip_gap", np.nan))
-        # phase 2: the largest weighted sum rate among the least-shortfall allocations
-        w = obs.ue_weight[uu]
-        c2 = np.r_[-w * r_flat, np.zeros(n_s)]
-        tol = 1e-9 * max(1.0, float(need.sum()))
-        cap_s = LinearConstraint(np.r_[np.zeros(n_x), np.ones(n_s)][None, :], -np.inf, v_star + tol)
-        res2 = milp(c2, integrality=integrality, bounds=Bounds(0, np.r_[x_ub, s_ub]), constraints=[cons, cap_s],
-                    options=opts)
-        if res2.x is None:
-            raise RuntimeError(f"optimal: phase 2 failed ({res2.message})")
-        status.append(res2.status)
-        gaps.append(getattr(res2, "mip_gap", np.nan))
-
-        x = res2.x[:n_x] > 0.5
-        owner = np.full((obs.n_rus, n_prb), -1, dtype=np.int64)
-        level = np.zeros((obs.n_rus, n_prb), dtype=np.int64)
-        owner[ru[uu[x]], kk[x]] = uu[x]
-        level[ru[uu[x]], kk[x]] = ll[x]
+    def _allocation(self, prob: SnapshotProblem, m: "_Mip", x: np.ndarray, shortcut: str):
+        obs = prob.obs
+        owner = np.full((obs.n_rus, obs.n_prbs), -1, dtype=np.int64)
+        level = np.zeros((obs.n_rus, obs.n_prbs), dtype=np.int64)
+        owner[m.ru[m.uu[x]], m.kk[x]] = m.uu[x]
+        level[m.ru[m.uu[x]], m.kk[x]] = m.ll[x]
         alloc = allocation_from_choices(obs, owner, level, prob.levels_w)
-        proven = all(s == 0 for s in status)
-        info = {"status": _STATUS.get(status[-1], str(status[-1])) if proven else
-                "+".join(_STATUS.get(s, str(s)) for s in status),
-                "proven_optimal": proven, "mip_gap": float(np.nanmax(gaps)) if gaps else 0.0,
-                "requested_gap": self.mip_gap, "binaries": int(x_ub.sum())}
+        proven = all(s == 0 for s in m.status)
+        status = "+".join(_STATUS.get(s, str(s)) for s in m.status) or "optimal"
+        info = {"status": "optimal" if proven else status, "proven_optimal": proven,
+                "mip_gap": float(np.nanmax(m.gaps)) if m.gaps else 0.0, "requested_gap": self.mip_gap,
+                "binaries": int(m.n_x), "phases": len(m.status), "shortcut": shortcut}
         return alloc, info
+
+
+class _Mip:
+    """The MIP of one snapshot problem: variables x (allowed choices), s (shortfall), y (served credit)."""
+
+    def __init__(self, prob: SnapshotProblem, rate: np.ndarray):
+        obs = prob.obs
+        self.obs, self.prob = obs, prob
+        self.ru = ru = obs.serving_ru
+        self.need = prob.need_bps / _UNIT_BPS
+        self.cap = prob.cap_bps / _UNIT_BPS
+        levels = prob.levels_w[ru]  # (U, L)
+        self.rate_table, self.levels = rate, levels
+        self.uu, self.kk, self.ll = uu, kk, ll = np.nonzero(_allowed(prob, rate, levels))
+        self.n_x = uu.size
+        self.r = rate[uu, kk, ll]
+        self.p = levels[uu, ll]
+        self.steps = prob.level_steps[ru[uu], ll]
+        self.tie = prob.tie_cost[uu, ru[uu], kk, ll]
+        self.need_ues = np.flatnonzero(self.need > 0)
+        self.y_ues = np.flatnonzero(self.cap > 0) if prob.objective == "served" else np.zeros(0, dtype=np.int64)
+        self.n_s, self.n_y = self.need_ues.size, self.y_ues.size
+        self.n_var = self.n_x + self.n_s + self.n_y
+        self.lb = np.zeros(self.n_var)
+        self.ub = np.r_[np.ones(self.n_x), self.need[self.need_ues], self.cap[self.y_ues]]
+        self.sum_s = self.pad(np.zeros(self.n_x), s=np.ones(self.n_s))
+        prb_id = ru[uu] * obs.n_prbs + kk
+        self.by_prb = np.argsort(prb_id, kind="stable")
+        self.prb_starts = np.r_[0, np.flatnonzero(np.diff(prb_id[self.by_prb])) + 1] if self.n_x else np.zeros(0, int)
+        self.n_prb_groups = self.prb_starts.size
+        self.base = self._base_rows(prb_id)
+        self.rows: list[tuple] = []  # tier rows added by the phases: (coefficients, low, high)
+        self.status, self.gaps = [], []
+
+    def pad(self, x_part, s=None, y=None) -> np.ndarray:
+        """A full-length coefficient vector from its x, s and y parts (missing parts are zero)."""
+        return np.r_[x_part, np.zeros(self.n_s) if s is None else s, np.zeros(self.n_y) if y is None else y]
+
+    def _base_rows(self, prb_id) -> LinearConstraint | None:
+        """PRB exclusivity, RU power, slice caps, rate needs, served rates."""
+        obs, uu, n_x = self.obs, self.uu, self.n_x
+        rows, cols, vals, lo, hi = [], [], [], [], []
+
+        def block(row_of, col, val, low, high):  # one row per distinct value of row_of
+            rows.append(len(lo) + row_of)
+            cols.append(col)
+            vals.append(val)
+            lo.extend(low)
+            hi.extend(high)
+
+        xs = np.arange(n_x)
+        _, grp = np.unique(prb_id, return_inverse=True)
+        block(grp, xs, np.ones(n_x), np.full(grp.max(initial=-1) + 1, -np.inf), np.ones(grp.max(initial=-1) + 1))
+        for r in np.unique(self.ru[uu]):
+            c = np.flatnonzero(self.ru[uu] == r)
+            block(np.zeros(c.size, int), c, self.p[c], [-np.inf], [float(obs.ru_max_power_w[r])])
+            for sl in np.flatnonzero(np.isfinite(obs.slice_power_cap_w)):
+                cs = c[obs.slice_id[uu[c]] == sl]
+                if cs.size:
+                    block(np.zeros(cs.size, int), cs, self.p[cs], [-np.inf], [float(obs.slice_power_cap_w[sl])])
+        # rate needs: sum r x + s >= need (r clipped to the need: same integer points, tighter LP)
+        row_of = np.full(obs.n_ues, -1)
+        row_of[self.need_ues] = np.arange(self.n_s)
+        c = np.flatnonzero(row_of[uu] >= 0)
+        block(np.r_[row_of[uu[c]], np.arange(self.n_s)], np.r_[c, n_x + np.arange(self.n_s)],
+              np.r_[np.minimum(self.r[c], self.need[uu[c]]), np.ones(self.n_s)], self.need[self.need_ues],
+              np.full(self.n_s, np.inf))
+        # served: y - sum r x <= 0 (r clipped to the cap, which bounds y anyway)
+        row_of[:] = -1
+        row_of[self.y_ues] = np.arange(self.n_y)
+        c = np.flatnonzero(row_of[uu] >= 0)
+        block(np.r_[row_of[uu[c]], np.arange(self.n_y)], np.r_[c, n_x + self.n_s + np.arange(self.n_y)],
+              np.r_[-np.minimum(self.r[c], self.cap[uu[c]]), np.ones(self.n_y)], np.full(self.n_y, -np.inf),
+              np.zeros(self.n_y))
+        if not lo:
+            return None
+        a = csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(len(lo), self.n_var))
+        return LinearConstraint(a, np.array(lo), np.array(hi))
+
+    def f_coef(self, w: np.ndarray) -> np.ndarray:
+        """Coefficients of the objective F (kbit/s)."""
+        if self.prob.objective == "served":
+            return self.pad(np.zeros(self.n_x), y=w[self.y_ues])
+        return self.pad(w[self.uu] * self.r)
+
+    def rates_of(self, sol: np.ndarray) -> np.ndarray:
+        """(U,) kbit/s of a solution's rounded choices: what the tiers compare."""
+        return np.bincount(self.uu, weights=self.r * (sol[:self.n_x] > 0.5), minlength=self.obs.n_ues)
+
+    def lift_y(self, low: np.ndarray) -> None:
+        self.lb[self.n_x + self.n_s:] = low[self.y_ues]
+
+    def fix_shortfall(self) -> None:
+        self.ub[self.n_x:self.n_x + self.n_s] = 0.0
+
+    def greedy_covers(self, demand: np.ndarray) -> bool:
+        """Whether a greedy allocation gives every UE at least ``demand`` (U,) kbit/s within the budgets."""
+        obs = self.obs
+        if not (demand > 0).any():
+            return True
+        share = obs.ru_max_power_w / obs.n_prbs
+        power = np.zeros((obs.n_rus, obs.n_prbs))
+        owner = np.full((obs.n_rus, obs.n_prbs), -1)
+        for u in np.argsort(-demand, kind="stable"):
+            if demand[u] <= 0:
+                break
+            r = self.ru[u]
+            fit = np.flatnonzero(self.prob.levels_w[r] <= share[r] * (1 + 1e-12))
+            if fit.size == 0:
+                return False
+            lv = fit[np.argmax(self.prob.levels_w[r][fit])]
+            rate = np.where(owner[r] < 0, self.rate_table[u, :, lv], 0.0)
+            ranked = np.argsort(-rate, kind="stable")
+            got = np.cumsum(rate[ranked])
+            n = int(np.searchsorted(got, demand[u] * (1 + 1e-9))) + 1
+            if n > obs.n_prbs or got[n - 1] < demand[u] * (1 + 1e-9):
+                return False
+            owner[r, ranked[:n]] = u
+            power[r, ranked[:n]] = self.prob.levels_w[r][lv]
+        caps = obs.slice_power_cap_w
+        for sl in np.flatnonzero(np.isfinite(caps)):
+            mine = (owner >= 0) & (obs.slice_id[np.maximum(owner, 0)] == sl)
+            if (np.where(mine, power, 0.0).sum(axis=1) > caps[sl]).any():
+                return False
+        return True
+
+    def solve(self, c: np.ndarray, options: dict) -> np.ndarray:
+        cons = [LinearConstraint(np.asarray(a)[None, :], lo, hi) for a, lo, hi in self.rows]
+        if self.base is not None:
+            cons.insert(0, self.base)
+        res = milp(c, integrality=self.pad(np.ones(self.n_x)), bounds=Bounds(self.lb, self.ub), constraints=cons,
+                   options=options)
+        if res.x is None:
+            raise RuntimeError(f"optimal: phase {len(self.status) + 1} failed ({res.message})")
+        self.status.append(res.status)
+        self.gaps.append(getattr(res, "mip_gap", np.nan))
+        return res.x
+
+
+def _allowed(prob: SnapshotProblem, rate: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """(U, K, L) bool: the choices the problem's order can pick (see the module docstring)."""
+    ok = rate > 0
+    # a level is dominated where a cheaper level of the same UE on the same PRB carries as much
+    cheaper = levels[:, None, :] < levels[:, :, None]  # (U, L, L'): level l' cheaper than l
+    best_cheaper = np.where(cheaper[:, None, :, :], rate[:, :, None, :], -np.inf).max(axis=3, initial=-np.inf)
+    ok &= rate > best_cheaper
+    ok[(prob.cap_bps <= 0) & (prob.need_bps <= 0)] = False  # under served: an empty buffer
+    return ok

@@ -1,26 +1,53 @@
-"""The snapshot problem: one scheduling decision as an optimisation problem (DESIGN.md §2).
+"""The snapshot problem: one scheduling decision as an optimisation problem, and its unique optimum.
 
 Given an ``Observation``, choose for every PRB k of every RU r an owner UE (or none) and a power
-level from a discrete set, each UE on at most one RU:
+level from a discrete set (``levels_w`` (R, L), by default 0.5, 1 and 2 times P_r / K), each UE on
+at most one RU. r[u] is the UE's PHY rate with the SINR of the built-in PHY (``LinkModel``:
+fronthaul quantization noise, interference between RUs). Constraints:
 
-    maximise   sum_u w_s(u) r[u]                        (weighted sum rate, bit/s)
-    subject to PRB exclusivity                          (one owner per PRB, structural)
-               sum_k p[r,k] <= P_r                      (RU power budget)
-               sum_{k owned by slice s} p[r,k] <= C_s   (per-slice power cap per RU, where set)
-               r[u] >= need[u]                          (rate need, see below)
+    PRB exclusivity                          one owner per PRB (structural)
+    sum_k p[r,k] <= P_r                      RU power budget
+    sum_{k owned by slice s} p[r,k] <= C_s   per-slice power cap per RU, where set
+    r[u] >= need[u]                          rate need (soft: shortfall is minimised, then reported)
 
-r[u] uses the SINR of DESIGN.md §2 with fronthaul quantization noise and interference between RUs
-(``LinkModel``, the same code as the PHY). The rate need of a UE with B buffered bits is
-need = min(max(R_min,s, B / D_s), R_max,s): its slice minimum rate, raised to what drains its
-queue within the slice delay target, never above its maximum rate. A UE with an empty buffer
-needs nothing. When no allocation meets every need, the problem's answer is the allocation with
-the least total shortfall sum_u max(0, need[u] - r[u]) and, among those, the largest objective:
-infeasible needs are reported (``Evaluation.violation_bps``), never hidden.
+Two objectives (``objective``):
+
+- ``served`` (buffer-aware; the default in the simulator): a UE's rate counts only up to what it
+  can use before the next decision, c[u] = B[u] / T_dec with B[u] its buffered bits and T_dec =
+  ``interval_tti`` TTIs. Maximise F = sum_u w_s(u) min(r[u], c[u]). The need of a UE with data is
+  min(max(R_min,s, B / D_s), R_max,s) (its slice minimum rate, raised to what drains its queue
+  within the slice delay target, never above its maximum rate); an empty UE needs nothing.
+- ``rate`` (the paper's full-buffer objective, as in its reference model): maximise
+  F = sum_u w_s(u) r[u], every bit/s of PHY rate counting; every UE needs R_min,s whatever its buffer.
+
+The optimum is unique: allocations are ranked by four tiers, each deciding only among those tied
+on the tiers before it, and ``esa`` and ``optimal`` return the same allocation, not only the same
+objective:
+
+1. least total shortfall V = sum_u max(0, need[u] - r[u]) (when every need can be met, V = 0);
+2. largest objective F;
+3. least transmit power, counted in power-level steps: P = sum_r p_r / s_r, with s_r the largest
+   power dividing every level of RU r (P / (0.5 P_r / K) by default; the total power in watts
+   whenever the RUs' levels are equal). So no PRB goes to a UE that gains nothing from it (an empty
+   UE under ``served``, one already at its cap c[u], a PRB past the spectral-efficiency cap): that
+   PRB stays idle, and a PRB carries the lowest level that gives its rate;
+4. smallest index cost T = sum over the owned PRBs of t(u, r, k, l) = 1 + l + L (u + U (k + K r))
+   (the choice's rank in RU, PRB, UE, level order): among equally good allocations, the one on
+   the lowest PRBs, the lowest UEs and the lowest levels. T tells apart every pair of equally good
+   allocations that differ by moving one UE's PRB, swapping PRBs or levels between two UEs or
+   handing a PRB to another UE; two allocations tied on all four tiers would need an exact
+   coincidence of sums of distinct ranks (the tests check ESA and the MILP on instances built to
+   tie; ESA keeps the first of such a pair in its enumeration order).
+
+Tiers 1 and 2 compare floats: values within ``TIE_RTOL`` (relative) or ``TIE_ABS_BPS`` count as
+tied (float rounding, and the MIP solver's tolerances). Tiers 3 and 4 are integers, compared exactly.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
@@ -30,30 +57,48 @@ from .contracts import Allocation, Observation, slice_power_w
 DEFAULT_LEVEL_FACTORS = (0.5, 1.0, 2.0)
 #: Relative tolerance when comparing objectives or violations (ties, feasibility).
 REL_TOL = 1e-9
+#: Tiers 1 and 2 (shortfall, objective) count as tied within TIE_RTOL (relative) or TIE_ABS_BPS (bit/s),
+#: whichever is larger: float rounding, and ten times the MIP solver's feasibility tolerance.
+TIE_RTOL = 1e-9
+TIE_ABS_BPS = 1e-2
+#: The objectives, first the default.
+OBJECTIVES = ("served", "rate")
+#: Largest denominator of a power-level ratio (levels must be multiples of a common step).
+_MAX_LEVEL_DENOMINATOR = 1000
 
 
 @dataclass
 class Evaluation:
-    """How an allocation fares in the snapshot problem."""
+    """How an allocation fares in the snapshot problem. Arrays are (U,)."""
 
-    objective_bps: float  # weighted sum rate
-    rates_bps: np.ndarray  # (U,)
-    need_bps: np.ndarray  # (U,)
-    violation_bps: float  # total rate shortfall sum_u max(0, need - r)
+    objective_bps: float  # F: weighted sum of the rates that count (served: min(r, c); rate: r)
+    rates_bps: np.ndarray  # PHY rate r[u]
+    need_bps: np.ndarray  # rate need
+    violation_bps: float  # V: total rate shortfall sum_u max(0, need - r)
     slack: dict = field(default_factory=dict)  # constraint name -> min slack (negative = broken)
     feasible: bool = True  # every budget kept and every need met
+    served_bps: np.ndarray | None = None  # rate that counts: min(r, c) under served, r under rate
+    power_steps: int = 0  # tier 3: transmit power in power-level steps
+    tie_cost: int = 0  # tier 4: T
 
     @property
     def qos_met(self) -> np.ndarray:
         """(U,) bool: rate need met (UEs without a need count as met)."""
-        return self.rates_bps >= self.need_bps * (1 - REL_TOL)
+        return self.rates_bps >= self.need_bps - np.maximum(self.need_bps * REL_TOL, TIE_ABS_BPS)
+
+    @property
+    def key(self) -> tuple:
+        """(V, F, P, T): the four tiers of the optimum's order."""
+        return self.violation_bps, self.objective_bps, self.power_steps, self.tie_cost
 
 
 class SnapshotProblem:
     """The problem of one observation; ``levels_w`` (R, L) are the allowed per-PRB powers of each RU."""
 
-    def __init__(self, obs: Observation, level_factors=DEFAULT_LEVEL_FACTORS, levels_w=None):
+    def __init__(self, obs: Observation, level_factors=DEFAULT_LEVEL_FACTORS, levels_w=None,
+                 objective: str = "served"):
         self.obs = obs
+        self.objective = objective_checked(objective)
         if levels_w is None:
             share = obs.ru_max_power_w / obs.n_prbs
             levels_w = share[:, None] * np.asarray(level_factors, dtype=float)[None, :]
@@ -62,19 +107,95 @@ class SnapshotProblem:
             self.levels_w = np.repeat(self.levels_w, obs.n_rus, axis=0)
         if (self.levels_w <= 0).any():
             raise ValueError("power levels must be positive (an idle PRB is the zero-power choice)")
-        self.need_bps = rate_need_bps(obs)
+        #: (R, L) int: each level in steps of its RU's power step (tier 3)
+        self.level_steps = np.stack([_power_steps(row) for row in self.levels_w])
+        #: seconds until the next decision: what a UE's buffer is drained over under ``served``
+        self.decision_interval_s = obs.interval_tti * obs.link.tti_s
+        if self.objective == "served":
+            self.need_bps = rate_need_bps(obs)
+            self.cap_bps = obs.buffer_bits / self.decision_interval_s
+        else:
+            self.need_bps = np.array(obs.min_rate_bps, dtype=float)
+            self.cap_bps = np.full(obs.n_ues, np.inf)
 
     @property
     def n_levels(self) -> int:
         return self.levels_w.shape[1]
 
+    # ---------------------------------------------------------------------------- the order
+    @functools.cached_property
+    def tie_cost(self) -> np.ndarray:
+        """(U, R, K, L) int64 t(u, r, k, l) of every choice (tier 4; see the module docstring)."""
+        obs = self.obs
+        u, r, k, lv = np.meshgrid(np.arange(obs.n_ues), np.arange(obs.n_rus), np.arange(obs.n_prbs),
+                                  np.arange(self.n_levels), indexing="ij")
+        return tie_cost(lv + self.n_levels * (u + obs.n_ues * (k + obs.n_prbs * r)))
+
+    def tiers_3_4(self, owner: np.ndarray, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Power steps P and tie cost T of allocations given as owners and level indices (..., R, K)."""
+        owned = owner >= 0
+        rr = np.arange(self.obs.n_rus)[:, None]
+        kk = np.arange(self.obs.n_prbs)[None, :]
+        lv = np.where(owned, level, 0)
+        steps = np.where(owned, self.level_steps[rr, lv], 0).sum(axis=(-2, -1))
+        cost = np.where(owned, self.tie_cost[np.where(owned, owner, 0), rr, kk, lv], 0).sum(axis=(-2, -1))
+        return steps, cost
+
+    def served(self, rates: np.ndarray) -> np.ndarray:
+        """(..., U) the part of each rate that counts in the objective."""
+        return np.minimum(rates, self.cap_bps) if self.objective == "served" else rates
+
+    def violation_tol(self) -> float:
+        """Tier-1 tie tolerance (bit/s): shortfalls within it of the least count as tied (and as needs met)."""
+        return max(TIE_ABS_BPS, TIE_RTOL * float(self.need_bps.sum()))
+
+    def objective_tol(self, best_objective: float) -> float:
+        """Tier-2 tie tolerance (bit/s) next to the best objective."""
+        return max(TIE_ABS_BPS, TIE_RTOL * abs(float(best_objective)))
+
+    def tied_best(self, violation, objective) -> np.ndarray:
+        """(N,) bool: the candidates tied for the best on tiers 1 and 2 (shortfall, objective)."""
+        violation = np.asarray(violation, dtype=float)
+        objective = np.asarray(objective, dtype=float)
+        keep = violation <= violation.min() + self.violation_tol()
+        f_best = objective[keep].max()
+        return keep & (objective >= f_best - self.objective_tol(f_best))
+
+    def best_index(self, violation, objective, power_steps, tie_cost) -> int:
+        """Index of the optimum among N candidates given as (N,) arrays of V, F, P, T (the tiers in order).
+
+        The first of candidates tied on all four tiers is kept (only ESA can meet such a tie).
+        """
+        keep = self.tied_best(violation, objective)
+        big = np.iinfo(np.int64).max
+        steps = np.where(keep, power_steps, big)
+        keep &= steps == steps.min()
+        return int(np.argmin(np.where(keep, tie_cost, big)))
+
+    def is_better(self, a: "Evaluation", b: "Evaluation") -> bool:
+        """True if ``a`` comes strictly before ``b`` in the optimum's order."""
+        return self.best_index([b.violation_bps, a.violation_bps], [b.objective_bps, a.objective_bps],
+                               [b.power_steps, a.power_steps], [b.tie_cost, a.tie_cost]) == 1
+
     # ---------------------------------------------------------------------------- evaluation
     def rates(self, alloc: Allocation) -> np.ndarray:
         return self.obs.link.ue_rates_bps(self.obs.gain, alloc.ue_ru, alloc.prb_owner, alloc.power_w)
 
+    def levels_of(self, alloc: Allocation) -> np.ndarray:
+        """(R, K) level index of each owned PRB's power (-1 idle); ValueError if a power is not a level."""
+        owned = alloc.prb_owner >= 0
+        diff = np.abs(alloc.power_w[:, :, None] - self.levels_w[:, None, :])
+        level = np.argmin(diff, axis=2)
+        close = np.take_along_axis(diff, level[..., None], axis=2)[..., 0] <= 1e-9 * self.levels_w.max()
+        if (owned & ~close).any():
+            raise ValueError("allocation uses a power that is not one of the problem's levels")
+        return np.where(owned, level, -1)
+
     def evaluate(self, alloc: Allocation) -> Evaluation:
+        """Objective, shortfall and slacks of any allocation; tiers 3 and 4 where its powers are levels."""
         obs = self.obs
         rates = self.rates(alloc)
+        served = self.served(rates)
         shortfall = np.maximum(self.need_bps - rates, 0.0)
         slack = {"ru_power_w": float(np.min(obs.ru_max_power_w - alloc.power_w.sum(axis=1)))}
         caps = obs.slice_power_cap_w
@@ -91,30 +212,27 @@ class SnapshotProblem:
         budgets_ok = all(v >= -REL_TOL * max(1.0, float(obs.ru_max_power_w.max())) for k, v in slack.items()
                          if k != "rate_need_bps")
         violation = float(shortfall.sum())
-        return Evaluation(float(np.dot(obs.ue_weight, rates)), rates, self.need_bps, violation, slack,
-                          budgets_ok and violation <= self.violation_tol)
+        steps, cost = self._tiers_3_4(alloc)
+        return Evaluation(float(np.dot(obs.ue_weight, served)), rates, self.need_bps, violation, slack,
+                          budgets_ok and violation <= self.violation_tol(), served, steps, cost)
 
-    @property
-    def violation_tol(self) -> float:
-        return REL_TOL * max(1.0, float(self.need_bps.sum()))
+    def _tiers_3_4(self, alloc: Allocation) -> tuple[int, int]:
+        try:
+            level = self.levels_of(alloc)
+        except ValueError:  # powers off the level grid (a classic scheduler's equal split): no tiers 3, 4
+            return -1, -1
+        steps, cost = self.tiers_3_4(alloc.prb_owner, level)
+        return int(steps), int(cost)
 
     def outcome(self, ev: "Evaluation") -> dict:
         """What an optimum reports of its answer; says so when no allocation meets every need."""
-        info = {"objective_bps": ev.objective_bps, "violation_bps": ev.violation_bps,
-                "needs_met": ev.violation_bps <= self.violation_tol}
+        info = {"objective": self.objective, "objective_bps": ev.objective_bps, "violation_bps": ev.violation_bps,
+                "needs_met": ev.violation_bps <= self.violation_tol(), "power_steps": ev.power_steps,
+                "tie_cost": ev.tie_cost}
         if not info["needs_met"]:
             info["message"] = (f"no allocation meets every rate need; returning the least total shortfall "
                                f"({ev.violation_bps:.6g} bit/s)")
         return info
-
-    def is_better(self, violation: float, objective: float, best_violation: float, best_objective: float) -> bool:
-        """The problem's order: less total shortfall first, then a larger objective."""
-        tol_v = self.violation_tol
-        if violation < best_violation - tol_v:
-            return True
-        if violation > best_violation + tol_v:
-            return False
-        return objective > best_objective * (1 + REL_TOL)
 
     # ------------------------------------------------------------------------- rate tables
     def single_ru_rate_table(self, interference_w: np.ndarray | None = None) -> np.ndarray:
@@ -132,6 +250,26 @@ class SnapshotProblem:
         return obs.link.prb_rate_bps(sinr, u_idx[:, None, None])
 
 
+def tie_cost(index: np.ndarray) -> np.ndarray:
+    """t = 1 + h(i mod 2^16), h a fixed bijective 16-bit mixer (xor-shifts and odd multipliers): 1..65536.
+
+    Distinct for distinct choice indices below 2^16 (every instance with U R K L <= 65,536 choices).
+    """
+    x = np.asarray(index).astype(np.int64)
+    x = (x ^ (x >> 16)) & 0xFFFF
+    for shift, mult in ((8, 0x6D2B), (7, 0x9E37)):
+        x ^= x >> shift
+        x = (x * mult) & 0xFFFF
+    x ^= x >> 8
+    return 1 + x
+
+
+def objective_checked(objective: str) -> str:
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)} (got {objective!r})")
+    return objective
+
+
 def level_factors_checked(level_factors) -> tuple[float, ...]:
     """Power levels as multiples of P_RU / K, validated (a policy parameter)."""
     try:
@@ -140,11 +278,24 @@ def level_factors_checked(level_factors) -> tuple[float, ...]:
         raise ValueError(f"level_factors must be a list of numbers (got {level_factors!r:.60})") from None
     if not factors or not all(0 < f < float("inf") for f in factors):
         raise ValueError("level_factors must be positive, finite multiples of P_RU / K")
+    _power_steps(np.asarray(factors))
     return factors
 
 
+def _power_steps(levels: np.ndarray) -> np.ndarray:
+    """(L,) int: each level as a multiple of the largest power dividing all of them."""
+    base = float(levels.min())
+    ratios = [Fraction(float(v) / base).limit_denominator(_MAX_LEVEL_DENOMINATOR) for v in levels]
+    if any(abs(float(q) * base - v) > 1e-9 * v for q, v in zip(ratios, levels)):
+        raise ValueError(f"power levels must be multiples of a common step (ratios of small integers, "
+                         f"e.g. 0.5, 1, 2); got {[float(v) for v in levels]}")
+    den = np.lcm.reduce([q.denominator for q in ratios])
+    steps = np.array([q.numerator * (den // q.denominator) for q in ratios], dtype=np.int64)
+    return steps // np.gcd.reduce(steps)
+
+
 def rate_need_bps(obs: Observation) -> np.ndarray:
-    """(U,) rate each UE needs: min(max(R_min, B / D), R_max) if it has data, else 0."""
+    """(U,) rate each UE needs under ``served``: min(max(R_min, B / D), R_max) if it has data, else 0."""
     drain = obs.buffer_bits / (obs.max_delay_ms * 1e-3)
     need = np.minimum(np.maximum(obs.min_rate_bps, drain), obs.max_rate_bps)
     return np.where(obs.buffer_bits > 0, need, 0.0)

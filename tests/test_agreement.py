@@ -60,16 +60,37 @@ def test_decision_vector_layout():
 def test_evaluate_command(tmp_path):
     out = tmp_path / "eval.csv"
     res = subprocess.run([sys.executable, "-m", "oransim", "evaluate", str(ROOT / "scenarios" / "esa_small.yaml"),
-                          "--policies", "pf,maxcqi,optimal", "--states", "3", "--warmup-tti", "50", "--out", str(out)],
+                          "--policies", "pf,maxcqi,optimal", "--states", "3", "--warmup-tti", "50",
+                          "--objective", "served", "--out", str(out)],
                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert res.returncode == 0, res.stderr
-    assert "against the optimum (esa)" in res.stdout
+    assert "against the optimum (esa, objective served)" in res.stdout
     t = pd.read_csv(out, index_col="policy")
     assert list(t.index) == ["pf", "maxcqi", "optimal"]
     assert (t["states"] == 3).all()
-    # the exact MILP matches ESA's objective on every state
+    # the exact MILP returns ESA's very allocation on every state (the optimum is unique)
     assert t.loc["optimal", "throughput_ratio"] == pytest.approx(1.0, rel=1e-6)
+    assert t.loc["optimal", "baep_pct"] == 0.0 and t.loc["optimal", "mae"] == 0.0
     assert ((t["baep_pct"] >= 0) & (t["baep_pct"] <= 100)).all()
+    bad = subprocess.run([sys.executable, "-m", "oransim", "evaluate", str(ROOT / "scenarios" / "esa_small.yaml"),
+                          "--policies", "pf,nope", "--objective", "full"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=600)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip() == "--objective: unknown objective 'full' (available: served, rate)"
     bad = subprocess.run([sys.executable, "-m", "oransim", "evaluate", str(ROOT / "scenarios" / "esa_small.yaml"),
                           "--policies", "pf,nope"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert bad.returncode == 2 and "unknown policy 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_evaluate_rate_objective():
+    """The paper's full-buffer objective: the optimum (ESA) and the MILP solving it agree; every UE has a need."""
+    from oransim.evaluate import evaluate, sample_states
+    from simcore.scenario import load_scenario
+
+    states = sample_states(load_scenario(ROOT / "scenarios" / "esa_small.yaml"), 2, seed=1, warmup_tti=50)
+    table, records = evaluate(states, ["pf", "optimal"], objective="rate")
+    assert table.attrs == {"optimum": "esa", "objective": "rate"}
+    assert table.loc["optimal", "baep_pct"] == 0.0 and table.loc["optimal", "throughput_ratio"] == pytest.approx(1.0)
+    assert all(r["ues_with_need"] == 3 for r in records)  # R_min for every UE, whatever its buffer
+    with pytest.raises(ValueError, match="objective must be one of served, rate"):
+        evaluate(states, ["pf"], objective="full")
