@@ -12,20 +12,22 @@ PRB k depends only on its own power there when there is one RU):
     served rate       y[u] <= sum_{k,l} r[u,k,l] x[u,k,l]           (served only)
 
 The snapshot problem's order (``simcore.snapshot``) is followed tier by tier, each phase keeping
-the ones before it: phase 1 minimises sum_u s[u] = V; phase 2 maximises F (sum_u w_u y[u], or
-sum w r x under ``rate``) with sum s <= V*; phase 3 minimises M P + T (P the power in level steps,
-T the tie cost, M > max T: tiers 3 and 4 in one solve, exact because both are integers; two
-solves where M P would exceed 2^31) with F >= F* and sum s <= V* as well. Shortcuts that change
-no answer: an allocation built greedily (each UE its best free PRBs at the highest level not above
-P_RU / K) that meets every need proves V* = 0, so phase 1 is skipped and the needs become hard
-rows; under ``served``, one that gives every UE with data max(need, c) proves V* = 0 and F* =
-sum_u w_u c[u] (the most F can be), so phases 1 and 2 are skipped and phase 3 keeps y = c. Choices
-the order never picks are left out before the solve: those that carry nothing, a level that gives
-no more rate than a cheaper one on the same PRB (past the spectral-efficiency cap), and under
-``served`` any PRB for a UE that neither needs nor can use anything (empty buffer).
+the ones before it as constraints: phase 1 minimises sum_u s[u] = V; phase 2 maximises F
+(sum_u w_u y[u], or sum w r x under ``rate``) with sum s <= V*; phase 3 minimises the power steps
+P with F >= F* as well; phase 4 minimises the tie cost T with P <= P* as well. Phases 3 and 4 have
+integer objectives, which the solver rounds its bounds to: they are solved to integrality.
+Shortcuts that change no answer: an allocation built greedily (each UE its best free PRBs at the
+highest level not above P_RU / K) that meets every need proves V* = 0, so phase 1 is skipped and
+the needs become hard rows; under ``served``, one that gives every UE with data max(need, c)
+proves V* = 0 and F* = sum_u w_u c[u] (the most F can be), so phases 1 and 2 are skipped and the
+later phases keep y = c (per-UE rows, far tighter than one row on F). Choices the order never
+picks are left out before the solve: those that carry nothing, a level that gives no more rate
+than a cheaper one on the same PRB (past the spectral-efficiency cap), and under ``served`` any
+PRB for a UE that neither needs nor can use anything (empty buffer). Need and served rows use
+the rate clipped to the need or cap (same integer points, a tighter relaxation).
 
 HiGHS reports whether optimality was proven within the requested relative gap (``mip_gap``,
-phases 1 and 2; phase 3 is solved to integrality) and time limit (``time_limit_s``, per phase).
+phases 1 and 2) and time limit (``time_limit_s``, per phase).
 ESA and this MILP return the same allocation when the gap is below the distance between the best
 objective and the next one (the tests use 1e-9).
 
@@ -36,6 +38,8 @@ reported as approximate (``exact: False``); its objective is re-evaluated with t
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
@@ -49,8 +53,9 @@ _STATUS = {0: "optimal", 1: "limit_reached", 2: "infeasible", 3: "unbounded", 4:
 #: Rates enter the MIP in kbit/s: per-PRB coefficients of 10..1000, and HiGHS's absolute
 #: feasibility tolerance (1e-6) far below the tie tolerance of the objective.
 _UNIT_BPS = 1e3
-#: Largest value of M P + T solved in one phase (integers stay exact well within a double).
-_ONE_PHASE_MAX = 2**31
+#: HiGHS's integrality and row tolerance in the MIP (default 1e-6): tighter, so that a rounded
+#: solution keeps the rows it was found under and HiGHS never repairs one after presolve.
+_MIP_FEASIBILITY_TOL = 1e-9
 
 
 class ExactOptimum(Policy):
@@ -116,7 +121,7 @@ class ExactOptimum(Policy):
                     m.fix_shortfall()
                 elif m.n_s:  # phase 1: least total shortfall
                     v_star = float(np.maximum(m.need - m.rates_of(m.solve(m.sum_s, self._opts())), 0.0).sum())
-                    m.rows.append((m.sum_s, -np.inf, v_star + prob.violation_tol() / _UNIT_BPS))
+                    m.rows.append((m.sum_s, -np.inf, v_star + prob.violation_tol / _UNIT_BPS))
                 # phase 2: the largest objective among the least-shortfall allocations
                 f_coef = m.f_coef(w)
                 f_star = float(w @ np.minimum(m.rates_of(m.solve(-f_coef, self._opts())), m.cap))
@@ -125,17 +130,15 @@ class ExactOptimum(Policy):
         return self._allocation(prob, m, x, shortcut)
 
     def _opts(self, exact: bool = False) -> dict:
-        return {"time_limit": self.time_limit_s, "mip_rel_gap": 0.0 if exact else self.mip_gap, "disp": False}
+        return {"time_limit": self.time_limit_s, "mip_rel_gap": 0.0 if exact else self.mip_gap, "disp": False,
+                "mip_feasibility_tolerance": _MIP_FEASIBILITY_TOL}
 
     def _tiers_3_4(self, m: "_Mip") -> np.ndarray:
-        """Least power steps, then smallest tie cost: one solve of M P + T, or two where M P is too large."""
-        steps, cost = m.pad(m.steps), m.pad(m.tie)
-        big_m = 1 + int(np.maximum.reduceat(m.tie[m.by_prb], m.prb_starts).sum())  # above any tie cost
-        if big_m * (int(m.steps.max()) * m.n_prb_groups + 1) < _ONE_PHASE_MAX:
-            return m.solve(big_m * steps + cost, self._opts(exact=True))[:m.n_x] > 0.5
+        """Least power steps, then smallest tie cost: two solves of integer objectives."""
+        steps = m.pad(m.steps)
         p_star = round(float(steps @ m.solve(steps, self._opts(exact=True))))
         m.rows.append((steps, -np.inf, p_star + 0.5))
-        return m.solve(cost, self._opts(exact=True))[:m.n_x] > 0.5
+        return m.solve(m.pad(m.tie), self._opts(exact=True))[:m.n_x] > 0.5
 
     def _allocation(self, prob: SnapshotProblem, m: "_Mip", x: np.ndarray, shortcut: str):
         obs = prob.obs
@@ -177,9 +180,6 @@ class _Mip:
         self.ub = np.r_[np.ones(self.n_x), self.need[self.need_ues], self.cap[self.y_ues]]
         self.sum_s = self.pad(np.zeros(self.n_x), s=np.ones(self.n_s))
         prb_id = ru[uu] * obs.n_prbs + kk
-        self.by_prb = np.argsort(prb_id, kind="stable")
-        self.prb_starts = np.r_[0, np.flatnonzero(np.diff(prb_id[self.by_prb])) + 1] if self.n_x else np.zeros(0, int)
-        self.n_prb_groups = self.prb_starts.size
         self.base = self._base_rows(prb_id)
         self.rows: list[tuple] = []  # tier rows added by the phases: (coefficients, low, high)
         self.status, self.gaps = [], []
@@ -280,8 +280,10 @@ class _Mip:
         cons = [LinearConstraint(np.asarray(a)[None, :], lo, hi) for a, lo, hi in self.rows]
         if self.base is not None:
             cons.insert(0, self.base)
-        res = milp(c, integrality=self.pad(np.ones(self.n_x)), bounds=Bounds(self.lb, self.ub), constraints=cons,
-                   options=options)
+        with warnings.catch_warnings():  # scipy passes options it does not know to HiGHS, with a warning
+            warnings.filterwarnings("ignore", "Unrecognized options detected", RuntimeWarning)
+            res = milp(c, integrality=self.pad(np.ones(self.n_x)), bounds=Bounds(self.lb, self.ub), constraints=cons,
+                       options=options)
         if res.x is None:
             raise RuntimeError(f"optimal: phase {len(self.status) + 1} failed ({res.message})")
         self.status.append(res.status)

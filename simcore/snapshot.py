@@ -31,13 +31,15 @@ objective:
    whenever the RUs' levels are equal). So no PRB goes to a UE that gains nothing from it (an empty
    UE under ``served``, one already at its cap c[u], a PRB past the spectral-efficiency cap): that
    PRB stays idle, and a PRB carries the lowest level that gives its rate;
-4. smallest index cost T = sum over the owned PRBs of t(u, r, k, l) = 1 + l + L (u + U (k + K r))
-   (the choice's rank in RU, PRB, UE, level order): among equally good allocations, the one on
-   the lowest PRBs, the lowest UEs and the lowest levels. T tells apart every pair of equally good
-   allocations that differ by moving one UE's PRB, swapping PRBs or levels between two UEs or
-   handing a PRB to another UE; two allocations tied on all four tiers would need an exact
-   coincidence of sums of distinct ranks (the tests check ESA and the MILP on instances built to
-   tie; ESA keeps the first of such a pair in its enumeration order).
+4. smallest tie cost T = sum over the owned PRBs of t(u, r, k, l), a fixed pseudo-random integer
+   per choice: t = 1 + h(i), i = l + L (u + U (k + K r)) the choice's index and h a bijective
+   mixer of 24 bits (``tie_cost``), so every choice has its own t in 1..2^24. A tier-3 tie is
+   a set of equally good allocations, often large (UEs at their cap that could use any of several
+   PRBs, equal gains, identical UEs, a saturated spectral efficiency, the CQI table's steps); the
+   pseudo-random t makes a second allocation of the same T an exact coincidence of sums of 24-bit
+   integers, and keeps the MILP's last phase a plain problem for the solver (costs with a
+   structure, such as ranks, made it up to ten times slower). Such a coincidence is the one case
+   the order leaves open: ESA then keeps the first in its enumeration order.
 
 Tiers 1 and 2 compare floats: values within ``TIE_RTOL`` (relative) or ``TIE_ABS_BPS`` count as
 tied (float rounding, and the MIP solver's tolerances). Tiers 3 and 4 are integers, compared exactly.
@@ -63,6 +65,7 @@ TIE_RTOL = 1e-9
 TIE_ABS_BPS = 1e-2
 #: The objectives, first the default.
 OBJECTIVES = ("served", "rate")
+_MASK24 = (1 << 24) - 1
 #: Largest denominator of a power-level ratio (levels must be multiples of a common step).
 _MAX_LEVEL_DENOMINATOR = 1000
 
@@ -145,6 +148,7 @@ class SnapshotProblem:
         """(..., U) the part of each rate that counts in the objective."""
         return np.minimum(rates, self.cap_bps) if self.objective == "served" else rates
 
+    @property
     def violation_tol(self) -> float:
         """Tier-1 tie tolerance (bit/s): shortfalls within it of the least count as tied (and as needs met)."""
         return max(TIE_ABS_BPS, TIE_RTOL * float(self.need_bps.sum()))
@@ -157,7 +161,7 @@ class SnapshotProblem:
         """(N,) bool: the candidates tied for the best on tiers 1 and 2 (shortfall, objective)."""
         violation = np.asarray(violation, dtype=float)
         objective = np.asarray(objective, dtype=float)
-        keep = violation <= violation.min() + self.violation_tol()
+        keep = violation <= violation.min() + self.violation_tol
         f_best = objective[keep].max()
         return keep & (objective >= f_best - self.objective_tol(f_best))
 
@@ -214,7 +218,7 @@ class SnapshotProblem:
         violation = float(shortfall.sum())
         steps, cost = self._tiers_3_4(alloc)
         return Evaluation(float(np.dot(obs.ue_weight, served)), rates, self.need_bps, violation, slack,
-                          budgets_ok and violation <= self.violation_tol(), served, steps, cost)
+                          budgets_ok and violation <= self.violation_tol, served, steps, cost)
 
     def _tiers_3_4(self, alloc: Allocation) -> tuple[int, int]:
         try:
@@ -227,7 +231,7 @@ class SnapshotProblem:
     def outcome(self, ev: "Evaluation") -> dict:
         """What an optimum reports of its answer; says so when no allocation meets every need."""
         info = {"objective": self.objective, "objective_bps": ev.objective_bps, "violation_bps": ev.violation_bps,
-                "needs_met": ev.violation_bps <= self.violation_tol(), "power_steps": ev.power_steps,
+                "needs_met": ev.violation_bps <= self.violation_tol, "power_steps": ev.power_steps,
                 "tie_cost": ev.tie_cost}
         if not info["needs_met"]:
             info["message"] = (f"no allocation meets every rate need; returning the least total shortfall "
@@ -251,16 +255,16 @@ class SnapshotProblem:
 
 
 def tie_cost(index: np.ndarray) -> np.ndarray:
-    """t = 1 + h(i mod 2^16), h a fixed bijective 16-bit mixer (xor-shifts and odd multipliers): 1..65536.
+    """t = 1 + h(i mod 2^24), h a fixed bijective 24-bit mixer (xor-shifts, odd multipliers): 1..2^24 (int64).
 
-    Distinct for distinct choice indices below 2^16 (every instance with U R K L <= 65,536 choices).
+    Distinct for distinct choice indices below 2^24 (every instance with U R K L below 16.7 million).
     """
     x = np.asarray(index).astype(np.int64)
-    x = (x ^ (x >> 16)) & 0xFFFF
-    for shift, mult in ((8, 0x6D2B), (7, 0x9E37)):
+    x = (x ^ (x >> 24)) & _MASK24
+    for shift, mult in ((12, 0x9E3779), (11, 0x85EBCB)):
         x ^= x >> shift
-        x = (x * mult) & 0xFFFF
-    x ^= x >> 8
+        x = (x * mult) & _MASK24
+    x ^= x >> 12
     return 1 + x
 
 

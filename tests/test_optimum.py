@@ -93,7 +93,7 @@ def test_esa_and_milp_return_the_same_allocation(inst):
         assert np.array_equal(a.power_w, b.power_w)
         prob = SnapshotProblem(obs, levels, objective=objective)
         ea = prob.evaluate(a)
-        assert a.info["needs_met"] == b.info["needs_met"] == (ea.violation_bps <= prob.violation_tol())
+        assert a.info["needs_met"] == b.info["needs_met"] == (ea.violation_bps <= prob.violation_tol)
         if not a.info["needs_met"]:
             assert "least total shortfall" in a.info["message"]
         if objective == "served":  # no PRB for a UE that can use nothing
@@ -206,7 +206,8 @@ def test_objective_and_levels_are_validated():
         level_factors_checked((1.0, 2 ** 0.5))
     assert SnapshotProblem(obs, level_factors=(0.5, 1.0, 2.0)).level_steps.tolist() == [[1, 2, 4]]
     assert SnapshotProblem(obs, level_factors=(1.0, 3.0)).level_steps.tolist() == [[1, 3]]
-    assert sorted(tie_cost(np.arange(2**16)).tolist()) == list(range(1, 2**16 + 1))  # one value per choice
+    t = tie_cost(np.arange(2**20))
+    assert np.unique(t).size == 2**20 and t.min() >= 1 and t.max() <= 2**24  # one value per choice
 
 
 def test_esa_refuses_an_oversized_instance():
