@@ -1,18 +1,23 @@
 """Wall time of the two optima: ESA (exhaustive) and the exact MILP (`optimal`).
 
-Both solve the same snapshot problem (simcore.snapshot: 3 power levels per PRB) on states sampled
-from the paper's default cell (1 RU, 3 slices, numerology 0) after a warm-up under PF, so buffers
-and rate needs are those of a running network.
+Both solve the same snapshot problem (simcore.snapshot: 3 power levels per PRB, the unique optimum
+of its four tiers) on states sampled from the paper's default cell (1 RU, 3 slices, numerology 0)
+after a warm-up under PF, so buffers and rate needs are those of a running network.
 
 - ESA, U = 2..8 UEs (slices filled in turn): the paper cell's 30 PRBs give (3U + 1)^30 allocations,
   beyond any enumeration, so ESA is timed on cells with few PRBs (``--esa-prbs``, default 4 and 6)
-  next to the MILP on the same states; the objectives of the two are compared. Sizes above ESA's
-  limit are shown as refused, with the size. The last lines extrapolate ESA to the paper cell from
-  the enumeration speed measured here (stated as an extrapolation, not run).
-- MILP on the paper cell itself (30 PRBs), U = 3 x {4, 10, 30, 50, 100}: median wall time, and the
+  next to the MILP on the same states; the column "same" counts the states where both returned the
+  very same allocation (the MILP here with ``mip_gap`` 1e-9). Sizes above ESA's limit are shown as
+  refused, with the size. The last lines extrapolate ESA to the paper cell from the enumeration
+  speed measured here (stated as an extrapolation, not run).
+- MILP on the paper cell itself (30 PRBs), U = 3 x {4, 10, 30, 50, 100}: median CPU time, and the
   share of states whose optimality was proven. Target: median under 1 s at 3 x 30 UEs.
+- Labels: optimum allocations per CPU second on the paper cell (3 x 10 UEs), the rate at which
+  supervised-learning labels are made, for each objective; with the machine reference of
+  bench_engine.py (one small numpy call), since machines differ several-fold.
 
     python benchmarks/bench_optimum.py [--states 5] [--optimal-sizes 4,10,30,50,100] [--esa-prbs 3,4]
+                                       [--objective served|rate] [--label-states 40]
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ import time
 
 import numpy as np
 
+from bench_engine import machine_reference
 from cells import paper_cell
 from oransim.evaluate import sample_states
 from policies.esa import ExhaustiveSearch, SearchSpaceTooLarge, esa_space_size
 from policies.optimal import ExactOptimum
-from simcore.snapshot import DEFAULT_LEVEL_FACTORS, SnapshotProblem
+from simcore.snapshot import DEFAULT_LEVEL_FACTORS
 
 
 def spread(total: int) -> list[int]:
@@ -35,26 +41,27 @@ def spread(total: int) -> list[int]:
 
 
 def timed(policy, obs):
-    t0 = time.perf_counter()
+    """The allocation and the CPU seconds it took (CPU time: the machines these run on are shared)."""
+    t0 = time.process_time()
     alloc = policy.decide(obs)
-    return alloc, time.perf_counter() - t0
+    return alloc, time.process_time() - t0
 
 
-def esa_table(n_states: int, prbs_list: list[int], max_space: int) -> float:
-    esa, opt = ExhaustiveSearch(max_space=max_space), ExactOptimum()
+def esa_table(n_states: int, prbs_list: list[int], max_space: int, objective: str) -> float:
+    esa = ExhaustiveSearch(max_space=max_space, objective=objective)
+    opt = ExactOptimum(mip_gap=1e-9, objective=objective)
     n_lvl = len(DEFAULT_LEVEL_FACTORS)
-    print(f"ESA vs MILP on small cells (1 RU, L={n_lvl} power levels), median of {n_states} states, ESA limit "
-          f"{max_space:,} allocations")
-    print(f"{'PRBs':>4} {'UEs':>4} {'ESA space':>16} {'ESA s':>9} {'alloc/s':>10} {'MILP s':>8} {'max rel diff':>13}")
+    print(f"ESA vs MILP on small cells (1 RU, L={n_lvl} power levels, objective {objective}), median of {n_states} "
+          f"states, ESA limit {max_space:,} allocations")
+    print(f"{'PRBs':>4} {'UEs':>4} {'ESA space':>16} {'ESA s':>9} {'alloc/s':>10} {'MILP s':>8} {'same':>6}   (CPU s)")
     speeds = []
     for prbs in prbs_list:
         for u in range(2, 9):
             size = esa_space_size(u, 1, prbs, n_lvl)
             states = sample_states(paper_cell(spread(u), prbs=prbs), n_states, seed=100, warmup_tti=100)
-            t_esa, t_opt, diff = [], [], []
+            t_esa, t_opt, same = [], [], 0
             refused = False
             for obs in states:
-                prob = SnapshotProblem(obs)
                 a_opt, s_opt = timed(opt, obs)
                 t_opt.append(s_opt)
                 try:
@@ -63,21 +70,21 @@ def esa_table(n_states: int, prbs_list: list[int], max_space: int) -> float:
                     refused = True
                     continue
                 t_esa.append(s_esa)
-                e_esa, e_opt = prob.evaluate(a_esa), prob.evaluate(a_opt)
-                diff.append(abs(e_esa.objective_bps - e_opt.objective_bps) / max(1.0, abs(e_opt.objective_bps)))
+                same += bool((a_esa.prb_owner == a_opt.prb_owner).all() and (a_esa.power_w == a_opt.power_w).all())
             if refused:
-                print(f"{prbs:>4} {u:>4} {size:>16,} {'refused':>9} {'':>10} {np.median(t_opt):>8.3f} {'':>13}")
+                print(f"{prbs:>4} {u:>4} {size:>16,} {'refused':>9} {'':>10} {np.median(t_opt):>8.3f} {'':>6}")
                 continue
             speeds.append(size / np.median(t_esa))
             print(f"{prbs:>4} {u:>4} {size:>16,} {np.median(t_esa):>9.3f} {speeds[-1]:>10.3g} "
-                  f"{np.median(t_opt):>8.3f} {max(diff):>13.1e}")
+                  f"{np.median(t_opt):>8.3f} {same:>3}/{len(states):<2}")
     return float(np.median(speeds)) if speeds else float("nan")
 
 
-def optimal_table(n_states: int, sizes: list[int]) -> None:
-    opt = ExactOptimum()
-    print(f"\nMILP (HiGHS via scipy.optimize.milp) on the paper cell (1 RU, 30 PRBs, L=3), {n_states} states per size")
-    print(f"{'UEs':>5} {'binaries':>9} {'median s':>9} {'max s':>8} {'proven':>7} {'worst gap':>10}")
+def optimal_table(n_states: int, sizes: list[int], objective: str) -> None:
+    opt = ExactOptimum(objective=objective)
+    print(f"\nMILP (HiGHS via scipy.optimize.milp) on the paper cell (1 RU, 30 PRBs, L=3, objective {objective}), "
+          f"{n_states} states per size")
+    print(f"{'UEs':>5} {'binaries':>9} {'median s':>9} {'max s':>8} {'proven':>7} {'worst gap':>10}   (CPU s)")
     for n in sizes:
         states = sample_states(paper_cell(n, prbs=30), n_states, seed=200, warmup_tti=100)
         times, proven, gaps, binaries = [], 0, [], 0
@@ -91,15 +98,43 @@ def optimal_table(n_states: int, sizes: list[int]) -> None:
               f"{max(gaps):>10.1e}")
 
 
+def labels_table(n_states: int) -> None:
+    per_call, _ = machine_reference()
+    states = sample_states(paper_cell(10, prbs=30), n_states, seed=300, warmup_tti=100)
+    print(f"\nLabels: the MILP's optimum on {n_states} paper-cell states (3 x 10 UEs, 30 PRBs, L=3), CPU time; "
+          f"machine reference {per_call:.2f} us per small numpy call")
+    print(f"{'objective':>9} {'states/CPU-s':>12} {'median ms':>10} {'max ms':>8} {'phases':>7}  shortcuts")
+    for objective in ("served", "rate"):
+        opt = ExactOptimum(objective=objective)
+        times, phases, shortcuts = [], [], {}
+        for obs in states:
+            t0 = time.process_time()
+            alloc = opt.decide(obs)
+            times.append(time.process_time() - t0)
+            phases.append(alloc.info["phases"])
+            shortcuts[alloc.info["shortcut"]] = shortcuts.get(alloc.info["shortcut"], 0) + 1
+        print(f"{objective:>9} {len(times) / sum(times):>12.2f} {np.median(times) * 1e3:>10.0f} {max(times) * 1e3:>8.0f} "
+              f"{np.mean(phases):>7.1f}  " + ", ".join(f"{k}: {v}" for k, v in sorted(shortcuts.items())))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--states", type=int, default=5, help="sampled states per size")
-    ap.add_argument("--esa-prbs", default="4,6", help="PRBs of the small cells ESA runs on")
+    ap.add_argument("--esa-prbs", default="4,6", help="PRBs of the small cells ESA runs on ('' to skip ESA)")
     ap.add_argument("--esa-limit", type=int, default=5_000_000, help="ESA max_space")
     ap.add_argument("--optimal-sizes", default="4,10,30,50,100", help="UEs per slice for the MILP")
+    ap.add_argument("--objective", default="served", choices=["served", "rate"], help="snapshot objective")
+    ap.add_argument("--label-states", type=int, default=40, help="paper-cell states for the labels line (0: skip)")
     args = ap.parse_args()
-    speed = esa_table(args.states, [int(x) for x in args.esa_prbs.split(",")], args.esa_limit)
-    optimal_table(args.states, [int(x) for x in args.optimal_sizes.split(",")])
+    esa_prbs = [int(x) for x in args.esa_prbs.split(",") if x]
+    speed = esa_table(args.states, esa_prbs, args.esa_limit, args.objective) if esa_prbs else float("nan")
+    sizes = [int(x) for x in args.optimal_sizes.split(",") if x]
+    if sizes:
+        optimal_table(args.states, sizes, args.objective)
+    if args.label_states:
+        labels_table(args.label_states)
+    if not esa_prbs:
+        return
     print(f"\nESA enumerates about {speed:.3g} allocations/s here. Extrapolated (not run) to the paper cell, 30 PRBs:")
     for u in (2, 3, 30):
         size = esa_space_size(u, 1, 30, len(DEFAULT_LEVEL_FACTORS))

@@ -171,7 +171,7 @@ class _Mip:
         self.r = rate[uu, kk, ll]
         self.p = levels[uu, ll]
         self.steps = prob.level_steps[ru[uu], ll]
-        self.tie = prob.tie_cost[uu, ru[uu], kk, ll]
+        self.tie = prob.choice_tie_cost(uu, ru[uu], kk, ll)
         self.need_ues = np.flatnonzero(self.need > 0)
         self.y_ues = np.flatnonzero(self.cap > 0) if prob.objective == "served" else np.zeros(0, dtype=np.int64)
         self.n_s, self.n_y = self.need_ues.size, self.y_ues.size

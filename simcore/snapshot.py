@@ -47,7 +47,6 @@ tied (float rounding, and the MIP solver's tolerances). Tiers 3 and 4 are intege
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -126,13 +125,9 @@ class SnapshotProblem:
         return self.levels_w.shape[1]
 
     # ---------------------------------------------------------------------------- the order
-    @functools.cached_property
-    def tie_cost(self) -> np.ndarray:
-        """(U, R, K, L) int64 t(u, r, k, l) of every choice (tier 4; see the module docstring)."""
-        obs = self.obs
-        u, r, k, lv = np.meshgrid(np.arange(obs.n_ues), np.arange(obs.n_rus), np.arange(obs.n_prbs),
-                                  np.arange(self.n_levels), indexing="ij")
-        return tie_cost(lv + self.n_levels * (u + obs.n_ues * (k + obs.n_prbs * r)))
+    def choice_tie_cost(self, u, r, k, level) -> np.ndarray:
+        """t(u, r, k, l) of choices given as broadcastable int arrays (tier 4; see the module docstring)."""
+        return tie_cost(level + self.n_levels * (u + self.obs.n_ues * (k + self.obs.n_prbs * r)))
 
     def tiers_3_4(self, owner: np.ndarray, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Power steps P and tie cost T of allocations given as owners and level indices (..., R, K)."""
@@ -141,7 +136,7 @@ class SnapshotProblem:
         kk = np.arange(self.obs.n_prbs)[None, :]
         lv = np.where(owned, level, 0)
         steps = np.where(owned, self.level_steps[rr, lv], 0).sum(axis=(-2, -1))
-        cost = np.where(owned, self.tie_cost[np.where(owned, owner, 0), rr, kk, lv], 0).sum(axis=(-2, -1))
+        cost = np.where(owned, self.choice_tie_cost(np.where(owned, owner, 0), rr, kk, lv), 0).sum(axis=(-2, -1))
         return steps, cost
 
     def served(self, rates: np.ndarray) -> np.ndarray:

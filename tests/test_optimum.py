@@ -156,7 +156,7 @@ def test_hand_built_instance():
 
     c1 = 1e3 / 10e-3
     assert c1 < r1 < 1e4 / 10e-3 < 2 * r1 and 3 * (1e4 / 10e-3 - r1) < 2 * r0
-    t = SnapshotProblem(case([0.0, 1e3, 0.0]), level_factors=(1.0,)).tie_cost[:, 0, :, 0]  # (U, K)
+    t = SnapshotProblem(base, level_factors=(1.0,)).choice_tie_cost(np.arange(3)[:, None], 0, np.arange(2), 0)  # (U, K)
     k1 = int(np.argmin(t[1]))  # equal gains on both PRBs: the tie cost picks UE 1's PRB
     pair = [1, 0] if t[1, 0] + t[0, 1] < t[1, 1] + t[0, 0] else [0, 1]  # and who gets which when UE 0 has data
     for pol in both("served"):
