@@ -13,6 +13,7 @@ from policies.esa import ExhaustiveSearch, SearchSpaceTooLarge
 from policies.optimal import ExactOptimum
 from simcore.contracts import Allocation, check_allocation
 from simcore.engine import Engine
+from simcore.phy import fbl_penalty
 from simcore.plugins import PluginError, make_phy, make_policy
 from simcore.scenario import parse_scenario
 from simcore.snapshot import OBJECTIVES, SnapshotProblem, level_factors_checked, tie_cost
@@ -47,7 +48,7 @@ BUFFERS = (0.0, 500.0, 5e3, 5e4, 1e6)  # bits: empty, below one PRB's worth per 
 @st.composite
 def instances(draw):
     """A snapshot state, often built to tie: equal gains over PRBs, identical UEs of one slice, a
-    saturated spectral efficiency, empty buffers, the CQI table's steps."""
+    saturated spectral efficiency, empty buffers, the CQI table's steps; Shannon, CQI or FBL rates."""
     twins = draw(st.booleans())
     base = base_observation(draw(st.integers(0, 2)), twins)
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
@@ -70,8 +71,11 @@ def instances(draw):
                 g[u], buffers[u] = g[u - 1], buffers[u - 1]
     cap = draw(st.sampled_from([np.inf, 2.0, 5.0]))  # per-slice power cap (W) on eMBB and mMTC, or none
     link = base.link
-    if draw(st.booleans()):
+    rate_model = draw(st.sampled_from(["shannon", "cqi", "fbl"]))
+    if rate_model == "cqi":
         link = dataclasses.replace(link, rate_model="cqi")
+    elif rate_model == "fbl":  # URLLC and mMTC at the finite-blocklength rate
+        link = dataclasses.replace(link, ue_fbl_penalty=np.where(base.slice_id > 0, fbl_penalty(1e-5), np.nan))
     obs = dataclasses.replace(base, gain=g, buffer_bits=buffers, min_rate_bps=min_rate, link=link,
                               slice_power_cap_w=np.array([cap, np.inf, cap]),
                               max_delay_ms=np.array([draw(st.sampled_from([1.0, 100.0])) for _ in range(base.n_ues)]))
@@ -105,7 +109,8 @@ def test_hand_built_instance():
     """Three UEs, two PRBs, one power level (P/2 per PRB), Shannon rates.
 
     UE 0 (eMBB, w=2) sees 60 dB on both PRBs: capped at the top MCS, r0 = B * 5.5547 per PRB.
-    UE 1 (URLLC, w=3) sees 12 dB: r1 = B log2(1 + SINR1) per PRB, SINR1 = 10^1.2 / (1 + 10^1.2 q).
+    UE 1 (URLLC, w=3) sees 12 dB: r1 = B log2(1 + SINR1) per PRB, SINR1 = 10^1.2 / (1 + 10^1.2 q),
+    q = sigma_q^2 / p the fronthaul noise relative to the PRB's power.
     UE 2 (mMTC) sees -30 dB. Per PRB, w1 r1 = 3 r1 > w0 r0 = 2 r0.
     ``rate`` (every bit counts; need R_min whatever the buffer):
     - no minimum rates: both PRBs to UE 1, objective 6 r1;
