@@ -66,8 +66,8 @@ def _reason(exc: BaseException) -> str:
 class _Progress:
     """A rich progress bar that appears only once a run has taken more than a second."""
 
-    def __init__(self, label: str):
-        self.label, self.t0, self.bar, self.task = label, time.perf_counter(), None, None
+    def __init__(self, label: str, unit: str = "TTIs"):
+        self.label, self.unit, self.t0, self.bar, self.task = label, unit, time.perf_counter(), None, None
 
     def __call__(self, done: int, total: int) -> None:
         if self.bar is None:
@@ -76,7 +76,7 @@ class _Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("TTIs"), TimeRemainingColumn(), console=err, transient=True)
+                                TextColumn(self.unit), TimeRemainingColumn(), console=err, transient=True)
             self.bar.start()
             self.task = self.bar.add_task(self.label, total=total)
         self.bar.update(self.task, completed=done)
@@ -107,7 +107,7 @@ def validate(scenario: Path = typer.Argument(..., help="scenario YAML file")):
 @app.command()
 def run(
     scenario: Path = typer.Argument(..., help="scenario YAML file"),
-    policy: Optional[str] = typer.Option(None, help="policy name (overrides the scenario's)"),
+    policy: Optional[str] = typer.Option(None, help="policy name, or NAME:CHECKPOINT for a learned one (overrides the scenario's)"),
     seed: Optional[int] = typer.Option(None, help="random seed (overrides the scenario's)"),
     duration: Optional[float] = typer.Option(None, help="simulated seconds (overrides the scenario's)"),
     phy: Optional[str] = typer.Option(None, help="PHY backend name (overrides the scenario's)"),
@@ -126,7 +126,13 @@ def run(
     from simcore.run import save_run, simulate
     from simcore.scenario import scenario_warnings
 
-    scn = _load(scenario, policy=policy, seed=seed, duration_s=duration, phy=phy)
+    from simcore.plugins import policy_spec
+    from simcore.scenario import PolicyConfig
+
+    policy_name, policy_params = policy_spec(policy) if policy else (None, {})
+    scn = _load(scenario, policy=policy_name, seed=seed, duration_s=duration, phy=phy)
+    if policy_params:  # NAME:CHECKPOINT
+        scn = scn.model_copy(update={"policy": PolicyConfig(name=policy_name, params=policy_params)})
     for path, msg in scenario_warnings(scn):
         _say(f"{scenario}: warning: {path}: {msg}")
     problems = _preflight(scenario, scn)
@@ -249,7 +255,7 @@ def report(
 @app.command()
 def evaluate(
     scenario: Path = typer.Argument(..., help="scenario YAML file (its cell, slices and traffic)"),
-    policies: str = typer.Option("pf,maxcqi,rr", help="comma-separated policy names"),
+    policies: str = typer.Option("pf,maxcqi,rr", help="comma-separated policy names; NAME:CHECKPOINT for a learned one"),
     states: int = typer.Option(20, min=1, help="number of sampled snapshot states"),
     seed: Optional[int] = typer.Option(None, help="first seed (default: the scenario's)"),
     optimum: str = typer.Option("auto", help="esa, optimal, or auto (esa when its space is small enough)"),
@@ -263,7 +269,7 @@ def evaluate(
     from oransim.evaluate import evaluate as run_evaluation
     from oransim.evaluate import sample_states
     from simcore.outputs import OutputError, check_file_target, publish_file
-    from simcore.plugins import PluginError, available
+    from simcore.plugins import PluginError, available, make_policy, policy_spec
     from simcore.scenario import ScenarioError
     from simcore.snapshot import OBJECTIVES
 
@@ -272,8 +278,8 @@ def evaluate(
     if not names:
         _fail([f"--policies: no policy named (available: {', '.join(known)})"])
     for n in names:
-        if n not in known:
-            _fail([f"--policies: unknown policy '{n}' (available: {', '.join(known)})"])
+        if policy_spec(n)[0] not in known:
+            _fail([f"--policies: unknown policy '{policy_spec(n)[0]}' (available: {', '.join(known)})"])
         if names.count(n) > 1:
             _fail([f"--policies: '{n}' is named twice"])
     if optimum not in ("auto", *OPTIMA):
@@ -281,6 +287,14 @@ def evaluate(
     if objective not in OBJECTIVES:
         _fail([f"--objective: unknown objective '{objective}' (available: {', '.join(OBJECTIVES)})"])
     scn = _load(scenario)
+    for n in names:  # a learned policy's checkpoint must fit the scenario: checked before any work
+        name, params = policy_spec(n)
+        if params:
+            try:
+                pol = make_policy(name, params)
+                getattr(pol, "check_scenario", lambda _scn: None)(scn)
+            except PluginError as exc:
+                _fail([f"{scenario}: {exc}"])
     first = scn.seed if seed is None else seed
     if not 0 <= first <= 2**63 - states:
         _fail([f"--seed: states use seeds {first}..{first + states - 1}: must be within 0..2^63-1"])
@@ -335,6 +349,12 @@ def xapp_serve(
         _fail([f"xapp serve: {exc}"])
     except KeyboardInterrupt:
         _fail(["xapp serve: stopped"], code=130)
+
+
+from .learn_cli import dataset as _dataset_cmd, train as _train_cmd  # noqa: E402 - they use the helpers above
+
+app.command("dataset")(_dataset_cmd)
+app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_train_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

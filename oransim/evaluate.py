@@ -16,7 +16,7 @@ import time
 from analysis.agreement import agreement_table, decision_vector
 from policies.esa import ExhaustiveSearch, esa_space_size
 from simcore.engine import Engine
-from simcore.plugins import PluginError, make_phy, make_policy
+from simcore.plugins import PluginError, make_phy, make_policy, policy_spec
 from simcore.scenario import Scenario
 from simcore.snapshot import DEFAULT_LEVEL_FACTORS, SnapshotProblem, objective_checked
 
@@ -37,12 +37,14 @@ def sample_states(scenario: Scenario, n_states: int, seed: int, warmup_tti: int 
     return states
 
 
-def _make(name: str, objective: str):
-    """The policy ``name``; those with an ``objective`` parameter (esa, optimal) solve the evaluated one."""
+def _make(spec: str, objective: str):
+    """The policy ``NAME`` or ``NAME:CHECKPOINT``; those with an ``objective`` parameter (esa, optimal)
+    solve the evaluated one (a learned policy keeps the objective its checkpoint was trained for)."""
+    name, params = policy_spec(spec)
     try:
-        return make_policy(name, {"objective": objective})
+        return make_policy(name, {**params, "objective": objective})
     except PluginError:
-        return make_policy(name)
+        return make_policy(name, params)
 
 
 def choose_optimum(states, name: str = "auto", objective: str = "served"):
@@ -56,7 +58,8 @@ def choose_optimum(states, name: str = "auto", objective: str = "served"):
 
 def evaluate(states, policy_names: list[str], optimum: str = "auto", seed: int = 0, progress=None,
              objective: str = "served"):
-    """Agreement table (one row per policy) and the per-state records behind it."""
+    """Agreement table (one row per policy) and the per-state records behind it. A policy is named
+    ``NAME`` or ``NAME:CHECKPOINT`` (a learned policy, e.g. ``dqn:models/dqn_paper_default.pt``)."""
     objective = objective_checked(objective)
     opt_name, opt = choose_optimum(states, optimum, objective)
     policies = {n: _make(n, objective) for n in policy_names}

@@ -163,6 +163,7 @@ class Engine:
         self.packet_rec = PacketRecorder(self.packets, ue_slice, self.slice_names, self.fh_latency_s,
                                          s.record.packets, self.sinks["packets"])
 
+        self._staged: Observation | None = None  # built by step_to_decision, used by the RIC at that TTI
         self.env = simpy.Environment()
         self._tick = self.env.event()  # fired at every TTI boundary; the MAC waits on it
         self._decision_due = self.env.event()  # fired at decision TTIs, before the tick; the RIC waits on it
@@ -245,7 +246,8 @@ class Engine:
         )
 
     def _decide(self, k: int) -> None:
-        obs = self.observation(k)
+        staged, self._staged = self._staged, None
+        obs = staged if staged is not None and staged.tti == k else self.observation(k)
         t0 = time.perf_counter()
         try:
             alloc = self.policy.decide(obs)
@@ -290,15 +292,9 @@ class Engine:
     # ------------------------------------------------------------------------------------ run
     def run(self) -> RunResult:
         t0 = time.perf_counter()
-        self.policy.reset(self.policy_seed)
-        self.phy.open(self.s, self.geo, self.link, channel=self.channel, serving_ru=self.serving_ru)
+        self.start()
         try:
-            env = self.env
-            env.process(self._ric_process())
-            env.process(self._mac_process())
-            env.process(self._traffic_process())
-            env.process(self._clock_process())
-            env.run(until=self.n_tti * self.tti_ns)
+            self.env.run(until=self.n_tti * self.tti_ns)
             counts = self.conservation()
             self.tti_rec.close()
             self.decision_rec.close()
@@ -319,6 +315,30 @@ class Engine:
         ues = ues_frame(self.geo, self.channel, self.serving_ru, self.slice_names)
         return RunResult(self.s, self.policy.name, getattr(self.phy, "name", "?"), self.sinks, ues, counts, wall,
                          phy_info, self.spool_dir, self.policy.summary())
+
+    # ------------------------------------------------- stepping from outside (Gymnasium env)
+    def start(self) -> None:
+        """Reset the policy, open the PHY and start the processes (``run`` does it; so does a caller
+        that steps the engine decision by decision with ``step_to_decision``, then closes the PHY)."""
+        self.policy.reset(self.policy_seed)
+        self.phy.open(self.s, self.geo, self.link, channel=self.channel, serving_ru=self.serving_ru)
+        env = self.env
+        env.process(self._ric_process())
+        env.process(self._mac_process())
+        env.process(self._traffic_process())
+        env.process(self._clock_process())
+
+    def step_to_decision(self) -> Observation | None:
+        """Process events until the RIC is due to decide (the clock has fired the decision, the
+        RIC has not handled it); return the Observation the RIC will hand to its policy, or None
+        once the run's last TTI is done. The policy's allocation applies from that TTI on."""
+        due, end = self._decision_due, self.n_tti * self.tti_ns
+        while self._decision_due is due:
+            if self.env.peek() >= end:
+                return None
+            self.env.step()
+        self._staged = self.observation(due.value)
+        return self._staged
 
     def conservation(self) -> dict:
         """Packet and bit accounting at the current time: generated = delivered + dropped + queued + processing."""

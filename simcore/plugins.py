@@ -109,6 +109,12 @@ def make_policy(name: str, params: dict | None = None):
     return _build(_load("oransim.policies", name, "policy.name"), params or {}, "policy")
 
 
+def policy_spec(text: str) -> tuple[str, dict]:
+    """``NAME`` or ``NAME:CHECKPOINT`` (a learned policy and its checkpoint file) -> (name, params)."""
+    name, sep, path = text.strip().partition(":")
+    return name, ({"checkpoint": path} if sep else {})
+
+
 def make_phy(name: str, params: dict | None = None):
     return _build(_load("oransim.phy", name, "phy.backend"), params or {}, "phy")
 

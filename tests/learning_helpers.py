@@ -1,0 +1,35 @@
+"""Observations shared by the learning tests (built once per session from short engine runs)."""
+
+from __future__ import annotations
+
+import functools
+
+from simcore.engine import Engine
+from simcore.plugins import make_phy, make_policy
+from simcore.scenario import Scenario, parse_scenario
+
+
+def scenario(ues=(3, 3, 3), prbs=30, n_rus=1, duration_s=0.25, seed=1, load=1.0, caps=(None, None, None)) -> Scenario:
+    """The paper cell (scenarios/paper_default.yaml's slices) with the given sizes."""
+    from policies.learned.dataset import scale_load
+    from simcore.scenario import load_scenario
+
+    data = load_scenario("scenarios/paper_default.yaml").model_dump(mode="python")
+    data.update(seed=seed, duration_s=duration_s)
+    data["cell"]["prbs_per_ru"] = prbs
+    data["cell"]["rus"] = [{"x_m": 500.0 * i, "y_m": 0.0, "height_m": 25.0, "max_power_dbm": 46.0}
+                           for i in range(n_rus)]
+    for sl, n, cap in zip(data["slices"], ues, caps):
+        sl["ues"], sl["power_cap_dbm"] = n, cap
+    scale_load(data, load)
+    data["record"] = {"packets": False, "tti": False}
+    return parse_scenario(data)
+
+
+@functools.lru_cache(maxsize=32)
+def observation(**kw):
+    """The observation at the last TTI of a short PF run of ``scenario(**kw)``."""
+    scn = scenario(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in kw.items()})
+    eng = Engine(scn, make_policy("pf"), make_phy("builtin"))
+    eng.run()
+    return eng.observation(eng.n_tti - 1)

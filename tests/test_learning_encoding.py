@@ -1,0 +1,121 @@
+"""The learned policies' encoding: state vector, action vector, the one decoder, the templates."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from policies.learned.decoder import decode_action
+from policies.learned.encoding import (ENCODING_VERSION, STATE_BOUND, EncodingMismatch, EncodingSpec,
+                                       encode_allocation, encode_state, snapshot_problem)
+from policies.learned.templates import SliceTemplates, water_fill
+from simcore.contracts import check_allocation
+
+from learning_helpers import observation
+
+MAX_UES = 12
+
+
+def subset(obs, keep):
+    """The observation restricted to UEs ``keep`` (every per-UE array cut the same way)."""
+    keep = np.asarray(keep)
+    per_ue = ("slice_id", "serving_ru", "gain", "prb_sinr", "prb_rate_bps", "buffer_bits", "hol_delay_ms",
+              "avg_throughput_bps", "qos_met_last", "min_rate_bps", "max_rate_bps", "max_delay_ms")
+    return dataclasses.replace(obs, **{f: getattr(obs, f)[keep] for f in per_ue})
+
+
+CASES = [dict(seed=1), dict(seed=2, load=2.0), dict(seed=3, n_rus=2, ues=(2, 2, 2), prbs=12),
+         dict(seed=4, caps=(None, 30.0, 20.0), prbs=12)]
+garbage = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32),
+                    st.sampled_from([0.0, 1.0, -1.0, 1e9, float("nan")]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=st.sampled_from(range(len(CASES))), data=st.data(), objective=st.sampled_from(["served", "rate"]))
+def test_decoder_is_feasible_for_any_action(case, data, objective):
+    obs = observation(**CASES[case])
+    keep = data.draw(st.lists(st.integers(0, obs.n_ues - 1), min_size=1, max_size=obs.n_ues, unique=True))
+    obs = subset(obs, sorted(keep))
+    spec = EncodingSpec(max_ues=MAX_UES, slice_names=obs.slice_names)
+    kind = data.draw(st.sampled_from(["garbage", "uniform", "zeros", "ones"]))
+    if kind == "garbage":
+        action = np.array(data.draw(st.lists(garbage, min_size=spec.action_dim, max_size=spec.action_dim)))
+    elif kind == "uniform":
+        action = np.random.default_rng(data.draw(st.integers(0, 99))).random(spec.action_dim)
+    else:
+        action = np.full(spec.action_dim, 0.0 if kind == "zeros" else 1.0)
+    alloc = decode_action(action, obs, spec, objective)
+    check_allocation(alloc, obs)
+    assert (alloc.ue_ru == obs.serving_ru).all()
+    if kind == "zeros":
+        assert (alloc.prb_owner == -1).all()
+    x = encode_state(obs, spec)
+    assert x.shape == (spec.state_dim,) and np.isfinite(x).all() and np.abs(x).max() <= STATE_BOUND
+
+
+def test_state_layout_mask_and_ue_order():
+    import torch
+
+    from policies.learned.nets import UeSetEncoder
+
+    obs = observation(seed=5)
+    spec = EncodingSpec(max_ues=MAX_UES, slice_names=obs.slice_names)
+    x = encode_state(obs, spec)
+    ue = x[:MAX_UES * spec.n_ue_features].reshape(MAX_UES, spec.n_ue_features)
+    assert ue[:obs.n_ues, 0].tolist() == [1.0] * obs.n_ues and not ue[obs.n_ues:].any()
+    assert (ue[:obs.n_ues, 1:4].argmax(axis=1) == obs.slice_id).all()
+    perm = np.random.default_rng(0).permutation(obs.n_ues)
+    xp = encode_state(subset(obs, perm), spec)
+    up = xp[:MAX_UES * spec.n_ue_features].reshape(MAX_UES, spec.n_ue_features)
+    assert np.array_equal(up[:obs.n_ues], ue[perm]) and np.array_equal(xp[-spec.n_globals:], x[-spec.n_globals:])
+    torch.manual_seed(0)
+    net = UeSetEncoder(spec, hidden=16)
+    with torch.no_grad():
+        a, b = net(torch.from_numpy(x)[None]), net(torch.from_numpy(xp)[None])
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_spec_mismatches_are_named():
+    obs = observation(seed=1)
+    with pytest.raises(EncodingMismatch, match="at most 4 UEs"):
+        encode_state(obs, EncodingSpec(max_ues=4, slice_names=obs.slice_names))
+    with pytest.raises(EncodingMismatch, match="slices"):
+        encode_state(obs, EncodingSpec(max_ues=MAX_UES, slice_names=("a", "b", "c")))
+    d = EncodingSpec(max_ues=MAX_UES, slice_names=obs.slice_names).to_dict()
+    assert EncodingSpec.from_dict(d).max_ues == MAX_UES
+    with pytest.raises(EncodingMismatch, match=f"version {ENCODING_VERSION + 1}"):
+        EncodingSpec.from_dict({**d, "version": ENCODING_VERSION + 1})
+
+
+@pytest.mark.parametrize("objective", ["served", "rate"])
+def test_the_optimum_survives_encode_and_decode(objective):
+    """On paper-cell states (3 x 10 UEs, 30 PRBs) the optimum's allocation, encoded as per-UE
+    shares and decoded, keeps its objective: this bounds what a learned policy can reach."""
+    from policies.optimal import ExactOptimum
+
+    ratios = []
+    for seed, load in ((11, 1.0), (12, 2.0), (13, 1.5), (14, 0.5)):
+        obs = observation(seed=seed, load=load, ues=(10, 10, 10))
+        spec = EncodingSpec(max_ues=30, slice_names=obs.slice_names)
+        prob = snapshot_problem(obs, objective)
+        opt = ExactOptimum(objective=objective).decide(obs)
+        back = decode_action(encode_allocation(opt, obs, spec), obs, spec, objective)
+        check_allocation(back, obs)
+        e0, e1 = prob.evaluate(opt), prob.evaluate(back)
+        assert e1.violation_bps <= e0.violation_bps + 1e-6 * max(1.0, e0.need_bps.sum())
+        ratios.append(e1.objective_bps / e0.objective_bps)
+    assert np.median(ratios) >= 0.999 and min(ratios) >= 0.99, ratios
+
+
+def test_templates_fill_by_weight_within_demand():
+    assert SliceTemplates(3).n_actions == 100 and SliceTemplates(2).n_actions == 10
+    x = water_fill(np.array([0.1, 0.9, 0.9]), np.array([1.0, 1.0, 2.0]))
+    assert x.sum() == pytest.approx(1.0) and x[0] == pytest.approx(0.1) and x[2] == pytest.approx(2 * x[1])
+    assert water_fill(np.array([0.1, 0.2]), np.ones(2)).tolist() == [0.1, 0.2]  # demands fit: met exactly
+    obs = observation(seed=6)
+    spec = EncodingSpec(max_ues=MAX_UES, slice_names=obs.slice_names)
+    t = SliceTemplates(3)
+    for a in (0, 9, 90, 99):
+        check_allocation(decode_action(t.action(obs, a, spec, "rate"), obs, spec, "rate"), obs)
