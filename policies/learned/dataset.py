@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from simcore.contracts import Observation
+from simcore.contracts import Observation, Policy
 from simcore.scenario import Scenario, parse_scenario
 
 #: Held-out evaluation seeds stay below this; dataset runs use seeds at or above it.
@@ -138,12 +138,13 @@ def run_plan(cfg: DatasetConfig, run_index: int) -> dict:
 
 
 # ---------------------------------------------------------------------------- generation
-class _Keeper:
-    """Driver policy wrapper that keeps the observations of the chosen decision TTIs."""
+class _Keeper(Policy):
+    """Driver policy wrapper that keeps the observations of the chosen decision TTIs (the states
+    are the scenario's decisions, so it decides every scheduling interval whatever the driver)."""
 
     def __init__(self, inner, keep_ttis: set[int]):
         self.inner, self.keep, self.kept = inner, keep_ttis, []
-        self.name, self.decision_period_tti = inner.name, None
+        self.name = inner.name
 
     def reset(self, seed=None):
         self.inner.reset(seed)
@@ -152,6 +153,12 @@ class _Keeper:
         if obs.tti in self.keep:
             self.kept.append(obs)
         return self.inner.decide(obs)
+
+    def summary(self) -> dict:
+        return self.inner.summary()
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def _states_of_run(base: Scenario, cfg: DatasetConfig, plan: dict) -> list[Observation]:

@@ -302,8 +302,11 @@ class EngineEnv(gym.Env):
 
     def close(self):
         if self.engine is not None:
-            self.engine.phy.close()
-            self.engine = None
+            try:
+                self.engine.phy.close()
+            finally:
+                self.engine.policy.close()
+                self.engine = None
 
 
 gym.register(id=ENGINE_ENV_ID, entry_point="policies.learned.envs:EngineEnv")
