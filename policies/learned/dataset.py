@@ -182,11 +182,7 @@ def _label(obs: Observation, objective: str):
 
     from .encoding import snapshot_problem
 
-    try:
-        opt = ExactOptimum(objective=objective)
-    except TypeError:  # an optimum without objectives: the problem's only one
-        opt = ExactOptimum()
-    alloc = opt.decide(obs)
+    alloc = ExactOptimum(objective=objective).decide(obs)
     ev = snapshot_problem(obs, objective).evaluate(alloc)
     return alloc, ev
 

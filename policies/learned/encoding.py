@@ -31,12 +31,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from simcore.contracts import Allocation, Observation
-from simcore.snapshot import DEFAULT_LEVEL_FACTORS, SnapshotProblem, rate_need_bps
+from simcore.snapshot import DEFAULT_LEVEL_FACTORS, OBJECTIVES, SnapshotProblem, rate_need_bps
 
 #: Bumped whenever the meaning or layout of a state or action vector changes; checkpoints carry it.
 ENCODING_VERSION = 1
-#: Objectives of the snapshot problem a policy can be trained and scored for.
-OBJECTIVES = ("served", "rate")
 ACTION_LOW, ACTION_HIGH = 0.0, 1.0
 #: Every state feature lies in [-STATE_BOUND, STATE_BOUND] (clipped).
 STATE_BOUND = 10.0
@@ -210,9 +208,6 @@ def snapshot_problem(obs: Observation, objective: str = "served") -> SnapshotPro
     """The snapshot problem of ``obs`` under ``objective`` (rewards and labels come from it)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES} (got {objective!r})")
-    try:
-        return SnapshotProblem(obs, objective=objective)
-    except TypeError:  # SHIM until the objectives land
-        return SnapshotProblem(obs)
+    return SnapshotProblem(obs, objective=objective)
 
 

@@ -184,10 +184,7 @@ class HeldOut:
 
         self.states, self.objective = states, objective
         self.problems = [snapshot_problem(o, objective) for o in states]
-        try:
-            opt = ExactOptimum(objective=objective)
-        except TypeError:  # an optimum without objectives: the problem's only one
-            opt = ExactOptimum()
+        opt = ExactOptimum(objective=objective)
         self.opt, self.opt_eval, self.opt_vec = [], [], []
         for i, (obs, prob) in enumerate(zip(states, self.problems)):
             alloc = opt.decide(obs)
