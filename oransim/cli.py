@@ -122,12 +122,9 @@ def run(
     from simcore.budget import estimate
     from simcore.engine import SimulationError
     from simcore.outputs import OutputError, check_folder_target, staging_folder
-    from simcore.plugins import PluginError
+    from simcore.plugins import PluginError, policy_spec
     from simcore.run import save_run, simulate
-    from simcore.scenario import scenario_warnings
-
-    from simcore.plugins import policy_spec
-    from simcore.scenario import PolicyConfig
+    from simcore.scenario import PolicyConfig, scenario_warnings
 
     policy_name, policy_params = policy_spec(policy) if policy else (None, {})
     scn = _load(scenario, policy=policy_name, seed=seed, duration_s=duration, phy=phy)
@@ -292,9 +289,11 @@ def evaluate(
         if params:
             try:
                 pol = make_policy(name, params)
-                getattr(pol, "check_scenario", lambda _scn: None)(scn)
             except PluginError as exc:
                 _fail([f"{scenario}: {exc}"])
+            fits = getattr(pol, "scenario_problems", lambda _scn: [])(scn)
+            if fits:
+                _fail([f"{scenario}: {f}: {m}" for f, m in fits])
     first = scn.seed if seed is None else seed
     if not 0 <= first <= 2**63 - states:
         _fail([f"--seed: states use seeds {first}..{first + states - 1}: must be within 0..2^63-1"])

@@ -136,7 +136,7 @@ def plugin_problems(scenario) -> list[tuple[str, str]]:
         label = "policy.name" if field == "policy" else "phy.backend"
         try:
             cls = _load(GROUPS[field], name, label)
-            _build(cls, params, field)
+            built = _build(cls, params, field)
         except PluginError as exc:
             path, _, msg = str(exc).partition(": ")
             out.append((path, msg))
@@ -144,4 +144,7 @@ def plugin_problems(scenario) -> list[tuple[str, str]]:
         check = getattr(cls, "check_scenario", None)
         if check is not None:
             out.extend(check(scenario))
+        fits = getattr(built, "scenario_problems", None)  # what this instance (e.g. its checkpoint) cannot run
+        if fits is not None:
+            out.extend(fits(scenario))
     return out

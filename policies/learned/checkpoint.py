@@ -130,15 +130,17 @@ class LearnedPolicy(Policy):
     def act(self, x: np.ndarray, obs: Observation) -> np.ndarray:
         """(action_dim,) action vector for the encoded state ``x`` of ``obs``."""
 
-    def check_scenario(self, scenario) -> None:
-        """``CheckpointMismatch`` if the scenario's slices or number of UEs do not fit the checkpoint."""
+    def scenario_problems(self, scenario) -> list[tuple[str, str]]:
+        """[(field, message)] if the scenario's slices or number of UEs do not fit the checkpoint."""
         names = tuple(s.name for s in scenario.slices)
+        where = f"{self.checkpoint_path}: trained for"
         if names != self.spec.slice_names:
-            raise CheckpointMismatch(f"policy.params.checkpoint: {self.checkpoint_path}: trained for slices "
-                                     f"{list(self.spec.slice_names)}, the scenario has {list(names)}")
+            return [("policy.params.checkpoint", f"{where} slices {list(self.spec.slice_names)}, "
+                                                 f"the scenario has {list(names)}")]
         if scenario.n_ues > self.spec.max_ues:
-            raise CheckpointMismatch(f"policy.params.checkpoint: {self.checkpoint_path}: trained for at most "
-                                     f"{self.spec.max_ues} UEs, the scenario has {scenario.n_ues}")
+            return [("policy.params.checkpoint", f"{where} at most {self.spec.max_ues} UEs, "
+                                                 f"the scenario has {scenario.n_ues}")]
+        return []
 
     def check(self, obs: Observation) -> None:
         try:
