@@ -29,7 +29,7 @@ def test_tiny_dqn_beats_round_robin_on_held_out_states(tiny):
     held = HeldOut.sample(load_scenario(ROOT / "scenarios/esa_small.yaml"), 20, "served")
     rr = held.evaluate(make_policy("rr").decide)
     dqn = held.evaluate(make_policy("dqn", {"checkpoint": str(path)}).decide)
-    assert dqn["throughput_ratio"] > rr["throughput_ratio"] + 0.05, (dqn, rr)
+    assert dqn["throughput_ratio"] > rr["throughput_ratio"] and dqn["qos_pct"] >= rr["qos_pct"], (dqn, rr)
     # the loaded policy decides as the trained network did (same held-out states and seeds)
     assert dqn["throughput_ratio"] == pytest.approx(metrics["throughput_ratio"], rel=1e-9)
     assert (folder / "run" / "learning_curve.png").stat().st_size > 0
