@@ -210,9 +210,9 @@ class SnapshotProblem:
         slack["rate_need_bps"] = float(np.min(rates - self.need_bps, initial=0.0)) if obs.n_ues else 0.0
         budgets_ok = all(v >= -REL_TOL * max(1.0, float(obs.ru_max_power_w.max())) for k, v in slack.items()
                          if k != "rate_need_bps")
-        violation = float(shortfall.sum())
+        objective, violation = objective_and_shortfall(served, shortfall, obs.ue_weight)
         steps, cost = self._tiers_3_4(alloc)
-        return Evaluation(float(np.dot(obs.ue_weight, served)), rates, self.need_bps, violation, slack,
+        return Evaluation(float(objective), rates, self.need_bps, float(violation), slack,
                           budgets_ok and violation <= self.violation_tol, served, steps, cost)
 
     def _tiers_3_4(self, alloc: Allocation) -> tuple[int, int]:
@@ -247,6 +247,21 @@ class SnapshotProblem:
         interf = 0.0 if interference_w is None else interference_w[:, :, None]
         sinr = obs.link.sinr(g[:, :, None], p, obs.serving_ru[:, None, None], interf)
         return obs.link.prb_rate_bps(sinr, u_idx[:, None, None])
+
+
+def objective_and_shortfall(served: np.ndarray, shortfall: np.ndarray, weight: np.ndarray):
+    """Tiers 1 and 2 of rates given per UE on the last axis (..., U): the objective F = sum_u w_u
+    served_u and the total shortfall V = sum_u shortfall_u (``SnapshotProblem.served`` and
+    max(0, need - r)). The one definition: ``evaluate`` and the batched rewards of the snapshot envs
+    (``SnapshotBatch``) both call it.
+
+    The sums run left to right (``np.cumsum``), so UEs padded with zeros at the end of the axis
+    change nothing: a row of a padded batch gives its state's values bit for bit.
+    """
+    if served.shape[-1] == 0:
+        zero = np.zeros(served.shape[:-1])
+        return zero, zero.copy()
+    return np.cumsum(weight * served, axis=-1)[..., -1], np.cumsum(shortfall, axis=-1)[..., -1]
 
 
 def tie_cost(index: np.ndarray) -> np.ndarray:
