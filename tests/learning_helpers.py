@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+
+import numpy as np
 
 from simcore.engine import Engine
 from simcore.plugins import make_phy, make_policy
@@ -33,3 +36,11 @@ def observation(**kw):
     eng = Engine(scn, make_policy("pf"), make_phy("builtin"))
     eng.run()
     return eng.observation(eng.n_tti - 1)
+
+
+def subset(obs, keep):
+    """The observation restricted to UEs ``keep`` (every per-UE array cut the same way)."""
+    keep = np.asarray(keep)
+    per_ue = ("slice_id", "serving_ru", "gain", "prb_sinr", "prb_rate_bps", "buffer_bits", "hol_delay_ms",
+              "avg_throughput_bps", "qos_met_last", "min_rate_bps", "max_rate_bps", "max_delay_ms")
+    return dataclasses.replace(obs, **{f: getattr(obs, f)[keep] for f in per_ue})

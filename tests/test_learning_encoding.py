@@ -1,6 +1,5 @@
 """The learned policies' encoding: state vector, action vector, the one decoder, the templates."""
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -13,17 +12,9 @@ from policies.learned.encoding import (ENCODING_VERSION, STATE_BOUND, EncodingMi
 from policies.learned.templates import SliceTemplates, water_fill
 from simcore.contracts import check_allocation
 
-from learning_helpers import observation
+from learning_helpers import observation, subset
 
 MAX_UES = 12
-
-
-def subset(obs, keep):
-    """The observation restricted to UEs ``keep`` (every per-UE array cut the same way)."""
-    keep = np.asarray(keep)
-    per_ue = ("slice_id", "serving_ru", "gain", "prb_sinr", "prb_rate_bps", "buffer_bits", "hol_delay_ms",
-              "avg_throughput_bps", "qos_met_last", "min_rate_bps", "max_rate_bps", "max_delay_ms")
-    return dataclasses.replace(obs, **{f: getattr(obs, f)[keep] for f in per_ue})
 
 
 CASES = [dict(seed=1), dict(seed=2, load=2.0), dict(seed=3, n_rus=2, ues=(2, 2, 2), prbs=12),

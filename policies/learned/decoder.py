@@ -48,7 +48,7 @@ class DecodeContext:
     """What the decoder needs of one observation besides the action (reusable across actions).
 
     Per RU r with UEs: ``rows[r]`` = (UE indices padded to ``max_ues`` with -1, their rate table
-    (max_ues, K, L) at the ascending power levels, weights, rate caps; padding rows are zero).
+    (max_ues, L, K) at the ascending power levels, weights, rate caps; padding rows are zero).
     """
 
     def __init__(self, obs: Observation, spec: EncodingSpec, objective: str = "served",
@@ -58,7 +58,7 @@ class DecodeContext:
         self.problem = problem if problem is not None else snapshot_problem(obs, objective)
         order = np.argsort(self.problem.levels_w, axis=1)
         self.levels = np.take_along_axis(self.problem.levels_w, order, axis=1)  # (R, L) ascending
-        rates = self.problem.single_ru_rate_table()[:, :, order[0]]  # (U, K, L) at those levels
+        rates = self.problem.single_ru_rate_table()[:, :, order[0]].transpose(0, 2, 1)  # (U, L, K) at those levels
         self.top = np.minimum(self.levels[:, -1], spec.max_prb_power_factor * obs.ru_max_power_w / obs.n_prbs)
         cap, weight, m = rate_cap_bps(obs, objective), obs.ue_weight, spec.max_ues
         self.rows = {}
@@ -72,6 +72,50 @@ class DecodeContext:
                 self.rows[r] = (pad, table, np.r_[weight[ues], np.zeros(m - ues.size)],
                                 np.r_[cap[ues], np.zeros(m - ues.size)])
         self.need_repair = bool(np.isfinite(obs.slice_power_cap_w).any())
+
+
+class DecodeRows:
+    """The decoder's constants of many rows (one per state and RU with UEs, all with K PRBs), stacked.
+
+    Row i: ``ues`` (M,) UE indices (-1 padding), ``table`` (M, L, K) their rate tables, ``weight``
+    and ``cap`` (M,), the RU's ascending ``levels`` (L,), PRB power ceiling ``top`` and power budget
+    ``ru_power``. ``put`` copies a context's rows in (a pool fills its rows as its states are first
+    used, and with ``adopt`` points the context at them, so the tables are held once).
+    """
+
+    def __init__(self, n_rows: int, spec: EncodingSpec, n_prbs: int, n_levels: int):
+        m = spec.max_ues
+        self.spec, self.n_prbs = spec, n_prbs
+        self.ues = np.full((n_rows, m), -1, dtype=np.int64)
+        self.table = np.zeros((n_rows, m, n_levels, n_prbs))
+        self.weight = np.zeros((n_rows, m))
+        self.cap = np.zeros((n_rows, m))
+        self.levels = np.ones((n_rows, n_levels))
+        self.top = np.zeros(n_rows)
+        self.ru_power = np.zeros(n_rows)
+
+    def put(self, first: int, ctx: DecodeContext, adopt: bool = False) -> list[int]:
+        """Copy ``ctx``'s rows in from row ``first`` on (in RU order); returns their RUs."""
+        rus = sorted(ctx.rows)
+        for i, r in enumerate(rus, start=first):
+            ues, table, w, cap = ctx.rows[r]
+            self.ues[i], self.table[i], self.weight[i], self.cap[i] = ues, table, w, cap
+            self.levels[i], self.top[i], self.ru_power[i] = ctx.levels[r], ctx.top[r], ctx.obs.ru_max_power_w[r]
+            if adopt:
+                ctx.rows[r] = (self.ues[i], self.table[i], self.weight[i], self.cap[i])
+        return rus
+
+    @staticmethod
+    def of(contexts: list[DecodeContext]) -> tuple["DecodeRows", np.ndarray, np.ndarray]:
+        """Rows of ``contexts`` (all with the same K): the rows, and each row's context and RU."""
+        c0 = contexts[0]
+        rows = DecodeRows(sum(len(c.rows) for c in contexts), c0.spec, c0.obs.n_prbs, c0.levels.shape[1])
+        state, ru = [], []
+        for b, c in enumerate(contexts):
+            rus = rows.put(len(ru), c)
+            state += [b] * len(rus)
+            ru += rus
+        return rows, np.array(state, dtype=np.int64), np.array(ru, dtype=np.int64)
 
 
 def decode_action(action, obs: Observation, spec: EncodingSpec, objective: str = "served",
@@ -92,9 +136,7 @@ def decode_actions(actions: np.ndarray, contexts: list[DecodeContext]) -> list[A
     PRB assignment, one ``linear_sum_assignment`` per row and pass.
     """
     spec = contexts[0].spec
-    a = np.asarray(actions, dtype=float)
-    if a.ndim != 2 or a.shape[1] != spec.action_dim:
-        raise EncodingMismatch(f"actions of shape {a.shape}, the encoding expects (B, {spec.action_dim})")
+    a = check_actions(actions, spec)
     n_prb = {c.obs.n_prbs for c in contexts}
     if len(n_prb) > 1:  # rows must share K: decode each group of equal K apart
         out = [None] * len(contexts)
@@ -104,37 +146,50 @@ def decode_actions(actions: np.ndarray, contexts: list[DecodeContext]) -> list[A
                 out[i] = alloc
         return out
     n_prb = n_prb.pop()
-    m = spec.max_ues
-    shares = np.concatenate([clean_shares(a).reshape(-1, 2, m), np.zeros((a.shape[0], 2, 1))], axis=2)
     owners = [np.full((c.obs.n_rus, n_prb), -1, dtype=np.int64) for c in contexts]
     powers = [np.zeros((c.obs.n_rus, n_prb)) for c in contexts]
-    rows = [(b, r) for b, c in enumerate(contexts) for r in c.rows]
-    if rows:
-        ues = np.stack([contexts[b].rows[r][0] for b, r in rows])  # (N, M), -1 padding
-        sh = shares[np.array([b for b, _ in rows])[:, None], :, np.where(ues >= 0, ues, m)]  # (N, M, 2)
-        s, p = sh[..., 0], sh[..., 1]
-        s = s / np.maximum(s.sum(axis=1, keepdims=True), 1.0)
-        p = p / np.maximum(p.sum(axis=1, keepdims=True), 1.0)
-        counts = _largest_remainder_rows(s, n_prb)
-        counts[p <= 0] = 0
-        ru_power = np.array([contexts[b].obs.ru_max_power_w[r] for b, r in rows])
-        levels = np.stack([contexts[b].levels[r] for b, r in rows])  # (N, L)
-        top = np.array([contexts[b].top[r] for b, r in rows])
-        table = np.stack([contexts[b].rows[r][1] for b, r in rows])  # (N, M, K, L)
-        w = np.stack([contexts[b].rows[r][2] for b, r in rows])
-        cap = np.stack([contexts[b].rows[r][3] for b, r in rows])
-        cols, who, p_w, row_of = _assign_rows(counts, ru_power[:, None] * p, levels, top, table, w, cap)
-        for i, (b, r) in enumerate(rows):
-            sel = row_of == i
-            owners[b][r, cols[sel]] = ues[i, who[sel]]
-            powers[b][r, cols[sel]] = p_w[sel]
-    out = []
-    for c, owner, power in zip(contexts, owners, powers):
-        if c.need_repair:
-            out.append(repair_allocation(c.obs.serving_ru, owner, power, c.obs))
-        else:
-            out.append(Allocation(c.obs.serving_ru.astype(np.int64), owner, power))
-    return out
+    if any(c.rows for c in contexts):
+        rows, state, ru = DecodeRows.of(contexts)
+        owner, power = decode_rows(a, rows, np.arange(len(state)), state)
+        for i, (b, r) in enumerate(zip(state, ru)):
+            owners[b][r], powers[b][r] = owner[i], power[i]
+    return [finish(c, owner, power) for c, owner, power in zip(contexts, owners, powers)]
+
+
+def check_actions(actions, spec: EncodingSpec) -> np.ndarray:
+    """Actions as a float64 (B, action_dim) array; ``EncodingMismatch`` if the shape does not fit."""
+    a = np.asarray(actions, dtype=float)
+    if a.ndim != 2 or a.shape[1] != spec.action_dim:
+        raise EncodingMismatch(f"actions of shape {a.shape}, the encoding expects (B, {spec.action_dim})")
+    return a
+
+
+def finish(ctx: DecodeContext, owner: np.ndarray, power: np.ndarray) -> Allocation:
+    """The allocation of decoded owners and powers (R, K): step 6 of the module docstring."""
+    if ctx.need_repair:
+        return repair_allocation(ctx.obs.serving_ru, owner, power, ctx.obs)
+    return Allocation(ctx.obs.serving_ru.astype(np.int64), owner, power)
+
+
+def decode_rows(actions: np.ndarray, rows: DecodeRows, sel: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 1-5 on rows ``sel`` of ``rows``, row j taking the action of state ``state[j]``:
+    actions (B, action_dim) float64. Returns the rows' PRB owners (UE index, -1 idle) and powers, (N, K)."""
+    m, n_prb = rows.spec.max_ues, rows.n_prbs
+    shares = np.concatenate([clean_shares(actions).reshape(-1, 2, m), np.zeros((actions.shape[0], 2, 1))], axis=2)
+    ues = rows.ues[sel]  # (N, M), -1 padding
+    sh = shares[state[:, None], :, np.where(ues >= 0, ues, m)]  # (N, M, 2)
+    s, p = sh[..., 0], sh[..., 1]
+    s = s / np.maximum(s.sum(axis=1, keepdims=True), 1.0)
+    p = p / np.maximum(p.sum(axis=1, keepdims=True), 1.0)
+    counts = _largest_remainder_rows(s, n_prb)
+    counts[p <= 0] = 0
+    n = sel.size
+    owner = np.full((n, n_prb), -1, dtype=np.int64)
+    power = np.zeros((n, n_prb))
+    row_of, own, col, p_w = _assign_rows(counts, rows.ru_power[sel, None] * p, rows, sel)
+    owner[row_of, col] = ues[row_of, own]
+    power[row_of, col] = p_w
+    return owner, power
 
 
 def _largest_remainder_rows(shares: np.ndarray, total: int) -> np.ndarray:
@@ -142,41 +197,52 @@ def _largest_remainder_rows(shares: np.ndarray, total: int) -> np.ndarray:
     want = total * shares
     n = np.floor(want + 1e-9).astype(np.int64)
     extra = np.minimum(np.round(want.sum(axis=1)), total).astype(np.int64) - n.sum(axis=1)
-    order = np.argsort(n - want, axis=1, kind="stable")
-    bump = np.arange(n.shape[1])[None, :] < extra[:, None]
-    np.put_along_axis(n, order, np.take_along_axis(n, order, axis=1) + bump, axis=1)
-    return n
+    order = np.argsort(n - want, axis=1, kind="stable")  # largest remainder first
+    rank = np.empty_like(order)
+    rank[np.arange(n.shape[0])[:, None], order] = np.arange(n.shape[1])
+    return n + (rank < extra[:, None])  # the first ``extra`` in that order get one more
 
 
-def _assign_rows(counts, budget, levels, top, table, w, cap):
-    """PRBs and powers of each row (state, RU) from its UEs' PRB ``counts`` and power ``budget``
-    (W), both (N, M). Returns, over all assigned PRBs: PRB, owner (index in the row), power, row.
+def _assign_rows(counts, budget, rows: DecodeRows, sel):
+    """PRBs and powers of rows ``sel`` of ``rows`` from their UEs' PRB ``counts`` and power
+    ``budget`` (W), both (N, M). Returns, over all assigned PRBs: row, owner (index in the row), PRB, power.
 
     Pass 1 ranks PRBs for each UE by its (capped, weighted) rate at the power level nearest its
     mean power per PRB; each UE's power is then spent over its PRBs (``_split_power``), which prices
     each UE's power. Pass 2 ranks PRBs again at the row's price of power (the median of its UEs'
     positive weighted prices, where any): a PRB is worth w_u max_l (r[u,k,l] - mu p_l).
+    Values are worked out only for the UEs with PRBs (``pairs``); the rows of a UE's value repeat
+    once per PRB it gets (its slots), and each row's slots are one ``linear_sum_assignment``.
     """
     n_rows, m = counts.shape
+    levels, top, w, cap = rows.levels[sel], rows.top[sel], rows.weight[sel], rows.cap[sel]
     per = np.maximum(counts, 1)
     mean_w = np.minimum(budget / per, top[:, None])
-    capped = np.minimum(table, (cap / per)[:, :, None, None])  # (N, M, K, L)
-    mids = np.sqrt(levels[:, :-1] * levels[:, 1:])  # (N, L-1) geometric midpoints
-    near = (mids[:, None, :] < mean_w[:, :, None]).sum(axis=2)
-    value = w[:, :, None] * capped[np.arange(n_rows)[:, None], np.arange(m)[None, :], :, near]
-    slots = [np.repeat(np.arange(m), c) for c in counts]
+    cap_per = cap / per  # rate beyond which a UE's PRB is worth nothing more, (N, M)
+    mids = np.sqrt(levels[:, :-1] * levels[:, 1:])[:, None, :] < mean_w[:, :, None]  # (N, M, L-1): past a midpoint
+    pr, pu = np.nonzero(counts > 0)  # the UEs with PRBs, row by row
+    near = np.zeros(pr.size, dtype=np.int64)  # the level nearest the mean power per PRB
+    for j in range(mids.shape[2]):
+        near += mids[pr, pu, j]
+    c_pair, w_pair = cap_per[pr, pu][:, None], w[pr, pu][:, None]
+    value = w_pair * np.minimum(rows.table[sel[pr], pu, near], c_pair)  # (P, K)
+    per_pair = counts[pr, pu]
+    slot = np.repeat(np.arange(pr.size), per_pair)  # the pair of each slot
+    ends = np.cumsum(counts.sum(axis=1))
+    bounds = list(zip((ends - counts.sum(axis=1)).tolist(), ends.tolist()))  # the slots of row i
     redo = np.ones(n_rows, dtype=bool)
-    cols, who = [None] * n_rows, [None] * n_rows
+    cols = [np.zeros(0, dtype=np.int64)] * n_rows
+    row_of, own = pr[slot], pu[slot]
     for it in range(PASSES):
-        for i in np.flatnonzero(redo):
-            if slots[i].size:
-                rr, cc = linear_sum_assignment(value[i][slots[i]], maximize=True)
-                cols[i], who[i] = cc, slots[i][rr]
-            else:
-                cols[i] = who[i] = np.zeros(0, dtype=np.int64)
-        row_of = np.repeat(np.arange(n_rows), [c.size for c in cols])
-        col, own = np.concatenate(cols), np.concatenate(who)
-        p_w, price = _split_power(capped[row_of, own, col], levels[row_of], top[row_of], row_of * m + own,
+        vs = value[slot]  # (slots, K)
+        for i in np.flatnonzero(redo).tolist():
+            a, b = bounds[i]
+            if b > a:
+                _, cols[i] = linear_sum_assignment(vs[a:b], maximize=True)
+        # a row has at most K slots, so every slot gets a PRB, in slot order
+        col = np.concatenate(cols)
+        rate = np.minimum(rows.table[sel[row_of], own, :, col], cap_per[row_of, own][:, None])  # (S, L)
+        p_w, price = _split_power(rate, levels[row_of], top[row_of], row_of * m + own,
                                   budget.ravel(), mean_w.ravel(), counts.ravel(), np.repeat(levels[:, 0], m))
         if it == PASSES - 1:
             break
@@ -188,9 +254,13 @@ def _assign_rows(counts, budget, levels, top, table, w, cap):
         srt = np.sort(wp, axis=1)  # NaN last
         lo, hi = np.maximum((n_pos - 1) // 2, 0), n_pos // 2
         mu = 0.5 * (srt[np.arange(n_rows), lo] + srt[np.arange(n_rows), np.minimum(hi, m - 1)])  # the median
-        mu = np.where(redo, mu, 0.0)
-        value = (w[:, :, None, None] * capped - mu[:, None, None, None] * levels[:, None, None, :]).max(axis=3)
-    return col, own, p_w, row_of
+        mu = np.where(redo, mu, 0.0)[pr]
+        table = rows.table[sel[pr], pu]  # (P, L, K)
+        lv = levels[pr]
+        value = w_pair * np.minimum(table[:, 0], c_pair) - (mu * lv[:, 0])[:, None]
+        for level in range(1, lv.shape[1]):
+            np.maximum(value, w_pair * np.minimum(table[:, level], c_pair) - (mu * lv[:, level])[:, None], out=value)
+    return row_of, own, col, p_w
 
 
 def _split_power(rate, levels, top, who, budget, mean_w, counts, level0):
@@ -207,12 +277,14 @@ def _split_power(rate, levels, top, who, budget, mean_w, counts, level0):
     n_lvl = levels.shape[1]
     out = mean_w[who]
     price = np.zeros(budget.size)
-    idx = np.flatnonzero(mean_w[who] >= levels[:, 0])
+    idx = np.flatnonzero(out >= levels[:, 0])
     if n_lvl < 2 or idx.size == 0:
         return out, price
-    lv = levels[idx]
-    dp = np.diff(lv, axis=1)  # (m, L-1)
-    gain = np.minimum.accumulate(np.diff(rate[idx], axis=1) / dp, axis=1)  # concave hull
+    lv, r = levels[idx], rate[idx]
+    dp = lv[:, 1:] - lv[:, :-1]  # (m, L-1)
+    gain = (r[:, 1:] - r[:, :-1]) / dp
+    for j in range(1, n_lvl - 1):  # running minimum along the ladder: the concave hull
+        np.minimum(gain[:, j - 1], gain[:, j], out=gain[:, j])
     gain[lv[:, 1:] > top[idx, None] * (1 + 1e-12)] = -np.inf
     flat = gain.ravel()
     step_owner = np.repeat(who[idx], n_lvl - 1)
@@ -230,6 +302,6 @@ def _split_power(rate, levels, top, who, budget, mean_w, counts, level0):
     left = np.flatnonzero(~take & (g > -np.inf))
     if left.size:
         o = owner_sorted[left]
-        firsts = np.r_[True, o[1:] != o[:-1]]
+        firsts = np.concatenate(([True], o[1:] != o[:-1]))
         price[o[firsts]] = np.maximum(g[left[firsts]], 0.0)
     return out, price

@@ -32,7 +32,6 @@ truncation only.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -40,27 +39,16 @@ from gymnasium import spaces
 
 from simcore.contracts import Observation, Policy
 
-from .decoder import DecodeContext, decode_action, decode_actions
+from .decoder import DecodeContext, decode_action
 from .encoding import STATE_BOUND, EncodingSpec, encode_state
+from .pool import StatePool, reward, reward_scale_bps
 from .templates import SliceTemplates
+
+__all__ = ["ENGINE_ENV_ID", "SNAPSHOT_ENV_ID", "ActionCoder", "EngineEnv", "SnapshotEnv", "SnapshotVectorEnv",
+           "StatePool", "reward", "reward_scale_bps"]
 
 ENGINE_ENV_ID = "oransim/OranSlicing-v0"
 SNAPSHOT_ENV_ID = "oransim/OranSlicingSnapshot-v0"
-
-
-def reward_scale_bps(obs: Observation) -> float:
-    """The cell's peak weighted rate: the reward's unit."""
-    link = obs.link
-    return float(obs.n_rus * obs.n_prbs * link.prb_bandwidth_hz * link.max_se * obs.slice_weight.max())
-
-
-def reward(objective_bps: float, rates_bps: np.ndarray, need_bps: np.ndarray, scale_bps: float,
-           need_penalty: float) -> tuple[float, float]:
-    """(reward, mean relative shortfall): objective / scale - need_penalty * the mean over the UEs
-    with a rate need of the share of it they miss."""
-    has = need_bps > 0
-    missed = float((np.maximum(need_bps[has] - rates_bps[has], 0.0) / need_bps[has]).sum()) / max(1, int(has.sum()))
-    return objective_bps / scale_bps - need_penalty * missed, missed
 
 
 def _load_scenario(scenario):
@@ -97,61 +85,6 @@ def observation_space(spec: EncodingSpec) -> spaces.Box:
 
 
 # -------------------------------------------------------------------------------- snapshots
-class StatePool:
-    """Snapshot states with their encodings, snapshot problems and rate tables (built on first use)."""
-
-    def __init__(self, observations: list[Observation], spec: EncodingSpec, objective: str = "served",
-                 need_penalty: float = 4.0):
-        if not observations:
-            raise ValueError("the state pool is empty")
-        self.obs, self.spec, self.objective, self.need_penalty = list(observations), spec, objective, float(need_penalty)
-        self.states = np.stack([encode_state(o, spec) for o in self.obs])  # (N, state_dim) float32
-        self._contexts: list = [None] * len(self.obs)
-        self.scale = np.array([reward_scale_bps(o) for o in self.obs])
-
-    def __len__(self) -> int:
-        return len(self.obs)
-
-    def context(self, i: int) -> DecodeContext:
-        """State i's decoder context (with its snapshot problem), built on first use."""
-        if self._contexts[i] is None:
-            self._contexts[i] = DecodeContext(self.obs[i], self.spec, self.objective)
-        return self._contexts[i]
-
-    def outcome(self, i: int, coder: ActionCoder, action) -> tuple[float, dict]:
-        """Reward and info of ``action`` on state ``i``."""
-        rewards, objective, violation = self.outcomes(np.array([i]), coder, [action])
-        return float(rewards[0]), {"objective_bps": objective[0], "violation_bps": violation[0], "state": i}
-
-    def outcomes(self, idx: np.ndarray, coder: ActionCoder, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Rewards, objectives and shortfalls of ``actions[j]`` on states ``idx[j]`` (decoded together)."""
-        contexts = [self.context(int(i)) for i in idx]
-        vectors = np.stack([coder.vector(a, self.obs[int(i)]) for a, i in zip(actions, idx)])
-        allocs = decode_actions(vectors, contexts)
-        rewards, objective, violation = np.zeros(len(idx)), np.zeros(len(idx)), np.zeros(len(idx))
-        for j, (ctx, alloc, i) in enumerate(zip(contexts, allocs, idx)):
-            ev = ctx.problem.evaluate(alloc)
-            objective[j], violation[j] = ev.objective_bps, ev.violation_bps
-            rewards[j], _ = reward(ev.objective_bps, ev.rates_bps, ev.need_bps, self.scale[i], self.need_penalty)
-        return rewards, objective, violation
-
-    @staticmethod
-    def from_source(scenario=None, data: str | Path | None = None, n_states: int = 2000, seed: int = 0,
-                    max_ues: int | None = None, objective: str = "served", need_penalty: float = 4.0,
-                    **dataset_kw) -> "StatePool":
-        """A pool from a dataset file, or ``n_states`` unlabelled states generated from ``scenario``."""
-        from .dataset import DatasetConfig, load_states, make_states
-
-        if data is not None:
-            ss = load_states(data)
-            obs, scn = ss.observations, ss.scenario
-        else:
-            scn = _load_scenario(scenario)
-            obs = make_states(scn, DatasetConfig(n_states=n_states, seed=seed, label="none", **dataset_kw))
-        spec = EncodingSpec.for_scenario(scn, max_ues or max(o.n_ues for o in obs))
-        return StatePool(obs, spec, objective, need_penalty)
-
-
 class SnapshotEnv(gym.Env):
     """One snapshot env (see the module docstring). Pass ``pool`` or the arguments of
     ``StatePool.from_source`` (``scenario``, ``data``, ``n_states``, ...)."""
@@ -205,7 +138,7 @@ class SnapshotVectorEnv(gym.vector.VectorEnv):
             self._rng = np.random.default_rng(seed)
         self._t[:] = 0
         self._idx = self._rng.integers(len(self.pool), size=self.num_envs)
-        return self.pool.states[self._idx].copy(), {}
+        return self.pool.states[self._idx], {}
 
     def step(self, actions):
         rewards, objective, _ = self.pool.outcomes(self._idx, self.coder, actions)
@@ -214,7 +147,7 @@ class SnapshotVectorEnv(gym.vector.VectorEnv):
         self._t[truncated] = 0
         self._idx = self._rng.integers(len(self.pool), size=self.num_envs)
         terminated = np.zeros(self.num_envs, dtype=bool)
-        return self.pool.states[self._idx].copy(), rewards, terminated, truncated, {"objective_bps": objective}
+        return self.pool.states[self._idx], rewards, terminated, truncated, {"objective_bps": objective}
 
 
 # ----------------------------------------------------------------------------------- engine

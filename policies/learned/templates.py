@@ -53,23 +53,45 @@ class SliceTemplates:
 
     def action(self, obs: Observation, a: int, spec: EncodingSpec, objective: str = "served") -> np.ndarray:
         """(action_dim,) action vector of template ``a`` on ``obs``."""
-        out = np.zeros(spec.action_dim, dtype=np.float32)
-        v = self.weights[int(a)][obs.slice_id]  # (U,)
-        k = max(obs.n_prbs, 1)
-        per_prb = np.maximum(mean_prb_rate_bps(obs), 1.0)
-        need = in_prbs(need_bps(obs, objective), per_prb, k)
-        usable = np.maximum(in_prbs(rate_cap_bps(obs, objective), per_prb, k), need)
-        share = np.zeros(obs.n_ues)
+        need, usable = demands(obs, objective)
+        rows = np.full((obs.n_rus, spec.max_ues), -1, dtype=np.int64)
         for r in range(obs.n_rus):
             ues = np.flatnonzero(obs.serving_ru == r)
-            base = water_fill(need[ues], v[ues])  # needs first (all of them when they fit)
-            left = 1.0 - base.sum()
-            if left > 1e-12:
-                base += water_fill(usable[ues] - base, v[ues], left)
-            share[ues] = base
-        out[:obs.n_ues] = share
-        out[spec.max_ues:spec.max_ues + obs.n_ues] = share
+            rows[r, :ues.size] = ues
+        pad = lambda x: np.r_[x, np.zeros(spec.max_ues - obs.n_ues, dtype=x.dtype)]  # noqa: E731
+        return self.actions(np.array([a]), pad(obs.slice_id)[None], pad(need)[None], pad(usable)[None],
+                            rows, np.zeros(obs.n_rus, dtype=np.int64), spec)[0]
+
+    def actions(self, a: np.ndarray, slice_id: np.ndarray, need: np.ndarray, usable: np.ndarray,
+                rows: np.ndarray, row_state: np.ndarray, spec: EncodingSpec) -> np.ndarray:
+        """(B, action_dim) float32 action vectors of templates ``a`` (B,) on B states at once.
+
+        Per state, padded to ``max_ues``: slice_id, and the ``demands`` need and usable (B, M).
+        rows (N, M): the UEs of each RU (with UEs) of the states, padded with -1; row_state (N,) its state.
+        """
+        v = self.weights[np.asarray(a, dtype=np.int64)[:, None], slice_id]  # (B, M)
+        real = rows >= 0
+        b, u = row_state[:, None], np.where(real, rows, 0)
+        weight = np.where(real, v[b, u], 1.0)
+        base = water_fill_rows(np.where(real, need[b, u], 0.0), weight, np.ones(rows.shape[0]))  # needs first
+        left = 1.0 - _row_sums(base)
+        more = left > 1e-12
+        if more.any():
+            base[more] += water_fill_rows(np.where(real, usable[b, u], 0.0)[more] - base[more], weight[more], left[more])
+        out = np.zeros((v.shape[0], spec.action_dim), dtype=np.float32)
+        rb, ru = np.nonzero(real)
+        out[row_state[rb], rows[rb, ru]] = base[rb, ru]
+        out[:, spec.max_ues:] = out[:, :spec.max_ues]
         return out
+
+
+def demands(obs: Observation, objective: str) -> tuple[np.ndarray, np.ndarray]:
+    """(U,) each UE's rate need and what it can use, as shares of K PRBs (whole PRBs at its mean
+    per-PRB rate): the demands of the two water-filling rounds."""
+    k = max(obs.n_prbs, 1)
+    per_prb = np.maximum(mean_prb_rate_bps(obs), 1.0)
+    need = in_prbs(need_bps(obs, objective), per_prb, k)
+    return need, np.maximum(in_prbs(rate_cap_bps(obs, objective), per_prb, k), need)
 
 
 def in_prbs(rate_bps: np.ndarray, per_prb_bps: np.ndarray, k: int) -> np.ndarray:
@@ -79,14 +101,28 @@ def in_prbs(rate_bps: np.ndarray, per_prb_bps: np.ndarray, k: int) -> np.ndarray
 
 def water_fill(demand: np.ndarray, weight: np.ndarray, total: float = 1.0) -> np.ndarray:
     """Shares x_u = min(d_u, lambda w_u) with sum x = total, or x = d if the demands fit."""
-    if demand.sum() <= total:
+    return water_fill_rows(np.asarray(demand, dtype=float)[None], np.asarray(weight, dtype=float)[None],
+                           np.array([total], dtype=float))[0]
+
+
+def _row_sums(x: np.ndarray) -> np.ndarray:
+    """Sums along each row, left to right (zero padding at the end of a row changes nothing)."""
+    return np.cumsum(x, axis=1)[:, -1] if x.shape[1] else np.zeros(x.shape[0])
+
+
+def water_fill_rows(demand: np.ndarray, weight: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """``water_fill`` of each row (N, M) with its ``total`` (N,) > 0; entries of zero demand (padding
+    too, with any positive weight) get nothing and change nothing."""
+    if demand.shape[1] == 0:
         return demand.copy()
+    fits = _row_sums(demand) <= total
     t = demand / weight  # lambda at which each UE's share reaches its demand
-    order = np.argsort(t, kind="stable")
-    d_sorted, w_sorted, t_sorted = demand[order], weight[order], t[order]
-    filled = np.cumsum(d_sorted) - d_sorted  # demand of the UEs capped before UE i
-    w_left = np.cumsum(w_sorted[::-1])[::-1]  # weight of UE i and those after it
+    order = np.argsort(t, axis=1, kind="stable")
+    d_sorted, w_sorted, t_sorted = (np.take_along_axis(x, order, axis=1) for x in (demand, weight, t))
+    filled = np.cumsum(d_sorted, axis=1) - d_sorted  # demand of the UEs capped before UE i
+    w_left = np.cumsum(w_sorted[:, ::-1], axis=1)[:, ::-1]  # weight of UE i and those after it
     at_t = filled + t_sorted * w_left  # sum of shares when lambda = t_i
-    i = min(int(np.searchsorted(at_t, total)), demand.size - 1)  # first breakpoint where the shares overflow
-    lam = (total - filled[i]) / w_left[i]
-    return np.minimum(demand, lam * weight)
+    # the first breakpoint where the shares overflow
+    i = np.minimum((at_t < total[:, None]).sum(axis=1), demand.shape[1] - 1)[:, None]
+    lam = (total[:, None] - np.take_along_axis(filled, i, axis=1)) / np.take_along_axis(w_left, i, axis=1)
+    return np.where(fits[:, None], demand, np.minimum(demand, lam * weight))
