@@ -68,6 +68,8 @@ def test_batched_step_equals_the_per_state_definitions(states, objective, mode):
     idx = rng.integers(len(obs), size=40)
     acts = actions_for(coder, rng, idx.size)
     rewards, objective_bps, violation_bps = pool.outcomes(idx, coder, acts)
+    for got, ref in zip((rewards, objective_bps, violation_bps), pool.outcomes(idx, coder, acts, per_state=True)):
+        assert np.array_equal(got, ref)
     for j, (i, alloc) in enumerate(zip(idx, pool.allocations(idx, coder, acts))):
         o = obs[i]
         check_allocation(alloc, o)

@@ -233,6 +233,10 @@ def _assign_rows(counts, budget, rows: DecodeRows, sel):
     redo = np.ones(n_rows, dtype=bool)
     cols = [np.zeros(0, dtype=np.int64)] * n_rows
     row_of, own = pr[slot], pu[slot]
+    # what the power split needs of each slot and UE, the same in every pass
+    slot_row, slot_cap = sel[row_of], cap_per[row_of, own][:, None]
+    slot_levels, slot_top, slot_ue = levels[row_of], top[row_of], row_of * m + own
+    per_ue = (budget.ravel(), mean_w.ravel(), counts.ravel(), np.repeat(levels[:, 0], m))
     for it in range(PASSES):
         vs = value[slot]  # (slots, K)
         for i in np.flatnonzero(redo).tolist():
@@ -241,9 +245,8 @@ def _assign_rows(counts, budget, rows: DecodeRows, sel):
                 _, cols[i] = linear_sum_assignment(vs[a:b], maximize=True)
         # a row has at most K slots, so every slot gets a PRB, in slot order
         col = np.concatenate(cols)
-        rate = np.minimum(rows.table[sel[row_of], own, :, col], cap_per[row_of, own][:, None])  # (S, L)
-        p_w, price = _split_power(rate, levels[row_of], top[row_of], row_of * m + own,
-                                  budget.ravel(), mean_w.ravel(), counts.ravel(), np.repeat(levels[:, 0], m))
+        rate = np.minimum(rows.table[slot_row, own, :, col], slot_cap)  # (S, L)
+        p_w, price = _split_power(rate, slot_levels, slot_top, slot_ue, *per_ue)
         if it == PASSES - 1:
             break
         wp = np.where(price.reshape(n_rows, m) > 0, w * price.reshape(n_rows, m), np.nan)
@@ -280,12 +283,15 @@ def _split_power(rate, levels, top, who, budget, mean_w, counts, level0):
     idx = np.flatnonzero(out >= levels[:, 0])
     if n_lvl < 2 or idx.size == 0:
         return out, price
-    lv, r = levels[idx], rate[idx]
+    if idx.size == out.size:  # the usual case: every PRB's UE affords the lowest level
+        lv, r, tp = levels, rate, top
+    else:
+        lv, r, tp = levels[idx], rate[idx], top[idx]
     dp = lv[:, 1:] - lv[:, :-1]  # (m, L-1)
     gain = (r[:, 1:] - r[:, :-1]) / dp
     for j in range(1, n_lvl - 1):  # running minimum along the ladder: the concave hull
         np.minimum(gain[:, j - 1], gain[:, j], out=gain[:, j])
-    gain[lv[:, 1:] > top[idx, None] * (1 + 1e-12)] = -np.inf
+    gain[lv[:, 1:] > tp[:, None] * (1 + 1e-12)] = -np.inf
     flat = gain.ravel()
     step_owner = np.repeat(who[idx], n_lvl - 1)
     sort = np.lexsort((-flat, step_owner))  # by owner, then the best gain first (stable: ladder order)

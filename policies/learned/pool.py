@@ -138,6 +138,7 @@ class StatePool:
         self.obs, self.spec, self.objective, self.need_penalty = list(observations), spec, objective, float(need_penalty)
         self.states = np.stack([encode_state(o, spec) for o in self.obs])  # (N, state_dim) float32
         self._contexts: list = [None] * len(self.obs)
+        self._built = np.zeros(len(self.obs), dtype=bool)
         self.scale = np.array([reward_scale_bps(o) for o in self.obs])
         shapes = {(o.n_rus, o.n_prbs) for o in self.obs}
         self.batched = len(shapes) == 1  # else outcomes go state by state
@@ -147,6 +148,7 @@ class StatePool:
             n_rows = np.array([np.unique(o.serving_ru).size for o in self.obs], dtype=np.int64)
             self._first_row = np.r_[0, np.cumsum(n_rows)[:-1]]
             self._n_rows = n_rows
+            self._one_row = bool((n_rows == 1).all())  # one RU with UEs per state: row i is state i
             self._row_ru = np.zeros(int(n_rows.sum()), dtype=np.int64)
             self._rows: DecodeRows | None = None  # allocated with the first context (it knows L)
             self._batch = SnapshotBatch(n, m, self.n_rus, self.n_prbs)
@@ -164,7 +166,14 @@ class StatePool:
             if self.batched:
                 self._add(i, ctx)
             self._contexts[i] = ctx
+            self._built[i] = True
         return self._contexts[i]
+
+    def _build(self, idx: np.ndarray) -> None:
+        """Build the contexts of states ``idx`` not built yet."""
+        if not self._built[idx].all():
+            for i in np.unique(idx[~self._built[idx]]).tolist():
+                self.context(i)
 
     def _add(self, i: int, ctx: DecodeContext) -> None:
         if self._rows is None:
@@ -183,12 +192,14 @@ class StatePool:
         rewards, objective, violation = self.outcomes(np.array([i]), coder, [action])
         return float(rewards[0]), {"objective_bps": objective[0], "violation_bps": violation[0], "state": i}
 
-    def outcomes(self, idx: np.ndarray, coder, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Rewards, objectives and shortfalls of ``actions[j]`` on states ``idx[j]`` (decoded together)."""
+    def outcomes(self, idx: np.ndarray, coder, actions, per_state: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rewards, objectives and shortfalls of ``actions[j]`` on states ``idx[j]`` (decoded together).
+        ``per_state``: take the state-by-state path (``coder.vector``, ``decode_actions``, ``evaluate``
+        and ``reward`` of each state), the reference the batch is tested and benchmarked against."""
         idx = np.asarray(idx, dtype=np.int64)
-        contexts = [self.context(int(i)) for i in idx]
-        if not self.batched or coder.objective != self.objective:
-            return self._outcomes_one_by_one(idx, contexts, coder, actions)
+        if per_state or not self.batched or coder.objective != self.objective:
+            return self._outcomes_one_by_one(idx, [self.context(int(i)) for i in idx], coder, actions)
+        self._build(idx)
         owner, power = self._decoded(idx, coder, actions)
         objective, violation, rates, need = self._batch.evaluate(idx, owner, power)
         rewards, _ = reward(objective, rates, need, self.scale[idx], self.need_penalty)
@@ -208,8 +219,11 @@ class StatePool:
     def _decoded(self, idx: np.ndarray, coder, actions) -> tuple[np.ndarray, np.ndarray]:
         """PRB owners and powers (B, R, K) of ``actions`` on states ``idx`` (contexts built), batched."""
         counts = self._n_rows[idx]
-        state = np.repeat(np.arange(idx.size), counts)  # the batch's rows: state by state, RU order
-        sel = np.repeat(self._first_row[idx], counts) + np.arange(state.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        if self._one_row:
+            state, sel = np.arange(idx.size), self._first_row[idx]
+        else:  # the batch's rows: state by state, RU order
+            state = np.repeat(np.arange(idx.size), counts)
+            sel = np.repeat(self._first_row[idx], counts) + np.arange(state.size) - np.repeat(np.cumsum(counts) - counts, counts)
         if coder.templates is not None:
             vectors = coder.templates.actions(np.asarray(actions), self._slice_id[idx], self._need_share[idx],
                                               self._usable_share[idx], self._rows.ues[sel], state, self.spec)

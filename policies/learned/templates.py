@@ -116,13 +116,16 @@ def water_fill_rows(demand: np.ndarray, weight: np.ndarray, total: np.ndarray) -
     if demand.shape[1] == 0:
         return demand.copy()
     fits = _row_sums(demand) <= total
+    if fits.all():
+        return demand.copy()
     t = demand / weight  # lambda at which each UE's share reaches its demand
     order = np.argsort(t, axis=1, kind="stable")
-    d_sorted, w_sorted, t_sorted = (np.take_along_axis(x, order, axis=1) for x in (demand, weight, t))
+    row = np.arange(demand.shape[0])[:, None]
+    d_sorted, w_sorted, t_sorted = demand[row, order], weight[row, order], t[row, order]
     filled = np.cumsum(d_sorted, axis=1) - d_sorted  # demand of the UEs capped before UE i
     w_left = np.cumsum(w_sorted[:, ::-1], axis=1)[:, ::-1]  # weight of UE i and those after it
     at_t = filled + t_sorted * w_left  # sum of shares when lambda = t_i
     # the first breakpoint where the shares overflow
     i = np.minimum((at_t < total[:, None]).sum(axis=1), demand.shape[1] - 1)[:, None]
-    lam = (total[:, None] - np.take_along_axis(filled, i, axis=1)) / np.take_along_axis(w_left, i, axis=1)
+    lam = (total[:, None] - filled[row, i]) / w_left[row, i]
     return np.where(fits[:, None], demand, np.minimum(demand, lam * weight))
