@@ -32,7 +32,6 @@ truncation only.
 
 from __future__ import annotations
 
-
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces

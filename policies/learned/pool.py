@@ -14,7 +14,7 @@ done on arrays over the batch rather than state by state:
 Every number is the one the per-state path gives, bit for bit: the allocation is
 ``decode_action``'s, its objective and shortfall are ``SnapshotProblem.evaluate``'s (both call
 ``simcore.snapshot.objective_and_shortfall``), and the reward is ``reward`` of those
-(``tests/test_learning_envs.py`` checks all three). A pool whose states differ in RUs or PRBs
+(``tests/test_learning_pool.py`` checks all three). A pool whose states differ in RUs or PRBs
 takes the per-state path.
 """
 
