@@ -1,4 +1,4 @@
-"""Agreement of a policy's allocations with the optimum's (DESIGN.md §3): the one implementation.
+"""Agreement of a policy's allocations with the optimum's (docs/architecture.md, section 5): the one implementation.
 
 Decision vector of an allocation (U UEs, R RUs, K PRBs per RU):
 - binary activations: association one-hot (U x R) then PRB assignment one-hot (U x R x K);

@@ -1,4 +1,4 @@
-"""The contracts policies and PHY backends plug into (DESIGN.md §3).
+"""The contracts policies and PHY backends plug into (docs/architecture.md, section 5).
 
 Shapes are per scheduling decision: U UEs, R RUs, K PRBs per RU, S slices.
 

@@ -3,7 +3,7 @@
 A scenario is a YAML mapping read by ``simcore.yamlio`` (YAML 1.2 scalars, duplicate keys
 refused) and validated by the pydantic models below. Every field has a unit in its name or
 docstring. Defaults reproduce the paper's single cell (1 RU, 30 PRBs, UEs in a 500 m disc, three
-slices); see ``DEFAULT_SLICES`` and DESIGN.md §2.
+slices); see ``_default_slices`` and docs/architecture.md (section 3).
 
 Every model derives from ``_Strict``: unknown keys are errors, types are strict (``true`` is not
 an integer, ``"false"`` is not a boolean, ``2.0`` is not an integer), and every float must be
@@ -244,7 +244,7 @@ class SliceConfig(_Strict):
 
 def _default_slices() -> list[SliceConfig]:
     # Paper Table I: max rate 20 (eMBB) / 2 (URLLC) Mbit/s, URLLC max delay 1 ms. Minimum rates are
-    # our documented choice (DESIGN.md §2): met by a 30-PRB cell at moderate load.
+    # our documented choice (docs/architecture.md, section 3.6): met by a 30-PRB cell at moderate load.
     return [
         SliceConfig(
             name="embb", weight=2.0, ues=10, min_rate_mbps=1.0, max_rate_mbps=20.0, max_delay_ms=100.0,

@@ -1,0 +1,73 @@
+"""The repository explains itself: no file points users at notes they do not have, and every
+relative link of the README and docs/ leads to a file that exists."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Folders that are not the project's own files (a checkout without git is walked instead).
+SKIP_DIRS = {".git", ".venv", "runs", "build", "dist", "__pycache__", ".pytest_cache", ".hypothesis"}
+#: The development team's private notes, spelled so that this file does not match itself.
+PRIVATE = ("DES" "IGN", ".." "/shared")
+
+
+def project_files() -> list[Path]:
+    """The tracked files (git ls-files), or every file outside SKIP_DIRS when this is not a git checkout."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, timeout=30).stdout
+        names = [n for n in out.decode().split("\0") if n]
+        if names:
+            return [ROOT / n for n in names if (ROOT / n).is_file()]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    files = []
+    for folder, dirs, names in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info")]
+        files.extend(Path(folder) / n for n in names)
+    return files
+
+
+def text_of(path: Path) -> str | None:
+    data = path.read_bytes()
+    if b"\0" in data[:8192]:
+        return None  # binary (figures, checkpoints)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def test_no_reference_to_private_notes():
+    hits = []
+    files = project_files()
+    assert any(f.name == "README.md" for f in files)  # the listing found the project
+    for f in files:
+        text = text_of(f)
+        if text is None:
+            continue
+        for n, line in enumerate(text.splitlines(), 1):
+            if any(p in line for p in PRIVATE):
+                hits.append(f"{f.relative_to(ROOT)}:{n}: {line.strip()[:100]}")
+    assert not hits, "files point at notes users do not have (use docs/architecture.md):\n" + "\n".join(hits)
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_relative_links_resolve():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in LINK.findall(page.read_text(encoding="utf-8")):
+            if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+                continue  # a URL or an anchor on the same page
+            path = (page.parent / target.split("#", 1)[0]).resolve()
+            if not path.exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not broken, "broken links:\n" + "\n".join(broken)
+    assert (ROOT / "docs" / "architecture.md").exists()
+    assert "docs/architecture.md" in (ROOT / "README.md").read_text(encoding="utf-8")
