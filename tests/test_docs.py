@@ -71,3 +71,20 @@ def test_relative_links_resolve():
     assert not broken, "broken links:\n" + "\n".join(broken)
     assert (ROOT / "docs" / "architecture.md").exists()
     assert "docs/architecture.md" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_readme_annotated_scenario_validates():
+    from simcore.scenario import parse_scenario
+    from simcore.yamlio import load_yaml_text
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("```yaml", text.index("An annotated scenario")) + len("```yaml")
+    scenario = parse_scenario(load_yaml_text(text[start:text.index("```", start)]))
+    assert scenario.name == "quick" and scenario.quantizer_bits >= 1
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert re.search(r"^make test\b", readme, re.M), "the README gives its test command as `make test`"
+    assert re.search(r"^make test\s*$", ci, re.M), ".ci/run must run the README's test command"
