@@ -58,13 +58,27 @@ def test_no_reference_to_private_notes():
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
+def anchors(page: Path) -> set[str]:
+    """GitHub's anchors for the page's headings: lower case, punctuation dropped, spaces to '-'."""
+    out = set()
+    for line in page.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^#{1,6}\s+(.*)$", line)
+        if m:
+            out.add(re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-"))
+    return out
+
+
 def test_relative_links_resolve():
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     broken = []
     for page in pages:
         for target in LINK.findall(page.read_text(encoding="utf-8")):
-            if re.match(r"^[a-z]+:", target) or target.startswith("#"):
-                continue  # a URL or an anchor on the same page
+            if re.match(r"^[a-z]+:", target):
+                continue  # a URL
+            if target.startswith("#"):
+                if target[1:] not in anchors(page):
+                    broken.append(f"{page.relative_to(ROOT)}: {target}")
+                continue
             path = (page.parent / target.split("#", 1)[0]).resolve()
             if not path.exists():
                 broken.append(f"{page.relative_to(ROOT)}: {target}")
