@@ -66,35 +66,43 @@ class ExhaustiveSearch(Policy):
     def _score(self, prob: SnapshotProblem, digits: np.ndarray):
         """Best (V, F, P, T, digits) of a batch in the problem's order, or None if nothing in it keeps the budgets."""
         obs = prob.obs
-        n_ue, n_ru, n_prb, n_lvl = obs.n_ues, obs.n_rus, obs.n_prbs, prob.n_levels
-        owner, level = _decode(digits, n_lvl, n_ru, n_prb)  # (B, R, K)
-        owned = owner >= 0
-        power = np.where(owned, prob.levels_w[np.arange(n_ru)[None, :, None], level], 0.0)
-        ok = (power.sum(axis=2) <= obs.ru_max_power_w[None, :] * (1 + REL_TOL)).all(axis=1)
-        own = np.where(owned, owner, 0)
-        caps = obs.slice_power_cap_w
-        if np.isfinite(caps).any():
-            sl = obs.slice_id[own]
-            for s in np.flatnonzero(np.isfinite(caps)):
-                ok &= ((power * (owned & (sl == s))).sum(axis=2) <= caps[s] * (1 + REL_TOL)).all(axis=1)
-        onehot = owned[..., None] & (own[..., None] == np.arange(n_ue))  # (B, R, K, U)
-        if n_ru > 1:
-            ok &= (onehot.any(axis=2).sum(axis=1) <= 1).all(axis=1)
+        owner, level = _decode(digits, prob.n_levels, obs.n_rus, obs.n_prbs)  # (B, R, K)
+        ok, violation, objective = score_batch(prob, owner, level)
         if not ok.any():
             return None
-        # SINR of every owned PRB (interference from the other RUs on the same PRB): the PHY's own formula
-        sinr = obs.link.prb_sinr(obs.gain, owner, power)
-        se = obs.link.spectral_efficiency(np.where(owned, sinr, 0.0), own)
-        slot_rate = np.where(owned, se * obs.link.prb_bandwidth_hz, 0.0)
-        rates = np.einsum("brk,brku->bu", slot_rate, onehot)
-        violation = np.maximum(prob.need_bps[None, :] - rates, 0.0).sum(axis=1)
-        objective = prob.served(rates) @ obs.ue_weight
         idx = np.flatnonzero(ok)
         idx = idx[prob.tied_best(violation[idx], objective[idx])]  # tiers 3 and 4 only where 1 and 2 tie
         steps, cost = prob.tiers_3_4(owner[idx], level[idx])
         j = prob.best_index(violation[idx], objective[idx], steps, cost)
         i = idx[j]
         return float(violation[i]), float(objective[i]), int(steps[j]), int(cost[j]), digits[i].copy()
+
+
+def score_batch(prob: SnapshotProblem, owner: np.ndarray, level: np.ndarray):
+    """Allocations given as owners and level indices (B, R, K): (B,) whether each keeps the budgets (RU
+    power, slice caps, one RU per UE), its shortfall V and objective F with the full SINR of ``LinkModel``."""
+    obs = prob.obs
+    n_ue, n_ru = obs.n_ues, obs.n_rus
+    owned = owner >= 0
+    power = np.where(owned, prob.levels_w[np.arange(n_ru)[None, :, None], np.where(owned, level, 0)], 0.0)
+    ok = (power.sum(axis=2) <= obs.ru_max_power_w[None, :] * (1 + REL_TOL)).all(axis=1)
+    own = np.where(owned, owner, 0)
+    caps = obs.slice_power_cap_w
+    if np.isfinite(caps).any():
+        sl = obs.slice_id[own]
+        for s in np.flatnonzero(np.isfinite(caps)):
+            ok &= ((power * (owned & (sl == s))).sum(axis=2) <= caps[s] * (1 + REL_TOL)).all(axis=1)
+    onehot = owned[..., None] & (own[..., None] == np.arange(n_ue))  # (B, R, K, U)
+    if n_ru > 1:
+        ok &= (onehot.any(axis=2).sum(axis=1) <= 1).all(axis=1)
+    # SINR of every owned PRB (interference from the other RUs on the same PRB): the PHY's own formula
+    sinr = obs.link.prb_sinr(obs.gain, owner, power)
+    se = obs.link.spectral_efficiency(np.where(owned, sinr, 0.0), own)
+    slot_rate = np.where(owned, se * obs.link.prb_bandwidth_hz, 0.0)
+    rates = np.einsum("brk,brku->bu", slot_rate, onehot)
+    violation = np.maximum(prob.need_bps[None, :] - rates, 0.0).sum(axis=1)
+    objective = prob.served(rates) @ obs.ue_weight
+    return ok, violation, objective
 
 
 def _decode(digits: np.ndarray, n_lvl: int, n_ru: int, n_prb: int):

@@ -47,9 +47,11 @@ import warnings
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import csr_matrix
+from scipy.sparse import csr_matrix, vstack
 
 from simcore.contracts import Observation, Policy
+from policies.interference import (Choices, interference_free_choices, joint_choices, joint_size, local_search,
+                                   worst_case_interference_w)
 from simcore.snapshot import (DEFAULT_LEVEL_FACTORS, SnapshotProblem, allocation_from_choices, level_factors_checked,
                               objective_checked)
 
@@ -62,36 +64,104 @@ _UNIT_BPS = 1e3
 _MIP_FEASIBILITY_TOL = 1e-9
 
 
+#: The ways ``optimal`` handles several RUs (``policies.interference``); auto: joint where it fits, else certified.
+INTERFERENCE_MODES = ("auto", "joint", "worst_case", "certified")
+
+
 class ExactOptimum(Policy):
     name = "optimal"
 
     def __init__(self, level_factors=DEFAULT_LEVEL_FACTORS, time_limit_s: float = 30.0, mip_gap: float = 1e-6,
-                 max_iterations: int = 8, objective: str = "served"):
+                 max_iterations: int = 8, objective: str = "served", interference: str = "auto",
+                 max_joint_choices: int = 20_000, bound_time_limit_s: float = 2.0):
         self.level_factors = level_factors_checked(level_factors)
         self.time_limit_s = float(time_limit_s)
         self.mip_gap = float(mip_gap)
         self.max_iterations = int(max_iterations)
         self.objective = objective_checked(objective)
+        if interference not in INTERFERENCE_MODES:
+            raise ValueError(f"interference must be one of {', '.join(INTERFERENCE_MODES)} (got {interference!r})")
+        self.interference = interference
+        self.max_joint_choices = int(max_joint_choices)
+        self.bound_time_limit_s = float(bound_time_limit_s)
 
     def decide(self, obs: Observation):
         prob = SnapshotProblem(obs, self.level_factors, objective=self.objective)
         if obs.n_rus == 1:
-            alloc, info = self._solve(prob, None)
-            info.update(exact=True, iterations=1)
+            alloc, info = self._solve(prob, serving_ru_choices(prob, prob.single_ru_rate_table() / _UNIT_BPS))
+            info.update(exact=True, mode="single_ru", gap=0.0 if info["proven_optimal"] else float("nan"))
         else:
-            alloc, info = self._fixed_point(prob)
+            mode = self.interference
+            if mode == "auto":
+                mode = "joint" if joint_size(prob) <= self.max_joint_choices else "certified"
+            alloc, info = {"joint": self._joint, "worst_case": self._worst_case, "certified": self._certified}[mode](prob)
+            info["interference"] = self.interference
         ev = prob.evaluate(alloc)
         info.update(policy="optimal", **prob.outcome(ev))
         alloc.info = info
         return alloc
 
-    # ---------------------------------------------------------------------------------------
+    # ------------------------------------------------------------------------------ several RUs
+    def _joint(self, prob: SnapshotProblem):
+        """Exact: one binary per PRB and joint state of every RU (``policies.interference``)."""
+        size = joint_size(prob)
+        alloc, info = self._solve(prob, joint_choices(prob, self.max_joint_choices, _UNIT_BPS))
+        info.update(mode="joint", exact=True, joint_choices=size,
+                    gap=0.0 if info["proven_optimal"] else float("nan"))
+        return alloc, info
+
+    def _worst_case(self, prob: SnapshotProblem):
+        """The reference model's bounded problem R-bar: exact for it, each UE on its serving RU."""
+        table = prob.single_ru_rate_table(worst_case_interference_w(prob))
+        alloc, info = self._solve(prob, serving_ru_choices(prob, table / _UNIT_BPS))
+        obs = prob.obs
+        owned = alloc.prb_owner >= 0
+        rr, kk = np.nonzero(owned)
+        uu = alloc.prb_owner[rr, kk]
+        bounded = np.bincount(uu, weights=table[uu, kk, prob.levels_of(alloc)[rr, kk]], minlength=obs.n_ues)
+        info.update(mode="worst_case", exact=False, exact_for="worst_case",
+                    bounded_rates_bps=bounded, bounded_objective_bps=float(obs.ue_weight @ prob.served(bounded)),
+                    bounded_violation_bps=float(np.maximum(prob.need_bps - bounded, 0.0).sum()))
+        return alloc, info
+
+    def _certified(self, prob: SnapshotProblem):
+        """Best feasible allocation found, with an upper bound on the true optimum and the gap between them."""
+        start = [self._worst_case(prob)[0], self._fixed_point(prob)[0]]
+        best, best_ev = None, None
+        for alloc in start:
+            alloc, ev = local_search(prob, alloc)
+            if best is None or prob.is_better(ev, best_ev):
+                best, best_ev = alloc, ev
+        v_lb, f_ub = self._interference_free_bound(prob, best_ev.violation_bps)
+        f = best_ev.objective_bps
+        gap = max(0.0, (f_ub - f) / f_ub) if f_ub > 0 else 0.0
+        info = {"mode": "certified", "exact": False, "proven_optimal": gap == 0.0 and best_ev.violation_bps <= v_lb,
+                "gap": gap, "upper_bound_bps": f_ub, "shortfall_lower_bound_bps": v_lb,
+                "shortfall_gap_bps": max(0.0, best_ev.violation_bps - v_lb), "status": "certified"}
+        return best, info
+
+    def _interference_free_bound(self, prob: SnapshotProblem, violation_bps: float) -> tuple[float, float]:
+        """Lower bound on the least shortfall, and upper bound on the objective of every allocation whose
+        shortfall is at most ``violation_bps``: the interference-free relaxation's dual bounds (bit/s)."""
+        m = _Mip(prob, interference_free_choices(prob, _UNIT_BPS, _allowed))
+        if not m.n_x:  # nothing can carry anything: every need unmet, no objective
+            return float(prob.need_bps.sum()), 0.0
+        opts = {"time_limit": self.bound_time_limit_s, "mip_rel_gap": 1e-4, "disp": False, "presolve": False}
+        v_lb = max(0.0, m.bound(m.sum_s, opts)) * _UNIT_BPS if m.n_s else 0.0
+        if m.n_s:
+            m.rows.append((m.sum_s, -np.inf, (violation_bps + prob.violation_tol) / _UNIT_BPS))
+        f_ub = -m.bound(-m.f_coef(prob.obs.ue_weight), opts) * _UNIT_BPS
+        if prob.objective == "served":
+            f_ub = min(f_ub, float(prob.obs.ue_weight @ prob.cap_bps))
+        return v_lb, f_ub
+
     def _fixed_point(self, prob: SnapshotProblem):
         obs = prob.obs
         power = np.repeat((obs.ru_max_power_w / obs.n_prbs)[:, None], obs.n_prbs, axis=1)  # full load
         best, best_ev, seen, info = None, None, [], {}
         for it in range(1, self.max_iterations + 1):
-            alloc, info = self._solve(prob, obs.link.interference_w(obs.gain, obs.serving_ru, power))
+            table = prob.single_ru_rate_table(obs.link.interference_w(obs.gain, obs.serving_ru, power))
+            alloc, info = self._solve(prob, serving_ru_choices(prob, table / _UNIT_BPS))
             info["iterations"] = it
             ev = prob.evaluate(alloc)
             if best is None or prob.is_better(ev, best_ev):
@@ -101,14 +171,12 @@ class ExactOptimum(Policy):
                 break
             seen.append(key)
             power = alloc.power_w
-        info.update(exact=False, proven_optimal=False,
-                    method="fixed point on inter-RU interference (approximate)")
         return best, info
 
-    def _solve(self, prob: SnapshotProblem, interference_w):
-        """The phases of the module docstring with the interference (U, K) held fixed (None: one RU, exact)."""
+    def _solve(self, prob: SnapshotProblem, choices: Choices):
+        """The phases of the module docstring over the given choices (exact for them)."""
         obs = prob.obs
-        m = _Mip(prob, prob.single_ru_rate_table(interference_w) / _UNIT_BPS)
+        m = _Mip(prob, choices)
         served = prob.objective == "served"
         shortcut = "none"
         x = np.zeros(m.n_x, dtype=bool)
@@ -152,8 +220,10 @@ class ExactOptimum(Policy):
         obs = prob.obs
         owner = np.full((obs.n_rus, obs.n_prbs), -1, dtype=np.int64)
         level = np.zeros((obs.n_rus, obs.n_prbs), dtype=np.int64)
-        owner[m.ru[m.uu[x]], m.kk[x]] = m.uu[x]
-        level[m.ru[m.uu[x]], m.kk[x]] = m.ll[x]
+        ch = m.ch
+        on = x[ch.slot_x]  # the slots of the chosen choices
+        owner[ch.slot_r[on], ch.slot_k[on]] = ch.slot_u[on]
+        level[ch.slot_r[on], ch.slot_k[on]] = ch.slot_l[on]
         alloc = allocation_from_choices(obs, owner, level, prob.levels_w)
         proven = all(s == 0 for s in m.status)
         status = "+".join(_STATUS.get(s, str(s)) for s in m.status) or "optimal"
@@ -163,101 +233,123 @@ class ExactOptimum(Policy):
         return alloc, info
 
 
-class _Mip:
-    """The MIP of one snapshot problem: variables x (allowed choices), s (shortfall), y (served credit)."""
+def serving_ru_choices(prob: SnapshotProblem, rate: np.ndarray) -> Choices:
+    """Choices (u, k, l) of every UE on its serving RU, from its rate table ``rate`` (U, K, L) kbit/s."""
+    obs = prob.obs
+    uu, kk, ll = np.nonzero(_allowed(prob, rate, prob.levels_w[obs.serving_ru]))
+    xs = np.arange(uu.size)
+    ru = obs.serving_ru[uu]
+    return Choices(csr_matrix((rate[uu, kk, ll], (uu, xs)), shape=(obs.n_ues, uu.size)), ru * obs.n_prbs + kk,
+                   xs, ru, kk, uu, ll, rate_table=rate)
 
-    def __init__(self, prob: SnapshotProblem, rate: np.ndarray):
+
+class _Mip:
+    """The MIP of one snapshot problem: variables x (the choices), z (further binaries), s (shortfall),
+    y (served credit)."""
+
+    def __init__(self, prob: SnapshotProblem, choices: Choices):
         obs = prob.obs
-        self.obs, self.prob = obs, prob
-        self.ru = ru = obs.serving_ru
+        self.obs, self.prob, self.ch = obs, prob, choices
+        self.ru = obs.serving_ru
         self.need = prob.need_bps / _UNIT_BPS
         self.cap = prob.cap_bps / _UNIT_BPS
-        levels = prob.levels_w[ru]  # (U, L)
-        self.rate_table, self.levels = rate, levels
-        self.uu, self.kk, self.ll = uu, kk, ll = np.nonzero(_allowed(prob, rate, levels))
-        self.n_x = uu.size
-        self.r = rate[uu, kk, ll]
-        self.p = levels[uu, ll]
-        self.steps = prob.level_steps[ru[uu], ll]
-        self.tie = prob.choice_tie_cost(uu, ru[uu], kk, ll)
+        self.rate_table = choices.rate_table
+        self.n_x, self.n_z = choices.n_x, choices.n_z
+        self.rate = choices.rate.tocsr()
+        sx, sr, sl = choices.slot_x, choices.slot_r, choices.slot_l
+        slot_w = prob.levels_w[sr, sl]
+        #: (R, n_x) W each choice spends on each RU
+        self.power = csr_matrix((slot_w, (sr, sx)), shape=(obs.n_rus, self.n_x))
+        self.steps = np.bincount(sx, weights=prob.level_steps[sr, sl], minlength=self.n_x).astype(np.int64)
+        self.tie = np.bincount(sx, weights=prob.choice_tie_cost(choices.slot_u, sr, choices.slot_k, sl),
+                               minlength=self.n_x).astype(np.int64)
         self.need_ues = np.flatnonzero(self.need > 0)
         self.y_ues = np.flatnonzero(self.cap > 0) if prob.objective == "served" else np.zeros(0, dtype=np.int64)
         self.n_s, self.n_y = self.need_ues.size, self.y_ues.size
-        self.n_var = self.n_x + self.n_s + self.n_y
+        self.n_var = self.n_x + self.n_z + self.n_s + self.n_y
         self.lb = np.zeros(self.n_var)
-        self.ub = np.r_[np.ones(self.n_x), self.need[self.need_ues], self.cap[self.y_ues]]
+        self.ub = np.r_[np.ones(self.n_x + self.n_z), self.need[self.need_ues], self.cap[self.y_ues]]
         self.sum_s = self.pad(np.zeros(self.n_x), s=np.ones(self.n_s))
-        prb_id = ru[uu] * obs.n_prbs + kk
-        self.base = self._base_rows(prb_id)
+        self.base = self._base_rows()
         self.rows: list[tuple] = []  # tier rows added by the phases: (coefficients, low, high)
-        self.status, self.gaps = [], []
+        self.status, self.gaps, self.dual_bounds = [], [], []
 
     def pad(self, x_part, s=None, y=None) -> np.ndarray:
-        """A full-length coefficient vector from its x, s and y parts (missing parts are zero)."""
-        return np.r_[x_part, np.zeros(self.n_s) if s is None else s, np.zeros(self.n_y) if y is None else y]
+        """A full-length coefficient vector from its x, s and y parts (missing parts, and z, are zero)."""
+        return np.r_[x_part, np.zeros(self.n_z), np.zeros(self.n_s) if s is None else s,
+                     np.zeros(self.n_y) if y is None else y]
 
-    def _base_rows(self, prb_id) -> LinearConstraint | None:
-        """PRB exclusivity, RU power, slice caps, rate needs, served rates."""
-        obs, uu, n_x = self.obs, self.uu, self.n_x
-        rows, cols, vals, lo, hi = [], [], [], [], []
+    def _base_rows(self) -> LinearConstraint | None:
+        """PRB exclusivity, RU power, slice caps, rate needs, served rates, and the choices' own rows."""
+        obs, ch, n_x = self.obs, self.ch, self.n_x
+        blocks, lo, hi = [], [], []
 
-        def block(row_of, col, val, low, high):  # one row per distinct value of row_of
-            rows.append(len(lo) + row_of)
-            cols.append(col)
-            vals.append(val)
-            lo.extend(low)
-            hi.extend(high)
+        def block(mat, low, high):  # rows over x (then z, s and y as columns of their own)
+            blocks.append(csr_matrix(mat))
+            lo.extend(np.broadcast_to(low, (mat.shape[0],)))
+            hi.extend(np.broadcast_to(high, (mat.shape[0],)))
 
-        xs = np.arange(n_x)
-        _, grp = np.unique(prb_id, return_inverse=True)
-        block(grp, xs, np.ones(n_x), np.full(grp.max(initial=-1) + 1, -np.inf), np.ones(grp.max(initial=-1) + 1))
-        for r in np.unique(self.ru[uu]):
-            c = np.flatnonzero(self.ru[uu] == r)
-            block(np.zeros(c.size, int), c, self.p[c], [-np.inf], [float(obs.ru_max_power_w[r])])
-            for sl in np.flatnonzero(np.isfinite(obs.slice_power_cap_w)):
-                cs = c[obs.slice_id[uu[c]] == sl]
-                if cs.size:
-                    block(np.zeros(cs.size, int), cs, self.p[cs], [-np.inf], [float(obs.slice_power_cap_w[sl])])
+        def over_x(row_of, col, val, n_rows):
+            return csr_matrix((val, (row_of, col)), shape=(n_rows, self.n_var))
+
+        if n_x:
+            _, grp = np.unique(ch.group, return_inverse=True)
+            n_grp = grp.max() + 1
+            block(over_x(grp, np.arange(n_x), np.ones(n_x), n_grp), 1.0 if ch.exact_groups else -np.inf, 1.0)
+            block(over_x(*self.power.nonzero(), self.power.data, obs.n_rus), -np.inf, obs.ru_max_power_w)
+            capped = np.flatnonzero(np.isfinite(obs.slice_power_cap_w))
+            n_sl = obs.slice_power_cap_w.size
+            if capped.size:  # per RU and slice: the power of the slots given to the slice's UEs
+                sl = obs.slice_id[ch.slot_u]
+                on = np.isin(sl, capped)
+                row = ch.slot_r[on] * n_sl + sl[on]
+                w = self.prob.levels_w[ch.slot_r[on], ch.slot_l[on]]
+                mat = over_x(row, ch.slot_x[on], w, obs.n_rus * n_sl)
+                used = np.unique(row)
+                block(mat[used], -np.inf, obs.slice_power_cap_w[used % n_sl])
+        if ch.extra is not None:
+            a = csr_matrix(ch.extra.A)
+            block(csr_matrix((a.data, a.indices, a.indptr), shape=(a.shape[0], self.n_var)), ch.extra.lb, ch.extra.ub)
         # rate needs: sum r x + s >= need (r clipped to the need: same integer points, tighter LP)
-        row_of = np.full(obs.n_ues, -1)
-        row_of[self.need_ues] = np.arange(self.n_s)
-        c = np.flatnonzero(row_of[uu] >= 0)
-        block(np.r_[row_of[uu[c]], np.arange(self.n_s)], np.r_[c, n_x + np.arange(self.n_s)],
-              np.r_[np.minimum(self.r[c], self.need[uu[c]]), np.ones(self.n_s)], self.need[self.need_ues],
-              np.full(self.n_s, np.inf))
+        off_s = n_x + self.n_z
+        if self.n_s:
+            r = self.rate[self.need_ues].tocoo()
+            val = np.minimum(r.data, self.need[self.need_ues][r.row])
+            block(over_x(np.r_[r.row, np.arange(self.n_s)], np.r_[r.col, off_s + np.arange(self.n_s)],
+                         np.r_[val, np.ones(self.n_s)], self.n_s), self.need[self.need_ues], np.inf)
         # served: y - sum r x <= 0 (r clipped to the cap, which bounds y anyway)
-        row_of[:] = -1
-        row_of[self.y_ues] = np.arange(self.n_y)
-        c = np.flatnonzero(row_of[uu] >= 0)
-        block(np.r_[row_of[uu[c]], np.arange(self.n_y)], np.r_[c, n_x + self.n_s + np.arange(self.n_y)],
-              np.r_[-np.minimum(self.r[c], self.cap[uu[c]]), np.ones(self.n_y)], np.full(self.n_y, -np.inf),
-              np.zeros(self.n_y))
+        if self.n_y:
+            r = self.rate[self.y_ues].tocoo()
+            val = np.minimum(r.data, self.cap[self.y_ues][r.row])
+            block(over_x(np.r_[r.row, np.arange(self.n_y)], np.r_[r.col, off_s + self.n_s + np.arange(self.n_y)],
+                         np.r_[-val, np.ones(self.n_y)], self.n_y), -np.inf, 0.0)
         if not lo:
             return None
-        a = csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(len(lo), self.n_var))
-        return LinearConstraint(a, np.array(lo), np.array(hi))
+        return LinearConstraint(vstack(blocks).tocsr(), np.array(lo, dtype=float), np.array(hi, dtype=float))
 
     def f_coef(self, w: np.ndarray) -> np.ndarray:
         """Coefficients of the objective F (kbit/s)."""
         if self.prob.objective == "served":
             return self.pad(np.zeros(self.n_x), y=w[self.y_ues])
-        return self.pad(w[self.uu] * self.r)
+        return self.pad(np.asarray(self.rate.T @ w).ravel())
 
     def rates_of(self, sol: np.ndarray) -> np.ndarray:
         """(U,) kbit/s of a solution's rounded choices: what the tiers compare."""
-        return np.bincount(self.uu, weights=self.r * (sol[:self.n_x] > 0.5), minlength=self.obs.n_ues)
+        return np.asarray(self.rate @ (sol[:self.n_x] > 0.5).astype(float)).ravel()
 
     def lift_y(self, low: np.ndarray) -> None:
-        self.lb[self.n_x + self.n_s:] = low[self.y_ues]
+        self.lb[self.n_x + self.n_z + self.n_s:] = low[self.y_ues]
 
     def fix_shortfall(self) -> None:
-        self.ub[self.n_x:self.n_x + self.n_s] = 0.0
+        self.ub[self.n_x + self.n_z:self.n_x + self.n_z + self.n_s] = 0.0
 
     def greedy_covers(self, demand: np.ndarray) -> bool:
         """Whether a greedy allocation gives every UE at least ``demand`` (U,) kbit/s within the budgets."""
         obs = self.obs
         if not (demand > 0).any():
             return True
+        if self.rate_table is None:  # joint choices: no per-UE table to build the greedy allocation from
+            return False
         share = obs.ru_max_power_w / obs.n_prbs
         power = np.zeros((obs.n_rus, obs.n_prbs))
         owner = np.full((obs.n_rus, obs.n_prbs), -1)
@@ -291,13 +383,33 @@ class _Mip:
         with warnings.catch_warnings(), _quiet_c_stdout():
             # scipy passes options it does not know to HiGHS, with a warning
             warnings.filterwarnings("ignore", "Unrecognized options detected", RuntimeWarning)
-            res = milp(c, integrality=self.pad(np.ones(self.n_x)), bounds=Bounds(self.lb, self.ub), constraints=cons,
+            res = milp(c, integrality=self.integrality, bounds=Bounds(self.lb, self.ub), constraints=cons,
                        options=options)
         if res.x is None:
             raise RuntimeError(f"optimal: phase {len(self.status) + 1} failed ({res.message})")
         self.status.append(res.status)
         self.gaps.append(getattr(res, "mip_gap", np.nan))
+        self.dual_bounds.append(getattr(res, "mip_dual_bound", np.nan))
         return res.x
+
+    def bound(self, c: np.ndarray, options: dict) -> float:
+        """A lower bound on min c.v (valid when the solver stops early): HiGHS's dual bound, else the LP's."""
+        cons = [LinearConstraint(np.asarray(a)[None, :], lo, hi) for a, lo, hi in self.rows]
+        if self.base is not None:
+            cons.insert(0, self.base)
+        for integrality in (self.integrality, np.zeros(self.n_var)):
+            with warnings.catch_warnings(), _quiet_c_stdout():
+                warnings.filterwarnings("ignore", "Unrecognized options detected", RuntimeWarning)
+                res = milp(c, integrality=integrality, bounds=Bounds(self.lb, self.ub), constraints=cons,
+                           options=options)
+            value = getattr(res, "mip_dual_bound", None) if integrality.any() else res.fun
+            if value is not None and np.isfinite(value):
+                return float(value)
+        raise RuntimeError(f"optimal: no bound from the interference-free relaxation ({res.message})")
+
+    @property
+    def integrality(self) -> np.ndarray:
+        return np.r_[np.ones(self.n_x + self.n_z), np.zeros(self.n_s + self.n_y)]
 
 
 @contextlib.contextmanager

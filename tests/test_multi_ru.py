@@ -1,0 +1,141 @@
+"""Several RUs that interfere: ESA and the joint MILP return the same allocation (hypothesis);
+the worst-case (R-bar) mode is feasible and its true rates are at least its bounded ones; the
+certified mode's gap is non-negative, zero where exact, and its bounds hold the exact optimum."""
+
+import dataclasses
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from oransim.evaluate import sample_states
+from policies.esa import ExhaustiveSearch
+from policies.interference import JointTooLarge
+from policies.optimal import ExactOptimum
+from simcore.contracts import check_allocation
+from simcore.plugins import make_policy
+from simcore.scenario import load_scenario
+from simcore.snapshot import OBJECTIVES, SnapshotProblem
+
+from test_optimum import BUFFERS, observe
+
+
+@functools.lru_cache(maxsize=None)
+def base_observation(seed: int, n_rus: int):
+    """A multi-RU network state to build instances on: one UE per slice per RU, 2 PRBs."""
+    return observe(seed=seed, ues=1, prbs=2, n_rus=n_rus, duration_s=0.02)
+
+
+def subset(obs, keep: np.ndarray):
+    """The observation restricted to the UEs ``keep`` (per-UE arrays cut, the link's FBL penalties too)."""
+    link = obs.link
+    if link.ue_fbl_penalty is not None:
+        link = dataclasses.replace(link, ue_fbl_penalty=link.ue_fbl_penalty[keep])
+    per_ue = {f.name: getattr(obs, f.name)[keep] for f in dataclasses.fields(obs)
+              if isinstance(getattr(obs, f.name), np.ndarray) and getattr(obs, f.name).shape[:1] == (obs.n_ues,)}
+    return dataclasses.replace(obs, **per_ue, link=link)
+
+
+@st.composite
+def multi_ru_instances(draw, max_ues=4):
+    """A 2-RU state (UEs of both RUs, some dropped), often built to interfere strongly: cross gains
+    raised to the serving ones, fronthaul noise that matters; Shannon or CQI rates."""
+    base = base_observation(draw(st.integers(0, 1)), 2)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n = draw(st.integers(2, max_ues))
+    keep = np.sort(rng.choice(base.n_ues, size=n, replace=False))
+    prbs = draw(st.integers(1, base.n_prbs))
+    g = base.gain[:, :, :prbs] * rng.lognormal(0.0, 1.0, (base.n_ues, base.n_rus, prbs))
+    mode = draw(st.sampled_from(["drawn", "close", "fronthaul"]))
+    link = base.link
+    if mode == "close":  # every UE hears both RUs about equally: interference decides
+        g = g.max(axis=1, keepdims=True) * rng.uniform(0.3, 1.0, g.shape)
+    elif mode == "fronthaul":  # quantization noise well above the thermal floor at the UEs
+        link = dataclasses.replace(link, quant_noise_w=link.quant_noise_w * 1e4)
+    if draw(st.booleans()):
+        link = dataclasses.replace(link, rate_model="cqi")
+    obs = dataclasses.replace(base, gain=g, link=link,
+                              buffer_bits=np.array([draw(st.sampled_from(BUFFERS)) for _ in range(base.n_ues)]),
+                              min_rate_bps=np.array([draw(st.sampled_from([0.0, 1e5, 2e6])) for _ in range(3)])[base.slice_id])
+    obs = subset(obs, keep)
+    levels = draw(st.sampled_from([(1.0,), (0.5, 1.0, 2.0)]))
+    return obs, levels
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(inst=multi_ru_instances())
+def test_esa_and_joint_milp_return_the_same_allocation(inst):
+    obs, levels = inst
+    for objective in OBJECTIVES:
+        a = ExhaustiveSearch(level_factors=levels, objective=objective, max_space=10**6).decide(obs)
+        b = ExactOptimum(level_factors=levels, mip_gap=1e-9, objective=objective).decide(obs)
+        check_allocation(b, obs)
+        assert b.info["mode"] == "joint" and b.info["exact"] and b.info["proven_optimal"]
+        assert b.info["gap"] == 0.0 and b.info["joint_choices"] > 0
+        assert a.prb_owner.tolist() == b.prb_owner.tolist(), (objective, a.info, b.info)
+        assert np.array_equal(a.power_w, b.power_w)
+        assert a.ue_ru.tolist() == b.ue_ru.tolist()
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(inst=multi_ru_instances(max_ues=6), objective=st.sampled_from(OBJECTIVES))
+def test_worst_case_is_feasible_and_its_true_rates_at_least_the_bounded_ones(inst, objective):
+    obs, levels = inst
+    a = ExactOptimum(level_factors=levels, objective=objective, interference="worst_case").decide(obs)
+    check_allocation(a, obs)
+    info = a.info
+    assert info["mode"] == "worst_case" and info["exact"] is False and info["exact_for"] == "worst_case"
+    prob = SnapshotProblem(obs, levels, objective=objective)
+    ev = prob.evaluate(a)
+    tol = 1e-9 * max(1.0, float(ev.rates_bps.max(initial=0.0)))
+    assert (ev.rates_bps >= info["bounded_rates_bps"] - tol).all()
+    assert ev.objective_bps >= info["bounded_objective_bps"] - tol
+    assert ev.violation_bps <= info["bounded_violation_bps"] + tol
+    assert (a.ue_ru == obs.serving_ru).all()  # the bounded problem keeps each UE on its serving RU
+
+
+@settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(inst=multi_ru_instances(max_ues=4), objective=st.sampled_from(OBJECTIVES))
+def test_certified_gap_is_nonnegative_and_its_bounds_hold_the_exact_optimum(inst, objective):
+    obs, levels = inst
+    exact = ExactOptimum(level_factors=levels, objective=objective, interference="joint").decide(obs)
+    cert = ExactOptimum(level_factors=levels, objective=objective, interference="certified").decide(obs)
+    check_allocation(cert, obs)
+    prob = SnapshotProblem(obs, levels, objective=objective)
+    ev, ex = prob.evaluate(cert), prob.evaluate(exact)
+    info = cert.info
+    assert info["mode"] == "certified" and info["gap"] >= 0.0 and info["shortfall_gap_bps"] >= 0.0
+    assert not prob.is_better(ev, ex)  # the exact optimum is never beaten
+    tol = 1e-6 * max(1.0, info["upper_bound_bps"])
+    assert info["shortfall_lower_bound_bps"] <= ex.violation_bps + prob.violation_tol + tol
+    if ex.violation_bps <= ev.violation_bps + prob.violation_tol:  # the bound covers the exact optimum
+        assert ex.objective_bps <= info["upper_bound_bps"] * (1 + 1e-4) + tol
+    if info["gap"] == 0.0 and info["shortfall_gap_bps"] <= prob.violation_tol:  # certified optimal: same tiers 1, 2
+        assert ev.objective_bps == pytest.approx(ex.objective_bps, rel=1e-6, abs=1.0)
+
+
+def test_joint_refuses_above_its_limit_naming_the_size_and_auto_falls_back():
+    obs = base_observation(0, 2)
+    with pytest.raises(JointTooLarge) as exc:
+        ExactOptimum(interference="joint", max_joint_choices=100, objective="rate").decide(obs)
+    size = 2 * (6 * 3 + 2) ** 2  # K * prod_r (U L + off + idle); under rate every UE can take a PRB
+    assert f"{size:,}" in str(exc.value) and "max_joint_choices=100" in str(exc.value)
+    a = ExactOptimum(max_joint_choices=100).decide(obs)
+    assert a.info["mode"] == "certified" and a.info["interference"] == "auto" and a.info["gap"] >= 0.0
+    assert ExactOptimum().decide(obs).info["mode"] == "joint"
+    with pytest.raises(ValueError, match="interference must be one of auto, joint, worst_case, certified"):
+        ExactOptimum(interference="fixed")
+
+
+def test_two_ru_cell_optimal_never_worse_than_pf_in_shortfall():
+    """The 2-RU cell of scenarios/esa_small_2ru.yaml: `optimal` (joint, exact) has no more total shortfall than PF."""
+    scn = load_scenario(Path(__file__).resolve().parents[1] / "scenarios/esa_small_2ru.yaml")
+    opt, pf = ExactOptimum(), make_policy("pf")
+    for obs in sample_states(scn, 4, seed=1, warmup_tti=100):
+        prob = SnapshotProblem(obs)
+        a = opt.decide(obs)
+        assert a.info["mode"] == "joint" and a.info["exact"]
+        assert prob.evaluate(a).violation_bps <= prob.evaluate(pf.decide(obs)).violation_bps + prob.violation_tol
