@@ -191,7 +191,8 @@ def _table(df, title: str, fmt: str = "{:.3g}") -> Table:
         t.add_column(str(c), justify="right")
     integer = [df[c].dtype.kind in "iu" for c in df.columns]
     for idx, row in zip(df.index, df.itertuples(index=False)):
-        t.add_row(str(idx), *[str(int(v)) if is_int else fmt.format(v) for v, is_int in zip(row, integer)])
+        t.add_row(str(idx), *[str(int(v)) if is_int else v if isinstance(v, str) else fmt.format(v)
+                              for v, is_int in zip(row, integer)])
     return t
 
 
@@ -324,8 +325,11 @@ def evaluate(
         _fail([f"error: could not write {target}: {_reason(exc)}; nothing was written"], code=1)
     show = table.rename(columns={"throughput_ratio": "w-tput / opt", "qos_pct": "QoS %", "mae": "MAE", "r2": "R2",
                                  "cosine": "cosine", "baep_pct": "BAEP %", "decide_ms": "decide ms"})
-    out.print(_table(show, f"{scn.name}: {states} states against the optimum ({table.attrs['optimum']}, "
-                           f"objective {objective})"))
+    show = show.rename(columns={"gap_pct": "gap %"})
+    modes = "+".join(table.attrs.get("optimum_modes", []))
+    opt_desc = table.attrs["optimum"] if modes in ("", "exhaustive") else (
+        f"{table.attrs['optimum']}: {modes}, gap <= {table.attrs['optimum_gap_pct']:.3g} %")
+    out.print(_table(show, f"{scn.name}: {states} states against the optimum ({opt_desc}, objective {objective})"))
     out.print(f"table: {target}", markup=False, highlight=False)
 
 

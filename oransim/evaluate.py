@@ -65,10 +65,12 @@ def evaluate(states, policy_names: list[str], optimum: str = "auto", seed: int =
     policies = {n: _make(n, objective) for n in policy_names}
     for i, p in enumerate([opt, *policies.values()]):
         p.reset(seed + i)
-    records = []
+    records, opt_modes, opt_gaps = [], [], []
     for i, obs in enumerate(states):
         prob = SnapshotProblem(obs, objective=objective)
         opt_alloc = opt.decide(obs)
+        opt_modes.append(str((opt_alloc.info or {}).get("mode", "")))
+        opt_gaps.append(float((opt_alloc.info or {}).get("gap", 0.0)))
         opt_ev = prob.evaluate(opt_alloc)
         opt_vec = decision_vector(opt_alloc, obs)
         for name, pol in policies.items():
@@ -82,11 +84,30 @@ def evaluate(states, policy_names: list[str], optimum: str = "auto", seed: int =
                 "objective_bps": ev.objective_bps, "opt_objective_bps": opt_ev.objective_bps,
                 "violation_bps": ev.violation_bps, "opt_violation_bps": opt_ev.violation_bps,
                 "qos_met": int((ev.qos_met & has_need).sum()), "ues_with_need": int(has_need.sum()),
-                "decide_ms": ms,
+                "decide_ms": ms, "mode": (alloc.info or {}).get("mode"), "gap": (alloc.info or {}).get("gap"),
             })
         if progress is not None:
             progress(i + 1, len(states))
     table = agreement_table(records)
+    _add_modes(table, records)
     table.attrs["optimum"] = opt_name
+    table.attrs["optimum_modes"] = sorted(set(opt_modes))
+    table.attrs["optimum_gap_pct"] = 100.0 * max(opt_gaps) if opt_gaps else 0.0
     table.attrs["objective"] = objective
     return table, records
+
+
+def _add_modes(table, records) -> None:
+    """For policies that report how they solved each state (``optimal``: single_ru, joint, worst_case,
+    certified), the modes used and the largest certified gap to the optimum (%), NaN where unknown."""
+    for name in table.index:
+        rs = [r for r in records if r["policy"] == name and r.get("mode")]
+        if not rs:
+            continue
+        if "mode" not in table:
+            table["mode"] = ""
+            table["gap_pct"] = float("nan")
+        table.loc[name, "mode"] = "+".join(sorted({r["mode"] for r in rs}))
+        gaps = [r["gap"] for r in rs if r["gap"] is not None]
+        if len(gaps) == len(rs):
+            table.loc[name, "gap_pct"] = 100.0 * max(gaps)

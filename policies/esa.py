@@ -59,7 +59,8 @@ class ExhaustiveSearch(Policy):
         owner, level = _decode(best[4][None, :], n_lvl, n_ru, n_prb)
         alloc = allocation_from_choices(obs, owner[0], level[0], prob.levels_w)
         ev = prob.evaluate(alloc)
-        alloc.info = {"policy": "esa", "space": size, **prob.outcome(ev), "exact": True, "proven_optimal": True}
+        alloc.info = {"policy": "esa", "space": size, **prob.outcome(ev), "exact": True, "proven_optimal": True,
+                      "mode": "exhaustive", "gap": 0.0}
         return alloc
 
     # ------------------------------------------------------------------------------------

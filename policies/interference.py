@@ -72,6 +72,7 @@ class Choices:
     n_z: int = 0  # further binaries z (the joint formulation's association and RU-off variables)
     extra: LinearConstraint | None = None  # rows over (x, z)
     rate_table: np.ndarray | None = None  # (U, K, L) kbit/s when UEs stay on their serving RU (greedy shortcuts)
+    ues: np.ndarray | None = None  # the UEs these choices decide for (None: all); others' needs are not counted
 
     @property
     def n_x(self) -> int:

@@ -49,7 +49,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_matrix, vstack
 
-from simcore.contracts import Observation, Policy
+from simcore.contracts import Allocation, Observation, Policy
 from policies.interference import (Choices, interference_free_choices, joint_choices, joint_size, local_search,
                                    worst_case_interference_w)
 from simcore.snapshot import (DEFAULT_LEVEL_FACTORS, SnapshotProblem, allocation_from_choices, level_factors_checked,
@@ -110,10 +110,10 @@ class ExactOptimum(Policy):
                     gap=0.0 if info["proven_optimal"] else float("nan"))
         return alloc, info
 
-    def _worst_case(self, prob: SnapshotProblem):
+    def _worst_case(self, prob: SnapshotProblem, candidate: bool = False):
         """The reference model's bounded problem R-bar: exact for it, each UE on its serving RU."""
         table = prob.single_ru_rate_table(worst_case_interference_w(prob))
-        alloc, info = self._solve(prob, serving_ru_choices(prob, table / _UNIT_BPS))
+        alloc, info = self._solve_per_ru(prob, table / _UNIT_BPS, candidate)
         obs = prob.obs
         owned = alloc.prb_owner >= 0
         rr, kk = np.nonzero(owned)
@@ -126,14 +126,18 @@ class ExactOptimum(Policy):
 
     def _certified(self, prob: SnapshotProblem):
         """Best feasible allocation found, with an upper bound on the true optimum and the gap between them."""
-        start = [self._worst_case(prob)[0], self._fixed_point(prob)[0]]
+        start = [self._worst_case(prob, candidate=True)[0], self._fixed_point(prob)[0]]
         best, best_ev = None, None
         for alloc in start:
             alloc, ev = local_search(prob, alloc)
             if best is None or prob.is_better(ev, best_ev):
                 best, best_ev = alloc, ev
-        v_lb, f_ub = self._interference_free_bound(prob, best_ev.violation_bps)
         f = best_ev.objective_bps
+        f_max = float(prob.obs.ue_weight @ prob.cap_bps)  # served: no allocation counts more than every cap
+        if best_ev.violation_bps <= prob.violation_tol and f >= f_max - prob.objective_tol(f_max):
+            v_lb, f_ub = 0.0, f  # nothing can do better on tiers 1 and 2: no bound to solve for
+        else:
+            v_lb, f_ub = self._interference_free_bound(prob, best_ev.violation_bps)
         gap = max(0.0, (f_ub - f) / f_ub) if f_ub > 0 else 0.0
         info = {"mode": "certified", "exact": False, "proven_optimal": gap == 0.0 and best_ev.violation_bps <= v_lb,
                 "gap": gap, "upper_bound_bps": f_ub, "shortfall_lower_bound_bps": v_lb,
@@ -155,13 +159,15 @@ class ExactOptimum(Policy):
             f_ub = min(f_ub, float(prob.obs.ue_weight @ prob.cap_bps))
         return v_lb, f_ub
 
-    def _fixed_point(self, prob: SnapshotProblem):
+    def _fixed_point(self, prob: SnapshotProblem, max_iterations: int | None = None):
+        """Interference held fixed, recomputed from the solution's powers until the allocation repeats:
+        a start for the certified mode (each solve a candidate)."""
         obs = prob.obs
         power = np.repeat((obs.ru_max_power_w / obs.n_prbs)[:, None], obs.n_prbs, axis=1)  # full load
         best, best_ev, seen, info = None, None, [], {}
-        for it in range(1, self.max_iterations + 1):
+        for it in range(1, (max_iterations or self.max_iterations) + 1):
             table = prob.single_ru_rate_table(obs.link.interference_w(obs.gain, obs.serving_ru, power))
-            alloc, info = self._solve(prob, serving_ru_choices(prob, table / _UNIT_BPS))
+            alloc, info = self._solve_per_ru(prob, table / _UNIT_BPS, candidate=True)
             info["iterations"] = it
             ev = prob.evaluate(alloc)
             if best is None or prob.is_better(ev, best_ev):
@@ -173,8 +179,29 @@ class ExactOptimum(Policy):
             power = alloc.power_w
         return best, info
 
-    def _solve(self, prob: SnapshotProblem, choices: Choices):
-        """The phases of the module docstring over the given choices (exact for them)."""
+    def _solve_per_ru(self, prob: SnapshotProblem, table: np.ndarray, candidate: bool = False):
+        """Each UE on its serving RU with the rate table ``table`` (U, K, L) kbit/s fixed: the RUs' problems
+        are independent (every tier is a sum over RUs), so each is solved as its own MILP and the
+        allocations joined. Exact for that table."""
+        obs = prob.obs
+        owner = np.full((obs.n_rus, obs.n_prbs), -1, dtype=np.int64)
+        power = np.zeros((obs.n_rus, obs.n_prbs))
+        infos = []
+        for r in range(obs.n_rus):
+            alloc, info = self._solve(prob, serving_ru_choices(prob, table, ru=r), candidate)
+            owner[r], power[r] = alloc.prb_owner[r], alloc.power_w[r]
+            infos.append(info)
+        level = np.maximum(prob.levels_of(Allocation(obs.serving_ru.copy(), owner, power)), 0)
+        proven = all(i["proven_optimal"] for i in infos)
+        info = {"status": "optimal" if proven else "+".join(i["status"] for i in infos), "proven_optimal": proven,
+                "mip_gap": max(i["mip_gap"] for i in infos), "requested_gap": self.mip_gap,
+                "binaries": sum(i["binaries"] for i in infos), "phases": sum(i["phases"] for i in infos),
+                "shortcut": "+".join(sorted({i["shortcut"] for i in infos}))}
+        return allocation_from_choices(obs, owner, level, prob.levels_w), info
+
+    def _solve(self, prob: SnapshotProblem, choices: Choices, candidate: bool = False):
+        """The phases of the module docstring over the given choices (exact for them). A ``candidate``
+        (a start for the certified mode's search) stops after the least power, to the requested gap."""
         obs = prob.obs
         m = _Mip(prob, choices)
         served = prob.objective == "served"
@@ -192,13 +219,14 @@ class ExactOptimum(Policy):
                     shortcut = "every need met"
                     m.fix_shortfall()
                 elif m.n_s:  # phase 1: least total shortfall
-                    v_star = float(np.maximum(m.need - m.rates_of(m.solve(m.sum_s, self._opts())), 0.0).sum())
+                    short = np.maximum(m.need - m.rates_of(m.solve(m.sum_s, self._opts())), 0.0)
+                    v_star = float(short[m.need_ues].sum())
                     m.rows.append((m.sum_s, -np.inf, v_star + prob.violation_tol / _UNIT_BPS))
                 # phase 2: the largest objective among the least-shortfall allocations
                 f_coef = m.f_coef(w)
                 f_star = float(w @ np.minimum(m.rates_of(m.solve(-f_coef, self._opts())), m.cap))
                 m.rows.append((f_coef, f_star - prob.objective_tol(f_star * _UNIT_BPS) / _UNIT_BPS, np.inf))
-            x = self._tiers_3_4(m)
+            x = self._tiers_3_4(m, candidate)
         return self._allocation(prob, m, x, shortcut)
 
     def _opts(self, exact: bool = False) -> dict:
@@ -209,9 +237,11 @@ class ExactOptimum(Policy):
             opts.update(mip_rel_gap=0.0, mip_feasibility_tolerance=_MIP_FEASIBILITY_TOL)
         return opts
 
-    def _tiers_3_4(self, m: "_Mip") -> np.ndarray:
+    def _tiers_3_4(self, m: "_Mip", candidate: bool = False) -> np.ndarray:
         """Least power steps, then smallest tie cost: two solves of integer objectives."""
         steps = m.pad(m.steps)
+        if candidate:
+            return m.solve(steps, self._opts())[:m.n_x] > 0.5
         p_star = round(float(steps @ m.solve(steps, self._opts(exact=True))))
         m.rows.append((steps, -np.inf, p_star + 0.5))
         return m.solve(m.pad(m.tie), self._opts(exact=True))[:m.n_x] > 0.5
@@ -233,14 +263,20 @@ class ExactOptimum(Policy):
         return alloc, info
 
 
-def serving_ru_choices(prob: SnapshotProblem, rate: np.ndarray) -> Choices:
-    """Choices (u, k, l) of every UE on its serving RU, from its rate table ``rate`` (U, K, L) kbit/s."""
+def serving_ru_choices(prob: SnapshotProblem, rate: np.ndarray, ru: int | None = None) -> Choices:
+    """Choices (u, k, l) of every UE on its serving RU, from its rate table ``rate`` (U, K, L) kbit/s;
+    with ``ru``, only the UEs that RU serves (one RU's separate problem)."""
     obs = prob.obs
-    uu, kk, ll = np.nonzero(_allowed(prob, rate, prob.levels_w[obs.serving_ru]))
+    allowed = _allowed(prob, rate, prob.levels_w[obs.serving_ru])
+    ues = None
+    if ru is not None:
+        ues = np.flatnonzero(obs.serving_ru == ru)
+        allowed[obs.serving_ru != ru] = False
+    uu, kk, ll = np.nonzero(allowed)
     xs = np.arange(uu.size)
-    ru = obs.serving_ru[uu]
-    return Choices(csr_matrix((rate[uu, kk, ll], (uu, xs)), shape=(obs.n_ues, uu.size)), ru * obs.n_prbs + kk,
-                   xs, ru, kk, uu, ll, rate_table=rate)
+    rus = obs.serving_ru[uu]
+    return Choices(csr_matrix((rate[uu, kk, ll], (uu, xs)), shape=(obs.n_ues, uu.size)), rus * obs.n_prbs + kk,
+                   xs, rus, kk, uu, ll, rate_table=rate, ues=ues)
 
 
 class _Mip:
@@ -263,8 +299,11 @@ class _Mip:
         self.steps = np.bincount(sx, weights=prob.level_steps[sr, sl], minlength=self.n_x).astype(np.int64)
         self.tie = np.bincount(sx, weights=prob.choice_tie_cost(choices.slot_u, sr, choices.slot_k, sl),
                                minlength=self.n_x).astype(np.int64)
-        self.need_ues = np.flatnonzero(self.need > 0)
-        self.y_ues = np.flatnonzero(self.cap > 0) if prob.objective == "served" else np.zeros(0, dtype=np.int64)
+        #: the UEs this MIP decides for (the others are another MIP's: their needs are not counted here)
+        self.member = np.ones(obs.n_ues, dtype=bool) if choices.ues is None else np.isin(np.arange(obs.n_ues), choices.ues)
+        self.need_ues = np.flatnonzero((self.need > 0) & self.member)
+        self.y_ues = (np.flatnonzero((self.cap > 0) & self.member) if prob.objective == "served"
+                      else np.zeros(0, dtype=np.int64))
         self.n_s, self.n_y = self.need_ues.size, self.y_ues.size
         self.n_var = self.n_x + self.n_z + self.n_s + self.n_y
         self.lb = np.zeros(self.n_var)
@@ -353,6 +392,7 @@ class _Mip:
         share = obs.ru_max_power_w / obs.n_prbs
         power = np.zeros((obs.n_rus, obs.n_prbs))
         owner = np.full((obs.n_rus, obs.n_prbs), -1)
+        demand = np.where(self.member, demand, 0.0)
         for u in np.argsort(-demand, kind="stable"):
             if demand[u] <= 0:
                 break

@@ -89,7 +89,9 @@ def test_evaluate_rate_objective():
 
     states = sample_states(load_scenario(ROOT / "scenarios" / "esa_small.yaml"), 2, seed=1, warmup_tti=50)
     table, records = evaluate(states, ["pf", "optimal"], objective="rate")
-    assert table.attrs == {"optimum": "esa", "objective": "rate"}
+    assert table.attrs["optimum"] == "esa" and table.attrs["objective"] == "rate"
+    assert table.attrs["optimum_modes"] == ["exhaustive"] and table.attrs["optimum_gap_pct"] == 0.0
+    assert table.loc["optimal", "mode"] == "single_ru" and table.loc["optimal", "gap_pct"] == 0.0
     assert table.loc["optimal", "baep_pct"] == 0.0 and table.loc["optimal", "throughput_ratio"] == pytest.approx(1.0)
     assert all(r["ues_with_need"] == 3 for r in records)  # R_min for every UE, whatever its buffer
     with pytest.raises(ValueError, match="objective must be one of served, rate"):
