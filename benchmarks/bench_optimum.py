@@ -12,18 +12,24 @@ after a warm-up under PF, so buffers and rate needs are those of a running netwo
   speed measured here (stated as an extrapolation, not run).
 - MILP on the paper cell itself (30 PRBs), U = 3 x {4, 10, 30, 50, 100}: median CPU time, and the
   share of states whose optimality was proven. Target: median under 1 s at 3 x 30 UEs.
+- Several RUs (``--multi-ru-states``): the 2-RU cell of ``scenarios/esa_small_2ru.yaml`` (2 RUs 300 m
+  apart, 2 PRBs, 6 UEs), where ``optimal`` is exact (joint formulation), timed next to ESA with the
+  count of identical allocations; and 3 RUs 500 m apart x 3 x 10 UEs x 30 PRBs (the paper cell's
+  slices), where ``optimal`` reports a certified gap: CPU time and gap per objective. Target there:
+  gap <= 2 % in under 5 s.
 - Labels: optimum allocations per CPU second on the paper cell (3 x 10 UEs), the rate at which
   supervised-learning labels are made, for each objective; with the machine reference of
   bench_engine.py (one small numpy call), since machines differ several-fold.
 
     python benchmarks/bench_optimum.py [--states 5] [--optimal-sizes 4,10,30,50,100] [--esa-prbs 3,4]
-                                       [--objective served|rate] [--label-states 40]
+                                       [--objective served|rate] [--label-states 40] [--multi-ru-states 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -32,7 +38,10 @@ from cells import paper_cell
 from oransim.evaluate import sample_states
 from policies.esa import ExhaustiveSearch, SearchSpaceTooLarge, esa_space_size
 from policies.optimal import ExactOptimum
+from simcore.scenario import load_scenario, parse_scenario
 from simcore.snapshot import DEFAULT_LEVEL_FACTORS
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def spread(total: int) -> list[int]:
@@ -117,6 +126,38 @@ def labels_table(n_states: int) -> None:
               f"{np.mean(phases):>7.1f}  " + ", ".join(f"{k}: {v}" for k, v in sorted(shortcuts.items())))
 
 
+def three_ru_cell():
+    """The paper cell's slices, 10 UEs per slice per RU, on 3 RUs 500 m apart (a triangle), 30 PRBs each."""
+    base = paper_cell(10, prbs=30).model_dump()
+    base["cell"]["rus"] = [dict(base["cell"]["rus"][0], x_m=x, y_m=y) for x, y in ((0, 0), (500, 0), (250, 433))]
+    return parse_scenario(base)
+
+
+def multi_ru_table(n_states: int) -> None:
+    print(f"\nSeveral RUs: `optimal` (mode, CPU s, certified gap) on {n_states} states per row")
+    print(f"{'cell':>28} {'objective':>9} {'mode':>10} {'median s':>9} {'max s':>7} {'max gap %':>10} "
+          f"{'ESA s':>7} {'same':>6}")
+    small = sample_states(load_scenario(ROOT / "scenarios" / "esa_small_2ru.yaml"), n_states, seed=1, warmup_tti=200)
+    large = sample_states(three_ru_cell(), n_states, seed=400, warmup_tti=100)
+    for label, states, with_esa in (("2 RUs x 6 UEs x 2 PRBs", small, True), ("3 RUs x 3x10 UEs x 30 PRBs", large, False)):
+        for objective in ("served", "rate"):
+            opt = ExactOptimum(objective=objective, mip_gap=1e-9 if with_esa else 1e-6)
+            esa = ExhaustiveSearch(objective=objective)
+            times, gaps, modes, t_esa, same = [], [], set(), [], 0
+            for obs in states:
+                a, s = timed(opt, obs)
+                times.append(s)
+                gaps.append(a.info["gap"])
+                modes.add(a.info["mode"])
+                if with_esa:
+                    b, s = timed(esa, obs)
+                    t_esa.append(s)
+                    same += bool((a.prb_owner == b.prb_owner).all() and (a.power_w == b.power_w).all())
+            esa_cols = f"{np.median(t_esa):>7.2f} {same:>3}/{len(states):<2}" if with_esa else f"{'':>7} {'':>6}"
+            print(f"{label:>28} {objective:>9} {'+'.join(sorted(modes)):>10} {np.median(times):>9.2f} "
+                  f"{max(times):>7.2f} {100 * max(gaps):>10.3g} {esa_cols}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--states", type=int, default=5, help="sampled states per size")
@@ -125,7 +166,10 @@ def main() -> None:
     ap.add_argument("--optimal-sizes", default="4,10,30,50,100", help="UEs per slice for the MILP")
     ap.add_argument("--objective", default="served", choices=["served", "rate"], help="snapshot objective")
     ap.add_argument("--label-states", type=int, default=40, help="paper-cell states for the labels line (0: skip)")
+    ap.add_argument("--multi-ru-states", type=int, default=3, help="states per multi-RU row (0: skip)")
     args = ap.parse_args()
+    if args.multi_ru_states:
+        multi_ru_table(args.multi_ru_states)
     esa_prbs = [int(x) for x in args.esa_prbs.split(",") if x]
     speed = esa_table(args.states, esa_prbs, args.esa_limit, args.objective) if esa_prbs else float("nan")
     sizes = [int(x) for x in args.optimal_sizes.split(",") if x]

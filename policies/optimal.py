@@ -62,6 +62,10 @@ _UNIT_BPS = 1e3
 #: HiGHS's integrality and row tolerance (default 1e-6) in phases 3 and 4: tighter, so that tie costs
 #: of up to 2^24 per choice are compared on integral solutions.
 _MIP_FEASIBILITY_TOL = 1e-9
+#: The certified mode's starts (a search follows and the bound judges the result): MIP gap and
+#: fixed-point iterations at most these.
+CANDIDATE_GAP = 1e-3
+CANDIDATE_ITERATIONS = 3
 
 
 #: The ways ``optimal`` handles several RUs (``policies.interference``); auto: joint where it fits, else certified.
@@ -126,7 +130,8 @@ class ExactOptimum(Policy):
 
     def _certified(self, prob: SnapshotProblem):
         """Best feasible allocation found, with an upper bound on the true optimum and the gap between them."""
-        start = [self._worst_case(prob, candidate=True)[0], self._fixed_point(prob)[0]]
+        start = [self._worst_case(prob, candidate=True)[0],
+                 self._fixed_point(prob, min(self.max_iterations, CANDIDATE_ITERATIONS))[0]]
         best, best_ev = None, None
         for alloc in start:
             alloc, ev = local_search(prob, alloc)
@@ -219,20 +224,21 @@ class ExactOptimum(Policy):
                     shortcut = "every need met"
                     m.fix_shortfall()
                 elif m.n_s:  # phase 1: least total shortfall
-                    short = np.maximum(m.need - m.rates_of(m.solve(m.sum_s, self._opts())), 0.0)
+                    short = np.maximum(m.need - m.rates_of(m.solve(m.sum_s, self._opts(candidate=candidate))), 0.0)
                     v_star = float(short[m.need_ues].sum())
                     m.rows.append((m.sum_s, -np.inf, v_star + prob.violation_tol / _UNIT_BPS))
                 # phase 2: the largest objective among the least-shortfall allocations
                 f_coef = m.f_coef(w)
-                f_star = float(w @ np.minimum(m.rates_of(m.solve(-f_coef, self._opts())), m.cap))
+                f_star = float(w @ np.minimum(m.rates_of(m.solve(-f_coef, self._opts(candidate=candidate))), m.cap))
                 m.rows.append((f_coef, f_star - prob.objective_tol(f_star * _UNIT_BPS) / _UNIT_BPS, np.inf))
             x = self._tiers_3_4(m, candidate)
         return self._allocation(prob, m, x, shortcut)
 
-    def _opts(self, exact: bool = False) -> dict:
+    def _opts(self, exact: bool = False, candidate: bool = False) -> dict:
         # no presolve: these models are small and already reduced (allowed choices, clipped rates);
         # measured 1.2-2.4x less CPU on paper-cell states with it off, and the same answers
-        opts = {"time_limit": self.time_limit_s, "mip_rel_gap": self.mip_gap, "disp": False, "presolve": False}
+        gap = max(self.mip_gap, CANDIDATE_GAP) if candidate else self.mip_gap
+        opts = {"time_limit": self.time_limit_s, "mip_rel_gap": gap, "disp": False, "presolve": False}
         if exact:
             opts.update(mip_rel_gap=0.0, mip_feasibility_tolerance=_MIP_FEASIBILITY_TOL)
         return opts
@@ -241,7 +247,7 @@ class ExactOptimum(Policy):
         """Least power steps, then smallest tie cost: two solves of integer objectives."""
         steps = m.pad(m.steps)
         if candidate:
-            return m.solve(steps, self._opts())[:m.n_x] > 0.5
+            return m.solve(steps, self._opts(candidate=True))[:m.n_x] > 0.5
         p_star = round(float(steps @ m.solve(steps, self._opts(exact=True))))
         m.rows.append((steps, -np.inf, p_star + 0.5))
         return m.solve(m.pad(m.tie), self._opts(exact=True))[:m.n_x] > 0.5
