@@ -31,10 +31,20 @@ phases 1 and 2) and time limit (``time_limit_s``, per phase).
 ESA and this MILP return the same allocation when the gap is below the distance between the best
 objective and the next one (the tests use 1e-9).
 
-Several RUs: UEs stay with their serving RU and the interference each sees on each PRB is held
-fixed while the MIP is solved, then recomputed from the solution's powers (start: every RU at full
-power on every PRB) until the allocation repeats or ``max_iterations`` is reached. The result is
-reported as approximate (``exact: False``); its objective is re-evaluated with the true SINR.
+Several RUs (``interference``; the formulations are in ``policies.interference``):
+
+- ``joint``: exact. One binary per PRB and joint state of every RU, the true SINR precomputed; the
+  number of combinations is checked before any work and above ``max_joint_choices`` the mode
+  refuses, naming it. Returns ESA's allocation (``info["exact"]``, ``info["gap"]`` = 0).
+- ``worst_case``: the reference model's R-bar (every other RU at its top level on the PRB), each UE on
+  its serving RU, one MILP per RU: exact for that bounded problem (``info["exact_for"]``), feasible,
+  every true rate at least its bounded one (``info["bounded_rates_bps"]``); ``info["exact"]`` is false.
+- ``certified``: the best of the worst-case optimum and a fixed point of the interference (each a
+  start, solved to a looser gap), each improved by a local search with the true SINR, next to the
+  interference-free relaxation's bound: ``info["gap"]`` = (bound - objective) / bound over every
+  allocation whose shortfall is at most this one's, ``info["shortfall_gap_bps"]`` = its shortfall
+  above the least possible.
+- ``auto`` (the default): ``joint`` when it fits, else ``certified``; ``info["mode"]`` says which.
 """
 
 from __future__ import annotations

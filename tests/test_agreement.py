@@ -71,6 +71,7 @@ def test_evaluate_command(tmp_path):
     # the exact MILP returns ESA's very allocation on every state (the optimum is unique)
     assert t.loc["optimal", "throughput_ratio"] == pytest.approx(1.0, rel=1e-6)
     assert t.loc["optimal", "baep_pct"] == 0.0 and t.loc["optimal", "mae"] == 0.0
+    assert t.loc["optimal", "mode"] == "single_ru" and t.loc["optimal", "gap_pct"] == 0.0 and "gap %" in res.stdout
     assert ((t["baep_pct"] >= 0) & (t["baep_pct"] <= 100)).all()
     bad = subprocess.run([sys.executable, "-m", "oransim", "evaluate", str(ROOT / "scenarios" / "esa_small.yaml"),
                           "--policies", "pf", "--objective", "full"], capture_output=True, text=True,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oransim.evaluate import sample_states
+from oransim.evaluate import evaluate, sample_states
 from policies.esa import ExhaustiveSearch
 from policies.interference import JointTooLarge
 from policies.optimal import ExactOptimum
@@ -134,8 +134,11 @@ def test_two_ru_cell_optimal_never_worse_than_pf_in_shortfall():
     """The 2-RU cell of scenarios/esa_small_2ru.yaml: `optimal` (joint, exact) has no more total shortfall than PF."""
     scn = load_scenario(Path(__file__).resolve().parents[1] / "scenarios/esa_small_2ru.yaml")
     opt, pf = ExactOptimum(), make_policy("pf")
-    for obs in sample_states(scn, 4, seed=1, warmup_tti=100):
+    states = sample_states(scn, 4, seed=1, warmup_tti=100)
+    for obs in states:
         prob = SnapshotProblem(obs)
         a = opt.decide(obs)
         assert a.info["mode"] == "joint" and a.info["exact"]
         assert prob.evaluate(a).violation_bps <= prob.evaluate(pf.decide(obs)).violation_bps + prob.violation_tol
+    table, _ = evaluate(states[:2], ["pf"], optimum="optimal")  # evaluate says which mode the optimum used
+    assert table.attrs["optimum_modes"] == ["joint"] and table.attrs["optimum_gap_pct"] == 0.0
