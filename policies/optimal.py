@@ -40,7 +40,7 @@ Several RUs (``interference``; the formulations are in ``policies.interference``
   its serving RU, one MILP per RU: exact for that bounded problem (``info["exact_for"]``), feasible,
   every true rate at least its bounded one (``info["bounded_rates_bps"]``); ``info["exact"]`` is false.
 - ``certified``: the best of the worst-case optimum and a fixed point of the interference (each a
-  start, solved to a looser gap), each improved by a local search with the true SINR, next to the
+  start, solved to a looser gap and stopped after the objective), each improved by a local search with the true SINR, next to the
   interference-free relaxation's bound: ``info["gap"]`` = (bound - objective) / bound over every
   allocation whose shortfall is at most this one's, ``info["shortfall_gap_bps"]`` = its shortfall
   above the least possible.
@@ -216,7 +216,8 @@ class ExactOptimum(Policy):
 
     def _solve(self, prob: SnapshotProblem, choices: Choices, candidate: bool = False):
         """The phases of the module docstring over the given choices (exact for them). A ``candidate``
-        (a start for the certified mode's search) stops after the least power, to the requested gap."""
+        (a start for the certified mode's search) stops after the objective (or, when a shortcut
+        skips it, the least power), to a looser gap."""
         obs = prob.obs
         m = _Mip(prob, choices)
         served = prob.objective == "served"
@@ -239,7 +240,10 @@ class ExactOptimum(Policy):
                     m.rows.append((m.sum_s, -np.inf, v_star + prob.violation_tol / _UNIT_BPS))
                 # phase 2: the largest objective among the least-shortfall allocations
                 f_coef = m.f_coef(w)
-                f_star = float(w @ np.minimum(m.rates_of(m.solve(-f_coef, self._opts(candidate=candidate))), m.cap))
+                sol = m.solve(-f_coef, self._opts(candidate=candidate))
+                if candidate:  # a start for the local search, which lowers power itself
+                    return self._allocation(prob, m, sol[:m.n_x] > 0.5, shortcut)
+                f_star = float(w @ np.minimum(m.rates_of(sol), m.cap))
                 m.rows.append((f_coef, f_star - prob.objective_tol(f_star * _UNIT_BPS) / _UNIT_BPS, np.inf))
             x = self._tiers_3_4(m, candidate)
         return self._allocation(prob, m, x, shortcut)
