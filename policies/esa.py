@@ -16,7 +16,7 @@ import numpy as np
 
 from simcore.contracts import Observation, Policy
 from simcore.snapshot import (DEFAULT_LEVEL_FACTORS, REL_TOL, SnapshotProblem, allocation_from_choices,
-                              level_factors_checked, objective_checked)
+                              level_factors_checked, objective_and_shortfall, objective_checked)
 
 
 class SearchSpaceTooLarge(ValueError):
@@ -101,8 +101,8 @@ def score_batch(prob: SnapshotProblem, owner: np.ndarray, level: np.ndarray):
     se = obs.link.spectral_efficiency(np.where(owned, sinr, 0.0), own)
     slot_rate = np.where(owned, se * obs.link.prb_bandwidth_hz, 0.0)
     rates = np.einsum("brk,brku->bu", slot_rate, onehot)
-    violation = np.maximum(prob.need_bps[None, :] - rates, 0.0).sum(axis=1)
-    objective = prob.served(rates) @ obs.ue_weight
+    objective, violation = objective_and_shortfall(prob.served(rates), np.maximum(prob.need_bps - rates, 0.0),
+                                                   obs.ue_weight)
     return ok, violation, objective
 
 

@@ -63,7 +63,7 @@ from simcore.contracts import Allocation, Observation, Policy
 from policies.interference import (Choices, interference_free_choices, joint_choices, joint_size, local_search,
                                    worst_case_interference_w)
 from simcore.snapshot import (DEFAULT_LEVEL_FACTORS, SnapshotProblem, allocation_from_choices, level_factors_checked,
-                              objective_checked)
+                              objective_and_shortfall, objective_checked)
 
 _STATUS = {0: "optimal", 1: "limit_reached", 2: "infeasible", 3: "unbounded", 4: "error"}
 #: Rates enter the MIP in kbit/s: per-PRB coefficients of 10..1000, and HiGHS's absolute
@@ -133,30 +133,44 @@ class ExactOptimum(Policy):
         rr, kk = np.nonzero(owned)
         uu = alloc.prb_owner[rr, kk]
         bounded = np.bincount(uu, weights=table[uu, kk, prob.levels_of(alloc)[rr, kk]], minlength=obs.n_ues)
-        info.update(mode="worst_case", exact=False, exact_for="worst_case",
-                    bounded_rates_bps=bounded, bounded_objective_bps=float(obs.ue_weight @ prob.served(bounded)),
-                    bounded_violation_bps=float(np.maximum(prob.need_bps - bounded, 0.0).sum()))
+        f_bounded, v_bounded = objective_and_shortfall(prob.served(bounded), np.maximum(prob.need_bps - bounded, 0.0),
+                                                       obs.ue_weight)
+        info.update(mode="worst_case", exact=False, exact_for="worst_case", bounded_rates_bps=bounded,
+                    bounded_objective_bps=float(f_bounded), bounded_violation_bps=float(v_bounded))
         return alloc, info
 
     def _certified(self, prob: SnapshotProblem):
         """Best feasible allocation found, with an upper bound on the true optimum and the gap between them."""
-        start = [self._worst_case(prob, candidate=True)[0],
-                 self._fixed_point(prob, min(self.max_iterations, CANDIDATE_ITERATIONS))[0]]
+        obs = prob.obs
+        start, failed = [], []
+        for make in (lambda: self._worst_case(prob, candidate=True)[0],
+                     lambda: self._fixed_point(prob, min(self.max_iterations, CANDIDATE_ITERATIONS))[0]):
+            try:
+                start.append(make())
+            except RuntimeError as exc:  # a start the solver found nothing for within its time limit
+                failed.append(str(exc))
+        if not start:  # the search then starts from every PRB idle
+            idle = np.full((obs.n_rus, obs.n_prbs), -1)
+            start.append(allocation_from_choices(obs, idle, np.zeros_like(idle), prob.levels_w))
         best, best_ev = None, None
         for alloc in start:
             alloc, ev = local_search(prob, alloc)
             if best is None or prob.is_better(ev, best_ev):
                 best, best_ev = alloc, ev
         f = best_ev.objective_bps
-        f_max = float(prob.obs.ue_weight @ prob.cap_bps)  # served: no allocation counts more than every cap
+        f_max = float(obs.ue_weight @ prob.cap_bps)  # served: no allocation counts more than every cap
         if best_ev.violation_bps <= prob.violation_tol and f >= f_max - prob.objective_tol(f_max):
             v_lb, f_ub = 0.0, f  # nothing can do better on tiers 1 and 2: no bound to solve for
         else:
             v_lb, f_ub = self._interference_free_bound(prob, best_ev.violation_bps)
         gap = max(0.0, (f_ub - f) / f_ub) if f_ub > 0 else 0.0
-        info = {"mode": "certified", "exact": False, "proven_optimal": gap == 0.0 and best_ev.violation_bps <= v_lb,
+        # gap 0 at the least shortfall proves tiers 1 and 2 (shortfall, objective), not the power and tie tiers
+        info = {"mode": "certified", "exact": False, "proven_optimal": False,
+                "tiers_1_2_proven": gap == 0.0 and best_ev.violation_bps <= v_lb + prob.violation_tol,
                 "gap": gap, "upper_bound_bps": f_ub, "shortfall_lower_bound_bps": v_lb,
                 "shortfall_gap_bps": max(0.0, best_ev.violation_bps - v_lb), "status": "certified"}
+        if failed:
+            info["failed_starts"] = failed
         return best, info
 
     def _interference_free_bound(self, prob: SnapshotProblem, violation_bps: float) -> tuple[float, float]:
