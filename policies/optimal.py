@@ -345,7 +345,7 @@ class _Mip:
         self.sum_s = self.pad(np.zeros(self.n_x), s=np.ones(self.n_s))
         self.base = self._base_rows()
         self.rows: list[tuple] = []  # tier rows added by the phases: (coefficients, low, high)
-        self.status, self.gaps, self.dual_bounds = [], [], []
+        self.status, self.gaps = [], []
 
     def pad(self, x_part, s=None, y=None) -> np.ndarray:
         """A full-length coefficient vector from its x, s and y parts (missing parts, and z, are zero)."""
@@ -463,7 +463,6 @@ class _Mip:
             raise RuntimeError(f"optimal: phase {len(self.status) + 1} failed ({res.message})")
         self.status.append(res.status)
         self.gaps.append(getattr(res, "mip_gap", np.nan))
-        self.dual_bounds.append(getattr(res, "mip_dual_bound", np.nan))
         return res.x
 
     def bound(self, c: np.ndarray, options: dict) -> float:
