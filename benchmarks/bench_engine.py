@@ -7,7 +7,10 @@ Three parts, each size or case in a fresh process so that peak memory (ru_maxrss
    to the first size shows how it grows with the number of UEs.
 2. Per-TTI scheduling (``--per-tti``): the same cell at 3 x 30 UEs with PF deciding every TTI
    (``scheduling.interval_tti: 1``, what a MAC scheduler does) next to every 10 TTIs, run
-   alternately in the same invocation so that both see the same machine load.
+   alternately in the same invocation so that both see the same machine load. ``--ref TREE``
+   runs both cases with another source tree too (e.g. a checkout of main:
+   ``git archive main | tar -x -C /tmp/main``), alternated with this one, and prints the speed-up
+   of each case against it. The target of a per-TTI MAC scheduler is 5,000 TTI/s at 3 x 30 UEs.
 3. One simulated hour (``--hour``, several minutes): the paper cell at 3 x 30 UEs with records on,
    written as ``oransim run`` writes it (tables spooled to the run folder's staging folder while
    the run goes); prints the peak resident memory, the resident memory along the run, the packet
@@ -18,7 +21,7 @@ between machines (and on a shared machine from minute to minute); the first line
 it here (wall time of one small numpy call and of one pure-Python loop step) so that figures from
 different machines and moments can be compared.
 
-    python benchmarks/bench_engine.py [--duration 5] [--sizes 10,30,100] [--per-tti] [--hour [--hour-s 3600]]
+    python benchmarks/bench_engine.py [--duration 5] [--sizes 10,30,100] [--per-tti [--ref TREE]] [--hour [--hour-s 3600]]
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from pathlib import Path
 CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[4])
+if len(sys.argv) > 5:  # another source tree's simcore and policies
+    sys.path.insert(0, sys.argv[5])
 from cells import paper_cell
 from simcore.run import simulate
 from simcore.scenario import parse_scenario
@@ -107,8 +112,9 @@ def machine_reference() -> tuple[float, float]:
     return per_call, per_step
 
 
-def _child(n: int, duration: float, interval: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(n), str(duration), str(interval), str(Path(__file__).parent)],
+def _child(n: int, duration: float, interval: int, tree: str | None = None) -> dict:
+    cmd = [sys.executable, "-c", CHILD, str(n), str(duration), str(interval), str(Path(__file__).parent)]
+    out = subprocess.run(cmd + ([str(Path(tree).resolve())] if tree else []),
                          capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -127,19 +133,29 @@ def sizes(args) -> None:
 
 
 def per_tti(args, repeats: int = 3) -> None:
-    """Decisions every TTI vs every 10 TTIs at 3 x 30 UEs, alternated; best of ``repeats`` each."""
-    best: dict[int, dict] = {}
+    """Decisions every TTI vs every 10 TTIs at 3 x 30 UEs, alternated (with ``--ref``, this tree and
+    the reference tree alternated too); best of ``repeats`` each."""
+    trees = {"this tree": None} | ({"reference": args.ref} if args.ref else {})
+    best: dict[tuple[str, int], dict] = {}
     for _ in range(repeats):
         for interval in (10, 1):
-            r = _child(30, args.duration, interval)
-            if interval not in best or r["wall_s"] < best[interval]["wall_s"]:
-                best[interval] = r
-    print(f"paper cell, 3 x 30 UEs, PF, {args.duration:g} s simulated, records on; best of {repeats} alternated runs")
-    print(f"{'decisions every':>16} {'TTI/s':>8} {'us/TTI':>8} {'vs every 10':>12}")
+            for name, tree in trees.items():
+                r = _child(30, args.duration, interval, tree)
+                if (name, interval) not in best or r["wall_s"] < best[name, interval]["wall_s"]:
+                    best[name, interval] = r
+    print(f"paper cell, 3 x 30 UEs, PF, {args.duration:g} s simulated, records on; best of {repeats} alternated runs"
+          + (f"; reference tree {args.ref}" if args.ref else ""))
+    print(f"{'decisions every':>16} {'tree':>10} {'TTI/s':>8} {'us/TTI':>8} {'vs every 10':>12}"
+          + (f" {'vs reference':>13}" if args.ref else ""))
     for interval in (10, 1):
-        r = best[interval]
-        print(f"{interval:>11} TTI{'s' if interval > 1 else ' '} {r['tti'] / r['wall_s']:>8.0f} "
-              f"{r['wall_s'] / r['tti'] * 1e6:>8.1f} {best[10]['wall_s'] / r['wall_s']:>12.2f}")
+        for name in trees:
+            r = best[name, interval]
+            line = (f"{interval:>11} TTI{'s' if interval > 1 else ' '} {name:>10} {r['tti'] / r['wall_s']:>8.0f} "
+                    f"{r['wall_s'] / r['tti'] * 1e6:>8.1f} {best[name, 10]['wall_s'] / r['wall_s']:>12.2f}")
+            if args.ref:
+                line += f" {best['reference', interval]['wall_s'] / r['wall_s']:>12.2f}x"
+            print(line)
+    print("target for PF deciding every TTI: 5,000 TTI/s (200 us per TTI); vs reference: wall-time speed-up")
 
 
 def hour(args) -> None:
@@ -163,6 +179,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=5.0, help="simulated seconds per size / per-TTI case")
     ap.add_argument("--sizes", default="10,30,100", help="UEs per slice; empty to skip")
     ap.add_argument("--per-tti", action="store_true", help="PF deciding every TTI vs every 10 TTIs, 3 x 30 UEs")
+    ap.add_argument("--ref", default=None, help="with --per-tti: a reference source tree to compare with")
     ap.add_argument("--hour", action="store_true", help="peak memory of one simulated hour, 3 x 30 UEs")
     ap.add_argument("--hour-s", type=float, default=3600.0, help="simulated seconds of the --hour run")
     args = ap.parse_args()

@@ -59,8 +59,8 @@ class _MetricScheduler(_ClassicScheduler):
     """Per PRB, give it to the UE with the highest metric; drop UEs whose need is covered."""
 
     @abc.abstractmethod
-    def _metric(self, obs: Observation, cand: np.ndarray) -> np.ndarray:
-        """(C, K) metric of candidate UEs ``cand`` on each PRB."""
+    def _metric(self, obs: Observation, cand: np.ndarray, rate: np.ndarray) -> np.ndarray:
+        """(C, K) metric of candidate UEs ``cand`` on each PRB; ``rate`` = ``obs.prb_rate_bps[cand]``."""
 
     def decide(self, obs: Observation) -> Allocation:
         owner = np.full((obs.n_rus, obs.n_prbs), -1, dtype=np.int64)
@@ -71,8 +71,9 @@ class _MetricScheduler(_ClassicScheduler):
             cand = np.flatnonzero(backlogged & (obs.serving_ru == r) if obs.n_rus > 1 else backlogged)
             if cand.size == 0:
                 continue
-            metric = self._metric(obs, cand)  # (C, K)
-            bits = obs.prb_rate_bps[cand] * horizon_s  # (C, K) each PRB carries over the horizon
+            rate = obs.prb_rate_bps[cand]  # (C, K)
+            metric = self._metric(obs, cand, rate)  # (C, K)
+            bits = rate * horizon_s  # (C, K) each PRB carries over the horizon
             metric[bits <= 0] = -np.inf
             pick = greedy_by_prb(metric, bits, need[cand])
             owner[r] = np.where(pick >= 0, cand[pick], -1)
@@ -87,49 +88,43 @@ def greedy_by_prb(metric: np.ndarray, bits: np.ndarray, need: np.ndarray) -> np.
 
     Vectorised: the best candidate of every PRB is one argmax; only when a candidate turns out to be
     covered are the remaining PRBs ranked again without it, so the cost is one numpy pass per
-    candidate whose need gets covered, not one per PRB.
+    candidate whose need gets covered, not one per PRB. The walk over PRBs reads single entries
+    (``item``), so a ranking pass is three numpy calls.
     """
     n_prb = metric.shape[1]
-    cols = np.arange(n_prb)
-    best = metric.argmax(axis=0)
-    best_l = best.tolist()
-    usable = (metric[best, cols] > -np.inf).tolist()
-    got = bits[best, cols].tolist()
+    best = metric.argmax(axis=0).tolist()
     left = need.tolist()
     out = [-1] * n_prb
+    neg_inf = -np.inf
+    item, bits_item = metric.item, bits.item
     k = 0
     while k < n_prb:
-        i = best_l[k]
-        if not usable[k]:
-            k += 1  # no candidate can use PRB k
+        i = best[k]
+        if not item(i, k) > neg_inf:
+            k += 1  # no candidate can use PRB k (the best is -inf)
         elif left[i] > 0:
             out[k] = i
-            left[i] -= got[k]
+            left[i] -= bits_item(i, k)
             k += 1
         else:  # i is covered: rank PRBs k.. again without it
-            metric[i, k:] = -np.inf
-            sub = metric[:, k:]
-            b = sub.argmax(axis=0)
-            c = cols[: n_prb - k]
-            best_l[k:] = b.tolist()
-            usable[k:] = (sub[b, c] > -np.inf).tolist()
-            got[k:] = bits[:, k:][b, c].tolist()
+            metric[i, k:] = neg_inf
+            best[k:] = metric[:, k:].argmax(axis=0).tolist()
     return np.array(out, dtype=np.int64)
 
 
 class ProportionalFair(_MetricScheduler):
     name = "pf"
 
-    def _metric(self, obs, cand):
+    def _metric(self, obs, cand, rate):
         avg = np.maximum(obs.avg_throughput_bps[cand], 1.0)  # 1 bit/s floor: a new UE gets served first
-        return (self._weights(obs)[cand] / avg)[:, None] * obs.prb_rate_bps[cand]
+        return (self._weights(obs)[cand] / avg)[:, None] * rate
 
 
 class MaxCqi(_MetricScheduler):
     name = "maxcqi"
 
-    def _metric(self, obs, cand):
-        return self._weights(obs)[cand][:, None] * obs.prb_rate_bps[cand]
+    def _metric(self, obs, cand, rate):
+        return self._weights(obs)[cand][:, None] * rate
 
 
 class RoundRobin(_ClassicScheduler):

@@ -254,20 +254,22 @@ class UeBuffers:
         if active.size == 0:
             return served
         self.out_bits += served
-        head, out_bits, enq_bits, pk, trim = self.head, self.out_bits, self.enq_bits, self.pk, self.trim
+        pk, trim, all_rows, all_ends = self.pk, self.trim, self.rows, self.ends
         base = pk.base
         hol, arrival, size = self._hol, pk.arrival_s, pk.size_bits
         delivered: list[int] = []
         touched: list[int] = []  # packets that got bits this TTI (first transmission if not yet set)
-        for u in active.tolist():
-            rows, ends, t = self.rows[u], self.ends[u], trim[u]
-            h = int(head[u]) - t
-            out = out_bits[u]
+        emptied: list[int] = []
+        new_head: list[int] = []
+        # per-UE scalars as Python numbers: the loop reads no numpy scalars it can avoid
+        for u, hd, out in zip(active.tolist(), self.head[active].tolist(), self.out_bits[active].tolist()):
+            rows, ends, t = all_rows[u], all_ends[u], trim[u]
+            h = hd - t
             new_h = bisect_right(ends, out + _EPS_BITS, h)
             delivered.extend(rows[h:new_h])
             touched.extend(rows[h:new_h])
             if new_h == len(rows):
-                out_bits[u] = enq_bits[u]  # emptied: absorb the float residue of the bit counters
+                emptied.append(u)
                 if new_h != h:
                     hol[u] = np.inf
             else:
@@ -276,9 +278,12 @@ class UeBuffers:
                     hol[u] = arrival[nxt]
                 if ends[new_h] - size[nxt] < out - _EPS_BITS:
                     touched.append(rows[new_h])  # the new head got its first bits
-            head[u] = new_h + t
+            new_head.append(new_h + t)
             if new_h >= TRIM_MIN:
                 self._trim(u, new_h)
+        self.head[active] = new_head
+        if emptied:  # emptied: absorb the float residue of the bit counters
+            self.out_bits[emptied] = self.enq_bits[emptied]
         touched_rows = np.array(touched, dtype=np.int64) - base
         first = pk.first_tx_s[touched_rows]
         pk.first_tx_s[touched_rows] = np.where(np.isnan(first), now_s, first)

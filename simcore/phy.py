@@ -236,9 +236,14 @@ class LinkModel:
     # ------------------------------------------------------------------ views for policies
     def ue_rates_bps(self, gain, ue_ru, prb_owner, power_w) -> np.ndarray:
         """(U,) rate of every UE under an allocation (bit/s)."""
+        n_ue = gain.shape[0]
+        if gain.shape[1] == 1 and prb_owner.ndim == 2:  # one RU: only the active PRBs, no interference
+            k = np.flatnonzero(prb_owner[0] >= 0)
+            ue = prb_owner[0, k]
+            rate = self.prb_rate_bps(self.sinr(gain[ue, 0, k], power_w[0, k], 0), ue)
+            return np.bincount(ue, weights=rate, minlength=n_ue)[:n_ue]
         sinr = self.prb_sinr(gain, prb_owner, power_w)
         rate = self.prb_rate_bps(sinr, prb_owner)
-        n_ue = gain.shape[0]
         mask = prb_owner >= 0
         return np.bincount(prb_owner[mask], weights=rate[mask], minlength=n_ue)[:n_ue]
 
@@ -251,12 +256,13 @@ class LinkModel:
         """
         n_ue, n_ru, n_prb = gain.shape
         p = ru_power_w / n_prb  # (R,)
-        g_serv = gain[np.arange(n_ue), serving_ru, :]  # (U, K)
-        interference = 0.0
-        if n_ru > 1:
+        if n_ru == 1:  # every UE on RU 0 at one power, no interference: scalars broadcast the same values
+            sinr = self.sinr(gain[:, 0, :], p[0], 0)
+        else:
+            g_serv = gain[np.arange(n_ue), serving_ru, :]  # (U, K)
             interference = self.interference_w(gain, serving_ru, np.repeat(p[:, None], n_prb, axis=1))
-        sinr = self.sinr(g_serv, p[serving_ru][:, None], serving_ru[:, None], interference)
-        return self.prb_rate_bps(sinr, np.arange(n_ue)[:, None]), sinr
+            sinr = self.sinr(g_serv, p[serving_ru][:, None], serving_ru[:, None], interference)
+        return self.prb_rate_bps(sinr, None if self.ue_fbl_penalty is None else np.arange(n_ue)[:, None]), sinr
 
 
 CQI_EFFICIENCY_WITH_ZERO = np.concatenate([[0.0], CQI_EFFICIENCY])
@@ -295,21 +301,23 @@ class BuiltinPhy:
     def __init__(self):  # no parameters: `phy.params` must be empty (checked by simcore.plugins)
         self.link: LinkModel | None = None
         self._alloc = None
+        self._sinr = self._bits = None
 
     def open(self, scenario, geometry, link: LinkModel, *, channel=None, serving_ru=None) -> None:
         self.link = link
         self._alloc = None
+        self._sinr = self._bits = None
 
     def _prepare(self, allocation, gain: np.ndarray) -> None:
         self._alloc = allocation
         owner = allocation.prb_owner
         self._k = k = np.flatnonzero(owner[0] >= 0)
         self._ue = owner[0, k]
-        n_ru, n_prb = gain.shape[1], gain.shape[2]
-        self._flat = (self._ue * n_ru) * n_prb + k  # index of gain[owner, 0, k]
+        self._flat = self._ue * gain.shape[2] + k  # index of gain[owner, 0, k] (one RU)
         self._power = allocation.power_w[0, k]
-        self._sinr = np.full(owner.shape, np.nan)
-        self._bits = np.zeros(owner.shape)
+        if self._sinr is None or self._sinr.shape != owner.shape:  # templates, copied every TTI
+            self._sinr = np.full(owner.shape, np.nan)
+            self._bits = np.zeros(owner.shape)
 
     def step(self, tti: int, allocation, gain: np.ndarray) -> PhyTtiResult:
         link = self.link
