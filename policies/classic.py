@@ -68,7 +68,7 @@ class _MetricScheduler(_ClassicScheduler):
         horizon_s = self._horizon_tti(obs) * obs.link.tti_s
         backlogged = need > 0
         for r in range(obs.n_rus):
-            cand = np.flatnonzero(backlogged & (obs.serving_ru == r) if obs.n_rus > 1 else backlogged)
+            cand = (backlogged & (obs.serving_ru == r) if obs.n_rus > 1 else backlogged).nonzero()[0]
             if cand.size == 0:
                 continue
             rate = obs.prb_rate_bps[cand]  # (C, K)

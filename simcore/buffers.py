@@ -235,7 +235,7 @@ class UeBuffers:
             queued = pk.status[c0:cut] == QUEUED
             if not queued.any():
                 continue
-            rows = np.flatnonzero(queued & (self.ue_slice[pk.ue[c0:cut]] == sl)) + c0
+            rows = (queued & (self.ue_slice[pk.ue[c0:cut]] == sl)).nonzero()[0] + c0
             if rows.size == 0:
                 continue
             ue = pk.ue[rows]
@@ -250,7 +250,7 @@ class UeBuffers:
     def serve(self, capacity_bits: np.ndarray, now_s: float, delivered_at_s: float) -> np.ndarray:
         """Serve up to ``capacity_bits`` (U,) from each FIFO in this TTI; returns bits served (U,)."""
         served = np.minimum(capacity_bits, np.maximum(self.enq_bits - self.out_bits, 0.0))
-        active = np.flatnonzero(served > 0)
+        active = (served > 0).nonzero()[0]
         if active.size == 0:
             return served
         self.out_bits += served

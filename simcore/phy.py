@@ -238,7 +238,7 @@ class LinkModel:
         """(U,) rate of every UE under an allocation (bit/s)."""
         n_ue = gain.shape[0]
         if gain.shape[1] == 1 and prb_owner.ndim == 2:  # one RU: only the active PRBs, no interference
-            k = np.flatnonzero(prb_owner[0] >= 0)
+            k = (prb_owner[0] >= 0).nonzero()[0]
             ue = prb_owner[0, k]
             rate = self.prb_rate_bps(self.sinr(gain[ue, 0, k], power_w[0, k], 0), ue)
             return np.bincount(ue, weights=rate, minlength=n_ue)[:n_ue]
@@ -311,7 +311,7 @@ class BuiltinPhy:
     def _prepare(self, allocation, gain: np.ndarray) -> None:
         self._alloc = allocation
         owner = allocation.prb_owner
-        self._k = k = np.flatnonzero(owner[0] >= 0)
+        self._k = k = (owner[0] >= 0).nonzero()[0]
         self._ue = owner[0, k]
         self._flat = self._ue * gain.shape[2] + k  # index of gain[owner, 0, k] (one RU)
         self._power = allocation.power_w[0, k]
