@@ -27,7 +27,9 @@ PRB for a UE that neither needs nor can use anything (empty buffer). Need and se
 the rate clipped to the need or cap (same integer points, a tighter relaxation).
 
 HiGHS reports whether optimality was proven within the requested relative gap (``mip_gap``,
-phases 1 and 2) and time limit (``time_limit_s``, per phase).
+phases 1 and 2) and time limit (``time_limit_s``, per phase). A later phase that finds no feasible
+point within the limit keeps the previous phase's solution (it meets every row added so far), and
+the result is reported as not proven (``proven_optimal: False``).
 ESA and this MILP return the same allocation when the gap is below the distance between the best
 objective and the next one (the tests use 1e-9).
 
@@ -346,6 +348,7 @@ class _Mip:
         self.base = self._base_rows()
         self.rows: list[tuple] = []  # tier rows added by the phases: (coefficients, low, high)
         self.status, self.gaps = [], []
+        self.last_x: np.ndarray | None = None  # the last phase's solution
 
     def pad(self, x_part, s=None, y=None) -> np.ndarray:
         """A full-length coefficient vector from its x, s and y parts (missing parts, and z, are zero)."""
@@ -460,9 +463,16 @@ class _Mip:
             res = milp(c, integrality=self.integrality, bounds=Bounds(self.lb, self.ub), constraints=cons,
                        options=options)
         if res.x is None:
-            raise RuntimeError(f"optimal: phase {len(self.status) + 1} failed ({res.message})")
+            if res.status != 1 or self.last_x is None:
+                raise RuntimeError(f"optimal: phase {len(self.status) + 1} failed ({res.message})")
+            # no feasible point within the time limit: keep the previous phase's solution, which
+            # meets every tier row added so far (each was built from it); reported as not proven
+            self.status.append(res.status)
+            self.gaps.append(np.nan)
+            return self.last_x
         self.status.append(res.status)
         self.gaps.append(getattr(res, "mip_gap", np.nan))
+        self.last_x = res.x
         return res.x
 
     def bound(self, c: np.ndarray, options: dict) -> float:

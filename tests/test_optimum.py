@@ -240,3 +240,45 @@ def test_multi_ru_esa_and_joint_milp_exact_the_bounded_modes_never_better():
             check_allocation(c, obs)
             assert c.info["exact"] is False
             assert not prob.is_better(prob.evaluate(c), prob.evaluate(a))
+
+
+def test_a_later_phase_without_a_feasible_point_keeps_the_previous_solution(monkeypatch):
+    """HiGHS reaching its time limit with no feasible point (status 1, no x) in the last phase:
+    the previous phase's solution is kept, it ties the optimum on tiers 1-3, and the result is
+    reported as not proven. Any other failure, or one in the first phase, is still an error."""
+    import policies.optimal as optimal
+
+    obs = observe(seed=3, ues=2, prbs=4, rate_mbps=20.0)  # needs not all met: all four phases solve
+    real, calls = optimal.milp, []
+
+    def counting(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(optimal, "milp", counting)
+    best = ExactOptimum().decide(obs)
+    n = len(calls)
+    assert n == 4 and best.info["proven_optimal"] is True
+
+    def failing(at, status):
+        def milp(*a, **kw):
+            calls.append(1)
+            if len(calls) == at:
+                return type("Res", (), {"x": None, "status": status, "message": "stub"})()
+            return real(*a, **kw)
+        return milp
+
+    calls.clear()
+    monkeypatch.setattr(optimal, "milp", failing(n, 1))
+    kept = ExactOptimum().decide(obs)
+    check_allocation(kept, obs)
+    assert kept.info["proven_optimal"] is False and "limit_reached" in kept.info["status"]
+    prob = SnapshotProblem(obs)
+    e0, e1 = prob.evaluate(best), prob.evaluate(kept)
+    assert e1.violation_bps == pytest.approx(e0.violation_bps, rel=1e-9) and e1.power_steps == e0.power_steps
+    assert e1.objective_bps == pytest.approx(e0.objective_bps, rel=1e-9) and e1.tie_cost >= e0.tie_cost
+    for at, status in ((n, 2), (1, 1)):
+        calls.clear()
+        monkeypatch.setattr(optimal, "milp", failing(at, status))
+        with pytest.raises(RuntimeError, match="failed"):
+            ExactOptimum().decide(obs)

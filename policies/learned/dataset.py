@@ -6,7 +6,8 @@ slice's offered traffic, and optionally another number of UEs per slice or RU po
 given grids) and its own seed, runs ``warmup_tti`` TTIs under the driver policy (the scenario's, by
 default), then ``states_per_run`` decisions ``stride_decisions`` apart are kept. With
 ``label="optimal"`` each state gets the canonical optimum of the snapshot problem under the chosen
-objective (allocation, objective, shortfall).
+objective (allocation, objective, shortfall, and ``opt_proven``: whether the solver proved it
+within its time limit).
 
 Seeds: run i has seed ``2**32 + hash(seed, i)`` (``numpy.random.SeedSequence``), never below 2^32:
 held-out evaluation (``oransim evaluate``, the training's evaluation) uses the small seeds
@@ -218,7 +219,7 @@ def make_shard(base_json: str, cfg_json: str, shard: int) -> pa.Table:
             alloc, ev = _label(obs, cfg.objective)
             row.update(opt_ue_ru=alloc.ue_ru.tolist(), opt_prb_owner=alloc.prb_owner.ravel().tolist(),
                        opt_power_w=alloc.power_w.ravel().tolist(), opt_objective_bps=ev.objective_bps,
-                       opt_violation_bps=ev.violation_bps)
+                       opt_violation_bps=ev.violation_bps, opt_proven=bool(alloc.info.get("proven_optimal", True)))
         rows.append(row)
     return pa.Table.from_pylist(rows)
 
