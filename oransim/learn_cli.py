@@ -104,13 +104,16 @@ def train(
 
 
 def _extra_options(args: list[str]) -> dict:
-    """--name value / --name=value pairs after the known options: config overrides."""
+    """--name value / --name=value pairs after the known options: config overrides; a bare
+    --no-name sets a boolean field to false (e.g. ``--no-contrastive``)."""
     overrides, i = {}, 0
     while i < len(args):
         a = args[i]
         if not a.startswith("--") or len(a) < 3:
             _fail([f"unexpected argument {a!r} (config fields are set as --FIELD VALUE)"])
         key, eq, value = a[2:].partition("=")
+        if not eq and key.startswith("no-") and (i + 1 >= len(args) or args[i + 1].startswith("--")):
+            key, value, eq = key[3:], "false", "="  # --no-FIELD: a boolean field set to false
         if not eq:
             if i + 1 >= len(args):
                 _fail([f"--{key}: missing value"])

@@ -44,3 +44,16 @@ def subset(obs, keep):
     per_ue = ("slice_id", "serving_ru", "gain", "prb_sinr", "prb_rate_bps", "buffer_bits", "hol_delay_ms",
               "avg_throughput_bps", "qos_met_last", "min_rate_bps", "max_rate_bps", "max_delay_ms")
     return dataclasses.replace(obs, **{f: getattr(obs, f)[keep] for f in per_ue})
+
+
+@functools.lru_cache(maxsize=2)
+def paper_held_out(objective: str):
+    """20 paper-cell states from seeds 1000-1019 with their optimum, shared by the tests of the
+    shipped checkpoints (no dataset nor held-out evaluation uses those seeds)."""
+    from pathlib import Path
+
+    from policies.learned.train import HeldOut
+    from simcore.scenario import load_scenario
+
+    path = Path(__file__).resolve().parent.parent / "scenarios" / "paper_default.yaml"
+    return HeldOut.sample(load_scenario(path), 20, objective, first_seed=1000)

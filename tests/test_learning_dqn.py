@@ -83,7 +83,9 @@ def test_shipped_checkpoints_beat_round_robin_on_fresh_states(name, objective):
     path = ROOT / "models" / name
     if not path.exists():
         pytest.skip(f"models/{name} is not there")
-    held = HeldOut.sample(load_scenario(ROOT / "scenarios/paper_default.yaml"), 20, objective, first_seed=1000)
+    from learning_helpers import paper_held_out
+
+    held = paper_held_out(objective)
     rr = held.evaluate(make_policy("rr").decide)
     dqn = held.evaluate(make_policy("dqn", {"checkpoint": str(path)}).decide)
     assert dqn["throughput_ratio"] > rr["throughput_ratio"] and dqn["qos_pct"] >= rr["qos_pct"] - 5, (dqn, rr)
