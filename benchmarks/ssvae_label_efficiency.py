@@ -112,21 +112,23 @@ def draw(rows: list[dict], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = ["| arm | labelled | unlabelled | steps x batch | w-tput / opt | QoS % | MAE | R² | cosine | BAEP % | train s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in sorted(rows, key=lambda r: (r["arm"], int(r["labelled"]))):
-        lines.append(f"| {r['arm']} | {r['labelled']} | {r['unlabelled']} | {r['steps']} x {r['batch']} | "
+    lines = ["| arm | labelled | unlabelled | steps x batch | seed | w-tput / opt | QoS % | MAE | R² | cosine | BAEP % "
+             "| train s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["arm"], int(r["labelled"]), int(r["seed"]))):
+        lines.append(f"| {r['arm']} | {r['labelled']} | {r['unlabelled']} | {r['steps']} x {r['batch']} | {r['seed']} | "
                      f"{float(r['throughput_ratio']):.4f} | {float(r['qos_pct']):.1f} | {float(r['mae']):.4f} | "
                      f"{float(r['r2']):.3f} | {float(r['cosine']):.3f} | {float(r['baep_pct']):.2f} | "
                      f"{float(r['wall_s']):.0f} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.2))
     for arm in sorted({r["arm"] for r in rows}):
-        pts = sorted((int(r["labelled"]), r) for r in rows if r["arm"] == arm)
-        xs = [p[0] for p in pts]
+        xs = sorted({int(r["labelled"]) for r in rows if r["arm"] == arm})
         for ax, (key, label) in zip(axes, [("throughput_ratio", "weighted throughput / optimum"),
                                            ("qos_pct", "QoS satisfied %"), ("mae", "MAE"), ("baep_pct", "BAEP %")]):
-            ax.plot(xs, [float(p[1][key]) for p in pts], marker="o", label=arm)
+            vals = [[float(r[key]) for r in rows if r["arm"] == arm and int(r["labelled"]) == x] for x in xs]
+            mean = [sum(v) / len(v) for v in vals]
+            err = [[m - min(v) for m, v in zip(mean, vals)], [max(v) - m for m, v in zip(mean, vals)]]
+            ax.errorbar(xs, mean, yerr=err, marker="o", capsize=3, label=arm)  # mean over seeds, bars: min-max
             ax.set_xscale("log")
             ax.set_xlabel("labelled states")
             ax.set_title(label, fontsize=10)

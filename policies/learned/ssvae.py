@@ -6,14 +6,16 @@ and the ``Policy`` adapter that loads a checkpoint and decides.
 
 Network (``SsVae``), on the shared encoding (per-UE rows with a mask, globals):
 
-- encoder q(z|x): an MLP embeds each UE row, then ``set_layers`` set blocks let the UEs see each
+- encoder q(z|x): an MLP embeds each UE row (with its buffer, rate need and usable rate again on a
+  log scale, ``small_columns``), then ``set_layers`` set blocks let the UEs see each
   other (each UE's row is updated from itself plus a linear map of the per-slice means over the
   UEs, the slice counts and the globals); each UE u gets a Gaussian latent z_u (``latent_dim``);
 - state decoder p(x|z): each UE's features from its z_u, the globals from the mean of the z_u;
 - decision decoder: ``decision_layers`` set blocks over the z_u, then per UE a PRB logit, a power
   logit and an activation logit (is the UE given any PRB), and per state the total PRB and power
   shares. A UE's share is total x softmax over the UEs; at decision time only UEs whose
-  activation probability is at least 1/2 take part. The one decoder (``decoder``) makes the
+  activation probability is at least 1/2 take part, each with at least one PRB and the lowest
+  power level on it (``with_floors``; ``floors=False`` turns it off). The one decoder makes the
   action an allocation. The softmax runs over all UEs: exact for one RU (the paper's cell); with
   several RUs the decoder scales each RU's shares, which this network does not see.
 
