@@ -9,7 +9,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,ns3,learn]'
+	$(BIN)/pip install -q -e '.[test,ns3,learn,sweep]'
 	touch $(STAMP)
 
 .PHONY: install demo test bench

@@ -181,7 +181,7 @@ def run(
               f"{c['dropped_packets']} dropped, {c['queued_packets'] + c['processing_packets']} still queued)",
               markup=False, highlight=False)
     if report_after:
-        report(folder, figure=None)
+        report(folder, figure=None, kpi=None, x=None)
 
 
 def _table(df, title: str, fmt: str = "{:.3g}") -> Table:
@@ -216,11 +216,22 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @app.command()
 def report(
-    run_dir: Path = typer.Argument(..., help="run folder written by `oransim run`"),
-    figure: Optional[Path] = typer.Option(None, help="PNG path (default RUN_DIR/report.png)"),
+    run_dir: Path = typer.Argument(..., help="run folder written by `oransim run`, or a sweep folder"),
+    figure: Optional[Path] = typer.Option(None, help="PNG path (default RUN_DIR/report.png; for a sweep "
+                                                     "SWEEP_DIR/KPI-vs-FIELD.png)"),
+    kpi: Optional[str] = typer.Option(None, help="sweep folder: the KPI column to plot (default the throughput)"),
+    x: Optional[str] = typer.Option(None, help="sweep folder: the swept field on the x axis (default the last one)"),
 ):
-    """Per-slice throughput, delay percentiles, drops and QoS satisfaction; saves a seaborn figure."""
+    """Per-slice throughput, delay percentiles, drops and QoS satisfaction; saves a seaborn figure.
+    Given a sweep folder: a KPI against a swept field, mean and 95 % CI over seeds, per policy."""
     from rich.markup import escape
+
+    if (Path(run_dir) / "sweep.json").is_file():
+        from .sweep_cli import report_sweep
+
+        return report_sweep(Path(run_dir), kpi, x, figure)
+    if kpi is not None or x is not None:
+        _fail([f"--kpi/--x: {run_dir} is a run folder; they apply to a sweep folder"])
 
     from analysis.kpis import RunFolderError, delay_components, delay_percentiles, load_run, slice_kpis
     from analysis.plots import plot_run
@@ -356,7 +367,11 @@ def xapp_serve(
 
 from .learn_cli import dataset as _dataset_cmd, train as _train_cmd  # noqa: E402 - they use the helpers above
 
+from .sweep_cli import reproduce as _reproduce_cmd, sweep as _sweep_cmd  # noqa: E402
+
 app.command("dataset")(_dataset_cmd)
+app.command("sweep")(_sweep_cmd)
+app.command("reproduce")(_reproduce_cmd)
 app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_train_cmd)
 
 
