@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -53,7 +54,7 @@ def execute(sweep_file: Path, out_dir: Optional[Path], workers: Optional[int], a
     from oransim.guard import Stopped
     from simcore import outputs
 
-    from .sweep_run import prepare_folder, run_sweep
+    from .sweep_run import SweepRunError, prepare_folder, run_sweep
 
     spec, points, jobs = load_and_expand(sweep_file)
     if workers is None:
@@ -85,6 +86,8 @@ def execute(sweep_file: Path, out_dir: Optional[Path], workers: Optional[int], a
         raise
     except outputs.OutputError as exc:
         _fail([str(exc)])
+    except SweepRunError as exc:
+        _fail([f"error: {exc}"], code=1)
     except OSError as exc:
         _fail([f"error: could not write in {folder}: {_reason(exc)}"], code=1)
     finally:
@@ -125,8 +128,8 @@ def report_sweep(folder: Path, kpi: Optional[str], x: Optional[str], figure: Opt
         summary, kpi, x = kpi_summary(sw, kpi, x)
     except SweepReportError as exc:
         _fail([str(exc)])
-    name = (kpi + "-vs-" + x).replace("/", "_")
-    png = _figure_target(figure or folder / f"{name}.png"[:200], "--figure" if figure else "figure")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{kpi}-vs-{x}").strip("_")[:120]
+    png = _figure_target(figure or folder / f"{name}.png", "--figure" if figure else "figure")
     show = summary.reset_index().set_index("policy")
     out.print(_table(show, f"{sw.meta['name']}: {kpi} against {x} (mean and 95 % CI over seeds)"))
     try:
@@ -175,7 +178,7 @@ def reproduce(
         _fail(exc.lines())
     from simcore.outputs import OutputError
 
-    from .sweep_run import prepare_folder, run_sweep
+    from .sweep_run import SweepRunError, prepare_folder, run_sweep
 
     results, t0, failed = {}, time.perf_counter(), 0
     for fig, path, spec in specs:
@@ -190,6 +193,8 @@ def reproduce(
             s = run_sweep(spec, path, points, jobs, folder, workers, address, progress=bar, say=_say)
         except OutputError as exc:
             _fail([str(exc)])
+        except SweepRunError as exc:
+            _fail([f"error: {exc}"], code=1)
         finally:
             bar.close()
         failed += s["failed"]

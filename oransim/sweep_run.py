@@ -42,6 +42,10 @@ from .sweep import Job, Point, SweepSpec
 from .sweep_jobs import run_job
 
 MARKER = "oransim_sweep"
+
+
+class SweepRunError(RuntimeError):
+    """The sweep cannot go on (Ray could not be started or reached); one line."""
 _STAGING = re.compile(r"^\..+\.tmp-[0-9a-f]{8}(\.json)?$")
 
 
@@ -190,25 +194,35 @@ def run_ray(jobs: list[Job], out: Path, on_done: Callable[[dict], None], workers
     try:
         import ray
     except ImportError:
-        raise OutputError("--workers/--address: Ray is not installed (pip install 'oransim[sweep]'), "
-                          "or run in this process with --workers 0") from None
+        raise SweepRunError("Ray is not installed (pip install 'oransim[sweep]'); --workers 0 runs the jobs "
+                            "in this process") from None
     t0 = time.perf_counter()
     kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    if address is None:
-        ray.init(num_cpus=workers, **kwargs)
-    else:
-        ray.init(address=address, **kwargs)
+    failure = None
+    for attempt in (1, 2):
+        try:
+            ray.init(**({"num_cpus": workers} if address is None else {"address": address}), **kwargs)
+            failure = None
+            break
+        except Exception as exc:  # no cluster there, a raylet that did not start in time (an overloaded machine)
+            ray.shutdown()
+            failure = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if not (attempt == 1 and address is None and "timed out during startup" in failure):
+                break  # Ray gives a local raylet a fixed 30 s to register: a busy machine can miss it once
+    if failure is not None:
+        where = f"Ray at {address}" if address else "a local Ray instance"
+        raise SweepRunError(f"could not start {where}: {failure} (--workers 0 runs the jobs in this process)")
     try:
         if on_started is not None:
             on_started(time.perf_counter() - t0)
         task = ray.remote(num_cpus=1, max_retries=0)(run_job)
         pending = {task.remote(_job_dict(j), str(out)): j for j in jobs}
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            done = _signal_safe(ray.wait, list(pending), num_returns=1, timeout=0.5)[0]
             for ref in done:
                 job = pending.pop(ref)
                 try:
-                    rec = ray.get(ref)
+                    rec = _signal_safe(ray.get, ref)
                 except Exception as exc:  # the worker died (out of memory, killed): the job failed
                     err = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                     col = "run_error" if job.mode == "run" else "eval_error"
@@ -218,6 +232,19 @@ def run_ray(jobs: list[Job], out: Path, on_done: Callable[[dict], None], workers
                 on_done(rec)
     finally:
         ray.shutdown()
+
+
+def _signal_safe(fn, *args, **kwargs):
+    """Call one of Ray's compiled functions. A signal arriving inside it (``oransim.guard`` raises
+    ``Stopped`` from the handler) comes out as a ``SystemError`` whose cause is the ``Stopped``:
+    re-raise that, so the stop unwinds as anywhere else."""
+    try:
+        return fn(*args, **kwargs)
+    except SystemError as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, BaseException) and not isinstance(cause, Exception):
+            raise cause from None
+        raise
 
 
 # ------------------------------------------------------------------------------ the whole sweep

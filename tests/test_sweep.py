@@ -1,0 +1,187 @@
+"""oransim sweep: sweep files (strict schema, dotted paths), jobs in this process and on Ray, the
+results table, failures recorded, resuming, a stop leaving nothing half-written, report on a sweep."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from oransim.sweep import SweepError, expand, load_sweep, parse_path, set_path
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "scenarios" / "quick.yaml"
+
+
+def _write(tmp_path: Path, body: str, name: str = "s.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(body.replace("QUICK", str(QUICK)), encoding="utf-8")
+    return p
+
+
+TINY = """
+name: tiny
+scenario: QUICK
+set: {duration_s: 0.1}
+grid:
+  "slices[*].ues": [1, 2]
+seeds: [1, 2]
+policies: [pf, rr]
+run: {}
+evaluate: {states: 1, objective: rate, optimum: optimal, warmup_tti: 10}
+"""
+
+
+def _cli(*args, cwd, timeout=300):
+    return subprocess.run([sys.executable, "-m", "oransim", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout)
+
+
+class _Result:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def _main(capsys, *args):
+    """The oransim command in this process (saves a Python start per call)."""
+    from oransim.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    cap = capsys.readouterr()
+    return _Result(code, cap.out, cap.err)
+
+
+def test_paths():
+    assert parse_path("cell.rus[0].max_power_dbm") == ["cell", "rus", 0, "max_power_dbm"]
+    assert parse_path("slices[*].ues") == ["slices", "*", "ues"]
+    for bad in ("cell..x", "[0].x", "cell.", "cell.rus[x]", "a b"):
+        with pytest.raises(ValueError):
+            parse_path(bad)
+    data = {"slices": [{"ues": 1}, {"ues": 2}], "phy": {"params": {}}, "seed": 1}
+    set_path(data, "slices[*].ues", 7)
+    set_path(data, "phy.params.new_key", 3)  # params mappings take new keys
+    assert data["slices"] == [{"ues": 7}, {"ues": 7}] and data["phy"]["params"] == {"new_key": 3}
+    for path, msg in (("slices[5].ues", "has 2 element"), ("slices[0].nope", "no field 'nope'"),
+                      ("seed", "set by the sweep's 'seeds'")):
+        with pytest.raises(ValueError, match=msg):
+            set_path(data, path, 1)
+
+
+@pytest.mark.parametrize("body, field, message", [
+    ("bogus: 1", "bogus", "unknown field"),
+    ("grid: {'slices[*].ues': []}", "grid", "has no values"),
+    ("seeds: [1, 1]", "seeds", "listed twice"),
+    ("policies: [pf, pf]", "policies", "named twice"),
+    ("name: 'a/b'", "name", "cannot name a folder"),
+    ("evaluate: {states: 0}", "evaluate.states", "greater than or equal to 1"),
+])
+def test_schema_errors_name_the_field(tmp_path, body, field, message):
+    base = {"name": "t", "scenario": "QUICK", "seeds": "[1]", "policies": "[pf]", "run": "{}"}
+    key = body.split(":")[0]
+    text = "\n".join(f"{k}: {v}" for k, v in base.items() if k != key) + "\n" + body + "\n"
+    with pytest.raises(SweepError) as exc:
+        load_sweep(_write(tmp_path, text))
+    assert any(f == field and message in m for f, m in exc.value.problems), exc.value.problems
+
+
+def test_expand_errors_and_jobs(tmp_path):
+    def problems(extra: str, policies: str = "[pf]"):
+        path = _write(tmp_path, f"name: t\nscenario: QUICK\nseeds: [1]\npolicies: {policies}\nrun: {{}}\n{extra}\n")
+        with pytest.raises(SweepError) as exc:
+            expand(load_sweep(path), path)
+        return exc.value.problems
+
+    assert problems("grid: {'cell.nope': [1]}") == [("grid['cell.nope']", "the scenario has no field 'nope' in cell")]
+    # a value the scenario schema refuses: the point and the scenario field are both named
+    (where, msg), = problems("grid: {'cell.rus[0].max_power_dbm': [40, 99]}")
+    assert where.startswith("point 1 (cell.rus[0].max_power_dbm=99)") and "cell.rus[0].max_power_dbm" in msg
+    assert problems("", "[pf, nope]")[0][0] == "policies[1]" and "unknown policy 'nope'" in problems("", "[pf, nope]")[0][1]
+    spec = load_sweep(_write(tmp_path, TINY))
+    points, jobs = expand(spec, tmp_path / "s.yaml")
+    assert [p.scenario.slices[2].ues for p in points] == [1, 2]
+    assert len(jobs) == 2 * 2 * (2 + 1) and len({j.key for j in jobs}) == len(jobs)
+    # the key follows the job's definition only: the same file expands to the same keys
+    assert [j.key for j in expand(spec, tmp_path / "s.yaml")[1]] == [j.key for j in jobs]
+
+
+def test_sweep_in_process_failures_resume_and_report(tmp_path, capsys, monkeypatch):
+    """--workers 0: the table has a row per point x seed x policy; a policy whose checkpoint is
+    missing fails in every job that uses it, recorded with its error while the others finish; a
+    re-run runs only the failed jobs; report plots a KPI against the swept field."""
+    monkeypatch.chdir(tmp_path)
+    body = TINY.replace("policies: [pf, rr]", "policies: [pf, 'dqn:missing.pt']").replace("seeds: [1, 2]", "seeds: [1]")
+    sweep = _write(tmp_path, body)
+    r = _main(capsys, "sweep", sweep, "--workers", "0", "--out", tmp_path / "out")
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and "failed: " in r.stderr and "no such file" in r.stderr
+    df = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    assert len(df) == 2 * 2 and set(df["policy"]) == {"pf", "dqn:missing.pt"}
+    pf = df[df["policy"] == "pf"]
+    assert pf["run_error"].isna().all() and pf["eval_error"].isna().all()
+    assert (pf["run_tput_mbps"] > 0).all() and pf["eval_tput_mbps"].notna().all()
+    assert (pf["eval_beats_opt"] == 0).all()
+    dqn = df[df["policy"] != "pf"]
+    assert dqn["run_error"].str.contains("no such file").all() and dqn["eval_error"].str.contains("no such file").all()
+    for _, row in pf.iterrows():  # the run folder is a complete oransim run folder
+        assert json.loads((tmp_path / "out" / row["run_dir"] / "manifest.json").read_text())["seed"] == row["seed"]
+    # 6 jobs: 2 evaluations (pf evaluated, dqn's row carries its error), 2 pf runs, 2 failed dqn runs
+    again = _main(capsys, "sweep", sweep, "--workers", "0", "--out", tmp_path / "out")
+    assert "0 run now, 4 finished before, 2 failed" in again.stdout, again.stdout
+    rep = _main(capsys, "report", tmp_path / "out", "--kpi", "run_tput_mbps")
+    assert rep.returncode == 0, rep.stderr
+    assert (tmp_path / "out" / "run_tput_mbps-vs-slices_.ues.png").read_bytes()[:4] == b"\x89PNG"
+    bad = _main(capsys, "report", tmp_path / "out", "--kpi", "nope")
+    assert bad.returncode == 2 and bad.stderr.startswith("--kpi: 'nope' is not a column")
+    other = _write(tmp_path, body.replace("name: tiny", "name: other"), "o.yaml")
+    clash = _main(capsys, "sweep", other, "--workers", "0", "--out", tmp_path / "out")
+    assert clash.returncode == 2 and "holds sweep 'tiny', not 'other'" in clash.stderr
+
+
+def test_stop_leaves_nothing_half_written(tmp_path):
+    """SIGINT while a run is being written: exit 130, no staging folder, the finished jobs' table;
+    the same command then finishes the rest."""
+    body = f"name: stop\nscenario: {QUICK}\nset: {{duration_s: 2.0}}\nseeds: [1, 2]\npolicies: [pf]\nrun: {{}}\n"
+    sweep = _write(tmp_path, body)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "oransim", "sweep", str(sweep), "--workers", "0", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait for the second job's staging folder (the first job is finished)
+        runs = out / "runs"
+        if runs.is_dir() and len([e for e in os.listdir(runs) if not e.startswith(".")]) >= 1 and \
+                any(e.startswith(".") for e in os.listdir(runs)):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "stopped" in err and "Traceback" not in err
+    leftovers = [p for p in out.rglob("*") if ".tmp-" in p.name]
+    assert leftovers == []
+    done = pd.read_parquet(out / "results.parquet")
+    assert len(done) == 1 and done["run_tput_mbps"].notna().all()
+    r = _cli("sweep", sweep, "--workers", "0", "--out", out, cwd=tmp_path)
+    assert r.returncode == 0 and f"{len(done)} finished before" in r.stdout, r.stdout + r.stderr
+    assert len(pd.read_parquet(out / "results.parquet")) == 2
+
+
+def test_ray_matches_in_process(tmp_path):
+    """The same sweep on a local Ray instance (1 CPU) gives the same table as in this process."""
+    pytest.importorskip("ray")
+    body = TINY.replace('"slices[*].ues": [1, 2]', '"slices[*].ues": [1]').replace("seeds: [1, 2]", "seeds: [3]")
+    sweep = _write(tmp_path, body)
+    a = _cli("sweep", sweep, "--workers", "0", "--out", tmp_path / "a", cwd=tmp_path)
+    b = _cli("sweep", sweep, "--workers", "1", "--out", tmp_path / "b", cwd=tmp_path)
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    assert "Ray started in" in b.stdout
+    ta, tb = (pd.read_parquet(tmp_path / d / "results.parquet") for d in "ab")
+    timing = [c for c in ta.columns if c.endswith("wall_s") or c.endswith("decide_ms")]
+    pd.testing.assert_frame_equal(ta.drop(columns=timing), tb.drop(columns=timing))
