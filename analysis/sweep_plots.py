@@ -112,6 +112,21 @@ def kpi_summary(sw: SweepResults, kpi: str | None = None, x: str | None = None) 
     return pd.DataFrame(rows).set_index(keys), kpi, x
 
 
+def short_policy(spec: str) -> str:
+    """A legend label: ``NAME`` as is, ``NAME:path/to/file.pt`` as ``NAME:file``."""
+    name, sep, path = str(spec).partition(":")
+    return f"{name}:{Path(path).stem}" if sep else name
+
+
+def _with_short_policies(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(policy=df["policy"].map(short_policy)) if "policy" in df else df
+
+
+def _legend_outside(ax) -> None:
+    if ax.get_legend() is not None:
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+
+
 def _save(fig, path) -> Path:
     fig.tight_layout()
     try:
@@ -127,18 +142,22 @@ def plot_kpi(sw: SweepResults, kpi: str, x: str, path: str | Path, title: str | 
     one panel per value of the swept fields that are neither ``x`` nor ``hue``. Written atomically."""
     others = [f for f in sw.swept if f not in (x, hue)]
     df = sw.table if policies is None else sw.table[sw.table["policy"].isin(policies)]
-    df = df[df[kpi].notna()].copy()
+    df = _with_short_policies(df[df[kpi].notna()])
     df["panel"] = df[others].astype(str).agg(", ".join, axis=1).radd(", ".join(others) + " = ") if others else ""
     panels = list(dict.fromkeys(df["panel"])) or [""]
     sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels) + 2.5, 4.2), squeeze=False, sharey=True)
     for ax, panel in zip(axes[0], panels):
         d = df[df["panel"] == panel]
         if len(d):
             sns.lineplot(data=d, x=x, y=kpi, hue=hue, marker="o", errorbar=t_interval, ax=ax,
                          palette="viridis" if hue != "policy" else None)
         ax.set(title=panel or None, xlabel=xlabel or x, ylabel=ylabel or kpi)
-    fig.suptitle(title or f"{sw.meta['name']}: {kpi} (mean, 95 % CI over seeds)")
+    _legend_outside(axes[0][-1])
+    for ax in axes[0][:-1]:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    fig.suptitle(title or f"{sw.meta['name']}: {kpi} (mean, 95 % CI over seeds)", fontsize=12)
     return _save(fig, path)
 
 
@@ -146,16 +165,20 @@ def plot_per_slice(sw: SweepResults, x: str, path: str | Path, prefix: str = "ev
                    title: str | None = None, xlabel: str | None = None) -> Path:
     """One panel per slice (columns ``PREFIX<slice>``): the slice's KPI against ``x``, per policy."""
     cols = [c for c in sw.table.columns if c.startswith(prefix)]
-    long = sw.table.melt(id_vars=[x, "policy", "seed"], value_vars=cols, var_name="slice", value_name="value")
+    long = _with_short_policies(sw.table).melt(id_vars=[x, "policy", "seed"], value_vars=cols, var_name="slice",
+                                                value_name="value")
     long["slice"] = long["slice"].str.removeprefix(prefix)
     long = long[long["value"].notna()]
     slices = [c.removeprefix(prefix) for c in cols]
     sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(1, len(slices), figsize=(5.0 * len(slices), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(slices), figsize=(4.6 * len(slices) + 2.5, 4.2), squeeze=False)
     for ax, sl in zip(axes[0], slices):
         sns.lineplot(data=long[long["slice"] == sl], x=x, y="value", hue="policy", marker="o",
                      errorbar=t_interval, ax=ax)
         ax.set(title=sl, xlabel=xlabel or x, ylabel="throughput (Mbit/s)")
+        if ax is not axes[0][-1] and ax.get_legend() is not None:
+            ax.get_legend().remove()
+    _legend_outside(axes[0][-1])
     fig.suptitle(title or f"{sw.meta['name']}: per-slice throughput (mean, 95 % CI over seeds)")
     return _save(fig, path)
 
@@ -166,7 +189,7 @@ def plot_kpi_vs_kpi(sw: SweepResults, x_kpi: str, y_kpi: str, group: str, path: 
     line per value of the swept field ``group``, for one policy (points ordered by their x mean)."""
     d = sw.table[(sw.table["policy"] == policy) & sw.table[y_kpi].notna()]
     sns.set_theme(style="whitegrid", context="notebook")
-    fig, ax = plt.subplots(figsize=(6.5, 4.4))
+    fig, ax = plt.subplots(figsize=(8.5, 4.4))
     colors = sns.color_palette("viridis", d[group].nunique())
     for color, (val, g) in zip(colors, d.groupby(group, sort=True)):
         pts = []
@@ -178,6 +201,6 @@ def plot_kpi_vs_kpi(sw: SweepResults, x_kpi: str, y_kpi: str, group: str, path: 
         ax.plot(xs, ys, "o-", color=color, label=f"{group} = {val}")
         ax.fill_between(xs, los, his, color=color, alpha=0.2)
     ax.set(xlabel=xlabel or x_kpi, ylabel=ylabel or y_kpi)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.suptitle(title or f"{sw.meta['name']}: {y_kpi} against {x_kpi} ({policy})")
     return _save(fig, path)

@@ -154,7 +154,7 @@ def draw(fig: str, sw, img_dir: Path) -> Path | None:
     tput = "aggregate throughput (Mbit/s)"
     if fig == "fig3b":
         return plot_kpi(sw, "eval_tput_mbps", UES, path, xlabel="UEs per slice", ylabel=tput,
-                        title="Fig. 3b: aggregate throughput (objective rate), mean and 95 % CI over seeds")
+                        title="Fig. 3b: aggregate throughput (mean, 95 % CI over seeds)")
     if fig == "fig3c":
         return plot_kpi(sw, "eval_tput_mbps", UES, path, hue=RU_POWER, policies=["optimal"], xlabel="UEs per slice",
                         ylabel=tput, title="Fig. 3c: the optimum's aggregate throughput, by RU power (dBm)")
@@ -182,6 +182,8 @@ def _fmt(v: float, digits: int = 3) -> str:
 
 def findings(fig: str, df: pd.DataFrame) -> list[str]:
     """Measured facts of one figure, as sentences (computed from the results, nothing assumed)."""
+    from analysis.sweep_plots import short_policy
+
     out: list[str] = []
     if fig == "fig3b":
         t = _by(df, "optimal", UES, "eval_tput_mbps")
@@ -201,7 +203,7 @@ def findings(fig: str, df: pd.DataFrame) -> list[str]:
         for pol in [p for p in df["policy"].unique() if p != "optimal"]:
             r = _by(df, pol, UES, "eval_ratio")
             if len(r):
-                out.append(f"`{pol}`: weighted throughput {_fmt(r.min())}-{_fmt(r.max())} of the optimum's"
+                out.append(f"`{short_policy(pol)}`: weighted throughput {_fmt(r.min())}-{_fmt(r.max())} of the optimum's"
                            + (f" (evaluated up to {r.index[-1]} UEs per slice)" if r.index[-1] < t.index[-1] else "")
                            + ".")
     elif fig == "fig3c":

@@ -36,6 +36,18 @@ class _SweepProgress:
             self.bar.stop()
 
 
+def _stopped(name: str, folder: Path) -> None:
+    """Before a signal's ``Stopped`` goes on up: say what is kept, and let the final message name
+    the results table only (not every job record written)."""
+    from simcore import outputs
+
+    table = folder / "results.parquet"
+    outputs.published.clear()
+    if table.exists():
+        outputs.published.append(table)
+    _say(f"{name}: stopped; finished jobs are kept in {folder} (run the same command again to continue)")
+
+
 def load_and_expand(sweep_file: Path):
     from .sweep import SweepError, expand, load_sweep
 
@@ -78,11 +90,7 @@ def execute(sweep_file: Path, out_dir: Optional[Path], workers: Optional[int], a
                             progress=None if quiet else bar, say=_say)
     except Stopped:
         bar.close()
-        table = folder / "results.parquet"
-        outputs.published.clear()  # one line about the table, not one per job record
-        if table.exists():
-            outputs.published.append(table)
-        _say(f"{spec.name}: stopped; finished jobs are kept in {folder} (run the same command again to continue)")
+        _stopped(spec.name, folder)
         raise
     except outputs.OutputError as exc:
         _fail([str(exc)])
@@ -154,6 +162,7 @@ def reproduce(
     import time
 
     from analysis.sweep_plots import SweepReportError, load_sweep_folder
+    from oransim.guard import Stopped
 
     from . import reproduce as rp
     from .sweep import SweepError, expand
@@ -191,6 +200,10 @@ def reproduce(
         bar = _SweepProgress(f"{fig}")
         try:
             s = run_sweep(spec, path, points, jobs, folder, workers, address, progress=bar, say=_say)
+        except Stopped:
+            bar.close()
+            _stopped(spec.name, folder)
+            raise
         except OutputError as exc:
             _fail([str(exc)])
         except SweepRunError as exc:
