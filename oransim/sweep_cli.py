@@ -189,7 +189,9 @@ def reproduce(
 
     from .sweep_run import SweepRunError, prepare_folder, run_sweep
 
-    results, t0, failed = {}, time.perf_counter(), 0
+    from .sweep_run import finished
+
+    results, t0, failed, compute_s = {}, time.perf_counter(), 0, 0.0
     for fig, path, spec in specs:
         points, jobs = expand(spec, path)
         try:
@@ -211,6 +213,7 @@ def reproduce(
         finally:
             bar.close()
         failed += s["failed"]
+        compute_s += sum(rec.get("wall_s", 0.0) for rec in (finished(folder, j) for j in jobs) if rec)
         for job_id, error in list(s["errors"].items())[:3]:
             _say(f"{folder}/jobs/{job_id}.json: failed: {error}")
         try:
@@ -226,7 +229,7 @@ def reproduce(
     budget = ("`--quick`: " if quick else "full: ") + "; ".join(
         f"{f} {len(s.seed_list)} seeds x {s.evaluate.states} states x "
         f"{int(np.prod([len(v) for v in s.grid.values()])) if s.grid else 1} point(s)" for f, _, s in specs) + \
-        f"; {wall / 60:.1f} min wall time with {workers} worker(s) ({'this process' if workers == 0 else 'Ray'})."
+        f"; the jobs' wall times add up to {compute_s / 60:.1f} min."
     md = rp.write_markdown(docs_dir / "paper-reproduction.md", img_dir, results, learned, budget, quick)
     out.print(f"page: {md}  ({wall / 60:.1f} min)", markup=False, highlight=False)
     if failed:

@@ -210,8 +210,8 @@ def run_ray(jobs: list[Job], out: Path, on_done: Callable[[dict], None], workers
             if not (attempt == 1 and address is None and "timed out during startup" in failure):
                 break  # Ray gives a local raylet a fixed 30 s to register: a busy machine can miss it once
     if failure is not None:
-        where = f"Ray at {address}" if address else "a local Ray instance"
-        raise SweepRunError(f"could not start {where}: {failure} (--workers 0 runs the jobs in this process)")
+        where = f"connect to Ray at {address}" if address else "start a local Ray instance"
+        raise SweepRunError(f"could not {where}: {failure} (--workers 0 runs the jobs in this process)")
     try:
         if on_started is not None:
             on_started(time.perf_counter() - t0)
