@@ -124,6 +124,8 @@ def table2(results: pd.DataFrame, learned: list[Learned]) -> pd.DataFrame:
         err = g["eval_error"].dropna() if "eval_error" in g else pd.Series(dtype=str)
         row["error"] = err.iloc[0] if len(err) else ""
         rows.append(row)
+    rank = {"optimal": 0, "rr": 1, "pf": 2, "maxcqi": 3}
+    rows.sort(key=lambda r: (rank.get(r["policy"], 4), r["policy"]))
     df = pd.DataFrame(rows).set_index("policy")
     for lp in learned:
         if not lp.available:
@@ -316,6 +318,7 @@ WHY = {
 
 def write_markdown(path: Path, img_dir: Path, results: dict, learned: list, budget: str, quick: bool) -> Path:
     """``docs/paper-reproduction.md``: each result beside the paper's, with the measured findings."""
+    from analysis.sweep_plots import short_policy
     from simcore.outputs import publish_file
 
     rel = Path(__import__("os").path.relpath(img_dir, path.parent))
@@ -387,9 +390,11 @@ def write_markdown(path: Path, img_dir: Path, results: dict, learned: list, budg
         if missing and fig != "fig3c":
             lines += [f"- Missing policies (not in this version): {', '.join(missing)}."]
         errors = df["eval_error"].dropna() if "eval_error" in df else pd.Series(dtype=str)
-        if len(errors):
-            pols = ", ".join(sorted(df.loc[errors.index, "policy"].unique()))
-            lines += [f"- Not evaluated at {len(errors)} point x seed(s) ({pols}): {errors.iloc[0]}"]
+        errors = errors.str.replace(r"the scenario has \d+$", "the scenario has more", regex=True)
+        for message, idx in errors.groupby(errors).groups.items():
+            pols = ", ".join(sorted(set(map(short_policy, df.loc[idx, "policy"]))))
+            lines += [f"- Not evaluated at {len(idx)} point x seed(s) ({pols}): "
+                      f"{message.replace(str(ROOT) + '/', '')}"]
         lines += ["", f"Why ours may differ: {WHY[fig]}", ""]
     text = "\n".join(lines) + "\n"
     return publish_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), overwrite=True)
