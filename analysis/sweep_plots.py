@@ -101,7 +101,7 @@ def kpi_summary(sw: SweepResults, kpi: str | None = None, x: str | None = None) 
     kpi, x = _choose(sw, kpi, x)
     others = [f for f in sw.swept if f != x]
     keys = [*others, "policy", x]
-    df = sw.table[[*keys, kpi]].copy()
+    df = _with_short_policies(sw.table[[*keys, kpi]])
     rows = []
     for k, g in df.groupby(keys, sort=True, dropna=False):
         vals = g[kpi].to_numpy(dtype=float)

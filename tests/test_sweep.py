@@ -148,7 +148,7 @@ def test_sweep_in_process_failures_resume_and_report(tmp_path, capsys, monkeypat
 def test_stop_leaves_nothing_half_written(tmp_path):
     """SIGINT while a run is being written: exit 130, no staging folder, the finished jobs' table;
     the same command then finishes the rest."""
-    body = f"name: stop\nscenario: {QUICK}\nset: {{duration_s: 2.0}}\nseeds: [1, 2]\npolicies: [pf]\nrun: {{}}\n"
+    body = f"name: stop\nscenario: {QUICK}\nset: {{duration_s: 1.0}}\nseeds: [1, 2]\npolicies: [pf]\nrun: {{}}\n"
     sweep = _write(tmp_path, body)
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "oransim", "sweep", str(sweep), "--workers", "0", "--out", str(out)],
