@@ -165,6 +165,7 @@ def reproduce(
     from oransim.guard import Stopped
 
     from . import reproduce as rp
+    from .paper_page import write_markdown
     from .sweep import SweepError, expand
 
     if what != "paper":
@@ -230,7 +231,7 @@ def reproduce(
         f"{f} {len(s.seed_list)} seeds x {s.evaluate.states} states x "
         f"{int(np.prod([len(v) for v in s.grid.values()])) if s.grid else 1} point(s)" for f, _, s in specs) + \
         f"; the jobs' wall times add up to {compute_s / 60:.1f} min."
-    md = rp.write_markdown(docs_dir / "paper-reproduction.md", img_dir, results, learned, budget, quick)
+    md = write_markdown(docs_dir / "paper-reproduction.md", img_dir, results, learned, budget, quick)
     out.print(f"page: {md}  ({wall / 60:.1f} min)", markup=False, highlight=False)
     if failed:
         raise typer.Exit(1)
