@@ -143,7 +143,7 @@ WHY = {
              "which is why they start low.",
     "fig3c": "As Fig. 3b; the paper plots Diffusion-QL here, we plot the optimum (Diffusion-QL is not in this "
              "version).",
-    "fig3d": "Slice weights are ours (URLLC 3 > eMBB 2 > mMTC 1, DESIGN defaults) and under the `rate` objective "
+    "fig3d": "Slice weights are ours (URLLC 3 > eMBB 2 > mMTC 1, the scenario defaults) and under the `rate` objective "
              "every bit/s counts with its slice's weight; the paper does not give its weights. Which slice carries "
              "most throughput follows from these weights, the slices' minimum rates and their UEs' channels.",
     "fig3e": "Every slice is capped alike (per RU); the RU's own budget is 46 dBm, so the last point is uncapped. "
