@@ -39,11 +39,6 @@ evaluate: {states: 1, objective: rate, optimum: optimal, warmup_tti: 10}
 """
 
 
-def _cli(*args, cwd, timeout=300):
-    return subprocess.run([sys.executable, "-m", "oransim", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout)
-
-
 class _Result:
     def __init__(self, returncode, stdout, stderr):
         self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
@@ -145,7 +140,7 @@ def test_sweep_in_process_failures_resume_and_report(tmp_path, capsys, monkeypat
     assert clash.returncode == 2 and "holds sweep 'tiny', not 'other'" in clash.stderr
 
 
-def test_stop_leaves_nothing_half_written(tmp_path):
+def test_stop_leaves_nothing_half_written(tmp_path, capsys, monkeypatch):
     """SIGINT while a run is being written: exit 130, no staging folder, the finished jobs' table;
     the same command then finishes the rest."""
     body = f"name: stop\nscenario: {QUICK}\nset: {{duration_s: 1.0}}\nseeds: [1, 2]\npolicies: [pf]\nrun: {{}}\n"
@@ -168,20 +163,28 @@ def test_stop_leaves_nothing_half_written(tmp_path):
     assert leftovers == []
     done = pd.read_parquet(out / "results.parquet")
     assert len(done) == 1 and done["run_tput_mbps"].notna().all()
-    r = _cli("sweep", sweep, "--workers", "0", "--out", out, cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    r = _main(capsys, "sweep", sweep, "--workers", "0", "--out", out)
     assert r.returncode == 0 and f"{len(done)} finished before" in r.stdout, r.stdout + r.stderr
     assert len(pd.read_parquet(out / "results.parquet")) == 2
 
 
 def test_ray_matches_in_process(tmp_path):
-    """The same sweep on a local Ray instance (1 CPU) gives the same table as in this process."""
+    """The same sweep on a local Ray instance (1 CPU, started and stopped by run_sweep) gives the
+    same table as in this process."""
     pytest.importorskip("ray")
+    from oransim.sweep_run import run_sweep
+
     body = TINY.replace('"slices[*].ues": [1, 2]', '"slices[*].ues": [1]').replace("seeds: [1, 2]", "seeds: [3]")
     sweep = _write(tmp_path, body)
-    a = _cli("sweep", sweep, "--workers", "0", "--out", tmp_path / "a", cwd=tmp_path)
-    b = _cli("sweep", sweep, "--workers", "1", "--out", tmp_path / "b", cwd=tmp_path)
-    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
-    assert "Ray started in" in b.stdout
+    spec = load_sweep(sweep)
+    points, jobs = expand(spec, sweep)
+    a = run_sweep(spec, sweep, points, jobs, tmp_path / "a", workers=0)
+    b = run_sweep(spec, sweep, points, jobs, tmp_path / "b", workers=1)
+    assert a["failed"] == b["failed"] == 0 and a["ray_start_s"] is None and b["ray_start_s"] > 0
+    import ray
+
+    assert not ray.is_initialized()  # stopped again
     ta, tb = (pd.read_parquet(tmp_path / d / "results.parquet") for d in "ab")
     timing = [c for c in ta.columns if c.endswith("wall_s") or c.endswith("decide_ms")]
     pd.testing.assert_frame_equal(ta.drop(columns=timing), tb.drop(columns=timing))
