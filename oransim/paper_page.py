@@ -155,7 +155,8 @@ WHY = {
              "of the physics.",
     "fig3f": "Three RUs 500 m apart on the same PRBs (scenarios/multi_ru.yaml, 10 PRBs each to keep the MILP "
              "small); the x axis is the largest interference any served PRB sees under the optimum's allocation "
-             "(mean over states); with several RUs the optimum holds interference fixed and iterates (approximate).",
+             "(mean over states). With several RUs `optimal` solves the joint problem exactly where it fits and "
+             "otherwise returns its best allocation with a certified gap (docs/multi_ru.md).",
 }
 
 
