@@ -248,7 +248,7 @@ def write_markdown(path: Path, img_dir: Path, results: dict, learned: list, budg
         lines += ["Not re-run here (training takes about 35 minutes per policy on a 2-core machine). The DQN "
                   "checkpoint's own learning curve, written by `oransim train` when it was trained, is "
                   f"[docs/img/dqn_rate_learning_curve.png]({Path(os.path.relpath(curve, path.parent))}). "
-                  "Diffusion-QL and SS-VAE: missing (not in this version).", ""]
+                  + " ".join(f"{lp.label}: not shown ({lp.why})." for lp in learned if lp.label != "DQN"), ""]
     else:
         lines += ["Missing: no learned policy's training log is available in this version.", ""]
 
@@ -284,7 +284,7 @@ def write_markdown(path: Path, img_dir: Path, results: dict, learned: list, budg
         lines += [f"- {s}" for s in findings(fig, df)] or ["- (no finished point)"]
         missing = [lp.label for lp in learned if not lp.available]
         if missing and fig != "fig3c":
-            lines += [f"- Missing policies (not in this version): {', '.join(missing)}."]
+            lines += ["- Missing: " + "; ".join(f"{lp.label} ({lp.why})" for lp in learned if not lp.available) + "."]
         errors = df["eval_error"].dropna() if "eval_error" in df else pd.Series(dtype=str)
         errors = errors.str.replace(r"the scenario has \d+$", "the scenario has more", regex=True)
         for message, idx in errors.groupby(errors).groups.items():

@@ -59,7 +59,7 @@ def learned_policies(models_dir: Path = ROOT / "models") -> list[Learned]:
         if name not in known:
             why = f"policy '{name}' is not implemented in this version"
         elif not path.is_file():
-            why = f"no checkpoint models/{ckpt} (train it with `oransim train {name} ... --objective rate`)"
+            why = f"no checkpoint for the paper's `rate` objective at models/{ckpt}"
         else:
             why = ""
         out.append(Learned(label, name, path, not why, why))
