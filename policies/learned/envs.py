@@ -12,7 +12,8 @@ oransim/OranSlicing-v0", ...)`` imports it for you):
 - ``oransim/OranSlicingSnapshot-v0`` (``SnapshotEnv``): states served from a pool sampled from
   engine runs (a dataset file, or generated at construction); the action changes the reward only,
   so an episode is ``episode_steps`` (Table I: 100) states drawn uniformly from the pool.
-  ``SnapshotVectorEnv`` is the same for ``num_envs`` copies at once.
+  ``SnapshotVectorEnv`` is the same for ``num_envs`` copies at once (its infos' ``state``: each
+  returned observation's index in the pool, so a replay buffer can hold indices, not vectors).
 
 Observation space: ``Box(-10, 10, (state_dim,))``, the state vector of ``encoding`` (per-UE
 features padded to ``max_ues`` with a mask, then globals). Action space: ``actions="shares"``
@@ -137,7 +138,7 @@ class SnapshotVectorEnv(gym.vector.VectorEnv):
             self._rng = np.random.default_rng(seed)
         self._t[:] = 0
         self._idx = self._rng.integers(len(self.pool), size=self.num_envs)
-        return self.pool.states[self._idx], {}
+        return self.pool.states[self._idx], {"state": self._idx.copy()}
 
     def step(self, actions):
         rewards, objective, _ = self.pool.outcomes(self._idx, self.coder, actions)
@@ -146,7 +147,8 @@ class SnapshotVectorEnv(gym.vector.VectorEnv):
         self._t[truncated] = 0
         self._idx = self._rng.integers(len(self.pool), size=self.num_envs)
         terminated = np.zeros(self.num_envs, dtype=bool)
-        return self.pool.states[self._idx], rewards, terminated, truncated, {"objective_bps": objective}
+        return (self.pool.states[self._idx], rewards, terminated, truncated,
+                {"objective_bps": objective, "state": self._idx.copy()})
 
 
 # ----------------------------------------------------------------------------------- engine

@@ -4,7 +4,8 @@
 to every UE row, then a masked mean over the UEs of each slice and each slice's UE count (share of
 ``max_ues``), concatenated with the globals. Padding rows (mask 0) contribute nothing, and no output
 depends on the order of the UEs, so one network serves any number of UEs up to ``max_ues``.
-``ue_embedding`` gives the per-UE rows (B, U_max, H) for policies that output per-UE actions.
+``ue_embedding`` gives the per-UE rows (B, U_max, H) for policies that output per-UE actions;
+``from_rows`` reads a state already split into rows (a batch may drop trailing padding rows).
 """
 
 from __future__ import annotations
@@ -40,8 +41,13 @@ class UeSetEncoder(nn.Module):
         return self.phi(ue) * mask.unsqueeze(-1), mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ue, mask, glob = split_state(x, self.spec)
-        h = self.phi(ue) * mask.unsqueeze(-1)  # (B, U, H)
+        return self.from_rows(*split_state(x, self.spec))
+
+    def from_rows(self, ue: torch.Tensor, mask: torch.Tensor, glob: torch.Tensor, h: torch.Tensor | None = None):
+        """``forward`` on the split state, ue (B, U, F) with any U <= U_max rows (the rows left out
+        being padding); ``h`` the per-UE embeddings if already computed. Counts stay / U_max."""
+        if h is None:
+            h = self.phi(ue) * mask.unsqueeze(-1)  # (B, U, H)
         onehot = ue[..., 1:1 + self.spec.n_slices] * mask.unsqueeze(-1)  # (B, U, S)
         count = onehot.sum(dim=1)  # (B, S)
         pooled = torch.einsum("bus,buh->bsh", onehot, h) / count.clamp(min=1.0).unsqueeze(-1)

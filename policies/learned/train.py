@@ -57,6 +57,7 @@ class TrainResult:
 
 # ---------------------------------------------------------------------------------- config
 def trainer_module(name: str):
+    name = name.replace("-", "_")  # diffusion-ql and diffusion_ql name the same trainer
     eps = [ep for ep in metadata.entry_points(group="oransim.trainers") if ep.name == name]
     if not eps:
         known = sorted(ep.name for ep in metadata.entry_points(group="oransim.trainers"))
@@ -281,6 +282,7 @@ def run_training(policy: str, scenario_path: Path, out: Path, *, config_yaml: Pa
 
     from .checkpoint import save_checkpoint
 
+    policy = policy.replace("-", "_")
     module = trainer_module(policy)
     cfg = resolve_config(module.Config, config_yaml, overrides)
     scenario = load_scenario(scenario_path)

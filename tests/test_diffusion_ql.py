@@ -1,0 +1,165 @@
+"""Diffusion-QL: losses fall, sampling is seeded and feasible, the fast path equals the PyTorch loop,
+checkpoints load or fail in one line, a tiny training beats rr, the shipped checkpoint runs."""
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from learning_helpers import observation, scenario
+from policies.learned.checkpoint import save_checkpoint
+from policies.learned.diffusion_ql import Agent, Config, DiffusionQlPolicy
+from policies.learned.encoding import EncodingSpec, encode_state
+from simcore.contracts import check_allocation
+from simcore.plugins import make_policy
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = Config(diffusion_steps=5, layers=3, hidden=32, step_embed_dim=8, ue_hidden=16, critic_hidden=32,
+               learning_rate=3e-3, critic_learning_rate=3e-3, gamma=0.0, batch_size=32, candidates=4)
+STEPS = 30  # gradient steps of the Q-term test
+OBS_KW = [dict(ues=(3, 3, 3), seed=1), dict(ues=(2, 3, 1), seed=2), dict(ues=(3, 3, 3), seed=3, load=2.0)]
+
+
+def small_spec(max_ues=9) -> EncodingSpec:
+    return EncodingSpec.for_scenario(scenario(ues=(3, 3, 3)), max_ues)
+
+
+def batch(spec, n=32, seed=0):
+    """(s, a, r) of n states cycling over a few observations, random actions, reward = mean PRB share
+    of the URLLC UEs (a smooth target a critic can fit)."""
+    rng = np.random.default_rng(seed)
+    states = np.stack([encode_state(observation(**OBS_KW[i % len(OBS_KW)]), spec) for i in range(n)])
+    mask = states[:, : spec.max_ues * spec.n_ue_features].reshape(n, spec.max_ues, -1)[:, :, 0]
+    a = rng.random((n, spec.action_dim), dtype=np.float32) * np.tile(mask, 2)
+    r = a[:, : spec.max_ues].mean(axis=1)
+    return torch.as_tensor(states), torch.as_tensor(a), torch.as_tensor(r, dtype=torch.float32)
+
+
+def test_losses_are_finite_and_fall_on_a_fixed_batch():
+    torch.manual_seed(0)
+    spec = small_spec()
+    agent = Agent(spec, SMALL, "cpu", seed=0)
+    s, a, r = batch(spec)
+    hist = [agent.update(s, a, r, s) for _ in range(30)]
+    for key in ("losses/critic_loss", "losses/bc_loss", "losses/ql_loss", "losses/actor_loss"):
+        assert all(np.isfinite(h[key]) for h in hist), key
+    first = {k: np.mean([h[k] for h in hist[:10]]) for k in hist[0]}
+    last = {k: np.mean([h[k] for h in hist[-10:]]) for k in hist[0]}
+    assert last["losses/bc_loss"] < 0.8 * first["losses/bc_loss"], (first, last)
+    assert last["losses/critic_loss"] < 0.5 * first["losses/critic_loss"], (first, last)
+
+
+def urllc_share(agent, s, spec) -> float:
+    """Mean PRB share the actor's samples give the URLLC UEs (slice 1) of the batch's states."""
+    with torch.no_grad():
+        a = agent.sample(s, agent.actor).numpy()
+    ue = s.numpy()[:, : spec.max_ues * spec.n_ue_features].reshape(len(s), spec.max_ues, -1)
+    urllc = ue[:, :, 2] > 0
+    return float(a[:, : spec.max_ues][urllc].mean())
+
+
+def test_the_q_term_moves_the_actor_towards_what_the_critic_values():
+    """Same batch, seed and steps with and without the Q term (eta): the reward is the URLLC UEs'
+    mean PRB share, so the Q term must raise that share above what the denoising loss alone gives."""
+    spec = small_spec()
+    s, a, r = batch(spec)
+    ue = s.numpy()[:, : spec.max_ues * spec.n_ue_features].reshape(len(s), spec.max_ues, -1)
+    urllc = torch.as_tensor(ue[:, :, 2] > 0)
+    r = torch.stack([a[j, : spec.max_ues][urllc[j]].mean() for j in range(len(s))])
+    shares = {}
+    for eta in (0.0, 1.0):
+        torch.manual_seed(0)
+        agent = Agent(spec, replace(SMALL, eta=eta), "cpu", seed=0)
+        for _ in range(STEPS):
+            agent.update(s, a, r, s)
+        shares[eta] = urllc_share(agent, s, spec)
+    assert shares[1.0] > shares[0.0], shares
+
+
+@pytest.fixture(scope="module")
+def untrained_checkpoint(tmp_path_factory):
+    """A checkpoint of a freshly initialised agent (shapes of the 3 x 3 paper cell, max 9 UEs)."""
+    torch.manual_seed(0)
+    spec = small_spec()
+    agent = Agent(spec, SMALL, "cpu", seed=0)
+    path = tmp_path_factory.mktemp("dql") / "init.pt"
+    state = {k: v for k, v in agent.state_dict().items() if k in ("actor_ema", "critic_target")}
+    save_checkpoint(path, policy="diffusion_ql", spec=spec, objective="served", config=asdict(SMALL),
+                    scenario=scenario(ues=(3, 3, 3)), seed=0, state=state, metrics={}, training={})
+    return path
+
+
+@pytest.mark.parametrize("kw", OBS_KW)
+def test_sampling_is_seeded_feasible_and_the_fast_path_equals_the_loop(untrained_checkpoint, kw):
+    obs = observation(**kw)
+    fast = make_policy("diffusion_ql", {"checkpoint": str(untrained_checkpoint)})
+    slow = DiffusionQlPolicy(str(untrained_checkpoint), fast=False)
+    x = encode_state(obs, fast.spec)
+    fast.reset(7)
+    slow.reset(7)
+    (a_fast, best_fast), (a_slow, best_slow) = fast.sample(x, obs.n_ues), slow.sample(x, obs.n_ues)
+    assert a_fast.shape == (SMALL.candidates, fast.spec.action_dim)
+    np.testing.assert_allclose(a_fast, a_slow, atol=1e-4)
+    assert best_fast == best_slow
+    m, n = fast.spec.max_ues, obs.n_ues
+    assert (a_fast >= 0).all() and (a_fast <= 1).all()
+    assert not a_fast[:, n:m].any() and not a_fast[:, m + n:].any()  # padding rows stay 0
+    fast.reset(3)
+    first = fast.decide(obs)
+    check_allocation(first, obs)
+    fast.reset(3)
+    again = fast.decide(obs)
+    np.testing.assert_array_equal(first.prb_owner, again.prb_owner)
+    np.testing.assert_array_equal(first.power_w, again.power_w)
+
+
+def cli(*args):
+    from typer.testing import CliRunner
+
+    from oransim.cli import app
+
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    return res.exit_code, res.stderr
+
+
+def test_checkpoints_that_do_not_fit_are_one_line_errors(untrained_checkpoint, tmp_path):
+    code, err = cli("run", "scenarios/quick.yaml", "--policy", f"diffusion_ql:{untrained_checkpoint}",
+                    "--out", tmp_path / "r")
+    assert code == 2 and "trained for at most 9 UEs" in err and len(err.strip().splitlines()) == 1, err
+    blob = torch.load(untrained_checkpoint, weights_only=True)
+    blob["config"]["layers"] = 5  # the weights no longer fit the config
+    torch.save(blob, tmp_path / "layers.pt")
+    code, err = cli("evaluate", "scenarios/esa_small.yaml", "--policies", f"rr,diffusion_ql:{tmp_path / 'layers.pt'}",
+                    "--states", 1, "--out", tmp_path / "e.csv")
+    assert code == 2 and "weights do not fit its config" in err and len(err.strip().splitlines()) == 1, err
+    code, err = cli("run", "scenarios/esa_small.yaml", "--policy", f"dqn:{untrained_checkpoint}", "--out", tmp_path / "d")
+    assert code == 2 and "a 'diffusion_ql' checkpoint, not 'dqn'" in err, err
+    code, err = cli("train", "diffusion-ql", "scenarios/esa_small.yaml", "--out", tmp_path / "x.pt",
+                    "--beta_schedule", "sigmoid")
+    assert code == 2 and "beta_schedule must be one of" in err, err
+
+
+TINY = dict(mode="offline_online", offline_steps=20, episodes=4, episode_steps=25, n_envs=4, learning_starts=40,
+            updates_per_step=0.5, train_states=40, eval_every_steps=10**9, save_every_steps=10**9, max_ues=3,
+            **{k: v for k, v in asdict(SMALL).items() if k in ("diffusion_steps", "layers", "hidden", "step_embed_dim",
+                                                                 "ue_hidden", "critic_hidden", "gamma", "batch_size")})
+
+
+def test_a_tiny_training_end_to_end(tmp_path):
+    """Offline steps on the driver's actions, then online steps: checkpoint, logs, curve, and a run."""
+    from policies.learned.train import run_training
+
+    path, metrics = run_training("diffusion-ql", ROOT / "scenarios/esa_small.yaml", tmp_path / "tiny.pt", seed=0,
+                                 device="cpu", overrides=TINY, eval_states=3, run_dir=tmp_path / "run")
+    assert 0 < metrics["throughput_ratio"] <= 1.0 + 1e-9 and metrics["steps"] == 100
+    scalars = (tmp_path / "run" / "scalars.csv").read_text()
+    for tag in ("charts/episodic_return", "losses/bc_loss", "eval/throughput_ratio"):
+        assert tag in scalars, tag
+    assert (tmp_path / "run" / "learning_curve.png").stat().st_size > 0
+    blob = torch.load(path, weights_only=True)
+    assert set(blob["state"]) == {"actor_ema", "critic_target"} and blob["policy"] == "diffusion_ql"
+    code, err = cli("run", "scenarios/esa_small.yaml", "--policy", f"diffusion_ql:{path}", "--duration", 0.05,
+                    "--out", tmp_path / "r")
+    assert code == 0, err
