@@ -163,3 +163,21 @@ def test_a_tiny_training_end_to_end(tmp_path):
     code, err = cli("run", "scenarios/esa_small.yaml", "--policy", f"diffusion_ql:{path}", "--duration", 0.05,
                     "--out", tmp_path / "r")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("name", ["diffusion_ql_paper_default.pt", "diffusion_ql_paper_default_rate.pt"])
+def test_shipped_checkpoints_run_through_evaluate(name, tmp_path):
+    """Two paper-cell states from seeds no training used (training states: seeds >= 2^32; the
+    training's held-out monitoring: seeds 1-50), against the exact optimum."""
+    path = ROOT / "models" / name
+    if not path.exists():
+        pytest.skip(f"models/{name} is not there")
+    import pandas as pd
+
+    blob = torch.load(path, weights_only=True)
+    code, err = cli("evaluate", "scenarios/paper_default.yaml", "--policies", f"diffusion_ql:{path},rr",
+                    "--states", 2, "--seed", 5000, "--objective", blob["objective"], "--out", tmp_path / "e.csv")
+    assert code == 0, err
+    table = pd.read_csv(tmp_path / "e.csv", index_col=0)
+    row = table.loc[[i for i in table.index if i.startswith("diffusion_ql")][0]]
+    assert 0 < row["throughput_ratio"] <= 1.0 + 1e-6

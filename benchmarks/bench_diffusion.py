@@ -1,0 +1,186 @@
+"""Diffusion-QL's costs on the paper cell (1 RU, 30 PRBs, 3 x 10 UEs), torch on one thread.
+
+Prints, each with a reference measured in the same run:
+
+- decision latency (median, p99 of the thread's CPU time per decision, which a shared machine
+  inflates far less than wall time; the wall median is printed too) of the policy with 5, 10 and 20 denoising steps and the Table I
+  network (16 x 128): the sampling alone (fast numpy path, and the plain PyTorch loop as the
+  reference, on the same noise: the largest difference of their actions is printed) and the whole
+  decision (encode, sample the candidates, critics' choice, decode), against PF's decision on the
+  same states; weights are the shipped checkpoint's for 20 steps when it is there, else freshly
+  initialised (the cost does not depend on the weights);
+- training throughput: gradient steps/s at the Table I size with the original's settings (gamma
+  0.98, the Q term on the whole batch) and with the shipped run's (gamma 0, Q term on 32 states);
+- the evaluate table (diffusion_ql, dqn, pf against the optimum) on ``--eval-states`` held-out
+  states (seeds 1, 2, ...), both objectives, with the shipped checkpoints (skipped with 0).
+
+The first line is the machine reference of ``bench_engine.py`` (one small numpy call); the
+machine is often shared, so compare ratios.
+
+    python benchmarks/bench_diffusion.py [--states 30] [--eval-states 200] [--train-steps 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+# one BLAS thread, as torch's one thread (set before numpy loads OpenBLAS): on a busy machine a
+# second BLAS thread only waits for a core
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_engine import machine_reference  # noqa: E402
+
+MODELS = ROOT / "models"
+
+
+def stats_ms(times: np.ndarray) -> str:
+    """Median and p99 of the thread's CPU time per call, and the median wall time (waits included)."""
+    cpu, wall = times[:, 0] * 1e3, times[:, 1] * 1e3
+    return f"cpu median {np.median(cpu):7.3f} ms  p99 {np.percentile(cpu, 99):7.3f} ms  (wall median {np.median(wall):7.3f})"
+
+
+def timed(fn, items, repeat: int = 3) -> np.ndarray:
+    """(calls, 2) thread CPU seconds and wall seconds of each call (one warm-up call first)."""
+    fn(items[0])
+    out = []
+    for _ in range(repeat):
+        for it in items:
+            t0, c0 = time.perf_counter(), time.thread_time()
+            fn(it)
+            out.append((time.thread_time() - c0, time.perf_counter() - t0))
+    return np.asarray(out)
+
+
+def checkpoint_for(steps: int, folder: Path, scenario) -> Path:
+    """The shipped checkpoint for 20 steps when present, else a freshly initialised Table I agent."""
+    shipped = MODELS / "diffusion_ql_paper_default.pt"
+    if steps == 20 and shipped.exists():
+        return shipped
+    import torch
+
+    from policies.learned.checkpoint import save_checkpoint
+    from policies.learned.diffusion_ql import Agent, Config
+    from policies.learned.encoding import EncodingSpec
+
+    torch.manual_seed(0)
+    cfg = replace(Config(), diffusion_steps=steps, max_ues=150)
+    spec = EncodingSpec.for_scenario(scenario, 150)
+    agent = Agent(spec, cfg, "cpu", 0)
+    state = {k: v for k, v in agent.state_dict().items() if k in ("actor_ema", "critic_target")}
+    path = folder / f"init{steps}.pt"
+    save_checkpoint(path, policy="diffusion_ql", spec=spec, objective="served", config=asdict(cfg),
+                    scenario=scenario, seed=0, state=state, metrics={}, training={})
+    return path
+
+
+def latency(states, scenario, folder: Path) -> None:
+    from policies.learned.diffusion_ql import DiffusionQlPolicy
+    from policies.learned.encoding import encode_state
+    from simcore.plugins import make_policy
+
+    pf = make_policy("pf")
+    t_pf = timed(pf.decide, states)
+    print(f"PF decision (reference)                         {stats_ms(t_pf)}")
+    for steps in (5, 10, 20):
+        path = checkpoint_for(steps, folder, scenario)
+        fast = DiffusionQlPolicy(str(path), threads=1)
+        slow = DiffusionQlPolicy(str(path), threads=1, fast=False)
+        xs = [(encode_state(o, fast.spec), o.n_ues) for o in states]
+        diff = 0.0
+        for i, (x, n) in enumerate(xs):
+            fast.reset(i)
+            slow.reset(i)
+            diff = max(diff, float(np.abs(fast.sample(x, n)[0] - slow.sample(x, n)[0]).max()))
+        t_slow = timed(lambda xn: slow.sample(*xn), xs)
+        t_fast = timed(lambda xn: fast.sample(*xn), xs)
+        t_dec = timed(fast.decide, states)
+        c = fast.candidates
+        where = "shipped" if path.parent == MODELS else "initialised"
+        print(f"{steps:2d} steps, 16 x 128, {c} candidates ({where} weights):")
+        print(f"   sampling, PyTorch loop (reference)            {stats_ms(t_slow)}")
+        print(f"   sampling, fast path                           {stats_ms(t_fast)}"
+              f"  x{np.median(t_slow[:, 0]) / np.median(t_fast[:, 0]):.1f} less CPU; max |diff| {diff:.1e}")
+        print(f"   whole decision (encode, sample, decode)       {stats_ms(t_dec)}"
+              f"  {np.median(t_dec[:, 0]) / np.median(t_pf[:, 0]):.1f} x PF")
+        one = DiffusionQlPolicy(str(path), threads=1, candidates=1)
+        print(f"   whole decision, 1 candidate                   {stats_ms(timed(one.decide, states))}")
+
+
+def training_rate(scenario, n_steps: int) -> None:
+    import torch
+
+    from policies.learned.diffusion_ql import Agent, Config
+    from policies.learned.encoding import EncodingSpec, encode_state
+    from oransim.evaluate import sample_states
+
+    spec = EncodingSpec.for_scenario(scenario, 150)
+    obs = sample_states(scenario, 8, 1, 200)
+    s = torch.as_tensor(np.stack([encode_state(obs[i % 8], spec) for i in range(128)]))
+    a = torch.rand(128, spec.action_dim)
+    r = torch.rand(128)
+    for label, cfg in (("original settings (gamma 0.98, Q term on 128)", Config(max_ues=150)),
+                       ("shipped run's (gamma 0, Q term on 32)", Config(max_ues=150, gamma=0.0, q_batch=32))):
+        agent = Agent(spec, cfg, "cpu", 0)
+        agent.update(s, a, r, s)
+        t0 = time.perf_counter()
+        for _ in range(n_steps):
+            agent.update(s, a, r, s)
+        dt = (time.perf_counter() - t0) / n_steps
+        print(f"training, Table I network, {label}: {1 / dt:5.2f} gradient steps/s ({dt * 1e3:.0f} ms each)")
+
+
+def eval_table(scenario_path: Path, n: int) -> None:
+    from oransim.evaluate import evaluate, sample_states
+    from simcore.scenario import load_scenario
+
+    scn = load_scenario(scenario_path)
+    states = sample_states(scn, n, scn.seed, 200)
+    for objective, suffix in (("served", ""), ("rate", "_rate")):
+        names = [f"{p}:{MODELS / f'{p}_paper_default{suffix}.pt'}" for p in ("diffusion_ql", "dqn")
+                 if (MODELS / f"{p}_paper_default{suffix}.pt").exists()]
+        table, _ = evaluate(states, names + ["pf"], objective=objective)
+        table.index = [i.split(":")[0] for i in table.index]
+        print(f"\nevaluate, {n} held-out states (seeds {scn.seed}-{scn.seed + n - 1}), objective {objective}, "
+              f"optimum {table.attrs['optimum']}:")
+        print(table.round(4).to_string())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--states", type=int, default=30, help="paper-cell states timed for latency")
+    ap.add_argument("--train-steps", type=int, default=10, help="gradient steps timed per setting")
+    ap.add_argument("--eval-states", type=int, default=200, help="held-out states of the evaluate table (0: skip)")
+    args = ap.parse_args()
+
+    import torch
+
+    from oransim.evaluate import sample_states
+    from simcore.scenario import load_scenario
+
+    torch.set_num_threads(1)
+    per_call, _ = machine_reference()
+    print(f"machine reference: {per_call:.2f} us per small numpy call; torch threads 1")
+    path = ROOT / "scenarios" / "paper_default.yaml"
+    scn = load_scenario(path)
+    states = sample_states(scn, args.states, 10_000, 200)
+    with tempfile.TemporaryDirectory() as tmp:
+        latency(states, scn, Path(tmp))
+    training_rate(scn, args.train_steps)
+    if args.eval_states > 0:
+        eval_table(path, args.eval_states)
+
+
+if __name__ == "__main__":
+    main()

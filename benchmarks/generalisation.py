@@ -1,0 +1,94 @@
+"""One checkpoint on cells it was not trained for: the paper cell with 3 x 5 ... 3 x 50 UEs and RU
+powers 40-50 dBm, each policy's weighted-objective ratio to the exact optimum and QoS satisfaction.
+
+States come from engine runs of the varied scenario with seeds 1, 2, ... (never used in training:
+training states use seeds >= 2^32); the optimum is the exact MILP of the snapshot problem. The
+optimum of each cell can be kept in ``--cache DIR`` (a pickle per cell) so that further policies
+are scored without solving it again.
+
+    python benchmarks/generalisation.py [--states 10] [--objective served]
+        [--policies diffusion_ql:models/diffusion_ql_paper_default.pt,dqn:models/dqn_paper_default.pt,pf]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+#: (UEs per slice, RU power dBm) of the cells: the UE sweep at the paper's 46 dBm, then the power sweep.
+CELLS = [(5, 46.0), (10, 46.0), (20, 46.0), (30, 46.0), (50, 46.0), (10, 40.0), (10, 43.0), (10, 50.0)]
+
+
+def cell(base, ues: int, power_dbm: float):
+    data = base.model_dump(mode="python")
+    for sl in data["slices"]:
+        sl["ues"] = ues
+    for ru in data["cell"]["rus"]:
+        ru["max_power_dbm"] = power_dbm
+    from simcore.scenario import parse_scenario
+
+    return parse_scenario(data)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--states", type=int, default=10, help="held-out states per cell")
+    ap.add_argument("--objective", default="served", help="served or rate")
+    ap.add_argument("--policies", default="diffusion_ql:models/diffusion_ql_paper_default.pt,"
+                                          "dqn:models/dqn_paper_default.pt,pf")
+    ap.add_argument("--cells", default="", help="indices into the cell list to run (default: all)")
+    ap.add_argument("--cache", type=Path, default=None, help="folder keeping each cell's held-out optimum")
+    ap.add_argument("--table", action="store_true", help="also print every agreement metric of each policy")
+    args = ap.parse_args()
+
+    import torch
+
+    from policies.learned.train import HeldOut
+    from simcore.plugins import PluginError, make_policy, policy_spec
+    from simcore.scenario import load_scenario
+
+    torch.set_num_threads(1)
+    base = load_scenario(ROOT / "scenarios" / "paper_default.yaml")
+    names = [n for n in args.policies.split(",") if n]
+    cells = [CELLS[int(i)] for i in args.cells.split(",")] if args.cells else CELLS
+    print(f"objective {args.objective}, {args.states} held-out states per cell (seeds {base.seed}...)")
+    print(f"{'UEs':>8} {'P_RU dBm':>8} " + " ".join(f"{policy_spec(n)[0]:>22}" for n in names) + "   optimum QoS %")
+    for ues, power in cells:
+        scn = cell(base, ues, power)
+        path = args.cache / f"{args.objective}-{ues}-{power:g}-{args.states}.pkl" if args.cache else None
+        t0 = time.perf_counter()
+        if path is not None and path.exists():
+            held = pickle.loads(path.read_bytes())
+        else:
+            held = HeldOut.sample(scn, args.states, args.objective)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(pickle.dumps(held))
+        opt_qos = held.evaluate(lambda o, a=iter(held.opt): next(a))["qos_pct"]
+        row, full = [], {}
+        for n in names:
+            name, params = policy_spec(n)
+            try:
+                pol = make_policy(name, params)
+                pol.reset(0)
+                m = held.evaluate(pol.decide)
+                full[name] = m
+                row.append(f"{m['throughput_ratio']:8.4f} ({m['qos_pct']:5.1f}% QoS)")
+            except PluginError as exc:
+                row.append(f"{'does not fit':>22}")
+        print(f"{f'3 x {ues}':>8} {power:8g} " + " ".join(f"{r:>22}" for r in row)
+              + f"   {opt_qos:5.1f}   ({time.perf_counter() - t0:.0f} s)", flush=True)
+        if args.table:
+            import pandas as pd
+
+            print(pd.DataFrame(full).T.round(4).to_string(), flush=True)
+
+
+if __name__ == "__main__":
+    main()
