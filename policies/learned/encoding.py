@@ -1,6 +1,6 @@
 """The one state/action encoding of the learned policies (versioned).
 
-Every learned policy shares this module (DQN and SS-VAE today), so they differ only in how they learn.
+Every learned policy shares this module (DQN, SS-VAE and Diffusion-QL), so they differ only in how they learn.
 
 State (``encode_state``): a flat float32 vector ``U_max * F + G``. Per UE, padded with zero rows
 up to ``max_ues`` (``spec.n_ue_features`` = F columns, in this order):
