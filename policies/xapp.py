@@ -41,6 +41,8 @@ log = logging.getLogger("oransim.xapp")
 STATUSES = ("ok", "timeout", "unreachable", "invalid", "error")
 #: ZeroMQ endpoints the RIC can connect to.
 ENDPOINT_RE = re.compile(r"^(tcp://[^\s]+:\d+|ipc://[^\s]+|inproc://[^\s]+)$")
+#: Plain ints: pyzmq's enum flags cost an enum operation at every use, and this is the per-decision path.
+_NOBLOCK, _POLLIN, _POLLOUT, _EVENTS = int(zmq.NOBLOCK), int(zmq.POLLIN), int(zmq.POLLOUT), int(zmq.EVENTS)
 #: Wall time between reconnection attempts to a vanished xApp (ZeroMQ's default is 100 ms).
 RECONNECT_MS = 50
 
@@ -77,20 +79,24 @@ class _Link:
         return bool(self.sock.poll(max(0, math.ceil(timeout_s * 1e3)), zmq.POLLOUT))
 
     def request(self, frames: list, run_id: str, seq: int, deadline: float):
-        """('reply', frames) or (status, reason) with status 'unreachable' / 'timeout'."""
+        """('reply', (frames, header)) or (status, reason) with status 'unreachable' / 'timeout'."""
         self.open()
-        wait_s = deadline - time.perf_counter() if self.up else 0.0
-        if not self.sock.poll(max(0, math.ceil(wait_s * 1e3)), zmq.POLLOUT):
-            return "unreachable", f"{self.endpoint}: no connection"
+        sock = self.sock
+        # Sending without waiting succeeds whenever the connection is live (ZMQ_IMMEDIATE); only when it
+        # is not, wait for it (up to the deadline if it was up at the last look). One poll fewer per decision.
+        if not sock.get(_EVENTS) & _POLLOUT:
+            wait_s = deadline - time.perf_counter() if self.up else 0.0
+            if not sock.poll(max(0, math.ceil(wait_s * 1e3)), _POLLOUT):
+                return "unreachable", f"{self.endpoint}: no connection"
         try:
-            self.sock.send_multipart([b"", *frames], flags=zmq.NOBLOCK, copy=False)
+            sock.send_multipart([b"", *frames], flags=_NOBLOCK, copy=False)
         except zmq.Again:
             return "unreachable", f"{self.endpoint}: connection lost before sending"
         while True:
             left_ms = (deadline - time.perf_counter()) * 1e3
-            if left_ms <= 0 or not self.sock.poll(math.ceil(left_ms), zmq.POLLIN):
+            if left_ms <= 0 or not sock.poll(math.ceil(left_ms), _POLLIN):
                 return "timeout", f"{self.endpoint}: no answer within the deadline"
-            msg = self.sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+            msg = sock.recv_multipart(flags=_NOBLOCK, copy=False)
             if msg and len(msg[0]) == 0:
                 msg = msg[1:]  # the delimiter a REP (or our ROUTER) puts back
             try:
@@ -98,7 +104,7 @@ class _Link:
             except SchemaError as exc:
                 return "invalid", f"{self.endpoint}: {exc}"
             if head["run_id"] == run_id and head["seq"] == seq:
-                return "reply", msg
+                return "reply", (msg, head)
             # a late answer to an earlier indication: drop it and keep waiting for ours
 
 
@@ -233,7 +239,7 @@ class XappPolicy(Policy):
             return status, got
         link.up = True
         try:
-            reply = decode_reply(got, n_ues=obs.n_ues, n_rus=obs.n_rus, n_prbs=obs.n_prbs, role=role)
+            reply = decode_reply(got[0], n_ues=obs.n_ues, n_rus=obs.n_rus, n_prbs=obs.n_prbs, role=role, head=got[1])
         except SchemaError as exc:
             return "invalid", f"{link.endpoint}: {exc}"
         if reply.kind == "error":

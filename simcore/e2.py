@@ -128,8 +128,8 @@ _PAD = bytes(ALIGN)
 def _layout(key: tuple) -> tuple[str, list]:
     entries, pads, offset = [], [], 0
     for name, dt, shape in key:
-        nbytes = math.prod(shape) * np.dtype(dt).itemsize
-        entries.append({"name": name, "dtype": dt, "shape": list(shape), "offset": offset})
+        nbytes = math.prod(shape) * dt.itemsize
+        entries.append({"name": name, "dtype": dt.str, "shape": list(shape), "offset": offset})
         pad = -nbytes % ALIGN
         pads.append(_PAD[:pad])
         offset += nbytes + pad
@@ -140,7 +140,7 @@ def _layout(key: tuple) -> tuple[str, list]:
 
 
 def _header(kind: str, run_id: str, seq: int, names_arrays, **extra) -> list:
-    key = tuple((n, a.dtype.str, a.shape) for n, a in names_arrays)
+    key = tuple([(n, a.dtype, a.shape) for n, a in names_arrays])  # dtype objects: hashing them is cheaper than .str
     arrays_text, pads = _LAYOUTS.get(key) or _layout(key)
     head = {"schema": SCHEMA, "kind": kind, "run_id": run_id, "seq": int(seq), **extra}
     try:
@@ -239,10 +239,9 @@ def read_header(frames) -> dict:
     """The JSON header of a message, with its schema name and version checked."""
     if not frames:
         raise SchemaError("message has no frames")
-    try:
-        head = json.loads(bytes(frames[0]).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise SchemaError(f"header (frame 0) is not UTF-8 JSON: {exc}") from None
+    head = _parse_known_tail(bytes(frames[0]))
+    if head is None:
+        head = _parse(bytes(frames[0]))
     if not isinstance(head, dict):
         raise SchemaError(f"header (frame 0) is a JSON {type(head).__name__}, expected an object")
     schema = head.get("schema")
@@ -253,6 +252,48 @@ def read_header(frames) -> dict:
     for key, typ in (("kind", str), ("run_id", str), ("seq", int)):
         if not isinstance(head.get(key), typ) or isinstance(head.get(key), bool):
             raise SchemaError(f"header field '{key}' missing or not a {typ.__name__}")
+    return head
+
+
+def _parse(raw: bytes):
+    try:
+        head = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise SchemaError(f"header (frame 0) is not UTF-8 JSON: {exc}") from None
+    i = raw.rfind(_ARRAYS_KEY)
+    if isinstance(head, dict) and isinstance(head.get("arrays"), list) and i > 0 and raw.endswith(b"}"):
+        try:  # remember the tail if it is exactly the last member "arrays" of the object
+            tail_ok = json.loads(raw[i + len(_ARRAYS_KEY):-1].decode("utf-8")) == head["arrays"]
+        except ValueError:
+            tail_ok = False
+        if tail_ok:
+            if len(_TAILS) >= 16:
+                _TAILS.clear()
+            _TAILS[raw[i:]] = head["arrays"]
+    return head
+
+
+#: ``,"arrays":[...]}`` ending a header seen before -> its parsed list. The ``arrays`` list (most of an
+#: indication's header) is the same at every decision of a run; when a header ends with a known tail,
+#: only the part before it is parsed. The bytes ``,"arrays":`` cannot occur inside a JSON string (a
+#: quote there is escaped), so the tail is the object's last member whenever the rest parses as an
+#: object with at least one member.
+_TAILS: dict = {}
+_ARRAYS_KEY = b',"arrays":'
+
+
+def _parse_known_tail(raw: bytes):
+    i = raw.rfind(_ARRAYS_KEY)
+    entries = _TAILS.get(raw[i:]) if i > 0 else None
+    if entries is None or raw[:i].rstrip()[-1:] in (b"{", b","):
+        return None
+    try:
+        head = json.loads((raw[:i] + b"}").decode("utf-8"))
+    except ValueError:  # (UnicodeDecodeError is one) the full parse says what is wrong
+        return None
+    if not isinstance(head, dict):
+        return None
+    head["arrays"] = entries  # shared between messages: decoders only read it
     return head
 
 
@@ -391,9 +432,11 @@ def decode_indication(frames) -> Indication:
     return Indication(obs, head["run_id"], head["seq"], role, proposal, deadline, seed)
 
 
-def decode_reply(frames, *, n_ues: int, n_rus: int, n_prbs: int, role: str = "full") -> Reply:
-    """The control (or error) in ``frames``, with the arrays ``role`` needs checked against U, R, K."""
-    head = read_header(frames)
+def decode_reply(frames, *, n_ues: int, n_rus: int, n_prbs: int, role: str = "full", head: dict | None = None) -> Reply:
+    """The control (or error) in ``frames``, with the arrays ``role`` needs checked against U, R, K.
+    ``head``: ``read_header(frames)`` if the caller has already read it (the RIC does, to match ``seq``)."""
+    if head is None:
+        head = read_header(frames)
     kind = head["kind"]
     if kind == "error":
         reason = head.get("reason")

@@ -155,6 +155,27 @@ def test_header_must_be_json_object():
         read_header([])
 
 
+def test_a_header_ending_like_a_known_one_is_still_checked_in_full(obs):
+    """The decoder parses only the part before an ``arrays`` tail it has seen; what comes before must
+    still be a valid header on its own, and the result equals a full parse."""
+    frames = encode_indication(obs, run_id="r", seq=1)
+    text = bytes(frames[0])
+    full = json.loads(text)
+    assert decode_indication(frames).seq == 1 and read_header(frames) == full  # the tail is now known
+    tail = text[text.rindex(b',"arrays":'):]
+    for head, reason in ((b"{", "not UTF-8 JSON"), (b'{"schema":"oransim.e2/1",', "not UTF-8 JSON"),
+                         (b'{"schema":"oransim.e2/1","kind":"indication","run_id":"r","seq":1,"x":[1',
+                          "not UTF-8 JSON"),
+                         (b'{"schema":"oransim.e2/2","kind":"indication","run_id":"r","seq":1', "'oransim.e2/2' is not supported")):
+        with pytest.raises(SchemaError, match=reason):
+            read_header([head + tail, frames[1]])
+    # a duplicate "arrays" member: the last one counts, as in a full parse
+    dup = text[:-len(tail)] + b',"arrays":[]' + tail
+    assert read_header([dup]) == json.loads(dup)
+    seq2 = encode_indication(obs, run_id="r", seq=2)
+    assert read_header(seq2) == json.loads(bytes(seq2[0]))
+
+
 def test_malformed_controls_are_refused(obs):
     alloc = make_policy("pf").decide(obs)
     dims = dict(n_ues=obs.n_ues, n_rus=obs.n_rus, n_prbs=obs.n_prbs)
