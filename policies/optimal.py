@@ -29,7 +29,10 @@ the rate clipped to the need or cap (same integer points, a tighter relaxation).
 HiGHS reports whether optimality was proven within the requested relative gap (``mip_gap``,
 phases 1 and 2) and time limit (``time_limit_s``, per phase). A later phase that finds no feasible
 point within the limit keeps the previous phase's solution (it meets every row added so far), and
-the result is reported as not proven (``proven_optimal: False``).
+the result is reported as not proven (``proven_optimal: False``). A later phase that HiGHS calls
+infeasible or a solve error (numerical: the models are feasible) is solved again with presolve on,
+then with a 10x tighter feasibility tolerance; only if both fail too is the previous solution kept
+(reported as not proven), or, in the first phase, the decision an error.
 ESA and this MILP return the same allocation when the gap is below the distance between the best
 objective and the next one (the tests use 1e-9).
 
@@ -462,11 +465,25 @@ class _Mip:
             warnings.filterwarnings("ignore", "Unrecognized options detected", RuntimeWarning)
             res = milp(c, integrality=self.integrality, bounds=Bounds(self.lb, self.ub), constraints=cons,
                        options=options)
+        if res.x is None and res.status in (2, 4) and not options.get("presolve", False):
+            # "infeasible" or "solve error" on a feasible model is numerical (seen: a later phase
+            # whose previous solution meets every row, with mip_feasibility_tolerance 1e-9; a first
+            # phase ending in HiGHS status 4). Presolve, or a 10x tighter feasibility tolerance, takes
+            # HiGHS down another path (each alone fixed one of the cases seen): retry with each.
+            tol = options.get("mip_feasibility_tolerance", 1e-6) / 10
+            for retry in ({"presolve": True}, {"mip_feasibility_tolerance": tol}):
+                with warnings.catch_warnings(), _quiet_c_stdout():
+                    warnings.filterwarnings("ignore", "Unrecognized options detected", RuntimeWarning)
+                    res = milp(c, integrality=self.integrality, bounds=Bounds(self.lb, self.ub), constraints=cons,
+                               options={**options, **retry})
+                if res.x is not None:
+                    break
         if res.x is None:
-            if res.status != 1 or self.last_x is None:
+            if res.status not in (1, 2) or self.last_x is None:
                 raise RuntimeError(f"optimal: phase {len(self.status) + 1} failed ({res.message})")
-            # no feasible point within the time limit: keep the previous phase's solution, which
-            # meets every tier row added so far (each was built from it); reported as not proven
+            # no feasible point within the time limit, or "infeasible" twice though the previous
+            # phase's solution meets every tier row added so far (each was built from it): keep
+            # that solution; reported as not proven
             self.status.append(res.status)
             self.gaps.append(np.nan)
             return self.last_x

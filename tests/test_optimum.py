@@ -277,8 +277,34 @@ def test_a_later_phase_without_a_feasible_point_keeps_the_previous_solution(monk
     e0, e1 = prob.evaluate(best), prob.evaluate(kept)
     assert e1.violation_bps == pytest.approx(e0.violation_bps, rel=1e-9) and e1.power_steps == e0.power_steps
     assert e1.objective_bps == pytest.approx(e0.objective_bps, rel=1e-9) and e1.tie_cost >= e0.tie_cost
-    for at, status in ((n, 2), (1, 1)):
+    # "infeasible" in the last phase (numerical: the previous solution meets every row) is retried
+    # with presolve, which answers here; reported twice, the previous solution is kept
+    calls.clear()
+    monkeypatch.setattr(optimal, "milp", failing(n, 2))
+    retried = ExactOptimum().decide(obs)
+    assert len(calls) == n + 1 and retried.info["proven_optimal"] is True
+    assert retried.prb_owner.tolist() == best.prb_owner.tolist() and np.array_equal(retried.power_w, best.power_w)
+
+    def failing_from(at, status):
+        def milp(*a, **kw):
+            calls.append(1)
+            if len(calls) >= at:
+                return type("Res", (), {"x": None, "status": status, "message": "stub"})()
+            return real(*a, **kw)
+        return milp
+
+    calls.clear()
+    monkeypatch.setattr(optimal, "milp", failing_from(n, 2))
+    kept = ExactOptimum().decide(obs)
+    check_allocation(kept, obs)
+    assert len(calls) == n + 2 and kept.info["proven_optimal"] is False and "infeasible" in kept.info["status"]
+    assert prob.evaluate(kept).violation_bps == pytest.approx(e0.violation_bps, rel=1e-9)
+    calls.clear()
+    monkeypatch.setattr(optimal, "milp", failing(1, 4))  # a solve error in phase 1: retried too
+    again = ExactOptimum().decide(obs)
+    assert len(calls) == n + 1 and again.prb_owner.tolist() == best.prb_owner.tolist()
+    for at, status in ((n, 3), (1, 1), (1, 2)):
         calls.clear()
-        monkeypatch.setattr(optimal, "milp", failing(at, status))
+        monkeypatch.setattr(optimal, "milp", (failing_from if status == 2 else failing)(at, status))
         with pytest.raises(RuntimeError, match="failed"):
             ExactOptimum().decide(obs)
