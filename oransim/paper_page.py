@@ -141,8 +141,8 @@ WHY = {
              "schedulers are buffer-aware (a PRB only for a UE with data) while the `rate` objective counts PHY "
              "rate whether or not a UE has data: with few UEs many buffers are empty at the sampled instant, "
              "which is why they start low.",
-    "fig3c": "As Fig. 3b; the paper plots Diffusion-QL here, we plot the optimum (Diffusion-QL is not in this "
-             "version).",
+    "fig3c": "As Fig. 3b; the paper plots Diffusion-QL here, we plot the optimum, the reference every policy "
+             "is measured against (each learned policy's ratio to it is in Table II).",
     "fig3d": "Slice weights are ours (URLLC 3 > eMBB 2 > mMTC 1, the scenario defaults) and under the `rate` objective "
              "every bit/s counts with its slice's weight; the paper does not give its weights. Which slice carries "
              "most throughput follows from these weights, the slices' minimum rates and their UEs' channels.",
@@ -242,13 +242,17 @@ def write_markdown(path: Path, img_dir: Path, results: dict, learned: list, budg
         f"Paper: {PAPER_SAYS['fig3a']}",
         "",
     ]
-    dqn = next((lp for lp in learned if lp.label == "DQN"), None)
-    curve = ROOT / "docs" / "img" / "dqn_rate_learning_curve.png"
-    if dqn is not None and dqn.available and curve.is_file():
-        lines += ["Not re-run here (training takes about 35 minutes per policy on a 2-core machine). The DQN "
-                  "checkpoint's own learning curve, written by `oransim train` when it was trained, is "
-                  f"[docs/img/dqn_rate_learning_curve.png]({Path(os.path.relpath(curve, path.parent))}). "
-                  + " ".join(f"{lp.label}: not shown ({lp.why})." for lp in learned if lp.label != "DQN"), ""]
+    # the learning curves `oransim train` wrote when the shipped rate-objective checkpoints were trained
+    curves = {"DQN": "dqn_rate_learning_curve.png", "Diffusion-QL": "diffusion_ql_learning_curves.png"}
+    shown = [(lp, ROOT / "docs" / "img" / curves[lp.label]) for lp in learned
+             if lp.available and lp.label in curves and (ROOT / "docs" / "img" / curves[lp.label]).is_file()]
+    if shown:
+        lines += ["Not re-run here (training takes tens of minutes per policy on a 2-core machine). The learning "
+                  "curves written when the shipped checkpoints were trained: "
+                  + ", ".join(f"{lp.label} [docs/img/{c.name}]({Path(os.path.relpath(c, path.parent))})"
+                              for lp, c in shown) + ". "
+                  + " ".join(f"{lp.label}: not shown ({lp.why or 'no learning curve shipped'})."
+                             for lp in learned if lp not in [x for x, _ in shown]), ""]
     else:
         lines += ["Missing: no learned policy's training log is available in this version.", ""]
 
