@@ -260,10 +260,11 @@ def test_a_later_phase_without_a_feasible_point_keeps_the_previous_solution(monk
     n = len(calls)
     assert n == 4 and best.info["proven_optimal"] is True
 
-    def failing(at, status):
+    def failing(at, status, persist=False):
+        """milp failing (no x) at call ``at``, and at every later call if ``persist``."""
         def milp(*a, **kw):
             calls.append(1)
-            if len(calls) == at:
+            if len(calls) == at or (persist and len(calls) > at):
                 return type("Res", (), {"x": None, "status": status, "message": "stub"})()
             return real(*a, **kw)
         return milp
@@ -285,16 +286,8 @@ def test_a_later_phase_without_a_feasible_point_keeps_the_previous_solution(monk
     assert len(calls) == n + 1 and retried.info["proven_optimal"] is True
     assert retried.prb_owner.tolist() == best.prb_owner.tolist() and np.array_equal(retried.power_w, best.power_w)
 
-    def failing_from(at, status):
-        def milp(*a, **kw):
-            calls.append(1)
-            if len(calls) >= at:
-                return type("Res", (), {"x": None, "status": status, "message": "stub"})()
-            return real(*a, **kw)
-        return milp
-
     calls.clear()
-    monkeypatch.setattr(optimal, "milp", failing_from(n, 2))
+    monkeypatch.setattr(optimal, "milp", failing(n, 2, persist=True))
     kept = ExactOptimum().decide(obs)
     check_allocation(kept, obs)
     assert len(calls) == n + 2 and kept.info["proven_optimal"] is False and "infeasible" in kept.info["status"]
@@ -305,6 +298,6 @@ def test_a_later_phase_without_a_feasible_point_keeps_the_previous_solution(monk
     assert len(calls) == n + 1 and again.prb_owner.tolist() == best.prb_owner.tolist()
     for at, status in ((n, 3), (1, 1), (1, 2)):
         calls.clear()
-        monkeypatch.setattr(optimal, "milp", (failing_from if status == 2 else failing)(at, status))
+        monkeypatch.setattr(optimal, "milp", failing(at, status, persist=status == 2))
         with pytest.raises(RuntimeError, match="failed"):
             ExactOptimum().decide(obs)
