@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-from simcore.scenario import NAME_PATTERN, Scenario, ScenarioError, load_scenario, parse_scenario
+from simcore.scenario import NAME_PATTERN, Scenario, ScenarioError, _Strict, load_scenario, parse_scenario
 from simcore.yamlio import YamlError, load_yaml_text, read_text_file
 
 #: Version of what a job computes: bump it when a job's KPIs change, so old results are not reused.
@@ -50,19 +50,12 @@ MAX_JOBS = 100_000
 _TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\*|[0-9]+)\]|(\.)")
 
 
-class SweepError(Exception):
-    """A sweep file failed to load or validate. ``problems`` holds ``(field, message)`` pairs."""
+class SweepError(ScenarioError):
+    """A sweep file failed to load or validate. ``problems`` holds ``(field, message)`` pairs; the
+    same one-line-per-problem form as a scenario's (``lines()``)."""
 
     def __init__(self, problems: list[tuple[str, str]], source: str = "<sweep>"):
-        self.problems, self.source = problems, source
-        super().__init__("; ".join(f"{p}: {m}" for p, m in problems))
-
-    def lines(self) -> list[str]:
-        return [f"{self.source}: {p}: {m}" for p, m in self.problems]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+        super().__init__(problems, source)
 
 
 class SeedRange(_Strict):
