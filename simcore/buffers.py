@@ -17,7 +17,7 @@ a UE's head only: exact, because all packets of a UE share its slice's deadline.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 
 import numpy as np
 
@@ -25,8 +25,8 @@ import numpy as np
 PROCESSING, QUEUED, DELIVERED, DROPPED = 0, 1, 2, 3
 STATUS_NAMES = ("processing", "queued", "delivered", "dropped")
 # drop reasons
-NO_DROP, DROP_DEADLINE, DROP_BUFFER_FULL = 0, 1, 2
-DROP_REASON_NAMES = ("", "deadline", "buffer_full")
+NO_DROP, DROP_DEADLINE, DROP_BUFFER_FULL, DROP_HARQ = 0, 1, 2, 3
+DROP_REASON_NAMES = ("", "deadline", "buffer_full", "harq")
 
 _EPS_BITS = 1e-6
 
@@ -135,6 +135,7 @@ class UeBuffers:
         self.ends: list[list[float]] = [[] for _ in range(n_ues)]
         self.trim = [0] * n_ues
         self.head = np.zeros(n_ues, dtype=np.int64)
+        self.tx_mark = [0] * n_ues  # FIFO position up to which packets have had bits sent (mark_sent)
         self.n_admitted = 0  # packets with smaller ids have left CU/DU processing
         # arrival of each head packet, kept as heads move (deadline drops only mark it stale)
         self._hol = np.full(n_ues, np.inf)
@@ -292,3 +293,48 @@ class UeBuffers:
             pk.status[d] = DELIVERED
             pk.done_s[d] = delivered_at_s
         return served
+
+    # ------------------------------------------------- for the link-to-system model (simcore.l2s)
+    def serve_ue(self, u: int, bits: float, now_s: float, delivered_at_s: float) -> float:
+        """Serve ``bits`` from UE ``u``'s FIFO alone (as ``serve``); returns the bits served."""
+        capacity = np.zeros(self.n_ues)
+        capacity[u] = bits
+        return float(self.serve(capacity, now_s, delivered_at_s)[u])
+
+    def mark_sent(self, ues: list[int], upto_bits: list[float], now_s: float) -> None:
+        """Packets of UE ``ues[i]`` with bits below offset ``upto_bits[i]`` went on air (in a transport
+        block, decoded or not): set their first transmission time if not set yet."""
+        pk, base = self.pk, self.pk.base
+        rows_out: list[int] = []
+        for u, upto in zip(ues, upto_bits):
+            rows, ends, t = self.rows[u], self.ends[u], self.trim[u]
+            if upto <= self.out_bits[u] + _EPS_BITS:
+                continue
+            start = max(self.tx_mark[u], int(self.head[u])) - t
+            # packet i starts at ends[i - 1]: the packets starting below the offset end before index stop
+            stop = min(bisect_left(ends, upto - _EPS_BITS, start) + 1, len(rows))
+            if stop > start:
+                rows_out.extend(rows[start:stop])
+                self.tx_mark[u] = stop + t
+        if rows_out:
+            r = np.array(rows_out, dtype=np.int64) - base
+            first = pk.first_tx_s[r]
+            pk.first_tx_s[r] = np.where(np.isnan(first), now_s, first)
+
+    def drop_through(self, u: int, offset_bits: float, now_s: float, reason: int) -> None:
+        """Drop UE ``u``'s packets from its head that start below ``offset_bits`` (their bits were in
+        a transport block that was lost); the buffer's out counter moves past them."""
+        if offset_bits <= self.out_bits[u] + _EPS_BITS:
+            return  # already past (e.g. its packets expired meanwhile)
+        rows, ends, t = self.rows[u], self.ends[u], self.trim[u]
+        h = int(self.head[u]) - t
+        stop = min(bisect_left(ends, offset_bits - _EPS_BITS, h) + 1, len(rows))
+        if stop <= h:
+            return
+        r = np.array(rows[h:stop], dtype=np.int64) - self.pk.base
+        self.pk.status[r] = DROPPED
+        self.pk.drop_reason[r] = reason
+        self.pk.done_s[r] = now_s
+        self.out_bits[u] = max(self.out_bits[u], ends[stop - 1])
+        self.head[u] = stop + t
+        self._hol_stale[u] = True

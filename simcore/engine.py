@@ -19,16 +19,18 @@ TTI and a decision made at TTI k is used from TTI k on.
 from __future__ import annotations
 
 import time
+from collections import deque
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import simpy
 
-from .buffers import DELIVERED, DROPPED, PROCESSING, QUEUED, PacketTable, UeBuffers
+from .buffers import DELIVERED, DROP_HARQ, DROPPED, PROCESSING, QUEUED, PacketTable, UeBuffers
 from .channel import Channel, drop_ues
 from .contracts import (RECORD_KEY, Allocation, InfeasibleAllocation, Observation, Policy, check_allocation,
                         weighted_sum_rate)
+from .l2s import LinkToSystem
 from .phy import LinkModel
 from .processing import FifoServer
 from .records import PACKET_CHUNK, DecisionRecorder, PacketRecorder, TableSink, TtiRecorder, ues_frame
@@ -153,6 +155,17 @@ class Engine:
         self.phy_needs_full_gain = bool(getattr(phy, "needs_full_gain", False))  # see PhyBackend
         self.served_bits_total = np.zeros(self.n_ues)
 
+        # --- CSI reports (phy.csi) and the link-to-system model (phy.l2s)
+        csi = s.phy.csi
+        self.csi_period, self.csi_delay = csi.period_tti, csi.delay_tti
+        self.csi_ideal = csi.period_tti == 1 and csi.delay_tti == 0
+        self._reports: deque = deque()  # (TTI measured, gain, prb_rate, prb_sinr), oldest first
+        self.l2s = None
+        if s.phy.l2s.enabled:
+            rng_l2s = np.random.default_rng(seq.spawn(1)[0])  # after the five above: they draw as before
+            self.l2s = LinkToSystem(s.phy.l2s, s.cell.prb_bandwidth_hz, self.tti_s, self.n_ues,
+                                    self.n_rus * self.n_prbs, self.buffers, rng_l2s, DROP_HARQ)
+
         # --- records: chunk by chunk, in memory or spooled to Parquet files
         self.spool_dir = None if spool_dir is None else Path(spool_dir)
         self.sinks = {t: TableSink(None if spool_dir is None else self.spool_dir / f"{t}.parquet") for t in TABLES}
@@ -195,6 +208,8 @@ class Engine:
                 self.channel.advance()
                 if k % interval == 0:
                     self._close_qos_interval(interval)
+            if not self.csi_ideal:
+                self._csi_report(k)
             now = k * self.tti_s
             self.buffers.admit_ready(now)
             self.buffers.expire(now)
@@ -228,10 +243,27 @@ class Engine:
             self._transmit(k)
 
     # ------------------------------------------------------------------------------ the steps
+    def _csi_report(self, k: int) -> None:
+        """Measure a CSI report at report TTIs; keep as the front of ``_reports`` the latest report
+        usable at TTI ``k`` (measured at least ``delay`` TTIs ago; before the first one is, the first)."""
+        reports = self._reports
+        if k % self.csi_period == 0:
+            self.channel.refresh_all()
+            gain = self.channel.gain.copy()
+            prb_rate, sinr = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w)
+            for a in (gain, prb_rate, sinr):
+                a.flags.writeable = False  # shared by the observations of every decision it serves
+            reports.append((k, gain, prb_rate, sinr))
+        while len(reports) > 1 and reports[1][0] + self.csi_delay <= k:
+            reports.popleft()
+
     def observation(self, k: int) -> Observation:
-        self.channel.refresh_all()  # the policy sees full CSI of this TTI
-        gain = self.channel.gain.copy()  # a snapshot: the live array moves on with the fading
-        prb_rate, sinr = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w)
+        if self.csi_ideal:
+            self.channel.refresh_all()  # the policy sees full CSI of this TTI
+            gain = self.channel.gain.copy()  # a snapshot: the live array moves on with the fading
+            prb_rate, sinr = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w)
+        else:  # the latest CSI report (phy.csi)
+            _, gain, prb_rate, sinr = self._reports[0]
         now = k * self.tti_s
         hol = self.buffers.hol_arrival_s
         return Observation(
@@ -275,14 +307,32 @@ class Engine:
             next_decision = min(self.n_tti, (k // self.decision_period + 1) * self.decision_period)
             self.channel.refresh_prbs(owner, until_tti=next_decision)  # the gains the PHY reads, at this TTI
         res = self.phy.step(k, alloc, self.channel.gain)
-        # idle PRBs (owner -1) land in bin 0 and are dropped
-        capacity = np.bincount(owner.ravel() + 1, weights=res.prb_bits.ravel(), minlength=self.n_ues + 1)[1:]
-        served = self.buffers.serve(capacity, now, now + self.tti_s + self.fh_latency_s)
+        done_at = now + self.tti_s + self.fh_latency_s
+        if self.l2s is not None:
+            capacity, served_l2s = self.l2s.step(k, owner, res.prb_sinr, self._believed_sinr(alloc, res.prb_sinr),
+                                                 now, done_at)
+            served = self.buffers.serve(capacity, now, done_at) + served_l2s
+        else:
+            # idle PRBs (owner -1) land in bin 0 and are dropped
+            capacity = np.bincount(owner.ravel() + 1, weights=res.prb_bits.ravel(), minlength=self.n_ues + 1)[1:]
+            served = self.buffers.serve(capacity, now, done_at)
         self.served_bits_total += served
         self.served_in_interval += served
         self.avg_tput_bps *= 1.0 - 1.0 / EWMA_TTI
         self.avg_tput_bps += served * (1.0 / (EWMA_TTI * self.tti_s))
         self.tti_rec.record(k, served, self.buffers.backlog_bits, owner, res.prb_sinr, alloc.power_w)
+
+    def _believed_sinr(self, alloc: Allocation, actual_sinr: np.ndarray) -> np.ndarray:
+        """(R, K) SINR the MCS of each active PRB is chosen from: with ideal CSI the PRB's own SINR
+        in this TTI; otherwise the latest report's (serving RU, equal power per PRB) scaled by the
+        PRB's power against the equal share."""
+        if self.csi_ideal:
+            return actual_sinr
+        _, _, _, sinr = self._reports[0]
+        owner = alloc.prb_owner
+        active = owner >= 0
+        equal = (self.ru_max_power_w / self.n_prbs)[:, None]
+        return np.where(active, sinr[np.where(active, owner, 0), np.arange(self.n_prbs)] * alloc.power_w / equal, np.nan)
 
     def _close_qos_interval(self, interval: int) -> None:
         rate = self.served_in_interval / (interval * self.tti_s)
@@ -349,4 +399,7 @@ class Engine:
             out[f"{name}_packets"], out[f"{name}_bits"] = by_status[code]
         out["buffer_bits"] = float(self.buffers.backlog_bits.sum())
         out["served_bits"] = float(self.served_bits_total.sum())
+        if self.l2s is not None:  # bits in the buffers that are in blocks not yet delivered
+            out["harq_bits"] = self.l2s.in_flight_bits
+            out.update({f"l2s_{k}": v for k, v in self.l2s.stats.items()})
         return out

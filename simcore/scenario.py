@@ -122,6 +122,66 @@ class UeDropConfig(_Strict):
 
 
 # ------------------------------------------------------------------------------------------ PHY
+class CsiConfig(_Strict):
+    """Channel state the scheduler and the link adaptation see (the UE's CQI report). Period 1 and
+    delay 0 (the defaults): the CSI of the current TTI itself (ideal)."""
+
+    period_tti: int = Field(1, ge=1, le=10000, description="a report is measured every this many TTIs")
+    delay_tti: int = Field(0, ge=0, le=10000, description="TTIs from a report's measurement to its first use")
+
+
+class HarqConfig(_Strict):
+    """Hybrid ARQ of the link-to-system model (simcore.l2s)."""
+
+    enabled: bool = Field(True, description="false: a block in error delivers nothing and its bits go back to "
+                                            "the head of the queue, sent again as new data at the next grant")
+    processes: int = Field(8, ge=1, le=32, description="stop-and-wait HARQ processes per UE")
+    max_transmissions: int = Field(4, ge=1, le=16, description="first transmission plus retransmissions of a block")
+    rtt_tti: int = Field(8, ge=1, le=1000, description="TTIs from a transmission to its process's reuse or "
+                                                       "the block's earliest retransmission")
+    combining: Literal["ir", "chase", "none"] = Field(
+        "ir", description="soft combining: incremental redundancy (MI adds), chase (SINR adds), none")
+    on_failure: Literal["drop", "requeue"] = Field(
+        "drop", description="a block failing max_transmissions times: its packets are dropped (reason harq, "
+                            "RLC unacknowledged mode) or it starts a new round (RLC acknowledged mode)")
+
+
+class OllaConfig(_Strict):
+    """Outer-loop link adaptation: an SINR offset per UE steering the first-transmission BLER to the target."""
+
+    enabled: bool = True
+    step_up_db: float = Field(0.5, gt=0, le=10, description="offset increase on a NACK; the decrease on an "
+                                                            "ACK is step_up * target / (1 - target)")
+    max_offset_db: float = Field(10.0, gt=0, le=40, description="the offset is clipped to +- this")
+
+
+class L2sConfig(_Strict):
+    """Link-to-system model of the built-in PHY (simcore.l2s): MCS from the CSI report, block errors
+    from BLER curves over the block's MIESM effective SINR, HARQ, OLLA. Off: every PRB delivers the
+    rate model's bits at the SINR of the TTI, error-free."""
+
+    enabled: bool = False
+    bler_target: float = Field(0.1, gt=0, lt=1, description="BLER the MCS choice (and OLLA) aim at")
+    mcs_selection: Literal["miesm", "worst_prb"] = Field(
+        "miesm", description="miesm: the highest MCS meeting the target at the MIESM effective SINR of the "
+                             "block's PRBs; worst_prb: per PRB the highest MCS whose one-PRB block meets it, "
+                             "the block takes the lowest over its PRBs (ns-3 LTE's CQI and grant rule)")
+    below_range: Literal["idle", "lowest_mcs"] = Field(
+        "idle", description="no MCS meets the target: the UE's PRBs stay unused (idle) or it gets MCS 1")
+    overhead_fraction: float = Field(
+        0.0, ge=0, lt=1, description="share of a PRB's resource elements carrying control and reference "
+                                     "signals, not data (LTE, 3 control symbols, 1 CRS port: 42/168 = 0.25)")
+    control_errors: bool = Field(False, description="lose the grant itself (control channel) with the "
+                                                    "probability of the tabulated PDCCH curve at the QPSK "
+                                                    "effective SINR of the UE's PRBs")
+    block_errors: bool = Field(True, description="draw block errors (false: every block decodes)")
+    coding_gap_db: float = Field(1.0, ge=0, le=10, description="SINR loss of a practical code against the "
+                                                              "normal approximation of its error probability")
+    code_block_bits: int = Field(6144, ge=40, le=100000, description="largest code block (LTE turbo 6144, NR LDPC 8448)")
+    harq: HarqConfig = Field(default_factory=HarqConfig)
+    olla: OllaConfig = Field(default_factory=OllaConfig)
+
+
 class PhyConfig(_Strict):
     backend: str = Field("builtin", description="entry point name in group oransim.phy")
     rate_model: Literal["shannon", "cqi"] = "shannon"
@@ -133,6 +193,8 @@ class PhyConfig(_Strict):
         5e-5, gt=0, lt=0.2, description="CQI mapping gap Gamma = -ln(5 BER)/1.5 (as ns-3's LteAmc)"
     )
     params: dict[str, Any] = Field(default_factory=dict, description="backend-specific parameters")
+    csi: CsiConfig = Field(default_factory=CsiConfig)
+    l2s: L2sConfig = Field(default_factory=L2sConfig)
 
 
 class FronthaulConfig(_Strict):
@@ -390,6 +452,14 @@ def _semantic_problems(s: Scenario) -> list[tuple[str, str]]:
                     + ("fronthaul.sampling_rate_msps" if s.fronthaul.sampling_rate_msps is not None
                        else "the FFT size for cell.prbs_per_ru at cell.numerology")
                     + f"): needs >= {need:g} Mbit/s, or set fronthaul.quantizer_bits"))
+    if s.phy.l2s.enabled:
+        if s.phy.backend != "builtin":
+            out.append(("phy.l2s.enabled", f"the link-to-system model is the built-in PHY's; phy.backend "
+                                           f"'{s.phy.backend}' has its own (set phy.l2s.enabled: false)"))
+        for i, sl in enumerate(s.slices):
+            if sl.rate_model == "fbl":
+                out.append((f"slices[{i}].rate_model", "fbl cannot be combined with phy.l2s.enabled "
+                                                       "(the link-to-system model draws block errors itself)"))
     for i, sl in enumerate(s.slices):
         if sl.min_rate_mbps > sl.max_rate_mbps:
             out.append((f"slices[{i}].min_rate_mbps", f"{sl.min_rate_mbps:g} exceeds max_rate_mbps {sl.max_rate_mbps:g}"))

@@ -1,0 +1,465 @@
+"""Link-to-system (L2S) model of the built-in PHY: MCS choice, block errors, HARQ, outer loop.
+
+Switched on by ``phy.l2s.enabled`` (built-in PHY only; ns-3 has its own). Described for users in
+``docs/phy.md``; in short, for every UE u holding n PRBs in TTI k:
+
+**Modulation and coding.** The MCS set is the 15 entries of TS 38.214 Table 5.2.2.1-2 (the CQI
+table the ``cqi`` rate model uses): modulation order Qm (QPSK 1-6, 16QAM 7-9, 64QAM 10-15) and
+efficiency e = Qm R bits per channel use. A transport block (TB) of MCS j on n PRBs has
+N = n B_PRB T_TTI channel uses (180 per PRB at every numerology, the Shannon convention of the
+other rate models) and carries K = e_j N bits.
+
+**Effective SINR (MIESM).** The SINRs rho_k of the block's PRBs map to one SINR through the
+mutual information of the block's modulation: rho_eff = I_Q^-1(mean_k I_Q(rho_k)), with I_Q the
+BICM mutual information of Gray-mapped square QAM (Caire, Taricco, Biglieri 1998), computed here
+once by Gauss-Hermite quadrature (a square QAM with Gray labels is two independent PAMs).
+
+**Block error probability.** The normal approximation of the finite-blocklength error probability
+(Polyanskiy, Poor, Verdu 2010) with the MI of the modulation in place of the Gaussian capacity, at
+the SINR lowered by a coding gap Gamma_c (``coding_gap_db``: a practical turbo/LDPC code against the
+approximation). A TB longer than ``code_block_bits`` is cut into C equal code blocks, all of which
+must decode:
+
+    BLER_cb = Q((N_c I_Q(rho / Gamma_c) - K_c) / sqrt(N_c V(rho / Gamma_c))),  N_c = N / C, K_c = K / C
+    V(rho) = log2(e)^2 (1 - (1 + rho)^-2)  (the Gaussian channel's dispersion, bits^2)
+    BLER = 1 - (1 - BLER_cb)^C
+
+**MCS choice.** From the SINR the transmitter believes (the CSI report, ``phy.csi``: measured every
+``period_tti`` TTIs, used ``delay_tti`` TTIs later; with period 1 and delay 0 the SINR of the TTI
+itself), lowered by the outer-loop offset Delta_u: the highest MCS whose BLER at that effective
+SINR is at most ``bler_target``; none (the PRBs stay unused) if even MCS 1 misses it.
+
+**HARQ.** ``processes`` stop-and-wait processes per UE. A transmission occupies its process for
+``rtt_tti`` TTIs (feedback and the earliest retransmission). A NACKed block is retransmitted, with
+priority over new data, in the first TTI from then on in which the UE holds PRBs; it keeps its size
+and MCS and is sent on whatever PRBs the UE holds. Soft combining (``combining``):
+- ``ir`` (incremental redundancy): the mutual information accumulates: the numerator becomes
+  sum_t N_t I_Q(rho_t) - K and the dispersion sum_t N_t V(rho_t) (per code block);
+- ``chase``: the same coded bits again, combined at the SINR level: rho = sum_t rho_eff,t;
+- ``none``: each transmission decodes on its own.
+A block that fails ``max_transmissions`` times is, with ``on_failure: drop``, lost: every packet
+with bits in it is dropped (reason ``harq``), as an RLC in unacknowledged mode loses it; with
+``on_failure: requeue`` it starts a new round of transmissions (an RLC in acknowledged mode resends it).
+
+**In-order delivery.** Bits reach the UE's RLC in order: a block decoded while an earlier one is
+still in HARQ waits for it (reordering). The bits of a block in flight stay in the UE's buffer
+(they count in ``buffer_bits``) until they are delivered or dropped: conservation holds with HARQ.
+
+**Outer loop (OLLA).** Delta_u rises by ``step_up_db`` on a NACK of a first transmission and falls
+by step_up * target / (1 - target) on an ACK of one, so that it settles where the first-transmission
+BLER equals the target (Pedersen et al., VTC 2005); clipped to [-max_offset_db, max_offset_db].
+
+Block errors are drawn from the L2S's own random stream (spawned from the scenario seed after the
+others), so turning the model on moves no traffic or channel draw.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from scipy.special import ndtr
+
+from .phy import CQI_EFFICIENCY
+
+#: Modulation order (bits per symbol) of CQI/MCS 1..15, TS 38.214 Table 5.2.2.1-2.
+MCS_QM = np.array([2, 2, 2, 2, 2, 2, 4, 4, 4, 6, 6, 6, 6, 6, 6])
+#: Efficiency (bits per channel use) of MCS 1..15 (= the CQI table's).
+MCS_EFFICIENCY = CQI_EFFICIENCY
+#: The modulations used and, per MCS, the index of its modulation in MODULATIONS.
+MODULATIONS = (2, 4, 6)
+MCS_MOD = np.searchsorted(MODULATIONS, MCS_QM)
+LOG2_E = 1.0 / math.log(2.0)
+
+#: Control channel (PDCCH/PCFICH) loss probability against the QPSK effective SINR over the UE's
+#: PRBs (dB): the curve of 3GPP R4-081920 as ns-3's LTE model uses it; 0 above -1 dB, the -10 dB
+#: value below -10 dB.
+CONTROL_LOSS_DB = np.array([-10.0, -8.0, -6.0, -5.0, -4.0, -3.0, -2.0, -1.0])
+CONTROL_LOSS_P = np.array([0.87, 0.48, 0.18, 0.09, 0.038, 0.015, 0.005, 0.0])
+
+#: SINR grid (dB) of the mutual-information tables.
+_GRID_DB = np.arange(-30.0, 50.0001, 0.1)
+#: Gauss-Hermite nodes: the tables are then within 1.2e-4 bit of 96 nodes' (about 0.4 s, once per process).
+_GH_NODES = 32
+
+
+def pam_bicm_mi(levels: int, snr: np.ndarray) -> np.ndarray:
+    """BICM mutual information (bits per real symbol) of Gray-labelled ``levels``-PAM with unit
+    average energy over real AWGN at signal-to-noise ratio ``snr`` (linear array), by Gauss-Hermite
+    quadrature over the noise: sum over label bits b of 1 - E[log2(sum_x p(y|x) / sum_{x: b(x)=b(x0)} p(y|x))]."""
+    m = int(round(math.log2(levels)))
+    amp = np.arange(-(levels - 1), levels, 2, dtype=float)
+    amp /= math.sqrt(np.mean(amp**2))
+    gray = np.arange(levels) ^ (np.arange(levels) >> 1)
+    bits = (gray[:, None] >> np.arange(m)) & 1  # (L, m) label bits of each point (left to right)
+    t, w = np.polynomial.hermite.hermgauss(_GH_NODES)
+    snr = np.asarray(snr, dtype=float)
+    sigma = np.sqrt(1.0 / snr)  # noise standard deviation (unit signal energy)
+    out = np.zeros(snr.shape)
+    for x0 in range(levels):
+        # y = a[x0] + sqrt(2) sigma t;  log p(y|x) up to a constant: -(y - a_x)^2 / (2 sigma^2)
+        y = amp[x0] + math.sqrt(2.0) * sigma[..., None] * t  # (..., nodes)
+        d = -((y[..., None] - amp) ** 2) / (2.0 * sigma[..., None, None] ** 2)  # (..., nodes, L)
+        d -= d.max(axis=-1, keepdims=True)
+        p = np.exp(d)
+        total = p.sum(axis=-1)
+        for b in range(m):
+            same = p[..., bits[:, b] == bits[x0, b]].sum(axis=-1)
+            out += (1.0 - (np.log2(total / same) * w).sum(axis=-1) / math.sqrt(math.pi)) / levels
+    return out
+
+
+@functools.cache
+def mi_tables() -> tuple[np.ndarray, list[int]]:
+    """(3, G) BICM mutual information of QPSK, 16QAM, 64QAM (bits per complex symbol) on _GRID_DB,
+    and for each the end of its strictly increasing part (above it the MI is flat to rounding)."""
+    snr = 10.0 ** (_GRID_DB / 10.0)
+    # square QAM of unit energy = two PAMs of energy 1/2, each with noise variance 1 / (2 rho): SNR rho
+    table = np.stack([2.0 * pam_bicm_mi(2 ** (q // 2), snr) for q in MODULATIONS])
+    table.flags.writeable = False
+    flat = np.diff(table, axis=1) <= 1e-12
+    top = [int(np.argmax(f)) + 1 if f.any() else table.shape[1] for f in flat]
+    return table, top
+
+
+def bicm_mi(sinr, mod: int) -> np.ndarray:
+    """Mutual information (bits per channel use) of modulation index ``mod`` (0 QPSK, 1 16QAM,
+    2 64QAM) at linear SINR ``sinr``; 0 for SINR <= 0."""
+    with np.errstate(divide="ignore"):
+        x = 10.0 * np.log10(np.asarray(sinr, dtype=float))
+    return np.interp(x, _GRID_DB, mi_tables()[0][mod], left=0.0)
+
+
+def bicm_mi_inverse(mi, mod: int) -> np.ndarray:
+    """Linear SINR at which modulation ``mod`` has mutual information ``mi`` (inverse of ``bicm_mi``
+    on the table's strictly increasing part)."""
+    table, top = mi_tables()
+    x = np.interp(mi, table[mod, :top[mod]], _GRID_DB[:top[mod]])
+    return 10.0 ** (x / 10.0)
+
+
+def miesm(sinr_prbs, mod: int) -> float:
+    """Effective SINR (linear) of a block over PRBs with SINRs ``sinr_prbs`` for modulation ``mod``."""
+    return float(bicm_mi_inverse(bicm_mi(sinr_prbs, mod).mean(), mod))
+
+
+def dispersion(sinr) -> np.ndarray:
+    """Gaussian channel dispersion V(rho) = log2(e)^2 (1 - (1 + rho)^-2), bits^2 per channel use."""
+    one = 1.0 + np.asarray(sinr, dtype=float)
+    return LOG2_E**2 * (1.0 - 1.0 / (one * one))
+
+
+def code_blocks(tb_bits, code_block_bits: int) -> np.ndarray:
+    """Code blocks a TB of ``tb_bits`` is cut into (at least 1)."""
+    return np.maximum(1, np.ceil(np.asarray(tb_bits, dtype=float) / code_block_bits))
+
+
+def block_error_rate(info, spread, tb_bits, code_block_bits: int) -> np.ndarray:
+    """BLER of a TB of K = ``tb_bits`` from sum_t N_t I_t (``info``, bits) and sum_t N_t V_t
+    (``spread``, bits^2) over its transmissions: the normal approximation per code block, each
+    holding 1/C of all three, C = ceil(K / code_block_bits) blocks that must all decode."""
+    c = code_blocks(tb_bits, code_block_bits)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (info - tb_bits) / np.sqrt(spread * c)  # per block: (info/C - K/C) / sqrt(spread/C)
+    z = np.where(spread > 0, z, np.where(info > tb_bits, np.inf, -np.inf))
+    return 1.0 - (1.0 - ndtr(-z)) ** c  # ndtr(-z) = Q(z), one code block
+
+
+def bler(sinr_eff, mcs, n_uses, coding_gap: float, code_block_bits: int) -> np.ndarray:
+    """BLER of one transmission of MCS ``mcs`` (1..15) over ``n_uses`` channel uses at effective
+    SINR ``sinr_eff`` (linear, for the MCS's modulation); ``coding_gap`` linear Gamma_c. Broadcasts."""
+    mcs = np.asarray(mcs)
+    rho = np.asarray(sinr_eff, dtype=float) / coding_gap
+    mi = np.choose(MCS_MOD[mcs - 1], [bicm_mi(rho, 0), bicm_mi(rho, 1), bicm_mi(rho, 2)])
+    k = MCS_EFFICIENCY[mcs - 1] * n_uses
+    return block_error_rate(n_uses * mi, n_uses * dispersion(rho), k, code_block_bits)
+
+
+def mcs_thresholds_db(n_prbs: int, uses_per_prb: float, bler_target: float, coding_gap: float,
+                      code_block_bits: int) -> np.ndarray:
+    """(n_prbs + 1, 15) effective SINR (dB) at which MCS j on n PRBs has BLER = ``bler_target``
+    (row 0 unused), by bisection: the BLER of a fixed MCS falls with the SINR, so the MCS choice is
+    a comparison with this table."""
+    n = np.arange(n_prbs + 1, dtype=float)[:, None] * uses_per_prb
+    n[0] = uses_per_prb
+    mcs = np.arange(1, 16)[None, :]
+    lo, hi = np.full((n_prbs + 1, 15), -30.0), np.full((n_prbs + 1, 15), 50.0)
+    for _ in range(50):  # 80 dB / 2^50: exact to rounding
+        mid = 0.5 * (lo + hi)
+        above = bler(10.0 ** (mid / 10.0), mcs, n, coding_gap, code_block_bits) > bler_target
+        lo = np.where(above, mid, lo)
+        hi = np.where(above, hi, mid)
+    return hi
+
+
+class _Block:
+    """One transport block from its first transmission until it is resolved (ACK or given up)."""
+
+    __slots__ = ("lo", "hi", "bits", "uses", "mcs", "proc", "n_tx", "info", "spread", "chase", "ready", "state")
+
+    def __init__(self, lo, hi, bits, uses, mcs, proc):
+        self.lo, self.hi, self.bits, self.uses, self.mcs, self.proc = lo, hi, bits, uses, mcs, proc
+        self.n_tx, self.info, self.spread, self.chase = 0, 0.0, 0.0, 0.0
+        self.ready = 0  # TTI from which a retransmission may go
+        self.state = IN_FLIGHT
+
+
+IN_FLIGHT, ACKED, FAILED = 0, 1, 2
+
+
+class LinkToSystem:
+    """The L2S of one run (module docstring): MCS, block errors, HARQ, OLLA, in-order delivery.
+
+    Per TTI the engine calls ``step`` with the allocation, the SINR of every active PRB (from the
+    PHY) and the SINR the transmitter believes; it returns the bits each UE's RLC may now take in
+    order (the engine serves them from the FIFO) after dropping the packets of lost blocks itself.
+    """
+
+    def __init__(self, cfg, prb_bandwidth_hz: float, tti_s: float, n_ues: int, n_prbs_total: int,
+                 buffers, rng: np.random.Generator, drop_reason: int):
+        self.cfg = cfg
+        self.buffers = buffers
+        self.rng = rng
+        self.drop_reason = drop_reason
+        self.uses_per_prb = prb_bandwidth_hz * tti_s * (1.0 - cfg.overhead_fraction)  # data channel uses
+        self.coding_gap = 10.0 ** (cfg.coding_gap_db / 10.0)
+        self.thr_db = mcs_thresholds_db(n_prbs_total, self.uses_per_prb, cfg.bler_target, self.coding_gap,
+                                        cfg.code_block_bits)
+        self.worst_prb = cfg.mcs_selection == "worst_prb"
+        self.lowest_mcs = cfg.below_range == "lowest_mcs"
+        self.control_errors = cfg.control_errors
+        h = cfg.harq
+        self.harq = h.enabled
+        self.rtt = h.rtt_tti
+        self.max_tx = h.max_transmissions
+        self.combining = h.combining
+        self.requeue = h.on_failure == "requeue"
+        self.errors = cfg.block_errors
+        self.olla = cfg.olla.enabled
+        self.step_up = cfg.olla.step_up_db
+        self.step_down = cfg.olla.step_up_db * cfg.bler_target / (1.0 - cfg.bler_target)
+        self.max_offset = cfg.olla.max_offset_db
+        self.offset_db = np.zeros(n_ues)  # OLLA Delta_u
+        self.proc_free_at = np.zeros((n_ues, h.processes), dtype=np.int64)  # TTI a process is free from
+        self.sent = np.zeros(n_ues)  # buffer offset up to which bits went into blocks
+        self.retx_at = np.full(n_ues, np.iinfo(np.int64).max)  # earliest TTI a NACKed block may go again
+        self.retx: list[list[_Block]] = [[] for _ in range(n_ues)]  # NACKed blocks, oldest first
+        self.pending: list[list[_Block]] = [[] for _ in range(n_ues)]  # unresolved blocks, in buffer order
+        self.stats = {"blocks": 0, "transmissions": 0, "first_nacks": 0, "nacks": 0, "lost_blocks": 0,
+                      "requeued_blocks": 0, "no_process_ttis": 0, "no_mcs_ttis": 0}
+
+    @property
+    def in_flight_bits(self) -> float:
+        """Bits in blocks not yet delivered (in HARQ or waiting for an earlier block)."""
+        out = self.buffers.out_bits
+        return float(sum(max(0.0, b.hi - max(b.lo, out[u])) for u, blocks in enumerate(self.pending) for b in blocks))
+
+    # ------------------------------------------------------------------------------- one TTI
+    def effective_sinr(self, ue_of: np.ndarray, sinr: np.ndarray, n_ue: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """(A, 3) MIESM effective SINR per active UE (``index`` maps UE -> row) for each modulation."""
+        a = n_ue.size
+        out = np.empty((a, 3))
+        rows = index[ue_of]
+        for m in range(3):
+            mean = np.bincount(rows, weights=bicm_mi(sinr, m), minlength=a) / n_ue
+            out[:, m] = bicm_mi_inverse(mean, m)
+        return out
+
+    def step(self, k: int, owner: np.ndarray, actual_sinr: np.ndarray, believed_sinr: np.ndarray,
+             now_s: float, delivered_at_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """One TTI. ``owner`` (R, K) PRB owners; ``actual_sinr`` (R, K) the SINR the PRBs see;
+        ``believed_sinr`` (R, K) the one the MCS is chosen from. Returns (bits the engine serves
+        from each UE's FIFO, bits already served here) both (U,)."""
+        n_ues = self.offset_db.size
+        capacity = np.zeros(n_ues)
+        served_here = np.zeros(n_ues)
+        mask = owner >= 0
+        if not mask.any():
+            return capacity, served_here
+        ue_of = owner[mask]
+        ues, n_prb = np.unique(ue_of, return_counts=True)
+        index = np.zeros(n_ues, dtype=np.int64)
+        index[ues] = np.arange(ues.size)
+        uses = n_prb * self.uses_per_prb
+        eff_act = self.effective_sinr(ue_of, actual_sinr[mask], n_prb, index)
+        # retransmissions first: UEs with a NACKed block due
+        due = self.retx_at[ues] <= k
+        touched: list[int] = []  # UEs that transmitted, and the end of what they sent
+        sent_upto: list[float] = []
+        for i in np.flatnonzero(due).tolist():
+            u = int(ues[i])
+            sent_upto.append(self._retransmit(u, k, eff_act[i], float(uses[i])))
+            touched.append(u)
+        new = ~due
+        free = (self.proc_free_at[ues] <= k)
+        buf = self.buffers
+        unsent = buf.enq_bits[ues] - np.maximum(self.sent[ues], buf.out_bits[ues])
+        has_proc = free.any(axis=1) if self.harq else np.ones(ues.size, dtype=bool)
+        self.stats["no_process_ttis"] += int((new & ~has_proc & (unsent > 1e-6)).sum())
+        go = new & has_proc & (unsent > 1e-6)
+        if go.any():
+            g = np.flatnonzero(go)
+            u_new = ues[g]
+            mcs = self._choose_mcs(ue_of, believed_sinr[mask], ues, n_prb, index)[g]
+            self.stats["no_mcs_ttis"] += int((mcs == 0).sum())
+            if self.lowest_mcs:
+                mcs = np.maximum(mcs, 1)
+            sel = mcs > 0
+            g, u_new, mcs = g[sel], u_new[sel], mcs[sel]
+            if g.size:
+                sent_upto.extend(self._first_transmissions(k, g, u_new, mcs, uses[g], eff_act[g], unsent[g], free[g]))
+                touched.extend(u_new.tolist())
+        if touched:
+            buf.mark_sent(touched, sent_upto, now_s)
+        for u in set(touched):
+            self._resolve(u, capacity, served_here, now_s, delivered_at_s)
+        return capacity, served_here
+
+    def _choose_mcs(self, ue_of: np.ndarray, sinr: np.ndarray, ues: np.ndarray, n_prb: np.ndarray,
+                    index: np.ndarray) -> np.ndarray:
+        """(A,) MCS (0: none meets the target) of each active UE ``ues`` from the believed SINR of
+        its PRBs (``ue_of``, ``sinr``: per active PRB), lowered by its OLLA offset."""
+        with np.errstate(divide="ignore"):
+            sinr_db = 10.0 * np.log10(sinr)
+        if self.worst_prb:  # per PRB the highest MCS its own one-PRB block carries; the lowest of them
+            per_prb = np.searchsorted(self.thr_db[1], sinr_db - self.offset_db[ue_of], side="right")
+            out = np.full(n_prb.size, 15, dtype=np.int64)
+            np.minimum.at(out, index[ue_of], per_prb)
+            return out
+        eff = self.effective_sinr(ue_of, sinr, n_prb, index)
+        eff_db = 10.0 * np.log10(np.maximum(eff, 1e-30))[:, MCS_MOD] - self.offset_db[ues][:, None]
+        ok = eff_db >= self.thr_db[n_prb]
+        return np.where(ok.any(axis=1), 15 - np.argmax(ok[:, ::-1], axis=1), 0)
+
+    def _error_probability(self, info, spread, bits, eff_qpsk) -> np.ndarray:
+        """Probability that a transmission fails: its block (normal approximation per code block)
+        or, with ``control_errors``, its grant (CONTROL_LOSS curve at the QPSK effective SINR)."""
+        p = block_error_rate(info, spread, bits, self.cfg.code_block_bits)
+        if self.control_errors:
+            with np.errstate(divide="ignore"):
+                x = 10.0 * np.log10(eff_qpsk)
+            p = 1.0 - (1.0 - p) * (1.0 - np.interp(x, CONTROL_LOSS_DB, CONTROL_LOSS_P))
+        return p
+
+    def _first_transmissions(self, k, g, u_new, mcs, uses, eff_act, unsent, free) -> list[float]:
+        """New blocks of UEs ``u_new`` (rows ``g`` of the TTI's active UEs); returns where each ends."""
+        bits = MCS_EFFICIENCY[mcs - 1] * uses
+        mod = MCS_MOD[mcs - 1]
+        rho = eff_act[np.arange(g.size), mod] / self.coding_gap
+        mi = np.choose(mod, [bicm_mi(rho, 0), bicm_mi(rho, 1), bicm_mi(rho, 2)])
+        info, spread = uses * mi, uses * dispersion(rho)
+        if self.errors:
+            p = self._error_probability(info, spread, bits, eff_act[:, 0])
+            nack = self.rng.random(g.size) < p
+        else:
+            nack = np.zeros(g.size, dtype=bool)
+        out = self.buffers.out_bits
+        proc = np.argmax(free, axis=1)
+        st = self.stats
+        st["blocks"] += g.size
+        st["transmissions"] += g.size
+        st["first_nacks"] += int(nack.sum())
+        st["nacks"] += int(nack.sum())
+        if self.olla:
+            off = self.offset_db
+            off[u_new] = np.clip(off[u_new] + np.where(nack, self.step_up, -self.step_down),
+                                 -self.max_offset, self.max_offset)
+        ends = []
+        for j, u in enumerate(u_new.tolist()):
+            lo = max(self.sent[u], out[u])
+            hi = lo + min(bits[j], unsent[j])
+            self.sent[u] = hi
+            ends.append(hi)
+            if not self.harq:  # no HARQ: delivered now, or the bits go back to the head of the queue
+                if nack[j]:
+                    self.sent[u] = lo
+                    continue
+            b = _Block(lo, hi, float(bits[j]), float(uses[j]), int(mcs[j]), int(proc[j]))
+            b.n_tx = 1
+            if not self.harq:
+                b.state = ACKED
+            elif nack[j]:
+                b.info, b.spread = float(info[j]), float(spread[j])
+                b.chase = float(eff_act[j, mod[j]])
+                self._nacked(u, b, k)
+            else:
+                b.state = ACKED
+                self.proc_free_at[u, b.proc] = k + self.rtt
+            self.pending[u].append(b)
+        return ends
+
+    def _nacked(self, u: int, b: _Block, k: int) -> None:
+        """Block ``b`` of UE ``u`` failed its transmission at TTI ``k``: retransmit, resend or lose it."""
+        if b.n_tx >= self.max_tx:
+            if self.requeue:  # a fresh round, as an RLC in acknowledged mode resending the data
+                self.stats["requeued_blocks"] += 1
+                b.n_tx, b.info, b.spread, b.chase = 0, 0.0, 0.0, 0.0
+            else:
+                self.stats["lost_blocks"] += 1
+                if b in self.retx[u]:
+                    self.retx[u].remove(b)
+                b.state = FAILED
+                self.proc_free_at[u, b.proc] = k + self.rtt
+                self._set_retx_at(u)
+                return
+        self.proc_free_at[u, b.proc] = np.iinfo(np.int64).max  # held until the block is resolved
+        b.ready = k + self.rtt
+        if b not in self.retx[u]:
+            self.retx[u].append(b)
+        self._set_retx_at(u)
+
+    def _set_retx_at(self, u: int) -> None:
+        waiting = self.retx[u]
+        self.retx_at[u] = min(b.ready for b in waiting) if waiting else np.iinfo(np.int64).max
+
+    def _retransmit(self, u: int, k: int, eff_act: np.ndarray, uses: float) -> float:
+        """Send UE ``u``'s oldest due NACKed block on its PRBs of this TTI (``eff_act`` (3,) the
+        effective SINR of those PRBs per modulation, ``uses`` their channel uses); returns its end."""
+        waiting = self.retx[u]
+        b = next(x for x in waiting if x.ready <= k)
+        mod = int(MCS_MOD[b.mcs - 1])
+        rho_t = float(eff_act[mod])
+        if self.combining == "ir":
+            r = rho_t / self.coding_gap
+            b.info += uses * float(bicm_mi(r, mod))
+            b.spread += uses * float(dispersion(r))
+            info, spread = b.info, b.spread
+        elif self.combining == "chase":
+            b.chase += rho_t
+            r = b.chase / self.coding_gap
+            info, spread = b.uses * float(bicm_mi(r, mod)), b.uses * float(dispersion(r))
+        else:
+            r = rho_t / self.coding_gap
+            info, spread = uses * float(bicm_mi(r, mod)), uses * float(dispersion(r))
+        b.n_tx += 1
+        self.stats["transmissions"] += 1
+        nack = self.errors and self.rng.random() < float(self._error_probability(info, spread, b.bits, eff_act[0]))
+        if nack:
+            self.stats["nacks"] += 1
+            self._nacked(u, b, k)
+        else:
+            waiting.remove(b)
+            b.state = ACKED
+            self.proc_free_at[u, b.proc] = k + self.rtt
+            self._set_retx_at(u)
+        return b.hi
+
+    def _resolve(self, u: int, capacity: np.ndarray, served_here: np.ndarray, now_s: float,
+                 delivered_at_s: float) -> None:
+        """Hand UE ``u``'s resolved blocks at the front of its queue to the RLC, in order."""
+        pend = self.pending[u]
+        buf = self.buffers
+        upto = None
+        while pend and pend[0].state != IN_FLIGHT:
+            b = pend.pop(0)
+            if b.state == ACKED:
+                upto = b.hi
+                continue
+            # a lost block: deliver what precedes it, then drop every packet with bits in it
+            if upto is not None and upto > buf.out_bits[u]:
+                served_here[u] += buf.serve_ue(u, upto - buf.out_bits[u], now_s, delivered_at_s)
+            upto = None
+            buf.drop_through(u, b.hi, now_s, self.drop_reason)
+        if upto is not None:
+            capacity[u] += max(0.0, upto - buf.out_bits[u])

@@ -1,0 +1,342 @@
+"""The link-to-system model (simcore.l2s): curves and HARQ against hand computations, and in the engine."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import integrate
+
+from simcore import l2s
+from simcore.buffers import DELIVERED, DROP_HARQ, DROPPED, QUEUED, PacketTable, UeBuffers
+from simcore.scenario import L2sConfig, ScenarioError, parse_scenario
+
+from core_helpers import Recording, assert_conserved, run_engine, small
+
+GAP = 10 ** 0.1  # the default 1 dB coding gap, linear
+
+
+def bpsk_mi(snr: float) -> float:
+    """Mutual information of BPSK (+-1) over real AWGN of variance 1/snr, by direct integration:
+    1 - E[log2(1 + exp(-2 y / sigma^2))] given +1 sent."""
+    s2 = 1.0 / snr
+
+    def f(y):
+        return (math.exp(-(y - 1.0) ** 2 / (2 * s2)) / math.sqrt(2 * math.pi * s2)
+                * np.logaddexp(0.0, -2 * y / s2) / math.log(2))
+
+    width = 12 * math.sqrt(s2)
+    return 1.0 - integrate.quad(f, 1 - width, 1 + width, limit=200)[0]
+
+
+def q(z: float) -> float:
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+# ------------------------------------------------------------------------------------ curves
+def test_qpsk_mutual_information_is_two_bpsk():
+    # QPSK of unit energy at SINR rho: two BPSKs, each at SNR rho per real dimension
+    for rho_db in (-5.0, 0.0, 3.0, 8.0):
+        rho = 10 ** (rho_db / 10)
+        assert float(l2s.bicm_mi(rho, 0)) == pytest.approx(2 * bpsk_mi(rho), abs=3e-4)
+    assert float(l2s.bicm_mi(1.0, 0)) == pytest.approx(0.97189, abs=3e-4)  # 2 x 0.48595 at 0 dB
+    # saturation at Qm, nothing at no SINR, and more bits per symbol need more SINR at low MI
+    assert [float(l2s.bicm_mi(1e5, m)) for m in range(3)] == pytest.approx([2.0, 4.0, 6.0], abs=1e-6)
+    assert float(l2s.bicm_mi(0.0, 1)) == 0.0
+    assert l2s.bicm_mi_inverse(l2s.bicm_mi(4.0, 2), 2) == pytest.approx(4.0, rel=1e-3)
+
+
+def test_miesm_effective_sinr():
+    # equal SINRs: the effective SINR is that SINR; unequal: the SINR of the mean MI
+    assert l2s.miesm(np.full(5, 3.0), 1) == pytest.approx(3.0, rel=1e-3)
+    eff = l2s.miesm(np.array([1.0, 10.0]), 0)
+    mean_mi = (2 * bpsk_mi(1.0) + 2 * bpsk_mi(10.0)) / 2
+    assert float(l2s.bicm_mi(eff, 0)) == pytest.approx(mean_mi, abs=5e-4)
+    assert 1.0 < eff < 5.5  # below the arithmetic mean: a faded PRB costs more than a strong one gives
+
+
+def test_bler_against_hand_computation():
+    # MCS 1 (QPSK, 0.1523 bit per use) on 1 PRB (180 uses) at 0 dB, 1 dB coding gap
+    rho = 1.0 / GAP
+    mi = 2 * bpsk_mi(rho)
+    v = (1 - (1 + rho) ** -2) / math.log(2) ** 2
+    n, k = 180.0, 0.1523 * 180
+    hand = q((n * mi - k) / math.sqrt(n * v))
+    assert float(l2s.bler(1.0, 1, n, GAP, 6144)) == pytest.approx(hand, abs=2e-3)
+    # MCS 7 (16QAM, 1.4766) at 3 dB on 2 PRBs
+    rho = 10 ** 0.3 / GAP
+    mi = float(l2s.bicm_mi(rho, 1))
+    v = (1 - (1 + rho) ** -2) / math.log(2) ** 2
+    n, k = 360.0, 1.4766 * 360
+    assert float(l2s.bler(10 ** 0.3, 7, n, GAP, 6144)) == pytest.approx(q((n * mi - k) / math.sqrt(n * v)), rel=1e-9)
+    # a block of three code blocks: all three must decode
+    n = 30 * 180.0
+    k = 5.5547 * n  # 29,995 bits: 5 blocks of 6144 or fewer
+    c = math.ceil(k / 6144)
+    rho = 10 ** 2.0 / GAP
+    mi = float(l2s.bicm_mi(rho, 2))
+    v = (1 - (1 + rho) ** -2) / math.log(2) ** 2
+    per_block = q((n / c * mi - k / c) / math.sqrt(n / c * v))
+    assert c == 5
+    assert float(l2s.bler(100.0, 15, n, GAP, 6144)) == pytest.approx(1 - (1 - per_block) ** c, rel=1e-9)
+
+
+def test_mcs_thresholds_are_where_bler_meets_the_target():
+    thr = l2s.mcs_thresholds_db(4, 180.0, 0.1, GAP, 6144)
+    for n in (1, 4):
+        for mcs in (1, 8, 15):
+            x = 10 ** (thr[n, mcs - 1] / 10)
+            assert float(l2s.bler(x, mcs, n * 180.0, GAP, 6144)) == pytest.approx(0.1, abs=1e-6)
+    assert (np.diff(thr[1:], axis=1) > 0).all()  # a higher MCS needs more SINR
+
+
+# ------------------------------------------------------------------------------ HARQ, OLLA
+ERR, OK = -1.0, 2.0  # stand-in uniform draws: below any block error probability / above any
+
+
+class Draws:
+    """A stand-in random generator: ``random`` returns the queued values (ERR: error, OK: decoded)."""
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def random(self, size=None):
+        if size is None:
+            return float(self.values.pop(0))
+        return np.array([self.values.pop(0) for _ in range(size)], dtype=float)
+
+
+def one_ue(sizes_bits, draws, **cfg) -> tuple[l2s.LinkToSystem, UeBuffers, PacketTable]:
+    pk = PacketTable()
+    n = len(sizes_bits)
+    pk.add(np.zeros(n, dtype=np.int64), np.asarray(sizes_bits, float), np.zeros(n), np.zeros(n), np.zeros(n))
+    buf = UeBuffers(1, np.array([1e9]), np.zeros(1, dtype=np.int64), np.array([1.0]), np.array([False]), pk)
+    buf.admit_ready(0.0)
+    data = L2sConfig().model_dump()
+    for key, value in cfg.items():
+        section, _, field = key.partition("__")
+        if field:
+            data[section][field] = value
+        else:
+            data[key] = value
+    model = l2s.LinkToSystem(L2sConfig.model_validate(data), 180e3, 1e-3, 1, 1, buf, Draws(draws), DROP_HARQ)
+    return model, buf, pk
+
+
+def tti(model, buf, k, sinr=10.0, prbs=1):
+    owner = np.full((1, prbs), 0)
+    s = np.broadcast_to(np.asarray(sinr, dtype=float), (1, prbs))
+    cap, here = model.step(k, owner, s, s, k * 1e-3, (k + 1) * 1e-3)
+    return buf.serve(cap, k * 1e-3, (k + 1) * 1e-3) + here
+
+
+def test_block_error_keeps_bits_queued_and_retransmission_delivers_them():
+    model, buf, pk = one_ue([300.0], [ERR, OK])  # first transmission fails, the retransmission decodes
+    assert tti(model, buf, 0)[0] == 0.0
+    assert buf.backlog_bits[0] == 300.0 and pk.status[0] == QUEUED
+    assert model.in_flight_bits == 300.0
+    assert pk.first_tx_s[0] == 0.0  # it went on air at TTI 0
+    for k in range(1, 8):  # nothing before the HARQ round trip (8 TTIs); no new data to send
+        assert tti(model, buf, k)[0] == 0.0
+    assert tti(model, buf, 8)[0] == 300.0
+    assert pk.status[0] == DELIVERED and pk.done_s[0] == pytest.approx(9e-3)
+    assert buf.backlog_bits[0] == 0.0 and model.in_flight_bits == 0.0
+    assert model.stats["transmissions"] == 2 and model.stats["first_nacks"] == 1
+
+
+@pytest.mark.parametrize("combining", ["ir", "chase", "none"])
+def test_soft_combining_against_hand_computation(combining):
+    model, buf, _ = one_ue([300.0], [ERR, ERR], harq__combining=combining, harq__max_transmissions=3)
+    tti(model, buf, 0, sinr=0.5)
+    tti(model, buf, 8, sinr=2.0)
+    blk = model.pending[0][0]
+    assert blk.mcs >= 1 and blk.n_tx == 2
+    mod = int(l2s.MCS_MOD[blk.mcs - 1])
+    n = 180.0
+
+    def mi(x):
+        return float(l2s.bicm_mi(x / GAP, mod))
+
+    def v(x):
+        return (1 - (1 + x / GAP) ** -2) / math.log(2) ** 2
+
+    if combining == "ir":  # mutual information and dispersion add up over the transmissions
+        assert blk.info == pytest.approx(n * mi(0.5) + n * mi(2.0))
+        assert blk.spread == pytest.approx(n * v(0.5) + n * v(2.0))
+    elif combining == "chase":  # the SINRs add up (one PRB each time: effective = its SINR)
+        assert blk.chase == pytest.approx(2.5, rel=1e-3)
+    else:
+        assert blk.chase == pytest.approx(0.5, rel=1e-3)  # only the first transmission's
+
+
+def test_blocks_are_delivered_in_order():
+    # at 0 dB one PRB carries 108 bits (MCS 4): two blocks; the first fails, the second decodes
+    model, buf, pk = one_ue([100.0, 100.0], [ERR, OK, OK], harq__processes=2)
+    out0 = tti(model, buf, 0, sinr=1.0)
+    assert out0[0] == 0.0
+    first = model.pending[0][0]
+    out1 = tti(model, buf, 1, sinr=1.0)
+    assert out1[0] == 0.0, "a decoded block waits for the earlier one in HARQ"
+    second = model.pending[0][1]
+    assert second.state == l2s.ACKED and first.state == l2s.IN_FLIGHT
+    out8 = tti(model, buf, 8, sinr=1.0)
+    assert out8[0] == pytest.approx(second.hi)
+    assert model.pending[0] == []
+
+
+def test_exhausted_block_drops_its_packets_and_conservation_holds():
+    model, buf, pk = one_ue([300.0, 300.0], [ERR, ERR], harq__max_transmissions=2, harq__processes=1)
+    tti(model, buf, 0, sinr=100.0)  # one block carries both packets (600 bits on 1 PRB at 20 dB)
+    assert model.pending[0][0].hi == 600.0
+    tti(model, buf, 8, sinr=100.0)  # second failure: lost
+    assert (pk.status[:2] == DROPPED).all() and (pk.drop_reason[:2] == DROP_HARQ).all()
+    assert buf.backlog_bits[0] == 0.0 and model.stats["lost_blocks"] == 1
+    # requeue instead: the block starts a new round and is delivered
+    model, buf, pk = one_ue([300.0], [ERR, ERR, OK], harq__max_transmissions=2, harq__on_failure="requeue")
+    tti(model, buf, 0)
+    tti(model, buf, 8)
+    assert model.stats["requeued_blocks"] == 1 and pk.status[0] == QUEUED
+    assert tti(model, buf, 16)[0] == 300.0 and pk.status[0] == DELIVERED
+
+
+def test_harq_processes_limit_new_blocks():
+    # one process, round trip 8: a UE can start a block only every 8 TTIs
+    model, buf, _ = one_ue([50.0] * 10, [OK] * 10, harq__processes=1, olla__enabled=False)
+    sent = [tti(model, buf, k, sinr=0.3)[0] > 0 for k in range(17)]
+    assert [k for k, s in enumerate(sent) if s] == [0, 8, 16]
+    assert model.stats["no_process_ttis"] == 14
+
+
+def test_outer_loop_offset_against_hand_computation():
+    # target 0.1, step up 0.5 dB: one NACK then three ACKs of first transmissions
+    model, buf, _ = one_ue([1e4] * 4, [ERR, OK, OK, OK], harq__processes=8)
+    for k in range(4):
+        tti(model, buf, k)
+    assert model.offset_db[0] == pytest.approx(0.5 - 3 * 0.5 * 0.1 / 0.9)
+
+
+def test_mcs_choice_is_the_highest_meeting_the_target():
+    model, buf, _ = one_ue([1e6], [OK], olla__enabled=False)
+    tti(model, buf, 0, sinr=10 ** 0.8, prbs=1)
+    blk_bits = buf.out_bits[0]
+    ok = [float(l2s.bler(10 ** 0.8, m, 180.0, GAP, 6144)) <= 0.1 for m in range(1, 16)]
+    mcs = max(m for m, good in zip(range(1, 16), ok) if good)
+    assert blk_bits == pytest.approx(l2s.MCS_EFFICIENCY[mcs - 1] * 180.0)
+
+
+def test_ns3_like_options_against_hand_computation():
+    # worst_prb: per PRB the highest MCS its one-PRB block carries at 10% BLER, the block takes the lowest
+    model, buf, _ = one_ue([1e6], [OK], mcs_selection="worst_prb", olla__enabled=False)
+    tti(model, buf, 0, sinr=[[10.0, 1.0]], prbs=2)
+    per_prb = [max([m for m in range(1, 16) if float(l2s.bler(x, m, 180.0, GAP, 6144)) <= 0.1], default=0)
+               for x in (10.0, 1.0)]
+    assert buf.out_bits[0] == pytest.approx(l2s.MCS_EFFICIENCY[min(per_prb) - 1] * 360.0)
+    # overhead: a quarter of the resource elements carry no data; MCS 1 forced below range
+    model, buf, _ = one_ue([1e6], [OK], overhead_fraction=0.25, below_range="lowest_mcs", olla__enabled=False)
+    tti(model, buf, 0, sinr=0.01)
+    assert buf.out_bits[0] == pytest.approx(0.1523 * 135.0)
+    model, buf, _ = one_ue([1e6], [OK], olla__enabled=False)
+    tti(model, buf, 0, sinr=0.01)
+    assert buf.out_bits[0] == 0.0 and model.stats["no_mcs_ttis"] == 1  # idle below range
+    # control channel: lost with 0.09 at -5 dB (QPSK effective SINR), independent of the block's decoding
+    model, _, _ = one_ue([1.0], [OK], control_errors=True)
+    p_block = float(l2s.block_error_rate(100.0, 50.0, 90.0, 6144))
+    p = float(model._error_probability(100.0, 50.0, 90.0, 10 ** -0.5))
+    assert p == pytest.approx(1 - (1 - 0.09) * (1 - p_block))
+
+
+def test_without_harq_a_lost_block_goes_back_to_the_queue():
+    model, buf, pk = one_ue([300.0], [ERR, OK], harq__enabled=False)
+    assert tti(model, buf, 0)[0] == 0.0
+    assert buf.backlog_bits[0] == 300.0 and model.in_flight_bits == 0.0 and model.sent[0] == 0.0
+    assert tti(model, buf, 1)[0] == 300.0  # sent again at the next grant, as new data
+    assert pk.status[0] == DELIVERED and pk.first_tx_s[0] == 0.0
+
+
+# ------------------------------------------------------------------------------ in the engine
+def l2s_scenario(**phy):
+    data = small(ues=2, duration_s=0.15).model_dump()
+    data["phy"].update(phy)
+    data["scheduling"]["interval_tti"] = 1
+    return parse_scenario(data)
+
+
+@pytest.mark.parametrize("variant", [
+    {"rus": 2, "harq": {"combining": "chase", "on_failure": "requeue", "max_transmissions": 2}, "policy": "maxcqi"},
+    {"harq": {"combining": "none", "processes": 2}, "policy": "rr", "numerology": 1},
+])
+def test_engine_l2s_variants_conserve(variant):
+    data = small(ues=2, duration_s=0.1).model_dump()
+    if variant.get("rus"):
+        data["cell"]["rus"] = [{"x_m": 400.0 * i, "y_m": 0.0} for i in range(variant["rus"])]
+    data["cell"]["numerology"] = variant.get("numerology", 0)
+    data["phy"]["l2s"] = {"enabled": True, "bler_target": 0.3, "harq": variant["harq"]}
+    data["phy"]["csi"] = {"period_tti": 2, "delay_tti": 1}
+    data["channel"]["ue_speed_kmh"] = 60.0
+    data["scheduling"]["interval_tti"] = 2
+    scn = parse_scenario(data)
+    _, res = run_engine(scn, policy := Recording(variant["policy"]))
+    assert_conserved(res)
+    assert res.counts["l2s_nacks"] > 0
+    if variant["harq"].get("on_failure") == "requeue":
+        assert "harq" not in set(res.packets["drop_reason"].astype(str))
+
+
+def test_engine_with_l2s_conserves_and_is_reproducible():
+    # aged CSI and a high BLER target: errors; one transmission only: lost blocks
+    scn = l2s_scenario(l2s={"enabled": True, "bler_target": 0.5, "olla": {"enabled": False},
+                            "harq": {"max_transmissions": 1}}, csi={"period_tti": 4, "delay_tti": 3})
+    _, res = run_engine(scn, policy := Recording("pf"))
+    assert_conserved(res)
+    c = res.counts
+    assert c["l2s_lost_blocks"] > 0 and c["l2s_first_nacks"] > 0
+    reasons = set(res.packets.loc[res.packets["status"] == "dropped", "drop_reason"].astype(str))
+    assert "harq" in reasons
+    assert c["harq_bits"] <= c["buffer_bits"] + 1e-6
+    _, again = run_engine(scn, Recording("pf"))
+    assert again.packets.equals(res.packets) and again.tti.equals(res.tti)
+    # the L2S has its own random stream: the traffic does not move when it is switched on
+    _, off = run_engine(l2s_scenario(csi={"period_tti": 4, "delay_tti": 3}), Recording("pf"))
+    np.testing.assert_array_equal(off.packets["arrival_s"], res.packets["arrival_s"])
+
+
+class PeekChannel(Recording):
+    """Keeps a copy of the engine's channel gain at every decision, with the observation's."""
+
+    def __init__(self):
+        super().__init__("pf")
+        self.engine = None
+        self.live = []
+
+    def decide(self, obs):
+        self.live.append(self.engine.channel.gain.copy())
+        return super().decide(obs)
+
+
+def test_observation_holds_the_report_measured_period_and_delay_ago():
+    from simcore.engine import Engine
+    from simcore.plugins import make_phy
+
+    scn = l2s_scenario(csi={"period_tti": 5, "delay_tti": 2})
+    policy = PeekChannel()
+    eng = Engine(scn, policy, make_phy("builtin"))
+    policy.engine = eng
+    eng.run()
+    gains = [obs.gain for obs, _ in policy.seen]
+    for k in range(40):
+        measured = max(0, (k - 2) // 5 * 5)  # reports at 0, 5, 10, ...; usable 2 TTIs later
+        np.testing.assert_array_equal(gains[k], policy.live[measured])
+    assert not np.array_equal(gains[6], gains[7])
+
+
+def test_schema_refuses_l2s_where_it_cannot_apply():
+    data = small().model_dump()
+    data["phy"]["l2s"] = {"enabled": True}
+    data["phy"]["backend"] = "ns3-shm"
+    with pytest.raises(ScenarioError, match="phy.l2s.enabled"):
+        parse_scenario(data)
+    data["phy"]["backend"] = "builtin"
+    data["slices"][1]["rate_model"] = "fbl"
+    with pytest.raises(ScenarioError, match=r"slices\[1\].rate_model"):
+        parse_scenario(data)
