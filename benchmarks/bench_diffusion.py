@@ -3,12 +3,15 @@
 Prints, each with a reference measured in the same run:
 
 - decision latency (median, p99 of the thread's CPU time per decision, which a shared machine
-  inflates far less than wall time; the wall median is printed too) of the policy with 5, 10 and 20 denoising steps and the Table I
-  network (16 x 128): the sampling alone (fast numpy path, and the plain PyTorch loop as the
-  reference, on the same noise: the largest difference of their actions is printed) and the whole
-  decision (encode, sample the candidates, critics' choice, decode), against PF's decision on the
-  same states; weights are the shipped checkpoint's for 20 steps when it is there, else freshly
-  initialised (the cost does not depend on the weights);
+  inflates far less than wall time; the wall median is printed too) of the policy with 5, 10 and
+  20 denoising steps and the Table I network (16 x 128), with 1 and 8 candidates: the sampling
+  alone (fast numpy path, and the plain PyTorch loop as the reference, on the same noise), the
+  shared encoding and decoder, and the whole decision as ``oransim run`` calls it (encode, sample
+  the candidates, critics' choice, decode) with either sampler, against PF's decision on the same
+  states. How far the fast path is from the loop: the largest difference of their actions (the
+  tolerance the tests hold is 1e-4), on how many states both pick the same candidate and decode
+  to the same allocation. Weights are the shipped checkpoint's for 20 steps when it is there,
+  else freshly initialised (the cost does not depend on the weights);
 - training throughput: gradient steps/s at the Table I size with the original's settings (gamma
   0.98, the Q term on the whole batch) and with gamma 0 and the Q term on 32 of the 128 states;
 - the evaluate table (diffusion_ql, dqn, pf against the optimum) on ``--eval-states`` held-out
@@ -17,7 +20,7 @@ Prints, each with a reference measured in the same run:
 The first line is the machine reference of ``bench_engine.py`` (one small numpy call); the
 machine is often shared, so compare ratios.
 
-    python benchmarks/bench_diffusion.py [--states 30] [--eval-states 200] [--train-steps 10]
+    python benchmarks/bench_diffusion.py [--states 30] [--eval-states 200] [--train-steps 10] [--steps 5,10,20]
 """
 
 from __future__ import annotations
@@ -85,7 +88,13 @@ def checkpoint_for(steps: int, folder: Path, scenario) -> Path:
     return path
 
 
-def latency(states, scenario, folder: Path) -> None:
+def same_allocations(a, b) -> bool:
+    """Same PRB owners, and powers equal to float32 rounding of the shares they come from."""
+    return np.array_equal(a.prb_owner, b.prb_owner) and np.allclose(a.power_w, b.power_w, rtol=1e-5, atol=0.0)
+
+
+def latency(states, scenario, folder: Path, step_counts=(5, 10, 20)) -> None:
+    from policies.learned.decoder import decode_action
     from policies.learned.diffusion_ql import DiffusionQlPolicy
     from policies.learned.encoding import encode_state
     from simcore.plugins import make_policy
@@ -93,29 +102,42 @@ def latency(states, scenario, folder: Path) -> None:
     pf = make_policy("pf")
     t_pf = timed(pf.decide, states)
     print(f"PF decision (reference)                         {stats_ms(t_pf)}")
-    for steps in (5, 10, 20):
+    for steps in step_counts:
         path = checkpoint_for(steps, folder, scenario)
-        fast = DiffusionQlPolicy(str(path), threads=1)
-        slow = DiffusionQlPolicy(str(path), threads=1, fast=False)
-        xs = [(encode_state(o, fast.spec), o.n_ues) for o in states]
-        diff = 0.0
-        for i, (x, n) in enumerate(xs):
-            fast.reset(i)
-            slow.reset(i)
-            diff = max(diff, float(np.abs(fast.sample(x, n)[0] - slow.sample(x, n)[0]).max()))
-        t_slow = timed(lambda xn: slow.sample(*xn), xs)
-        t_fast = timed(lambda xn: fast.sample(*xn), xs)
-        t_dec = timed(fast.decide, states)
-        c = fast.candidates
         where = "shipped" if path.parent == MODELS else "initialised"
-        print(f"{steps:2d} steps, 16 x 128, {c} candidates ({where} weights):")
-        print(f"   sampling, PyTorch loop (reference)            {stats_ms(t_slow)}")
-        print(f"   sampling, fast path                           {stats_ms(t_fast)}"
-              f"  x{np.median(t_slow[:, 0]) / np.median(t_fast[:, 0]):.1f} less CPU; max |diff| {diff:.1e}")
-        print(f"   whole decision (encode, sample, decode)       {stats_ms(t_dec)}"
-              f"  {np.median(t_dec[:, 0]) / np.median(t_pf[:, 0]):.1f} x PF")
-        one = DiffusionQlPolicy(str(path), threads=1, candidates=1)
-        print(f"   whole decision, 1 candidate                   {stats_ms(timed(one.decide, states))}")
+        for c in (1, 8):
+            fast = DiffusionQlPolicy(str(path), threads=1, candidates=c)
+            slow = DiffusionQlPolicy(str(path), threads=1, candidates=c, fast=False)
+            xs = [(encode_state(o, fast.spec), o) for o in states]
+            diff, same_best, same_alloc = 0.0, 0, 0
+            for i, (x, o) in enumerate(xs):
+                fast.reset(i)
+                slow.reset(i)
+                (a_f, b_f), (a_s, b_s) = fast.sample(x, o.n_ues), slow.sample(x, o.n_ues)
+                diff = max(diff, float(np.abs(a_f - a_s).max()))
+                same_best += b_f == b_s
+                fast.reset(i)
+                slow.reset(i)
+                same_alloc += same_allocations(fast.decide(o), slow.decide(o))
+            t_slow = timed(lambda xo: slow.sample(xo[0], xo[1].n_ues), xs)
+            t_fast = timed(lambda xo: fast.sample(xo[0], xo[1].n_ues), xs)
+            acts = [(fast.act(x, o), o) for x, o in xs]
+            t_enc = timed(lambda o: encode_state(o, fast.spec, out=fast._x), states)
+            t_dec = timed(lambda ao: decode_action(ao[0], ao[1], fast.spec, fast.objective), acts)
+            t_ref = timed(slow.decide, states)
+            t_all = timed(fast.decide, states)
+            print(f"{steps:2d} steps, 16 x 128, {c} candidate(s) ({where} weights):")
+            print(f"   sampling, PyTorch loop (reference)            {stats_ms(t_slow)}")
+            print(f"   sampling, fast path                           {stats_ms(t_fast)}"
+                  f"  x{np.median(t_slow[:, 0]) / np.median(t_fast[:, 0]):.1f} less CPU")
+            print(f"     actions: max |fast - loop| {diff:.1e}; same choice among candidates on {same_best}/{len(xs)}"
+                  f" states; same decoded allocation (powers within 1e-5) on {same_alloc}/{len(xs)}")
+            print(f"   encode (shared)                               {stats_ms(t_enc)}")
+            print(f"   decode (shared)                               {stats_ms(t_dec)}")
+            print(f"   whole decision, PyTorch loop (reference)      {stats_ms(t_ref)}")
+            print(f"   whole decision, fast path                     {stats_ms(t_all)}"
+                  f"  x{np.median(t_ref[:, 0]) / np.median(t_all[:, 0]):.1f} less CPU; "
+                  f"{np.median(t_all[:, 0]) / np.median(t_pf[:, 0]):.1f} x PF")
 
 
 def training_rate(scenario, n_steps: int) -> None:
@@ -160,8 +182,9 @@ def eval_table(scenario_path: Path, n: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--states", type=int, default=30, help="paper-cell states timed for latency")
-    ap.add_argument("--train-steps", type=int, default=10, help="gradient steps timed per setting")
+    ap.add_argument("--train-steps", type=int, default=10, help="gradient steps timed per setting (0: skip)")
     ap.add_argument("--eval-states", type=int, default=200, help="held-out states of the evaluate table (0: skip)")
+    ap.add_argument("--steps", default="5,10,20", help="denoising step counts timed (comma-separated)")
     args = ap.parse_args()
 
     import torch
@@ -176,8 +199,9 @@ def main() -> None:
     scn = load_scenario(path)
     states = sample_states(scn, args.states, 10_000, 200)
     with tempfile.TemporaryDirectory() as tmp:
-        latency(states, scn, Path(tmp))
-    training_rate(scn, args.train_steps)
+        latency(states, scn, Path(tmp), tuple(int(v) for v in args.steps.split(",")))
+    if args.train_steps > 0:
+        training_rate(scn, args.train_steps)
     if args.eval_states > 0:
         eval_table(path, args.eval_states)
 
