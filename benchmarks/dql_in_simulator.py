@@ -1,0 +1,167 @@
+"""Diffusion-QL against PF inside the simulator: paired DES runs over seeds, KPIs with 95 % intervals.
+
+Each seed runs the same scenario (same UE drop, channel and traffic, since they follow the seed)
+once per policy, as ``oransim run SCENARIO --policy P --seed S`` does, through ``oransim sweep``'s
+machinery (the sweep folder resumes; its job keys hash the policy string, so the default folder is
+named after the checkpoint's content). Per run, from the run folder (``analysis.kpis``):
+
+- ``w_goodput_mbps``: delivered weighted throughput, sum over slices of the slice weight times the
+  bits of delivered packets / simulated time;
+- ``w_tput_mbps``: the same over the bits served over the air (the sweep's ``run_wtput_mbps``);
+- per slice (by default URLLC): delay QoS (% of ended packets delivered within the slice's
+  maximum delay), drop %, p95 delay of delivered packets, rate QoS (% of UE-intervals at the
+  minimum rate or with the buffer emptied).
+
+Printed: each policy's mean and 95 % Student-t interval over the seeds, and the paired difference
+(learned policy minus PF, seed by seed) with its 95 % interval; "beats" means that interval lies
+above 0 (below 0 for drops and delays).
+
+    python benchmarks/dql_in_simulator.py                      # paper_default, 10 seeds, shipped checkpoint
+    python benchmarks/dql_in_simulator.py --seeds 3 --duration 1 --checkpoint models/other.pt
+    python benchmarks/dql_in_simulator.py --set cell.numerology=1    # any scenario field, as a sweep's set
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+#: (column, label, sign): sign +1 when more is better, -1 when less is better.
+KPIS = (("w_goodput_mbps", "delivered weighted throughput (Mbit/s)", +1),
+        ("w_tput_mbps", "weighted throughput over the air (Mbit/s)", +1),
+        ("delay_qos_pct", "{slice} delay QoS (%)", +1),
+        ("drop_pct", "{slice} packets dropped (%)", -1),
+        ("delay_p95_ms", "{slice} p95 delay (ms)", -1),
+        ("rate_qos_pct", "{slice} rate QoS (%)", +1))
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+
+
+def _value(text: str):
+    return yaml.safe_load(text)
+
+
+def run_sweep(scenario: Path, policies: list[str], seeds: list[int], duration: float | None,
+              sets: dict, out: Path, workers: int) -> Path:
+    """Run (or resume) the sweep of every seed x policy; returns the sweep folder."""
+    import oransim.cli  # noqa: F401  (loads the command line's modules in their order)
+    from oransim.sweep_cli import execute
+
+    spec = {"name": "dql-vs-pf", "scenario": str(scenario.resolve()), "seeds": seeds, "policies": policies,
+            "run": {"record_packets": True, **({"duration_s": duration} if duration else {})}}
+    if sets:
+        spec["set"] = sets
+    with tempfile.TemporaryDirectory() as tmp:
+        sweep_file = Path(tmp) / "dql_vs_pf.yaml"
+        sweep_file.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+        folder, summary = execute(sweep_file, out, workers, None, quiet=True)
+    if summary["failed"]:
+        sys.exit(f"{summary['failed']} run(s) failed; see {folder}/jobs/*.json")
+    return folder
+
+
+def run_kpis(folder: Path, slice_name: str) -> pd.DataFrame:
+    """One row per (policy, seed) of the sweep folder's runs: the KPIs of the module docstring."""
+    from analysis.kpis import delay_percentiles, load_run, slice_kpis
+
+    table = pd.read_parquet(folder / "results.parquet")
+    rows = []
+    for r in table.itertuples():
+        run = load_run(folder / r.run_dir)
+        k = slice_kpis(run)
+        weight = {s["name"]: float(s["weight"]) for s in run.manifest["scenario"]["slices"]}
+        if slice_name not in k.index:
+            sys.exit(f"--slice: the scenario has no slice '{slice_name}' (slices: {', '.join(k.index)})")
+        rows.append({"policy": r.policy, "seed": int(r.seed),
+                     "w_goodput_mbps": float(sum(weight[s] * k.loc[s, "goodput_mbps"] for s in k.index)),
+                     "w_tput_mbps": float(r.run_wtput_mbps),
+                     "delay_qos_pct": float(k.loc[slice_name, "delay_qos_pct"]),
+                     "drop_pct": float(k.loc[slice_name, "drop_pct"]),
+                     "delay_p95_ms": float(delay_percentiles(run, (95.0,)).loc[slice_name, "p95"]),
+                     "rate_qos_pct": float(k.loc[slice_name, "rate_qos_pct"])})
+    return pd.DataFrame(rows)
+
+
+def summary(kpis: pd.DataFrame, learned: str, reference: str, slice_name: str) -> pd.DataFrame:
+    """Per KPI: each policy's mean [95 % CI], the paired difference learned - reference [95 % CI], verdict."""
+    from analysis.sweep_plots import t_interval
+
+    a = kpis[kpis["policy"] == learned].set_index("seed").sort_index()
+    b = kpis[kpis["policy"] == reference].set_index("seed").sort_index()
+    seeds = a.index.intersection(b.index)
+    out = []
+    for col, label, sign in KPIS:
+        row = {"kpi": label.format(slice=slice_name)}
+        for name, df in ((learned, a), (reference, b)):
+            lo, hi = t_interval(df.loc[seeds, col])
+            row[name] = f"{df.loc[seeds, col].mean():.4g} [{lo:.4g}, {hi:.4g}]"
+        d = (a.loc[seeds, col] - b.loc[seeds, col]).to_numpy()
+        lo, hi = t_interval(d)
+        row["difference"] = f"{d.mean():+.4g} [{lo:+.4g}, {hi:+.4g}]"
+        gain = (lo, hi) if sign > 0 else (-hi, -lo)  # interval of the improvement
+        if np.all(d == 0):
+            row["verdict"] = "equal on every seed"
+        elif gain[0] > 0:
+            row["verdict"] = "better"
+        elif gain[1] < 0:
+            row["verdict"] = "worse"
+        else:
+            row["verdict"] = "no significant difference"
+        out.append(row)
+    return pd.DataFrame(out).set_index("kpi")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scenario", type=Path, default=ROOT / "scenarios" / "paper_default.yaml")
+    ap.add_argument("--checkpoint", type=Path, default=ROOT / "models" / "diffusion_ql_paper_default.pt")
+    ap.add_argument("--reference", default="pf", help="the policy compared against (default pf)")
+    ap.add_argument("--seeds", type=int, default=10, help="seeds 1..N (default 10)")
+    ap.add_argument("--duration", type=float, default=None, help="simulated seconds (default: the scenario's)")
+    ap.add_argument("--slice", default="urllc", help="slice of the per-slice rows (default urllc)")
+    ap.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                    help="scenario field for every run, as a sweep's set (repeatable)")
+    ap.add_argument("--workers", type=int, default=0, help="0: runs one after the other in this process (default); "
+                                                            "N: a local Ray instance with N CPUs")
+    ap.add_argument("--out", type=Path, default=None, help="sweep folder (default sweeps/dql-vs-pf-CHECKPOINTHASH)")
+    args = ap.parse_args()
+    if not args.checkpoint.is_file():
+        sys.exit(f"--checkpoint: {args.checkpoint}: no such file")
+    sets = {}
+    for item in args.set:
+        path, sep, value = item.partition("=")
+        if not sep:
+            sys.exit(f"--set: '{item}' is not PATH=VALUE")
+        sets[path] = _value(value)
+    learned = f"diffusion_ql:{args.checkpoint.resolve()}"
+    out = args.out or ROOT / "sweeps" / f"dql-vs-pf-{_digest(args.checkpoint)}"
+    folder = run_sweep(args.scenario, [args.reference, learned], list(range(1, args.seeds + 1)),
+                       args.duration, sets, out, args.workers)
+    kpis = run_kpis(folder, args.slice)
+    label = "diffusion_ql"
+    kpis["policy"] = kpis["policy"].where(kpis["policy"] == args.reference, label)
+    pd.set_option("display.width", 200)
+    pd.set_option("display.max_colwidth", 40)
+    what = f"{args.scenario.name}" + "".join(f", {k}={v}" for k, v in sets.items())
+    print(f"{what}: diffusion_ql ({args.checkpoint.name}, sha256 {_digest(args.checkpoint)}) vs {args.reference}, "
+          f"seeds 1-{args.seeds}, runs in {folder}")
+    print("mean [95 % t interval over seeds]; difference = diffusion_ql - "
+          f"{args.reference}, paired by seed")
+    print(summary(kpis, label, args.reference, args.slice).to_string())
+
+
+if __name__ == "__main__":
+    main()
