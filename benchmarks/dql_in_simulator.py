@@ -2,8 +2,8 @@
 
 Each seed runs the same scenario (same UE drop, channel and traffic, since they follow the seed)
 once per policy, as ``oransim run SCENARIO --policy P --seed S`` does, through ``oransim sweep``'s
-machinery (the sweep folder resumes; its job keys hash the policy string, so the default folder is
-named after the checkpoint's content). Per run, from the run folder (``analysis.kpis``):
+machinery (the sweep folder resumes; its job keys hash the policy string, not the file, so the default
+folder is named after the checkpoint's content and the runs' settings). Per run, from the run folder (``analysis.kpis``):
 
 - ``w_goodput_mbps``: delivered weighted throughput, sum over slices of the slice weight times the
   bits of delivered packets / simulated time;
@@ -136,7 +136,8 @@ def main() -> None:
                     help="scenario field for every run, as a sweep's set (repeatable)")
     ap.add_argument("--workers", type=int, default=0, help="0: runs one after the other in this process (default); "
                                                             "N: a local Ray instance with N CPUs")
-    ap.add_argument("--out", type=Path, default=None, help="sweep folder (default sweeps/dql-vs-pf-CHECKPOINTHASH)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="sweep folder (default sweeps/dql-vs-REFERENCE-CHECKPOINTHASH-RUNSHASH; resumed when it exists)")
     args = ap.parse_args()
     if not args.checkpoint.is_file():
         sys.exit(f"--checkpoint: {args.checkpoint}: no such file")
@@ -147,7 +148,11 @@ def main() -> None:
             sys.exit(f"--set: '{item}' is not PATH=VALUE")
         sets[path] = _value(value)
     learned = f"diffusion_ql:{args.checkpoint.resolve()}"
-    out = args.out or ROOT / "sweeps" / f"dql-vs-pf-{_digest(args.checkpoint)}"
+    # the sweep's job keys hash the policy string, not the file: the folder is named after the
+    # checkpoint's content and everything else that defines the runs
+    what = f"{args.scenario.resolve()} {args.reference} {args.seeds} {args.duration} {sorted(sets.items())}"
+    out = args.out or ROOT / "sweeps" / (f"dql-vs-{args.reference}-{_digest(args.checkpoint)}-"
+                                         f"{hashlib.sha256(what.encode()).hexdigest()[:6]}")
     folder = run_sweep(args.scenario, [args.reference, learned], list(range(1, args.seeds + 1)),
                        args.duration, sets, out, args.workers)
     kpis = run_kpis(folder, args.slice)
@@ -155,8 +160,8 @@ def main() -> None:
     kpis["policy"] = kpis["policy"].where(kpis["policy"] == args.reference, label)
     pd.set_option("display.width", 200)
     pd.set_option("display.max_colwidth", 40)
-    what = f"{args.scenario.name}" + "".join(f", {k}={v}" for k, v in sets.items())
-    print(f"{what}: diffusion_ql ({args.checkpoint.name}, sha256 {_digest(args.checkpoint)}) vs {args.reference}, "
+    title = f"{args.scenario.name}" + "".join(f", {k}={v}" for k, v in sets.items())
+    print(f"{title}: diffusion_ql ({args.checkpoint.name}, sha256 {_digest(args.checkpoint)}) vs {args.reference}, "
           f"seeds 1-{args.seeds}, runs in {folder}")
     print("mean [95 % t interval over seeds]; difference = diffusion_ql - "
           f"{args.reference}, paired by seed")

@@ -181,3 +181,41 @@ def test_shipped_checkpoints_run_through_evaluate(name, tmp_path):
     table = pd.read_csv(tmp_path / "e.csv", index_col=0)
     row = table.loc[[i for i in table.index if i.startswith("diffusion_ql")][0]]
     assert 0 < row["throughput_ratio"] <= 1.0 + 1e-6
+
+
+@pytest.fixture(scope="module")
+def fresh_paper_states():
+    """20 paper-cell states from seeds 7000-7019, which no training, held-out monitoring or README
+    table uses (those: seeds >= 2^32, 1-50, 5000-5099)."""
+    from oransim.evaluate import sample_states
+    from simcore.scenario import load_scenario
+
+    return sample_states(load_scenario(ROOT / "scenarios" / "paper_default.yaml"), 20, 7000, 200)
+
+
+SERVED_BELOW_PF = ("the shipped served checkpoint (2,652 gradient steps) ranks below pf on these states (9 wins, "
+                   "10 losses when measured; objective 17.8 vs 19.0 Mbit/s); strict: one that beats pf drops this mark")
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param("diffusion_ql_paper_default.pt", marks=pytest.mark.xfail(strict=True, reason=SERVED_BELOW_PF)),
+    "diffusion_ql_paper_default_rate.pt"])
+def test_shipped_checkpoint_beats_pf_on_20_fresh_states(name, fresh_paper_states):
+    """State by state, in the snapshot problem's own order under the checkpoint's objective (less total
+    rate shortfall first, then a larger weighted objective; ties within the problem's tolerances):
+    the checkpoint's allocation must come first on more states than pf's."""
+    path = ROOT / "models" / name
+    if not path.exists():
+        pytest.skip(f"models/{name} is not there")
+    from policies.learned.encoding import snapshot_problem
+
+    dql = make_policy("diffusion_ql", {"checkpoint": str(path)})
+    pf = make_policy("pf")
+    wins = losses = 0
+    for obs in fresh_paper_states:
+        problem = snapshot_problem(obs, dql.objective)
+        mine, theirs = problem.evaluate(dql.decide(obs)), problem.evaluate(pf.decide(obs))
+        first = problem.tied_best([mine.violation_bps, theirs.violation_bps], [mine.objective_bps, theirs.objective_bps])
+        wins += bool(first[0] and not first[1])
+        losses += bool(first[1] and not first[0])
+    assert wins > losses, (name, wins, losses)
