@@ -115,6 +115,15 @@ def test_sampling_is_seeded_feasible_and_the_fast_path_equals_the_loop(untrained
     np.testing.assert_array_equal(first.power_w, again.power_w)
 
 
+def test_the_fast_path_equals_the_loop_with_no_ue(untrained_checkpoint):
+    fast = DiffusionQlPolicy(str(untrained_checkpoint))
+    slow = DiffusionQlPolicy(str(untrained_checkpoint), fast=False)
+    x = np.zeros(fast.spec.state_dim, dtype=np.float32)
+    (a_fast, best_fast), (a_slow, best_slow) = fast.sample(x, 0), slow.sample(x, 0)
+    assert a_fast.shape == a_slow.shape == (SMALL.candidates, fast.spec.action_dim)
+    assert not a_fast.any() and not a_slow.any() and best_fast == best_slow
+
+
 def cli(*args):
     from typer.testing import CliRunner
 

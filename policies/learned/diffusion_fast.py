@@ -181,7 +181,8 @@ class FastSampler:
         m = self.spec.max_ues
         actions = np.zeros((c, 2, m), dtype=F32)
         shares = (xt + 1.0) * 0.5  # canonical form: each column over its largest entry
-        shares /= np.maximum(shares.max(axis=1, keepdims=True), CANONICAL_FLOOR)
+        if n:
+            shares /= np.maximum(shares.max(axis=1, keepdims=True), CANONICAL_FLOOR)
         actions[:, :, :n] = shares.transpose(0, 2, 1)
         actions = actions.reshape(c, 2 * m)
         best = 0 if c == 1 else int(np.argmax(self.min_q(ue, onehot, x, actions[:, :n], actions[:, m:m + n])))
