@@ -288,7 +288,9 @@ def evaluate(
         _fail([f"--policies: no policy named (available: {', '.join(known)})"])
     for n in names:
         if policy_spec(n)[0] not in known:
-            _fail([f"--policies: unknown policy '{policy_spec(n)[0]}' (available: {', '.join(known)})"])
+            from .sweep import unknown_policy
+
+            _fail([f"--policies: {unknown_policy(policy_spec(n)[0], known)}"])
         if names.count(n) > 1:
             _fail([f"--policies: '{n}' is named twice"])
     if optimum not in ("auto", *OPTIMA):

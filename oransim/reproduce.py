@@ -52,12 +52,14 @@ class Learned:
 def learned_policies(models_dir: Path = ROOT / "models") -> list[Learned]:
     from simcore.plugins import available
 
+    from .sweep import stale_install
+
     known = available("oransim.policies")
     out = []
     for label, (name, ckpt) in LEARNED.items():
         path = models_dir / ckpt
         if name not in known:
-            why = f"policy '{name}' is not implemented in this version"
+            why = stale_install(name) or f"policy '{name}' is not implemented in this version"
         elif not path.is_file():
             why = f"no checkpoint for the paper's `rate` objective at models/{ckpt}"
         else:

@@ -25,16 +25,22 @@ slice, in every slice). ``seed`` and ``policy`` are not paths: they come from ``
 per point x seed x policy and an evaluate job per point x seed (every policy on the same states,
 the optimum solved once). A job's ``key`` hashes everything that decides its result (the resolved
 scenario, seed, policy, mode and its options), so a re-run recognises finished jobs even after
-the file was edited, and reruns only those whose definition changed.
+the file was edited, and reruns only those whose definition changed. The key also holds the
+code that computes a result (``code_fingerprint``: a hash of the source of the packages that
+simulate, decide and score, and the versions of the numerical libraries) and the content of each
+checkpoint a policy loads, so results of an older version or of a retrained model are not reused.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
+import os
 import re
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -43,8 +49,15 @@ from pydantic import Field, ValidationError, field_validator
 from simcore.scenario import NAME_PATTERN, Scenario, ScenarioError, _Strict, load_scenario, parse_scenario
 from simcore.yamlio import YamlError, load_yaml_text, read_text_file
 
-#: Version of what a job computes: bump it when a job's KPIs change, so old results are not reused.
-JOB_FORMAT = 1
+#: Version of a job record's layout (its KPI columns); results of the code itself are told apart by
+#: ``code_fingerprint`` in every key. 2: keys hold the code fingerprint and checkpoint contents.
+JOB_FORMAT = 2
+#: What decides a job's numbers: these packages' Python source (every .py file under them) ...
+CODE_PACKAGES = ("simcore", "policies", "analysis", "ns3_bridge")
+#: ... these modules of the command-line package (the rest of it only runs and reports) ...
+CODE_MODULES = ("oransim/evaluate.py", "oransim/sweep_jobs.py")
+#: ... and the versions of the libraries the numbers come from (those installed).
+CODE_LIBRARIES = ("numpy", "scipy", "pandas", "highspy", "torch", "stable-baselines3", "simpy")
 #: Jobs one sweep may hold (a typo such as a 1,000-value list should not start a week of work).
 MAX_JOBS = 100_000
 _TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\*|[0-9]+)\]|(\.)")
@@ -205,8 +218,75 @@ def _label(policy: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:24] or "policy"
 
 
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """A hash (16 hex digits) of the code that computes a job's result: the source of
+    ``CODE_PACKAGES`` and ``CODE_MODULES`` (relative path and bytes of each file, sorted) and the
+    installed versions of ``CODE_LIBRARIES``. Any edit there, a pulled commit or an upgraded
+    library changes every key, so a re-run recomputes rather than reuses; an edit elsewhere (the
+    command line, reporting, docs) keeps finished results."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    files = [f for pkg in CODE_PACKAGES for f in (root / pkg).rglob("*.py")] + [root / m for m in CODE_MODULES]
+    for f in sorted(files, key=lambda f: f.relative_to(root).as_posix()):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    for lib in CODE_LIBRARIES:
+        try:
+            version = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            version = "-"
+        h.update(f"{lib}={version}\0".encode())
+    return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def checkpoint_digest(policy: str) -> str | None:
+    """Hash of the file a ``NAME:CHECKPOINT`` policy loads (None without one, "missing" if absent):
+    a retrained checkpoint under the same name is a different job."""
+    _, sep, path = policy.partition(":")
+    if not sep:
+        return None
+    try:
+        st = os.stat(path)
+        return _file_digest(path, st.st_size, st.st_mtime_ns)
+    except OSError:
+        return "missing"
+
+
+def stale_install(name: str, group: str = "oransim.policies") -> str | None:
+    """Why plug-in ``name`` is missing although this source tree has it: the ``pyproject.toml``
+    beside the package declares it and its module file is there, but the environment's entry
+    points were installed from an older tree. None if the tree does not have it either."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        declared = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+        target = declared["project"]["entry-points"][group][name]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    module = root / (target.partition(":")[0].replace(".", "/") + ".py")
+    if not module.is_file():
+        return None
+    return (f"'{name}' is in this source tree ({module.relative_to(root).as_posix()}) but not registered in this "
+            f"environment, whose entry points are older: reinstall (`make install` or `pip install -e .`)")
+
+
+def unknown_policy(name: str, known: list[str]) -> str:
+    """The one-line reason a policy name is refused (with the reinstall hint where it applies)."""
+    return stale_install(name) or f"unknown policy '{name}' (available: {', '.join(known)})"
+
+
 def _key(payload: dict) -> str:
-    text = json.dumps({"format": JOB_FORMAT, **payload}, sort_keys=True, default=str)
+    text = json.dumps({"format": JOB_FORMAT, "code": code_fingerprint(), **payload}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -261,7 +341,7 @@ def expand(spec: SweepSpec, sweep_file: str | Path) -> tuple[list[Point], list[J
     except ScenarioError as exc:
         raise SweepError([("scenario", f"{spec.scenario}: {p}: {m}") for p, m in exc.problems], source) from None
     known = available("oransim.policies")
-    problems = [(f"policies[{i}]", f"unknown policy '{policy_spec(p)[0]}' (available: {', '.join(known)})")
+    problems = [(f"policies[{i}]", unknown_policy(policy_spec(p)[0], known))
                 for i, p in enumerate(spec.policies) if policy_spec(p)[0] not in known]
     for where, paths in (("set", spec.set), ("grid", spec.grid), *((f"points[{i}]", p) for i, p in enumerate(spec.points))):
         for path in paths:
@@ -306,14 +386,15 @@ def expand(spec: SweepSpec, sweep_file: str | Path) -> tuple[list[Point], list[J
                     data = pt.scenario.model_dump(mode="json")
                     data["seed"] = seed
                     data["policy"] = {"name": name, "params": params}
-                    key = _key({"mode": "run", "scenario": data})
+                    key = _key({"mode": "run", "scenario": data, "checkpoints": [checkpoint_digest(pol)]})
                     jobs.append(Job(key, f"p{pt.index:04d}-{_label(pol)}-s{seed}-{key[:8]}", "run", pt.index, seed,
                                     (pol,), data))
             if spec.evaluate is not None:
                 data = pt.scenario.model_dump(mode="json")
                 data["seed"] = seed
                 options = spec.evaluate.model_dump()
-                key = _key({"mode": "evaluate", "scenario": data, "policies": policies, "options": options})
+                key = _key({"mode": "evaluate", "scenario": data, "policies": policies, "options": options,
+                            "checkpoints": [checkpoint_digest(p) for p in policies]})
                 jobs.append(Job(key, f"p{pt.index:04d}-evaluate-s{seed}-{key[:8]}", "evaluate", pt.index, seed,
                                 tuple(policies), data, options))
     return points, jobs

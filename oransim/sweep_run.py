@@ -38,7 +38,7 @@ import pandas as pd
 
 from simcore.outputs import OutputError, check_folder_target, publish_file
 
-from .sweep import Job, Point, SweepSpec
+from .sweep import Job, Point, SweepSpec, code_fingerprint
 from .sweep_jobs import run_job
 
 MARKER = "oransim_sweep"
@@ -143,7 +143,7 @@ def write_meta(out: Path, spec: SweepSpec, sweep_file: Path, points: list[Point]
         MARKER: 1, "name": spec.name, "sweep_file": str(sweep_file), "spec": spec.model_dump(mode="json"),
         "swept": list(dict.fromkeys([*(k for p in spec.points for k in p), *spec.grid])),
         "points": [{"point": p.index, **p.values} for p in points],
-        "policies": list(spec.policies), "seeds": spec.seed_list, "jobs": len(jobs),
+        "policies": list(spec.policies), "seeds": spec.seed_list, "jobs": len(jobs), "code": code_fingerprint(),
         "updated_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     })
 

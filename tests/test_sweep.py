@@ -107,6 +107,80 @@ def test_expand_errors_and_jobs(tmp_path):
     assert [j.key for j in expand(spec, tmp_path / "s.yaml")[1]] == [j.key for j in jobs]
 
 
+def test_keys_follow_the_code_and_the_checkpoints(tmp_path, monkeypatch):
+    """A job's key changes when the code that computes it changes (the source fingerprint) or when
+    a checkpoint it loads is replaced by another file of the same name; not otherwise."""
+    import oransim.sweep as sw
+
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"one")
+    body = TINY.replace("policies: [pf, rr]", f"policies: [pf, 'dqn:{ckpt}']").replace("run: {}\n", "")
+    spec = load_sweep(_write(tmp_path, body))
+    keys = [j.key for j in expand(spec, tmp_path / "s.yaml")[1]]
+    assert keys == [j.key for j in expand(spec, tmp_path / "s.yaml")[1]]
+    ckpt.write_bytes(b"two")  # retrained under the same name
+    assert not set(keys) & {j.key for j in expand(spec, tmp_path / "s.yaml")[1]}
+    ckpt.write_bytes(b"one")
+    assert [j.key for j in expand(spec, tmp_path / "s.yaml")[1]] == keys
+    fp = sw.code_fingerprint()
+    assert len(fp) == 16 and fp == sw.code_fingerprint()
+    monkeypatch.setattr(sw, "code_fingerprint", lambda: "another-revision")
+    assert not set(keys) & {j.key for j in expand(spec, tmp_path / "s.yaml")[1]}
+
+
+def test_fingerprint_covers_the_source(tmp_path, monkeypatch):
+    """The fingerprint hashes every .py of the packages that compute results: a changed byte in one
+    of them (a copy of the tree here) changes it, a changed byte elsewhere does not."""
+    import shutil
+
+    import oransim.sweep as sw
+
+    tree = tmp_path / "tree"
+    for pkg in sw.CODE_PACKAGES:
+        shutil.copytree(ROOT / pkg, tree / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    (tree / "oransim").mkdir()
+    for m in sw.CODE_MODULES:
+        shutil.copy(ROOT / m, tree / m)
+    (tree / "oransim" / "reporting.py").write_text("x = 1\n")
+    fake = tree / "oransim" / "sweep.py"
+    monkeypatch.setattr(sw, "__file__", str(fake))
+
+    def fingerprint():
+        sw.code_fingerprint.cache_clear()
+        return sw.code_fingerprint()
+
+    base = fingerprint()
+    (tree / "oransim" / "reporting.py").write_text("x = 2\n")  # not in the packages that compute
+    assert fingerprint() == base
+    target = tree / "simcore" / "snapshot.py"
+    target.write_text(target.read_text() + "\n# changed\n")
+    assert fingerprint() != base
+    monkeypatch.undo()
+    sw.code_fingerprint.cache_clear()
+
+
+def test_stale_install_says_reinstall(tmp_path, monkeypatch):
+    """A policy declared in pyproject.toml with its module in the tree, but missing from the
+    environment's entry points (installed from an older tree), is reported as needing a reinstall,
+    in sweeps and in the reproduction's list of learned policies; a name the tree lacks is unknown."""
+    import oransim.reproduce as rp
+    import oransim.sweep as sw
+    import simcore.plugins as plugins
+
+    real = plugins.available
+    monkeypatch.setattr(plugins, "available", lambda group: [n for n in real(group) if n != "diffusion_ql"])
+    hint = sw.stale_install("diffusion_ql")
+    assert "policies/learned/diffusion_ql.py" in hint and "make install" in hint and "pip install -e ." in hint
+    assert sw.stale_install("nope") is None
+    path = _write(tmp_path, "name: t\nscenario: QUICK\nseeds: [1]\npolicies: [pf, diffusion_ql, nope]\nrun: {}\n")
+    with pytest.raises(SweepError) as exc:
+        expand(load_sweep(path), path)
+    assert exc.value.problems[0] == ("policies[1]", hint)
+    assert exc.value.problems[1][0] == "policies[2]" and "unknown policy 'nope'" in exc.value.problems[1][1]
+    dql = next(lp for lp in rp.learned_policies() if lp.name == "diffusion_ql")
+    assert not dql.available and dql.why == hint
+
+
 def test_sweep_in_process_failures_resume_and_report(tmp_path, capsys, monkeypatch):
     """--workers 0: the table has a row per point x seed x policy; a policy whose checkpoint is
     missing fails in every job that uses it, recorded with its error while the others finish; a
