@@ -53,7 +53,7 @@ def main() -> None:
             times[w] = (wall, start)
             label = "in this process" if w == 0 else f"Ray, {w} worker(s)"
             print(f"{label:>18}: {len(jobs)} runs in {wall:7.1f} s" + (f" (Ray start-up {start:.1f} s)" if w else "")
-                  + f"; failed {s['failed']}")
+                  + f"; failed {s['failed']}; load average after {os.getloadavg()[0]:.1f}", flush=True)
     if 1 in times and 2 in times:
         (w1, s1), (w2, s2) = times[1], times[2]
         print(f"speed-up 2 vs 1 worker: {w1 / w2:.2f}x; without Ray's start-up: {(w1 - s1) / (w2 - s2):.2f}x")

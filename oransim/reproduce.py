@@ -4,8 +4,8 @@ Each figure is one sweep (``SWEEPS``); the classic policies and the optimum are 
 the learned policies of the paper (``LEARNED``) are added when their plug-in is installed and their
 checkpoint is in ``models/`` (trained for the paper's cell under the paper's objective, ``rate``).
 A learned policy that is not there appears as missing, never with a number. ``--quick`` runs
-every sweep on a reduced budget (``quick_variant``): two seeds, three states per seed, at most four
-values per swept field (the first, the last and evenly spaced ones between).
+every sweep on a reduced budget (``QUICK``): two seeds, one state per seed (Table II three), and
+a few of each swept field's values.
 
 Everything here reads the sweeps' results tables only; ``oransim.paper_page.write_markdown`` puts each result
 beside what the paper reports.
@@ -22,6 +22,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_DIR = ROOT / "scenarios" / "paper"
 
+UES = "slices[*].ues"
+RU_POWER = "cell.rus[0].max_power_dbm"
 #: figure id -> sweep file in scenarios/paper/
 SWEEPS = {"table2": "table2.yaml", "fig3b": "fig3b_ues.yaml", "fig3c": "fig3c_power_ues.yaml",
           "fig3d": "fig3d_ru_power.yaml", "fig3e": "fig3e_slice_power.yaml", "fig3f": "fig3f_interference.yaml"}
@@ -68,21 +70,39 @@ def learned_policies(models_dir: Path = ROOT / "models") -> list[Learned]:
     return out
 
 
-def quick_variant(spec):
-    """The reduced budget of ``--quick``: 2 seeds, 3 states per seed, at most 4 values per field."""
+#: The budget of ``--quick``, per figure: the swept values kept (a subset of the file's own, so the
+#: quick run is a sub-sample of the full one) and states per seed; every sweep keeps its first
+#: ``QUICK_SEEDS`` seeds. Chosen to run in about two minutes on a 2-core machine while every table
+#: and figure still has its axes: each figure's extremes and one value between; the paper cell
+#: (10 UEs per slice) wherever UEs are swept, so Fig. 3b-3d share points with Table II's cell; one
+#: state per seed (Table II three, its metrics being over states). The MILP's time on a state is
+#: very uneven (0.2 s to over 60 s on one core): the points kept are ones where it is short.
+QUICK_SEEDS = 2
+QUICK = {
+    "table2": {"grid": {}, "states": 3},
+    "fig3b": {"grid": {UES: [5, 10, 30, 50]}, "states": 1},
+    "fig3c": {"grid": {RU_POWER: [40, 46, 50], UES: [5, 10, 50]}, "states": 1},
+    "fig3d": {"grid": {RU_POWER: [40, 46, 50]}, "states": 1},
+    "fig3e": {"grid": {"slices[*].power_cap_dbm": [26, 34, 46]}, "states": 1},
+    "fig3f": {"grid": {"cell.rus[*].max_power_dbm": [48, 50], UES: [1, 3, 6]}, "states": 1},
+}
+
+
+def quick_variant(fig: str, spec):
+    """The reduced budget of ``--quick`` for figure ``fig`` (``QUICK``); ``ValueError`` if a kept
+    value is not among the sweep file's own (the quick run must be a sub-sample of the full one)."""
     from .sweep import SeedRange
 
-    def thin(values: list) -> list:
-        if len(values) <= 4:
-            return list(values)
-        idx = np.unique(np.round(np.linspace(0, len(values) - 1, 4)).astype(int))
-        return [values[i] for i in idx]
-
-    seeds = spec.seed_list[:2]
-    update = {"name": spec.name + "-quick", "seeds": SeedRange(first=seeds[0], count=len(seeds)),
-              "grid": {k: thin(v) for k, v in spec.grid.items()}}
+    budget = QUICK[fig]
+    for path, values in budget["grid"].items():
+        missing = [v for v in values if v not in spec.grid.get(path, [])]
+        if missing:
+            raise ValueError(f"{fig}: quick value(s) {missing} of '{path}' are not in the sweep file's grid")
+    grid = {k: list(budget["grid"].get(k, v)) for k, v in spec.grid.items()}
+    seeds = spec.seed_list[:QUICK_SEEDS]
+    update = {"name": spec.name + "-quick", "seeds": SeedRange(first=seeds[0], count=len(seeds)), "grid": grid}
     if spec.evaluate is not None:
-        update["evaluate"] = spec.evaluate.model_copy(update={"states": min(spec.evaluate.states, 3)})
+        update["evaluate"] = spec.evaluate.model_copy(update={"states": min(spec.evaluate.states, budget["states"])})
     return spec.model_copy(update=update)
 
 
@@ -96,7 +116,7 @@ def sweep_specs(quick: bool, learned: list[Learned]):
         spec = load_sweep(path)
         extra = [lp.spec for lp in learned if lp.available]
         spec = spec.model_copy(update={"policies": [*spec.policies, *extra]})
-        out.append((fig, path, quick_variant(spec) if quick else spec))
+        out.append((fig, path, quick_variant(fig, spec) if quick else spec))
     return out
 
 
@@ -143,8 +163,6 @@ FIGURES = {  # figure id -> (file name, what it shows)
     "fig3e": ("fig3e_slice_throughput_vs_slice_cap.png", "per-slice throughput against the slice power cap"),
     "fig3f": ("fig3f_throughput_vs_interference.png", "aggregate throughput against the largest interference"),
 }
-UES = "slices[*].ues"
-RU_POWER = "cell.rus[0].max_power_dbm"
 
 
 def draw(fig: str, sw, img_dir: Path) -> Path | None:

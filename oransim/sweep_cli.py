@@ -149,9 +149,11 @@ def report_sweep(folder: Path, kpi: Optional[str], x: Optional[str], figure: Opt
 
 def reproduce(
     what: str = typer.Argument(..., help="what to reproduce: paper"),
-    quick: bool = typer.Option(False, help="reduced budget: 2 seeds, 3 states, at most 4 values per swept field"),
+    quick: bool = typer.Option(False, help="reduced budget (about 2 minutes on 2 cores): 2 seeds, 1 state per seed "
+                                           "(Table II 3), a few values per swept field; in this process by default"),
     only: Optional[str] = typer.Option(None, help="comma-separated subset: table2,fig3b,fig3c,fig3d,fig3e,fig3f"),
-    workers: Optional[int] = typer.Option(None, help="as for sweep: local Ray CPUs (default all), 0 in this process"),
+    workers: Optional[int] = typer.Option(None, help="as for sweep: local Ray CPUs (default all; with --quick 0), "
+                                                     "0 in this process"),
     address: Optional[str] = typer.Option(None, help="as for sweep: a Ray cluster (ray://HOST:PORT or auto)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="folder of the sweeps (default reproduction[-quick]); "
                                                                "an existing one is resumed"),
@@ -174,8 +176,8 @@ def reproduce(
     bad = [f for f in figs if f not in rp.SWEEPS]
     if bad or not figs:
         _fail([f"--only: unknown figure '{(bad or [''])[0]}' (available: {', '.join(rp.SWEEPS)})"])
-    if workers is None:
-        workers = os.cpu_count() or 1
+    if workers is None:  # --quick: Ray's start-up and each worker's imports would cost more than its jobs
+        workers = 0 if quick and address is None else (os.cpu_count() or 1)
     base = out_dir or Path("reproduction-quick" if quick else "reproduction")
     docs_dir = docs or base
     img_dir = docs_dir / "img" / "paper"

@@ -19,7 +19,10 @@ Row columns (one row per point x seed x policy; ``mode`` says which job made it)
   optimum's), ``eval_tput_mbps_S`` per slice, ``eval_max_interference_dbm`` (mean over states of
   the largest interference on a served PRB; NaN with one RU), and the agreement table's
   ``eval_ratio`` (objective / optimum's), ``eval_qos_pct``, ``eval_mae``, ``eval_r2``,
-  ``eval_cosine``, ``eval_baep_pct``, ``eval_decide_ms``; ``eval_violation_mbps`` and
+  ``eval_cosine``, ``eval_baep_pct``, ``eval_decide_ms``; for a policy that says how it solved
+  (``optimal``) ``eval_mode`` (``single_ru``, ``joint``, ``certified``, ...) and ``eval_gap_pct``
+  (largest gap to the true optimum over the states: 0 where proven exact, NaN where not known);
+  ``eval_violation_mbps`` and
   ``eval_opt_violation_mbps`` (total rate shortfall against the needs, the policy's and the
   optimum's) and ``eval_beats_opt`` (states where the policy ranks above the optimum: must be 0).
 """
@@ -124,6 +127,8 @@ def _evaluate_rows(job: dict) -> list[dict]:
                "eval_ratio": float(t["throughput_ratio"]), "eval_qos_pct": float(t["qos_pct"]),
                "eval_mae": float(t["mae"]), "eval_r2": float(t["r2"]), "eval_cosine": float(t["cosine"]),
                "eval_baep_pct": float(t["baep_pct"]), "eval_decide_ms": float(t["decide_ms"])}
+        if "mode" in t and isinstance(t["mode"], str) and t["mode"]:  # a policy that reports how it solved (optimal)
+            row["eval_mode"], row["eval_gap_pct"] = t["mode"], float(t["gap_pct"])
         per_slice = np.mean([r["slice_throughput_bps"] for r in rs], axis=0) / 1e6
         row.update({f"eval_tput_mbps_{s}": float(v) for s, v in zip(slices, per_slice)})
         rows.append(row)
