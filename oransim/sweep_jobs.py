@@ -90,6 +90,31 @@ def _ranks_above(r: dict) -> bool:
     return abs(r["violation_bps"] - r["opt_violation_bps"]) <= tol_v and r["objective_bps"] > r["opt_objective_bps"] + tol_f
 
 
+#: States sampled and optima solved by this process, by state: sweeps of one reproduction share
+#: points (Fig. 3c's grid holds Fig. 3b's and 3d's), and a point x seed evaluated again with other
+#: policies need not sample or solve again. Oldest first out beyond ``_MEMO`` entries.
+_STATES: dict = {}
+_SOLVED: dict = {}
+_MEMO = 512
+
+
+def _remember(memo: dict, key, value) -> None:
+    memo[key] = value
+    while len(memo) > _MEMO:
+        memo.pop(next(iter(memo)))
+
+
+def _state_key(scenario: dict, state_seed: int, warmup_tti: int) -> str:
+    """What determines a sampled state: the scenario but its seed and duration (``sample_states``
+    sets both), the state's seed and the warm-up."""
+    import hashlib
+    import json
+
+    rest = {k: v for k, v in scenario.items() if k not in ("seed", "duration_s")}
+    text = json.dumps([rest, state_seed, warmup_tti], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _evaluate_rows(job: dict) -> list[dict]:
     from oransim.evaluate import evaluate, sample_states
     from simcore.plugins import plugin_problems, policy_spec
@@ -108,8 +133,15 @@ def _evaluate_rows(job: dict) -> list[dict]:
     if not fitting:
         return rows
     first = job["seed"] * opt["states"]
-    states = sample_states(scn, opt["states"], first, opt["warmup_tti"])
-    table, records = evaluate(states, fitting, optimum=opt["optimum"], seed=first, objective=opt["objective"])
+    keys = [_state_key(job["scenario"], first + i, opt["warmup_tti"]) for i in range(opt["states"])]
+    for key, i in zip(keys, range(first, first + opt["states"])):
+        if key not in _STATES:
+            _remember(_STATES, key, sample_states(scn, 1, i, opt["warmup_tti"])[0])
+    states = [_STATES[k] for k in keys]
+    table, records = evaluate(states, fitting, optimum=opt["optimum"], seed=first, objective=opt["objective"],
+                              solved=_SOLVED, state_keys=keys)
+    while len(_SOLVED) > _MEMO:
+        _SOLVED.pop(next(iter(_SOLVED)))
     slices = states[0].slice_names
     for spec in fitting:
         rs = [r for r in records if r["policy"] == spec]

@@ -159,6 +159,33 @@ def test_fingerprint_covers_the_source(tmp_path, monkeypatch):
     sw.code_fingerprint.cache_clear()
 
 
+def test_evaluations_share_states_and_optima(tmp_path):
+    """A second sweep over the same points with other policies samples and solves nothing again
+    (the process's memo) and gives the same table as a process without the memo."""
+    import oransim.sweep_jobs as sj
+    from oransim.sweep_run import run_sweep
+
+    def run(policies: str, out: str) -> pd.DataFrame:
+        body = TINY.replace("policies: [pf, rr]", f"policies: {policies}").replace("run: {}\n", "")
+        body = body.replace("seeds: [1, 2]", "seeds: [2]")
+        path = _write(tmp_path, body.replace("name: tiny", f"name: {out}"), f"{out}.yaml")
+        spec = load_sweep(path)
+        points, jobs = expand(spec, path)
+        assert run_sweep(spec, path, points, jobs, tmp_path / out)["failed"] == 0
+        return pd.read_parquet(tmp_path / out / "results.parquet")
+
+    sj._STATES.clear(), sj._SOLVED.clear()
+    run("[pf, optimal]", "a")
+    n_states, n_solved = len(sj._STATES), len(sj._SOLVED)
+    assert n_states == n_solved == 2  # 2 points x 1 seed, one state each
+    shared = run("[rr, optimal]", "b")
+    assert (len(sj._STATES), len(sj._SOLVED)) == (n_states, n_solved)
+    sj._STATES.clear(), sj._SOLVED.clear()
+    fresh = run("[rr, optimal]", "c")
+    timing = [c for c in shared.columns if c.endswith("decide_ms")]
+    pd.testing.assert_frame_equal(shared.drop(columns=timing), fresh.drop(columns=timing))
+
+
 def test_stale_install_says_reinstall(tmp_path, monkeypatch):
     """A policy declared in pyproject.toml with its module in the tree, but missing from the
     environment's entry points (installed from an older tree), is reported as needing a reinstall,
