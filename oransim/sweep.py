@@ -52,9 +52,11 @@ from simcore.yamlio import YamlError, load_yaml_text, read_text_file
 #: Version of a job record's layout (its KPI columns); results of the code itself are told apart by
 #: ``code_fingerprint`` in every key. 2: keys hold the code fingerprint and checkpoint contents.
 JOB_FORMAT = 2
-#: What decides a job's numbers: these packages' Python source (every .py file under them) ...
+#: What decides a job's numbers: these packages' source (every .py file and the ns-3 server's .cc) ...
 CODE_PACKAGES = ("simcore", "policies", "analysis", "ns3_bridge")
-#: ... these modules of the command-line package (the rest of it only runs and reports) ...
+#: ... but their modules that only draw ...
+CODE_EXCLUDED = ("analysis/plots.py", "analysis/sweep_plots.py")
+#: ... and these modules of the command-line package (the rest of it only runs and reports) ...
 CODE_MODULES = ("oransim/evaluate.py", "oransim/sweep_jobs.py")
 #: ... and the versions of the libraries the numbers come from (those installed).
 CODE_LIBRARIES = ("numpy", "scipy", "pandas", "highspy", "torch", "stable-baselines3", "simpy")
@@ -221,15 +223,18 @@ def _label(policy: str) -> str:
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
     """A hash (16 hex digits) of the code that computes a job's result: the source of
-    ``CODE_PACKAGES`` and ``CODE_MODULES`` (relative path and bytes of each file, sorted) and the
+    ``CODE_PACKAGES`` but ``CODE_EXCLUDED``, and ``CODE_MODULES`` (relative path and bytes of each
+    file, sorted) and the
     installed versions of ``CODE_LIBRARIES``. Any edit there, a pulled commit or an upgraded
     library changes every key, so a re-run recomputes rather than reuses; an edit elsewhere (the
     command line, reporting, docs) keeps finished results."""
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    files = [f for pkg in CODE_PACKAGES for f in (root / pkg).rglob("*.py")] + [root / m for m in CODE_MODULES]
-    for f in sorted(files, key=lambda f: f.relative_to(root).as_posix()):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    files = {f.relative_to(root).as_posix(): f for pkg in CODE_PACKAGES for pattern in ("*.py", "*.cc")
+             for f in (root / pkg).rglob(pattern)}
+    files.update({m: root / m for m in CODE_MODULES})
+    for rel in sorted(set(files) - set(CODE_EXCLUDED)):
+        h.update(rel.encode() + b"\0" + files[rel].read_bytes() + b"\0")
     for lib in CODE_LIBRARIES:
         try:
             version = metadata.version(lib)

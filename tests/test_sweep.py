@@ -152,6 +152,9 @@ def test_fingerprint_covers_the_source(tmp_path, monkeypatch):
     base = fingerprint()
     (tree / "oransim" / "reporting.py").write_text("x = 2\n")  # not in the packages that compute
     assert fingerprint() == base
+    plots = tree / "analysis" / "sweep_plots.py"  # draws only
+    plots.write_text(plots.read_text() + "\n# changed\n")
+    assert fingerprint() == base
     target = tree / "simcore" / "snapshot.py"
     target.write_text(target.read_text() + "\n# changed\n")
     assert fingerprint() != base
