@@ -74,9 +74,9 @@ def learned_policies(models_dir: Path = ROOT / "models") -> list[Learned]:
 #: quick run is a sub-sample of the full one) and states per seed; every sweep keeps its first
 #: ``QUICK_SEEDS`` seeds. Chosen to run in about two minutes on a 2-core machine while every table
 #: and figure still has its axes: each figure's extremes and one value between; the paper cell
-#: (10 UEs per slice, 46 dBm) among them, so Fig. 3c's grid holds Fig. 3b's and 3d's points, which
-#: are then sampled and solved once (``sweep_jobs``); one state per seed (Table II three, its
-#: metrics being over states). The MILP's time on a state is very uneven (0.2 s to over 60 s on
+#: (10 UEs per slice, 46 dBm) among them, so Fig. 3c's grid holds 3 of Fig. 3b's points and all
+#: of 3d's, which are then sampled and solved once (``sweep_jobs``); one state per seed (Table II
+#: three, its metrics being over states). The MILP's time on a state is very uneven (0.2 s to over 60 s on
 #: one core): the points kept are ones where it is short.
 QUICK_SEEDS = 2
 QUICK = {
