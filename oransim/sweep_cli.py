@@ -230,7 +230,7 @@ def reproduce(
             out.print(f"{fig}: {png}", markup=False, highlight=False)
     wall = time.perf_counter() - t0
     budget = ("`--quick`: " if quick else "full: ") + "; ".join(
-        f"{f} {len(s.seed_list)} seeds x {s.evaluate.states} states x "
+        f"{f} {len(s.seed_list)} seeds x {s.evaluate.states} state(s) per seed x "
         f"{int(np.prod([len(v) for v in s.grid.values()])) if s.grid else 1} point(s)" for f, _, s in specs) + \
         f"; the jobs' wall times add up to {compute_s / 60:.1f} min"
     cpu = time.process_time() - cpu0
