@@ -2,7 +2,7 @@
 
 Each seed runs the same scenario (same UE drop, channel and traffic, since they follow the seed)
 once per policy, as ``oransim run SCENARIO --policy P --seed S`` does, through ``oransim sweep``'s
-machinery (the sweep folder resumes; its job keys hash the policy string, not the file, so the default
+machinery (the sweep folder resumes; its job keys hash the checkpoint's content and the code, and the default
 folder is named after the checkpoint's content and the runs' settings). Per run, from the run folder (``analysis.kpis``):
 
 - ``w_goodput_mbps``: delivered weighted throughput, sum over slices of the slice weight times the
