@@ -9,11 +9,15 @@ The paper cell (1 RU, 30 PRBs, numerology 0: 1 ms TTIs, PF deciding every 10 TTI
              round-robin scheduler granting every PRB to full-buffer UEs, no engine and no shared
              memory (``oransim_phy_server CONFIG --lte-only MS``): the cost of the LTE model itself.
 
-ns3-shm spends about three ns-3 subframes per engine TTI (the LTE MAC schedules two subframes
-ahead; the server runs until the TTI's transport blocks are reported), so its cost per TTI is
-compared with LTE-only's cost per subframe.
+ns3-shm runs one ns-3 subframe per engine TTI (the grants are handed to the eNB PHY between two
+subframes), so its cost per TTI is compared with LTE-only's cost per subframe.
 
-    python benchmarks/bench_ns3.py [--sizes 4,10,30] [--duration 1.0]
+``--ref-server FILE`` also times ns3-shm with another version of the server source (e.g. the
+previous one, from ``git show REV:ns3_bridge/server/oransim_phy_server.cc``) on the same runs,
+alternated with this one, and prints the ratio of their per-TTI times (a ratio within one run: the
+machine's load moves both alike).
+
+    python benchmarks/bench_ns3.py [--sizes 4,10,30] [--duration 1.0] [--ref-server OLD.cc]
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ from simcore.scenario import Scenario
 
 
 class TimedShm(Ns3ShmPhy):
+    def __init__(self, source: Path | None = None):
+        super().__init__()
+        self.server_source = source
+
     def open(self, *args, **kw):
         t0 = time.perf_counter()
         super().open(*args, **kw)
@@ -61,20 +69,34 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="4,10,30", help="UEs per slice")
     ap.add_argument("--duration", type=float, default=1.0, help="simulated seconds per run")
+    ap.add_argument("--ref-server", type=Path, default=None, help="another server source to time alongside")
     args = ap.parse_args()
     server_binary()  # compile outside the timings
+    if args.ref_server:
+        server_binary(source=args.ref_server)
+
+    def shm_ms(scn, source=None):
+        phy = TimedShm(source)
+        r = Engine(scn, make_policy("pf"), phy).run()
+        return (r.wall_s - phy.open_s - phy.close_s) / scn.n_tti * 1e3, phy
+
     rows = []
     for n in (int(x) for x in args.sizes.split(",")):
         scn = paper_cell(n, duration_s=args.duration)
         r_b = Engine(scn, make_policy("pf"), BuiltinPhy()).run()
-        phy = TimedShm()
-        r_s = Engine(scn, make_policy("pf"), phy).run()
-        shm_run = r_s.wall_s - phy.open_s - phy.close_s
+        ms, phy = shm_ms(scn)
+        ref_ms = None
+        if args.ref_server:  # this, reference, this, reference: alternated, the mean of two of each
+            ref_a, ref_phy = shm_ms(scn, args.ref_server)
+            ms_b, _ = shm_ms(scn)
+            ref_b, _ = shm_ms(scn, args.ref_server)
+            ms, ref_ms = (ms + ms_b) / 2, (ref_a + ref_b) / 2
+            ref_sf = (ref_phy.counters["ns3_subframes"] - ref_phy.counters["warmup_subframes"]) / scn.n_tti
         lte = lte_only(scn, scn.n_tti)
-        rows.append({
+        rows.append({"ref_ms": ref_ms, "ref_sf": ref_sf if ref_ms else None,
             "ues": 3 * n, "tti": scn.n_tti,
             "builtin_ms": r_b.wall_s / scn.n_tti * 1e3,
-            "shm_ms": shm_run / scn.n_tti * 1e3, "shm_start_s": phy.open_s,
+            "shm_ms": ms, "shm_start_s": phy.open_s,
             "subframes_per_tti": (phy.counters["ns3_subframes"] - phy.counters["warmup_subframes"]) / scn.n_tti,
             "lte_ms": lte["run_s"] / lte["subframes"] * 1e3, "lte_setup_s": lte["setup_s"],
         })
@@ -86,6 +108,11 @@ def main() -> None:
               f"{r['subframes_per_tti']:>14.2f} {r['lte_ms']:>15.3f} {r['lte_setup_s']:>17.2f} "
               f"{r['shm_ms'] / r['lte_ms']:>15.2f}")
     print("ns3-shm start: set-up and random access of every UE (in ns-3 time: until all are connected, + 40 ms)")
+    if args.ref_server:
+        print(f"\nreference server {args.ref_server} (runs alternated with this one; mean of two each):")
+        print(f"{'UEs':>4} {'ref ms/TTI':>11} {'ref subframes/TTI':>18} {'this ms/TTI':>12} {'ref / this':>11}")
+        for r in rows:
+            print(f"{r['ues']:>4} {r['ref_ms']:>11.3f} {r['ref_sf']:>18.2f} {r['shm_ms']:>12.3f} {r['ref_ms'] / r['shm_ms']:>11.2f}")
 
 
 if __name__ == "__main__":

@@ -42,9 +42,9 @@ def ns3_root() -> Path:
     return root
 
 
-def compile_command(output: Path, root: Path) -> list[str]:
+def compile_command(output: Path, root: Path, source: Path = SOURCE) -> list[str]:
     lib = root / "lib64"
-    return ["g++", "-std=c++20", "-O2", "-w", f"-I{root / 'include'}", "-o", str(output), str(SOURCE),
+    return ["g++", "-std=c++20", "-O2", "-w", f"-I{root / 'include'}", "-o", str(output), str(source),
             f"-L{lib}", f"-Wl,-rpath,{lib}", *[f"-lns{NS3_VERSION}-{m}" for m in NS3_MODULES],
             "-Wl,--allow-shlib-undefined", "-pthread", "-lrt"]
 
@@ -53,15 +53,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ORANSIM_CACHE", Path.home() / ".cache" / "oransim"))
 
 
-def server_binary(progress=None) -> Path:
-    """Path of the compiled server, compiling it first if this source has not been built yet."""
+def server_binary(progress=None, source: Path = SOURCE) -> Path:
+    """Path of the compiled server, compiling it first if this source has not been built yet
+    (``source``: another version of the server, e.g. a benchmark's reference)."""
     if shutil.which("g++") is None:
         raise Ns3BuildError("g++ is needed to build the ns-3 PHY server and was not found on PATH")
     root = ns3_root()
     gxx = subprocess.run(["g++", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     key = hashlib.sha256()
-    key.update(SOURCE.read_bytes())
-    key.update(" ".join(compile_command(Path("out"), root)).encode())
+    key.update(Path(source).read_bytes())
+    key.update(" ".join(compile_command(Path("out"), root, source)).encode())
     key.update(gxx.encode())
     folder = cache_dir() / "ns3-phy-server" / key.hexdigest()[:16]
     binary = folder / "oransim_phy_server"
@@ -75,7 +76,7 @@ def server_binary(progress=None) -> Path:
         if progress is not None:
             progress("compiling the ns-3 PHY server (once, ~10 s)")
         tmp = folder / f".oransim_phy_server.{os.getpid()}"
-        res = subprocess.run(compile_command(tmp, root), capture_output=True, text=True)
+        res = subprocess.run(compile_command(tmp, root, source), capture_output=True, text=True)
         if res.returncode != 0:
             log = folder / "build.log"
             log.write_text(res.stdout + res.stderr)

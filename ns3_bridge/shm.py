@@ -74,8 +74,11 @@ points that matter for results:
   there; equal per-PRB power (every classic scheduler) is reproduced exactly.
 - Association: ns-3 attaches each UE to its serving RU (strongest large-scale gain) for the whole
   run; an allocation that serves a UE from another RU stops the run with an error.
-- Each TTI takes about three ns-3 subframes (the MAC schedules two subframes ahead; the server runs
-  until every transport block of the TTI is reported), so ns-3's clock runs ahead of the engine's.
+- Timing: one ns-3 subframe per TTI. The server hands each TTI's DCIs and transport blocks to the
+  eNB PHYs between two subframes (its MAC-to-channel delay set to 1), so they go out in the next
+  subframe and are decoded, or not, by its end, in the same request. The CQI behind a grant of TTI
+  t was measured on the channel of TTI t - 6 or t - 7 (ns-3's CQI path: a report every 2
+  subframes, 4 subframes in the UE's uplink control queue, then the next subframe indication).
 """
 
 from __future__ import annotations
@@ -231,6 +234,7 @@ class Ns3ShmPhy:
     name = "ns3-shm"
     check_scenario = staticmethod(scenario_problems)  # used by `oransim validate` and `run` before starting
     needs_full_gain = True  # ns-3 computes every UE's CQI from the whole table (module doc, "Gains")
+    server_source: Path | None = None  # another server source to build and run (benchmarks' reference)
 
     def __init__(self, timeout_s: float = 60.0, startup_timeout_s: float = 900.0, warmup_max_ms: int = 5000):
         bad = param_problems({"timeout_s": timeout_s, "startup_timeout_s": startup_timeout_s,
@@ -256,7 +260,8 @@ class Ns3ShmPhy:
         if channel is None or serving_ru is None:
             raise Ns3PhyError("ns3-shm needs the engine's channel and serving RUs (open(..., channel=, serving_ru=))")
         try:
-            self.binary = binary = server_binary()
+            self.binary = binary = (server_binary(source=self.server_source) if self.server_source
+                                    else server_binary())
         except Ns3BuildError as exc:
             raise Ns3PhyError(str(exc)) from None
         s = scenario

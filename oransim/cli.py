@@ -371,9 +371,12 @@ from .learn_cli import dataset as _dataset_cmd, train as _train_cmd  # noqa: E40
 
 from .sweep_cli import reproduce as _reproduce_cmd, sweep as _sweep_cmd  # noqa: E402
 
+from .calibrate import calibrate as _calibrate_cmd  # noqa: E402
+
 app.command("dataset")(_dataset_cmd)
 app.command("sweep")(_sweep_cmd)
 app.command("reproduce")(_reproduce_cmd)
+app.command("calibrate")(_calibrate_cmd)
 app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_train_cmd)
 
 

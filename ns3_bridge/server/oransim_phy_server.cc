@@ -11,9 +11,15 @@
 //     link through OransimCondition) or log-distance, at the scenario's carrier frequency;
 //   - shadowing and small-scale fading: the engine's realisation, applied per PRB per TTI by
 //     OransimFading (a SpectrumPropagationLossModel reading the request's gain table);
-//   - MAC: OransimScheduler wraps ns-3's round-robin scheduler (which keeps doing random access and
-//     uplink) and replaces its downlink data grants by the engine's allocation; the MCS of each
-//     grant comes from ns-3's AMC and the UE's latest CQI reports; power per PRB via P_A.
+//   - MAC: OransimScheduler wraps ns-3's round-robin scheduler (which keeps doing random access,
+//     RRC and uplink) and removes its downlink data grants; it keeps the UEs' CQI reports. The
+//     engine's allocation is handed to each eNB's PHY directly (Inject): one DCI and one transport
+//     block per UE per block, MCS from ns-3's AMC on the UE's latest CQI, power per PRB via P_A;
+//   - timing (one ns-3 subframe per engine TTI): the eNB PHY's MacToChannelDelay is 1 and a request
+//     is injected between two subframes, so its DCIs and data go out in the very next subframe and
+//     are received (decoded or not) by its end. A CQI measured in subframe n reaches the scheduler's
+//     reports at n + 5 (the UE's 4-subframe uplink control queue, then the next subframe indication),
+//     so a grant of TTI t uses a CQI measured on TTI t - 6 or t - 7's channel (UEs report every 2 subframes);
 //   - results: per PRB the SINR ns-3 computed for the owner's reception (LteChunkProcessor) and
 //     the bits of its transport block when ns-3's error model decoded it (DlPhyReception).
 //
@@ -67,10 +73,10 @@ static const int MAX_BLOCKS = 93;
 // total UE count with 4 indices to spare, so the total over all RUs is bounded
 static const int MAX_UES = 316;
 static const uint8_t DRB_LCID = 3; // first data radio bearer
-// ns-3's LTE MAC schedules a subframe two subframes ahead of its transmission; the UE reports the
-// transport block at the end of that subframe: 3 ms after the scheduler call (measured; the
-// tests check every granted PRB gets its report)
-static const int64_t RX_AFTER_DCI_NS = 3000000;
+// LteEnbPhy::MacToChannelDelay (ns-3's default is 2): with 1, what is handed to the PHY between two
+// subframes goes out in the next one and is received by its end (the tests check that every
+// granted PRB gets its report within the request's subframe)
+static const uint32_t MAC_TO_CHANNEL_SUBFRAMES = 1;
 
 // ------------------------------------------------------------------------- shared memory
 enum : uint64_t { ST_STARTING = 0, ST_READY = 1, ST_ERROR = 2, ST_EXIT = 3 };
@@ -196,11 +202,10 @@ struct World
     std::map<const MobilityModel*, std::pair<int, int>> ruOfMobility; // eNB node -> (RU, block)
     std::vector<std::vector<bool>> los;                        // [ue][ru]
     std::vector<SubUe> subs;                                   // index = ue * nBlocks + block
-    std::vector<std::vector<Grant>> pending;                   // per eNB (ru * nBlocks + block)
     std::vector<Expected> expected;
     std::map<int, int> expectedOfSub;
     int outstanding = 0;
-    int64_t dciAtNs = -1; // when this TTI's grants went to the MAC
+    int64_t dciAtNs = -1; // when this TTI's grants were injected
     bool passThrough = false; // --lte-only: the round-robin scheduler's own grants go out
     // diagnostics, reported when a TTI cannot be completed
     uint64_t dcisBuilt = 0;
@@ -420,20 +425,22 @@ class OransimScheduler : public FfMacScheduler
         return wb != m_wbCqi.end() ? wb->second : 1;
     }
 
+    // the round-robin scheduler's downlink data grants never go out: the engine's are injected
     void Rewrite(FfMacSchedSapUser::SchedDlConfigIndParameters& p)
     {
-        if (g.passThrough)
+        if (!g.passThrough)
         {
-            return;
+            p.m_buildDataList.clear();
         }
-        p.m_buildDataList.clear();
-        if (enb < 0 || g.pending[enb].empty())
-        {
-            return;
-        }
+    }
+
+    // Hand this TTI's grants of this eNB to its PHY: for the next subframe, one DL DCI (format 1,
+    // type 0 bitmap, new data) and one transport block per UE, with the MCS the UE's CQI supports.
+    void Inject(Ptr<LteEnbPhy> phy, const std::vector<Grant>& grants)
+    {
         const int ru = enb / g.nBlocks;
         const int block = enb % g.nBlocks;
-        for (const Grant& gr : g.pending[enb])
+        for (const Grant& gr : grants)
         {
             SubUe& s = g.subs[gr.sub];
             const uint16_t rnti = s.dev->GetRrc()->GetRnti();
@@ -452,14 +459,14 @@ class OransimScheduler : public FfMacScheduler
             dci.m_format = DlDciListElement_s::ONE;
             dci.m_tpc = 1; // 0 dB
             dci.m_harqProcess = m_harq[rnti]++ % HARQ_PROC_NUM;
-            BuildDataListElement_s el;
-            el.m_rnti = rnti;
-            el.m_dci = dci;
-            RlcPduListElement_s pdu;
-            pdu.m_logicalChannelIdentity = DRB_LCID;
-            pdu.m_size = uint16_t(tbBytes);
-            el.m_rlcPduList.push_back({pdu});
-            p.m_buildDataList.push_back(el);
+            Ptr<DlDciLteControlMessage> msg = Create<DlDciLteControlMessage>();
+            msg->SetDci(dci);
+            phy->SetControlMessages(msg);
+            // the block's payload, tagged as the eNB's RLC (saturation mode) and MAC would tag it
+            Ptr<Packet> pdu = Create<Packet>(uint32_t(tbBytes));
+            pdu->AddByteTag(RlcTag(Simulator::Now()));
+            pdu->AddPacketTag(LteRadioBearerTag(rnti, DRB_LCID, 0));
+            phy->SetMacPdu(pdu);
             g.dcisBuilt++;
             if (DEBUG)
             {
@@ -474,11 +481,9 @@ class OransimScheduler : public FfMacScheduler
             e.rbs = gr.rbs;
             e.mcs = mcs;
             e.tbBytes = tbBytes;
-            g.dciAtNs = Simulator::Now().GetNanoSeconds();
             g.expectedOfSub[gr.sub] = int(g.expected.size());
             g.expected.push_back(e);
         }
-        g.pending[enb].clear();
     }
 
   private:
@@ -758,6 +763,7 @@ main(int argc, char** argv)
     RngSeedManager::SetRun(uint64_t(std::stoll(cfg.Str("ns3_run"))));
     Config::SetDefault("ns3::LteEnbRrc::EpsBearerToRlcMapping", EnumValue(LteEnbRrc::RLC_SM_ALWAYS));
     Config::SetDefault("ns3::LteHelper::UseIdealRrc", BooleanValue(true));
+    Config::SetDefault("ns3::LteEnbPhy::MacToChannelDelay", UintegerValue(MAC_TO_CHANNEL_SUBFRAMES));
     Config::SetDefault("ns3::LteUePhy::NoiseFigure", DoubleValue(cfg.Get("noise_figure_db")));
     Config::SetDefault("ns3::LteUePhy::EnableUplinkPowerControl", BooleanValue(false));
     // the engine decides who is served: no radio-link-failure detach in deep fades
@@ -840,6 +846,7 @@ main(int argc, char** argv)
 
     // --- devices: block b on EARFCN 100 + 20 b (2 MHz apart: the blocks never overlap)
     std::vector<Ptr<LteEnbNetDevice>> enbs(g.nRu * g.nBlocks);
+    std::vector<Ptr<OransimScheduler>> scheds(g.nRu * g.nBlocks);
     for (int r = 0; r < g.nRu; ++r)
     {
         for (int b = 0; b < g.nBlocks; ++b)
@@ -854,7 +861,9 @@ main(int argc, char** argv)
             const double blockDbm = cfg.rus[r][3] + 10.0 * std::log10(double(BLOCK_PRBS) / g.nPrb) + muScaleDb;
             enb->GetPhy()->SetTxPower(blockDbm);
             Ptr<ComponentCarrierEnb> cc = DynamicCast<ComponentCarrierEnb>(enb->GetCcMap().at(0));
-            DynamicCast<OransimScheduler>(cc->GetFfMacScheduler())->enb = r * g.nBlocks + b;
+            Ptr<OransimScheduler> sched = DynamicCast<OransimScheduler>(cc->GetFfMacScheduler());
+            sched->enb = r * g.nBlocks + b;
+            scheds[r * g.nBlocks + b] = sched;
             enbs[r * g.nBlocks + b] = enb;
         }
     }
@@ -892,7 +901,6 @@ main(int argc, char** argv)
         dl->TraceConnectWithoutContext("DlPhyReception", MakeCallback(&SubSink::OnRx, sink));
         sinks.push_back(sink);
     }
-    g.pending.assign(enbs.size(), {});
 
     // the fading table starts at 1 (set by Python); warm up: random access and RRC set-up
     uint64_t subframes = 0;
@@ -947,7 +955,6 @@ main(int argc, char** argv)
 
     const size_t nRk = size_t(g.nRu) * g.nPrb;
     uint64_t seen = __atomic_load_n(&H->req_seq, __ATOMIC_ACQUIRE);
-    const int maxSubframesPerTti = 8;
     while (true)
     {
         // wait for the next request, with a deadline and a check that the parent is still there
@@ -997,6 +1004,7 @@ main(int argc, char** argv)
         const int32_t* owner = g.Owner();
         const double* power = g.Power();
         int granted = 0;
+        g.dciAtNs = Simulator::Now().GetNanoSeconds();
         for (int r = 0; r < g.nRu; ++r)
         {
             const double share = std::pow(10.0, (cfg.rus[r][3] - 30.0) / 10.0) / g.nPrb; // P_RU / K, W
@@ -1023,6 +1031,7 @@ main(int argc, char** argv)
                     powerSum[u] += power[r * g.nPrb + k];
                 }
                 const int enb = r * g.nBlocks + b;
+                std::vector<Grant> grants;
                 for (auto& [u, gr] : byUe)
                 {
                     if (g.subs[gr.sub].ru != r)
@@ -1034,29 +1043,17 @@ main(int argc, char** argv)
                     gr.paDb = 10.0 * std::log10(powerSum[u] / gr.rbs.size() / share);
                     enbs[enb]->GetPhy()->GetLteEnbCphySapProvider()->SetPa(
                         g.subs[gr.sub].dev->GetRrc()->GetRnti(), gr.paDb);
-                    g.pending[enb].push_back(gr);
+                    grants.push_back(gr);
                     granted++;
                 }
+                scheds[enb]->Inject(enbs[enb]->GetPhy(), grants);
             }
         }
         g.outstanding = granted;
 
-        // Run until every grant's transport block is reported, or until the subframe in which they
-        // are received has ended: a UE that did not decode its DCI (PDCCH error) reports nothing.
-        g.dciAtNs = -1;
-        int ran = 0;
-        while (g.outstanding > 0 &&
-               (g.dciAtNs < 0 || Simulator::Now().GetNanoSeconds() < g.dciAtNs + RX_AFTER_DCI_NS))
-        {
-            if (ran >= maxSubframesPerTti)
-            {
-                Fail("ns-3 did not schedule the grants of TTI " + std::to_string(H->tti) + " within " +
-                     std::to_string(maxSubframesPerTti) + " subframes (grants " + std::to_string(granted) +
-                     ", DCIs so far " + std::to_string(g.dcisBuilt) + ")");
-            }
-            runMs(1);
-            ran++;
-        }
+        // Run the subframe that carries the grants: every transport block is reported by its end,
+        // except where the UE did not decode its DCI (PDCCH error), which reports nothing.
+        runMs(1);
         H->tbs_sent += uint64_t(granted);
         for (Expected& e : g.expected)
         {
@@ -1066,7 +1063,7 @@ main(int argc, char** argv)
             }
             H->dci_lost++;
             const SubUe& s = g.subs[e.sub];
-            const bool fresh = s.sinrAtNs >= g.dciAtNs + RX_AFTER_DCI_NS - 1000000;
+            const bool fresh = s.sinrAtNs > g.dciAtNs; // measured in this request's subframe
             for (int rb : e.rbs)
             {
                 const size_t k = size_t(e.ru) * g.nPrb + e.block * BLOCK_PRBS + rb;
@@ -1075,10 +1072,6 @@ main(int argc, char** argv)
                 g.Mcs()[k] = e.mcs;
                 g.TbOk()[k] = 0;
             }
-        }
-        for (auto& p : g.pending)
-        {
-            p.clear();
         }
         __atomic_store_n(&H->rsp_seq, seq, __ATOMIC_RELEASE);
     }

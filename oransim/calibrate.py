@@ -1,0 +1,239 @@
+"""``oransim calibrate``: the built-in PHY against ns-3 (``ns3-shm``) on the same scenarios and seeds.
+
+For each scenario the command runs a sweep (``oransim.sweep``) whose one grid field is
+``phy.backend: [builtin, ns3-shm]``, over the same seeds and policy, keeping every run folder; then
+it reads the run folders (``analysis.kpis``) and compares, per slice:
+
+- throughput: bits served over the air / simulated time, mean over the seeds (Mbit/s);
+- delay of delivered packets: mean, p50, p95, p99 of all seeds' packets pooled (ms);
+- drops: packets dropped, summed over the seeds;
+
+each with the ratio built-in / ns-3 (1 = agreement), and the wall time of each PHY (sum over the
+seeds, start-up included) with the speed ratio ns-3 / built-in. Targets (issue 16): throughput
+within 5 %, p50 and p95 delay within 20 %, the built-in PHY at least 20x faster. A figure per
+scenario overlays both PHYs' delay CDFs, one panel per slice.
+
+Output folder (``--out``, default ``calibration``)::
+
+    NAME.sweep.yaml        the sweep each scenario ran (``oransim sweep`` can rerun it)
+    NAME/                  its sweep folder: results.parquet, runs/*/ (one run folder per PHY x seed)
+    NAME-delay-cdf.png     the delay CDFs overlaid
+    calibration.csv        one row per scenario x slice x metric: builtin, ns3, ratio, tolerance, within
+
+Running the command again on the same folder reuses finished runs (the sweep's resume; its keys
+hash the resolved scenario, not the code: use a new ``--out`` after changing the PHY code).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import typer
+
+REFERENCE = "ns3-shm"
+FAST = "builtin"
+#: (metric, column in the per-slice table, tolerance key); ratios are builtin / ns-3
+METRICS = (("tput_mbps", "throughput", "tput"), ("mean_ms", "mean", None), ("p50_ms", "p50", "delay"),
+           ("p95_ms", "p95", "delay"), ("p99_ms", "p99", None), ("drops", "drops", None))
+DEFAULT_TOLERANCE = {"tput": 0.05, "delay": 0.20}
+DEFAULT_SPEED_MIN = 20.0
+
+
+def sweep_spec(scenario: Path, name: str, seeds: list[int], policy: str, duration_s: float | None) -> dict:
+    """The sweep one scenario runs: both PHYs x the seeds, one policy, packets kept."""
+    return {"name": name, "scenario": str(Path(scenario).resolve()), "grid": {"phy.backend": [FAST, REFERENCE]},
+            "seeds": list(seeds), "policies": [policy],
+            "run": {"duration_s": duration_s, "record_packets": True}}
+
+
+def _pooled(runs: list) -> dict:
+    """Per slice over a PHY's runs: mean throughput, pooled delays of delivered packets, drops."""
+    from analysis.kpis import slice_kpis
+
+    tput, drops, delays = {}, {}, {}
+    for run in runs:
+        k = slice_kpis(run)
+        pk = run.packets
+        for s in run.slices:
+            tput.setdefault(s, []).append(float(k.loc[s, "throughput_mbps"]))
+            drops[s] = drops.get(s, 0) + int(k.loc[s, "dropped"])
+            d = pk.loc[(pk["slice"] == s) & (pk["status"] == "delivered"), "delay_ms"].to_numpy()
+            delays.setdefault(s, []).append(d)
+    out = {}
+    for s in tput:
+        d = np.concatenate(delays[s])
+        q = np.percentile(d, [50, 95, 99]) if d.size else [math.nan] * 3
+        out[s] = {"throughput": float(np.mean(tput[s])), "mean": float(d.mean()) if d.size else math.nan,
+                  "p50": float(q[0]), "p95": float(q[1]), "p99": float(q[2]), "drops": drops[s], "delays": d}
+    return out
+
+
+def compare(folder: Path, tolerance: dict | None = None) -> tuple[pd.DataFrame, dict, dict]:
+    """Read a calibration sweep folder: (long table, per-PHY pooled stats, wall seconds per PHY).
+
+    The table has one row per slice x metric with columns ``builtin``, ``ns3``, ``ratio``
+    (builtin / ns3), ``tolerance`` (relative, NaN where no target) and ``within``.
+    """
+    from analysis.kpis import load_run
+
+    tol = {**DEFAULT_TOLERANCE, **(tolerance or {})}
+    res = pd.read_parquet(Path(folder) / "results.parquet")
+    if "run_error" in res:
+        bad = res[res["run_error"].notna()]
+        if len(bad):
+            raise RuntimeError(f"{len(bad)} run(s) failed, e.g. {bad.iloc[0]['phy.backend']} seed "
+                               f"{bad.iloc[0]['seed']}: {bad.iloc[0]['run_error']}")
+    stats, wall = {}, {}
+    for phy in (FAST, REFERENCE):
+        rows = res[res["phy.backend"] == phy]
+        if rows.empty:
+            raise RuntimeError(f"{folder}: no finished {phy} run")
+        stats[phy] = _pooled([load_run(Path(folder) / d) for d in rows["run_dir"]])
+        wall[phy] = float(rows["run_wall_s"].sum())
+    if sorted(res.loc[res["phy.backend"] == FAST, "seed"]) != sorted(res.loc[res["phy.backend"] == REFERENCE, "seed"]):
+        raise RuntimeError(f"{folder}: the two PHYs did not finish the same seeds")
+    records = []
+    for s in stats[REFERENCE]:
+        for metric, col, tkey in METRICS:
+            a, b = stats[FAST][s][col], stats[REFERENCE][s][col]
+            ratio = a / b if b else (1.0 if a == b else math.nan)
+            t = tol[tkey] if tkey else math.nan
+            within = bool(abs(ratio - 1.0) <= t) if tkey and not math.isnan(ratio) else None
+            records.append({"slice": s, "metric": metric, "builtin": a, "ns3": b, "ratio": ratio,
+                            "tolerance": t, "within": within})
+    return pd.DataFrame(records), stats, wall
+
+
+def plot_cdfs(stats: dict, path: Path, title: str) -> Path:
+    """One panel per slice: the delay CDF of delivered packets under each PHY (log x)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from simcore.outputs import publish_file
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    slices = list(stats[REFERENCE])
+    fig, axes = plt.subplots(1, len(slices), figsize=(4.2 * len(slices), 3.8), squeeze=False)
+    for ax, s in zip(axes[0], slices):
+        for phy, style in ((REFERENCE, "-"), (FAST, "--")):
+            d = np.sort(stats[phy][s]["delays"])
+            if d.size:
+                ax.step(d, np.arange(1, d.size + 1) / d.size, where="post", ls=style, label=phy)
+        ax.set_xscale("log")
+        ax.set(title=s, xlabel="packet delay (ms)", ylabel="CDF")
+        ax.legend(loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    try:
+        return publish_file(path, lambda tmp: fig.savefig(tmp, dpi=110), overwrite=True)
+    finally:
+        plt.close(fig)
+
+
+# ------------------------------------------------------------------------------ the command
+def _fmt(x) -> str:
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.4g}"
+
+
+def calibrate(
+    scenarios: list[Path] = typer.Argument(..., help="scenario YAML files"),
+    seeds: int = typer.Option(5, min=1, help="number of seeds per scenario (the same for both PHYs)"),
+    seed: Optional[int] = typer.Option(None, help="first seed (default: each scenario's own)"),
+    duration: Optional[float] = typer.Option(None, help="simulated seconds (default: each scenario's)"),
+    policy: Optional[str] = typer.Option(None, help="policy (default: each scenario's)"),
+    out_dir: Path = typer.Option(Path("calibration"), "--out", help="output folder (finished runs in it are reused)"),
+    workers: int = typer.Option(0, min=0, help="0: runs one after the other in this process; N: a local Ray instance with N CPUs"),
+    tput_tol: float = typer.Option(DEFAULT_TOLERANCE["tput"], min=0, help="throughput target: |ratio - 1| <= this"),
+    delay_tol: float = typer.Option(DEFAULT_TOLERANCE["delay"], min=0, help="p50/p95 delay target: |ratio - 1| <= this"),
+    speed_min: float = typer.Option(DEFAULT_SPEED_MIN, min=0, help="speed target: ns3-shm wall / builtin wall >= this"),
+    check: bool = typer.Option(False, help="exit code 1 if a target is missed"),
+):
+    """The built-in PHY against ns-3 (ns3-shm) on the same scenarios and seeds: per slice throughput,
+    mean/p50/p95/p99 delay and drops side by side with ratios, the speed ratio, delay CDFs overlaid."""
+    import yaml
+    from rich.table import Table
+
+    from simcore.outputs import publish_file
+    from simcore.scenario import ScenarioError, load_scenario
+
+    from .cli import _fail, _reason, _say, out
+    from .sweep_cli import execute
+
+    try:
+        from ns3_bridge.build import Ns3BuildError, server_binary
+
+        server_binary(progress=_say)  # compiled outside the runs' wall times
+    except (ImportError, Ns3BuildError) as exc:
+        _fail([f"calibrate: ns3-shm is not available here ({exc}); the calibration needs it"])
+    names = []
+    for path in scenarios:
+        try:
+            scn = load_scenario(path)
+        except ScenarioError as exc:
+            exc.source = str(path)
+            _fail(exc.lines())
+        if scn.name in names:
+            _fail([f"{path}: a scenario named '{scn.name}' is given twice"])
+        names.append(scn.name)
+        first = scn.seed if seed is None else seed
+        if not 0 <= first <= 2**62 - seeds:
+            _fail([f"--seed: {first} .. {first + seeds - 1} is out of range"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tol = {"tput": tput_tol, "delay": delay_tol}
+    tables, missed = [], []
+    for path, name in zip(scenarios, names):
+        scn = load_scenario(path)
+        first = scn.seed if seed is None else seed
+        spec = sweep_spec(path, f"calibrate-{name}", list(range(first, first + seeds)),
+                          policy or scn.policy.name, duration)
+        sweep_file = out_dir / f"{name}.sweep.yaml"
+        try:
+            publish_file(sweep_file, lambda tmp: tmp.write_text(yaml.safe_dump(spec, sort_keys=False)), overwrite=True)
+        except OSError as exc:
+            _fail([f"error: could not write {sweep_file}: {_reason(exc)}"], code=1)
+        folder, summary = execute(sweep_file, out_dir / name, workers, None)
+        if summary["failed"]:
+            _fail([f"{name}: {summary['failed']} run(s) failed: {e}" for e in list(summary["errors"].values())[:3]], code=1)
+        try:
+            table, stats, wall = compare(folder, tol)
+        except RuntimeError as exc:
+            _fail([f"{name}: {exc}"], code=1)
+        speed = wall[REFERENCE] / max(wall[FAST], 1e-9)
+        dur = duration or scn.duration_s
+        t = Table(title=f"{name}: {seeds} seed(s) x {dur:g} s, policy {spec['policies'][0]}; wall builtin "
+                        f"{wall[FAST]:.1f} s, ns3-shm {wall[REFERENCE]:.1f} s: ns3-shm / builtin = {speed:.1f}x "
+                        f"(target >= {speed_min:g}x)", title_justify="left")
+        for col in ("slice", "metric", "builtin", "ns3-shm", "builtin / ns3", "target"):
+            t.add_column(col, justify="left" if col in ("slice", "metric", "target") else "right")
+        for r in table.itertuples():
+            target = "" if r.within is None else f"±{r.tolerance * 100:g} % {'ok' if r.within else 'MISSED'}"
+            t.add_row(r.slice, r.metric, _fmt(r.builtin), _fmt(r.ns3), _fmt(r.ratio), target)
+        out.print(t)
+        png = plot_cdfs(stats, out_dir / f"{name}-delay-cdf.png",
+                        f"{name}: delay of delivered packets, {seeds} seed(s) pooled (solid ns3-shm, dashed builtin)")
+        out.print(f"figure: {png}", markup=False, highlight=False)
+        missed += [f"{name} {r.slice} {r.metric} ratio {r.ratio:.3f}" for r in table.itertuples() if r.within is False]
+        if speed < speed_min:
+            missed.append(f"{name} speed {speed:.1f}x")
+        tables.append(table.assign(scenario=name, wall_builtin_s=wall[FAST], wall_ns3_s=wall[REFERENCE]))
+    csv = out_dir / "calibration.csv"
+    allt = pd.concat(tables, ignore_index=True)
+    try:
+        publish_file(csv, lambda tmp: allt[["scenario", *[c for c in allt.columns if c != "scenario"]]].to_csv(tmp, index=False),
+                     overwrite=True)
+    except OSError as exc:
+        _fail([f"error: could not write {csv}: {_reason(exc)}"], code=1)
+    out.print(f"table: {csv}", markup=False, highlight=False)
+    if missed:
+        _say(f"calibrate: {len(missed)} target(s) missed: " + "; ".join(missed))
+        if check:
+            raise typer.Exit(1)
