@@ -1,7 +1,8 @@
 """``oransim calibrate``: the built-in PHY against ns-3 (``ns3-shm``) on the same scenarios and seeds.
 
-For each scenario the command runs a sweep (``oransim.sweep``) whose one grid field is
-``phy.backend: [builtin, ns3-shm]``, over the same seeds and policy, keeping every run folder; then
+For each scenario the command runs a sweep (``oransim.sweep``) of two points, ``phy.backend:
+builtin`` and ``phy.backend: ns3-shm`` (with the built-in link-to-system model, which ns-3 replaces,
+switched off there), over the same seeds and policy, keeping every run folder; then
 it reads the run folders (``analysis.kpis``) and compares, per slice:
 
 - throughput: bits served over the air / simulated time, mean over the seeds (Mbit/s);
@@ -41,11 +42,26 @@ METRICS = (("tput_mbps", "throughput", "tput"), ("mean_ms", "mean", None), ("p50
            ("p95_ms", "p95", "delay"), ("p99_ms", "p99", None), ("drops", "drops", None))
 DEFAULT_TOLERANCE = {"tput": 0.05, "delay": 0.20}
 DEFAULT_SPEED_MIN = 20.0
+#: the built-in PHY's link-to-system switch: ns3-shm refuses it (ns-3 has its own)
+BUILTIN_ONLY = ("phy.l2s.enabled",)
 
 
-def sweep_spec(scenario: Path, name: str, seeds: list[int], policy: str, duration_s: float | None) -> dict:
-    """The sweep one scenario runs: both PHYs x the seeds, one policy, packets kept."""
-    return {"name": name, "scenario": str(Path(scenario).resolve()), "grid": {"phy.backend": [FAST, REFERENCE]},
+def _has_field(scn, path: str) -> bool:
+    node = scn
+    for part in path.split("."):
+        if not hasattr(node, part):
+            return False
+        node = getattr(node, part)
+    return True
+
+
+def sweep_spec(scenario: Path, name: str, seeds: list[int], policy: str, duration_s: float | None,
+               builtin_only: tuple[str, ...] = ()) -> dict:
+    """The sweep one scenario runs: both PHYs x the seeds, one policy, packets kept.
+    ``builtin_only``: boolean fields of the built-in PHY's own models (e.g. ``phy.l2s.enabled``)
+    switched off on the ns3-shm side, where ns-3 models the same things itself."""
+    ns3 = {"phy.backend": REFERENCE, **{f: False for f in builtin_only}}
+    return {"name": name, "scenario": str(Path(scenario).resolve()), "points": [{"phy.backend": FAST}, ns3],
             "seeds": list(seeds), "policies": [policy],
             "run": {"duration_s": duration_s, "record_packets": True}}
 
@@ -168,12 +184,6 @@ def calibrate(
     from .cli import _fail, _reason, _say, out
     from .sweep_cli import execute
 
-    try:
-        from ns3_bridge.build import Ns3BuildError, server_binary
-
-        server_binary(progress=_say)  # compiled outside the runs' wall times
-    except (ImportError, Ns3BuildError) as exc:
-        _fail([f"calibrate: ns3-shm is not available here ({exc}); the calibration needs it"])
     names = []
     for path in scenarios:
         try:
@@ -187,14 +197,21 @@ def calibrate(
         first = scn.seed if seed is None else seed
         if not 0 <= first <= 2**62 - seeds:
             _fail([f"--seed: {first} .. {first + seeds - 1} is out of range"])
+    try:
+        from ns3_bridge.build import Ns3BuildError, server_binary
+
+        server_binary(progress=_say)  # compiled outside the runs' wall times
+    except (ImportError, Ns3BuildError) as exc:
+        _fail([f"calibrate: ns3-shm is not available here ({exc}); the calibration needs it"])
     out_dir.mkdir(parents=True, exist_ok=True)
     tol = {"tput": tput_tol, "delay": delay_tol}
     tables, missed = [], []
     for path, name in zip(scenarios, names):
         scn = load_scenario(path)
         first = scn.seed if seed is None else seed
+        own = tuple(f for f in BUILTIN_ONLY if _has_field(scn, f))
         spec = sweep_spec(path, f"calibrate-{name}", list(range(first, first + seeds)),
-                          policy or scn.policy.name, duration)
+                          policy or scn.policy.name, duration, own)
         sweep_file = out_dir / f"{name}.sweep.yaml"
         try:
             publish_file(sweep_file, lambda tmp: tmp.write_text(yaml.safe_dump(spec, sort_keys=False)), overwrite=True)

@@ -89,6 +89,8 @@ def test_one_second_of_quick_yaml_matches_builtin_sinr_and_conserves(shm):
     bits = np.concatenate([s[3] for s in seen])
     info = phy.info()
     assert info["tbs_sent"] > 1000 and info["tbs_decoded"] > 0.8 * info["tbs_sent"]
+    # one ns-3 subframe per TTI: the grants go out in the subframe after they are handed over
+    assert info["ns3_subframes"] - info["warmup_subframes"] == scn.n_tti
     # every granted PRB has ns-3's SINR, unless the UE missed the DCI (then it may have none)
     missing = ~np.isfinite(ns3)
     assert missing.sum() <= 6 * info["dci_lost"]

@@ -15,9 +15,10 @@
 //     RRC and uplink) and removes its downlink data grants; it keeps the UEs' CQI reports. The
 //     engine's allocation is handed to each eNB's PHY directly (Inject): one DCI and one transport
 //     block per UE per block, MCS from ns-3's AMC on the UE's latest CQI, power per PRB via P_A;
-//   - timing (one ns-3 subframe per engine TTI): the eNB PHY's MacToChannelDelay is 1 and a request
-//     is injected between two subframes, so its DCIs and data go out in the very next subframe and
-//     are received (decoded or not) by its end. A CQI measured in subframe n reaches the scheduler's
+//   - timing (one ns-3 subframe per engine TTI): a request is injected between two subframes into
+//     the front of the eNB PHY's queues (the slot the next subframe sends; the MAC itself fills
+//     them two subframes ahead), so its DCIs and data go out in the very next subframe and are
+//     received (decoded or not) by its end. A CQI measured in subframe n reaches the scheduler's
 //     reports at n + 5 (the UE's 4-subframe uplink control queue, then the next subframe indication),
 //     so a grant of TTI t uses a CQI measured on TTI t - 6 or t - 7's channel (UEs report every 2 subframes);
 //   - results: per PRB the SINR ns-3 computed for the owner's reception (LteChunkProcessor) and
@@ -73,10 +74,27 @@ static const int MAX_BLOCKS = 93;
 // total UE count with 4 indices to spare, so the total over all RUs is bounded
 static const int MAX_UES = 316;
 static const uint8_t DRB_LCID = 3; // first data radio bearer
-// LteEnbPhy::MacToChannelDelay (ns-3's default is 2): with 1, what is handed to the PHY between two
-// subframes goes out in the next one and is received by its end (the tests check that every
-// granted PRB gets its report within the request's subframe)
-static const uint32_t MAC_TO_CHANNEL_SUBFRAMES = 1;
+// The eNB PHY's queues of control messages and data, one slot per subframe ahead (LtePhy keeps them
+// protected; the using-declarations make pointers to those members, applied to an LteEnbPhy)
+struct PhyQueues : public LteEnbPhy
+{
+    using LtePhy::m_controlMessagesQueue;
+    using LtePhy::m_packetBurstQueue;
+};
+
+// Queue a DCI or a transport block for the next subframe of this eNB: the front slot, which the PHY
+// sends at the start of that subframe (what the MAC queues goes to the back, two subframes ahead)
+static void
+SendNextCtrl(Ptr<LteEnbPhy> phy, Ptr<LteControlMessage> msg)
+{
+    (PeekPointer(phy)->*(&PhyQueues::m_controlMessagesQueue)).at(0).push_back(msg);
+}
+
+static void
+SendNextData(Ptr<LteEnbPhy> phy, Ptr<Packet> pdu)
+{
+    (PeekPointer(phy)->*(&PhyQueues::m_packetBurstQueue)).at(0)->AddPacket(pdu);
+}
 
 // ------------------------------------------------------------------------- shared memory
 enum : uint64_t { ST_STARTING = 0, ST_READY = 1, ST_ERROR = 2, ST_EXIT = 3 };
@@ -461,12 +479,12 @@ class OransimScheduler : public FfMacScheduler
             dci.m_harqProcess = m_harq[rnti]++ % HARQ_PROC_NUM;
             Ptr<DlDciLteControlMessage> msg = Create<DlDciLteControlMessage>();
             msg->SetDci(dci);
-            phy->SetControlMessages(msg);
+            SendNextCtrl(phy, msg);
             // the block's payload, tagged as the eNB's RLC (saturation mode) and MAC would tag it
             Ptr<Packet> pdu = Create<Packet>(uint32_t(tbBytes));
             pdu->AddByteTag(RlcTag(Simulator::Now()));
             pdu->AddPacketTag(LteRadioBearerTag(rnti, DRB_LCID, 0));
-            phy->SetMacPdu(pdu);
+            SendNextData(phy, pdu);
             g.dcisBuilt++;
             if (DEBUG)
             {
@@ -763,7 +781,6 @@ main(int argc, char** argv)
     RngSeedManager::SetRun(uint64_t(std::stoll(cfg.Str("ns3_run"))));
     Config::SetDefault("ns3::LteEnbRrc::EpsBearerToRlcMapping", EnumValue(LteEnbRrc::RLC_SM_ALWAYS));
     Config::SetDefault("ns3::LteHelper::UseIdealRrc", BooleanValue(true));
-    Config::SetDefault("ns3::LteEnbPhy::MacToChannelDelay", UintegerValue(MAC_TO_CHANNEL_SUBFRAMES));
     Config::SetDefault("ns3::LteUePhy::NoiseFigure", DoubleValue(cfg.Get("noise_figure_db")));
     Config::SetDefault("ns3::LteUePhy::EnableUplinkPowerControl", BooleanValue(false));
     // the engine decides who is served: no radio-link-failure detach in deep fades

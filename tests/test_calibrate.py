@@ -1,0 +1,83 @@
+"""``oransim calibrate``: the built-in PHY against ns3-shm, per slice, with ratios.
+
+The comparison is checked on two built-in runs standing in for the two PHYs (no ns-3 needed): its
+figures must be the analysis module's own on each side. The calibration itself (marked ``ns3``)
+runs one short scenario on both PHYs and holds the throughput of every slice to 10 % of ns-3's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.kpis import load_run, slice_kpis
+from oransim.calibrate import FAST, REFERENCE, compare, plot_cdfs, sweep_spec
+from simcore.run import save_run, simulate
+from simcore.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "scenarios" / "quick.yaml"
+
+
+def _fake_sweep(tmp_path: Path) -> Path:
+    """A calibration folder whose 'ns3-shm' runs are built-in runs with the CQI rate model."""
+    rows = []
+    for phy, rate_model in ((FAST, "shannon"), (REFERENCE, "cqi")):
+        for seed in (1, 2):
+            data = load_scenario(QUICK).with_overrides(duration_s=0.04, seed=seed).model_dump(mode="python")
+            data["phy"]["rate_model"] = rate_model
+            from simcore.scenario import parse_scenario
+
+            res = simulate(parse_scenario(data))
+            d = f"runs/{phy}-{seed}"
+            save_run(res, tmp_path / d)
+            rows.append({"phy.backend": phy, "seed": seed, "run_dir": d, "run_wall_s": 1.0 if phy == FAST else 30.0})
+    pd.DataFrame(rows).to_parquet(tmp_path / "results.parquet")
+    return tmp_path
+
+
+def test_compare_gives_each_phys_pooled_figures_and_their_ratios(tmp_path):
+    folder = _fake_sweep(tmp_path)
+    table, stats, wall = compare(folder, {"tput": 0.05, "delay": 0.2})
+    assert wall == {FAST: 2.0, REFERENCE: 60.0}
+    runs = {phy: [load_run(folder / f"runs/{phy}-{s}") for s in (1, 2)] for phy in (FAST, REFERENCE)}
+    t = table.set_index(["slice", "metric"])
+    for s in runs[FAST][0].slices:
+        for phy, col in ((FAST, "builtin"), (REFERENCE, "ns3")):
+            tput = np.mean([slice_kpis(r).loc[s, "throughput_mbps"] for r in runs[phy]])
+            d = np.concatenate([r.packets.loc[(r.packets["slice"] == s) & (r.packets["status"] == "delivered"),
+                                              "delay_ms"].to_numpy() for r in runs[phy]])
+            assert t.loc[(s, "tput_mbps"), col] == pytest.approx(tput)
+            assert t.loc[(s, "p95_ms"), col] == pytest.approx(np.percentile(d, 95))
+            assert t.loc[(s, "mean_ms"), col] == pytest.approx(d.mean())
+            assert t.loc[(s, "drops"), col] == sum(int(slice_kpis(r).loc[s, "dropped"]) for r in runs[phy])
+        row = t.loc[(s, "tput_mbps")]
+        assert row["ratio"] == pytest.approx(row["builtin"] / row["ns3"])
+        assert row["within"] == (abs(row["ratio"] - 1) <= 0.05)
+        assert t.loc[(s, "p99_ms"), "within"] is None  # no target on p99
+    # shannon carries more than the CQI table: eMBB (backlogged) is faster under "builtin" here
+    assert t.loc[("embb", "tput_mbps"), "ratio"] > 1.0
+    png = plot_cdfs(stats, tmp_path / "cdf.png", "test")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweep_spec_runs_both_phys_on_the_same_seeds():
+    spec = sweep_spec(QUICK, "calibrate-quick", [3, 4, 5], "pf", 0.5, ("phy.l2s.enabled",))
+    assert spec["points"] == [{"phy.backend": FAST}, {"phy.backend": REFERENCE, "phy.l2s.enabled": False}]
+    assert spec["seeds"] == [3, 4, 5] and spec["policies"] == ["pf"]
+    assert spec["run"] == {"duration_s": 0.5, "record_packets": True}
+    assert Path(spec["scenario"]).is_absolute()
+
+
+def test_calibrate_refuses_bad_input_in_one_line(tmp_path, capsys):
+    from oransim.cli import main
+
+    assert main(["calibrate", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "nope.yaml" in err
+    assert main(["calibrate", str(QUICK), str(QUICK), "--out", str(tmp_path / "c")]) == 2
+    assert "given twice" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
