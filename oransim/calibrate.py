@@ -56,12 +56,14 @@ def _has_field(scn, path: str) -> bool:
 
 
 def sweep_spec(scenario: Path, name: str, seeds: list[int], policy: str, duration_s: float | None,
-               builtin_only: tuple[str, ...] = ()) -> dict:
+               builtin_only: tuple[str, ...] = (), builtin: dict | None = None) -> dict:
     """The sweep one scenario runs: both PHYs x the seeds, one policy, packets kept.
-    ``builtin_only``: boolean fields of the built-in PHY's own models (e.g. ``phy.l2s.enabled``)
-    switched off on the ns3-shm side, where ns-3 models the same things itself."""
+    ``builtin``: dotted path -> value set on the built-in side only (the built-in PHY's settings
+    under calibration); ``builtin_only``: boolean fields of the built-in PHY's own models (e.g.
+    ``phy.l2s.enabled``) switched off on the ns3-shm side, where ns-3 models the same things itself."""
+    fast = {**(builtin or {}), "phy.backend": FAST}
     ns3 = {"phy.backend": REFERENCE, **{f: False for f in builtin_only}}
-    return {"name": name, "scenario": str(Path(scenario).resolve()), "points": [{"phy.backend": FAST}, ns3],
+    return {"name": name, "scenario": str(Path(scenario).resolve()), "points": [fast, ns3],
             "seeds": list(seeds), "policies": [policy],
             "run": {"duration_s": duration_s, "record_packets": True}}
 
@@ -166,6 +168,8 @@ def calibrate(
     seed: Optional[int] = typer.Option(None, help="first seed (default: each scenario's own)"),
     duration: Optional[float] = typer.Option(None, help="simulated seconds (default: each scenario's)"),
     policy: Optional[str] = typer.Option(None, help="policy (default: each scenario's)"),
+    builtin: Optional[Path] = typer.Option(None, help="YAML file of dotted path: value settings for the built-in "
+                                                      "side only (e.g. phy.l2s.enabled: true); see docs/ns3.md"),
     out_dir: Path = typer.Option(Path("calibration"), "--out", help="output folder (finished runs in it are reused)"),
     workers: int = typer.Option(0, min=0, help="0: runs one after the other in this process; N: a local Ray instance with N CPUs"),
     tput_tol: float = typer.Option(DEFAULT_TOLERANCE["tput"], min=0, help="throughput target: |ratio - 1| <= this"),
@@ -180,10 +184,21 @@ def calibrate(
 
     from simcore.outputs import publish_file
     from simcore.scenario import ScenarioError, load_scenario
+    from simcore.yamlio import YamlError, load_yaml_text, read_text_file
 
     from .cli import _fail, _reason, _say, out
     from .sweep_cli import execute
 
+    overlay = {}
+    if builtin is not None:
+        try:
+            overlay = load_yaml_text(read_text_file(builtin))
+        except YamlError as exc:
+            _fail([f"--builtin: {builtin}: {exc}"])
+        if not isinstance(overlay, dict) or not all(isinstance(k, str) for k in overlay):
+            _fail([f"--builtin: {builtin}: must be a mapping of dotted paths (phy.l2s.enabled) to values"])
+        if "phy.backend" in overlay:
+            _fail([f"--builtin: {builtin}: phy.backend is set by calibrate itself"])
     names = []
     for path in scenarios:
         try:
@@ -211,7 +226,7 @@ def calibrate(
         first = scn.seed if seed is None else seed
         own = tuple(f for f in BUILTIN_ONLY if _has_field(scn, f))
         spec = sweep_spec(path, f"calibrate-{name}", list(range(first, first + seeds)),
-                          policy or scn.policy.name, duration, own)
+                          policy or scn.policy.name, duration, own, overlay)
         sweep_file = out_dir / f"{name}.sweep.yaml"
         try:
             publish_file(sweep_file, lambda tmp: tmp.write_text(yaml.safe_dump(spec, sort_keys=False)), overwrite=True)
