@@ -81,3 +81,26 @@ def test_calibrate_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert main(["calibrate", str(QUICK), str(QUICK), "--out", str(tmp_path / "c")]) == 2
     assert "given twice" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.ns3
+def test_calibration_short_quick_run_throughput_within_10_percent(tmp_path, capsys):
+    """The CI calibration check: quick.yaml, one seed, a short run, the built-in PHY with the
+    ns-3-like profile against ns3-shm; every slice's throughput within 10 % of ns-3's."""
+    pytest.importorskip("ns3_bridge.build")
+    from ns3_bridge import build
+
+    try:
+        build.ns3_root()
+    except build.Ns3BuildError as exc:
+        pytest.skip(str(exc))
+    from oransim.cli import main
+
+    code = main(["calibrate", str(QUICK), "--seeds", "1", "--duration", "0.5", "--tput-tol", "0.10",
+                 "--builtin", str(ROOT / "scenarios" / "calibration" / "ns3_lte.yaml"), "--out", str(tmp_path / "c")])
+    assert code == 0, capsys.readouterr().err
+    table = pd.read_csv(tmp_path / "c" / "calibration.csv")
+    tput = table[table["metric"] == "tput_mbps"].set_index("slice")
+    assert set(tput.index) == {"embb", "urllc", "mmtc"}
+    assert (tput["ratio"] - 1).abs().max() <= 0.10, tput[["builtin", "ns3", "ratio"]]
+    assert (tmp_path / "c" / "quick-delay-cdf.png").is_file()
