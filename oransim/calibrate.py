@@ -56,16 +56,32 @@ def _has_field(scn, path: str) -> bool:
 
 
 def sweep_spec(scenario: Path, name: str, seeds: list[int], policy: str, duration_s: float | None,
-               builtin_only: tuple[str, ...] = (), builtin: dict | None = None) -> dict:
+               builtin_only: tuple[str, ...] = (), profile: dict | None = None) -> dict:
     """The sweep one scenario runs: both PHYs x the seeds, one policy, packets kept.
-    ``builtin``: dotted path -> value set on the built-in side only (the built-in PHY's settings
-    under calibration); ``builtin_only``: boolean fields of the built-in PHY's own models (e.g.
-    ``phy.l2s.enabled``) switched off on the ns3-shm side, where ns-3 models the same things itself."""
-    fast = {**(builtin or {}), "phy.backend": FAST}
+    ``profile``: ``scenario`` (dotted path -> value, both sides: e.g. the CSI the policy sees) and
+    ``builtin`` (the built-in side only: the built-in PHY's settings under calibration);
+    ``builtin_only``: boolean fields of the built-in PHY's own models (e.g. ``phy.l2s.enabled``)
+    switched off on the ns3-shm side, where ns-3 models the same things itself."""
+    profile = profile or {}
+    fast = {**profile.get("builtin", {}), "phy.backend": FAST}
     ns3 = {"phy.backend": REFERENCE, **{f: False for f in builtin_only}}
-    return {"name": name, "scenario": str(Path(scenario).resolve()), "points": [fast, ns3],
-            "seeds": list(seeds), "policies": [policy],
+    return {"name": name, "scenario": str(Path(scenario).resolve()), "set": dict(profile.get("scenario", {})),
+            "points": [fast, ns3], "seeds": list(seeds), "policies": [policy],
             "run": {"duration_s": duration_s, "record_packets": True}}
+
+
+def profile_problems(profile) -> list[str]:
+    """What is wrong with a calibration profile (the ``--profile`` file's content), one line each."""
+    if not isinstance(profile, dict):
+        return ["must be a mapping with 'scenario' and/or 'builtin'"]
+    out = [f"unknown key '{k}' (scenario, builtin)" for k in profile if k not in ("scenario", "builtin")]
+    for key in ("scenario", "builtin"):
+        part = profile.get(key, {})
+        if not isinstance(part, dict) or not all(isinstance(k, str) for k in part):
+            out.append(f"{key}: must be a mapping of dotted paths (phy.csi.delay_tti) to values")
+        elif "phy.backend" in part:
+            out.append(f"{key}: phy.backend is calibrate's to set")
+    return out
 
 
 def _pooled(runs: list) -> dict:
@@ -168,8 +184,8 @@ def calibrate(
     seed: Optional[int] = typer.Option(None, help="first seed (default: each scenario's own)"),
     duration: Optional[float] = typer.Option(None, help="simulated seconds (default: each scenario's)"),
     policy: Optional[str] = typer.Option(None, help="policy (default: each scenario's)"),
-    builtin: Optional[Path] = typer.Option(None, help="YAML file of dotted path: value settings for the built-in "
-                                                      "side only (e.g. phy.l2s.enabled: true); see docs/ns3.md"),
+    profile: Optional[Path] = typer.Option(None, help="YAML file: 'scenario' settings for both sides and 'builtin' "
+                                                      "settings for the built-in side only (dotted paths); docs/ns3.md"),
     out_dir: Path = typer.Option(Path("calibration"), "--out", help="output folder (finished runs in it are reused)"),
     workers: int = typer.Option(0, min=0, help="0: runs one after the other in this process; N: a local Ray instance with N CPUs"),
     tput_tol: float = typer.Option(DEFAULT_TOLERANCE["tput"], min=0, help="throughput target: |ratio - 1| <= this"),
@@ -190,15 +206,14 @@ def calibrate(
     from .sweep_cli import execute
 
     overlay = {}
-    if builtin is not None:
+    if profile is not None:
         try:
-            overlay = load_yaml_text(read_text_file(builtin))
+            overlay = load_yaml_text(read_text_file(profile))
         except YamlError as exc:
-            _fail([f"--builtin: {builtin}: {exc}"])
-        if not isinstance(overlay, dict) or not all(isinstance(k, str) for k in overlay):
-            _fail([f"--builtin: {builtin}: must be a mapping of dotted paths (phy.l2s.enabled) to values"])
-        if "phy.backend" in overlay:
-            _fail([f"--builtin: {builtin}: phy.backend is set by calibrate itself"])
+            _fail([f"--profile: {profile}: {exc}"])
+        bad = profile_problems(overlay)
+        if bad:
+            _fail([f"--profile: {profile}: {b}" for b in bad])
     names = []
     for path in scenarios:
         try:

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from analysis.kpis import load_run, slice_kpis
-from oransim.calibrate import FAST, REFERENCE, compare, plot_cdfs, sweep_spec
+from oransim.calibrate import FAST, REFERENCE, compare, plot_cdfs, profile_problems, sweep_spec
 from simcore.run import save_run, simulate
 from simcore.scenario import load_scenario
 
@@ -65,8 +65,14 @@ def test_compare_gives_each_phys_pooled_figures_and_their_ratios(tmp_path):
 
 
 def test_sweep_spec_runs_both_phys_on_the_same_seeds():
-    spec = sweep_spec(QUICK, "calibrate-quick", [3, 4, 5], "pf", 0.5, ("phy.l2s.enabled",))
-    assert spec["points"] == [{"phy.backend": FAST}, {"phy.backend": REFERENCE, "phy.l2s.enabled": False}]
+    profile = {"scenario": {"phy.csi.delay_tti": 6}, "builtin": {"phy.l2s.enabled": True}}
+    assert profile_problems(profile) == []
+    spec = sweep_spec(QUICK, "calibrate-quick", [3, 4, 5], "pf", 0.5, ("phy.l2s.enabled",), profile)
+    assert spec["set"] == {"phy.csi.delay_tti": 6}  # the policy sees the same CSI under both PHYs
+    assert spec["points"] == [{"phy.l2s.enabled": True, "phy.backend": FAST},
+                              {"phy.backend": REFERENCE, "phy.l2s.enabled": False}]
+    assert profile_problems({"builtin": {"phy.backend": "x"}, "both": {}}) == [
+        "unknown key 'both' (scenario, builtin)", "builtin: phy.backend is calibrate's to set"]
     assert spec["seeds"] == [3, 4, 5] and spec["policies"] == ["pf"]
     assert spec["run"] == {"duration_s": 0.5, "record_packets": True}
     assert Path(spec["scenario"]).is_absolute()
@@ -97,7 +103,7 @@ def test_calibration_short_quick_run_throughput_within_10_percent(tmp_path, caps
     from oransim.cli import main
 
     code = main(["calibrate", str(QUICK), "--seeds", "1", "--duration", "0.5", "--tput-tol", "0.10",
-                 "--builtin", str(ROOT / "scenarios" / "calibration" / "ns3_lte.yaml"), "--out", str(tmp_path / "c")])
+                 "--profile", str(ROOT / "scenarios" / "calibration" / "ns3_lte.yaml"), "--out", str(tmp_path / "c")])
     assert code == 0, capsys.readouterr().err
     table = pd.read_csv(tmp_path / "c" / "calibration.csv")
     tput = table[table["metric"] == "tput_mbps"].set_index("slice")
