@@ -56,15 +56,16 @@ def _has_field(scn, path: str) -> bool:
 
 
 def sweep_spec(scenario: Path, name: str, seeds: list[int], policy: str, duration_s: float | None,
-               builtin_only: tuple[str, ...] = (), profile: dict | None = None) -> dict:
+               builtin_only: tuple[str, ...] = (), profile: dict | None = None, ns3_params: dict | None = None) -> dict:
     """The sweep one scenario runs: both PHYs x the seeds, one policy, packets kept.
     ``profile``: ``scenario`` (dotted path -> value, both sides: e.g. the CSI the policy sees) and
     ``builtin`` (the built-in side only: the built-in PHY's settings under calibration);
     ``builtin_only``: boolean fields of the built-in PHY's own models (e.g. ``phy.l2s.enabled``)
-    switched off on the ns3-shm side, where ns-3 models the same things itself."""
+    switched off on the ns3-shm side, where ns-3 models the same things itself; ``ns3_params``: the
+    ns3-shm backend's ``phy.params`` (the built-in PHY takes none)."""
     profile = profile or {}
-    fast = {**profile.get("builtin", {}), "phy.backend": FAST}
-    ns3 = {"phy.backend": REFERENCE, **{f: False for f in builtin_only}}
+    fast = {**profile.get("builtin", {}), "phy.backend": FAST, "phy.params": {}}
+    ns3 = {"phy.backend": REFERENCE, "phy.params": dict(ns3_params or {}), **{f: False for f in builtin_only}}
     return {"name": name, "scenario": str(Path(scenario).resolve()), "set": dict(profile.get("scenario", {})),
             "points": [fast, ns3], "seeds": list(seeds), "policies": [policy],
             "run": {"duration_s": duration_s, "record_packets": True}}
@@ -241,7 +242,8 @@ def calibrate(
         first = scn.seed if seed is None else seed
         own = tuple(f for f in BUILTIN_ONLY if _has_field(scn, f))
         spec = sweep_spec(path, f"calibrate-{name}", list(range(first, first + seeds)),
-                          policy or scn.policy.name, duration, own, overlay)
+                          policy or scn.policy.name, duration, own, overlay,
+                          scn.phy.params if scn.phy.backend == REFERENCE else {})
         sweep_file = out_dir / f"{name}.sweep.yaml"
         try:
             publish_file(sweep_file, lambda tmp: tmp.write_text(yaml.safe_dump(spec, sort_keys=False)), overwrite=True)

@@ -222,11 +222,8 @@ struct World
     std::vector<SubUe> subs;                                   // index = ue * nBlocks + block
     std::vector<Expected> expected;
     std::map<int, int> expectedOfSub;
-    int outstanding = 0;
     int64_t dciAtNs = -1; // when this TTI's grants were injected
     bool passThrough = false; // --lte-only: the round-robin scheduler's own grants go out
-    // diagnostics, reported when a TTI cannot be completed
-    uint64_t dcisBuilt = 0;
 
     const int32_t* Owner() const { return reinterpret_cast<const int32_t*>(base + offOwner); }
     const double* Power() const { return reinterpret_cast<const double*>(base + offPower); }
@@ -485,7 +482,6 @@ class OransimScheduler : public FfMacScheduler
             pdu->AddByteTag(RlcTag(Simulator::Now()));
             pdu->AddPacketTag(LteRadioBearerTag(rnti, DRB_LCID, 0));
             SendNextData(phy, pdu);
-            g.dcisBuilt++;
             if (DEBUG)
             {
                 std::cerr << Simulator::Now().GetMicroSeconds() << " us: DCI enb " << enb << " rnti " << rnti
@@ -578,7 +574,6 @@ struct SubSink : public SimpleRefCount<SubSink>
             return;
         }
         e.done = true;
-        g.outstanding--;
         if (p.m_correctness)
         {
             H->tbs_decoded++;
@@ -1066,7 +1061,6 @@ main(int argc, char** argv)
                 scheds[enb]->Inject(enbs[enb]->GetPhy(), grants);
             }
         }
-        g.outstanding = granted;
 
         // Run the subframe that carries the grants: every transport block is reported by its end,
         // except where the UE did not decode its DCI (PDCCH error), which reports nothing.
