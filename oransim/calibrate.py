@@ -46,15 +46,6 @@ DEFAULT_SPEED_MIN = 20.0
 BUILTIN_ONLY = ("phy.l2s.enabled",)
 
 
-def _has_field(scn, path: str) -> bool:
-    node = scn
-    for part in path.split("."):
-        if not hasattr(node, part):
-            return False
-        node = getattr(node, part)
-    return True
-
-
 def sweep_spec(scenario: Path, name: str, seeds: list[int], policy: str, duration_s: float | None,
                builtin_only: tuple[str, ...] = (), profile: dict | None = None, ns3_params: dict | None = None) -> dict:
     """The sweep one scenario runs: both PHYs x the seeds, one policy, packets kept.
@@ -248,9 +239,8 @@ def calibrate(
     for path, name in zip(scenarios, names):
         scn = load_scenario(path)
         first = scn.seed if seed is None else seed
-        own = tuple(f for f in BUILTIN_ONLY if _has_field(scn, f))
         spec = sweep_spec(path, f"calibrate-{name}", list(range(first, first + seeds)),
-                          policy or scn.policy.name, duration, own, overlay,
+                          policy or scn.policy.name, duration, BUILTIN_ONLY, overlay,
                           scn.phy.params if scn.phy.backend == REFERENCE else {})
         sweep_file = out_dir / f"{name}.sweep.yaml"
         try:
