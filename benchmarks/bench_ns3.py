@@ -17,7 +17,12 @@ previous one, from ``git show REV:ns3_bridge/server/oransim_phy_server.cc``) on 
 alternated with this one, and prints the ratio of their per-TTI times (a ratio within one run: the
 machine's load moves both alike).
 
-    python benchmarks/bench_ns3.py [--sizes 4,10,30] [--duration 1.0] [--ref-server OLD.cc]
+``--profile FILE`` applies a calibration profile (``oransim calibrate --profile``; e.g.
+``scenarios/calibration/ns3_lte.yaml``): its ``scenario`` part to every run, its ``builtin`` part
+to the built-in runs, so the built-in column is the PHY as calibrated against ns-3 (the last column,
+ns3-shm / builtin, is then calibrate's speed ratio per TTI, start-up left out).
+
+    python benchmarks/bench_ns3.py [--sizes 4,10,30] [--duration 1.0] [--ref-server OLD.cc] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ from ns3_bridge.shm import Ns3ShmPhy, segment_layout, server_config
 from simcore.engine import Engine
 from simcore.phy import BuiltinPhy
 from simcore.plugins import make_policy
+from oransim.calibrate import apply_profile
 from simcore.scenario import Scenario
+from simcore.yamlio import load_yaml_text, read_text_file
 
 
 class TimedShm(Ns3ShmPhy):
@@ -70,7 +77,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="4,10,30", help="UEs per slice")
     ap.add_argument("--duration", type=float, default=1.0, help="simulated seconds per run")
     ap.add_argument("--ref-server", type=Path, default=None, help="another server source to time alongside")
+    ap.add_argument("--profile", type=Path, default=None, help="calibration profile for the runs (see above)")
     args = ap.parse_args()
+    profile = load_yaml_text(read_text_file(args.profile)) if args.profile else {}
     server_binary()  # compile outside the timings
     if args.ref_server:
         server_binary(source=args.ref_server)
@@ -82,8 +91,10 @@ def main() -> None:
 
     rows = []
     for n in (int(x) for x in args.sizes.split(",")):
-        scn = paper_cell(n, duration_s=args.duration)
-        r_b = Engine(scn, make_policy("pf"), BuiltinPhy()).run()
+        base = paper_cell(n, duration_s=args.duration)
+        scn = apply_profile(base, profile, "ns3-shm")
+        fast = apply_profile(base, profile, "builtin")
+        r_b = Engine(fast, make_policy("pf"), BuiltinPhy()).run()
         ms, phy = shm_ms(scn)
         ref_ms = None
         if args.ref_server:  # this, reference, this, reference: alternated, the mean of two of each
@@ -100,13 +111,15 @@ def main() -> None:
             "subframes_per_tti": (phy.counters["ns3_subframes"] - phy.counters["warmup_subframes"]) / scn.n_tti,
             "lte_ms": lte["run_s"] / lte["subframes"] * 1e3, "lte_setup_s": lte["setup_s"],
         })
-    print(f"paper cell (30 PRBs, 1 ms TTI), PF every 10 TTIs, {args.duration:g} s simulated per run")
+    print(f"paper cell (30 PRBs, 1 ms TTI), PF every 10 TTIs, {args.duration:g} s simulated per run"
+          + (f", profile {args.profile}" if args.profile else ""))
     print(f"{'UEs':>4} {'builtin ms/TTI':>15} {'ns3-shm ms/TTI':>15} {'ns3-shm start s':>16} "
-          f"{'subframes/TTI':>14} {'LTE-only ms/sf':>15} {'LTE-only setup s':>17} {'shm / LTE-only':>15}")
+          f"{'subframes/TTI':>14} {'LTE-only ms/sf':>15} {'LTE-only setup s':>17} {'shm / LTE-only':>15} "
+          f"{'shm / builtin':>14}")
     for r in rows:
         print(f"{r['ues']:>4} {r['builtin_ms']:>15.3f} {r['shm_ms']:>15.3f} {r['shm_start_s']:>16.2f} "
               f"{r['subframes_per_tti']:>14.2f} {r['lte_ms']:>15.3f} {r['lte_setup_s']:>17.2f} "
-              f"{r['shm_ms'] / r['lte_ms']:>15.2f}")
+              f"{r['shm_ms'] / r['lte_ms']:>15.2f} {r['shm_ms'] / r['builtin_ms']:>14.1f}")
     print("ns3-shm start: set-up and random access of every UE (in ns-3 time: until all are connected, + 40 ms)")
     if args.ref_server:
         print(f"\nreference server {args.ref_server} (runs alternated with this one; mean of two each):")

@@ -47,19 +47,35 @@ BUILTIN_ONLY = ("phy.l2s.enabled",)
 
 
 def sweep_spec(scenario: Path, name: str, seeds: list[int], policy: str, duration_s: float | None,
-               builtin_only: tuple[str, ...] = (), profile: dict | None = None, ns3_params: dict | None = None) -> dict:
+               builtin_only: tuple[str, ...] = (), profile: dict | None = None, params: dict | None = None,
+               backend: str = FAST) -> dict:
     """The sweep one scenario runs: both PHYs x the seeds, one policy, packets kept.
     ``profile``: ``scenario`` (dotted path -> value, both sides: e.g. the CSI the policy sees) and
     ``builtin`` (the built-in side only: the built-in PHY's settings under calibration);
     ``builtin_only``: boolean fields of the built-in PHY's own models (e.g. ``phy.l2s.enabled``)
-    switched off on the ns3-shm side, where ns-3 models the same things itself; ``ns3_params``: the
-    ns3-shm backend's ``phy.params`` (the built-in PHY takes none)."""
+    switched off on the ns3-shm side, where ns-3 models the same things itself; ``params`` and
+    ``backend``: the scenario's ``phy.params`` and backend (its parameters stay with their backend;
+    the built-in PHY takes none)."""
     profile = profile or {}
-    fast = {**profile.get("builtin", {}), "phy.backend": FAST, "phy.params": {}}
-    ns3 = {"phy.backend": REFERENCE, "phy.params": dict(ns3_params or {}), **{f: False for f in builtin_only}}
+    fast = {**profile.get("builtin", {}), "phy.backend": FAST}
+    ns3 = {"phy.backend": REFERENCE, **{f: False for f in builtin_only}}
+    if params:  # a backend's parameters mean nothing to the other
+        (ns3 if backend == FAST else fast)["phy.params"] = {}
     return {"name": name, "scenario": str(Path(scenario).resolve()), "set": dict(profile.get("scenario", {})),
             "points": [fast, ns3], "seeds": list(seeds), "policies": [policy],
             "run": {"duration_s": duration_s, "record_packets": True}}
+
+
+def apply_profile(scn, profile: dict, side: str):
+    """The scenario with a profile's ``scenario`` settings, and for ``side`` = builtin its ``builtin``
+    ones, applied (the sides calibrate runs, for scripts that build scenarios themselves)."""
+    from oransim.sweep import set_path
+    from simcore.scenario import parse_scenario
+
+    data = scn.model_dump(mode="python")
+    for path, value in {**profile.get("scenario", {}), **(profile.get("builtin", {}) if side == FAST else {})}.items():
+        set_path(data, path, value)
+    return parse_scenario(data)
 
 
 def profile_problems(profile) -> list[str]:
@@ -240,8 +256,8 @@ def calibrate(
         scn = load_scenario(path)
         first = scn.seed if seed is None else seed
         spec = sweep_spec(path, f"calibrate-{name}", list(range(first, first + seeds)),
-                          policy or scn.policy.name, duration, BUILTIN_ONLY, overlay,
-                          scn.phy.params if scn.phy.backend == REFERENCE else {})
+                          policy or scn.policy.name, duration, BUILTIN_ONLY, overlay, scn.phy.params,
+                          scn.phy.backend)
         sweep_file = out_dir / f"{name}.sweep.yaml"
         try:
             publish_file(sweep_file, lambda tmp: tmp.write_text(yaml.safe_dump(spec, sort_keys=False)), overwrite=True)

@@ -69,8 +69,11 @@ def test_sweep_spec_runs_both_phys_on_the_same_seeds():
     assert profile_problems(profile) == []
     spec = sweep_spec(QUICK, "calibrate-quick", [3, 4, 5], "pf", 0.5, ("phy.l2s.enabled",), profile)
     assert spec["set"] == {"phy.csi.delay_tti": 6}  # the policy sees the same CSI under both PHYs
-    assert spec["points"] == [{"phy.l2s.enabled": True, "phy.backend": FAST, "phy.params": {}},
-                              {"phy.backend": REFERENCE, "phy.params": {}, "phy.l2s.enabled": False}]
+    assert spec["points"] == [{"phy.l2s.enabled": True, "phy.backend": FAST},
+                              {"phy.backend": REFERENCE, "phy.l2s.enabled": False}]
+    # a scenario written for ns3-shm keeps its server parameters there, the built-in side gets none
+    other = sweep_spec(QUICK, "c", [1], "pf", None, (), None, {"timeout_s": 30.0}, REFERENCE)
+    assert other["points"] == [{"phy.backend": FAST, "phy.params": {}}, {"phy.backend": REFERENCE}]
     assert profile_problems({"builtin": {"phy.backend": "x"}, "both": {}}) == [
         "unknown key 'both' (scenario, builtin)", "builtin: phy.backend is calibrate's to set"]
     assert spec["seeds"] == [3, 4, 5] and spec["policies"] == ["pf"]
