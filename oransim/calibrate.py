@@ -10,7 +10,7 @@ it reads the run folders (``analysis.kpis``) and compares, per slice:
 - drops: packets dropped, summed over the seeds;
 
 each with the ratio built-in / ns-3 (1 = agreement), and the wall time of each PHY (sum over the
-seeds, start-up included) with the speed ratio ns-3 / built-in. Targets (issue 16): throughput
+seeds, start-up included) with the speed ratio ns-3 / built-in. The default targets: throughput
 within 5 %, p50 and p95 delay within 20 %, the built-in PHY at least 20x faster. A figure per
 scenario overlays both PHYs' delay CDFs, one panel per slice.
 
