@@ -41,7 +41,7 @@ from scipy.optimize import LinearConstraint
 from scipy.sparse import csr_matrix
 
 from simcore.contracts import Allocation
-from simcore.snapshot import SnapshotProblem, allocation_from_choices
+from simcore.snapshot import SnapshotProblem, allocation_from_choices, objective_and_shortfall
 
 #: State codes of an RU on a PRB in a joint combination (owners are UE indices >= 0).
 OFF, IDLE = -2, -1
@@ -228,30 +228,41 @@ def interference_free_choices(prob: SnapshotProblem, unit_bps: float, allowed) -
                    xs, rr, kk, uu, ll)
 
 
-def local_search(prob: SnapshotProblem, alloc: Allocation, max_passes: int = 6):
+def local_search(prob: SnapshotProblem, alloc: Allocation, max_passes: int = 8):
     """Improve an allocation one PRB at a time (its owner and level, or idle), in the problem's order,
-    with the true SINR; passes over every PRB until none changes. Returns (allocation, evaluation)."""
+    with the true SINR; passes over every PRB until none changes. Returns (allocation, evaluation).
+
+    A change on PRB k of RU r moves the SINRs of PRB k only (on every RU), so each candidate's rates are
+    the current ones with PRB k's share recomputed; where the change could switch RU r's fronthaul
+    noise on or off (PRB k its only PRB, or it has none), every PRB moves and the candidates are scored
+    in full (``policies.esa.score_batch``)."""
     from policies.esa import score_batch  # esa imports nothing of this module; kept local to stay one-way
 
     obs = prob.obs
-    n_lvl = prob.n_levels
+    n_lvl, n_ru, n_ue = prob.n_levels, obs.n_rus, obs.n_ues
     owner = alloc.prb_owner.copy()
     level = np.maximum(prob.levels_of(alloc), 0)
     useful = np.flatnonzero((prob.cap_bps > 0) | (prob.need_bps > 0))
+    rr = np.arange(n_ru)
+    caps = obs.slice_power_cap_w
+    capped = np.flatnonzero(np.isfinite(caps))
     for _ in range(max_passes):
         changed = False
-        for r in range(obs.n_rus):
+        for r in range(n_ru):
             for k in range(obs.n_prbs):
-                ru_of = np.full(obs.n_ues, -1)
-                o = owner >= 0
-                ru_of[owner[o]] = np.nonzero(o)[0]
+                owned = owner >= 0
+                ru_of = np.full(n_ue, -1)
+                ru_of[owner[owned]] = np.nonzero(owned)[0]
                 free = useful[(ru_of[useful] == r) | (ru_of[useful] < 0) | (owner[r, k] == useful)]
                 cand_u = np.r_[-1, np.repeat(free, n_lvl)]
                 cand_l = np.r_[0, np.tile(np.arange(n_lvl), free.size)]
                 own_b = np.repeat(owner[None], cand_u.size, axis=0)
                 lvl_b = np.repeat(level[None], cand_u.size, axis=0)
                 own_b[:, r, k], lvl_b[:, r, k] = cand_u, cand_l
-                ok, viol, obj = score_batch(prob, own_b, lvl_b)
+                if owned[r].sum() - owned[r, k] == 0:  # RU r's fronthaul noise may switch: score in full
+                    ok, viol, obj = score_batch(prob, own_b, lvl_b)
+                else:
+                    ok, viol, obj = _score_prb_changes(prob, owner, level, r, k, cand_u, cand_l)
                 steps, cost = prob.tiers_3_4(own_b, lvl_b)
                 viol = np.where(ok, viol, np.inf)
                 obj = np.where(ok, obj, -np.inf)
@@ -267,3 +278,50 @@ def local_search(prob: SnapshotProblem, alloc: Allocation, max_passes: int = 6):
     if prob.is_better(before, ev):  # never worse than the start (the current state is always a candidate)
         return alloc, before
     return best, ev
+
+
+def _score_prb_changes(prob: SnapshotProblem, owner, level, r: int, k: int, cand_u, cand_l):
+    """(C,) budgets kept, shortfall V and objective F of the allocation (owner, level) (R, K) with PRB k of
+    RU r given to ``cand_u`` (C,) at ``cand_l`` (-1: idle), every RU that transmits still transmitting."""
+    obs = prob.obs
+    rr = np.arange(obs.n_rus)
+    owned = owner >= 0
+    power = np.where(owned, prob.levels_w[rr[:, None], np.maximum(level, 0)], 0.0)
+    on = owned.any(axis=1)
+    cand_p = np.where(cand_u >= 0, prob.levels_w[r, cand_l], 0.0)
+    ok = power[r].sum() - power[r, k] + cand_p <= obs.ru_max_power_w[r] * (1 + 1e-9)
+    caps = obs.slice_power_cap_w
+    for s in np.flatnonzero(np.isfinite(caps)):  # RU r's slice caps
+        mine = owned[r] & (obs.slice_id[np.maximum(owner[r], 0)] == s)
+        used = power[r][mine].sum() - (power[r, k] if mine[k] else 0.0)
+        ok &= used + np.where((cand_u >= 0) & (obs.slice_id[np.maximum(cand_u, 0)] == s), cand_p, 0.0) \
+            <= caps[s] * (1 + 1e-9)
+    rates = prob.rates(allocation_from_choices(obs, owner, np.maximum(level, 0), prob.levels_w))
+    now = _prb_rates(prob, k, owner[:, k], power[:, k], on)  # (R,) what PRB k gives its owners now
+    base = rates.copy()
+    np.subtract.at(base, owner[owned[:, k], k], now[owned[:, k]])
+    own_k = np.repeat(owner[None, :, k], cand_u.size, axis=0)
+    pow_k = np.repeat(power[None, :, k], cand_u.size, axis=0)
+    own_k[:, r], pow_k[:, r] = cand_u, cand_p
+    new = _prb_rates(prob, k, own_k, pow_k, on)  # (C, R)
+    cand_rates = np.repeat(base[None, :], cand_u.size, axis=0)
+    act = own_k >= 0
+    np.add.at(cand_rates, (np.nonzero(act)[0], own_k[act]), new[act])
+    cand_rates = np.maximum(cand_rates, 0.0)
+    obj, viol = objective_and_shortfall(prob.served(cand_rates), np.maximum(prob.need_bps - cand_rates, 0.0),
+                                        obs.ue_weight)
+    return ok, viol, obj
+
+
+def _prb_rates(prob: SnapshotProblem, k: int, owner: np.ndarray, power: np.ndarray, on: np.ndarray) -> np.ndarray:
+    """(..., R) rate of each owner of PRB k (0 where idle): its owners and powers (..., R), the RUs that
+    transmit anywhere ``on`` (R,) radiating their fronthaul noise on it (the PHY's SINR formula)."""
+    obs = prob.obs
+    act = owner >= 0
+    o = np.where(act, owner, 0)
+    g = obs.gain[o, :, k]  # (..., R, R'): gain from RU r' to the owner of RU r's PRB
+    diag = np.take_along_axis(g, np.broadcast_to(np.arange(obs.n_rus)[:, None], (*g.shape[:-1], 1)), axis=-1)[..., 0]
+    rad = np.where(act, power, 0.0) + np.where(on, obs.link.quant_noise_w, 0.0)  # (..., R') radiated on PRB k
+    interference = np.maximum(np.einsum("...rq,...q->...r", g, rad) - diag * rad, 0.0)
+    sinr = obs.link.sinr(diag, np.where(act, power, 0.0), np.arange(obs.n_rus), interference)
+    return np.where(act, obs.link.prb_rate_bps(np.where(act, sinr, 0.0), o), 0.0)

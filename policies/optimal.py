@@ -65,6 +65,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_matrix, vstack
 
 from simcore.contracts import Allocation, Observation, Policy
+from policies.joint_bound import JointRelaxation
 from policies.interference import (Choices, interference_free_choices, joint_choices, joint_size, local_search,
                                    worst_case_interference_w)
 from simcore.snapshot import (DEFAULT_LEVEL_FACTORS, SnapshotProblem, allocation_from_choices, level_factors_checked,
@@ -162,21 +163,56 @@ class ExactOptimum(Policy):
             alloc, ev = local_search(prob, alloc)
             if best is None or prob.is_better(ev, best_ev):
                 best, best_ev = alloc, ev
+        relax = JointRelaxation(prob, _UNIT_BPS)
+        bounds = {}
+        if relax.fits and not self._unbeatable(prob, best_ev):
+            for alloc in start + [best]:
+                relax.add_allocation(alloc)
+            bounds["shortfall_joint"] = relax.shortfall_lower_bound(self.bound_time_limit_s)
+            try:  # a start among the relaxation's columns: the joint MILP restricted to them
+                alloc = self._solve(prob, relax.choices(), candidate=True, time_limit_s=self.bound_time_limit_s)[0]
+            except RuntimeError as exc:
+                failed.append(str(exc))
+            else:
+                alloc, ev = local_search(prob, alloc)
+                relax.add_allocation(alloc)
+                if prob.is_better(ev, best_ev):
+                    best, best_ev = alloc, ev
         f = best_ev.objective_bps
-        f_max = float(obs.ue_weight @ prob.cap_bps)  # served: no allocation counts more than every cap
-        if best_ev.violation_bps <= prob.violation_tol and f >= f_max - prob.objective_tol(f_max):
+        if self._unbeatable(prob, best_ev):
             v_lb, f_ub = 0.0, f  # nothing can do better on tiers 1 and 2: no bound to solve for
         else:
-            v_lb, f_ub = self._interference_free_bound(prob, best_ev.violation_bps)
-        gap = max(0.0, (f_ub - f) / f_ub) if f_ub > 0 else 0.0
+            v_lb, f_ub = bounds.get("shortfall_joint", 0.0), np.inf
+            if relax.fits:
+                f_ub = bounds["objective_joint"] = relax.objective_upper_bound(
+                    best_ev.violation_bps + prob.violation_tol, self.bound_time_limit_s)
+                if prob.objective == "served":  # no allocation counts more than every cap
+                    f_ub = min(f_ub, float(obs.ue_weight @ prob.cap_bps))
+            proven = f_ub - f <= prob.objective_tol(f) and best_ev.violation_bps <= v_lb + prob.violation_tol
+            if not proven:  # the interference-free relaxation keeps the integrality the joint one mixes away
+                try:
+                    v_free, f_free = self._interference_free_bound(prob, best_ev.violation_bps)
+                except RuntimeError as exc:  # no bound within its time limit: the joint one stands alone
+                    failed.append(str(exc))
+                else:
+                    bounds.update(shortfall_interference_free=v_free, objective_interference_free=f_free)
+                    v_lb, f_ub = max(v_lb, v_free), min(f_ub, f_free)
+        gap = (max(0.0, (f_ub - f) / f_ub) if f_ub > 0 else 0.0) if np.isfinite(f_ub) else 1.0
         # gap 0 at the least shortfall proves tiers 1 and 2 (shortfall, objective), not the power and tie tiers
         info = {"mode": "certified", "exact": False, "proven_optimal": False,
                 "tiers_1_2_proven": gap == 0.0 and best_ev.violation_bps <= v_lb + prob.violation_tol,
                 "gap": gap, "upper_bound_bps": f_ub, "shortfall_lower_bound_bps": v_lb,
-                "shortfall_gap_bps": max(0.0, best_ev.violation_bps - v_lb), "status": "certified"}
+                "shortfall_gap_bps": max(0.0, best_ev.violation_bps - v_lb), "status": "certified",
+                "bounds_bps": {k: float(v) for k, v in bounds.items()}, "joint_relaxation_entries": relax.size}
         if failed:
-            info["failed_starts"] = failed
+            info["failed_steps"] = failed
         return best, info
+
+    @staticmethod
+    def _unbeatable(prob: SnapshotProblem, ev) -> bool:
+        """Under served, an allocation meeting every need with every UE at its cap: nothing does better on tiers 1, 2."""
+        f_max = float(prob.obs.ue_weight @ prob.cap_bps)
+        return ev.violation_bps <= prob.violation_tol and ev.objective_bps >= f_max - prob.objective_tol(f_max)
 
     def _interference_free_bound(self, prob: SnapshotProblem, violation_bps: float) -> tuple[float, float]:
         """Lower bound on the least shortfall, and upper bound on the objective of every allocation whose
@@ -233,12 +269,16 @@ class ExactOptimum(Policy):
                 "shortcut": "+".join(sorted({i["shortcut"] for i in infos}))}
         return allocation_from_choices(obs, owner, level, prob.levels_w), info
 
-    def _solve(self, prob: SnapshotProblem, choices: Choices, candidate: bool = False):
+    def _solve(self, prob: SnapshotProblem, choices: Choices, candidate: bool = False,
+               time_limit_s: float | None = None):
         """The phases of the module docstring over the given choices (exact for them). A ``candidate``
         (a start for the certified mode's search) stops after the objective (or, when a shortcut
-        skips it, the least power), to a looser gap."""
+        skips it, the least power), to a looser gap, within ``time_limit_s`` per phase when given."""
         obs = prob.obs
         m = _Mip(prob, choices)
+        opts = self._opts(candidate=candidate)
+        if time_limit_s is not None:
+            opts["time_limit"] = time_limit_s
         served = prob.objective == "served"
         shortcut = "none"
         x = np.zeros(m.n_x, dtype=bool)
@@ -254,12 +294,12 @@ class ExactOptimum(Policy):
                     shortcut = "every need met"
                     m.fix_shortfall()
                 elif m.n_s:  # phase 1: least total shortfall
-                    short = np.maximum(m.need - m.rates_of(m.solve(m.sum_s, self._opts(candidate=candidate))), 0.0)
+                    short = np.maximum(m.need - m.rates_of(m.solve(m.sum_s, opts)), 0.0)
                     v_star = float(short[m.need_ues].sum())
                     m.rows.append((m.sum_s, -np.inf, v_star + prob.violation_tol / _UNIT_BPS))
                 # phase 2: the largest objective among the least-shortfall allocations
                 f_coef = m.f_coef(w)
-                sol = m.solve(-f_coef, self._opts(candidate=candidate))
+                sol = m.solve(-f_coef, opts)
                 if candidate:  # a start for the local search, which lowers power itself
                     return self._allocation(prob, m, sol[:m.n_x] > 0.5, shortcut)
                 f_star = float(w @ np.minimum(m.rates_of(sol), m.cap))

@@ -1,0 +1,324 @@
+"""A bound on the multi-RU optimum that keeps the interference: the joint problem's per-PRB relaxation.
+
+``optimal``'s certified mode (``policies.optimal``) needs an upper bound on the objective, and a lower
+bound on the shortfall, of every allocation of the snapshot problem with several RUs. Ignoring the
+other RUs' signals (the interference-free relaxation) is loose where RUs interfere strongly. This
+module bounds the problem with the interference kept.
+
+**The relaxation.** Per PRB k, a *column* is the joint state of every RU on k: its power state
+(silent, or one of its L levels) and, where it transmits, the UE that owns the PRB. Its rates are
+the PHY's SINR (``LinkModel.sinr``) with every other RU that transmits on k radiating its power and its
+fronthaul noise. Three things are relaxed, each only raising what an allocation can reach:
+
+1. an RU silent on k radiates nothing there (in the true problem its fronthaul noise reaches every
+   PRB as soon as it transmits anywhere): every rate at least the true one;
+2. a UE may own PRBs of several RUs (the true problem allows one);
+3. the columns of PRB k may be mixed with fractional weights summing to at most 1 (the linear
+   relaxation of choosing one; the integral choices are among them).
+
+The rows are the snapshot problem's (``policies.optimal``): per RU its power budget and per-slice
+caps; per UE its need, sum_k min(r_uk, need_u) + s_u >= need_u (clipping each PRB's rate to the need
+keeps every integral point: if one PRB alone covers the need both sides reach it); under ``served``
+y_u <= sum_k min(r_uk, c_u), y_u <= c_u. Every allocation of the snapshot problem maps to a feasible
+point of this relaxation whose objective F and shortfall V are at least as good as its true ones.
+
+**Bounds from any multipliers (why they are valid).** Take multipliers mu_r, nu_rs >= 0 for the power
+rows, pi_u >= 0 for the needs, sigma_u >= 0 for the served rows and theta >= 0 for sum_u s_u <= V.
+For the largest F with shortfall at most V, the Lagrangian
+
+    L = sum_k max(0, max_c h_k(c)) + sum_u need_u max(0, pi_u - theta) - pi . need + mu . P + nu . C
+        + theta V + sum_u c_u max(0, w_u - sigma_u)            [last term: served only]
+
+    h_k(c) = sum over the RUs r transmitting in column c of
+             a_u r_u + pi_u min(r_u, need_u) + sigma_u min(r_u, c_u) - (mu_r + nu_{r,s(u)}) p_r
+             (u the owner, r_u its rate in c; a_u = w_u under ``rate``, 0 under ``served``)
+
+is at least the relaxation's optimum (weak duality: every feasible point adds only non-negative
+terms), hence at least the true optimum, whatever the multipliers: the bound needs no solver to be
+right. Likewise the least shortfall is at least
+sum_u need_u min(0, 1 - pi_u) + pi . need - mu . P - nu . C - sum_k max(0, max_c g_k(c)), g_k the same
+with a_u = sigma_u = 0. **Pricing is exact and cheap**: given the power vector of PRB k (one of
+(L + 1)^R), the SINR of each owner depends only on the other RUs' powers, not on whom they serve, so
+max_c h_k(c) = max over power vectors of the sum over transmitting RUs of the best owner of each:
+(L + 1)^R * R * U * L rate evaluations per PRB, precomputed once per problem.
+
+**Multipliers** come from the restricted master (the relaxation's LP over the columns generated so
+far, solved by HiGHS): its duals, then the best column of each PRB is added and the LP solved again
+(column generation) until the bound meets the LP's value (the LP's optimum: the bound is then the
+relaxation's own) or the time limit. The best bound of any round is kept. A run stopped early is
+still valid, only looser.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import numpy as np
+from scipy.optimize import linprog
+from scipy.sparse import csr_matrix, vstack
+
+from policies.interference import IDLE, Choices, _joint_rows
+from simcore.contracts import Allocation
+from simcore.snapshot import SnapshotProblem
+
+#: Largest precomputed rate table (R * U * K * L * (L + 1)^(R - 1) entries) the relaxation builds.
+MAX_TABLE = 4_000_000
+#: Columns added per PRB and round: the best power vectors' best owners.
+COLUMNS_PER_PRB = 3
+
+
+class JointRelaxation:
+    """The relaxation of the module docstring for one snapshot problem (rates in bit/s / ``unit_bps``)."""
+
+    def __init__(self, prob: SnapshotProblem, unit_bps: float = 1e3):
+        obs = prob.obs
+        self.prob, self.obs, self.unit = prob, obs, unit_bps
+        n_ru, n_lvl = obs.n_rus, prob.n_levels
+        self.useful = np.flatnonzero((prob.cap_bps > 0) | (prob.need_bps > 0))  # served: an empty UE takes nothing
+        n_m = (n_lvl + 1) ** (n_ru - 1)
+        self.size = n_ru * self.useful.size * obs.n_prbs * n_lvl * n_m
+        self.fits = self.size <= MAX_TABLE
+        self.need = prob.need_bps / unit_bps
+        self.cap = prob.cap_bps / unit_bps
+        self.need_ues = np.flatnonzero(self.need > 0)
+        self.y_ues = np.flatnonzero(self.cap > 0) if prob.objective == "served" else np.zeros(0, dtype=np.int64)
+        caps = obs.slice_power_cap_w
+        self.capped = np.flatnonzero(np.isfinite(caps))
+        self.cols: list[tuple] = []  # (k, power vector index, owners (R,) with -1 where silent)
+        self._keys: set = set()
+        if self.fits:
+            self._tables()
+
+    def _tables(self) -> None:
+        """rate (R, U', K, L, M): UE useful[i] owning PRB k of RU r at level l while the other RUs are in
+        power state m (each silent or at a level, fronthaul noise with it); power vectors (N, R)."""
+        obs, prob = self.obs, self.prob
+        n_ru, n_lvl = obs.n_rus, prob.n_levels
+        ue = self.useful
+        power = np.c_[np.zeros(n_ru), prob.levels_w]  # (R, L + 1): state 0 silent
+        radiated = power + np.where(np.arange(n_lvl + 1) > 0, 1.0, 0.0)[None, :] * obs.link.quant_noise_w[:, None]
+        others_states = np.array(list(itertools.product(range(n_lvl + 1), repeat=n_ru - 1)), dtype=np.int64)
+        self.rate = np.empty((n_ru, ue.size, obs.n_prbs, n_lvl, others_states.shape[0]))
+        for r in range(n_ru):
+            interference = np.zeros((ue.size, obs.n_prbs, others_states.shape[0]))
+            for j, q in enumerate(q for q in range(n_ru) if q != r):
+                interference += obs.gain[ue, q, :, None] * radiated[q][others_states[:, j]][None, None, :]
+            sinr = obs.link.sinr(obs.gain[ue, r, :, None, None], prob.levels_w[r][None, None, :, None], r,
+                                 interference[:, :, None, :])
+            self.rate[r] = obs.link.prb_rate_bps(sinr, ue[:, None, None, None]) / self.unit
+        self.vectors = np.array(list(itertools.product(range(n_lvl + 1), repeat=n_ru)), dtype=np.int64)  # (N, R)
+        shape = (n_lvl + 1,) * (n_ru - 1)
+        self.others = np.stack([np.ravel_multi_index(np.delete(self.vectors, r, axis=1).T, shape) if n_ru > 1
+                                else np.zeros(len(self.vectors), dtype=np.int64) for r in range(n_ru)], axis=1)
+
+    # ------------------------------------------------------------------------------ columns
+    def add_allocation(self, alloc: Allocation) -> None:
+        """The columns of a feasible allocation (one per PRB): the master starts feasible from them."""
+        level = self.prob.levels_of(alloc)
+        shape = (self.prob.n_levels + 1,) * self.obs.n_rus
+        for k in range(self.obs.n_prbs):
+            owners = tuple(int(u) for u in alloc.prb_owner[:, k])
+            self._add(k, int(np.ravel_multi_index(level[:, k] + 1, shape)), owners)
+
+    def _add(self, k: int, vec: int, owners: tuple) -> bool:
+        key = (k, vec, owners)
+        if key in self._keys:
+            return False
+        self._keys.add(key)
+        self.cols.append(key)
+        return True
+
+    def _column_arrays(self):
+        """What each column gives each UE (n_c, U) kbit/s: its rate, and its rate clipped to the need and
+        to the cap slot by slot (as the pricing counts them); power (n_c, R), slice power (n_c, R, S), PRB (n_c,)."""
+        obs, prob = self.obs, self.prob
+        n_c = len(self.cols)
+        pos = np.full(obs.n_ues, -1)
+        pos[self.useful] = np.arange(self.useful.size)
+        rho, to_need, to_cap = (np.zeros((n_c, obs.n_ues)) for _ in range(3))
+        power = np.zeros((n_c, obs.n_rus))
+        sl_power = np.zeros((n_c, obs.n_rus, obs.slice_power_cap_w.size))
+        prb = np.zeros(n_c, dtype=np.int64)
+        for j, (k, vec, owners) in enumerate(self.cols):
+            prb[j] = k
+            for r, u in enumerate(owners):
+                s = self.vectors[vec, r]
+                if s == 0 or u < 0:
+                    continue
+                power[j, r] = prob.levels_w[r, s - 1]
+                sl_power[j, r, obs.slice_id[u]] += power[j, r]
+                if pos[u] < 0:  # a UE that can take nothing (an allocation's empty UE under served)
+                    continue
+                rate = self.rate[r, pos[u], k, s - 1, self.others[vec, r]]
+                rho[j, u] += rate
+                to_need[j, u] += min(rate, self.need[u])
+                to_cap[j, u] += min(rate, self.cap[u])
+        return rho, to_need, to_cap, power, sl_power, prb
+
+    def choices(self) -> Choices:
+        """The columns generated so far as choices of the joint MILP (``policies.optimal``), each UE on at
+        most one RU: a search for good allocations among them (exact for none, feasible for all)."""
+        obs = self.obs
+        keep = [c for c in self.cols if len({u for u in c[2] if u >= 0}) == sum(u >= 0 for u in c[2])]
+        slots = [(j, r, k, u, self.vectors[vec, r] - 1) for j, (k, vec, owners) in enumerate(keep)
+                 for r, u in enumerate(owners) if u >= 0]
+        sx, sr, sk, su, sl = (np.array(a, dtype=np.int64) for a in zip(*slots)) if slots else \
+            (np.zeros(0, dtype=np.int64) for _ in range(5))
+        pos = np.full(obs.n_ues, -1)
+        pos[self.useful] = np.arange(self.useful.size)
+        vec = np.array([c[1] for c in keep], dtype=np.int64)
+        rate = np.where(pos[su] >= 0, self.rate[sr, np.maximum(pos[su], 0), sk, sl, self.others[vec[sx], sr]], 0.0)
+        group = np.array([c[0] for c in keep], dtype=np.int64)
+        owner = np.array([[u if u >= 0 else IDLE for u in c[2]] for c in keep], dtype=np.int64).reshape(-1, obs.n_rus)
+        n_z, extra = _joint_rows(self.prob, owner, group, sx, sr, sk, su)
+        return Choices(csr_matrix((rate, (su, sx)), shape=(obs.n_ues, group.size)), group, sx, sr, sk, su, sl,
+                       n_z=n_z, extra=extra)
+
+    # ------------------------------------------------------------------------------ pricing
+    def _price(self, a, pi, sigma, mu, nu):
+        """Per PRB and power vector, the best column's value h (K, N) and each RU's best owner (R, K, L, M)."""
+        obs = self.obs
+        ue = self.useful
+        r_ = self.rate
+        if not ue.size:  # no UE can take anything: every column is idle
+            return np.zeros((obs.n_prbs, len(self.vectors))), np.zeros(r_.shape[:1] + r_.shape[2:], dtype=np.int64)
+        val = a[ue][None, :, None, None, None] * r_
+        val += pi[ue][None, :, None, None, None] * np.minimum(r_, self.need[ue][None, :, None, None, None])
+        if sigma is not None:
+            val += sigma[ue][None, :, None, None, None] * np.minimum(r_, self.cap[ue][None, :, None, None, None])
+        price = mu[:, None] + nu[:, obs.slice_id[ue]]  # (R, U')
+        val -= (price[:, :, None] * self.prob.levels_w[:, None, :])[:, :, None, :, None]
+        best = val.max(axis=1)
+        owner = ue[val.argmax(axis=1)]
+        h = np.zeros((obs.n_prbs, len(self.vectors)))
+        for r in range(obs.n_rus):
+            on = self.vectors[:, r] > 0
+            h[:, on] += best[r][:, self.vectors[on, r] - 1, self.others[on, r]]
+        return h, owner
+
+    def _add_best(self, h, owner) -> int:
+        added = 0
+        for k in range(self.obs.n_prbs):
+            for vec in np.argsort(-h[k], kind="stable")[:COLUMNS_PER_PRB]:
+                if h[k, vec] <= 1e-9:
+                    break
+                owners = tuple(int(owner[r, k, s - 1, self.others[vec, r]]) if s > 0 else -1
+                               for r, s in enumerate(self.vectors[vec]))
+                added += self._add(k, int(vec), owners)
+        return added
+
+    # ------------------------------------------------------------------------------ bounds
+    def shortfall_lower_bound(self, time_limit_s: float, rel_tol: float = 1e-4) -> float:
+        """No allocation has less total shortfall (bit/s)."""
+        if not self.need_ues.size:
+            return 0.0
+        return max(0.0, self._generate(None, time_limit_s, rel_tol) * self.unit)
+
+    def objective_upper_bound(self, violation_bps: float, time_limit_s: float, rel_tol: float = 1e-4) -> float:
+        """No allocation whose shortfall is at most ``violation_bps`` has a larger objective (bit/s)."""
+        return self._generate(violation_bps / self.unit, time_limit_s, rel_tol) * self.unit
+
+    def _generate(self, v_max, time_limit_s, rel_tol) -> float:
+        """Column generation; v_max None: the least shortfall (a lower bound), else the largest objective
+        with shortfall at most v_max (an upper bound). Returns the best Lagrangian bound found (kbit/s)."""
+        lower = v_max is None
+        best = -np.inf if lower else np.inf
+        t_end = time.process_time() + time_limit_s
+        while True:
+            lp, multipliers = self._master(v_max)
+            if lp is None:  # the LP failed (numerics): the bound so far, or none
+                return best if np.isfinite(best) else (0.0 if lower else np.inf)
+            bound, h, owner = self.lagrangian(v_max, *multipliers)
+            if lower:
+                best = max(best, bound)
+                done = lp - best <= rel_tol * max(abs(lp), 1.0)
+            else:
+                best = min(best, bound)
+                done = best - lp <= rel_tol * max(abs(best), 1.0)
+            if done or time.process_time() > t_end or not self._add_best(h, owner):
+                return best
+
+    def lagrangian(self, v_max, mu, nu, pi, theta, sigma):
+        """The module docstring's bound (kbit/s) for multipliers mu (R,), nu (R, S), pi (U,), theta, sigma (U,),
+        all >= 0: with ``v_max`` None a lower bound on the least shortfall, else an upper bound on the
+        objective of every allocation with shortfall at most ``v_max`` (kbit/s). Also the pricing's values
+        (K, N) and best owners, for column generation."""
+        obs = self.obs
+        w = obs.ue_weight.astype(float)
+        pi = np.where(self.need > 0, pi, 0.0)  # rows that exist only: no need, no multiplier
+        nu = np.where(np.isfinite(obs.slice_power_cap_w)[None, :], nu, 0.0)
+        if v_max is None:
+            h, owner = self._price(np.zeros(obs.n_ues), pi, None, mu, nu)
+            bound = (self.need * np.minimum(0.0, 1.0 - pi)).sum() + pi @ self.need - mu @ obs.ru_max_power_w \
+                - self._nu_cap(nu) - np.maximum(h.max(axis=1), 0.0).sum()
+            return bound, h, owner
+        served = self.prob.objective == "served"
+        sigma = np.where(self.cap > 0, sigma, 0.0) if served else None
+        h, owner = self._price(np.zeros(obs.n_ues) if served else w, pi, sigma, mu, nu)
+        bound = np.maximum(h.max(axis=1), 0.0).sum() + (self.need * np.maximum(pi - theta, 0.0)).sum() \
+            - pi @ self.need + mu @ obs.ru_max_power_w + self._nu_cap(nu) + theta * v_max
+        if served:
+            bound += (self.cap * np.maximum(w - sigma, 0.0))[self.y_ues].sum()
+        return bound, h, owner
+
+    def _nu_cap(self, nu) -> float:
+        caps = self.obs.slice_power_cap_w
+        return float((nu[:, self.capped] * caps[self.capped][None, :]).sum())
+
+    def _master(self, v_max):
+        """The restricted master LP; its value (kbit/s) and the non-negative multipliers (mu, nu, pi, theta, sigma)."""
+        obs = self.obs
+        n_ru, n_prb, n_ue = obs.n_rus, obs.n_prbs, obs.n_ues
+        rho, to_need, to_cap, power, sl_power, prb = self._column_arrays()
+        n_c, n_s, n_y = len(self.cols), self.need_ues.size, self.y_ues.size
+        n_var = n_c + n_s + n_y
+        s_cols, y_cols = n_c + np.arange(n_s), n_c + n_s + np.arange(n_y)
+        blocks, rhs = [], []
+
+        def rows(mat, b):
+            blocks.append(csr_matrix(mat, shape=(mat.shape[0], n_var)))
+            rhs.extend(np.broadcast_to(b, (mat.shape[0],)))
+
+        rows(csr_matrix((np.ones(n_c), (prb, np.arange(n_c))), shape=(n_prb, n_var)), 1.0)
+        rows(csr_matrix(np.c_[power.T, np.zeros((n_ru, n_s + n_y))]), obs.ru_max_power_w)
+        caps = obs.slice_power_cap_w
+        for s in self.capped:
+            rows(csr_matrix(np.c_[sl_power[:, :, s].T, np.zeros((n_ru, n_s + n_y))]), caps[s])
+        rows(csr_matrix(np.c_[-to_need[:, self.need_ues].T, -np.eye(n_s), np.zeros((n_s, n_y))]), -self.need[self.need_ues])
+        if v_max is not None:
+            rows(csr_matrix((np.ones(n_s), (np.zeros(n_s, dtype=np.int64), s_cols)), shape=(1, n_var)), v_max)
+        if n_y:
+            rows(csr_matrix(np.c_[-to_cap[:, self.y_ues].T, np.zeros((n_y, n_s)), np.eye(n_y)]), 0.0)
+        w = obs.ue_weight.astype(float)
+        if v_max is None:
+            c = np.zeros(n_var)
+            c[s_cols] = 1.0
+        else:
+            c = np.zeros(n_var)
+            if self.prob.objective == "served":
+                c[y_cols] = -w[self.y_ues]
+            else:
+                c[:n_c] = -(rho @ w)
+        bounds = np.c_[np.zeros(n_var), np.r_[np.full(n_c, np.inf), self.need[self.need_ues], self.cap[self.y_ues]]]
+        res = linprog(c, A_ub=vstack(blocks).tocsr(), b_ub=np.asarray(rhs, dtype=float), bounds=bounds, method="highs")
+        if res.status != 0:
+            return None, None
+        dual = np.maximum(-res.ineqlin.marginals, 0.0)  # a <= row's multiplier in the maximisation (or of -min)
+        o = n_prb
+        mu = dual[o:o + n_ru]
+        o += n_ru
+        nu = np.zeros((n_ru, caps.size))
+        for s in self.capped:
+            nu[:, s] = dual[o:o + n_ru]
+            o += n_ru
+        pi = np.zeros(n_ue)
+        pi[self.need_ues] = dual[o:o + n_s]
+        o += n_s
+        theta = 0.0
+        if v_max is not None:
+            theta = float(dual[o])
+            o += 1
+        sigma = np.zeros(n_ue)
+        sigma[self.y_ues] = dual[o:o + n_y]
+        return (res.fun if v_max is None else -res.fun), (mu, nu, pi, theta, sigma)
