@@ -26,10 +26,13 @@ on whether each other RU is active anywhere. Three ways to handle it (``ExactOpt
   every UE's true rate is at least its bounded rate (interference only falls): exact *for the
   bounded problem*, a lower bound on the true one.
 - ``certified`` (large cells): the best of several feasible allocations (the worst-case optimum, the
-  fixed point of the interference, each improved by ``local_search``) next to an upper bound on the
-  true optimum: the interference-free problem (every rate at least the true one; each UE may take
-  PRBs of every RU, a relaxation of one RU per UE) solved by HiGHS, whose dual bound is valid even
-  when it stops early. The gap says how far from optimal the answer can be (``optimal``'s module).
+  fixed point of the interference, on small enough relaxations a MILP over the joint relaxation's
+  columns, each improved by ``local_search``) next to bounds on the true optimum: the smaller of two
+  upper bounds, the joint problem's per-PRB relaxation (``policies.joint_bound``: interference
+  kept, PRBs mixed fractionally; Lagrangian bounds valid for any multipliers) and the
+  interference-free problem (every rate at least the true one; each UE may take PRBs of every RU;
+  integral) solved by HiGHS, whose dual bound is valid even when it stops early. The gap says how
+  far from optimal the answer can be (``optimal``'s module).
 """
 
 from __future__ import annotations
@@ -262,7 +265,7 @@ def local_search(prob: SnapshotProblem, alloc: Allocation, max_passes: int = 8):
                 if owned[r].sum() - owned[r, k] == 0:  # RU r's fronthaul noise may switch: score in full
                     ok, viol, obj = score_batch(prob, own_b, lvl_b)
                 else:
-                    ok, viol, obj = _score_prb_changes(prob, owner, level, r, k, cand_u, cand_l)
+                    ok, viol, obj = _score_prb_changes(prob, owner, level, r, k, cand_u, cand_l)[:3]
                 steps, cost = prob.tiers_3_4(own_b, lvl_b)
                 viol = np.where(ok, viol, np.inf)
                 obj = np.where(ok, obj, -np.inf)
@@ -270,7 +273,7 @@ def local_search(prob: SnapshotProblem, alloc: Allocation, max_passes: int = 8):
                 if (cand_u[j], cand_l[j]) != (owner[r, k], level[r, k] if owner[r, k] >= 0 else 0):
                     owner[r, k], level[r, k] = cand_u[j], cand_l[j]
                     changed = True
-        if not changed:
+        if not changed and not (np.isinf(caps).all() and any(_pair_move(prob, owner, level, r) for r in range(n_ru))):
             break
     best = allocation_from_choices(obs, owner, np.where(owner >= 0, level, 0), prob.levels_w)
     ev = prob.evaluate(best)
@@ -278,6 +281,59 @@ def local_search(prob: SnapshotProblem, alloc: Allocation, max_passes: int = 8):
     if prob.is_better(before, ev):  # never worse than the start (the current state is always a candidate)
         return alloc, before
     return best, ev
+
+
+def _pair_move(prob: SnapshotProblem, owner, level, r: int, top: int = 3) -> bool:
+    """A change no single-PRB move makes when RU r's budget is spent: PRB k1 takes a higher power (one of
+    its ``top`` best such changes, budget ignored) while PRB k2 of the same RU lowers its level or goes
+    idle. The two PRBs' SINRs move independently, so each pair's rates are the current ones plus both
+    changes. Applies the best pair if it beats the current allocation (in place); True if it did."""
+    obs = prob.obs
+    n_lvl = prob.n_levels
+    owned = owner >= 0
+    power = np.where(owned, prob.levels_w[np.arange(obs.n_rus)[:, None], np.maximum(level, 0)], 0.0)
+    useful = np.flatnonzero((prob.cap_bps > 0) | (prob.need_bps > 0))
+    ru_of = np.full(obs.n_ues, -1)
+    ru_of[owner[owned]] = np.nonzero(owned)[0]
+    ups, downs = [], []  # (k, u, l, rate change (U,))
+    for k in range(obs.n_prbs):
+        free = useful[(ru_of[useful] == r) | (ru_of[useful] < 0)]
+        cu, cl = np.repeat(free, n_lvl), np.tile(np.arange(n_lvl), free.size)
+        raise_ = prob.levels_w[r, cl] > power[r, k]
+        if raise_.any():
+            _, viol, obj, rates_c, now = _score_prb_changes(prob, owner, level, r, k, cu[raise_], cl[raise_])
+            for j in np.lexsort((-obj, viol))[:top]:
+                ups.append((k, cu[raise_][j], cl[raise_][j], rates_c[j] - now))
+        if owned[r, k]:
+            du = np.r_[np.full(level[r, k], owner[r, k]), -1]
+            dl = np.r_[np.arange(level[r, k]), 0]
+            _, _, _, rates_c, now = _score_prb_changes(prob, owner, level, r, k, du, dl)
+            downs += [(k, du[j], dl[j], rates_c[j] - now) for j in range(du.size)]
+    pairs = [(a, b) for a in ups for b in downs if a[0] != b[0]]
+    if not pairs:
+        return False
+    p_up = np.array([prob.levels_w[r, a[2]] - power[r, a[0]] for a, _ in pairs])
+    p_down = np.array([(prob.levels_w[r, b[2]] if b[1] >= 0 else 0.0) - power[r, b[0]] for _, b in pairs])
+    ok = power[r].sum() + p_up + p_down <= obs.ru_max_power_w[r] * (1 + 1e-9)
+    if not ok.any():
+        return False
+    pairs = [p for p, keep in zip(pairs, ok) if keep]
+    base = now + 0.0  # the current rates (the same for every change scored)
+    rates = np.maximum(base[None, :] + np.array([a[3] + b[3] for a, b in pairs]), 0.0)
+    obj, viol = objective_and_shortfall(prob.served(rates), np.maximum(prob.need_bps - rates, 0.0), obs.ue_weight)
+    own_b = np.repeat(owner[None], len(pairs) + 1, axis=0)
+    lvl_b = np.repeat(np.maximum(level, 0)[None], len(pairs) + 1, axis=0)
+    for i, (a, b) in enumerate(pairs, start=1):
+        own_b[i, r, a[0]], lvl_b[i, r, a[0]] = a[1], a[2]
+        own_b[i, r, b[0]], lvl_b[i, r, b[0]] = b[1], b[2]
+    cur_obj, cur_viol = objective_and_shortfall(prob.served(base), np.maximum(prob.need_bps - base, 0.0), obs.ue_weight)
+    steps, cost = prob.tiers_3_4(own_b, lvl_b)
+    j = prob.best_index(np.r_[cur_viol, viol], np.r_[cur_obj, obj], steps, cost)
+    if j == 0:
+        return False
+    owner[:] = own_b[j]
+    level[:] = lvl_b[j]
+    return True
 
 
 def _score_prb_changes(prob: SnapshotProblem, owner, level, r: int, k: int, cand_u, cand_l):
@@ -310,7 +366,7 @@ def _score_prb_changes(prob: SnapshotProblem, owner, level, r: int, k: int, cand
     cand_rates = np.maximum(cand_rates, 0.0)
     obj, viol = objective_and_shortfall(prob.served(cand_rates), np.maximum(prob.need_bps - cand_rates, 0.0),
                                         obs.ue_weight)
-    return ok, viol, obj
+    return ok, viol, obj, cand_rates, rates
 
 
 def _prb_rates(prob: SnapshotProblem, k: int, owner: np.ndarray, power: np.ndarray, on: np.ndarray) -> np.ndarray:

@@ -45,7 +45,7 @@ max_c h_k(c) = max over power vectors of the sum over transmitting RUs of the be
 **Multipliers** come from the restricted master (the relaxation's LP over the columns generated so
 far, solved by HiGHS): its duals, then the best column of each PRB is added and the LP solved again
 (column generation) until the bound meets the LP's value (the LP's optimum: the bound is then the
-relaxation's own) or the time limit. The best bound of any round is kept. A run stopped early is
+relaxation's own), ``MAX_ROUNDS`` or the time limit (CPU seconds). The best bound of any round is kept. A run stopped early is
 still valid, only looser.
 """
 
@@ -66,6 +66,9 @@ from simcore.snapshot import SnapshotProblem
 MAX_TABLE = 4_000_000
 #: Columns added per PRB and round: the best power vectors' best owners.
 COLUMNS_PER_PRB = 3
+#: Rounds of column generation at most (each one LP and one pricing): the bound does not depend on the
+#: machine's load; the time limit is a safety net above it.
+MAX_ROUNDS = 40
 
 
 class JointRelaxation:
@@ -225,7 +228,7 @@ class JointRelaxation:
         lower = v_max is None
         best = -np.inf if lower else np.inf
         t_end = time.process_time() + time_limit_s
-        while True:
+        for _ in range(MAX_ROUNDS):
             lp, multipliers = self._master(v_max)
             if lp is None:  # the LP failed (numerics): the bound so far, or none
                 return best if np.isfinite(best) else (0.0 if lower else np.inf)
@@ -237,7 +240,8 @@ class JointRelaxation:
                 best = min(best, bound)
                 done = best - lp <= rel_tol * max(abs(best), 1.0)
             if done or time.process_time() > t_end or not self._add_best(h, owner):
-                return best
+                break
+        return best
 
     def lagrangian(self, v_max, mu, nu, pi, theta, sigma):
         """The module docstring's bound (kbit/s) for multipliers mu (R,), nu (R, S), pi (U,), theta, sigma (U,),

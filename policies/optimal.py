@@ -45,10 +45,12 @@ Several RUs (``interference``; the formulations are in ``policies.interference``
   its serving RU, one MILP per RU: exact for that bounded problem (``info["exact_for"]``), feasible,
   every true rate at least its bounded one (``info["bounded_rates_bps"]``); ``info["exact"]`` is false.
 - ``certified``: the best of the worst-case optimum and a fixed point of the interference (each a
-  start, solved to a looser gap and stopped after the objective), each improved by a local search with the true SINR, next to the
-  interference-free relaxation's bound: ``info["gap"]`` = (bound - objective) / bound over every
-  allocation whose shortfall is at most this one's, ``info["shortfall_gap_bps"]`` = its shortfall
-  above the least possible.
+  start, solved to a looser gap and stopped after the objective) and, where the joint relaxation generated at most ``COLUMN_START_LIMIT`` columns, a MILP
+  over those columns, each improved by a local search with the true SINR; next to the tighter of two
+  bounds (the joint problem's per-PRB relaxation, ``policies.joint_bound``, and the interference-free
+  relaxation): ``info["gap"]`` = (bound - objective) / bound over every allocation whose shortfall is
+  at most this one's, ``info["shortfall_gap_bps"]`` = its shortfall above the least possible;
+  ``info["bounds_bps"]`` holds each bound.
 - ``auto`` (the default): ``joint`` when it fits, else ``certified``; ``info["mode"]`` says which.
 """
 
@@ -81,7 +83,18 @@ _MIP_FEASIBILITY_TOL = 1e-9
 #: The certified mode's starts (a search follows and the bound judges the result): MIP gap and
 #: fixed-point iterations at most these.
 CANDIDATE_GAP = 1e-3
-CANDIDATE_ITERATIONS = 3
+CANDIDATE_ITERATIONS = 2
+
+
+#: The certified mode searches the joint relaxation's columns for a start (a MILP) up to this many columns.
+COLUMN_START_LIMIT = 1000
+#: The joint relaxation's column generation stops after ``joint_bound.MAX_ROUNDS`` rounds (so that its bound
+#: does not depend on the machine's load) or, as a safety net, this many times ``bound_time_limit_s`` CPU seconds.
+JOINT_TIME_FACTOR = 5
+
+
+class _Skipped(Exception):
+    pass
 
 
 #: The ways ``optimal`` handles several RUs (``policies.interference``); auto: joint where it fits, else certified.
@@ -164,13 +177,19 @@ class ExactOptimum(Policy):
             if best is None or prob.is_better(ev, best_ev):
                 best, best_ev = alloc, ev
         relax = JointRelaxation(prob, _UNIT_BPS)
-        bounds = {}
+        bounds, columns = {}, 0
         if relax.fits and not self._unbeatable(prob, best_ev):
             for alloc in start + [best]:
                 relax.add_allocation(alloc)
-            bounds["shortfall_joint"] = relax.shortfall_lower_bound(self.bound_time_limit_s)
-            try:  # a start among the relaxation's columns: the joint MILP restricted to them
+            bounds["shortfall_joint"] = relax.shortfall_lower_bound(JOINT_TIME_FACTOR * self.bound_time_limit_s)
+            try:  # a start among the relaxation's columns: the joint MILP restricted to them (small cells:
+                # with thousands of columns HiGHS finds worse points than the starts within its limit)
+                columns = len(relax.cols)
+                if columns > COLUMN_START_LIMIT:
+                    raise _Skipped
                 alloc = self._solve(prob, relax.choices(), candidate=True, time_limit_s=self.bound_time_limit_s)[0]
+            except _Skipped:
+                pass
             except RuntimeError as exc:
                 failed.append(str(exc))
             else:
@@ -185,7 +204,7 @@ class ExactOptimum(Policy):
             v_lb, f_ub = bounds.get("shortfall_joint", 0.0), np.inf
             if relax.fits:
                 f_ub = bounds["objective_joint"] = relax.objective_upper_bound(
-                    best_ev.violation_bps + prob.violation_tol, self.bound_time_limit_s)
+                    best_ev.violation_bps + prob.violation_tol, JOINT_TIME_FACTOR * self.bound_time_limit_s)
                 if prob.objective == "served":  # no allocation counts more than every cap
                     f_ub = min(f_ub, float(obs.ue_weight @ prob.cap_bps))
             proven = f_ub - f <= prob.objective_tol(f) and best_ev.violation_bps <= v_lb + prob.violation_tol
@@ -203,7 +222,8 @@ class ExactOptimum(Policy):
                 "tiers_1_2_proven": gap == 0.0 and best_ev.violation_bps <= v_lb + prob.violation_tol,
                 "gap": gap, "upper_bound_bps": f_ub, "shortfall_lower_bound_bps": v_lb,
                 "shortfall_gap_bps": max(0.0, best_ev.violation_bps - v_lb), "status": "certified",
-                "bounds_bps": {k: float(v) for k, v in bounds.items()}, "joint_relaxation_entries": relax.size}
+                "bounds_bps": {k: float(v) for k, v in bounds.items()}, "joint_relaxation_entries": relax.size,
+                "joint_columns": columns}
         if failed:
             info["failed_steps"] = failed
         return best, info
