@@ -89,6 +89,7 @@ class JointRelaxation:
         caps = obs.slice_power_cap_w
         self.capped = np.flatnonzero(np.isfinite(caps))
         self.cols: list[tuple] = []  # (k, power vector index, owners (R,) with -1 where silent)
+        self.last_x: np.ndarray | None = None  # the last master LP's column weights
         self._keys: set = set()
         if self.fits:
             self._tables()
@@ -177,6 +178,22 @@ class JointRelaxation:
         n_z, extra = _joint_rows(self.prob, owner, group, sx, sr, sk, su)
         return Choices(csr_matrix((rate, (su, sx)), shape=(obs.n_ues, group.size)), group, sx, sr, sk, su, sl,
                        n_z=n_z, extra=extra)
+
+    def power_patterns(self) -> list[np.ndarray]:
+        """(R, K) power states (0 silent, l + 1 level l) near the last master LP's mean power on each PRB:
+        the nearest level, and the nearest not below it; patterns to start a search from."""
+        if self.last_x is None:
+            return []
+        obs, levels = self.obs, self.prob.levels_w
+        mean = np.zeros((obs.n_rus, obs.n_prbs))
+        for weight, (k, vec, _) in zip(self.last_x, self.cols):
+            s = self.vectors[vec]
+            mean[:, k] += weight * np.where(s > 0, levels[np.arange(obs.n_rus), np.maximum(s - 1, 0)], 0.0)
+        diff = levels[:, None, :] - mean[:, :, None]  # (R, K, L)
+        nearest = np.argmin(np.abs(diff), axis=2)
+        above = np.argmin(np.where(diff >= -1e-12, diff, np.inf), axis=2)
+        on = mean > 1e-9 * levels.max()
+        return [np.where(on, nearest + 1, 0), np.where(on, above + 1, 0)]
 
     # ------------------------------------------------------------------------------ pricing
     def _price(self, a, pi, sigma, mu, nu):
@@ -308,6 +325,7 @@ class JointRelaxation:
         res = linprog(c, A_ub=vstack(blocks).tocsr(), b_ub=np.asarray(rhs, dtype=float), bounds=bounds, method="highs")
         if res.status != 0:
             return None, None
+        self.last_x = res.x[:n_c]
         dual = np.maximum(-res.ineqlin.marginals, 0.0)  # a <= row's multiplier in the maximisation (or of -min)
         o = n_prb
         mu = dual[o:o + n_ru]

@@ -44,13 +44,16 @@ Several RUs (``interference``; the formulations are in ``policies.interference``
 - ``worst_case``: the reference model's R-bar (every other RU at its top level on the PRB), each UE on
   its serving RU, one MILP per RU: exact for that bounded problem (``info["exact_for"]``), feasible,
   every true rate at least its bounded one (``info["bounded_rates_bps"]``); ``info["exact"]`` is false.
-- ``certified``: the best of the worst-case optimum and a fixed point of the interference (each a
-  start, solved to a looser gap and stopped after the objective) and, where the joint relaxation generated at most ``COLUMN_START_LIMIT`` columns, a MILP
-  over those columns, each improved by a local search with the true SINR; next to the tighter of two
-  bounds (the joint problem's per-PRB relaxation, ``policies.joint_bound``, and the interference-free
-  relaxation): ``info["gap"]`` = (bound - objective) / bound over every allocation whose shortfall is
-  at most this one's, ``info["shortfall_gap_bps"]`` = its shortfall above the least possible;
-  ``info["bounds_bps"]`` holds each bound.
+- ``certified``: the best of several starts, each improved by a local search with the true SINR
+  (``policies.interference.local_search``): the worst-case optimum and a fixed point of the
+  interference (solved to a looser gap and stopped after the objective); where the joint relaxation
+  generated at most ``COLUMN_START_LIMIT`` columns, a MILP over those columns; and each RU's MILP
+  with the PRBs' powers held at most at a pattern read off the joint bound's LP (``_pattern_start``:
+  the interference of the pattern, so every true rate is at least the table's). Next to it the
+  tighter of two bounds (the joint problem's per-PRB relaxation, ``policies.joint_bound``, and the
+  interference-free relaxation): ``info["gap"]`` = (bound - objective) / bound over every allocation
+  whose shortfall is at most this one's, ``info["shortfall_gap_bps"]`` = its shortfall above the
+  least possible; ``info["bounds_bps"]`` holds each bound.
 - ``auto`` (the default): ``joint`` when it fits, else ``certified``; ``info["mode"]`` says which.
 """
 
@@ -83,7 +86,7 @@ _MIP_FEASIBILITY_TOL = 1e-9
 #: The certified mode's starts (a search follows and the bound judges the result): MIP gap and
 #: fixed-point iterations at most these.
 CANDIDATE_GAP = 1e-3
-CANDIDATE_ITERATIONS = 2
+CANDIDATE_ITERATIONS = 3
 
 
 #: The certified mode searches the joint relaxation's columns for a start (a MILP) up to this many columns.
@@ -197,16 +200,30 @@ class ExactOptimum(Policy):
                 relax.add_allocation(alloc)
                 if prob.is_better(ev, best_ev):
                     best, best_ev = alloc, ev
+        v_lb, f_ub = 0.0, np.inf
+        if relax.fits and not self._unbeatable(prob, best_ev):
+            v_lb = bounds.get("shortfall_joint", 0.0)
+            for _ in range(2):  # the bound at the best shortfall, then starts from its LP's power patterns
+                v_best = best_ev.violation_bps
+                f_ub = bounds["objective_joint"] = relax.objective_upper_bound(
+                    v_best + prob.violation_tol, JOINT_TIME_FACTOR * self.bound_time_limit_s)
+                for pattern in relax.power_patterns():
+                    try:
+                        alloc, ev = local_search(prob, self._pattern_start(prob, pattern))
+                    except RuntimeError as exc:  # nothing found within the MILP's time limit
+                        failed.append(str(exc))
+                        continue
+                    relax.add_allocation(alloc)
+                    if prob.is_better(ev, best_ev):
+                        best, best_ev = alloc, ev
+                if best_ev.violation_bps >= v_best - prob.violation_tol:  # same shortfall: the bound stands
+                    break
         f = best_ev.objective_bps
         if self._unbeatable(prob, best_ev):
             v_lb, f_ub = 0.0, f  # nothing can do better on tiers 1 and 2: no bound to solve for
         else:
-            v_lb, f_ub = bounds.get("shortfall_joint", 0.0), np.inf
-            if relax.fits:
-                f_ub = bounds["objective_joint"] = relax.objective_upper_bound(
-                    best_ev.violation_bps + prob.violation_tol, JOINT_TIME_FACTOR * self.bound_time_limit_s)
-                if prob.objective == "served":  # no allocation counts more than every cap
-                    f_ub = min(f_ub, float(obs.ue_weight @ prob.cap_bps))
+            if prob.objective == "served":  # no allocation counts more than every cap
+                f_ub = min(f_ub, float(obs.ue_weight @ prob.cap_bps))
             proven = f_ub - f <= prob.objective_tol(f) and best_ev.violation_bps <= v_lb + prob.violation_tol
             if not proven:  # the interference-free relaxation keeps the integrality the joint one mixes away
                 try:
@@ -227,6 +244,17 @@ class ExactOptimum(Policy):
         if failed:
             info["failed_steps"] = failed
         return best, info
+
+    def _pattern_start(self, prob: SnapshotProblem, pattern: np.ndarray) -> Allocation:
+        """Each RU's MILP with every PRB's power held at most at ``pattern`` (R, K) (0 silent, l + 1 level l)
+        and the interference of that pattern: every rate at least the table's (less power only lowers
+        the interference), so the allocation is feasible and no worse than its MILP says."""
+        obs = prob.obs
+        levels = prob.levels_w[np.arange(obs.n_rus)[:, None], np.maximum(pattern - 1, 0)]
+        power = np.where(pattern > 0, levels, 0.0)
+        table = prob.single_ru_rate_table(obs.link.interference_w(obs.gain, obs.serving_ru, power))
+        allowed = np.arange(prob.n_levels)[None, None, :] < pattern[obs.serving_ru][:, :, None]
+        return self._solve_per_ru(prob, np.where(allowed, table, 0.0) / _UNIT_BPS, candidate=True)[0]
 
     @staticmethod
     def _unbeatable(prob: SnapshotProblem, ev) -> bool:
