@@ -233,7 +233,9 @@ def interference_free_choices(prob: SnapshotProblem, unit_bps: float, allowed) -
 
 def local_search(prob: SnapshotProblem, alloc: Allocation, max_passes: int = 8):
     """Improve an allocation one PRB at a time (its owner and level, or idle), in the problem's order,
-    with the true SINR; passes over every PRB until none changes. Returns (allocation, evaluation).
+    with the true SINR; passes over every PRB until none changes, then (without slice power caps) tries
+    pairs of PRBs of one RU (``_pair_move``) and passes again if one helped. Returns (allocation,
+    evaluation).
 
     A change on PRB k of RU r moves the SINRs of PRB k only (on every RU), so each candidate's rates are
     the current ones with PRB k's share recomputed; where the change could switch RU r's fronthaul
@@ -246,9 +248,7 @@ def local_search(prob: SnapshotProblem, alloc: Allocation, max_passes: int = 8):
     owner = alloc.prb_owner.copy()
     level = np.maximum(prob.levels_of(alloc), 0)
     useful = np.flatnonzero((prob.cap_bps > 0) | (prob.need_bps > 0))
-    rr = np.arange(n_ru)
     caps = obs.slice_power_cap_w
-    capped = np.flatnonzero(np.isfinite(caps))
     for _ in range(max_passes):
         changed = False
         for r in range(n_ru):
