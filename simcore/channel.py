@@ -280,13 +280,19 @@ class Channel:
             # time): index its entries once
             self._settle_trajectory()
             self._flat_for = prb_owner
-            r_idx, k_idx = np.nonzero(prb_owner >= 0)
             n_ru, n_prb = self.gain.shape[1], self.gain.shape[2]
-            u = np.repeat(prb_owner[r_idx, k_idx], n_ru)
-            r = np.tile(np.arange(n_ru), k_idx.size)
-            k = np.repeat(k_idx, n_ru)
-            self._flat = (u * n_ru + r) * n_prb + k
-            self._flat_ls = self.large_scale_gain[u, r]
+            if n_ru == 1:  # (the general case below, with fewer numpy calls)
+                k = (prb_owner[0] >= 0).nonzero()[0]
+                u = prb_owner[0, k]
+                self._flat = u * n_prb + k
+                self._flat_ls = self.large_scale_gain[u, 0]
+            else:
+                r_idx, k_idx = np.nonzero(prb_owner >= 0)
+                u = np.repeat(prb_owner[r_idx, k_idx], n_ru)
+                r = np.tile(np.arange(n_ru), k_idx.size)
+                k = np.repeat(k_idx, n_ru)
+                self._flat = (u * n_ru + r) * n_prb + k
+                self._flat_ls = self.large_scale_gain[u, r]
         flat = self._flat
         if flat.size == 0:
             return

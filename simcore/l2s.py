@@ -16,8 +16,8 @@ once by Gauss-Hermite quadrature (a square QAM with Gray labels is two independe
 
 **Block error probability.** The normal approximation of the finite-blocklength error probability
 (Polyanskiy, Poor, Verdu 2010) with the MI of the modulation in place of the Gaussian capacity, at
-the SINR lowered by a coding gap Gamma_c (``coding_gap_db``: a practical turbo/LDPC code against the
-approximation). A TB longer than ``code_block_bits`` is cut into C equal code blocks, all of which
+the SINR lowered by a coding gap Gamma_c (``coding_gap_db``, one value or one per modulation: a
+practical turbo/LDPC code against the approximation). A TB longer than ``code_block_bits`` is cut into C equal code blocks, all of which
 must decode:
 
     BLER_cb = Q((N_c I_Q(rho / Gamma_c) - K_c) / sqrt(N_c V(rho / Gamma_c))),  N_c = N / C, K_c = K / C
@@ -72,14 +72,15 @@ MODULATIONS = (2, 4, 6)
 MCS_MOD = np.searchsorted(MODULATIONS, MCS_QM)
 LOG2_E = 1.0 / math.log(2.0)
 
-#: Control channel (PDCCH/PCFICH) loss probability against the QPSK effective SINR over the UE's
-#: PRBs (dB): the curve of 3GPP R4-081920 as ns-3's LTE model uses it; 0 above -1 dB, the -10 dB
+#: Control channel (PDCCH/PCFICH) loss probability against the control channel's QPSK effective
+#: SINR (dB): the curve of 3GPP R4-081920 as ns-3's LTE model uses it; 0 above -1 dB, the -10 dB
 #: value below -10 dB.
 CONTROL_LOSS_DB = np.array([-10.0, -8.0, -6.0, -5.0, -4.0, -3.0, -2.0, -1.0])
 CONTROL_LOSS_P = np.array([0.87, 0.48, 0.18, 0.09, 0.038, 0.015, 0.005, 0.0])
 
-#: SINR grid (dB) of the mutual-information tables.
-_GRID_DB = np.arange(-30.0, 50.0001, 0.1)
+#: SINR grid (dB) of the mutual-information tables (uniform: a lookup is an index and a weight).
+_GRID_STEP_DB = 0.1
+_GRID_DB = -30.0 + _GRID_STEP_DB * np.arange(801)
 #: Gauss-Hermite nodes: the tables are then within 1.2e-4 bit of 96 nodes' (about 0.4 s, once per process).
 _GH_NODES = 32
 
@@ -131,6 +132,19 @@ def bicm_mi(sinr, mod: int) -> np.ndarray:
     return np.interp(x, _GRID_DB, mi_tables()[0][mod], left=0.0)
 
 
+def bicm_mi_all(sinr) -> np.ndarray:
+    """(3, ...) ``bicm_mi`` of QPSK, 16QAM and 64QAM at once (one pass over the uniform grid)."""
+    table = mi_tables()[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = 10.0 * np.log10(np.asarray(sinr, dtype=float))
+    pos = np.minimum(np.fmax((x - _GRID_DB[0]) / _GRID_STEP_DB, 0.0), _GRID_DB.size - 1.0)
+    i = np.minimum(pos.astype(np.int64), _GRID_DB.size - 2)
+    f = pos - i
+    out = table[:, i] * (1.0 - f) + table[:, i + 1] * f
+    out[:, ~(x >= _GRID_DB[0])] = 0.0  # below the grid (and SINR 0): nothing, as bicm_mi
+    return out
+
+
 def bicm_mi_inverse(mi, mod: int) -> np.ndarray:
     """Linear SINR at which modulation ``mod`` has mutual information ``mi`` (inverse of ``bicm_mi``
     on the table's strictly increasing part)."""
@@ -176,13 +190,13 @@ def bler(sinr_eff, mcs, n_uses, coding_gap: float, code_block_bits: int) -> np.n
     return block_error_rate(n_uses * mi, n_uses * dispersion(rho), k, code_block_bits)
 
 
-def mcs_thresholds_db(n_prbs: int, uses_per_prb: float, bler_target: float, coding_gap: float,
+def mcs_thresholds_db(n_prbs: int, uses_per_prb, bler_target: float, coding_gap,
                       code_block_bits: int) -> np.ndarray:
     """(n_prbs + 1, 15) effective SINR (dB) at which MCS j on n PRBs has BLER = ``bler_target``
     (row 0 unused), by bisection: the BLER of a fixed MCS falls with the SINR, so the MCS choice is
-    a comparison with this table."""
+    a comparison with this table. ``uses_per_prb``, ``coding_gap`` (linear): one, or (15,) per MCS."""
     n = np.arange(n_prbs + 1, dtype=float)[:, None] * uses_per_prb
-    n[0] = uses_per_prb
+    n[0] = n[1]
     mcs = np.arange(1, 16)[None, :]
     lo, hi = np.full((n_prbs + 1, 15), -30.0), np.full((n_prbs + 1, 15), 50.0)
     for _ in range(50):  # 80 dB / 2^50: exact to rounding
@@ -222,13 +236,16 @@ class LinkToSystem:
         self.buffers = buffers
         self.rng = rng
         self.drop_reason = drop_reason
-        self.uses_per_prb = prb_bandwidth_hz * tti_s * (1.0 - cfg.overhead_fraction)  # data channel uses
-        self.coding_gap = 10.0 ** (cfg.coding_gap_db / 10.0)
-        self.thr_db = mcs_thresholds_db(n_prbs_total, self.uses_per_prb, cfg.bler_target, self.coding_gap,
+        overhead = np.broadcast_to(np.asarray(cfg.overhead_fraction, dtype=float), (3,))  # one, or per modulation
+        self.uses_per_prb = prb_bandwidth_hz * tti_s * (1.0 - overhead[MCS_MOD])  # (15,) data channel uses per MCS
+        gap_db = np.broadcast_to(np.asarray(cfg.coding_gap_db, dtype=float), (3,))  # one, or per modulation
+        self.gap_mcs = 10.0 ** (gap_db[MCS_MOD] / 10.0)  # (15,) linear Gamma_c of each MCS
+        self.thr_db = mcs_thresholds_db(n_prbs_total, self.uses_per_prb, cfg.bler_target, self.gap_mcs,
                                         cfg.code_block_bits)
         self.worst_prb = cfg.mcs_selection == "worst_prb"
         self.lowest_mcs = cfg.below_range == "lowest_mcs"
         self.control_errors = cfg.control_errors
+        self.control_sinr: np.ndarray | None = None  # (U,) whole-band QPSK effective SINR of the CSI report
         h = cfg.harq
         self.harq = h.enabled
         self.rtt = h.rtt_tti
@@ -246,6 +263,7 @@ class LinkToSystem:
         self.retx_at = np.full(n_ues, np.iinfo(np.int64).max)  # earliest TTI a NACKed block may go again
         self.retx: list[list[_Block]] = [[] for _ in range(n_ues)]  # NACKed blocks, oldest first
         self.pending: list[list[_Block]] = [[] for _ in range(n_ues)]  # unresolved blocks, in buffer order
+        self._direct: list[tuple[int, float]] = []  # (UE, end) of blocks decoded with none pending before
         self.stats = {"blocks": 0, "transmissions": 0, "first_nacks": 0, "nacks": 0, "lost_blocks": 0,
                       "requeued_blocks": 0, "no_process_ttis": 0, "no_mcs_ttis": 0}
 
@@ -256,15 +274,28 @@ class LinkToSystem:
         return float(sum(max(0.0, b.hi - max(b.lo, out[u])) for u, blocks in enumerate(self.pending) for b in blocks))
 
     # ------------------------------------------------------------------------------- one TTI
+    def report(self, sinr: np.ndarray) -> None:
+        """A new CSI report is in use: ``sinr`` (U, K) per PRB of the serving RU at equal power. The
+        control channel's SINR is its whole-band QPSK effective SINR (control and reference signals
+        span the band at full power)."""
+        if self.control_errors:
+            table, top = mi_tables()
+            with np.errstate(divide="ignore"):
+                mean = np.interp(10.0 * np.log10(sinr), _GRID_DB, table[0], left=0.0).mean(axis=1)
+            self.control_sinr = 10.0 ** (np.interp(mean, table[0, :top[0]], _GRID_DB[:top[0]]) / 10.0)
+
     def effective_sinr(self, ue_of: np.ndarray, sinr: np.ndarray, n_ue: np.ndarray, index: np.ndarray) -> np.ndarray:
         """(A, 3) MIESM effective SINR per active UE (``index`` maps UE -> row) for each modulation."""
         a = n_ue.size
         out = np.empty((a, 3))
         rows = index[ue_of]
+        table, top = mi_tables()
+        mi = bicm_mi_all(sinr)  # (3, PRBs)
+        mean = np.bincount((rows + a * np.arange(3)[:, None]).ravel(), weights=mi.ravel(), minlength=3 * a)
+        mean = mean.reshape(3, a) / n_ue
         for m in range(3):
-            mean = np.bincount(rows, weights=bicm_mi(sinr, m), minlength=a) / n_ue
-            out[:, m] = bicm_mi_inverse(mean, m)
-        return out
+            out[:, m] = np.interp(mean[m], table[m, :top[m]], _GRID_DB[:top[m]])
+        return 10.0 ** (out / 10.0)
 
     def step(self, k: int, owner: np.ndarray, actual_sinr: np.ndarray, believed_sinr: np.ndarray,
              now_s: float, delivered_at_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -278,10 +309,11 @@ class LinkToSystem:
         if not mask.any():
             return capacity, served_here
         ue_of = owner[mask]
-        ues, n_prb = np.unique(ue_of, return_counts=True)
+        counts = np.bincount(ue_of, minlength=n_ues)
+        ues = counts.nonzero()[0]
+        n_prb = counts[ues]
         index = np.zeros(n_ues, dtype=np.int64)
         index[ues] = np.arange(ues.size)
-        uses = n_prb * self.uses_per_prb
         eff_act = self.effective_sinr(ue_of, actual_sinr[mask], n_prb, index)
         # retransmissions first: UEs with a NACKed block due
         due = self.retx_at[ues] <= k
@@ -289,7 +321,8 @@ class LinkToSystem:
         sent_upto: list[float] = []
         for i in np.flatnonzero(due).tolist():
             u = int(ues[i])
-            sent_upto.append(self._retransmit(u, k, eff_act[i], float(uses[i])))
+            ctrl = eff_act[i, 0] if self.control_sinr is None else self.control_sinr[u]
+            sent_upto.append(self._retransmit(u, k, eff_act[i], int(n_prb[i]), ctrl))
             touched.append(u)
         new = ~due
         free = (self.proc_free_at[ues] <= k)
@@ -301,25 +334,35 @@ class LinkToSystem:
         if go.any():
             g = np.flatnonzero(go)
             u_new = ues[g]
-            mcs = self._choose_mcs(ue_of, believed_sinr[mask], ues, n_prb, index)[g]
+            mcs = self._choose_mcs(ue_of, believed_sinr[mask], ues, n_prb, index,
+                                   eff_act if believed_sinr is actual_sinr else None)[g]
             self.stats["no_mcs_ttis"] += int((mcs == 0).sum())
             if self.lowest_mcs:
                 mcs = np.maximum(mcs, 1)
             sel = mcs > 0
             g, u_new, mcs = g[sel], u_new[sel], mcs[sel]
             if g.size:
-                sent_upto.extend(self._first_transmissions(k, g, u_new, mcs, uses[g], eff_act[g], unsent[g], free[g]))
+                ctrl = eff_act[g, 0] if self.control_sinr is None else self.control_sinr[u_new]
+                uses = n_prb[g] * self.uses_per_prb[mcs - 1]
+                sent_upto.extend(self._first_transmissions(k, g, u_new, mcs, uses, eff_act[g], unsent[g],
+                                                           free[g], ctrl))
                 touched.extend(u_new.tolist())
         if touched:
             buf.mark_sent(touched, sent_upto, now_s)
+        out = buf.out_bits
+        for u, hi in self._direct:
+            capacity[u] += max(0.0, hi - out[u])
+        self._direct.clear()
         for u in set(touched):
-            self._resolve(u, capacity, served_here, now_s, delivered_at_s)
+            if self.pending[u]:
+                self._resolve(u, capacity, served_here, now_s, delivered_at_s)
         return capacity, served_here
 
     def _choose_mcs(self, ue_of: np.ndarray, sinr: np.ndarray, ues: np.ndarray, n_prb: np.ndarray,
-                    index: np.ndarray) -> np.ndarray:
+                    index: np.ndarray, eff: np.ndarray | None = None) -> np.ndarray:
         """(A,) MCS (0: none meets the target) of each active UE ``ues`` from the believed SINR of
-        its PRBs (``ue_of``, ``sinr``: per active PRB), lowered by its OLLA offset."""
+        its PRBs (``ue_of``, ``sinr``: per active PRB), lowered by its OLLA offset; ``eff``: their
+        MIESM effective SINRs if already known."""
         with np.errstate(divide="ignore"):
             sinr_db = 10.0 * np.log10(sinr)
         if self.worst_prb:  # per PRB the highest MCS its own one-PRB block carries; the lowest of them
@@ -327,7 +370,8 @@ class LinkToSystem:
             out = np.full(n_prb.size, 15, dtype=np.int64)
             np.minimum.at(out, index[ue_of], per_prb)
             return out
-        eff = self.effective_sinr(ue_of, sinr, n_prb, index)
+        if eff is None:
+            eff = self.effective_sinr(ue_of, sinr, n_prb, index)
         eff_db = 10.0 * np.log10(np.maximum(eff, 1e-30))[:, MCS_MOD] - self.offset_db[ues][:, None]
         ok = eff_db >= self.thr_db[n_prb]
         return np.where(ok.any(axis=1), 15 - np.argmax(ok[:, ::-1], axis=1), 0)
@@ -342,15 +386,16 @@ class LinkToSystem:
             p = 1.0 - (1.0 - p) * (1.0 - np.interp(x, CONTROL_LOSS_DB, CONTROL_LOSS_P))
         return p
 
-    def _first_transmissions(self, k, g, u_new, mcs, uses, eff_act, unsent, free) -> list[float]:
+    def _first_transmissions(self, k, g, u_new, mcs, uses, eff_act, unsent, free, ctrl) -> list[float]:
         """New blocks of UEs ``u_new`` (rows ``g`` of the TTI's active UEs); returns where each ends."""
         bits = MCS_EFFICIENCY[mcs - 1] * uses
         mod = MCS_MOD[mcs - 1]
-        rho = eff_act[np.arange(g.size), mod] / self.coding_gap
-        mi = np.choose(mod, [bicm_mi(rho, 0), bicm_mi(rho, 1), bicm_mi(rho, 2)])
+        rows = np.arange(g.size)
+        rho = eff_act[rows, mod] / self.gap_mcs[mcs - 1]
+        mi = bicm_mi_all(rho)[mod, rows]
         info, spread = uses * mi, uses * dispersion(rho)
         if self.errors:
-            p = self._error_probability(info, spread, bits, eff_act[:, 0])
+            p = self._error_probability(info, spread, bits, ctrl)
             nack = self.rng.random(g.size) < p
         else:
             nack = np.zeros(g.size, dtype=bool)
@@ -375,6 +420,11 @@ class LinkToSystem:
                 if nack[j]:
                     self.sent[u] = lo
                     continue
+            if not nack[j] and not self.pending[u]:  # decoded, nothing before it in HARQ: to the RLC now
+                self._direct.append((u, hi))
+                if self.harq:
+                    self.proc_free_at[u, proc[j]] = k + self.rtt
+                continue
             b = _Block(lo, hi, float(bits[j]), float(uses[j]), int(mcs[j]), int(proc[j]))
             b.n_tx = 1
             if not self.harq:
@@ -413,28 +463,30 @@ class LinkToSystem:
         waiting = self.retx[u]
         self.retx_at[u] = min(b.ready for b in waiting) if waiting else np.iinfo(np.int64).max
 
-    def _retransmit(self, u: int, k: int, eff_act: np.ndarray, uses: float) -> float:
-        """Send UE ``u``'s oldest due NACKed block on its PRBs of this TTI (``eff_act`` (3,) the
-        effective SINR of those PRBs per modulation, ``uses`` their channel uses); returns its end."""
+    def _retransmit(self, u: int, k: int, eff_act: np.ndarray, n_prb: int, ctrl: float) -> float:
+        """Send UE ``u``'s oldest due NACKed block on its ``n_prb`` PRBs of this TTI (``eff_act``
+        (3,) their effective SINR per modulation, ``ctrl`` the control channel's SINR); returns its end."""
         waiting = self.retx[u]
         b = next(x for x in waiting if x.ready <= k)
         mod = int(MCS_MOD[b.mcs - 1])
+        gap = float(self.gap_mcs[b.mcs - 1])
+        uses = n_prb * float(self.uses_per_prb[b.mcs - 1])
         rho_t = float(eff_act[mod])
         if self.combining == "ir":
-            r = rho_t / self.coding_gap
+            r = rho_t / gap
             b.info += uses * float(bicm_mi(r, mod))
             b.spread += uses * float(dispersion(r))
             info, spread = b.info, b.spread
         elif self.combining == "chase":
             b.chase += rho_t
-            r = b.chase / self.coding_gap
+            r = b.chase / gap
             info, spread = b.uses * float(bicm_mi(r, mod)), b.uses * float(dispersion(r))
         else:
-            r = rho_t / self.coding_gap
+            r = rho_t / gap
             info, spread = uses * float(bicm_mi(r, mod)), uses * float(dispersion(r))
         b.n_tx += 1
         self.stats["transmissions"] += 1
-        nack = self.errors and self.rng.random() < float(self._error_probability(info, spread, b.bits, eff_act[0]))
+        nack = self.errors and self.rng.random() < float(self._error_probability(info, spread, b.bits, ctrl))
         if nack:
             self.stats["nacks"] += 1
             self._nacked(u, b, k)

@@ -168,18 +168,27 @@ class L2sConfig(_Strict):
                              "the block takes the lowest over its PRBs (ns-3 LTE's CQI and grant rule)")
     below_range: Literal["idle", "lowest_mcs"] = Field(
         "idle", description="no MCS meets the target: the UE's PRBs stay unused (idle) or it gets MCS 1")
-    overhead_fraction: float = Field(
-        0.0, ge=0, lt=1, description="share of a PRB's resource elements carrying control and reference "
-                                     "signals, not data (LTE, 3 control symbols, 1 CRS port: 42/168 = 0.25)")
+    overhead_fraction: list[Annotated[float, Field(ge=0, le=0.95)]] = Field(
+        default_factory=lambda: [0.0, 0.0, 0.0], min_length=3, max_length=3,
+        description="share of a PRB's resource elements not carrying data (control, reference signals) for "
+                    "the QPSK, 16QAM and 64QAM MCSs; one number sets all three (LTE, 3 control symbols, "
+                    "1 CRS port: 42/168 = 0.25)")
     control_errors: bool = Field(False, description="lose the grant itself (control channel) with the "
-                                                    "probability of the tabulated PDCCH curve at the QPSK "
-                                                    "effective SINR of the UE's PRBs")
+                                                    "probability of the tabulated PDCCH curve at the "
+                                                    "whole-band QPSK effective SINR of the CSI report")
     block_errors: bool = Field(True, description="draw block errors (false: every block decodes)")
-    coding_gap_db: float = Field(1.0, ge=0, le=10, description="SINR loss of a practical code against the "
-                                                              "normal approximation of its error probability")
+    coding_gap_db: list[Annotated[float, Field(ge=0, le=10)]] = Field(
+        default_factory=lambda: [1.0, 1.0, 1.0], min_length=3, max_length=3,
+        description="SINR loss of a practical code against the normal approximation of its error probability, "
+                    "for the QPSK, 16QAM and 64QAM MCSs; one number sets all three")
     code_block_bits: int = Field(6144, ge=40, le=100000, description="largest code block (LTE turbo 6144, NR LDPC 8448)")
     harq: HarqConfig = Field(default_factory=HarqConfig)
     olla: OllaConfig = Field(default_factory=OllaConfig)
+
+    @field_validator("coding_gap_db", "overhead_fraction", mode="before")
+    @classmethod
+    def _one_for_all(cls, v):
+        return [v, v, v] if isinstance(v, (int, float)) and not isinstance(v, bool) else v
 
 
 class PhyConfig(_Strict):
@@ -488,6 +497,11 @@ def scenario_warnings(s: Scenario) -> list[tuple[str, str]]:
     """Valid but worth telling: targets the configured air interface cannot meet."""
     out: list[tuple[str, str]] = []
     floor_ms = (s.cell.tti_s + s.fronthaul.latency_us * 1e-6) * 1e3
+    harq = s.phy.l2s.harq
+    if s.phy.l2s.enabled and harq.enabled and harq.processes < harq.rtt_tti:
+        out.append(("phy.l2s.harq.processes",
+                    f"{harq.processes} HARQ processes for a {harq.rtt_tti}-TTI round trip: a UE can start a block "
+                    f"in at most {harq.processes} of every {harq.rtt_tti} TTIs"))
     for i, sl in enumerate(s.slices):
         if sl.max_delay_ms < floor_ms:
             out.append((f"slices[{i}].max_delay_ms",

@@ -10,7 +10,7 @@ from scipy import integrate
 
 from simcore import l2s
 from simcore.buffers import DELIVERED, DROP_HARQ, DROPPED, QUEUED, PacketTable, UeBuffers
-from simcore.scenario import L2sConfig, ScenarioError, parse_scenario
+from simcore.scenario import L2sConfig, ScenarioError, parse_scenario, scenario_warnings
 
 from core_helpers import Recording, assert_conserved, run_engine, small
 
@@ -89,6 +89,11 @@ def test_mcs_thresholds_are_where_bler_meets_the_target():
             x = 10 ** (thr[n, mcs - 1] / 10)
             assert float(l2s.bler(x, mcs, n * 180.0, GAP, 6144)) == pytest.approx(0.1, abs=1e-6)
     assert (np.diff(thr[1:], axis=1) > 0).all()  # a higher MCS needs more SINR
+    # a gap per modulation: each MCS's threshold moves with its own modulation's gap
+    per_mod = l2s.mcs_thresholds_db(1, 180.0, 0.1, 10 ** (np.array([1.0, 2.0, 3.0])[l2s.MCS_MOD] / 10), 6144)
+    thr3 = l2s.mcs_thresholds_db(1, 180.0, 0.1, 10 ** 0.3, 6144)
+    assert per_mod[1, 0] == pytest.approx(thr[1, 0]) and per_mod[1, 14] == pytest.approx(thr3[1, 14])
+    assert per_mod[1, 7] == pytest.approx(thr[1, 7] + 1.0, abs=1e-6)  # 16QAM: 2 dB instead of 1
 
 
 # ------------------------------------------------------------------------------ HARQ, OLLA
@@ -244,6 +249,11 @@ def test_ns3_like_options_against_hand_computation():
     p_block = float(l2s.block_error_rate(100.0, 50.0, 90.0, 6144))
     p = float(model._error_probability(100.0, 50.0, 90.0, 10 ** -0.5))
     assert p == pytest.approx(1 - (1 - 0.09) * (1 - p_block))
+    assert float(model._error_probability(100.0, 50.0, 90.0, 10 ** -0.55)) == pytest.approx(
+        1 - (1 - 0.135) * (1 - p_block))  # halfway between -6 dB (0.18) and -5 dB (0.09)
+    # its SINR: the whole-band QPSK effective SINR of the CSI report in use
+    model.report(np.array([[1.0, 10.0]]))
+    assert model.control_sinr[0] == pytest.approx(l2s.miesm(np.array([1.0, 10.0]), 0), rel=1e-9)
 
 
 def test_without_harq_a_lost_block_goes_back_to_the_queue():
@@ -337,6 +347,8 @@ def test_schema_refuses_l2s_where_it_cannot_apply():
     with pytest.raises(ScenarioError, match="phy.l2s.enabled"):
         parse_scenario(data)
     data["phy"]["backend"] = "builtin"
+    data["phy"]["l2s"]["harq"] = {"processes": 4}
+    assert "phy.l2s.harq.processes" in [p for p, _ in scenario_warnings(parse_scenario(data))]
     data["slices"][1]["rate_model"] = "fbl"
     with pytest.raises(ScenarioError, match=r"slices\[1\].rate_model"):
         parse_scenario(data)
