@@ -160,7 +160,6 @@ class Engine:
         self.csi_period, self.csi_delay = csi.period_tti, csi.delay_tti
         self.csi_ideal = csi.period_tti == 1 and csi.delay_tti == 0
         self._reports: deque = deque()  # (TTI measured, gain, prb_rate, prb_sinr), oldest first
-        self._report_in_use = None  # the report the link-to-system model was last given
         self.l2s = None
         if s.phy.l2s.enabled:
             rng_l2s = np.random.default_rng(seq.spawn(1)[0])  # after the five above: they draw as before
@@ -257,9 +256,6 @@ class Engine:
             reports.append((k, gain, prb_rate, sinr))
         while len(reports) > 1 and reports[1][0] + self.csi_delay <= k:
             reports.popleft()
-        if self.l2s is not None and reports[0] is not self._report_in_use:
-            self._report_in_use = reports[0]
-            self.l2s.report(reports[0][3])
 
     def observation(self, k: int) -> Observation:
         if self.csi_ideal:

@@ -72,8 +72,8 @@ MODULATIONS = (2, 4, 6)
 MCS_MOD = np.searchsorted(MODULATIONS, MCS_QM)
 LOG2_E = 1.0 / math.log(2.0)
 
-#: Control channel (PDCCH/PCFICH) loss probability against the control channel's QPSK effective
-#: SINR (dB): the curve of 3GPP R4-081920 as ns-3's LTE model uses it; 0 above -1 dB, the -10 dB
+#: Control channel (PDCCH/PCFICH) loss probability against the QPSK effective SINR of the UE's
+#: PRBs (dB): the curve of 3GPP R4-081920 as ns-3's LTE model uses it; 0 above -1 dB, the -10 dB
 #: value below -10 dB.
 CONTROL_LOSS_DB = np.array([-10.0, -8.0, -6.0, -5.0, -4.0, -3.0, -2.0, -1.0])
 CONTROL_LOSS_P = np.array([0.87, 0.48, 0.18, 0.09, 0.038, 0.015, 0.005, 0.0])
@@ -245,7 +245,6 @@ class LinkToSystem:
         self.worst_prb = cfg.mcs_selection == "worst_prb"
         self.lowest_mcs = cfg.below_range == "lowest_mcs"
         self.control_errors = cfg.control_errors
-        self.control_sinr: np.ndarray | None = None  # (U,) whole-band QPSK effective SINR of the CSI report
         h = cfg.harq
         self.harq = h.enabled
         self.rtt = h.rtt_tti
@@ -274,16 +273,6 @@ class LinkToSystem:
         return float(sum(max(0.0, b.hi - max(b.lo, out[u])) for u, blocks in enumerate(self.pending) for b in blocks))
 
     # ------------------------------------------------------------------------------- one TTI
-    def report(self, sinr: np.ndarray) -> None:
-        """A new CSI report is in use: ``sinr`` (U, K) per PRB of the serving RU at equal power. The
-        control channel's SINR is its whole-band QPSK effective SINR (control and reference signals
-        span the band at full power)."""
-        if self.control_errors:
-            table, top = mi_tables()
-            with np.errstate(divide="ignore"):
-                mean = np.interp(10.0 * np.log10(sinr), _GRID_DB, table[0], left=0.0).mean(axis=1)
-            self.control_sinr = 10.0 ** (np.interp(mean, table[0, :top[0]], _GRID_DB[:top[0]]) / 10.0)
-
     def effective_sinr(self, ue_of: np.ndarray, sinr: np.ndarray, n_ue: np.ndarray, index: np.ndarray) -> np.ndarray:
         """(A, 3) MIESM effective SINR per active UE (``index`` maps UE -> row) for each modulation."""
         a = n_ue.size
@@ -321,8 +310,7 @@ class LinkToSystem:
         sent_upto: list[float] = []
         for i in np.flatnonzero(due).tolist():
             u = int(ues[i])
-            ctrl = eff_act[i, 0] if self.control_sinr is None else self.control_sinr[u]
-            sent_upto.append(self._retransmit(u, k, eff_act[i], int(n_prb[i]), ctrl))
+            sent_upto.append(self._retransmit(u, k, eff_act[i], int(n_prb[i]), eff_act[i, 0]))
             touched.append(u)
         new = ~due
         free = (self.proc_free_at[ues] <= k)
@@ -342,7 +330,7 @@ class LinkToSystem:
             sel = mcs > 0
             g, u_new, mcs = g[sel], u_new[sel], mcs[sel]
             if g.size:
-                ctrl = eff_act[g, 0] if self.control_sinr is None else self.control_sinr[u_new]
+                ctrl = eff_act[g, 0]  # the control channel's SINR: QPSK effective SINR of the UE's PRBs
                 uses = n_prb[g] * self.uses_per_prb[mcs - 1]
                 sent_upto.extend(self._first_transmissions(k, g, u_new, mcs, uses, eff_act[g], unsent[g],
                                                            free[g], ctrl))

@@ -175,7 +175,7 @@ class L2sConfig(_Strict):
                     "1 CRS port: 42/168 = 0.25)")
     control_errors: bool = Field(False, description="lose the grant itself (control channel) with the "
                                                     "probability of the tabulated PDCCH curve at the "
-                                                    "whole-band QPSK effective SINR of the CSI report")
+                                                    "QPSK effective SINR of the UE's PRBs")
     block_errors: bool = Field(True, description="draw block errors (false: every block decodes)")
     coding_gap_db: list[Annotated[float, Field(ge=0, le=10)]] = Field(
         default_factory=lambda: [1.0, 1.0, 1.0], min_length=3, max_length=3,

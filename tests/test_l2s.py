@@ -251,9 +251,6 @@ def test_ns3_like_options_against_hand_computation():
     assert p == pytest.approx(1 - (1 - 0.09) * (1 - p_block))
     assert float(model._error_probability(100.0, 50.0, 90.0, 10 ** -0.55)) == pytest.approx(
         1 - (1 - 0.135) * (1 - p_block))  # halfway between -6 dB (0.18) and -5 dB (0.09)
-    # its SINR: the whole-band QPSK effective SINR of the CSI report in use
-    model.report(np.array([[1.0, 10.0]]))
-    assert model.control_sinr[0] == pytest.approx(l2s.miesm(np.array([1.0, 10.0]), 0), rel=1e-9)
 
 
 def test_without_harq_a_lost_block_goes_back_to_the_queue():
