@@ -14,7 +14,6 @@ so it serves the roles ``full`` and ``prb`` and refuses ``power``.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -25,10 +24,11 @@ from typing import Callable
 import zmq
 
 from simcore.contracts import Allocation
-from simcore.e2 import SCHEMA, Indication, SchemaError, decode_indication, encode_control, encode_error
+from simcore.e2 import SCHEMA, Indication, SchemaError, decode_indication, encode_control, encode_error, message_ids
 
 #: Plain ints: pyzmq's enum flags cost an enum operation at every use.
-_NOBLOCK, _POLLIN, _EVENTS = int(zmq.NOBLOCK), int(zmq.POLLIN), int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_poll = zmq.zmq_poll
 #: Runs whose handler (policy state) an xApp keeps at once; the oldest is dropped beyond this.
 MAX_RUNS = 8
 
@@ -79,22 +79,25 @@ class XappServer:
 
     def serve(self, stop: threading.Event | None = None, poll_ms: int = 100) -> None:
         """Answer until ``stop`` is set (or forever); closes the socket on the way out."""
+        from policies.xapp import recv_frames, send_frames
+
+        sock, items = self.sock, [(self.sock, _POLLIN)]
         try:
             while stop is None or not stop.is_set():
-                if not self.sock.poll(poll_ms, zmq.POLLIN):
+                if not _poll(items, poll_ms):
                     continue
                 newest: dict[bytes, list] = {}
-                # drain: per RIC, only the newest waiting indication is still wanted (asking ZMQ_EVENTS
-                # is cheaper than the zmq.Again a non-blocking receive on an empty queue raises)
-                while self.sock.get(_EVENTS) & _POLLIN:
-                    msg = self.sock.recv_multipart(flags=_NOBLOCK, copy=False)
+                while True:  # drain: per RIC, only the newest waiting indication is still wanted
+                    msg = recv_frames(sock)
                     peer = msg[0].bytes
                     self.skipped += peer in newest
                     newest[peer] = msg
+                    if not _poll(items, 0):
+                        break
                 for msg in newest.values():
                     delim = len(msg) > 1 and len(msg[1]) == 0
-                    body = msg[2:] if delim else msg[1:]
-                    self.sock.send_multipart([msg[0], *([b""] if delim else []), *self.answer(body)], copy=False)
+                    envelope = (msg[0], b"") if delim else (msg[0],)
+                    send_frames(sock, self.answer(msg[2:] if delim else msg[1:]), envelope)
         finally:
             self.close()
 
@@ -105,7 +108,7 @@ class XappServer:
         except SchemaError as exc:
             self.refused += 1
             self.say(f"{self.label}: rejected a message: {exc}")
-            run_id, seq = _ids(frames)
+            run_id, seq = message_ids(frames)
             return encode_error(run_id=run_id, seq=seq, reason=str(exc))
         handler = self.runs.get(ind.run_id)
         if handler is None:
@@ -133,20 +136,6 @@ class XappServer:
         ms = (time.perf_counter() - t0) * 1e3
         self.answered += 1
         return encode_control(alloc, run_id=ind.run_id, seq=ind.seq, role=ind.role, decide_ms=ms)
-
-
-def _ids(frames) -> tuple[str, int]:
-    """run_id and seq of a message that failed to decode, where they can still be read (so the RIC
-    can match the error to its indication); "" and -1 otherwise."""
-    try:
-        head = json.loads(bytes(frames[0]))
-    except (ValueError, IndexError, TypeError):
-        return "", -1
-    if not isinstance(head, dict):
-        return "", -1
-    run_id, seq = head.get("run_id"), head.get("seq")
-    return (run_id if isinstance(run_id, str) else "",
-            seq if isinstance(seq, int) and not isinstance(seq, bool) else -1)
 
 
 def policy_handler(name: str, params: dict | None = None) -> Callable[[int | None], Handler]:

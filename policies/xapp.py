@@ -32,7 +32,7 @@ import numpy as np
 import zmq
 
 from simcore.contracts import RECORD_KEY, Allocation, InfeasibleAllocation, Observation, Policy, check_allocation
-from simcore.e2 import SchemaError, decode_reply, encode_indication, read_header
+from simcore.e2 import SchemaError, decode_reply, encode_indication
 from simcore.plugins import PluginError, make_policy
 
 log = logging.getLogger("oransim.xapp")
@@ -42,7 +42,10 @@ STATUSES = ("ok", "timeout", "unreachable", "invalid", "error")
 #: ZeroMQ endpoints the RIC can connect to.
 ENDPOINT_RE = re.compile(r"^(tcp://[^\s]+:\d+|ipc://[^\s]+|inproc://[^\s]+)$")
 #: Plain ints: pyzmq's enum flags cost an enum operation at every use, and this is the per-decision path.
-_NOBLOCK, _POLLIN, _POLLOUT, _EVENTS = int(zmq.NOBLOCK), int(zmq.POLLIN), int(zmq.POLLOUT), int(zmq.EVENTS)
+_NOBLOCK, _POLLIN, _POLLOUT = int(zmq.NOBLOCK), int(zmq.POLLIN), int(zmq.POLLOUT)
+_SNDMORE_NB = int(zmq.SNDMORE) | _NOBLOCK
+#: zmq_poll itself: Socket.poll builds a Poller object at every call.
+_poll = zmq.zmq_poll
 #: Wall time between reconnection attempts to a vanished xApp (ZeroMQ's default is 100 ms).
 RECONNECT_MS = 50
 
@@ -78,34 +81,58 @@ class _Link:
         self.open()
         return bool(self.sock.poll(max(0, math.ceil(timeout_s * 1e3)), zmq.POLLOUT))
 
-    def request(self, frames: list, run_id: str, seq: int, deadline: float):
-        """('reply', (frames, header)) or (status, reason) with status 'unreachable' / 'timeout'."""
+    def request(self, frames: list, deadline: float, decode, run_id: str, seq: int):
+        """('reply', Reply) or (status, reason) with status 'unreachable' / 'timeout' / 'invalid'.
+        ``decode(frames) -> Reply``; replies to other indications (late ones) are dropped."""
         self.open()
         sock = self.sock
         # Sending without waiting succeeds whenever the connection is live (ZMQ_IMMEDIATE); only when it
-        # is not, wait for it (up to the deadline if it was up at the last look). One poll fewer per decision.
-        if not sock.get(_EVENTS) & _POLLOUT:
+        # is not, wait for it (up to the deadline if it was up at the last look).
+        if not send_frames(sock, frames):
             wait_s = deadline - time.perf_counter() if self.up else 0.0
-            if not sock.poll(max(0, math.ceil(wait_s * 1e3)), _POLLOUT):
+            if not _poll([(sock, _POLLOUT)], max(0, math.ceil(wait_s * 1e3))) or not send_frames(sock, frames):
                 return "unreachable", f"{self.endpoint}: no connection"
-        try:
-            sock.send_multipart([b"", *frames], flags=_NOBLOCK, copy=False)
-        except zmq.Again:
-            return "unreachable", f"{self.endpoint}: connection lost before sending"
         while True:
             left_ms = (deadline - time.perf_counter()) * 1e3
-            if left_ms <= 0 or not sock.poll(math.ceil(left_ms), _POLLIN):
+            if left_ms <= 0 or not _poll([(sock, _POLLIN)], math.ceil(left_ms)):
                 return "timeout", f"{self.endpoint}: no answer within the deadline"
-            msg = sock.recv_multipart(flags=_NOBLOCK, copy=False)
+            msg = recv_frames(sock)
             if msg and len(msg[0]) == 0:
                 msg = msg[1:]  # the delimiter a REP (or our ROUTER) puts back
             try:
-                head = read_header(msg)
+                reply = decode(msg)
             except SchemaError as exc:
                 return "invalid", f"{self.endpoint}: {exc}"
-            if head["run_id"] == run_id and head["seq"] == seq:
-                return "reply", (msg, head)
+            if reply.seq == seq and reply.run_id == run_id:
+                return "reply", reply
             # a late answer to an earlier indication: drop it and keep waiting for ours
+
+
+def send_frames(sock, frames: list, prefix: tuple = (b"",)) -> bool:
+    """Send ``prefix`` (the envelope) then ``frames`` as one message without blocking; False if the
+    socket cannot take it now. (Socket.send_multipart's checks cost more than the sends themselves.)"""
+    send = sock.send
+    try:
+        for f in prefix:
+            send(f, _SNDMORE_NB)
+        for f in frames[:-1]:
+            send(f, _SNDMORE_NB)
+        send(frames[-1], _NOBLOCK)
+    except zmq.Again:  # only the first part can be refused: ZeroMQ takes a message whole or not at all
+        return False
+    return True
+
+
+def recv_frames(sock) -> list:
+    """The frames of one waiting message, as ``zmq.Frame`` (whose ``more`` flag is read without the
+    socket-option call ``recv_multipart`` makes per frame)."""
+    recv = sock.recv
+    f = recv(_NOBLOCK, False)
+    out = [f]
+    while f.more:
+        f = recv(_NOBLOCK, False)
+        out.append(f)
+    return out
 
 
 class XappPolicy(Policy):
@@ -233,15 +260,11 @@ class XappPolicy(Policy):
         link = self.links[role]
         frames = encode_indication(obs, run_id=self.run_id, seq=self.seq, role=role, proposal=proposal,
                                    deadline_ms=self.timeout_s * 1e3, policy_seed=self.seed)
-        status, got = link.request(frames, self.run_id, self.seq, deadline)
+        dims = {"n_ues": obs.n_ues, "n_rus": obs.n_rus, "n_prbs": obs.n_prbs, "role": role}
+        status, reply = link.request(frames, deadline, lambda msg: decode_reply(msg, **dims), self.run_id, self.seq)
+        link.up = status in ("reply", "invalid")
         if status != "reply":
-            link.up = False
-            return status, got
-        link.up = True
-        try:
-            reply = decode_reply(got[0], n_ues=obs.n_ues, n_rus=obs.n_rus, n_prbs=obs.n_prbs, role=role, head=got[1])
-        except SchemaError as exc:
-            return "invalid", f"{link.endpoint}: {exc}"
+            return status, reply
         if reply.kind == "error":
             return "error", f"{link.endpoint} refused: {reply.reason}"
         return "ok", reply

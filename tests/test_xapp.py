@@ -21,7 +21,7 @@ from xapp_helpers import ROOT, ServerProcess, load_example, observation, thread_
 
 from policies.xapp import XappPolicy
 from simcore.contracts import Allocation, Policy, check_allocation
-from simcore.e2 import SCHEMA, Indication, encode_control
+from simcore.e2 import SCHEMA, Indication, encode_control, message_ids
 from simcore.plugins import make_phy, make_policy
 from simcore.run import manifest, simulate
 
@@ -197,7 +197,7 @@ def test_refused_answers_apply_the_fallback(obs, case, status, reason):
 
 
 def test_a_reply_of_another_schema_version_is_invalid(obs):
-    """A raw ROUTER xApp answering with oransim.e2/2: the RIC refuses it, naming the versions."""
+    """A raw ROUTER xApp answering with the former schema oransim.e2/1: the RIC refuses it, naming the versions."""
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.ROUTER)
     port = sock.bind_to_random_port("tcp://127.0.0.1")
@@ -206,12 +206,12 @@ def test_a_reply_of_another_schema_version_is_invalid(obs):
     def serve():
         while not stop.is_set():
             if sock.poll(20):
-                ident, delim, head, *_ = sock.recv_multipart()
-                h = json.loads(head)
+                ident, delim, *request = sock.recv_multipart()
+                run_id, seq = message_ids(request)
                 alloc = make_policy("pf").decide(obs)
-                frames = encode_control(alloc, run_id=h["run_id"], seq=h["seq"])
+                frames = encode_control(alloc, run_id=run_id, seq=seq)
                 reply = json.loads(frames[0])
-                reply["schema"] = "oransim.e2/2"
+                reply["schema"] = "oransim.e2/1"
                 sock.send_multipart([ident, delim, json.dumps(reply).encode(), *frames[1:]])
 
     th = threading.Thread(target=serve, daemon=True)
@@ -225,7 +225,7 @@ def test_a_reply_of_another_schema_version_is_invalid(obs):
         th.join(5)
         sock.close(0)
     assert alloc.info["record"]["xapp_status"] == "invalid"
-    assert f"'oransim.e2/2' is not supported (this side speaks '{SCHEMA}')" in pol.summary()["xapp"]["first_reasons"][0]
+    assert f"'oransim.e2/1' is not supported (this side speaks '{SCHEMA}')" in pol.summary()["xapp"]["first_reasons"][0]
 
 
 def test_two_cooperating_xapps_combine_by_the_documented_rule(obs):
