@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import operator
 import struct
 import threading
 from dataclasses import dataclass, field
@@ -170,24 +171,26 @@ class _Encoder:
         self.buf = bytearray(size)
         self.prelude = _PRELUDE[kind]
         self.views = [np.ndarray(shape, dt, self.buf, e["offset"]) for (_, dt, shape), e in zip(arrays, entries)]
-        self.names = [name for name, _, _ in arrays]
+        self.checks = [(view, view.shape, name) for view, (name, _, _) in zip(self.views, arrays)]
         self.lock = threading.Lock()
 
     def frames(self, prelude: tuple, values) -> list:
         with self.lock:  # threads of one process (a RIC and a test's xApp) may share an encoder
             self.prelude.pack_into(self.buf, 0, *prelude)
-            for name, view, value in zip(self.names, self.views, values):
-                shape = value.shape if isinstance(value, np.ndarray) else np.shape(value)
-                if shape != view.shape:  # no silent broadcasting onto the declared shape
-                    raise SchemaError(f"array '{name}' has shape {shape}, its message declares {view.shape}")
+            for (view, shape, name), value in zip(self.checks, values):
+                if type(value) is not np.ndarray:
+                    value = np.asarray(value)
+                if value.shape != shape:  # no silent broadcasting onto the declared shape
+                    raise SchemaError(f"array '{name}' has shape {value.shape}, its message declares {shape}")
                 view[...] = value
             return [self.header, bytes(self.buf)]  # a copy: the buffer is refilled by the next message
 
 
 _ENCODERS: dict = {}
-_OBS_NAMES = tuple(OBS_ARRAYS)
 _STATE_ARRAYS = tuple(n for n in OBS_ARRAYS if n not in CONSTANT_ARRAYS)
-_F8, _I8 = CANONICAL["f"], CANONICAL["i"]
+_I8 = CANONICAL["i"]
+#: The observation's arrays in the order the encoder lays them out (the link's arrays go between).
+_GET_CONSTANTS, _GET_STATE = operator.attrgetter(*CONSTANT_ARRAYS), operator.attrgetter(*_STATE_ARRAYS)
 
 
 def _link_parts(link: LinkModel) -> tuple[dict, list]:
@@ -217,7 +220,7 @@ def _indication_encoder(obs: Observation, run_id: str, role: str, deadline_ms, p
             "observation": {"interval_tti": int(obs.interval_tti), "slice_names": list(obs.slice_names),
                             "link": link_scalars}}
     # the link object is kept to make its id in the key safe; its arrays are copied at every message
-    return obs.link, [v for _, v in link_arrays], _Encoder("indication", head, specs)
+    return obs.link, tuple(v for _, v in link_arrays), _Encoder("indication", head, specs)
 
 
 def encode_indication(obs: Observation, *, run_id: str, seq: int, role: str = "full", proposal: dict | None = None,
@@ -234,9 +237,9 @@ def encode_indication(obs: Observation, *, run_id: str, seq: int, role: str = "f
     enc = _ENCODERS.get(key)
     if enc is None or enc[0] is not obs.link:
         enc = _remember(_ENCODERS, key, _indication_encoder(obs, run_id, role, deadline_ms, policy_seed))
-    values = [getattr(obs, n) for n in CONSTANT_ARRAYS] + enc[1] + [getattr(obs, n) for n in _STATE_ARRAYS]
+    values = _GET_CONSTANTS(obs) + enc[1] + _GET_STATE(obs)
     if role == "power":
-        values += [proposal[n] for n in PROPOSAL_ARRAYS]
+        values += tuple(proposal[n] for n in PROPOSAL_ARRAYS)
     return enc[2].frames((seq, obs.tti, obs.time_s), values)
 
 
@@ -412,7 +415,6 @@ def _new_observation_maker():
 
 
 _new_observation = _new_observation_maker()
-_OBS_FIELDS = tuple(f.name for f in dataclasses.fields(Observation))
 
 
 _INDICATION_ARRAYS = {False: {**OBS_ARRAYS, **{f"link.{f.name}": ("n", None) for f in LINK_FIELDS}}}
@@ -484,7 +486,7 @@ class _IndicationPlan:
         for a in arrays.values():  # shared between decisions, as the scenario's own arrays are in-process
             a.flags.writeable = False
         kw = dict(self.link_scalars)
-        kw.update({n[5:]: a for n, a in arrays.items() if n.startswith("link.")})
+        kw.update({n[5:]: arrays.pop(n) for n in list(arrays) if n.startswith("link.")})
         link = LinkModel(**kw)
         if self.span is not None:
             self.last = (raw, arrays, link)
@@ -505,22 +507,28 @@ def _link_scalars(head_link, plan: dict) -> dict:
 
 
 _IND_PLANS: dict = {}
+_LAST_PLAN: tuple = (None, None)
 
 
 def decode_indication(frames) -> Indication:
     """The ``Indication`` in ``frames``; raises ``SchemaError`` naming what is wrong."""
     if not frames:
         raise SchemaError("message has no frames")
+    global _LAST_PLAN
     raw = _raw(frames[0])
-    plan = _IND_PLANS.get(raw)
-    if plan is None:
-        plan = _remember(_IND_PLANS, raw, _IndicationPlan(read_header([raw])))
+    last_raw, plan = _LAST_PLAN  # one read: another thread may replace it meanwhile
+    if raw != last_raw:  # comparing with the last header is cheaper than hashing it for the lookup
+        plan = _IND_PLANS.get(raw)
+        if plan is None:
+            plan = _remember(_IND_PLANS, raw, _IndicationPlan(read_header([raw])))
+        _LAST_PLAN = (raw, plan)
     payload, (seq, tti, time_s) = _payload(frames, "indication", plan.end)
     shared, link = plan.constants(payload)
     arrays = plan.state.read(bytearray(payload))  # one copy: the per-decision arrays are the policy's own
-    fields = {**plan.fields, **shared, **arrays, "tti": tti, "time_s": time_s, "link": link}
-    obs = _new_observation({n: fields[n] for n in _OBS_FIELDS})
-    proposal = {n: arrays[f"proposal.{n}"] for n in PROPOSAL_ARRAYS} if plan.role == "power" else {}
+    proposal = {n: arrays.pop(f"proposal.{n}") for n in PROPOSAL_ARRAYS} if plan.role == "power" else {}
+    fields = {**plan.fields, **shared, **arrays}
+    fields["tti"], fields["time_s"], fields["link"] = tti, time_s, link
+    obs = _new_observation(fields)
     return Indication(obs, plan.run_id, seq, plan.role, proposal, plan.deadline_ms, plan.policy_seed)
 
 

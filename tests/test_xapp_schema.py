@@ -48,6 +48,7 @@ def test_indication_round_trip_keeps_every_field(obs):
             else:
                 assert a == b, f.name
         assert ind.obs.n_ues == obs.n_ues and ind.obs.n_rus == obs.n_rus == 2
+        assert set(vars(ind.obs)) == {f.name for f in dataclasses.fields(Observation)}  # built without __init__
         np.testing.assert_array_equal(ind.obs.cqi, obs.cqi)  # derived views agree too
         if proposal is not None:
             for k in prop:
