@@ -16,6 +16,7 @@ codec): the transport's floor on this machine at this time, which on a shared ma
 the wait for a free core.
 
     python benchmarks/bench_xapp.py [--decisions 2000] [--ues 10]
+    python benchmarks/bench_xapp.py --instructions 100    # instructions per decision on each side (valgrind)
 
 The target: a median boundary cost under 0.3 ms over ipc, well under one 1 ms TTI.
 """
@@ -60,11 +61,11 @@ def sample_states(ues_per_slice: int, n: int) -> list:
     return [eng.observation(eng.n_tti - 1 - 10 * i) for i in range(n)]  # past decision TTIs' CSI, today's queues
 
 
-def start_xapp(bind: str, log: Path):
+def start_xapp(bind: str, log: Path, prefix: tuple = ()):
     fh = open(log, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "oransim", "xapp", "serve", "pf", "--bind", bind],
+    proc = subprocess.Popen([*prefix, sys.executable, "-m", "oransim", "xapp", "serve", "pf", "--bind", bind],
                             stdout=subprocess.DEVNULL, stderr=fh)
-    t_end = time.monotonic() + 120
+    t_end = time.monotonic() + 600  # valgrind, or a loaded machine, takes a while to import numpy & co.
     while not SERVING.search(log.read_text()):
         if proc.poll() is not None or time.monotonic() > t_end:
             raise SystemExit(f"xapp serve did not start: {log.read_text()}")
@@ -143,11 +144,72 @@ def codec_ms(states: list, n: int = 500) -> float:
     return (time.thread_time() - t0) / n * 1e3
 
 
+def ric_loop(endpoint: str, states: list, n: int) -> None:
+    """The RIC side alone: ``n`` decisions through the xApp at ``endpoint``."""
+    from simcore.plugins import make_policy
+
+    pol = make_policy("xapp", {"endpoint": endpoint, "timeout_ms": 600000, "connect_timeout_ms": 600000})
+    pol.reset(1)
+    for i in range(n):
+        assert pol.decide(states[i % len(states)]).info["record"]["xapp_status"] == "ok"
+    pol.close()
+
+
+def callgrind_total(path: Path) -> int:
+    return int(re.search(r"^summary: (\d+)", path.read_text(), re.M).group(1))
+
+
+def instructions(states: list, tmp: Path, n: int) -> tuple[float, float]:
+    """Instructions per decision executed by the RIC process and by the xApp process (valgrind
+    callgrind, all threads, user space): each side runs under valgrind once for n and once for 3n
+    decisions over ipc, the other side natively; the difference of the totals over 2n cancels
+    start-up and shut-down. A count that the machine's load does not change."""
+    import pickle
+
+    (tmp / "states.pkl").write_bytes(pickle.dumps(states))
+    out = {}
+    for side in ("ric", "xapp"):
+        totals = []
+        for k in (n, 3 * n):
+            cg = tmp / f"{side}.{k}.callgrind"
+            valgrind = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={cg}")
+            proc, endpoint = start_xapp(f"ipc://{tmp}/cg.ipc", tmp / "xapp.log", valgrind if side == "xapp" else ())
+            try:
+                if side == "ric":
+                    subprocess.run([*valgrind, sys.executable, __file__, "--ric-loop", str(k), "--endpoint", endpoint,
+                                    "--states", str(tmp / "states.pkl")], check=True, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+                else:
+                    ric_loop(endpoint, states, k)
+            finally:
+                proc.terminate()  # valgrind writes its counts as the xApp exits
+                proc.wait(600)
+            totals.append(callgrind_total(cg))
+        out[side] = (totals[1] - totals[0]) / (2 * n)
+    return out["ric"], out["xapp"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--decisions", type=int, default=2000, help="timed decisions per transport")
     ap.add_argument("--ues", type=int, default=10, help="UEs per slice (paper cell: 10)")
+    ap.add_argument("--instructions", type=int, default=0, metavar="N",
+                    help="instead of timing: instructions per decision on each side (valgrind; N and 3N decisions)")
+    ap.add_argument("--ric-loop", type=int, help=argparse.SUPPRESS)  # internal: the RIC side for --instructions
+    ap.add_argument("--endpoint", help=argparse.SUPPRESS)
+    ap.add_argument("--states", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.ric_loop:
+        import pickle
+
+        ric_loop(args.endpoint, pickle.loads(Path(args.states).read_bytes()), args.ric_loop)
+        return
+    if args.instructions:
+        with tempfile.TemporaryDirectory(prefix="bench-xapp-") as tmp:
+            ric, xapp = instructions(sample_states(args.ues, 20), Path(tmp), args.instructions)
+        print(f"instructions per decision over ipc (paper cell, {3 * args.ues} UEs, xApp serving pf): "
+              f"RIC {ric:,.0f}, xApp {xapp:,.0f}")
+        return
     per_call, per_step = machine_reference()
     print(f"machine reference: {per_call:.2f} us per small numpy call, {per_step:.1f} ns per Python loop step")
     states = sample_states(args.ues, 20)
