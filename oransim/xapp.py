@@ -14,6 +14,7 @@ so it serves the roles ``full`` and ``prb`` and refuses ``power``.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -204,5 +205,8 @@ def serve_policy(name: str, params_items: list[str], bind: str, say: Callable[[s
     except (PluginError, OSError, ValueError) as exc:  # unknown name, bad params, unreadable checkpoint
         raise UsageError(str(exc).replace("policy.name", "POLICY").replace("policy.params", "--params")) from None
     server = XappServer(bind, make, label=f"xapp {name}", say=say)
+    # What is loaded by now (numpy, the policy, its checkpoint) lives as long as the xApp: keep it out
+    # of the garbage collector's full passes, which would otherwise walk it all now and then mid-decision.
+    gc.freeze()
     say(f"xapp: serving policy '{name}' on {server.endpoint} (schema {SCHEMA}); Ctrl-C stops")
     server.serve()
