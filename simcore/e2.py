@@ -14,9 +14,10 @@ little-endian) and ``shape``. Nothing is pickled.
 
 Why this split (schema 2; schema 1 put ``seq``/``tti``/``time_s`` in the header): a header repeats
 byte for byte within a run, so each side checks it once and afterwards only looks it up, and a
-message costs a dictionary lookup, one unpack of the prelude and one numpy view per array. The
-scenario's constant arrays (slice ids, rate and delay targets, budgets, the link's arrays) are
-decoded again only when their bytes change, and are then shared read-only, as in-process.
+message costs a lookup, one unpack of the prelude and one numpy view of the payload (a structured
+dtype whose fields are the arrays). The scenario's constant arrays (slice ids, rate and delay
+targets, budgets, the link's arrays) are decoded again only when their bytes change, and are then
+shared read-only, as in-process.
 Dimension symbols in shapes: U UEs, R RUs, K PRBs per RU, S slices (the header's ``dims``).
 
 Every decoder checks what it reads and raises ``SchemaError`` with one line naming the field and the
@@ -163,7 +164,8 @@ def _header_bytes(kind: str, head: dict) -> bytes:
 
 
 class _Encoder:
-    """The header bytes and a payload buffer with one numpy view per array, for one message layout."""
+    """The header bytes and a payload buffer with one numpy view per array, for one message layout
+    (one per run and role: every message of it copies the arrays into the views and the buffer out)."""
 
     def __init__(self, kind: str, head: dict, arrays: list):
         entries, size = _layout(kind, arrays)
