@@ -68,6 +68,8 @@ def start_xapp(bind: str, log: Path, prefix: tuple = ()):
     t_end = time.monotonic() + (3600 if prefix else 120)  # under valgrind on a loaded machine, imports take minutes
     while not SERVING.search(log.read_text()):
         if proc.poll() is not None or time.monotonic() > t_end:
+            proc.kill()
+            proc.wait(30)
             raise SystemExit(f"xapp serve did not start: {log.read_text()}")
         time.sleep(0.05)
     return proc, SERVING.search(log.read_text()).group(1)
