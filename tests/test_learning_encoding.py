@@ -83,10 +83,13 @@ def test_spec_mismatches_are_named():
 @pytest.mark.parametrize("objective", ["served", "rate"])
 def test_the_optimum_survives_encode_and_decode(objective):
     """On paper-cell states (3 x 10 UEs, 30 PRBs) the optimum's allocation, encoded as per-UE
-    shares and decoded, keeps its objective: this bounds what a learned policy can reach."""
+    shares and decoded, keeps its objective, and its decisions: between PRBs of equal value the
+    decoder follows the optimum's tie cost (without it, R^2 was 0.22 under rate and 0.47 under
+    served on these states). This bounds what a learned policy can reach."""
+    from analysis.agreement import agreement, decision_vector
     from policies.optimal import ExactOptimum
 
-    ratios = []
+    ratios, back_vec, opt_vec = [], [], []
     for seed, load in ((11, 1.0), (12, 2.0), (13, 1.5), (14, 0.5)):
         obs = observation(seed=seed, load=load, ues=(10, 10, 10))
         spec = EncodingSpec(max_ues=30, slice_names=obs.slice_names)
@@ -97,7 +100,12 @@ def test_the_optimum_survives_encode_and_decode(objective):
         e0, e1 = prob.evaluate(opt), prob.evaluate(back)
         assert e1.violation_bps <= e0.violation_bps + 1e-6 * max(1.0, e0.need_bps.sum())
         ratios.append(e1.objective_bps / e0.objective_bps)
+        back_vec.append(decision_vector(back, obs))
+        opt_vec.append(decision_vector(opt, obs))
+        if objective == "rate":  # every UE takes its full shares: the same PRBs as the optimum's
+            np.testing.assert_array_equal(back.prb_owner, opt.prb_owner)
     assert np.median(ratios) >= 0.999 and min(ratios) >= 0.99, ratios
+    assert agreement(back_vec, opt_vec)["r2"] >= (0.999 if objective == "rate" else 0.7)
 
 
 def test_templates_fill_by_weight_within_demand():

@@ -9,7 +9,8 @@ passes ``check_allocation``. Per RU:
 3. which PRBs: the assignment of UE slots to PRBs (``scipy.optimize.linear_sum_assignment``)
    maximising sum_u w_u min(r[u,k,l_u], cap_u / n_u), r the snapshot problem's per-PRB rate table
    at the power level l_u nearest the UE's mean power per PRB, cap_u the rate beyond which more is
-   worth nothing (``encoding.rate_cap_bps``);
+   worth nothing (``encoding.rate_cap_bps``); between PRBs of equal value the snapshot problem's
+   tie cost (its tier 4, ``SnapshotProblem.choice_tie_cost``) decides, as it does for the optimum;
 4. UE u's power, its share of P_r, is spent over its PRBs: they start at the lowest power level
    and take level upgrades in order of rate gained per watt while the UE's power lasts (a UE whose
    mean power per PRB is below the lowest level spreads it equally), at most
@@ -30,12 +31,16 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from simcore.contracts import Allocation, Observation, repair_allocation
-from simcore.snapshot import SnapshotProblem
+from simcore.snapshot import SnapshotProblem, tie_cost
 
 from .encoding import EncodingMismatch, EncodingSpec, rate_cap_bps, snapshot_problem
 
 #: Assignment passes (the second ranks PRBs at the RU's price of power found by the first).
 PASSES = 2
+#: Weight of the problem's tie cost (scaled to (0, 1]) in the assignment, relative to the row's
+#: largest value: it only decides between PRBs whose values are equal (a UE at its rate cap, a
+#: saturated spectral efficiency), so the choice there is the optimum's rather than arbitrary.
+TIE_BREAK_REL = 1e-9
 
 
 def clean_shares(x: np.ndarray) -> np.ndarray:
@@ -49,6 +54,7 @@ class DecodeContext:
 
     Per RU r with UEs: ``rows[r]`` = (UE indices padded to ``max_ues`` with -1, their rate table
     (max_ues, L, K) at the ascending power levels, weights, rate caps; padding rows are zero).
+    ``tie_keys[r]`` = what the tie cost of a choice needs (``DecodeRows.tie_index``).
     """
 
     def __init__(self, obs: Observation, spec: EncodingSpec, objective: str = "served",
@@ -61,7 +67,8 @@ class DecodeContext:
         rates = self.problem.single_ru_rate_table()[:, :, order[0]].transpose(0, 2, 1)  # (U, L, K) at those levels
         self.top = np.minimum(self.levels[:, -1], spec.max_prb_power_factor * obs.ru_max_power_w / obs.n_prbs)
         cap, weight, m = rate_cap_bps(obs, objective), obs.ue_weight, spec.max_ues
-        self.rows = {}
+        self.rows, self.tie_keys = {}, {}
+        n_lvl = self.levels.shape[1]
         for r in range(obs.n_rus):
             ues = np.flatnonzero(obs.serving_ru == r)
             if ues.size:
@@ -71,6 +78,9 @@ class DecodeContext:
                 table[:ues.size] = rates[ues]
                 self.rows[r] = (pad, table, np.r_[weight[ues], np.zeros(m - ues.size)],
                                 np.r_[cap[ues], np.zeros(m - ues.size)])
+                # choice index of (u, r, k, problem level l) = l + L (u + U (k + K r)), split in parts
+                self.tie_keys[r] = (np.r_[n_lvl * (ues + obs.n_ues * obs.n_prbs * r), np.zeros(m - ues.size, dtype=np.int64)],
+                                    n_lvl * obs.n_ues, order[r])
         self.need_repair = bool(np.isfinite(obs.slice_power_cap_w).any())
 
 
@@ -79,7 +89,8 @@ class DecodeRows:
 
     Row i: ``ues`` (M,) UE indices (-1 padding), ``table`` (M, L, K) their rate tables, ``weight``
     and ``cap`` (M,), the RU's ascending ``levels`` (L,), PRB power ceiling ``top`` and power budget
-    ``ru_power``. ``put`` copies a context's rows in (a pool fills its rows as its states are first
+    ``ru_power``, and the parts of its choices' tie-cost index (``tie_index``). ``put`` copies a
+    context's rows in (a pool fills its rows as its states are first
     used, and with ``adopt`` points the context at them, so the tables are held once).
     """
 
@@ -93,6 +104,14 @@ class DecodeRows:
         self.levels = np.ones((n_rows, n_levels))
         self.top = np.zeros(n_rows)
         self.ru_power = np.zeros(n_rows)
+        self.tie_ue = np.zeros((n_rows, m), dtype=np.int64)
+        self.tie_prb = np.zeros(n_rows, dtype=np.int64)
+        self.tie_level = np.zeros((n_rows, n_levels), dtype=np.int64)
+
+    def tie_index(self, row: np.ndarray, own: np.ndarray, level: np.ndarray, prb: np.ndarray) -> np.ndarray:
+        """The snapshot problem's choice index of UE slot ``own`` of rows ``row`` on PRB ``prb`` at
+        ascending level ``level`` (broadcastable int arrays; ``tie_cost`` of it is the tier-4 cost)."""
+        return self.tie_level[row, level] + self.tie_ue[row, own] + self.tie_prb[row] * prb
 
     def put(self, first: int, ctx: DecodeContext, adopt: bool = False) -> list[int]:
         """Copy ``ctx``'s rows in from row ``first`` on (in RU order); returns their RUs."""
@@ -101,6 +120,7 @@ class DecodeRows:
             ues, table, w, cap = ctx.rows[r]
             self.ues[i], self.table[i], self.weight[i], self.cap[i] = ues, table, w, cap
             self.levels[i], self.top[i], self.ru_power[i] = ctx.levels[r], ctx.top[r], ctx.obs.ru_max_power_w[r]
+            self.tie_ue[i], self.tie_prb[i], self.tie_level[i] = ctx.tie_keys[r]
             if adopt:
                 ctx.rows[r] = (self.ues[i], self.table[i], self.weight[i], self.cap[i])
         return rus
@@ -210,11 +230,14 @@ def _assign_rows(counts, budget, rows: DecodeRows, sel):
     Pass 1 ranks PRBs for each UE by its (capped, weighted) rate at the power level nearest its
     mean power per PRB; each UE's power is then spent over its PRBs (``_split_power``), which prices
     each UE's power. Pass 2 ranks PRBs again at the row's price of power (the median of its UEs'
-    positive weighted prices, where any): a PRB is worth w_u max_l (r[u,k,l] - mu p_l).
+    positive weighted prices, where any): a PRB is worth w_u max_l (r[u,k,l] - mu p_l). In both
+    passes the problem's tie cost, at ``TIE_BREAK_REL`` times the row's largest value, decides
+    between PRBs of equal value (as the optimum's tier 4 does).
     Values are worked out only for the UEs with PRBs (``pairs``); the rows of a UE's value repeat
     once per PRB it gets (its slots), and each row's slots are one ``linear_sum_assignment``.
     """
     n_rows, m = counts.shape
+    n_prb = rows.n_prbs
     levels, top, w, cap = rows.levels[sel], rows.top[sel], rows.weight[sel], rows.cap[sel]
     per = np.maximum(counts, 1)
     mean_w = np.minimum(budget / per, top[:, None])
@@ -226,6 +249,12 @@ def _assign_rows(counts, budget, rows: DecodeRows, sel):
         near += mids[pr, pu, j]
     c_pair, w_pair = cap_per[pr, pu][:, None], w[pr, pu][:, None]
     value = w_pair * np.minimum(rows.table[sel[pr], pu, near], c_pair)  # (P, K)
+    # tier 4: the problem's tie cost in (0, 1], at a weight that only separates equal values
+    prbs = np.arange(n_prb)[None, :]
+    tie_w = np.ones(n_rows)
+    np.maximum.at(tie_w, pr, value.max(axis=1, initial=0.0))
+    tie_w = (TIE_BREAK_REL * tie_w)[pr][:, None]  # (P, 1)
+    value -= tie_w * _tie(rows, sel[pr][:, None], pu[:, None], near[:, None], prbs)
     per_pair = counts[pr, pu]
     slot = np.repeat(np.arange(pr.size), per_pair)  # the pair of each slot
     ends = np.cumsum(counts.sum(axis=1))
@@ -260,10 +289,16 @@ def _assign_rows(counts, budget, rows: DecodeRows, sel):
         mu = np.where(redo, mu, 0.0)[pr]
         table = rows.table[sel[pr], pu]  # (P, L, K)
         lv = levels[pr]
-        value = w_pair * np.minimum(table[:, 0], c_pair) - (mu * lv[:, 0])[:, None]
-        for level in range(1, lv.shape[1]):
-            np.maximum(value, w_pair * np.minimum(table[:, level], c_pair) - (mu * lv[:, level])[:, None], out=value)
+        full = w_pair[:, :, None] * np.minimum(table, c_pair[:, :, None]) - (mu[:, None] * lv)[:, :, None]  # (P, L, K)
+        best = full.argmax(axis=1)  # (P, K), the first of equal levels
+        value = np.take_along_axis(full, best[:, None, :], axis=1)[:, 0]
+        value -= tie_w * _tie(rows, sel[pr][:, None], pu[:, None], best, prbs)
     return row_of, own, col, p_w
+
+
+def _tie(rows: DecodeRows, row, own, level, prb) -> np.ndarray:
+    """The problem's tie cost of these choices (``DecodeRows.tie_index``) scaled to (0, 1]."""
+    return tie_cost(rows.tie_index(row, own, level, prb)) * 2.0**-24
 
 
 def _split_power(rate, levels, top, who, budget, mean_w, counts, level0):
