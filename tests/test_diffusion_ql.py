@@ -49,6 +49,9 @@ def test_losses_are_finite_and_fall_on_a_fixed_batch():
     last = {k: np.mean([h[k] for h in hist[-10:]]) for k in hist[0]}
     assert last["losses/bc_loss"] < 0.8 * first["losses/bc_loss"], (first, last)
     assert last["losses/critic_loss"] < 0.5 * first["losses/critic_loss"], (first, last)
+    # eta 0 (behaviour cloning) skips the Q term; ``bc`` puts other (state, action) pairs under the denoising loss
+    bc = agent.update(s, a, r, s, eta=0.0, bc=(s[:8], a[:8]))
+    assert bc["losses/ql_loss"] == 0.0 and bc["losses/actor_loss"] == bc["losses/bc_loss"]
 
 
 def urllc_share(agent, s, spec) -> float:
@@ -151,13 +154,17 @@ def test_checkpoints_that_do_not_fit_are_one_line_errors(untrained_checkpoint, t
 
 
 TINY = dict(mode="offline_online", offline_steps=20, episodes=4, episode_steps=25, n_envs=4, learning_starts=40,
-            updates_per_step=0.5, train_states=40, eval_every_steps=10**9, save_every_steps=10**9, max_ues=3,
+            updates_per_step=0.5, train_states=40, eval_every_steps=50, save_every_steps=10**9, max_ues=3,
+            offline_eta=0.0, bc_on_dataset=True, keep_best=True,
             **{k: v for k, v in asdict(SMALL).items() if k in ("diffusion_steps", "layers", "hidden", "step_embed_dim",
                                                                  "ue_hidden", "critic_hidden", "gamma", "batch_size")})
 
 
 def test_a_tiny_training_end_to_end(tmp_path):
-    """Offline steps on the driver's actions, then online steps: checkpoint, logs, curve, and a run."""
+    """Offline steps on the driver's actions (behaviour cloning), then online steps with the denoising
+    loss kept on those actions: checkpoint (the best held-out evaluation's weights), logs, curve, a run."""
+    import pandas as pd
+
     from policies.learned.train import run_training
 
     path, metrics = run_training("diffusion-ql", ROOT / "scenarios/esa_small.yaml", tmp_path / "tiny.pt", seed=0,
@@ -168,6 +175,11 @@ def test_a_tiny_training_end_to_end(tmp_path):
         assert tag in scalars, tag
     assert (tmp_path / "run" / "learning_curve.png").stat().st_size > 0
     blob = torch.load(path, weights_only=True)
+    df = pd.read_csv(tmp_path / "run" / "scalars.csv")
+    ratio, qos = (df[df["tag"] == f"eval/{k}"].set_index("step")["value"] for k in ("throughput_ratio", "qos_pct"))
+    kept = blob["training"]["kept_eval_step"]
+    assert len(ratio) == 2 and (ratio + qos / 100).idxmax() == kept  # at env steps 52 and 100 (the last)
+    assert blob["metrics"]["throughput_ratio"] == pytest.approx(ratio[kept])
     assert set(blob["state"]) == {"actor_ema", "critic_target"} and blob["policy"] == "diffusion_ql"
     code, err = cli("run", "scenarios/esa_small.yaml", "--policy", f"diffusion_ql:{path}", "--duration", 0.05,
                     "--out", tmp_path / "r")

@@ -114,6 +114,16 @@ class Config:
     or optimal (the dataset's optimum labels; the policy then learns from labels)."""
     offline_steps: int = 5000
     """Gradient steps on the offline transitions (modes offline and offline_online)."""
+    offline_eta: float = -1.0
+    """eta of the offline steps (negative: ``eta``). 0 makes them behaviour cloning of the dataset's
+    actions (the critic still learns), which skips the Q term's pass through the sampling chain."""
+    bc_on_dataset: bool = False
+    """Online steps take the denoising loss on the offline transitions (the dataset's actions) rather
+    than on the replay's: the actor keeps imitating the labels while the critic, trained on
+    everything collected, pulls it towards better actions (a BC-regularised Q improvement)."""
+    keep_best: bool = False
+    """The checkpoint holds the EMA actor and target critics of the held-out evaluation with the
+    best ratio + QoS share (the held-out states are validation states then: report on others)."""
     n_envs: int = 16
     """Snapshot envs stepped together while collecting."""
     updates_per_step: float = 0.125
@@ -393,9 +403,12 @@ class Agent:
             nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         opt.step()
 
-    def update(self, s, a, r, s2) -> dict:
-        """One gradient step of critic, then actor, then targets and EMA; returns the losses."""
+    def update(self, s, a, r, s2, eta: float | None = None, bc: tuple | None = None) -> dict:
+        """One gradient step of critic, then actor, then targets and EMA; returns the losses. ``eta``
+        overrides the config's (0: no Q term); ``bc`` = (states, actions) for the denoising loss
+        instead of the batch's own."""
         cfg = self.cfg
+        eta = cfg.eta if eta is None else eta
         state = rows(s, self.spec)
         shares = from_action(a, self.spec.max_ues, state[1].shape[1])
         with torch.no_grad():
@@ -409,13 +422,23 @@ class Agent:
         critic_loss.backward()
         self._clip_step(self.critic_opt, self.critic.parameters())
 
-        bc_loss = self.actor.loss(shares * 2.0 - 1.0, state, self.gen)
+        if bc is None:
+            bc_loss = self.actor.loss(shares * 2.0 - 1.0, state, self.gen)
+        else:
+            bc_state = rows(bc[0], self.spec)
+            bc_loss = self.actor.loss(from_action(bc[1], self.spec.max_ues, bc_state[1].shape[1]) * 2.0 - 1.0,
+                                      bc_state, self.gen)
+        ql_loss = torch.zeros((), device=self.device)
         sub = state if cfg.q_batch <= 0 else tuple(t[:cfg.q_batch] for t in state)  # the batch is shuffled
-        qa, qb = self.critic(sub, self.sample_shares(sub, self.actor))
-        if torch.rand((), generator=self.gen, device=self.device) < 0.5:
-            qa, qb = qb, qa
-        ql_loss = -qa.mean() / qb.abs().mean().detach().clamp(min=1e-6)
-        actor_loss = bc_loss + cfg.eta * ql_loss
+        if eta != 0:
+            qa, qb = self.critic(sub, self.sample_shares(sub, self.actor))
+            if torch.rand((), generator=self.gen, device=self.device) < 0.5:
+                qa, qb = qb, qa
+            ql_loss = -qa.mean() / qb.abs().mean().detach().clamp(min=1e-6)
+        else:  # the same draws as the Q term's, without its passes: eta 0 and eta > 0 see the same noise
+            self.noise(sub[1].shape[0], sub[1].shape[1])
+            torch.rand((), generator=self.gen, device=self.device)
+        actor_loss = bc_loss + eta * ql_loss
         self.actor_opt.zero_grad()
         actor_loss.backward()
         self._clip_step(self.actor_opt, self.actor.parameters())
@@ -547,9 +570,31 @@ def train(ctx, cfg: Config):
             a = agent.sample(s, agent.actor_ema, cfg.candidates)[0].cpu().numpy()
         return decode_action(a, obs, spec, cfg.objective)
 
-    def gradient_step(step: int) -> None:
+    offline = {}  # the dataset's transitions (bc_on_dataset: the online steps' denoising loss reads them)
+    best = {"score": -math.inf, "weights": None, "metrics": None}
+
+    def evaluate(step: int) -> dict:
+        """Held-out evaluation (once per step); with ``keep_best`` the weights of the best so far are kept."""
+        if best.get("last_step") == step:
+            return best["last"]
+        m = ctx.evaluate(decide, cfg.objective, step)
+        best.update(last_step=step, last=m)
+        score = m["throughput_ratio"] + m["qos_pct"] / 100.0
+        if cfg.keep_best and score > best["score"]:
+            best.update(score=score, metrics=m, step=step,
+                        weights={k: copy.deepcopy(v) for k, v in agent.state_dict().items()
+                                 if k in ("actor_ema", "critic_target")})
+        return m
+
+    def gradient_step(step: int, online: bool = True) -> None:
         s, a, r, s2 = replay.sample(cfg.batch_size, rng)
-        m = agent.update(states[s], torch.as_tensor(a, device=dev), torch.as_tensor(r, device=dev), states[s2])
+        eta = cfg.eta if online or cfg.offline_eta < 0 else cfg.offline_eta
+        bc = None
+        if online and cfg.bc_on_dataset and offline:
+            j = rng.integers(len(offline["s"]), size=cfg.batch_size)
+            bc = (states[offline["s"][j]], torch.as_tensor(offline["a"][j], device=dev))
+        m = agent.update(states[s], torch.as_tensor(a, device=dev), torch.as_tensor(r, device=dev), states[s2],
+                         eta=eta, bc=bc)
         if step % 100 == 0:
             for k, v in m.items():
                 ctx.log.scalar(k, v, step)
@@ -559,14 +604,17 @@ def train(ctx, cfg: Config):
         torch.save({"agent": agent.state_dict(), "replay": replay.__dict__, "done": done,
                     "rng": rng.bit_generator.state}, state_file)
 
-    if cfg.mode != "online" and done["offline_steps"] < cfg.offline_steps:
-        replay.add(*_offline_transitions(ctx, cfg, pool, venv.coder, rng))
+    if cfg.mode != "online" and (done["offline_steps"] < cfg.offline_steps or cfg.bc_on_dataset):
+        s_off, a_off, r_off, s2_off = _offline_transitions(ctx, cfg, pool, venv.coder, rng)
+        offline.update(s=s_off, a=a_off)
+        if done["offline_steps"] < cfg.offline_steps:
+            replay.add(s_off, a_off, r_off, s2_off)
         for step in range(done["offline_steps"], cfg.offline_steps):
-            gradient_step(step)
+            gradient_step(step, online=False)
             if ctx.progress is not None:
                 ctx.progress(step + 1, cfg.offline_steps + total)
             if (step + 1) % cfg.eval_every_steps == 0:
-                ctx.evaluate(decide, cfg.objective, step + 1)
+                evaluate(step + 1)
         done["offline_steps"] = cfg.offline_steps
     obs, info = venv.reset(seed=ctx.seed)
     idx, ret, owed, n0 = info["state"], np.zeros(cfg.n_envs), 0.0, done["env_steps"]
@@ -595,18 +643,21 @@ def train(ctx, cfg: Config):
         if ctx.progress is not None:
             ctx.progress(min(step, total) + cfg.offline_steps * (cfg.mode != "online"), total + cfg.offline_steps * (cfg.mode != "online"))
         if step // cfg.eval_every_steps > before // cfg.eval_every_steps:
-            ctx.evaluate(decide, cfg.objective, step)
+            evaluate(step)
         if step // cfg.save_every_steps > before // cfg.save_every_steps:
             save_state()
-    metrics = ctx.evaluate(decide, cfg.objective, max(done["env_steps"], agent.steps))
+    metrics = evaluate(max(done["env_steps"], agent.steps))
     labels = cfg.mode != "online" and cfg.offline_actions == "optimal"
     # the checkpoint keeps what decisions need (the EMA actor, the target critics); the optimisers
     # and online networks stay in the run folder's training state (--resume)
     save_state()
     weights = {k: v for k, v in agent.state_dict().items() if k in ("actor_ema", "critic_target")}
+    extra = {}
+    if cfg.keep_best and best["weights"] is not None:
+        weights, metrics, extra = best["weights"], best["metrics"], {"kept_eval_step": best["step"]}
     return TrainResult(weights, done["env_steps"] or agent.steps, spec, cfg.objective, metrics,
                        {"episodes": done["episodes"], "gradient_steps": agent.steps, "train_states": len(pool),
-                        "cpu_s": round(time.process_time() - cpu0, 1), "uses_labels": labels})
+                        "cpu_s": round(time.process_time() - cpu0, 1), "uses_labels": labels, **extra})
 
 
 # -------------------------------------------------------------------------------------- policy
