@@ -121,6 +121,10 @@ class Config:
     """Online steps take the denoising loss on the offline transitions (the dataset's actions) rather
     than on the replay's: the actor keeps imitating the labels while the critic, trained on
     everything collected, pulls it towards better actions (a BC-regularised Q improvement)."""
+    init_checkpoint: str = ""
+    """A Diffusion-QL checkpoint to start from (its EMA actor and target critics become both the
+    networks and their copies; its encoding and network fields must match this config's), to train
+    a shipped policy further; empty: fresh networks."""
     keep_best: bool = False
     """The checkpoint holds the EMA actor and target critics of the held-out evaluation with the
     best ratio + QoS share (the held-out states are validation states then: report on others)."""
@@ -146,6 +150,11 @@ class Config:
     """UEs per slice of the generated training states, one drawn per run (empty: the scenario's)."""
     train_power_dbm: tuple[float, ...] = ()
     """RU powers of the generated training states, one drawn per run (empty: the scenario's)."""
+    max_wall_minutes: float = 0.0
+    """Wall-time budget of the training steps (0: none): each phase stops where it is once spent
+    (the offline phase at ``offline_wall_share`` of it), then the final evaluation and checkpoint."""
+    offline_wall_share: float = 0.75
+    """Share of ``max_wall_minutes`` after which the offline phase stops (mode offline_online)."""
     eval_every_steps: int = 20_000
     """Env steps (gradient steps offline) between held-out evaluations against the optimum."""
     save_every_steps: int = 50_000
@@ -535,6 +544,26 @@ def _offline_transitions(ctx, cfg: Config, pool, coder, rng) -> tuple:
     return idx, actions, rewards, rng.integers(len(pool), size=len(pool))
 
 
+def _start_from(agent: Agent, path: str) -> None:
+    """Networks and their copies from a checkpoint's EMA actor and target critics (``init_checkpoint``)."""
+    from .encoding import EncodingSpec
+    from .train import TrainError
+
+    try:
+        ckpt = torch.load(path, map_location=agent.device, weights_only=True)
+    except (OSError, RuntimeError) as exc:
+        raise TrainError(f"config: init_checkpoint: cannot read {path} ({str(exc).splitlines()[0][:120]})") from None
+    if ckpt.get("policy") != "diffusion_ql" or EncodingSpec.from_dict(ckpt["encoding"]) != agent.spec:
+        raise TrainError(f"config: init_checkpoint: {path} is not a Diffusion-QL checkpoint of this encoding")
+    try:
+        for nets, key in (((agent.actor, agent.actor_ema), "actor_ema"), ((agent.critic, agent.critic_target), "critic_target")):
+            for net in nets:
+                net.load_state_dict(ckpt["state"][key])
+    except (KeyError, RuntimeError) as exc:
+        raise TrainError(f"config: init_checkpoint: {path}: weights do not fit this config "
+                         f"({str(exc).strip().splitlines()[0][:120]})") from None
+
+
 def train(ctx, cfg: Config):
     from .envs import SnapshotVectorEnv, StatePool
     from .train import TAG_RETURN, TAG_SPS, TrainResult
@@ -546,6 +575,8 @@ def train(ctx, cfg: Config):
                                  need_penalty=cfg.need_penalty, **kw)
     spec, dev = pool.spec, ctx.device
     agent = Agent(spec, cfg, dev, ctx.seed)
+    if cfg.init_checkpoint:
+        _start_from(agent, cfg.init_checkpoint)
     rng = np.random.default_rng(ctx.seed)
     venv = SnapshotVectorEnv(cfg.n_envs, pool, actions="shares", episode_steps=cfg.episode_steps)
     replay = Replay(cfg.buffer_size, spec.action_dim)
@@ -569,6 +600,9 @@ def train(ctx, cfg: Config):
         with torch.no_grad():
             a = agent.sample(s, agent.actor_ema, cfg.candidates)[0].cpu().numpy()
         return decode_action(a, obs, spec, cfg.objective)
+
+    def over_budget(share: float) -> bool:
+        return cfg.max_wall_minutes > 0 and time.perf_counter() - t0 > 60.0 * share * cfg.max_wall_minutes
 
     offline = {}  # the dataset's transitions (bc_on_dataset: the online steps' denoising loss reads them)
     best = {"score": -math.inf, "weights": None, "metrics": None}
@@ -604,21 +638,26 @@ def train(ctx, cfg: Config):
         torch.save({"agent": agent.state_dict(), "replay": replay.__dict__, "done": done,
                     "rng": rng.bit_generator.state}, state_file)
 
+    if cfg.init_checkpoint and cfg.keep_best and agent.steps == 0:
+        evaluate(0)  # the starting point is a candidate too
     if cfg.mode != "online" and (done["offline_steps"] < cfg.offline_steps or cfg.bc_on_dataset):
         s_off, a_off, r_off, s2_off = _offline_transitions(ctx, cfg, pool, venv.coder, rng)
         offline.update(s=s_off, a=a_off)
         if done["offline_steps"] < cfg.offline_steps:
             replay.add(s_off, a_off, r_off, s2_off)
+        share = cfg.offline_wall_share if cfg.mode == "offline_online" else 1.0
         for step in range(done["offline_steps"], cfg.offline_steps):
+            if over_budget(share):
+                break
             gradient_step(step, online=False)
+            done["offline_steps"] = step + 1
             if ctx.progress is not None:
                 ctx.progress(step + 1, cfg.offline_steps + total)
             if (step + 1) % cfg.eval_every_steps == 0:
                 evaluate(step + 1)
-        done["offline_steps"] = cfg.offline_steps
     obs, info = venv.reset(seed=ctx.seed)
     idx, ret, owed, n0 = info["state"], np.zeros(cfg.n_envs), 0.0, done["env_steps"]
-    while done["env_steps"] < total:
+    while done["env_steps"] < total and not over_budget(1.0):
         with torch.no_grad():
             a = agent.sample(states[idx], agent.actor).cpu().numpy()
         explore = rng.random(cfg.n_envs) < cfg.epsilon
