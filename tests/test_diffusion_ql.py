@@ -153,6 +153,25 @@ def test_checkpoints_that_do_not_fit_are_one_line_errors(untrained_checkpoint, t
     assert code == 2 and "beta_schedule must be one of" in err, err
 
 
+def test_training_can_start_from_a_checkpoint(untrained_checkpoint):
+    """init_checkpoint: actor, EMA actor, critics and targets take the checkpoint's weights; a
+    checkpoint of another encoding or network is a one-line TrainError."""
+    from policies.learned.diffusion_ql import _start_from
+    from policies.learned.train import TrainError
+
+    blob = torch.load(untrained_checkpoint, weights_only=True)
+    agent = Agent(small_spec(), SMALL, "cpu", seed=1)  # another seed: other weights until loaded
+    _start_from(agent, str(untrained_checkpoint))
+    for net, key in ((agent.actor, "actor_ema"), (agent.actor_ema, "actor_ema"), (agent.critic, "critic_target"),
+                     (agent.critic_target, "critic_target")):
+        for name, value in net.state_dict().items():
+            assert torch.equal(value, blob["state"][key][name]), (key, name)
+    with pytest.raises(TrainError, match="not a Diffusion-QL checkpoint of this encoding"):
+        _start_from(Agent(small_spec(max_ues=12), SMALL, "cpu", seed=0), str(untrained_checkpoint))
+    with pytest.raises(TrainError, match="weights do not fit this config"):
+        _start_from(Agent(small_spec(), replace(SMALL, layers=4), "cpu", seed=0), str(untrained_checkpoint))
+
+
 TINY = dict(mode="offline_online", offline_steps=20, episodes=4, episode_steps=25, n_envs=4, learning_starts=40,
             updates_per_step=0.5, train_states=40, eval_every_steps=50, save_every_steps=10**9, max_ues=3,
             offline_eta=0.0, bc_on_dataset=True, keep_best=True,
