@@ -233,13 +233,7 @@ def fresh_paper_states():
     return sample_states(load_scenario(ROOT / "scenarios" / "paper_default.yaml"), 20, 7000, 200)
 
 
-SERVED_BELOW_PF = ("the shipped served checkpoint (2,652 gradient steps) ranks below pf on these states (9 wins, "
-                   "10 losses when measured; objective 17.8 vs 19.0 Mbit/s); strict: one that beats pf drops this mark")
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param("diffusion_ql_paper_default.pt", marks=pytest.mark.xfail(strict=True, reason=SERVED_BELOW_PF)),
-    "diffusion_ql_paper_default_rate.pt"])
+@pytest.mark.parametrize("name", ["diffusion_ql_paper_default.pt", "diffusion_ql_paper_default_rate.pt"])
 def test_shipped_checkpoint_beats_pf_on_20_fresh_states(name, fresh_paper_states):
     """State by state, in the snapshot problem's own order under the checkpoint's objective (less total
     rate shortfall first, then a larger weighted objective; ties within the problem's tolerances):
