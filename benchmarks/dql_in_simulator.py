@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import typer
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +68,10 @@ def run_sweep(scenario: Path, policies: list[str], seeds: list[int], duration: f
     with tempfile.TemporaryDirectory() as tmp:
         sweep_file = Path(tmp) / "dql_vs_pf.yaml"
         sweep_file.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-        folder, summary = execute(sweep_file, out, workers, None, quiet=True)
+        try:
+            folder, summary = execute(sweep_file, out, workers, None, quiet=True)
+        except typer.Exit as exc:  # the one-line error is already printed; no traceback after it
+            sys.exit(exc.exit_code)
     if summary["failed"]:
         sys.exit(f"{summary['failed']} run(s) failed; see {folder}/jobs/*.json")
     return folder
