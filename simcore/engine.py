@@ -248,20 +248,24 @@ class Engine:
         usable at TTI ``k`` (measured at least ``delay`` TTIs ago; before the first one is, the first)."""
         reports = self._reports
         if k % self.csi_period == 0:
-            self.channel.refresh_all()
-            gain = self.channel.gain.copy()
-            prb_rate, sinr = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w)
+            gain, prb_rate, sinr = self._measure_csi()
             for a in (gain, prb_rate, sinr):
                 a.flags.writeable = False  # shared by the observations of every decision it serves
             reports.append((k, gain, prb_rate, sinr))
         while len(reports) > 1 and reports[1][0] + self.csi_delay <= k:
             reports.popleft()
 
+    def _measure_csi(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Full CSI of this TTI: a snapshot of every gain (the live array moves on with the fading)
+        and the per-PRB rate and SINR estimated from it (serving RU, equal power per PRB)."""
+        self.channel.refresh_all()
+        gain = self.channel.gain.copy()
+        prb_rate, sinr = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w)
+        return gain, prb_rate, sinr
+
     def observation(self, k: int) -> Observation:
-        if self.csi_ideal:
-            self.channel.refresh_all()  # the policy sees full CSI of this TTI
-            gain = self.channel.gain.copy()  # a snapshot: the live array moves on with the fading
-            prb_rate, sinr = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w)
+        if self.csi_ideal:  # the policy sees full CSI of this TTI
+            gain, prb_rate, sinr = self._measure_csi()
         else:  # the latest CSI report (phy.csi)
             _, gain, prb_rate, sinr = self._reports[0]
         now = k * self.tti_s
