@@ -33,6 +33,7 @@ from scipy.optimize import linear_sum_assignment
 from simcore.contracts import Allocation, Observation, repair_allocation
 from simcore.snapshot import SnapshotProblem, tie_cost
 
+from .decoder_fast import assign_rows
 from .encoding import EncodingMismatch, EncodingSpec, rate_cap_bps, snapshot_problem
 
 #: Assignment passes (the second ranks PRBs at the RU's price of power found by the first).
@@ -139,21 +140,21 @@ class DecodeRows:
 
 
 def decode_action(action, obs: Observation, spec: EncodingSpec, objective: str = "served",
-                  context: DecodeContext | None = None) -> Allocation:
+                  context: DecodeContext | None = None, fast: bool = True) -> Allocation:
     """Turn any action vector into a feasible ``Allocation`` (see the module docstring).
 
     ``context`` (a ``DecodeContext`` of ``obs``) may be passed in when the caller decodes several
-    actions for the same observation.
+    actions for the same observation; ``fast`` as in ``decode_rows``.
     """
     ctx = context if context is not None else DecodeContext(obs, spec, objective)
-    return decode_actions(np.asarray(action, dtype=float).reshape(1, -1), [ctx])[0]
+    return decode_actions(np.asarray(action, dtype=float).reshape(1, -1), [ctx], fast)[0]
 
 
-def decode_actions(actions: np.ndarray, contexts: list[DecodeContext]) -> list[Allocation]:
+def decode_actions(actions: np.ndarray, contexts: list[DecodeContext], fast: bool = True) -> list[Allocation]:
     """``decode_action`` of many states at once: actions (B, action_dim), one context per state.
 
-    The work is done on *rows* (one per state and RU with UEs), all at once with numpy except the
-    PRB assignment, one ``linear_sum_assignment`` per row and pass.
+    The work is done on *rows* (one per state and RU with UEs), all at once except the PRB
+    assignment, one ``linear_sum_assignment`` per row and pass.
     """
     spec = contexts[0].spec
     a = check_actions(actions, spec)
@@ -162,7 +163,7 @@ def decode_actions(actions: np.ndarray, contexts: list[DecodeContext]) -> list[A
         out = [None] * len(contexts)
         for k in n_prb:
             idx = [i for i, c in enumerate(contexts) if c.obs.n_prbs == k]
-            for i, alloc in zip(idx, decode_actions(a[idx], [contexts[i] for i in idx])):
+            for i, alloc in zip(idx, decode_actions(a[idx], [contexts[i] for i in idx], fast)):
                 out[i] = alloc
         return out
     n_prb = n_prb.pop()
@@ -170,7 +171,7 @@ def decode_actions(actions: np.ndarray, contexts: list[DecodeContext]) -> list[A
     powers = [np.zeros((c.obs.n_rus, n_prb)) for c in contexts]
     if any(c.rows for c in contexts):
         rows, state, ru = DecodeRows.of(contexts)
-        owner, power = decode_rows(a, rows, np.arange(len(state)), state)
+        owner, power = decode_rows(a, rows, np.arange(len(state)), state, fast)
         for i, (b, r) in enumerate(zip(state, ru)):
             owners[b][r], powers[b][r] = owner[i], power[i]
     return [finish(c, owner, power) for c, owner, power in zip(contexts, owners, powers)]
@@ -191,9 +192,11 @@ def finish(ctx: DecodeContext, owner: np.ndarray, power: np.ndarray) -> Allocati
     return Allocation(ctx.obs.serving_ru.astype(np.int64), owner, power)
 
 
-def decode_rows(actions: np.ndarray, rows: DecodeRows, sel: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def decode_rows(actions: np.ndarray, rows: DecodeRows, sel: np.ndarray, state: np.ndarray,
+                fast: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Steps 1-5 on rows ``sel`` of ``rows``, row j taking the action of state ``state[j]``:
-    actions (B, action_dim) float64. Returns the rows' PRB owners (UE index, -1 idle) and powers, (N, K)."""
+    actions (B, action_dim) float64. Returns the rows' PRB owners (UE index, -1 idle) and powers, (N, K).
+    ``fast``: steps 3-5 compiled (``decoder_fast.assign_rows``, identical output); else numpy, the reference."""
     m, n_prb = rows.spec.max_ues, rows.n_prbs
     shares = np.concatenate([clean_shares(actions).reshape(-1, 2, m), np.zeros((actions.shape[0], 2, 1))], axis=2)
     ues = rows.ues[sel]  # (N, M), -1 padding
@@ -206,7 +209,10 @@ def decode_rows(actions: np.ndarray, rows: DecodeRows, sel: np.ndarray, state: n
     n = sel.size
     owner = np.full((n, n_prb), -1, dtype=np.int64)
     power = np.zeros((n, n_prb))
-    row_of, own, col, p_w = _assign_rows(counts, rows.ru_power[sel, None] * p, rows, sel)
+    if fast:
+        row_of, own, col, p_w = assign_rows(counts, rows.ru_power[sel, None] * p, rows, sel, PASSES, TIE_BREAK_REL)
+    else:
+        row_of, own, col, p_w = _assign_rows(counts, rows.ru_power[sel, None] * p, rows, sel)
     owner[row_of, col] = ues[row_of, own]
     power[row_of, col] = p_w
     return owner, power

@@ -1,41 +1,220 @@
-"""Diffusion-QL's fast inference path: the actor's reverse chain and the critics' choice in numpy.
+"""Diffusion-QL's fast inference path: the whole decision's network work in one compiled call.
 
 The same arithmetic as ``diffusion_ql.Diffusion.sample`` followed by the target critics' min-Q
-choice, arranged so that a decision is few small numpy calls (at the Table I size a call costs more
-in Python than in arithmetic, so the count of calls is what is cut):
+choice, compiled with numba (``cache=True``: the first process on a machine compiles, about 10 s,
+later ones load the machine code from ``__pycache__``). One call per decision does it all: the
+per-UE encoder and the context, the trunk for all N steps together (the step embeddings' share of
+its first layer is computed at load), the N head steps for all candidates, the canonical shares
+and, with more than one candidate, both target critics. At the Table I size a numpy version cost
+more in calls than in arithmetic (about 20 calls per step); compiled, what is left is arithmetic.
 
-- what does not depend on the noisy action is computed once per decision: the per-UE encoder, the
-  context and the trunk, the trunk for all N steps together (the step embeddings' share of its
-  first layer is computed at load), and per step the head's input from the UE embeddings and the
-  step code (one (N, n, E) array);
-- the per-slice sums of the noisy shares and their head projection are one product with a
-  (2n, E) matrix built per decision from the slices of the n real UEs;
-- biases ride in the products (a column of ones in the activations, a row of biases in the
-  weights), and so do the per-step scalars of the update: with d_i = -sqrt(1 - abar_i)/sqrt(abar_i),
-  x0^ = clip(x / sqrt(abar_i) + d_i eps, -1, 1) and c1_i > 0, the last layer's weights of step i
-  are c1_i d_i W (bias c1_i d_i b) and c1_i x0^ = clip(c1_i x / sqrt(abar_i) + that product,
-  -c1_i, c1_i): one clip, then x <- c1_i x0^ + c2_i x + sigma_i z;
-- Mish is x tanh(log1p(e^x)), four ufunc calls, exact (e^x = inf gives x, as Mish does);
-- only the n real UEs are touched; all candidates go through each call together; every
-  intermediate lives in a buffer allocated once per (candidates, UEs).
+Arranged so that little is computed per step:
 
-Results equal the PyTorch loop's within float32 rounding (``tests/test_diffusion_ql.py`` checks
-1e-4 on the shares and the same critic's choice); ``benchmarks/bench_diffusion.py`` times both.
+- the head's input without the noisy-action terms is per UE and step (UE embedding, step code, the
+  pool term's constant: the pool reads shares = (x + 1) / 2, i.e. 0.5 x + 0.5 per UE);
+- the per-slice sums of the noisy shares go through the head's pool projection as one (n, 2, E)
+  matrix built per decision from the n real UEs' slices;
+- with d_i = -sqrt(1 - abar_i) / sqrt(abar_i), x0^ = clip(x / sqrt(abar_i) + d_i eps, -1, 1), and
+  c1_i > 0, the last layer of step i is stored times c1_i d_i, so c1_i x0^ = clip(c1_i x / sqrt(abar_i)
+  + that layer's output, -c1_i, c1_i); then x <- c1_i x0^ + c2_i x + sigma_i z;
+- Mish, x tanh(log1p(e^x)), is x t / (t + 2) with t = e^x (e^x + 2) (the same function: tanh of
+  log(1 + n) is ((1 + n)^2 - 1) / ((1 + n)^2 + 1)), e^x by a range reduction to |r| <= ln2 / 2 and a
+  degree-7 polynomial, so the loops vectorise (float32, within 1e-6 of torch's Mish, ``_mish``);
+- only the n real UEs are touched; matrix products run in float32 with the weights as loaded.
+
+Results equal the PyTorch loop's within float32 rounding: ``tests/test_diffusion_ql.py`` checks
+1e-4 on the shares and the same critic's choice; ``benchmarks/bench_diffusion.py`` reports the
+largest difference and the share of states with the same decoded allocation.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
+from numba import njit
 
 from .diffusion_ql import CANONICAL_FLOOR, step_embedding
 
 F32 = np.float32
+_LOG2E = F32(1.0 / math.log(2.0))
+_LN2_HI, _LN2_LO = F32(0.693359375), F32(math.log(2.0) - 0.693359375)  # ln 2 in two parts (Cody-Waite)
+_ROUND = F32(1.5 * 2**23)  # adding then subtracting it rounds a float32 of |y| < 2^22 to an integer
+_INV3, _INV4, _INV5, _INV6, _INV7 = (F32(1.0 / math.factorial(i)) for i in range(3, 8))
+_ONE, _TWO, _HALF = F32(1.0), F32(2.0), F32(0.5)
+_E_LO, _E_HI = F32(-87.0), F32(20.0)  # e^x is taken of x clamped here: beyond 20, t / (t + 2) is 1
+_FLOOR = F32(CANONICAL_FLOOR)
+_JIT = dict(cache=True, error_model="numpy")  # numpy's error model: a division does not test for 0
+
+
+@njit(**_JIT)
+def _mish(x, out, bits, scale):
+    """out = Mish(x) on 1-D float32 arrays of one size; bits (int32) and scale (its float32 view) scratch."""
+    m = x.size
+    for j in range(m):
+        v = min(max(x[j], _E_LO), _E_HI)
+        k = (v * _LOG2E + _ROUND) - _ROUND  # nearest integer to v / ln 2
+        bits[j] = (np.int32(k) + np.int32(127)) << 23  # 2^k as float32 bits
+        r = (v - k * _LN2_HI) - k * _LN2_LO
+        out[j] = _ONE + r * (_ONE + r * (_HALF + r * (_INV3 + r * (_INV4 + r * (_INV5 + r * (_INV6 + r * _INV7))))))
+    for j in range(m):
+        n = out[j] * scale[j]  # e^x
+        t = n * (n + _TWO)
+        out[j] = x[j] * (t / (t + _TWO))
+
+
+@njit(**_JIT)
+def _mish2d(x, out):
+    """``_mish`` of a C-contiguous 2-D float32 array into ``out`` (same shape)."""
+    bits = np.empty(x.size, np.int32)
+    _mish(x.reshape(x.size), out.reshape(out.size), bits, bits.view(np.float32))
+
+
+@njit(**_JIT)
+def _linear(x, w, b, relu):
+    """x (R, I) @ w (I, O) + b (O,), then ReLU if ``relu``."""
+    y = np.dot(x, w)
+    for r in range(y.shape[0]):
+        for o in range(y.shape[1]):
+            v = y[r, o] + b[o]
+            y[r, o] = max(v, F32(0.0)) if relu else v
+    return y
+
+
+@njit(**_JIT)
+def _encode(ue, glob, phi1, b1, phi2, b2, n_slices, max_ues):
+    """Per-UE embeddings (n, E) of the real UEs' rows ue (n, F), their slices (n,), slice counts (S,)
+    and the context (C,) = globals, per-slice mean embeddings, counts / max_ues."""
+    n, e = ue.shape[0], phi2.shape[1]
+    h = _linear(_linear(ue, phi1, b1, True), phi2, b2, True)
+    count = np.zeros(n_slices, F32)
+    pooled = np.zeros((n_slices, e), F32)
+    slice_of = np.zeros(n, np.int64)
+    for v in range(n):
+        for s in range(n_slices):
+            o = ue[v, 1 + s]
+            if o != 0:
+                slice_of[v] = s
+                count[s] += o
+                for j in range(e):
+                    pooled[s, j] += o * h[v, j]
+    g = glob.size
+    context = np.empty(g + n_slices * (e + 1), F32)
+    context[:g] = glob
+    for s in range(n_slices):
+        c = max(count[s], _ONE)
+        for j in range(e):
+            context[g + s * e + j] = pooled[s, j] / c
+        context[g + n_slices * e + s] = count[s] / F32(max_ues)
+    return h, slice_of, count, context
+
+
+@njit(**_JIT)
+def _trunk(context, w_ctx, step_part, trunk):
+    """Trunk output (N, H) for all steps: step_part (N, H) holds the steps' share of the first layer
+    plus its bias; trunk (layers - 1, H + 1, H) the residual layers with their biases as last row."""
+    n_steps, hid = step_part.shape
+    y0 = np.dot(context.reshape(1, context.size), w_ctx)
+    z = np.ones((n_steps, hid + 1), F32)  # last column: ones, for the biases
+    y = np.empty((n_steps, hid), F32)
+    for i in range(n_steps):
+        for j in range(hid):
+            y[i, j] = step_part[i, j] + y0[0, j]
+    act = np.empty((n_steps, hid), F32)
+    _mish2d(y, act)
+    z[:, :hid] = act
+    for layer in range(trunk.shape[0]):
+        y = np.dot(z, trunk[layer])
+        _mish2d(y, act)
+        z[:, :hid] += act
+    return np.ascontiguousarray(z[:, :hid])
+
+
+@njit(**_JIT)
+def _chain(x, zs, emb, const, pool_w, w_x, w2, b2, w3, b3, x_coef, c1, c2):
+    """The reverse chain in place on x (C, n, 2): zs (N, C, n, 2) sigma_i z of the k-th step; per
+    UE and step the head input's constant part emb (n, E) + const (N, E); pool_w (n, 2, E); the head
+    w_x (2, E), w2 (E, E), b2 (E,), and per step the scaled last layer w3 (N, E, 2), b3 (N, 2)."""
+    c_n, n, _ = x.shape
+    n_steps, e = const.shape
+    rows = c_n * n
+    if rows == 0:
+        return
+    pre = np.empty((rows, e), F32)
+    act = np.empty((rows, e), F32)
+    pool = np.empty(e, F32)
+    for k in range(n_steps):
+        i = n_steps - 1 - k
+        for c in range(c_n):
+            pool[:] = 0.0
+            for v in range(n):
+                a0, a1 = x[c, v, 0], x[c, v, 1]
+                for j in range(e):
+                    pool[j] += a0 * pool_w[v, 0, j] + a1 * pool_w[v, 1, j]
+            for v in range(n):
+                a0, a1, r = x[c, v, 0], x[c, v, 1], c * n + v
+                for j in range(e):
+                    pre[r, j] = emb[v, j] + const[i, j] + pool[j] + a0 * w_x[0, j] + a1 * w_x[1, j]
+        _mish2d(pre, act)
+        h = np.dot(act, w2)
+        for r in range(rows):
+            for j in range(e):
+                h[r, j] += b2[j]
+        _mish2d(h, act)
+        out = np.dot(act, w3[i])
+        lim = c1[i]
+        for c in range(c_n):
+            for v in range(n):
+                for d in range(2):
+                    xo = x[c, v, d]
+                    x0 = min(max(out[c * n + v, d] + b3[i, d] + x_coef[i] * xo, -lim), lim)  # c1_i x0^
+                    x[c, v, d] = x0 + c2[i] * xo + zs[k, c, v, d]
+
+
+@njit(**_JIT)
+def _sample(ue, glob, noise, phi1, b1, phi2, b2, n_slices, max_ues, w_ctx, step_part, trunk, code_w, code_b,
+            w_ue, w_pool_half, w_x, w2, b2h, w3, b3, x_coef, c1, c2, sigma):
+    """Actions (C, 2 max_ues): canonical shares of the chain's x0 from noise (N + 1, C, n, 2)."""
+    n = ue.shape[0]
+    h, slice_of, count, context = _encode(ue, glob, phi1, b1, phi2, b2, n_slices, max_ues)
+    z = _trunk(context, w_ctx, step_part, trunk)
+    const = np.dot(z, code_w)
+    n_steps, e = const.shape
+    offset = np.zeros(e, F32)  # the pool term's constant 0.5 per UE: counts times the projection
+    for s in range(n_slices):
+        for d in range(2):
+            for j in range(e):
+                offset[j] += count[s] * w_pool_half[2 * s + d, j]
+    for i in range(n_steps):
+        for j in range(e):
+            const[i, j] += code_b[j] + offset[j]
+    emb = np.dot(h, w_ue) if n else np.zeros((0, e), F32)
+    pool_w = np.empty((n, 2, e), F32)
+    for v in range(n):
+        for d in range(2):
+            pool_w[v, d, :] = w_pool_half[2 * slice_of[v] + d]
+    c_n = noise.shape[1]
+    x = noise[0].copy()
+    zs = np.empty((n_steps, c_n, n, 2), F32)
+    for k in range(n_steps):
+        zs[k] = noise[k + 1] * sigma[n_steps - 1 - k]
+    _chain(x, zs, emb, const, pool_w, w_x, w2, b2h, w3, b3, x_coef, c1, c2)
+    actions = np.zeros((c_n, 2 * max_ues), F32)
+    for c in range(c_n):
+        for d in range(2):
+            top = F32(0.0)
+            for v in range(n):
+                top = max(top, (x[c, v, d] + _ONE) * _HALF)
+            top = max(top, _FLOOR)
+            for v in range(n):
+                actions[c, d * max_ues + v] = ((x[c, v, d] + _ONE) * _HALF) / top
+    return actions
 
 
 def _lin(layer) -> tuple[np.ndarray, np.ndarray | None]:
-    w = layer.weight.detach().cpu().numpy().T.astype(F32).copy()
-    b = None if layer.bias is None else layer.bias.detach().cpu().numpy().astype(F32).copy()
+    w = np.ascontiguousarray(layer.weight.detach().cpu().numpy().T, dtype=F32)
+    b = None if layer.bias is None else np.ascontiguousarray(layer.bias.detach().cpu().numpy(), dtype=F32)
     return w, b
 
 
@@ -44,171 +223,82 @@ def _with_bias(w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     return np.ascontiguousarray(np.vstack([w, np.zeros((1, w.shape[1]), F32) if b is None else b[None, :]]), dtype=F32)
 
 
-def mish(x: np.ndarray, out: np.ndarray, tmp: np.ndarray) -> np.ndarray:
-    """out = x tanh(softplus(x)) with softplus = log1p(e^x) (x may be overwritten only via ``tmp``)."""
-    np.exp(x, out=tmp)
-    np.log1p(tmp, out=tmp)
-    np.tanh(tmp, out=tmp)
-    return np.multiply(x, tmp, out=out)
-
-
-class _Buffers:
-    """Every intermediate of one decision with C candidates and n real UEs (allocated once)."""
-
-    def __init__(self, c: int, n: int, e: int):
-        self.x = np.empty((c, n, 2), F32)  # the noisy action x_i (of all candidates)
-        self.x_flat, self.x_rows = self.x.reshape(c, 2 * n), self.x.reshape(c * n, 2)
-        self.pool = np.empty((c, e), F32)
-        self.pre = np.empty((c, n, e), F32)
-        self.pre_rows = self.pre.reshape(c * n, e)
-        self.act = np.ones((c * n, e + 1), F32)  # activations and a column of ones (the bias)
-        self.act_e = self.act[:, :e]
-        self.h = np.empty((c * n, e), F32)
-        self.tmp = np.empty((c * n, e), F32)
-        self.out = np.empty((c * n, 2), F32)
-        self.out3 = self.out.reshape(c, n, 2)
-        self.xs = np.empty((c, n, 2), F32)
+def mish(x: np.ndarray) -> np.ndarray:
+    """Mish of a float32 array as the compiled path computes it (for tests and the critics)."""
+    x = np.ascontiguousarray(x, dtype=F32)
+    out = np.empty_like(x)
+    if x.size:
+        _mish2d(x.reshape(1, x.size), out.reshape(1, x.size))
+    return out
 
 
 class FastSampler:
-    """Numpy copy of an actor (``Diffusion``) and critic (``Critic``) for decisions (see the module docstring)."""
+    """Compiled copy of an actor (``Diffusion``) and critic (``Critic``) for decisions (see the module docstring)."""
 
     def __init__(self, actor, critic):
         net, spec = actor.net, actor.net.spec
         self.spec, self.n_steps = spec, actor.n_steps
-        self.s_slices = spec.n_slices
-        self.phi = [_lin(m) for m in net.encoder.phi if isinstance(m, torch.nn.Linear)]
+        (p1, b1), (p2, b2) = [_lin(m) for m in net.encoder.phi if isinstance(m, torch.nn.Linear)]
         with torch.no_grad():
             emb = net.step_mlp(step_embedding(torch.arange(self.n_steps), net.embed_dim))
         w_in, b_in = _lin(net.trunk_in)
         n_ctx = net.encoder.out_dim
-        self.w_ctx = np.ascontiguousarray(w_in[:n_ctx])
-        self.step_part = (emb.numpy().astype(F32) @ w_in[n_ctx:]) + b_in  # (N, H)
-        self.trunk = [_with_bias(*_lin(m)) for m in net.trunk]  # (H + 1, H) each
-        self.code = _lin(net.head_code)
-        self.w_ue = _lin(net.head_ue)[0]
-        self.w_x = _lin(net.head_x)[0]
-        self.w_pool_half = 0.5 * _lin(net.head_pool)[0]  # (2S, E): the pool reads shares (x + 1) / 2
+        hid = w_in.shape[1]
+        trunk = np.stack([_with_bias(*_lin(m)) for m in net.trunk]) if len(net.trunk) else np.zeros((0, hid + 1, hid), F32)
+        code_w, code_b = _lin(net.head_code)
         lins = [m for m in net.head if isinstance(m, torch.nn.Linear)]
-        self.w2 = _with_bias(*_lin(lins[0]))  # (E + 1, E)
+        w2, b2h = _lin(lins[0])
         w3, b3 = _lin(lins[1])
         coef = {k: getattr(actor, k).cpu().numpy().astype(np.float64) for k in
                 ("sqrt_abar", "sqrt_1m_abar", "c1", "c2", "sigma")}
-        d = -coef["sqrt_1m_abar"] / coef["sqrt_abar"]
-        c1 = coef["c1"]
-        # per step i: the last layer scaled by c1_i d_i, the x term's factor c1_i / sqrt(abar_i), clip bound c1_i
-        self.w3 = np.stack([_with_bias(w3 * F32(c1[i] * d[i]), b3 * F32(c1[i] * d[i])) for i in range(self.n_steps)])
-        self.x_coef = (c1 / coef["sqrt_abar"]).astype(F32)
-        self.c1 = c1.astype(F32)
-        self.c2 = coef["c2"].astype(F32)
-        self.sigma = coef["sigma"].astype(F32)
-        self._bufs: dict = {}
+        scale = coef["c1"] * -coef["sqrt_1m_abar"] / coef["sqrt_abar"]  # c1_i d_i per step
+        self._weights = (
+            p1, b1, p2, b2, spec.n_slices, spec.max_ues,
+            np.ascontiguousarray(w_in[:n_ctx]),
+            np.ascontiguousarray(emb.numpy().astype(F32) @ w_in[n_ctx:] + b_in),  # (N, H)
+            np.ascontiguousarray(trunk, dtype=F32), code_w, code_b,
+            _lin(net.head_ue)[0], np.ascontiguousarray(0.5 * _lin(net.head_pool)[0], dtype=F32),  # pool reads (x + 1) / 2
+            _lin(net.head_x)[0], w2, b2h,
+            np.ascontiguousarray(np.stack([w3 * F32(f) for f in scale]), dtype=F32),  # (N, E, 2)
+            np.ascontiguousarray(np.stack([b3 * F32(f) for f in scale]), dtype=F32),
+            (coef["c1"] / coef["sqrt_abar"]).astype(F32), coef["c1"].astype(F32),
+            coef["c2"].astype(F32), coef["sigma"].astype(F32))
         self.critics = []
         for q in (critic.q1, critic.q2):
             psi = [_lin(m) for m in q.psi if isinstance(m, torch.nn.Linear)]
             head = [_lin(m) for m in q.q if isinstance(m, torch.nn.Linear)]
             self.critics.append((psi, head))
 
-    def _encode(self, x: np.ndarray, n: int):
-        spec = self.spec
-        f = spec.n_ue_features
-        ue = x[: spec.max_ues * f].reshape(spec.max_ues, f)[:n]
-        glob = x[spec.max_ues * f:]
-        onehot = ue[:, 1:1 + spec.n_slices]
-        h = ue
-        for w, b in self.phi:
-            h = h @ w
-            h += b
-            np.maximum(h, 0.0, out=h)
-        count = onehot.sum(axis=0)
-        pooled = (onehot.T @ h) / np.maximum(count, 1.0)[:, None]
-        context = np.concatenate([glob, pooled.ravel(), count / spec.max_ues]).astype(F32)
-        return ue, onehot, h, context
-
-    def _trunk(self, context: np.ndarray) -> np.ndarray:
-        """Step codes' trunk output (N, H) for all steps at once."""
-        n_steps, hid = self.step_part.shape
-        z = np.ones((n_steps, hid + 1), F32)  # the last column: ones, for the biases
-        zv = z[:, :hid]
-        y, tmp = np.empty((n_steps, hid), F32), np.empty((n_steps, hid), F32)
-        np.dot(context, self.w_ctx, out=y[0])
-        np.add(self.step_part, y[0], out=y)
-        mish(y, zv, tmp)
-        for w in self.trunk:
-            np.dot(z, w, out=y)
-            zv += mish(y, y, tmp)
-        return zv
-
-    def _buffers(self, c: int, n: int) -> _Buffers:
-        key = (c, n)
-        if key not in self._bufs:
-            self._bufs[key] = _Buffers(c, n, self.w_x.shape[1])
-        return self._bufs[key]
-
     def sample(self, x: np.ndarray, n: int, noise: np.ndarray) -> tuple[np.ndarray, int]:
         """noise (N + 1, C, n, 2) -> actions (C, 2 U_max) and the index of the best by min-Q."""
-        ue, onehot, emb, context = self._encode(x, n)
-        z = self._trunk(context)
-        # per step i, the head's input without the x terms: UE embedding part + step code + the
-        # pool term's offset (the pool reads shares = (x + 1) / 2, i.e. 0.5 x + 0.5 per UE)
-        const = z @ self.code[0]
-        const += self.code[1] + onehot.sum(axis=0).repeat(2) @ self.w_pool_half
-        base = (emb @ self.w_ue)[None, :, :] + const[:, None, :]  # (N, n, E)
-        # (2n, E): row (v, d) projects x[v, d] onto the pool term through v's slice
-        slice_of = np.argmax(onehot, axis=1) if n else np.zeros(0, dtype=np.int64)
-        pool_w = np.ascontiguousarray(self.w_pool_half[(2 * slice_of[:, None] + np.arange(2)).ravel()])
-        c = noise.shape[1]
-        b = self._buffers(c, n)
-        xt, pre, act, act_e, h, tmp, out, out3 = b.x, b.pre, b.act, b.act_e, b.h, b.tmp, b.out, b.out3
-        xt[...] = noise[0]
-        zs = noise[1:] * self.sigma[::-1, None, None, None]  # sigma_i z for the k-th step
-        w2, w3, w_x = self.w2, self.w3, self.w_x
-        for k, i in enumerate(range(self.n_steps - 1, -1, -1)):
-            np.dot(b.x_flat, pool_w, out=b.pool)
-            np.dot(b.x_rows, w_x, out=b.pre_rows)
-            pre += base[i]
-            pre += b.pool[:, None, :]
-            mish(b.pre_rows, act_e, tmp)
-            np.dot(act, w2, out=h)
-            mish(h, act_e, tmp)
-            np.dot(act, w3[i], out=out)
-            np.multiply(xt, self.x_coef[i], out=b.xs)
-            out3 += b.xs
-            np.clip(out3, -self.c1[i], self.c1[i], out=out3)  # c1_i x0^
-            xt *= self.c2[i]
-            xt += out3
-            xt += zs[k]
-        m = self.spec.max_ues
-        actions = np.zeros((c, 2, m), dtype=F32)
-        shares = (xt + 1.0) * 0.5  # canonical form: each column over its largest entry
-        if n:
-            shares /= np.maximum(shares.max(axis=1, keepdims=True), CANONICAL_FLOOR)
-        actions[:, :, :n] = shares.transpose(0, 2, 1)
-        actions = actions.reshape(c, 2 * m)
-        best = 0 if c == 1 else int(np.argmax(self.min_q(ue, onehot, x, actions[:, :n], actions[:, m:m + n])))
+        spec = self.spec
+        f = spec.n_ue_features
+        ue = np.ascontiguousarray(x[: spec.max_ues * f].reshape(spec.max_ues, f)[:n], dtype=F32)
+        glob = np.ascontiguousarray(x[spec.max_ues * f:], dtype=F32)
+        noise = np.ascontiguousarray(noise, dtype=F32)
+        actions = _sample(ue, glob, noise, *self._weights)
+        c, m = noise.shape[1], spec.max_ues
+        best = 0 if c == 1 else int(np.argmax(self.min_q(ue, glob, actions[:, :n], actions[:, m:m + n])))
         return actions, best
 
-    def min_q(self, ue, onehot, x, prb, power) -> np.ndarray:
+    def min_q(self, ue, glob, prb, power) -> np.ndarray:
         """(C,) min over the two target critics of Q(s, candidate)."""
         spec = self.spec
-        glob = x[spec.max_ues * spec.n_ue_features:]
         c, n = prb.shape
+        onehot = ue[:, 1:1 + spec.n_slices]
         shares = np.stack([prb, power], axis=2)  # (C, n, 2)
-        inp = np.concatenate([np.broadcast_to(ue, (c, n, ue.shape[1])), shares], axis=2)
+        inp = np.concatenate([np.broadcast_to(ue, (c, n, ue.shape[1])), shares], axis=2).reshape(c * n, ue.shape[1] + 2)
         totals = (onehot.T @ shares).reshape(c, -1)
         out = None
         for psi, head in self.critics:
             h = inp
             for w, b in psi:
-                h = h @ w
-                h += b
-                h = mish(h, h, np.empty_like(h))
-            pooled = (onehot.T @ h).reshape(c, -1) / spec.max_ues
+                h = mish(h @ w + b)
+            pooled = (onehot.T @ h.reshape(c, n, h.shape[1])).reshape(c, -1) / spec.max_ues
             q = np.concatenate([pooled, np.broadcast_to(glob, (c, glob.size)), totals], axis=1)
             for j, (w, b) in enumerate(head):
-                q = q @ w
-                q += b
+                q = q @ w + b
                 if j < len(head) - 1:
-                    q = mish(q, q, np.empty_like(q))
+                    q = mish(q)
             out = q[:, 0] if out is None else np.minimum(out, q[:, 0])
         return out
