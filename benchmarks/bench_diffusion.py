@@ -5,22 +5,27 @@ Prints, each with a reference measured in the same run:
 - decision latency (median, p99 of the thread's CPU time per decision, which a shared machine
   inflates far less than wall time; the wall median is printed too) of the policy with 5, 10 and
   20 denoising steps and the Table I network (16 x 128), with 1 and 8 candidates: the sampling
-  alone (fast numpy path, and the plain PyTorch loop as the reference, on the same noise), the
-  shared encoding and decoder, and the whole decision as ``oransim run`` calls it (encode, sample
-  the candidates, critics' choice, decode) with either sampler, against PF's decision on the same
-  states. How far the fast path is from the loop: the largest difference of their actions (the
-  tolerance the tests hold is 1e-4), on how many states both pick the same candidate and decode
-  to the same allocation. Weights are the shipped checkpoint's for 20 steps when it is there,
-  else freshly initialised (the cost does not depend on the weights);
+  alone (the compiled fast path, and the plain PyTorch loop as the reference, on the same noise),
+  the shared encoding, the decoder (compiled, and the numpy reference), and the whole decision as
+  ``oransim run`` calls it (encode, sample the candidates, critics' choice, decode): fast path
+  against the PyTorch loop with the numpy decoder, and against PF's decision on the same states.
+  How far the fast path is from the loop: the largest difference of their actions (the tolerance
+  the tests hold is 1e-4), on how many states both pick the same candidate and decode to the same
+  allocation; the compiled decoder's output is compared with the numpy one's (identical or not).
+  Weights are the shipped checkpoint's for 20 steps when it is there, else freshly initialised
+  (the cost does not depend on the weights);
+- with ``--cold-compile``: the compiled path's first call in a fresh process with an empty numba
+  cache (what the first run on a machine pays once; later runs load the cached machine code);
 - training throughput: gradient steps/s at the Table I size with the original's settings (gamma
   0.98, the Q term on the whole batch) and with gamma 0 and the Q term on 32 of the 128 states;
 - the evaluate table (diffusion_ql, dqn, pf against the optimum) on ``--eval-states`` held-out
   states (seeds 1, 2, ...), both objectives, with the shipped checkpoints (skipped with 0).
 
-The first line is the machine reference of ``bench_engine.py`` (one small numpy call); the
-machine is often shared, so compare ratios.
+The first line is the machine reference of ``bench_engine.py`` (one small numpy call) and the
+load average; the machine is often shared, so compare ratios.
 
     python benchmarks/bench_diffusion.py [--states 30] [--eval-states 200] [--train-steps 10] [--steps 5,10,20]
+                                         [--candidates 1,8] [--cold-compile]
 """
 
 from __future__ import annotations
@@ -88,12 +93,36 @@ def checkpoint_for(steps: int, folder: Path, scenario) -> Path:
     return path
 
 
-def same_allocations(a, b) -> bool:
-    """Same PRB owners, and powers equal to float32 rounding of the shares they come from."""
+def same_allocations(a, b, exact: bool = False) -> bool:
+    """Same PRB owners, and powers equal (``exact``) or equal to float32 rounding of the shares they come from."""
+    if exact:
+        return np.array_equal(a.prb_owner, b.prb_owner) and np.array_equal(a.power_w, b.power_w)
     return np.array_equal(a.prb_owner, b.prb_owner) and np.allclose(a.power_w, b.power_w, rtol=1e-5, atol=0.0)
 
 
-def latency(states, scenario, folder: Path, step_counts=(5, 10, 20)) -> None:
+def cold_compile() -> None:
+    """The compiled path's first decision in a fresh process with an empty numba cache."""
+    import subprocess
+
+    code = ("import time, os; t0 = time.process_time(); w0 = time.perf_counter()\n"
+            "from policies.learned.diffusion_ql import DiffusionQlPolicy\n"
+            "from policies.learned.decoder import decode_action\n"
+            "from oransim.evaluate import sample_states\n"
+            "from simcore.scenario import load_scenario\n"
+            "o = sample_states(load_scenario('scenarios/paper_default.yaml'), 1, 10_000, 200)[0]\n"
+            "t1 = time.process_time(); w1 = time.perf_counter()\n"
+            "p = DiffusionQlPolicy(candidates=8); p.decide(o)\n"
+            "print(f'{time.process_time() - t1:.1f} s CPU ({time.perf_counter() - w1:.1f} s wall) after imports')\n")
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for label in ("empty cache (compiles)", "cache filled (loads)"):
+            out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+            if out.returncode:
+                raise SystemExit(out.stderr.strip().splitlines()[-1])
+            print(f"first decision of a fresh process, {label}: {out.stdout.strip()}")
+
+
+def latency(states, scenario, folder: Path, step_counts=(5, 10, 20), candidates=(1, 8)) -> None:
     from policies.learned.decoder import decode_action
     from policies.learned.diffusion_ql import DiffusionQlPolicy
     from policies.learned.encoding import encode_state, snapshot_problem
@@ -105,7 +134,7 @@ def latency(states, scenario, folder: Path, step_counts=(5, 10, 20)) -> None:
     for steps in step_counts:
         path = checkpoint_for(steps, folder, scenario)
         where = "shipped" if path.parent == MODELS else "initialised"
-        for c in (1, 8):
+        for c in candidates:
             fast = DiffusionQlPolicy(str(path), threads=1, candidates=c)
             slow = DiffusionQlPolicy(str(path), threads=1, candidates=c, fast=False)
             xs = [(encode_state(o, fast.spec), o) for o in states]
@@ -130,6 +159,10 @@ def latency(states, scenario, folder: Path, step_counts=(5, 10, 20)) -> None:
             acts = [(fast.act(x, o), o) for x, o in xs]
             t_enc = timed(lambda o: encode_state(o, fast.spec, out=fast._x), states)
             t_dec = timed(lambda ao: decode_action(ao[0], ao[1], fast.spec, fast.objective), acts)
+            t_dec_ref = timed(lambda ao: decode_action(ao[0], ao[1], fast.spec, fast.objective, fast=False), acts)
+            same_dec = sum(same_allocations(decode_action(a, o, fast.spec, fast.objective),
+                                            decode_action(a, o, fast.spec, fast.objective, fast=False), exact=True)
+                           for a, o in acts)
             t_ref = timed(slow.decide, states)
             t_all = timed(fast.decide, states)
             print(f"{steps:2d} steps, 16 x 128, {c} candidate(s) ({where} weights):")
@@ -140,8 +173,10 @@ def latency(states, scenario, folder: Path, step_counts=(5, 10, 20)) -> None:
                   f" states; same decoded allocation (powers within 1e-5) on {same_alloc}/{len(xs)},"
                   f" objective within {obj_diff:.1e} (relative) on the others")
             print(f"   encode (shared)                               {stats_ms(t_enc)}")
-            print(f"   decode (shared)                               {stats_ms(t_dec)}")
-            print(f"   whole decision, PyTorch loop (reference)      {stats_ms(t_ref)}")
+            print(f"   decode, numpy (reference)                     {stats_ms(t_dec_ref)}")
+            print(f"   decode, compiled                              {stats_ms(t_dec)}"
+                  f"  x{np.median(t_dec_ref[:, 0]) / np.median(t_dec[:, 0]):.1f} less CPU; identical on {same_dec}/{len(acts)}")
+            print(f"   whole decision, PyTorch loop + numpy decoder  {stats_ms(t_ref)}")
             print(f"   whole decision, fast path                     {stats_ms(t_all)}"
                   f"  x{np.median(t_ref[:, 0]) / np.median(t_all[:, 0]):.1f} less CPU; "
                   f"{np.median(t_all[:, 0]) / np.median(t_pf[:, 0]):.1f} x PF")
@@ -192,6 +227,8 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=10, help="gradient steps timed per setting (0: skip)")
     ap.add_argument("--eval-states", type=int, default=200, help="held-out states of the evaluate table (0: skip)")
     ap.add_argument("--steps", default="5,10,20", help="denoising step counts timed (comma-separated)")
+    ap.add_argument("--candidates", default="1,8", help="candidate counts timed (comma-separated)")
+    ap.add_argument("--cold-compile", action="store_true", help="time the compiled path's first call (empty cache)")
     args = ap.parse_args()
 
     import torch
@@ -201,12 +238,17 @@ def main() -> None:
 
     torch.set_num_threads(1)
     per_call, _ = machine_reference()
-    print(f"machine reference: {per_call:.2f} us per small numpy call; torch threads 1")
+    print(f"machine reference: {per_call:.2f} us per small numpy call; torch threads 1; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    if args.cold_compile:
+        cold_compile()
     path = ROOT / "scenarios" / "paper_default.yaml"
     scn = load_scenario(path)
     states = sample_states(scn, args.states, 10_000, 200)
     with tempfile.TemporaryDirectory() as tmp:
-        latency(states, scn, Path(tmp), tuple(int(v) for v in args.steps.split(",")))
+        latency(states, scn, Path(tmp), tuple(int(v) for v in args.steps.split(",")),
+                tuple(int(v) for v in args.candidates.split(",")))
+        print(f"load average after the latency tables: {os.getloadavg()[0]:.1f}")
     if args.train_steps > 0:
         training_rate(scn, args.train_steps)
     if args.eval_states > 0:

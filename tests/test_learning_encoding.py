@@ -108,6 +108,30 @@ def test_the_optimum_survives_encode_and_decode(objective):
     assert agreement(back_vec, opt_vec)["r2"] >= (0.999 if objective == "rate" else 0.7)
 
 
+@pytest.mark.parametrize("objective", ["served", "rate"])
+def test_the_compiled_decoder_equals_the_numpy_one(objective):
+    """``decode_actions(fast=True)`` (numba) gives the numpy reference's owners and powers bit for
+    bit on many random vectors: dense, sparse, near-ties (shares on a coarse grid), one share per
+    UE, with several RUs and a slice power cap, and in batches (rows of several states at once)."""
+    from policies.learned.decoder import DecodeContext, decode_actions
+
+    rng = np.random.default_rng(5)
+    for kw in (dict(seed=21, ues=(10, 10, 10)), dict(seed=22, load=2.0, ues=(4, 6, 5)),
+               dict(seed=23, n_rus=2, ues=(3, 4, 3), prbs=12), dict(seed=24, caps=(None, 30.0, 20.0), prbs=12)):
+        obs = observation(**kw)
+        spec = EncodingSpec(max_ues=32, slice_names=obs.slice_names)
+        ctx = DecodeContext(obs, spec, objective)
+        a = rng.random((60, spec.action_dim)) ** rng.choice([0.3, 1.0, 4.0], size=(60, 1))
+        a[rng.random(a.shape) < rng.random((60, 1))] = 0.0
+        a[::3] = np.round(a[::3] * 4) / 4
+        a[1::7] = 1.0
+        fast, ref = decode_actions(a, [ctx] * len(a), fast=True), decode_actions(a, [ctx] * len(a), fast=False)
+        for f, r in zip(fast, ref):
+            np.testing.assert_array_equal(f.prb_owner, r.prb_owner)
+            np.testing.assert_array_equal(f.power_w, r.power_w)
+        assert len({f.prb_owner.tobytes() for f in fast}) > 20  # the vectors gave many different allocations
+
+
 def test_templates_fill_by_weight_within_demand():
     assert SliceTemplates(3).n_actions == 100 and SliceTemplates(2).n_actions == 10
     x = water_fill(np.array([0.1, 0.9, 0.9]), np.array([1.0, 1.0, 2.0]))

@@ -103,6 +103,8 @@ class LearnedPolicy(Policy):
     """Load a checkpoint, then encode -> ``act`` -> decode at every decision."""
 
     name = "learned"
+    #: decode with the compiled decoder (identical output; False: the numpy reference)
+    fast: bool = True
 
     def __init__(self, checkpoint: str, device: str = "cpu", threads: int = 1):
         import torch
@@ -151,6 +153,6 @@ class LearnedPolicy(Policy):
     def decide(self, obs: Observation) -> Allocation:
         self.check(obs)
         x = encode_state(obs, self.spec, out=self._x)
-        alloc = decode_action(self.act(x, obs), obs, self.spec, self.objective)
+        alloc = decode_action(self.act(x, obs), obs, self.spec, self.objective, fast=self.fast)
         alloc.info["policy"] = self.name
         return alloc

@@ -54,7 +54,8 @@ class DecodeContext:
     """What the decoder needs of one observation besides the action (reusable across actions).
 
     Per RU r with UEs: ``rows[r]`` = (UE indices padded to ``max_ues`` with -1, their rate table
-    (max_ues, L, K) at the ascending power levels, weights, rate caps; padding rows are zero).
+    (n_r, L, K) at the ascending power levels (n_r its UEs; no padding rows: the decoder reads the
+    table only for UEs with PRBs), weights, rate caps padded with zeros).
     ``tie_keys[r]`` = what the tie cost of a choice needs (``DecodeRows.tie_index``).
     """
 
@@ -73,33 +74,31 @@ class DecodeContext:
         for r in range(obs.n_rus):
             ues = np.flatnonzero(obs.serving_ru == r)
             if ues.size:
-                pad = np.full(m, -1, dtype=np.int64)
-                pad[:ues.size] = ues
-                table = np.zeros((m, *rates.shape[1:]))
-                table[:ues.size] = rates[ues]
-                self.rows[r] = (pad, table, np.r_[weight[ues], np.zeros(m - ues.size)],
-                                np.r_[cap[ues], np.zeros(m - ues.size)])
+                pad, w_pad, cap_pad, tie_ue = (np.full(m, -1, dtype=np.int64), np.zeros(m), np.zeros(m),
+                                               np.zeros(m, dtype=np.int64))
+                pad[:ues.size], w_pad[:ues.size], cap_pad[:ues.size] = ues, weight[ues], cap[ues]
+                self.rows[r] = (pad, rates[ues], w_pad, cap_pad)
                 # choice index of (u, r, k, problem level l) = l + L (u + U (k + K r)), split in parts
-                self.tie_keys[r] = (np.r_[n_lvl * (ues + obs.n_ues * obs.n_prbs * r), np.zeros(m - ues.size, dtype=np.int64)],
-                                    n_lvl * obs.n_ues, order[r])
+                tie_ue[:ues.size] = n_lvl * (ues + obs.n_ues * obs.n_prbs * r)
+                self.tie_keys[r] = (tie_ue, n_lvl * obs.n_ues, order[r])
         self.need_repair = bool(np.isfinite(obs.slice_power_cap_w).any())
 
 
 class DecodeRows:
     """The decoder's constants of many rows (one per state and RU with UEs, all with K PRBs), stacked.
 
-    Row i: ``ues`` (M,) UE indices (-1 padding), ``table`` (M, L, K) their rate tables, ``weight``
+    Row i: ``ues`` (M,) UE indices (-1 padding), ``table`` (W, L, K) their rate tables (W >= its UEs), ``weight``
     and ``cap`` (M,), the RU's ascending ``levels`` (L,), PRB power ceiling ``top`` and power budget
     ``ru_power``, and the parts of its choices' tie-cost index (``tie_index``). ``put`` copies a
     context's rows in (a pool fills its rows as its states are first
     used, and with ``adopt`` points the context at them, so the tables are held once).
     """
 
-    def __init__(self, n_rows: int, spec: EncodingSpec, n_prbs: int, n_levels: int):
+    def __init__(self, n_rows: int, spec: EncodingSpec, n_prbs: int, n_levels: int, width: int | None = None):
         m = spec.max_ues
         self.spec, self.n_prbs = spec, n_prbs
         self.ues = np.full((n_rows, m), -1, dtype=np.int64)
-        self.table = np.zeros((n_rows, m, n_levels, n_prbs))
+        self.table = np.zeros((n_rows, m if width is None else width, n_levels, n_prbs))  # width: UEs a row holds at most
         self.weight = np.zeros((n_rows, m))
         self.cap = np.zeros((n_rows, m))
         self.levels = np.ones((n_rows, n_levels))
@@ -119,7 +118,7 @@ class DecodeRows:
         rus = sorted(ctx.rows)
         for i, r in enumerate(rus, start=first):
             ues, table, w, cap = ctx.rows[r]
-            self.ues[i], self.table[i], self.weight[i], self.cap[i] = ues, table, w, cap
+            self.ues[i], self.table[i, :table.shape[0]], self.weight[i], self.cap[i] = ues, table, w, cap
             self.levels[i], self.top[i], self.ru_power[i] = ctx.levels[r], ctx.top[r], ctx.obs.ru_max_power_w[r]
             self.tie_ue[i], self.tie_prb[i], self.tie_level[i] = ctx.tie_keys[r]
             if adopt:
@@ -130,7 +129,8 @@ class DecodeRows:
     def of(contexts: list[DecodeContext]) -> tuple["DecodeRows", np.ndarray, np.ndarray]:
         """Rows of ``contexts`` (all with the same K): the rows, and each row's context and RU."""
         c0 = contexts[0]
-        rows = DecodeRows(sum(len(c.rows) for c in contexts), c0.spec, c0.obs.n_prbs, c0.levels.shape[1])
+        width = max(t.shape[0] for c in contexts for _, t, _, _ in c.rows.values())
+        rows = DecodeRows(sum(len(c.rows) for c in contexts), c0.spec, c0.obs.n_prbs, c0.levels.shape[1], width)
         state, ru = [], []
         for b, c in enumerate(contexts):
             rus = rows.put(len(ru), c)

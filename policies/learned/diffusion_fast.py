@@ -212,6 +212,55 @@ def _sample(ue, glob, noise, phi1, b1, phi2, b2, n_slices, max_ues, w_ctx, step_
     return actions
 
 
+@njit(**_JIT)
+def _dense(x, w, b, act):
+    """x (R, I) @ w (I, O) + b, then Mish if ``act``."""
+    y = np.dot(x, w)
+    for r in range(y.shape[0]):
+        for o in range(y.shape[1]):
+            y[r, o] += b[o]
+    if act:
+        out = np.empty_like(y)
+        _mish2d(y, out)
+        return out
+    return y
+
+
+@njit(**_JIT)
+def _q_values(ue, glob, actions, max_ues, n_slices, psi_w, psi_b, q_w, q_b):
+    """(C,) one critic's Q of each candidate's shares (actions (C, 2 max_ues)) for the real UEs' rows
+    ue (n, F): per-UE MLP psi (Mish after each layer), per-slice sums / max_ues, globals, share totals."""
+    c_n = actions.shape[0]
+    n, f = ue.shape
+    inp = np.empty((c_n * n, f + 2), F32)
+    for c in range(c_n):
+        for v in range(n):
+            inp[c * n + v, :f] = ue[v]
+            inp[c * n + v, f] = actions[c, v]
+            inp[c * n + v, f + 1] = actions[c, max_ues + v]
+    h = inp
+    for layer in range(len(psi_w)):
+        h = _dense(h, psi_w[layer], psi_b[layer], True)
+    e, g = h.shape[1], glob.size
+    q = np.zeros((c_n, n_slices * e + g + 2 * n_slices), F32)
+    for c in range(c_n):
+        for v in range(n):
+            for s in range(n_slices):
+                o = ue[v, 1 + s]
+                if o != 0:
+                    for j in range(e):
+                        q[c, s * e + j] += o * h[c * n + v, j]
+                    q[c, n_slices * e + g + 2 * s] += o * actions[c, v]
+                    q[c, n_slices * e + g + 2 * s + 1] += o * actions[c, max_ues + v]
+        for j in range(n_slices * e):
+            q[c, j] /= F32(max_ues)
+        q[c, n_slices * e:n_slices * e + g] = glob
+    last = len(q_w) - 1
+    for layer in range(last + 1):
+        q = _dense(q, q_w[layer], q_b[layer], layer < last)
+    return q[:, 0].copy()
+
+
 def _lin(layer) -> tuple[np.ndarray, np.ndarray | None]:
     w = np.ascontiguousarray(layer.weight.detach().cpu().numpy().T, dtype=F32)
     b = None if layer.bias is None else np.ascontiguousarray(layer.bias.detach().cpu().numpy(), dtype=F32)
@@ -221,15 +270,6 @@ def _lin(layer) -> tuple[np.ndarray, np.ndarray | None]:
 def _with_bias(w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     """(in + 1, out): the weights with the bias as the last row (for inputs ending in a column of ones)."""
     return np.ascontiguousarray(np.vstack([w, np.zeros((1, w.shape[1]), F32) if b is None else b[None, :]]), dtype=F32)
-
-
-def mish(x: np.ndarray) -> np.ndarray:
-    """Mish of a float32 array as the compiled path computes it (for tests and the critics)."""
-    x = np.ascontiguousarray(x, dtype=F32)
-    out = np.empty_like(x)
-    if x.size:
-        _mish2d(x.reshape(1, x.size), out.reshape(1, x.size))
-    return out
 
 
 class FastSampler:
@@ -267,7 +307,7 @@ class FastSampler:
         for q in (critic.q1, critic.q2):
             psi = [_lin(m) for m in q.psi if isinstance(m, torch.nn.Linear)]
             head = [_lin(m) for m in q.q if isinstance(m, torch.nn.Linear)]
-            self.critics.append((psi, head))
+            self.critics.append(tuple(tuple(a[i] for a in layers) for layers in (psi, head) for i in (0, 1)))
 
     def sample(self, x: np.ndarray, n: int, noise: np.ndarray) -> tuple[np.ndarray, int]:
         """noise (N + 1, C, n, 2) -> actions (C, 2 U_max) and the index of the best by min-Q."""
@@ -278,27 +318,11 @@ class FastSampler:
         noise = np.ascontiguousarray(noise, dtype=F32)
         actions = _sample(ue, glob, noise, *self._weights)
         c, m = noise.shape[1], spec.max_ues
-        best = 0 if c == 1 else int(np.argmax(self.min_q(ue, glob, actions[:, :n], actions[:, m:m + n])))
+        best = 0 if c == 1 else int(np.argmax(self.min_q(ue, glob, actions)))
         return actions, best
 
-    def min_q(self, ue, glob, prb, power) -> np.ndarray:
-        """(C,) min over the two target critics of Q(s, candidate)."""
+    def min_q(self, ue: np.ndarray, glob: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """(C,) min over the two target critics of Q(s, candidate) for actions (C, 2 U_max)."""
         spec = self.spec
-        c, n = prb.shape
-        onehot = ue[:, 1:1 + spec.n_slices]
-        shares = np.stack([prb, power], axis=2)  # (C, n, 2)
-        inp = np.concatenate([np.broadcast_to(ue, (c, n, ue.shape[1])), shares], axis=2).reshape(c * n, ue.shape[1] + 2)
-        totals = (onehot.T @ shares).reshape(c, -1)
-        out = None
-        for psi, head in self.critics:
-            h = inp
-            for w, b in psi:
-                h = mish(h @ w + b)
-            pooled = (onehot.T @ h.reshape(c, n, h.shape[1])).reshape(c, -1) / spec.max_ues
-            q = np.concatenate([pooled, np.broadcast_to(glob, (c, glob.size)), totals], axis=1)
-            for j, (w, b) in enumerate(head):
-                q = q @ w + b
-                if j < len(head) - 1:
-                    q = mish(q)
-            out = q[:, 0] if out is None else np.minimum(out, q[:, 0])
-        return out
+        q1, q2 = (_q_values(ue, glob, actions, spec.max_ues, spec.n_slices, *w) for w in self.critics)
+        return np.minimum(q1, q2)

@@ -708,8 +708,9 @@ class DiffusionQlPolicy(LearnedPolicy):
     """``policy: {name: diffusion_ql, params: {checkpoint: PATH}}`` (default: the shipped
     ``models/diffusion_ql_paper_default.pt``). Each decision samples ``candidates`` actions from the
     EMA actor (noise from a generator seeded by the run's policy seed) and takes the one the target
-    critics rate best; ``fast`` (default) runs the numpy sampler of ``diffusion_fast``, equal to the
-    PyTorch loop within float32 rounding."""
+    critics rate best; ``fast`` (default) runs the compiled sampler of ``diffusion_fast``, equal to the
+    PyTorch loop within float32 rounding, and the compiled decoder; ``fast: false`` the PyTorch loop
+    and the numpy decoder (the references)."""
 
     name = "diffusion_ql"
 
