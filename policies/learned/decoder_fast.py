@@ -190,34 +190,72 @@ def _slot_rates(table_rows, slot_row, own, col, slot_cap):
     return rate
 
 
+@njit(**_JIT)
+def _prepare(counts, budget, levels_all, top_all, weight_all, cap_all, sel):
+    """The per-row and per-UE constants of rows ``sel``: levels (N, L), PRB power ceiling (N,),
+    weights, rate cap per PRB and mean power per PRB (N, M), each UE's lowest level (N M,)."""
+    n_rows, m = counts.shape
+    n_lvl = levels_all.shape[1]
+    levels, top = np.empty((n_rows, n_lvl)), np.empty(n_rows)
+    w, cap_per, mean_w, level0 = np.empty((n_rows, m)), np.empty((n_rows, m)), np.empty((n_rows, m)), np.empty(n_rows * m)
+    for i in range(n_rows):
+        r = sel[i]
+        levels[i] = levels_all[r]
+        top[i] = top_all[r]
+        for u in range(m):
+            per = max(counts[i, u], 1)
+            mean_w[i, u] = min(budget[i, u] / per, top[i])
+            cap_per[i, u] = cap_all[r, u] / per
+            w[i, u] = weight_all[r, u]
+            level0[i * m + u] = levels[i, 0]
+    return levels, top, w, cap_per, mean_w, level0
+
+
+@njit(**_JIT)
+def _slots(counts, pr, pu, sel, cap_per, levels, top):
+    """One slot per PRB a UE gets, row by row: its pair, row, UE slot, table row, rate cap, levels,
+    ceiling, per-UE index; and where each row's slots start (N + 1,)."""
+    n_rows, m = counts.shape
+    n_slots = 0
+    starts = np.zeros(n_rows + 1, np.int64)
+    for p in range(pr.size):
+        n_slots += counts[pr[p], pu[p]]
+        starts[pr[p] + 1] += counts[pr[p], pu[p]]
+    for i in range(n_rows):
+        starts[i + 1] += starts[i]
+    pair, row_of, own = np.empty(n_slots, np.int64), np.empty(n_slots, np.int64), np.empty(n_slots, np.int64)
+    q = 0
+    for p in range(pr.size):
+        for _ in range(counts[pr[p], pu[p]]):
+            pair[q], row_of[q], own[q] = p, pr[p], pu[p]
+            q += 1
+    slot_row, slot_cap, slot_top, slot_ue = np.empty(n_slots, np.int64), np.empty(n_slots), np.empty(n_slots), np.empty(n_slots, np.int64)
+    slot_levels = np.empty((n_slots, levels.shape[1]))
+    for q in range(n_slots):
+        i, u = row_of[q], own[q]
+        slot_row[q], slot_cap[q], slot_top[q], slot_ue[q] = sel[i], cap_per[i, u], top[i], i * m + u
+        slot_levels[q] = levels[i]
+    return pair, row_of, own, slot_row, slot_cap, slot_levels, slot_top, slot_ue, starts
+
+
 def assign_rows(counts, budget, rows, sel, passes: int, tie_rel: float):
     """``decoder._assign_rows`` (same arguments and results; see its docstring)."""
-    n_rows, m = counts.shape
-    levels, top, w, cap = rows.levels[sel], rows.top[sel], rows.weight[sel], rows.cap[sel]
-    per = np.maximum(counts, 1)
-    mean_w = np.minimum(budget / per, top[:, None])
-    cap_per = cap / per
+    n_rows = counts.shape[0]
     sel = np.ascontiguousarray(sel, dtype=np.int64)
+    levels, top, w, cap_per, mean_w, level0 = _prepare(counts, budget, rows.levels, rows.top, rows.weight, rows.cap, sel)
     pr, pu, near, value, pair_w = _first_values(counts, levels, top, w, cap_per, mean_w, rows.table, sel,
                                                 rows.tie_ue, rows.tie_prb, rows.tie_level, tie_rel)
-    per_pair = counts[pr, pu]
-    slot = np.repeat(np.arange(pr.size), per_pair)
-    row_slots = counts.sum(axis=1)
-    ends = np.cumsum(row_slots)
-    bounds = list(zip((ends - row_slots).tolist(), ends.tolist()))
+    pair, row_of, own, slot_row, slot_cap, slot_levels, slot_top, slot_ue, starts = _slots(counts, pr, pu, sel, cap_per, levels, top)
+    per_ue = (budget.ravel(), mean_w.ravel(), counts.ravel(), level0)
     cols = [np.zeros(0, dtype=np.int64)] * n_rows
-    row_of, own = pr[slot], pu[slot]
-    slot_row, slot_cap = sel[row_of], cap_per[row_of, own]
-    slot_levels, slot_top, slot_ue = levels[row_of], top[row_of], row_of * m + own
-    per_ue = (budget.ravel(), mean_w.ravel(), counts.ravel(), np.repeat(levels[:, 0], m))
     redo = np.ones(n_rows, dtype=bool)
     for it in range(passes):
-        vs = value[slot]
-        for i in np.flatnonzero(redo).tolist():
-            a, b = bounds[i]
-            if b > a:
-                _, cols[i] = linear_sum_assignment(vs[a:b], maximize=True)
-        col = np.concatenate(cols).astype(np.int64)
+        vs = value[pair]
+        for i in range(n_rows):
+            a, b = starts[i], starts[i + 1]
+            if redo[i] and b > a:
+                cols[i] = linear_sum_assignment(vs[a:b], maximize=True)[1]
+        col = cols[0] if n_rows == 1 else np.concatenate(cols)
         rate = _slot_rates(rows.table, slot_row, own, col, slot_cap)
         p_w, price = _split_power(rate, slot_levels, slot_top, slot_ue, *per_ue)
         if it == passes - 1:
