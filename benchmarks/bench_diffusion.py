@@ -223,7 +223,7 @@ def eval_table(scenario_path: Path, n: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--states", type=int, default=30, help="paper-cell states timed for latency")
+    ap.add_argument("--states", type=int, default=30, help="paper-cell states timed for latency (0: skip)")
     ap.add_argument("--train-steps", type=int, default=10, help="gradient steps timed per setting (0: skip)")
     ap.add_argument("--eval-states", type=int, default=200, help="held-out states of the evaluate table (0: skip)")
     ap.add_argument("--steps", default="5,10,20", help="denoising step counts timed (comma-separated)")
@@ -244,10 +244,11 @@ def main() -> None:
         cold_compile()
     path = ROOT / "scenarios" / "paper_default.yaml"
     scn = load_scenario(path)
-    states = sample_states(scn, args.states, 10_000, 200)
-    with tempfile.TemporaryDirectory() as tmp:
-        latency(states, scn, Path(tmp), tuple(int(v) for v in args.steps.split(",")),
-                tuple(int(v) for v in args.candidates.split(",")))
+    if args.states > 0:
+        states = sample_states(scn, args.states, 10_000, 200)
+        with tempfile.TemporaryDirectory() as tmp:
+            latency(states, scn, Path(tmp), tuple(int(v) for v in args.steps.split(",")),
+                    tuple(int(v) for v in args.candidates.split(",")))
         print(f"load average after the latency tables: {os.getloadavg()[0]:.1f}")
     if args.train_steps > 0:
         training_rate(scn, args.train_steps)
