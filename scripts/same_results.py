@@ -38,6 +38,13 @@ CASES: dict[str, tuple[str, dict]] = {
     "multi_ru": ("multi_ru.yaml", {}),
     "multi_ru_tti": ("multi_ru.yaml", {"duration_s": 0.5, "scheduling.interval_tti": 1}),
     "multi_ru_rr": ("multi_ru.yaml", {"duration_s": 0.5, "policy.name": "rr"}),
+    # the link-to-system model: its defaults (MIESM, HARQ, OLLA) and ns-3-like settings with stale CSI
+    "quick_l2s": ("quick.yaml", {"duration_s": 1.0, "phy.rate_model": "cqi", "phy.l2s.enabled": True,
+                                 "phy.csi.period_tti": 2, "phy.csi.delay_tti": 3}),
+    "multi_ru_l2s_lte": ("multi_ru.yaml", {"duration_s": 0.5, "phy.l2s.enabled": True, "phy.l2s.mcs_selection": "worst_prb",
+                                           "phy.l2s.below_range": "lowest_mcs", "phy.l2s.harq.enabled": False,
+                                           "phy.l2s.olla.enabled": False, "phy.l2s.control_errors": True,
+                                           "phy.csi.period_tti": 2, "phy.csi.delay_tti": 6}),
 }
 TABLES = ("packets", "tti", "decisions", "ues")
 

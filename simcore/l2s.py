@@ -190,21 +190,52 @@ def bler(sinr_eff, mcs, n_uses, coding_gap: float, code_block_bits: int) -> np.n
     return block_error_rate(n_uses * mi, n_uses * dispersion(rho), k, code_block_bits)
 
 
-def mcs_thresholds_db(n_prbs: int, uses_per_prb, bler_target: float, coding_gap,
+def mcs_thresholds_db(n_prbs, uses_per_prb, bler_target: float, coding_gap,
                       code_block_bits: int) -> np.ndarray:
     """(n_prbs + 1, 15) effective SINR (dB) at which MCS j on n PRBs has BLER = ``bler_target``
     (row 0 unused), by bisection: the BLER of a fixed MCS falls with the SINR, so the MCS choice is
-    a comparison with this table. ``uses_per_prb``, ``coding_gap`` (linear): one, or (15,) per MCS."""
-    n = np.arange(n_prbs + 1, dtype=float)[:, None] * uses_per_prb
-    n[0] = n[1]
+    a comparison with this table. ``uses_per_prb``, ``coding_gap`` (linear): one, or (15,) per MCS.
+    ``n_prbs`` may also be an array of PRB counts (>= 1): then one row per count, in that order."""
+    if np.ndim(n_prbs) == 0:
+        counts = np.arange(n_prbs + 1, dtype=float)
+        counts[0] = 1.0
+    else:
+        counts = np.asarray(n_prbs, dtype=float)
+    n = counts[:, None] * uses_per_prb
     mcs = np.arange(1, 16)[None, :]
-    lo, hi = np.full((n_prbs + 1, 15), -30.0), np.full((n_prbs + 1, 15), 50.0)
+    lo, hi = np.full((counts.size, 15), -30.0), np.full((counts.size, 15), 50.0)
     for _ in range(50):  # 80 dB / 2^50: exact to rounding
         mid = 0.5 * (lo + hi)
         above = bler(10.0 ** (mid / 10.0), mcs, n, coding_gap, code_block_bits) > bler_target
         lo = np.where(above, mid, lo)
         hi = np.where(above, hi, mid)
     return hi
+
+
+class _Thresholds:
+    """``mcs_thresholds_db`` rows computed when first needed (a run uses few PRB counts: with
+    ``worst_prb`` only one) and shared by every model of the process with the same parameters.
+    Each row's bisection is independent of the others: the rows are those of the full table."""
+
+    _shared: dict = {}
+
+    def __init__(self, uses_per_prb: np.ndarray, bler_target: float, coding_gap: np.ndarray, code_block_bits: int):
+        self.args = (uses_per_prb, bler_target, coding_gap, code_block_bits)
+        key = (tuple(np.broadcast_to(uses_per_prb, (15,))), bler_target,
+               tuple(np.broadcast_to(coding_gap, (15,))), code_block_bits)
+        self.rows: dict[int, np.ndarray] = self._shared.setdefault(key, {})
+
+    def __getitem__(self, n_prb) -> np.ndarray:
+        """(15,) for one PRB count, (A, 15) for an array of them."""
+        scalar = np.ndim(n_prb) == 0
+        need = sorted({int(n) for n in np.atleast_1d(n_prb)} - self.rows.keys())
+        if need:
+            for n, row in zip(need, mcs_thresholds_db(np.array(need), *self.args)):
+                row.flags.writeable = False
+                self.rows[n] = row
+        if scalar:
+            return self.rows[int(n_prb)]
+        return np.stack([self.rows[int(n)] for n in n_prb]) if np.size(n_prb) else np.empty((0, 15))
 
 
 class _Block:
@@ -240,8 +271,10 @@ class LinkToSystem:
         self.uses_per_prb = prb_bandwidth_hz * tti_s * (1.0 - overhead[MCS_MOD])  # (15,) data channel uses per MCS
         gap_db = np.broadcast_to(np.asarray(cfg.coding_gap_db, dtype=float), (3,))  # one, or per modulation
         self.gap_mcs = 10.0 ** (gap_db[MCS_MOD] / 10.0)  # (15,) linear Gamma_c of each MCS
-        self.thr_db = mcs_thresholds_db(n_prbs_total, self.uses_per_prb, cfg.bler_target, self.gap_mcs,
-                                        cfg.code_block_bits)
+        self.thr_db = _Thresholds(self.uses_per_prb, cfg.bler_target, self.gap_mcs, cfg.code_block_bits)
+        self.crc_bits = cfg.crc_bits
+        self.tb_prbs = cfg.tb_prbs
+        self._group_of: np.ndarray | None = None  # (R, K) block group of each PRB (tb_prbs), on first use
         self.worst_prb = cfg.mcs_selection == "worst_prb"
         self.lowest_mcs = cfg.below_range == "lowest_mcs"
         self.control_errors = cfg.control_errors
@@ -265,6 +298,8 @@ class LinkToSystem:
         self._direct: list[tuple[int, float]] = []  # (UE, end) of blocks decoded with none pending before
         self.stats = {"blocks": 0, "transmissions": 0, "first_nacks": 0, "nacks": 0, "lost_blocks": 0,
                       "requeued_blocks": 0, "no_process_ttis": 0, "no_mcs_ttis": 0}
+        if self.crc_bits:
+            self.stats["no_payload_ttis"] = 0  # blocks too small for their CRC: the PRBs stay unused
 
     @property
     def in_flight_bits(self) -> float:
@@ -273,18 +308,26 @@ class LinkToSystem:
         return float(sum(max(0.0, b.hi - max(b.lo, out[u])) for u, blocks in enumerate(self.pending) for b in blocks))
 
     # ------------------------------------------------------------------------------- one TTI
-    def effective_sinr(self, ue_of: np.ndarray, sinr: np.ndarray, n_ue: np.ndarray, index: np.ndarray) -> np.ndarray:
-        """(A, 3) MIESM effective SINR per active UE (``index`` maps UE -> row) for each modulation."""
-        a = n_ue.size
+    def effective_sinr(self, row_of: np.ndarray, sinr: np.ndarray, n_row: np.ndarray) -> np.ndarray:
+        """(A, 3) MIESM effective SINR of each of A blocks for each modulation; ``row_of`` (P,) the
+        block of each PRB, ``sinr`` (P,) its SINR, ``n_row`` (A,) PRBs per block."""
+        a = n_row.size
         out = np.empty((a, 3))
-        rows = index[ue_of]
         table, top = mi_tables()
-        mi = bicm_mi_all(sinr)  # (3, PRBs)
-        mean = np.bincount((rows + a * np.arange(3)[:, None]).ravel(), weights=mi.ravel(), minlength=3 * a)
-        mean = mean.reshape(3, a) / n_ue
+        mi = bicm_mi_all(sinr)  # (3, P)
+        mean = np.bincount((row_of + a * np.arange(3)[:, None]).ravel(), weights=mi.ravel(), minlength=3 * a)
+        mean = mean.reshape(3, a) / n_row
         for m in range(3):
             out[:, m] = np.interp(mean[m], table[m, :top[m]], _GRID_DB[:top[m]])
         return 10.0 ** (out / 10.0)
+
+    def _groups(self, shape: tuple[int, int]) -> tuple[np.ndarray, int]:
+        """(R, K) block group of each PRB with ``tb_prbs`` (consecutive PRBs of one RU) and the number of groups."""
+        if self._group_of is None or self._group_of.shape != shape:
+            r, k = shape
+            per_ru = -(-k // self.tb_prbs)
+            self._group_of = np.arange(r)[:, None] * per_ru + np.arange(k)[None, :] // self.tb_prbs
+        return self._group_of, int(self._group_of.max()) + 1
 
     def step(self, k: int, owner: np.ndarray, actual_sinr: np.ndarray, believed_sinr: np.ndarray,
              now_s: float, delivered_at_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -294,18 +337,32 @@ class LinkToSystem:
         n_ues = self.offset_db.size
         capacity = np.zeros(n_ues)
         served_here = np.zeros(n_ues)
+        buf = self.buffers
+        # only UEs with something to send cost anything: a NACKed block due, or bits in no block yet
+        unsent_ue = buf.enq_bits - np.maximum(self.sent, buf.out_bits)
+        wants = (unsent_ue > 1e-6) | (self.retx_at <= k)
         mask = owner >= 0
+        mask[mask] = wants[owner[mask]]
         if not mask.any():
             return capacity, served_here
-        ue_of = owner[mask]
-        counts = np.bincount(ue_of, minlength=n_ues)
-        ues = counts.nonzero()[0]
-        n_prb = counts[ues]
-        index = np.zeros(n_ues, dtype=np.int64)
-        index[ues] = np.arange(ues.size)
-        eff_act = self.effective_sinr(ue_of, actual_sinr[mask], n_prb, index)
-        # retransmissions first: UEs with a NACKed block due
-        due = self.retx_at[ues] <= k
+        ue_of = owner[mask]  # (P,) per PRB in use
+        if self.tb_prbs is None:  # one block per UE over all its PRBs
+            counts = np.bincount(ue_of, minlength=n_ues)
+            ues = counts.nonzero()[0]
+            n_prb = counts[ues]
+            index = np.zeros(n_ues, dtype=np.int64)
+            index[ues] = np.arange(ues.size)
+            row_of = index[ue_of]
+            lead = np.ones(ues.size, dtype=bool)
+        else:  # one block per UE per group of tb_prbs PRBs (e.g. an LTE carrier), each with its MCS
+            group_of, n_groups = self._groups(owner.shape)
+            links, row_of, n_prb = np.unique(ue_of * n_groups + group_of[mask], return_inverse=True,
+                                             return_counts=True)
+            ues = links // n_groups
+            lead = np.r_[True, ues[1:] != ues[:-1]]  # each UE's first block
+        eff_act = self.effective_sinr(row_of, actual_sinr[mask], n_prb)
+        # retransmissions first: a UE with a NACKed block due sends it on (the PRBs of) its first block
+        due = lead & (self.retx_at[ues] <= k)
         touched: list[int] = []  # UEs that transmitted, and the end of what they sent
         sent_upto: list[float] = []
         for i in np.flatnonzero(due).tolist():
@@ -313,28 +370,33 @@ class LinkToSystem:
             sent_upto.append(self._retransmit(u, k, eff_act[i], int(n_prb[i]), eff_act[i, 0]))
             touched.append(u)
         new = ~due
-        free = (self.proc_free_at[ues] <= k)
-        buf = self.buffers
-        unsent = buf.enq_bits[ues] - np.maximum(self.sent[ues], buf.out_bits[ues])
-        has_proc = free.any(axis=1) if self.harq else np.ones(ues.size, dtype=bool)
+        unsent = unsent_ue[ues]
+        has_proc = (self.proc_free_at[ues] <= k).any(axis=1) if self.harq else np.ones(ues.size, dtype=bool)
         self.stats["no_process_ttis"] += int((new & ~has_proc & (unsent > 1e-6)).sum())
         go = new & has_proc & (unsent > 1e-6)
         if go.any():
             g = np.flatnonzero(go)
-            u_new = ues[g]
-            mcs = self._choose_mcs(ue_of, believed_sinr[mask], ues, n_prb, index,
+            mcs = self._choose_mcs(row_of, believed_sinr[mask], ue_of, ues, n_prb,
                                    eff_act if believed_sinr is actual_sinr else None)[g]
             self.stats["no_mcs_ttis"] += int((mcs == 0).sum())
             if self.lowest_mcs:
                 mcs = np.maximum(mcs, 1)
             sel = mcs > 0
-            g, u_new, mcs = g[sel], u_new[sel], mcs[sel]
+            g, mcs = g[sel], mcs[sel]
             if g.size:
-                ctrl = eff_act[g, 0]  # the control channel's SINR: QPSK effective SINR of the UE's PRBs
                 uses = n_prb[g] * self.uses_per_prb[mcs - 1]
-                sent_upto.extend(self._first_transmissions(k, g, u_new, mcs, uses, eff_act[g], unsent[g],
-                                                           free[g], ctrl))
-                touched.extend(u_new.tolist())
+                bits = MCS_EFFICIENCY[mcs - 1] * uses
+                payload = self._payload(bits)
+                fits = payload > 0
+                self.stats["no_payload_ttis"] += int((~fits).sum())
+                if not fits.all():
+                    g, mcs, uses, bits, payload = g[fits], mcs[fits], uses[fits], bits[fits], payload[fits]
+            if g.size:
+                ctrl = eff_act[g, 0]  # the control channel's SINR: QPSK effective SINR of the block's PRBs
+                done = self._first_transmissions(k, ues[g], mcs, uses, bits, payload, eff_act[g], ctrl)
+                for u, hi in done:
+                    touched.append(u)
+                    sent_upto.append(hi)
         if touched:
             buf.mark_sent(touched, sent_upto, now_s)
         out = buf.out_bits
@@ -346,20 +408,29 @@ class LinkToSystem:
                 self._resolve(u, capacity, served_here, now_s, delivered_at_s)
         return capacity, served_here
 
-    def _choose_mcs(self, ue_of: np.ndarray, sinr: np.ndarray, ues: np.ndarray, n_prb: np.ndarray,
-                    index: np.ndarray, eff: np.ndarray | None = None) -> np.ndarray:
-        """(A,) MCS (0: none meets the target) of each active UE ``ues`` from the believed SINR of
-        its PRBs (``ue_of``, ``sinr``: per active PRB), lowered by its OLLA offset; ``eff``: their
-        MIESM effective SINRs if already known."""
+    def _payload(self, bits: np.ndarray) -> np.ndarray:
+        """Data bits of blocks of ``bits`` nominal bits: all of them, or with ``crc_bits`` the bits
+        left after the block's CRC (and each code block's, when it is segmented) in whole bytes."""
+        if not self.crc_bits:
+            return bits
+        c = code_blocks(bits, self.cfg.code_block_bits)
+        crc = self.crc_bits * np.where(c > 1, c + 1, 1)
+        return np.maximum(0.0, np.floor((bits - crc) / 8.0) * 8.0)
+
+    def _choose_mcs(self, row_of: np.ndarray, sinr: np.ndarray, ue_of: np.ndarray, ues: np.ndarray,
+                    n_prb: np.ndarray, eff: np.ndarray | None = None) -> np.ndarray:
+        """(A,) MCS (0: none meets the target) of each block from the believed SINR of its PRBs
+        (``row_of``, ``sinr``, ``ue_of``: per PRB its block, SINR and UE), lowered by its UE's
+        (``ues``) OLLA offset; ``eff``: the blocks' MIESM effective SINRs if already known."""
         with np.errstate(divide="ignore"):
             sinr_db = 10.0 * np.log10(sinr)
         if self.worst_prb:  # per PRB the highest MCS its own one-PRB block carries; the lowest of them
             per_prb = np.searchsorted(self.thr_db[1], sinr_db - self.offset_db[ue_of], side="right")
             out = np.full(n_prb.size, 15, dtype=np.int64)
-            np.minimum.at(out, index[ue_of], per_prb)
+            np.minimum.at(out, row_of, per_prb)
             return out
         if eff is None:
-            eff = self.effective_sinr(ue_of, sinr, n_prb, index)
+            eff = self.effective_sinr(row_of, sinr, n_prb)
         eff_db = 10.0 * np.log10(np.maximum(eff, 1e-30))[:, MCS_MOD] - self.offset_db[ues][:, None]
         ok = eff_db >= self.thr_db[n_prb]
         return np.where(ok.any(axis=1), 15 - np.argmax(ok[:, ::-1], axis=1), 0)
@@ -374,50 +445,62 @@ class LinkToSystem:
             p = 1.0 - (1.0 - p) * (1.0 - np.interp(x, CONTROL_LOSS_DB, CONTROL_LOSS_P))
         return p
 
-    def _first_transmissions(self, k, g, u_new, mcs, uses, eff_act, unsent, free, ctrl) -> list[float]:
-        """New blocks of UEs ``u_new`` (rows ``g`` of the TTI's active UEs); returns where each ends."""
-        bits = MCS_EFFICIENCY[mcs - 1] * uses
+    def _first_transmissions(self, k, u_new, mcs, uses, bits, payload, eff_act, ctrl) -> list[tuple[int, float]]:
+        """New blocks (one per row; a UE may have several, in buffer order) of UEs ``u_new`` with MCS
+        ``mcs``, ``uses`` channel uses, ``bits`` nominal bits (the code rate) carrying up to ``payload``
+        bits of data; returns (UE, end of what it sent) of the blocks that carried data."""
         mod = MCS_MOD[mcs - 1]
-        rows = np.arange(g.size)
+        rows = np.arange(u_new.size)
         rho = eff_act[rows, mod] / self.gap_mcs[mcs - 1]
         mi = bicm_mi_all(rho)[mod, rows]
         info, spread = uses * mi, uses * dispersion(rho)
         if self.errors:
             p = self._error_probability(info, spread, bits, ctrl)
-            nack = self.rng.random(g.size) < p
+            nack = self.rng.random(u_new.size) < p
         else:
-            nack = np.zeros(g.size, dtype=bool)
+            nack = np.zeros(u_new.size, dtype=bool)
         out = self.buffers.out_bits
-        proc = np.argmax(free, axis=1)
+        enq = self.buffers.enq_bits
         st = self.stats
-        st["blocks"] += g.size
-        st["transmissions"] += g.size
-        st["first_nacks"] += int(nack.sum())
-        st["nacks"] += int(nack.sum())
-        if self.olla:
-            off = self.offset_db
-            off[u_new] = np.clip(off[u_new] + np.where(nack, self.step_up, -self.step_down),
-                                 -self.max_offset, self.max_offset)
-        ends = []
+        harq, olla = self.harq, self.olla
+        done = []
         for j, u in enumerate(u_new.tolist()):
             lo = max(self.sent[u], out[u])
-            hi = lo + min(bits[j], unsent[j])
+            if enq[u] - lo <= 1e-6:  # an earlier block of this TTI took the rest: nothing to send
+                continue
+            if harq:  # the UE's first free process (the rows of one UE take one each)
+                free = self.proc_free_at[u] <= k
+                if not free.any():
+                    st["no_process_ttis"] += 1
+                    continue
+                proc = int(np.argmax(free))
+            else:
+                proc = 0
+            failed = bool(nack[j])
+            st["blocks"] += 1
+            st["transmissions"] += 1
+            st["first_nacks"] += failed
+            st["nacks"] += failed
+            if olla:
+                step = self.step_up if failed else -self.step_down
+                self.offset_db[u] = min(max(self.offset_db[u] + step, -self.max_offset), self.max_offset)
+            hi = lo + min(payload[j], enq[u] - lo)
             self.sent[u] = hi
-            ends.append(hi)
-            if not self.harq:  # no HARQ: delivered now, or the bits go back to the head of the queue
-                if nack[j]:
+            done.append((u, hi))
+            if not harq:  # no HARQ: delivered now, or the bits go back to the head of the queue
+                if failed:
                     self.sent[u] = lo
                     continue
-            if not nack[j] and not self.pending[u]:  # decoded, nothing before it in HARQ: to the RLC now
+            if not failed and not self.pending[u]:  # decoded, nothing before it in HARQ: to the RLC now
                 self._direct.append((u, hi))
-                if self.harq:
-                    self.proc_free_at[u, proc[j]] = k + self.rtt
+                if harq:
+                    self.proc_free_at[u, proc] = k + self.rtt
                 continue
-            b = _Block(lo, hi, float(bits[j]), float(uses[j]), int(mcs[j]), int(proc[j]))
+            b = _Block(lo, hi, float(bits[j]), float(uses[j]), int(mcs[j]), proc)
             b.n_tx = 1
-            if not self.harq:
+            if not harq:
                 b.state = ACKED
-            elif nack[j]:
+            elif failed:
                 b.info, b.spread = float(info[j]), float(spread[j])
                 b.chase = float(eff_act[j, mod[j]])
                 self._nacked(u, b, k)
@@ -425,7 +508,7 @@ class LinkToSystem:
                 b.state = ACKED
                 self.proc_free_at[u, b.proc] = k + self.rtt
             self.pending[u].append(b)
-        return ends
+        return done
 
     def _nacked(self, u: int, b: _Block, k: int) -> None:
         """Block ``b`` of UE ``u`` failed its transmission at TTI ``k``: retransmit, resend or lose it."""

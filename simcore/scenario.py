@@ -182,6 +182,14 @@ class L2sConfig(_Strict):
         description="SINR loss of a practical code against the normal approximation of its error probability, "
                     "for the QPSK, 16QAM and 64QAM MCSs; one number sets all three")
     code_block_bits: int = Field(6144, ge=40, le=100000, description="largest code block (LTE turbo 6144, NR LDPC 8448)")
+    tb_prbs: int | None = Field(
+        None, ge=1, le=10000, description="one transport block per UE per group of this many consecutive PRBs of "
+                                          "an RU (an LTE carrier: ns3-shm runs one per 6 PRBs), each with its own "
+                                          "MCS, size and error draw; null: one block per UE over all its PRBs")
+    crc_bits: int = Field(0, ge=0, le=64, description="CRC bits a block carries besides data, taken from its "
+                                                      "bits with the rest rounded down to whole bytes (LTE: 24 "
+                                                      "per block and per code block when segmented, TS 36.212); "
+                                                      "0: all of a block's bits are data")
     harq: HarqConfig = Field(default_factory=HarqConfig)
     olla: OllaConfig = Field(default_factory=OllaConfig)
 
