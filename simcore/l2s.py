@@ -55,6 +55,7 @@ others), so turning the model on moves no traffic or channel draw.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 
@@ -212,6 +213,48 @@ def mcs_thresholds_db(n_prbs, uses_per_prb, bler_target: float, coding_gap,
     return hi
 
 
+_SQRT2 = math.sqrt(2.0)
+_GRID_LO_DB = float(_GRID_DB[0])
+_GRID_LAST = float(_GRID_DB.size - 1)
+_CONTROL_LOSS = (CONTROL_LOSS_DB.tolist(), CONTROL_LOSS_P.tolist())
+
+
+@functools.cache
+def _mi_lists() -> tuple[list[float], ...]:
+    """The rows of ``mi_tables`` as Python lists, for lookups one value at a time."""
+    return tuple(row.tolist() for row in mi_tables()[0])
+
+
+def _mi_scalar(row: list[float], sinr: float) -> float:
+    """``bicm_mi`` of one linear SINR on one table row (the same interpolation in Python floats)."""
+    if not sinr > 0:
+        return 0.0
+    pos = (10.0 * math.log10(sinr) - _GRID_LO_DB) / _GRID_STEP_DB
+    if pos < 0.0:
+        return 0.0
+    if pos >= _GRID_LAST:
+        return row[-1]
+    i = int(pos)
+    f = pos - i
+    return row[i] * (1.0 - f) + row[i + 1] * f
+
+
+def _dispersion_scalar(sinr: float) -> float:
+    one = 1.0 + sinr
+    return LOG2_E**2 * (1.0 - 1.0 / (one * one))
+
+
+def _control_loss_scalar(x_db: float) -> float:
+    """CONTROL_LOSS_P at ``x_db`` (linear between the points, held beyond them), as ``np.interp``."""
+    xs, ps = _CONTROL_LOSS
+    if x_db <= xs[0]:
+        return ps[0]
+    if x_db >= xs[-1]:
+        return ps[-1]
+    i = bisect.bisect_right(xs, x_db) - 1
+    return ps[i] + (ps[i + 1] - ps[i]) * (x_db - xs[i]) / (xs[i + 1] - xs[i])
+
+
 class _Thresholds:
     """``mcs_thresholds_db`` rows computed when first needed (a run uses few PRB counts: with
     ``worst_prb`` only one) and shared by every model of the process with the same parameters.
@@ -272,6 +315,7 @@ class LinkToSystem:
         gap_db = np.broadcast_to(np.asarray(cfg.coding_gap_db, dtype=float), (3,))  # one, or per modulation
         self.gap_mcs = 10.0 ** (gap_db[MCS_MOD] / 10.0)  # (15,) linear Gamma_c of each MCS
         self.thr_db = _Thresholds(self.uses_per_prb, cfg.bler_target, self.gap_mcs, cfg.code_block_bits)
+        self._thr1: np.ndarray | None = None  # its one-PRB row (worst_prb), once computed
         self.crc_bits = cfg.crc_bits
         self.tb_prbs = cfg.tb_prbs
         self._group_of: np.ndarray | None = None  # (R, K) block group of each PRB (tb_prbs), on first use
@@ -387,10 +431,11 @@ class LinkToSystem:
                 uses = n_prb[g] * self.uses_per_prb[mcs - 1]
                 bits = MCS_EFFICIENCY[mcs - 1] * uses
                 payload = self._payload(bits)
-                fits = payload > 0
-                self.stats["no_payload_ttis"] += int((~fits).sum())
-                if not fits.all():
-                    g, mcs, uses, bits, payload = g[fits], mcs[fits], uses[fits], bits[fits], payload[fits]
+                if self.crc_bits:
+                    fits = payload > 0
+                    self.stats["no_payload_ttis"] += int((~fits).sum())
+                    if not fits.all():
+                        g, mcs, uses, bits, payload = g[fits], mcs[fits], uses[fits], bits[fits], payload[fits]
             if g.size:
                 ctrl = eff_act[g, 0]  # the control channel's SINR: QPSK effective SINR of the block's PRBs
                 done = self._first_transmissions(k, ues[g], mcs, uses, bits, payload, eff_act[g], ctrl)
@@ -425,7 +470,9 @@ class LinkToSystem:
         with np.errstate(divide="ignore"):
             sinr_db = 10.0 * np.log10(sinr)
         if self.worst_prb:  # per PRB the highest MCS its own one-PRB block carries; the lowest of them
-            per_prb = np.searchsorted(self.thr_db[1], sinr_db - self.offset_db[ue_of], side="right")
+            if self._thr1 is None:
+                self._thr1 = self.thr_db[1]
+            per_prb = np.searchsorted(self._thr1, sinr_db - self.offset_db[ue_of], side="right")
             out = np.full(n_prb.size, 15, dtype=np.int64)
             np.minimum.at(out, row_of, per_prb)
             return out
@@ -445,20 +492,36 @@ class LinkToSystem:
             p = 1.0 - (1.0 - p) * (1.0 - np.interp(x, CONTROL_LOSS_DB, CONTROL_LOSS_P))
         return p
 
+    def _error_probability_scalar(self, info: float, spread: float, bits: float, eff_qpsk: float) -> float:
+        """``_error_probability`` of one transmission in Python floats (the same formulas; equal to
+        rounding: tests/test_l2s.py)."""
+        c = max(1.0, math.ceil(bits / self.cfg.code_block_bits))
+        if spread > 0:
+            q = 0.5 * math.erfc((info - bits) / math.sqrt(spread * c) / _SQRT2)
+        else:
+            q = 0.0 if info > bits else 1.0
+        p = 1.0 - (1.0 - q) ** c
+        if self.control_errors:
+            x = 10.0 * math.log10(eff_qpsk) if eff_qpsk > 0 else -math.inf
+            p = 1.0 - (1.0 - p) * (1.0 - _control_loss_scalar(x))
+        return p
+
     def _first_transmissions(self, k, u_new, mcs, uses, bits, payload, eff_act, ctrl) -> list[tuple[int, float]]:
         """New blocks (one per row; a UE may have several, in buffer order) of UEs ``u_new`` with MCS
         ``mcs``, ``uses`` channel uses, ``bits`` nominal bits (the code rate) carrying up to ``payload``
         bits of data; returns (UE, end of what it sent) of the blocks that carried data."""
-        mod = MCS_MOD[mcs - 1]
-        rows = np.arange(u_new.size)
-        rho = eff_act[rows, mod] / self.gap_mcs[mcs - 1]
-        mi = bicm_mi_all(rho)[mod, rows]
-        info, spread = uses * mi, uses * dispersion(rho)
-        if self.errors:
-            p = self._error_probability(info, spread, bits, ctrl)
-            nack = self.rng.random(u_new.size) < p
-        else:
-            nack = np.zeros(u_new.size, dtype=bool)
+        mod = MCS_MOD[mcs - 1].tolist()
+        rho = (eff_act[np.arange(u_new.size), mod] / self.gap_mcs[mcs - 1]).tolist()
+        uses_l, bits_l, ctrl_l = uses.tolist(), bits.tolist(), ctrl.tolist()
+        tables = _mi_lists()
+        info, spread, p = [], [], []
+        for j in range(u_new.size):  # per block in scalars: a TTI has few blocks, numpy calls cost more
+            r, n = rho[j], uses_l[j]
+            info.append(n * _mi_scalar(tables[mod[j]], r))
+            spread.append(n * _dispersion_scalar(r))
+            if self.errors:
+                p.append(self._error_probability_scalar(info[j], spread[j], bits_l[j], ctrl_l[j]))
+        nack = (self.rng.random(u_new.size) < np.array(p)).tolist() if self.errors else [False] * u_new.size
         out = self.buffers.out_bits
         enq = self.buffers.enq_bits
         st = self.stats
@@ -476,7 +539,7 @@ class LinkToSystem:
                 proc = int(np.argmax(free))
             else:
                 proc = 0
-            failed = bool(nack[j])
+            failed = nack[j]
             st["blocks"] += 1
             st["transmissions"] += 1
             st["first_nacks"] += failed
@@ -501,7 +564,7 @@ class LinkToSystem:
             if not harq:
                 b.state = ACKED
             elif failed:
-                b.info, b.spread = float(info[j]), float(spread[j])
+                b.info, b.spread = info[j], spread[j]
                 b.chase = float(eff_act[j, mod[j]])
                 self._nacked(u, b, k)
             else:
