@@ -22,7 +22,11 @@ Output folder (``--out``, default ``calibration``)::
     calibration.csv        one row per scenario x slice x metric: builtin, ns3, ratio, tolerance, within
 
 Running the command again on the same folder reuses finished runs (the sweep's resume; its keys
-hash the resolved scenario, not the code: use a new ``--out`` after changing the PHY code).
+hash the resolved scenario and the code). ``--reference DIR`` takes the ns3-shm side from an earlier
+calibration's output folder (which must have run the same scenario files, settings, seeds, policy
+and duration) and runs only the built-in side: fitting the built-in PHY's settings then costs no
+ns-3 run. The reference runs are what the code of their day made: refresh them after changing the
+engine, the traffic or ns3_bridge.
 """
 
 from __future__ import annotations
@@ -92,6 +96,27 @@ def profile_problems(profile) -> list[str]:
     return out
 
 
+def reference_problem(spec: dict, ref_spec) -> str | None:
+    """Why an earlier calibration's sweep (``ref_spec``, its ``NAME.sweep.yaml``) cannot stand in for
+    the ns3-shm side of ``spec``: it must have run a scenario file of the same content, settings, seeds, policy,
+    duration and ns3-shm point. None if it can."""
+    if not isinstance(ref_spec, dict):
+        return "not a calibration sweep"
+    try:
+        same_file = Path(ref_spec.get("scenario", "")).read_bytes() == Path(spec["scenario"]).read_bytes()
+    except OSError as exc:
+        return f"its scenario file cannot be read ({exc.strerror}: {ref_spec.get('scenario')})"
+    if not same_file:
+        return f"its scenario file {ref_spec.get('scenario')} differs from {spec['scenario']}"
+    for key in ("set", "seeds", "policies", "run"):
+        if ref_spec.get(key) != spec[key]:
+            return f"its '{key}' differs ({ref_spec.get(key)!r}, here {spec[key]!r})"
+    ns3 = next(p for p in spec["points"] if p.get("phy.backend") == REFERENCE)
+    if ns3 not in (ref_spec.get("points") or []):
+        return f"it has no ns3-shm point equal to {ns3!r}"
+    return None
+
+
 def _pooled(runs: list) -> dict:
     """Per slice over a PHY's runs: mean throughput, pooled delays of delivered packets, drops."""
     from analysis.kpis import slice_kpis
@@ -114,8 +139,9 @@ def _pooled(runs: list) -> dict:
     return out
 
 
-def compare(folder: Path, tolerance: dict | None = None) -> tuple[pd.DataFrame, dict, dict]:
+def compare(folder: Path, tolerance: dict | None = None, reference: Path | None = None) -> tuple[pd.DataFrame, dict, dict]:
     """Read a calibration sweep folder: (long table, per-PHY pooled stats, wall seconds per PHY).
+    ``reference``: another sweep folder holding the ns3-shm runs (``--reference``).
 
     The table has one row per slice x metric with columns ``builtin``, ``ns3``, ``ratio``
     (builtin / ns3), ``tolerance`` (relative, NaN where no target) and ``within``.
@@ -123,20 +149,22 @@ def compare(folder: Path, tolerance: dict | None = None) -> tuple[pd.DataFrame, 
     from analysis.kpis import load_run
 
     tol = {**DEFAULT_TOLERANCE, **(tolerance or {})}
-    res = pd.read_parquet(Path(folder) / "results.parquet")
-    if "run_error" in res:
-        bad = res[res["run_error"].notna()]
-        if len(bad):
-            raise RuntimeError(f"{len(bad)} run(s) failed, e.g. {bad.iloc[0]['phy.backend']} seed "
-                               f"{bad.iloc[0]['seed']}: {bad.iloc[0]['run_error']}")
-    stats, wall = {}, {}
+    folders = {FAST: Path(folder), REFERENCE: Path(reference or folder)}
+    stats, wall, seeds = {}, {}, {}
     for phy in (FAST, REFERENCE):
-        rows = res[res["phy.backend"] == phy]
-        if rows.empty:
-            raise RuntimeError(f"{folder}: no finished {phy} run")
-        stats[phy] = _pooled([load_run(Path(folder) / d) for d in rows["run_dir"]])
-        wall[phy] = float(rows["run_wall_s"].sum())
-    if sorted(res.loc[res["phy.backend"] == FAST, "seed"]) != sorted(res.loc[res["phy.backend"] == REFERENCE, "seed"]):
+        res = pd.read_parquet(folders[phy] / "results.parquet")
+        res = res[res["phy.backend"] == phy]
+        if "run_error" in res:
+            bad = res[res["run_error"].notna()]
+            if len(bad):
+                raise RuntimeError(f"{len(bad)} run(s) failed, e.g. {phy} seed {bad.iloc[0]['seed']}: "
+                                   f"{bad.iloc[0]['run_error']}")
+        if res.empty:
+            raise RuntimeError(f"{folders[phy]}: no finished {phy} run")
+        stats[phy] = _pooled([load_run(folders[phy] / d) for d in res["run_dir"]])
+        wall[phy] = float(res["run_wall_s"].sum())
+        seeds[phy] = sorted(res["seed"])
+    if seeds[FAST] != seeds[REFERENCE]:
         raise RuntimeError(f"{folder}: the two PHYs did not finish the same seeds")
     records = []
     for s in stats[REFERENCE]:
@@ -208,6 +236,9 @@ def calibrate(
     delay_tol: float = typer.Option(DEFAULT_TOLERANCE["delay"], min=0, help="p50/p95 delay target: |ratio - 1| <= this"),
     speed_min: float = typer.Option(DEFAULT_SPEED_MIN, min=0, help="speed target: ns3-shm wall / builtin wall >= this"),
     check: bool = typer.Option(False, help="exit code 1 if a target is missed"),
+    reference: Optional[Path] = typer.Option(
+        None, help="the --out folder of an earlier calibrate whose ns3-shm runs to compare with instead of "
+                   "running ns-3 again (same scenarios, seeds, settings; its runs are as that code made them)"),
 ):
     """The built-in PHY against ns-3 (ns3-shm) on the same scenarios and seeds: per slice throughput,
     mean/p50/p95/p99 delay and drops side by side with ratios, the speed ratio, delay CDFs overlaid."""
@@ -258,6 +289,18 @@ def calibrate(
         spec = sweep_spec(path, f"calibrate-{name}", list(range(first, first + seeds)),
                           policy or scn.policy.name, duration, BUILTIN_ONLY, overlay, scn.phy.params,
                           scn.phy.backend)
+        ref_folder = None
+        if reference is not None:  # the ns3-shm side from an earlier calibration: only the built-in side runs
+            ref_file = reference / f"{name}.sweep.yaml"
+            try:
+                ref_spec = yaml.safe_load(ref_file.read_text(encoding="utf-8"))
+            except (OSError, yaml.YAMLError) as exc:
+                _fail([f"--reference: {ref_file}: {_reason(exc) if isinstance(exc, OSError) else exc}"])
+            why = reference_problem(spec, ref_spec)
+            if why:
+                _fail([f"--reference: {ref_file}: {why}"])
+            ref_folder = reference / name
+            spec = {**spec, "points": [p for p in spec["points"] if p.get("phy.backend") == FAST]}
         sweep_file = out_dir / f"{name}.sweep.yaml"
         try:
             publish_file(sweep_file, lambda tmp: tmp.write_text(yaml.safe_dump(spec, sort_keys=False)), overwrite=True)
@@ -267,11 +310,13 @@ def calibrate(
         if summary["failed"]:
             _fail([f"{name}: {summary['failed']} run(s) failed: {e}" for e in list(summary["errors"].values())[:3]], code=1)
         try:
-            table, stats, wall = compare(folder, tol)
+            table, stats, wall = compare(folder, tol, ref_folder)
         except RuntimeError as exc:
             _fail([f"{name}: {exc}"], code=1)
         speed = wall[REFERENCE] / max(wall[FAST], 1e-9)
         dur = duration or scn.duration_s
+        if ref_folder is not None:
+            out.print(f"{name}: ns3-shm runs from {ref_folder}", markup=False, highlight=False)
         t = Table(title=f"{name}: {seeds} seed(s) x {dur:g} s, policy {spec['policies'][0]}; wall builtin "
                         f"{wall[FAST]:.1f} s, ns3-shm {wall[REFERENCE]:.1f} s: ns3-shm / builtin = {speed:.1f}x "
                         f"(target >= {speed_min:g}x)", title_justify="left")

@@ -163,8 +163,8 @@ class Engine:
         self.l2s = None
         if s.phy.l2s.enabled:
             rng_l2s = np.random.default_rng(seq.spawn(1)[0])  # after the five above: they draw as before
-            self.l2s = LinkToSystem(s.phy.l2s, s.cell.prb_bandwidth_hz, self.tti_s, self.n_ues,
-                                    self.n_rus * self.n_prbs, self.buffers, rng_l2s, DROP_HARQ)
+            self.l2s = LinkToSystem(s.phy.l2s, s.cell.prb_bandwidth_hz, self.tti_s, self.n_ues, self.buffers,
+                                    rng_l2s, DROP_HARQ)
 
         # --- records: chunk by chunk, in memory or spooled to Parquet files
         self.spool_dir = None if spool_dir is None else Path(spool_dir)

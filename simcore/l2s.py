@@ -304,8 +304,8 @@ class LinkToSystem:
     order (the engine serves them from the FIFO) after dropping the packets of lost blocks itself.
     """
 
-    def __init__(self, cfg, prb_bandwidth_hz: float, tti_s: float, n_ues: int, n_prbs_total: int,
-                 buffers, rng: np.random.Generator, drop_reason: int):
+    def __init__(self, cfg, prb_bandwidth_hz: float, tti_s: float, n_ues: int, buffers, rng: np.random.Generator,
+                 drop_reason: int):
         self.cfg = cfg
         self.buffers = buffers
         self.rng = rng

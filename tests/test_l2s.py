@@ -125,7 +125,7 @@ def one_ue(sizes_bits, draws, **cfg) -> tuple[l2s.LinkToSystem, UeBuffers, Packe
             data[section][field] = value
         else:
             data[key] = value
-    model = l2s.LinkToSystem(L2sConfig.model_validate(data), 180e3, 1e-3, 1, 1, buf, Draws(draws), DROP_HARQ)
+    model = l2s.LinkToSystem(L2sConfig.model_validate(data), 180e3, 1e-3, 1, buf, Draws(draws), DROP_HARQ)
     return model, buf, pk
 
 
@@ -272,13 +272,15 @@ def l2s_scenario(**phy):
 @pytest.mark.parametrize("variant", [
     {"rus": 2, "harq": {"combining": "chase", "on_failure": "requeue", "max_transmissions": 2}, "policy": "maxcqi"},
     {"harq": {"combining": "none", "processes": 2}, "policy": "rr", "numerology": 1},
+    # several blocks per UE per TTI (each with its HARQ process) and a CRC per block
+    {"rus": 2, "harq": {"processes": 3}, "policy": "pf", "l2s": {"tb_prbs": 2, "crc_bits": 24}},
 ])
 def test_engine_l2s_variants_conserve(variant):
     data = small(ues=2, duration_s=0.1).model_dump()
     if variant.get("rus"):
         data["cell"]["rus"] = [{"x_m": 400.0 * i, "y_m": 0.0} for i in range(variant["rus"])]
     data["cell"]["numerology"] = variant.get("numerology", 0)
-    data["phy"]["l2s"] = {"enabled": True, "bler_target": 0.3, "harq": variant["harq"]}
+    data["phy"]["l2s"] = {"enabled": True, "bler_target": 0.3, "harq": variant["harq"], **variant.get("l2s", {})}
     data["phy"]["csi"] = {"period_tti": 2, "delay_tti": 1}
     data["channel"]["ue_speed_kmh"] = 60.0
     data["scheduling"]["interval_tti"] = 2
@@ -349,3 +351,61 @@ def test_schema_refuses_l2s_where_it_cannot_apply():
     data["slices"][1]["rate_model"] = "fbl"
     with pytest.raises(ScenarioError, match=r"slices\[1\].rate_model"):
         parse_scenario(data)
+
+
+# ------------------------------------------------------------- blocks per PRB group, CRC, speed
+def test_a_block_per_prb_group_has_its_own_mcs_and_error_draw():
+    # 12 PRBs: the first 6 at 0 dB, the last 6 at 20 dB; no HARQ, MCS of the worst PRB of the block
+    sinr = np.r_[np.full(6, 1.0), np.full(6, 100.0)]
+    lte = dict(mcs_selection="worst_prb", harq__enabled=False, olla__enabled=False, coding_gap_db=0.0)
+    model, buf, _ = one_ue([1e6], [ERR, OK], tb_prbs=6, **lte)  # the 0 dB block fails, the 20 dB one decodes
+    thr = model.thr_db[1]
+    mcs_lo, mcs_hi = (int(np.searchsorted(thr, x, side="right")) for x in (0.0, 20.0))
+    assert 1 <= mcs_lo < mcs_hi
+    got = tti(model, buf, 0, sinr=sinr, prbs=12)[0]
+    assert got == pytest.approx(l2s.MCS_EFFICIENCY[mcs_hi - 1] * 6 * 180.0)  # only the good block's bits
+    assert model.stats["blocks"] == 2 and model.stats["first_nacks"] == 1
+    # one block over all 12 PRBs: the worst PRB's MCS for all of them, one draw
+    model, buf, _ = one_ue([1e6], [OK], **lte)
+    assert tti(model, buf, 0, sinr=sinr, prbs=12)[0] == pytest.approx(l2s.MCS_EFFICIENCY[mcs_lo - 1] * 12 * 180.0)
+    assert model.stats["blocks"] == 1
+    # a block with nothing left to carry is not sent: 100 bits fit in the first block
+    model, buf, _ = one_ue([100.0], [OK, OK], tb_prbs=6, **lte)
+    assert tti(model, buf, 0, sinr=sinr, prbs=12)[0] == 100.0 and model.stats["blocks"] == 1
+
+
+def test_crc_bits_come_out_of_the_payload_in_whole_bytes():
+    model, buf, _ = one_ue([1e6], [OK, OK], crc_bits=24, mcs_selection="worst_prb", olla__enabled=False,
+                           harq__enabled=False, coding_gap_db=0.0)
+    mcs = int(np.searchsorted(model.thr_db[1], 10.0, side="right"))
+    nominal = l2s.MCS_EFFICIENCY[mcs - 1] * 2 * 180.0
+    assert tti(model, buf, 0, sinr=10.0, prbs=2)[0] == 8 * math.floor((nominal - 24) / 8)
+    # segmented: one CRC per code block besides the block's own (TS 36.212 5.1.2)
+    bits = np.array([6000.0, 13000.0])
+    assert model._payload(bits).tolist() == [8 * math.floor((6000 - 24) / 8), 8 * math.floor((13000 - 4 * 24) / 8)]
+    # a block too small for its CRC is not sent (MCS 1 on one PRB: 27 bits)
+    assert model._payload(np.array([27.0])).tolist() == [0.0]
+
+
+def test_scalar_error_probability_equals_the_array_one():
+    model, _, _ = one_ue([1.0], [], control_errors=True)
+    rng = np.random.default_rng(3)
+    rho = 10 ** rng.uniform(-1.5, 2.5, 200)
+    mod = rng.integers(0, 3, 200)
+    uses = rng.uniform(100, 20000, 200)
+    bits = uses * rng.uniform(0.1, 5.5, 200)
+    ctrl = 10 ** rng.uniform(-1.2, 0.5, 200)
+    mi = np.array([l2s.bicm_mi(r, m) for r, m in zip(rho, mod)])
+    assert [l2s._mi_scalar(l2s._mi_lists()[m], r) for r, m in zip(rho, mod)] == pytest.approx(mi, rel=1e-12, abs=1e-15)
+    info, spread = uses * mi, uses * l2s.dispersion(rho)
+    exact = model._error_probability(info, spread, bits, ctrl)
+    scalar = [model._error_probability_scalar(*a) for a in zip(info, spread, bits, ctrl)]
+    assert scalar == pytest.approx(exact, rel=1e-9, abs=1e-12)
+    assert 0.05 < np.mean(exact) < 0.95  # the draws span both decoded and lost blocks
+
+
+def test_threshold_rows_when_first_needed_equal_the_full_table():
+    full = l2s.mcs_thresholds_db(8, 180.0, 0.1, GAP, 6144)
+    lazy = l2s._Thresholds(np.full(15, 180.0), 0.1, np.full(15, GAP), 6144)
+    assert np.array_equal(lazy[np.array([3, 1, 8])], full[[3, 1, 8]])
+    assert np.array_equal(lazy[5], full[5])
