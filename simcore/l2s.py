@@ -82,6 +82,7 @@ CONTROL_LOSS_P = np.array([0.87, 0.48, 0.18, 0.09, 0.038, 0.015, 0.005, 0.0])
 #: SINR grid (dB) of the mutual-information tables (uniform: a lookup is an index and a weight).
 _GRID_STEP_DB = 0.1
 _GRID_DB = -30.0 + _GRID_STEP_DB * np.arange(801)
+_TINY = 1e-300  # a linear SINR standing for 0 (-3000 dB) where logarithms are taken
 #: Gauss-Hermite nodes: the tables are then within 1.2e-4 bit of 96 nodes' (about 0.4 s, once per process).
 _GH_NODES = 32
 
@@ -136,8 +137,7 @@ def bicm_mi(sinr, mod: int) -> np.ndarray:
 def bicm_mi_all(sinr) -> np.ndarray:
     """(3, ...) ``bicm_mi`` of QPSK, 16QAM and 64QAM at once (one pass over the uniform grid)."""
     table = mi_tables()[0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = 10.0 * np.log10(np.asarray(sinr, dtype=float))
+    x = 10.0 * np.log10(np.maximum(sinr, _TINY))  # SINR 0 -> far below the grid (no np.errstate: it costs more)
     pos = np.minimum(np.fmax((x - _GRID_DB[0]) / _GRID_STEP_DB, 0.0), _GRID_DB.size - 1.0)
     i = np.minimum(pos.astype(np.int64), _GRID_DB.size - 2)
     f = pos - i
@@ -467,8 +467,7 @@ class LinkToSystem:
         """(A,) MCS (0: none meets the target) of each block from the believed SINR of its PRBs
         (``row_of``, ``sinr``, ``ue_of``: per PRB its block, SINR and UE), lowered by its UE's
         (``ues``) OLLA offset; ``eff``: the blocks' MIESM effective SINRs if already known."""
-        with np.errstate(divide="ignore"):
-            sinr_db = 10.0 * np.log10(sinr)
+        sinr_db = 10.0 * np.log10(np.maximum(sinr, _TINY))
         if self.worst_prb:  # per PRB the highest MCS its own one-PRB block carries; the lowest of them
             if self._thr1 is None:
                 self._thr1 = self.thr_db[1]
@@ -522,13 +521,15 @@ class LinkToSystem:
             if self.errors:
                 p.append(self._error_probability_scalar(info[j], spread[j], bits_l[j], ctrl_l[j]))
         nack = (self.rng.random(u_new.size) < np.array(p)).tolist() if self.errors else [False] * u_new.size
-        out = self.buffers.out_bits
-        enq = self.buffers.enq_bits
+        out = self.buffers.out_bits.tolist()
+        enq = self.buffers.enq_bits.tolist()
+        sent = {}  # UE -> where its blocks of this TTI end so far (self.sent at the end)
+        payload_l, mcs_l = payload.tolist(), mcs.tolist()
         st = self.stats
         harq, olla = self.harq, self.olla
         done = []
         for j, u in enumerate(u_new.tolist()):
-            lo = max(self.sent[u], out[u])
+            lo = max(sent[u] if u in sent else float(self.sent[u]), out[u])
             if enq[u] - lo <= 1e-6:  # an earlier block of this TTI took the rest: nothing to send
                 continue
             if harq:  # the UE's first free process (the rows of one UE take one each)
@@ -547,19 +548,18 @@ class LinkToSystem:
             if olla:
                 step = self.step_up if failed else -self.step_down
                 self.offset_db[u] = min(max(self.offset_db[u] + step, -self.max_offset), self.max_offset)
-            hi = lo + min(payload[j], enq[u] - lo)
-            self.sent[u] = hi
+            hi = lo + min(payload_l[j], enq[u] - lo)
             done.append((u, hi))
-            if not harq:  # no HARQ: delivered now, or the bits go back to the head of the queue
-                if failed:
-                    self.sent[u] = lo
-                    continue
+            if not harq and failed:  # no HARQ: the bits go back to the head of the queue
+                sent[u] = lo
+                continue
+            sent[u] = hi
             if not failed and not self.pending[u]:  # decoded, nothing before it in HARQ: to the RLC now
                 self._direct.append((u, hi))
                 if harq:
                     self.proc_free_at[u, proc] = k + self.rtt
                 continue
-            b = _Block(lo, hi, float(bits[j]), float(uses[j]), int(mcs[j]), proc)
+            b = _Block(lo, hi, bits_l[j], uses_l[j], mcs_l[j], proc)
             b.n_tx = 1
             if not harq:
                 b.state = ACKED
@@ -571,6 +571,8 @@ class LinkToSystem:
                 b.state = ACKED
                 self.proc_free_at[u, b.proc] = k + self.rtt
             self.pending[u].append(b)
+        for u, hi in sent.items():
+            self.sent[u] = hi
         return done
 
     def _nacked(self, u: int, b: _Block, k: int) -> None:
