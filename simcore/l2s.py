@@ -79,6 +79,33 @@ LOG2_E = 1.0 / math.log(2.0)
 CONTROL_LOSS_DB = np.array([-10.0, -8.0, -6.0, -5.0, -4.0, -3.0, -2.0, -1.0])
 CONTROL_LOSS_P = np.array([0.87, 0.48, 0.18, 0.09, 0.038, 0.015, 0.005, 0.0])
 
+#: LTE transport block sizes (bits), 3GPP TS 36.213 Table 7.1.7.2.1-1, for N_PRB = 1..6 (columns)
+#: and I_TBS 0..26 (rows): what ns-3 LTE (and so ns3-shm, one carrier per 6 PRBs) sends.
+LTE_TBS_6PRB = np.array([
+    [16, 32, 56, 88, 120, 152], [24, 56, 88, 144, 176, 208], [32, 72, 144, 176, 208, 256],
+    [40, 104, 176, 208, 256, 328], [56, 120, 208, 256, 328, 408], [72, 144, 224, 328, 424, 504],
+    [88, 176, 256, 392, 504, 600], [104, 224, 328, 472, 584, 712], [120, 256, 392, 536, 680, 808],
+    [136, 296, 456, 616, 776, 936], [144, 328, 504, 680, 872, 1032], [176, 376, 584, 776, 1000, 1192],
+    [208, 440, 680, 904, 1128, 1352], [224, 488, 744, 1000, 1256, 1544], [256, 552, 840, 1128, 1416, 1736],
+    [280, 600, 904, 1224, 1544, 1800], [328, 632, 968, 1288, 1608, 1928], [336, 696, 1064, 1416, 1800, 2152],
+    [376, 776, 1160, 1544, 1992, 2344], [408, 840, 1288, 1736, 2152, 2600], [440, 904, 1384, 1864, 2344, 2792],
+    [488, 1000, 1480, 1992, 2472, 2984], [520, 1064, 1608, 2152, 2664, 3240], [552, 1128, 1736, 2280, 2856, 3496],
+    [584, 1192, 1800, 2408, 2984, 3624], [616, 1256, 1864, 2536, 3112, 3752], [712, 1480, 2216, 2984, 3752, 4392],
+], dtype=float)
+#: I_TBS of MCS 1..15 with ``tbs: lte``: CQI j goes to the highest LTE MCS whose efficiency is not
+#: above the CQI's, LTE MCS 2(j - 1) (ns-3's LteAmc rule), whose I_TBS is TS 36.213 Table 7.1.7.1-1's.
+LTE_ITBS = np.array([0, 2, 4, 6, 8, 9, 11, 13, 15, 16, 18, 20, 22, 24, 26])
+
+
+def lte_tbs_bits(mcs, n_prb) -> np.ndarray:
+    """Bits of an LTE transport block of MCS ``mcs`` (1..15, via LTE_ITBS) on ``n_prb`` PRBs: the table
+    up to 6 PRBs, and beyond it the 6-PRB block's bits per PRB (the table grows about linearly)."""
+    itbs = LTE_ITBS[np.asarray(mcs) - 1]
+    n = np.asarray(n_prb)
+    small = LTE_TBS_6PRB[itbs, np.clip(n, 1, 6) - 1]
+    return np.where(n <= 6, small, LTE_TBS_6PRB[itbs, 5] * n / 6.0)
+
+
 #: SINR grid (dB) of the mutual-information tables (uniform: a lookup is an index and a weight).
 _GRID_STEP_DB = 0.1
 _GRID_DB = -30.0 + _GRID_STEP_DB * np.arange(801)
@@ -317,6 +344,7 @@ class LinkToSystem:
         self.thr_db = _Thresholds(self.uses_per_prb, cfg.bler_target, self.gap_mcs, cfg.code_block_bits)
         self._thr1: np.ndarray | None = None  # its one-PRB row (worst_prb), once computed
         self.crc_bits = cfg.crc_bits
+        self.lte_tbs = cfg.tbs == "lte"
         self.tb_prbs = cfg.tb_prbs
         self._group_of: np.ndarray | None = None  # (R, K) block group of each PRB (tb_prbs), on first use
         self.worst_prb = cfg.mcs_selection == "worst_prb"
@@ -430,7 +458,7 @@ class LinkToSystem:
             if g.size:
                 uses = n_prb[g] * self.uses_per_prb[mcs - 1]
                 bits = MCS_EFFICIENCY[mcs - 1] * uses
-                payload = self._payload(bits)
+                payload = self._payload(bits, mcs, n_prb[g])
                 if self.crc_bits:
                     fits = payload > 0
                     self.stats["no_payload_ttis"] += int((~fits).sum())
@@ -453,9 +481,12 @@ class LinkToSystem:
                 self._resolve(u, capacity, served_here, now_s, delivered_at_s)
         return capacity, served_here
 
-    def _payload(self, bits: np.ndarray) -> np.ndarray:
-        """Data bits of blocks of ``bits`` nominal bits: all of them, or with ``crc_bits`` the bits
-        left after the block's CRC (and each code block's, when it is segmented) in whole bytes."""
+    def _payload(self, bits: np.ndarray, mcs: np.ndarray | None = None, n_prb: np.ndarray | None = None) -> np.ndarray:
+        """Data bits of blocks of ``bits`` nominal bits (MCS ``mcs`` on ``n_prb`` PRBs): with ``tbs: lte``
+        the LTE transport block size; else all of them, or with ``crc_bits`` the bits left after the
+        block's CRC (and each code block's, when it is segmented) in whole bytes."""
+        if self.lte_tbs:
+            return lte_tbs_bits(mcs, n_prb)
         if not self.crc_bits:
             return bits
         c = code_blocks(bits, self.cfg.code_block_bits)

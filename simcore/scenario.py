@@ -190,6 +190,11 @@ class L2sConfig(_Strict):
                                                       "bits with the rest rounded down to whole bytes (LTE: 24 "
                                                       "per block and per code block when segmented, TS 36.212); "
                                                       "0: all of a block's bits are data")
+    tbs: Literal["nominal", "lte"] = Field(
+        "nominal", description="data bits of a block: nominal (efficiency x channel uses, less crc_bits) or lte "
+                               "(TS 36.213's transport block size of the LTE MCS the CQI maps to, as ns-3 LTE "
+                               "sends; tabulated up to 6 PRBs, the 6-PRB bits per PRB beyond); the code rate "
+                               "for the error draw stays the MCS's")
     harq: HarqConfig = Field(default_factory=HarqConfig)
     olla: OllaConfig = Field(default_factory=OllaConfig)
 
@@ -477,6 +482,9 @@ def _semantic_problems(s: Scenario) -> list[tuple[str, str]]:
             if sl.rate_model == "fbl":
                 out.append((f"slices[{i}].rate_model", "fbl cannot be combined with phy.l2s.enabled "
                                                        "(the link-to-system model draws block errors itself)"))
+        if s.phy.l2s.tbs == "lte" and s.phy.l2s.crc_bits:
+            out.append(("phy.l2s.crc_bits", "must be 0 with phy.l2s.tbs lte (LTE transport block sizes are data "
+                                            "bits: the CRC is outside them)"))
     for i, sl in enumerate(s.slices):
         if sl.min_rate_mbps > sl.max_rate_mbps:
             out.append((f"slices[{i}].min_rate_mbps", f"{sl.min_rate_mbps:g} exceeds max_rate_mbps {sl.max_rate_mbps:g}"))

@@ -409,3 +409,15 @@ def test_threshold_rows_when_first_needed_equal_the_full_table():
     lazy = l2s._Thresholds(np.full(15, 180.0), 0.1, np.full(15, GAP), 6144)
     assert np.array_equal(lazy[np.array([3, 1, 8])], full[[3, 1, 8]])
     assert np.array_equal(lazy[5], full[5])
+
+
+def test_lte_transport_block_sizes():
+    # TS 36.213 Table 7.1.7.2.1-1 entries (I_TBS, N_PRB): (0, 1) 16, (26, 6) 4392, (9, 6) 936 per 6 PRBs
+    assert l2s.lte_tbs_bits(np.array([1, 15, 6]), np.array([1, 6, 12])).tolist() == [16.0, 4392.0, 2 * 936.0]
+    assert l2s.lte_tbs_bits(np.array([2]), np.array([3])).tolist() == [144.0]  # I_TBS 2, 3 PRBs
+    model, buf, _ = one_ue([1e6], [OK], tbs="lte", mcs_selection="worst_prb", harq__enabled=False,
+                           olla__enabled=False, coding_gap_db=0.0)
+    mcs = int(np.searchsorted(model.thr_db[1], 10.0, side="right"))
+    assert tti(model, buf, 0, sinr=10.0, prbs=2)[0] == l2s.LTE_TBS_6PRB[l2s.LTE_ITBS[mcs - 1], 1]
+    with pytest.raises(ScenarioError, match="crc_bits"):
+        parse_scenario(small(ues=1).model_dump() | {"phy": {"l2s": {"enabled": True, "tbs": "lte", "crc_bits": 24}}})
