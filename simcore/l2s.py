@@ -342,7 +342,8 @@ class LinkToSystem:
         gap_db = np.broadcast_to(np.asarray(cfg.coding_gap_db, dtype=float), (3,))  # one, or per modulation
         self.gap_mcs = 10.0 ** (gap_db[MCS_MOD] / 10.0)  # (15,) linear Gamma_c of each MCS
         self.thr_db = _Thresholds(self.uses_per_prb, cfg.bler_target, self.gap_mcs, cfg.code_block_bits)
-        self._thr1: np.ndarray | None = None  # its one-PRB row (worst_prb), once computed
+        mi_tables()  # set-up work here, not in the first TTI: once per process
+        self._thr1 = self.thr_db[1] if cfg.mcs_selection == "worst_prb" else None  # the one row worst_prb uses
         self.crc_bits = cfg.crc_bits
         self.lte_tbs = cfg.tbs == "lte"
         self.tb_prbs = cfg.tb_prbs
@@ -500,8 +501,6 @@ class LinkToSystem:
         (``ues``) OLLA offset; ``eff``: the blocks' MIESM effective SINRs if already known."""
         sinr_db = 10.0 * np.log10(np.maximum(sinr, _TINY))
         if self.worst_prb:  # per PRB the highest MCS its own one-PRB block carries; the lowest of them
-            if self._thr1 is None:
-                self._thr1 = self.thr_db[1]
             per_prb = np.searchsorted(self._thr1, sinr_db - self.offset_db[ue_of], side="right")
             out = np.full(n_prb.size, 15, dtype=np.int64)
             np.minimum.at(out, row_of, per_prb)
