@@ -20,7 +20,8 @@ machine's load moves both alike).
 ``--profile FILE`` applies a calibration profile (``oransim calibrate --profile``; e.g.
 ``scenarios/calibration/ns3_lte.yaml``): its ``scenario`` part to every run, its ``builtin`` part
 to the built-in runs, so the built-in column is the PHY as calibrated against ns-3 (the last column,
-ns3-shm / builtin, is then calibrate's speed ratio per TTI, start-up left out).
+ns3-shm / builtin, is then calibrate's speed ratio per TTI, start-up left out), and the ideal built-in
+PHY (no profile) is timed alongside: the profile's cost per TTI against it.
 
     python benchmarks/bench_ns3.py [--sizes 4,10,30] [--duration 1.0] [--ref-server OLD.cc] [--profile FILE]
 """
@@ -95,6 +96,7 @@ def main() -> None:
         scn = apply_profile(base, profile, "ns3-shm")
         fast = apply_profile(base, profile, "builtin")
         r_b = Engine(fast, make_policy("pf"), BuiltinPhy()).run()
+        r_i = Engine(base, make_policy("pf"), BuiltinPhy()).run() if profile else r_b  # the ideal PHY alongside
         ms, phy = shm_ms(scn)
         ref_ms = None
         if args.ref_server:  # this, reference, this, reference: alternated, the mean of two of each
@@ -106,7 +108,7 @@ def main() -> None:
         lte = lte_only(scn, scn.n_tti)
         rows.append({"ref_ms": ref_ms, "ref_sf": ref_sf if ref_ms else None,
             "ues": 3 * n, "tti": scn.n_tti,
-            "builtin_ms": r_b.wall_s / scn.n_tti * 1e3,
+            "builtin_ms": r_b.wall_s / scn.n_tti * 1e3, "ideal_ms": r_i.wall_s / scn.n_tti * 1e3,
             "shm_ms": ms, "shm_start_s": phy.open_s,
             "subframes_per_tti": (phy.counters["ns3_subframes"] - phy.counters["warmup_subframes"]) / scn.n_tti,
             "lte_ms": lte["run_s"] / lte["subframes"] * 1e3, "lte_setup_s": lte["setup_s"],
@@ -121,6 +123,12 @@ def main() -> None:
               f"{r['subframes_per_tti']:>14.2f} {r['lte_ms']:>15.3f} {r['lte_setup_s']:>17.2f} "
               f"{r['shm_ms'] / r['lte_ms']:>15.2f} {r['shm_ms'] / r['builtin_ms']:>14.1f}")
     print("ns3-shm start: set-up and random access of every UE (in ns-3 time: until all are connected, + 40 ms)")
+    if profile:
+        print("\nthe built-in PHY without the profile (ideal CSI and link) in the same run:")
+        print(f"{'UEs':>4} {'ideal ms/TTI':>13} {'profile ms/TTI':>15} {'profile / ideal':>16} {'ns3-shm / ideal':>16}")
+        for r in rows:
+            print(f"{r['ues']:>4} {r['ideal_ms']:>13.3f} {r['builtin_ms']:>15.3f} {r['builtin_ms'] / r['ideal_ms']:>16.2f} "
+                  f"{r['shm_ms'] / r['ideal_ms']:>16.1f}")
     if args.ref_server:
         print(f"\nreference server {args.ref_server} (runs alternated with this one; mean of two each):")
         print(f"{'UEs':>4} {'ref ms/TTI':>11} {'ref subframes/TTI':>18} {'this ms/TTI':>12} {'ref / this':>11}")

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from analysis.kpis import load_run, slice_kpis
-from oransim.calibrate import FAST, REFERENCE, compare, plot_cdfs, profile_problems, sweep_spec
+from oransim.calibrate import FAST, REFERENCE, compare, plot_cdfs, profile_problems, reference_problem, sweep_spec
 from simcore.run import save_run, simulate
 from simcore.scenario import load_scenario
 
@@ -62,6 +62,34 @@ def test_compare_gives_each_phys_pooled_figures_and_their_ratios(tmp_path):
     assert t.loc[("embb", "tput_mbps"), "ratio"] > 1.0
     png = plot_cdfs(stats, tmp_path / "cdf.png", "test")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reference_folder_supplies_the_ns3_side(tmp_path):
+    # the ns-3 side read from another folder: the same figures as from one folder holding both
+    folder = _fake_sweep(tmp_path / "both")
+    res = pd.read_parquet(folder / "results.parquet")
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    res.to_parquet(ref / "results.parquet")  # the same rows: only its ns3-shm ones are read
+    (ref / "runs").symlink_to(folder / "runs")
+    res[res["phy.backend"] == FAST].to_parquet(folder / "results.parquet")
+    table, _, wall = compare(folder, None, ref)
+    both = tmp_path / "check"
+    both.mkdir()
+    res.to_parquet(both / "results.parquet")
+    (both / "runs").symlink_to(folder / "runs")
+    pd.testing.assert_frame_equal(table, compare(both)[0])
+    assert wall == {FAST: 2.0, REFERENCE: 60.0}
+    # an earlier calibration stands in only for the same scenario content, settings, seeds and ns3-shm point
+    spec = sweep_spec(QUICK, "calibrate-quick", [3, 4], "pf", 0.5, ("phy.l2s.enabled",), {"scenario": {"a": 1}})
+    assert reference_problem(spec, dict(spec)) is None
+    assert "seeds" in reference_problem(spec, {**spec, "seeds": [3]})
+    assert "set" in reference_problem(spec, {**spec, "set": {}})
+    assert "ns3-shm point" in reference_problem(spec, {**spec, "points": spec["points"][:1]})
+    other = tmp_path / "quick.yaml"
+    other.write_text(QUICK.read_text() + "\n# edited\n")
+    assert "differs" in reference_problem(spec, {**spec, "scenario": str(other)})
+    assert "cannot be read" in reference_problem(spec, {**spec, "scenario": str(tmp_path / "gone.yaml")})
 
 
 def test_sweep_spec_runs_both_phys_on_the_same_seeds():
