@@ -474,8 +474,8 @@ class LinkToSystem:
         if touched:
             buf.mark_sent(touched, sent_upto, now_s)
         out = buf.out_bits
-        for u, hi in self._direct:
-            capacity[u] += max(0.0, hi - out[u])
+        for u, hi in self._direct:  # a UE's direct blocks follow each other in its queue: the last end counts
+            capacity[u] = max(capacity[u], hi - out[u])
         self._direct.clear()
         for u in set(touched):
             if self.pending[u]:

@@ -369,6 +369,11 @@ def test_a_block_per_prb_group_has_its_own_mcs_and_error_draw():
     model, buf, _ = one_ue([1e6], [OK], **lte)
     assert tti(model, buf, 0, sinr=sinr, prbs=12)[0] == pytest.approx(l2s.MCS_EFFICIENCY[mcs_lo - 1] * 12 * 180.0)
     assert model.stats["blocks"] == 1
+    # both blocks decoded: the bits of both, once each
+    model, buf, _ = one_ue([1e6], [OK, OK], tb_prbs=6, **lte)
+    both = l2s.MCS_EFFICIENCY[[mcs_lo - 1, mcs_hi - 1]].sum() * 6 * 180.0
+    assert tti(model, buf, 0, sinr=sinr, prbs=12)[0] == pytest.approx(both)
+    assert buf.backlog_bits[0] == pytest.approx(1e6 - both)
     # a block with nothing left to carry is not sent: 100 bits fit in the first block
     model, buf, _ = one_ue([100.0], [OK, OK], tb_prbs=6, **lte)
     assert tti(model, buf, 0, sinr=sinr, prbs=12)[0] == 100.0 and model.stats["blocks"] == 1
