@@ -436,12 +436,10 @@ class LinkToSystem:
         eff_act = self.effective_sinr(row_of, actual_sinr[mask], n_prb)
         # retransmissions first: a UE with a NACKed block due sends it on (the PRBs of) its first block
         due = lead & (self.retx_at[ues] <= k)
-        touched: list[int] = []  # UEs that transmitted, and the end of what they sent
-        sent_upto: list[float] = []
+        upto: dict[int, float] = {}  # UEs that transmitted -> the furthest end of what they sent
         for i in np.flatnonzero(due).tolist():
             u = int(ues[i])
-            sent_upto.append(self._retransmit(u, k, eff_act[i], int(n_prb[i]), eff_act[i, 0]))
-            touched.append(u)
+            upto[u] = self._retransmit(u, k, eff_act[i], int(n_prb[i]), eff_act[i, 0])
         new = ~due
         unsent = unsent_ue[ues]
         has_proc = (self.proc_free_at[ues] <= k).any(axis=1) if self.harq else np.ones(ues.size, dtype=bool)
@@ -469,15 +467,14 @@ class LinkToSystem:
                 ctrl = eff_act[g, 0]  # the control channel's SINR: QPSK effective SINR of the block's PRBs
                 done = self._first_transmissions(k, ues[g], mcs, uses, bits, payload, eff_act[g], ctrl)
                 for u, hi in done:
-                    touched.append(u)
-                    sent_upto.append(hi)
-        if touched:
-            buf.mark_sent(touched, sent_upto, now_s)
+                    upto[u] = max(upto.get(u, hi), hi)
+        if upto:  # packets below the furthest end went on air (a UE's blocks of the TTI mark no more)
+            buf.mark_sent(list(upto), list(upto.values()), now_s)
         out = buf.out_bits
         for u, hi in self._direct:  # a UE's direct blocks follow each other in its queue: the last end counts
             capacity[u] = max(capacity[u], hi - out[u])
         self._direct.clear()
-        for u in set(touched):
+        for u in upto:
             if self.pending[u]:
                 self._resolve(u, capacity, served_here, now_s, delivered_at_s)
         return capacity, served_here
