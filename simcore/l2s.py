@@ -9,6 +9,12 @@ efficiency e = Qm R bits per channel use. A transport block (TB) of MCS j on n P
 N = n B_PRB T_TTI channel uses (180 per PRB at every numerology, the Shannon convention of the
 other rate models) and carries K = e_j N bits.
 
+**Blocks and their data bits.** One block per UE over all its PRBs, or (``tb_prbs`` N) one per UE
+per group of N consecutive PRBs of an RU, each with its own MCS and error draw (an LTE carrier).
+A block carries K data bits (``tbs: nominal``, less ``crc_bits`` per block and code block, in whole
+bytes) or LTE's transport block size of the LTE MCS its CQI maps to (``tbs: lte``, TS 36.213); the
+error draw uses the MCS's code rate either way.
+
 **Effective SINR (MIESM).** The SINRs rho_k of the block's PRBs map to one SINR through the
 mutual information of the block's modulation: rho_eff = I_Q^-1(mean_k I_Q(rho_k)), with I_Q the
 BICM mutual information of Gray-mapped square QAM (Caire, Taricco, Biglieri 1998), computed here
