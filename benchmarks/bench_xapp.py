@@ -134,7 +134,8 @@ def measure(endpoint: str, xapp_pid: int, states: list, n: int, warmup: int = 10
 
 
 def codec_ms(states: list, n: int = 500) -> float:
-    from simcore.e2 import decode_indication, decode_reply, encode_control, encode_indication
+    from simcore.e2 import encode_control, encode_indication
+    from simcore.e2_decode import decode_indication, decode_reply
     from simcore.plugins import make_policy
 
     obs = states[0]

@@ -25,10 +25,11 @@ from typing import Callable
 import zmq
 
 from simcore.contracts import Allocation
-from simcore.e2 import SCHEMA, Indication, SchemaError, decode_indication, encode_control, encode_error, message_ids
+from simcore.e2 import SCHEMA, Indication, SchemaError, encode_control, encode_error
+from simcore.e2_decode import decode_indication, message_ids
 
 #: Plain ints: pyzmq's enum flags cost an enum operation at every use.
-_POLLIN = int(zmq.POLLIN)
+_POLLIN, _EVENTS = int(zmq.POLLIN), int(zmq.EVENTS)
 _poll = zmq.zmq_poll
 #: Runs whose handler (policy state) an xApp keeps at once; the oldest is dropped beyond this.
 MAX_RUNS = 8
@@ -83,6 +84,7 @@ class XappServer:
         from policies.xapp import recv_frames, send_frames
 
         sock, items = self.sock, [(self.sock, _POLLIN)]
+        get = sock.get
         try:
             while stop is None or not stop.is_set():
                 if not _poll(items, poll_ms):
@@ -93,7 +95,7 @@ class XappServer:
                     peer = msg[0].bytes
                     self.skipped += peer in newest
                     newest[peer] = msg
-                    if not _poll(items, 0):
+                    if not get(_EVENTS) & _POLLIN:  # nothing else waiting (a poll without a syscall)
                         break
                 for msg in newest.values():
                     delim = len(msg) > 1 and len(msg[1]) == 0

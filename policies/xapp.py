@@ -32,7 +32,8 @@ import numpy as np
 import zmq
 
 from simcore.contracts import RECORD_KEY, Allocation, InfeasibleAllocation, Observation, Policy, check_allocation
-from simcore.e2 import SchemaError, decode_reply, encode_indication
+from simcore.e2 import SchemaError, encode_indication
+from simcore.e2_decode import decode_reply
 from simcore.plugins import PluginError, make_policy
 
 log = logging.getLogger("oransim.xapp")
@@ -46,6 +47,8 @@ _NOBLOCK, _POLLIN, _POLLOUT = int(zmq.NOBLOCK), int(zmq.POLLIN), int(zmq.POLLOUT
 _SNDMORE_NB = int(zmq.SNDMORE) | _NOBLOCK
 #: zmq_poll itself: Socket.poll builds a Poller object at every call.
 _poll = zmq.zmq_poll
+#: The compiled send: zmq.Socket.send is a Python method (routing_id / group handling) around it.
+_send = zmq.backend.Socket.send
 #: Wall time between reconnection attempts to a vanished xApp (ZeroMQ's default is 100 ms).
 RECONNECT_MS = 50
 
@@ -71,6 +74,7 @@ class _Link:
             self.sock.setsockopt(zmq.IMMEDIATE, 1)  # queue only on a live connection: a dead xApp costs no wait
             self.sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
             self.sock.connect(self.endpoint)
+            self.pollin, self.pollout = [(self.sock, _POLLIN)], [(self.sock, _POLLOUT)]
 
     def close(self):
         if self.sock is not None:
@@ -81,26 +85,27 @@ class _Link:
         self.open()
         return bool(self.sock.poll(max(0, math.ceil(timeout_s * 1e3)), zmq.POLLOUT))
 
-    def request(self, frames: list, deadline: float, decode, run_id: str, seq: int):
+    def request(self, frames: list, deadline: float, run_id: str, seq: int, shape: tuple, role: str):
         """('reply', Reply) or (status, reason) with status 'unreachable' / 'timeout' / 'invalid'.
-        ``decode(frames) -> Reply``; replies to other indications (late ones) are dropped."""
+        ``shape``: (U, R, K) the reply's arrays must have; replies to other indications (late ones)
+        are dropped."""
         self.open()
         sock = self.sock
         # Sending without waiting succeeds whenever the connection is live (ZMQ_IMMEDIATE); only when it
         # is not, wait for it (up to the deadline if it was up at the last look).
         if not send_frames(sock, frames):
             wait_s = deadline - time.perf_counter() if self.up else 0.0
-            if not _poll([(sock, _POLLOUT)], max(0, math.ceil(wait_s * 1e3))) or not send_frames(sock, frames):
+            if not _poll(self.pollout, max(0, math.ceil(wait_s * 1e3))) or not send_frames(sock, frames):
                 return "unreachable", f"{self.endpoint}: no connection"
         while True:
             left_ms = (deadline - time.perf_counter()) * 1e3
-            if left_ms <= 0 or not _poll([(sock, _POLLIN)], math.ceil(left_ms)):
+            if left_ms <= 0 or not _poll(self.pollin, math.ceil(left_ms)):
                 return "timeout", f"{self.endpoint}: no answer within the deadline"
             msg = recv_frames(sock)
             if msg and len(msg[0]) == 0:
                 msg = msg[1:]  # the delimiter a REP (or our ROUTER) puts back
             try:
-                reply = decode(msg)
+                reply = decode_reply(msg, n_ues=shape[0], n_rus=shape[1], n_prbs=shape[2], role=role)
             except SchemaError as exc:
                 return "invalid", f"{self.endpoint}: {exc}"
             if reply.seq == seq and reply.run_id == run_id:
@@ -111,13 +116,12 @@ class _Link:
 def send_frames(sock, frames: list, prefix: tuple = (b"",)) -> bool:
     """Send ``prefix`` (the envelope) then ``frames`` as one message without blocking; False if the
     socket cannot take it now. (Socket.send_multipart's checks cost more than the sends themselves.)"""
-    send = sock.send
     try:
         for f in prefix:
-            send(f, _SNDMORE_NB)
+            _send(sock, f, _SNDMORE_NB)
         for f in frames[:-1]:
-            send(f, _SNDMORE_NB)
-        send(frames[-1], _NOBLOCK)
+            _send(sock, f, _SNDMORE_NB)
+        _send(sock, frames[-1], _NOBLOCK)
     except zmq.Again:  # only the first part can be refused: ZeroMQ takes a message whole or not at all
         return False
     return True
@@ -260,8 +264,7 @@ class XappPolicy(Policy):
         link = self.links[role]
         frames = encode_indication(obs, run_id=self.run_id, seq=self.seq, role=role, proposal=proposal,
                                    deadline_ms=self.timeout_s * 1e3, policy_seed=self.seed)
-        dims = {"n_ues": obs.n_ues, "n_rus": obs.n_rus, "n_prbs": obs.n_prbs, "role": role}
-        status, reply = link.request(frames, deadline, lambda msg: decode_reply(msg, **dims), self.run_id, self.seq)
+        status, reply = link.request(frames, deadline, self.run_id, self.seq, (obs.n_ues, obs.n_rus, obs.n_prbs), role)
         link.up = status in ("reply", "invalid")
         if status != "reply":
             return status, reply

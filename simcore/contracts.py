@@ -107,6 +107,9 @@ class InfeasibleAllocation(ValueError):
 
 def check_allocation(alloc: Allocation, obs: Observation) -> None:
     """Raise ``InfeasibleAllocation`` naming the first broken budget; return None if feasible."""
+    # ufunc reductions and count_nonzero called directly: the ndarray methods (.min, .any, ...) each
+    # run a Python frame first, and an xApp's RIC runs this check on every answer (tests/test_xapp_check.py
+    # holds the check as first written and shows both agree on random allocations).
     n_ue, n_ru, n_prb = obs.n_ues, obs.n_rus, obs.n_prbs
     if alloc.ue_ru.shape != (n_ue,):
         raise InfeasibleAllocation(f"ue_ru has shape {alloc.ue_ru.shape}, expected ({n_ue},)")
@@ -114,37 +117,40 @@ def check_allocation(alloc: Allocation, obs: Observation) -> None:
         raise InfeasibleAllocation(
             f"prb_owner {alloc.prb_owner.shape} / power_w {alloc.power_w.shape}, expected ({n_ru}, {n_prb})")
     ue_ru, owner, p = alloc.ue_ru, alloc.prb_owner, alloc.power_w
-    if n_ue and (ue_ru.min() < -1 or ue_ru.max() >= n_ru):
+    if n_ue and (_MIN(ue_ru, None) < -1 or _MAX(ue_ru, None) >= n_ru):
         raise InfeasibleAllocation("association: ue_ru holds an RU index out of range")
-    if owner.min() < -1 or owner.max() >= n_ue:
+    if _MIN(owner, None) < -1 or _MAX(owner, None) >= n_ue:
         raise InfeasibleAllocation("PRB assignment: prb_owner holds a UE index out of range")
     owned = owner >= 0
     if n_ue:  # (owner -1 reads the last UE's RU: masked by owned)
         ru_idx = _RU_INDEX[:n_ru] if n_ru <= _RU_INDEX.shape[0] else _ru_index(n_ru)
         wrong = owned & (ue_ru[owner] != ru_idx)
-        if wrong.any():
+        if _COUNT(wrong):
             r, k = map(int, np.argwhere(wrong)[0])
             raise InfeasibleAllocation(
                 f"PRB exclusivity: PRB {k} of RU {r} given to UE {owner[r, k]} which is not associated with RU {r}")
-    ru_total = p.sum(axis=1)
+    ru_total = _SUM(p, 1)
     # finite RU sums and no negative power: every power is finite and non-negative
-    if not np.isfinite(ru_total).all() or p.min() < 0:
+    if _COUNT(_ISFINITE(ru_total)) != ru_total.size or _MIN(p, None) < 0:
         raise InfeasibleAllocation("power: negative or non-finite power on some PRB")
-    if p[~owned].any():
+    if _COUNT(p[~owned]):
         raise InfeasibleAllocation("power: idle PRBs must carry no power")
     over = ru_total > obs.ru_max_power_w * (1 + POWER_RTOL)
-    if over.any():
+    if _COUNT(over):
         r = int(np.argmax(over))
         raise InfeasibleAllocation(
             f"RU power budget: RU {r} transmits {ru_total[r]:.6g} W > {obs.ru_max_power_w[r]:.6g} W")
-    if np.isfinite(obs.slice_power_cap_w).any():
+    if _COUNT(_ISFINITE(obs.slice_power_cap_w)):
         per_slice = slice_power_w(alloc, obs)  # (R, S)
         over = per_slice > obs.slice_power_cap_w[None, :] * (1 + POWER_RTOL)
-        if over.any():
+        if _COUNT(over):
             r, si = map(int, np.argwhere(over)[0])
             raise InfeasibleAllocation(
                 f"slice power cap: slice '{obs.slice_names[si]}' on RU {r} uses {per_slice[r, si]:.6g} W "
                 f"> {obs.slice_power_cap_w[si]:.6g} W")
+
+
+_MIN, _MAX, _SUM, _ISFINITE, _COUNT = np.minimum.reduce, np.maximum.reduce, np.add.reduce, np.isfinite, np.count_nonzero
 
 
 def _ru_index(n_ru: int) -> np.ndarray:

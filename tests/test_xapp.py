@@ -21,7 +21,8 @@ from xapp_helpers import ROOT, ServerProcess, load_example, observation, thread_
 
 from policies.xapp import XappPolicy
 from simcore.contracts import Allocation, Policy, check_allocation
-from simcore.e2 import SCHEMA, Indication, encode_control, message_ids
+from simcore.e2 import SCHEMA, Indication, encode_control
+from simcore.e2_decode import message_ids
 from simcore.plugins import make_phy, make_policy
 from simcore.run import manifest, simulate
 

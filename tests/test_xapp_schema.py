@@ -16,8 +16,8 @@ from oransim.cli import app
 from oransim.xapp import UsageError, XappServer, parse_params, policy_handler
 from policies.xapp import XappPolicy
 from simcore.contracts import Allocation, Observation
-from simcore.e2 import (CONSTANT_ARRAYS, OBS_ARRAYS, SCHEMA, SchemaError, decode_indication, decode_reply,
-                        encode_control, encode_error, encode_indication, read_header)
+from simcore.e2 import CONSTANT_ARRAYS, OBS_ARRAYS, SCHEMA, SchemaError, encode_control, encode_error, encode_indication
+from simcore.e2_decode import decode_indication, decode_reply, read_header
 from simcore.phy import LinkModel
 from simcore.plugins import make_policy
 
