@@ -25,6 +25,10 @@ from .phy import LinkModel, PhyTtiResult
 POWER_RTOL = 1e-9
 #: Key of ``Allocation.info`` whose {column: scalar} mapping is recorded with the decision.
 RECORD_KEY = "record"
+#: check_allocation calls numpy's reductions directly: the ndarray methods (.min, .any, ...) each run a
+#: Python frame first, and an xApp's RIC runs the check on every answer (tests/test_xapp_check.py holds
+#: the check as first written with the methods and shows both agree on random allocations).
+_MIN, _MAX, _SUM, _ISFINITE, _COUNT = np.minimum.reduce, np.maximum.reduce, np.add.reduce, np.isfinite, np.count_nonzero
 
 
 @dataclass(frozen=True)
@@ -107,9 +111,6 @@ class InfeasibleAllocation(ValueError):
 
 def check_allocation(alloc: Allocation, obs: Observation) -> None:
     """Raise ``InfeasibleAllocation`` naming the first broken budget; return None if feasible."""
-    # ufunc reductions and count_nonzero called directly: the ndarray methods (.min, .any, ...) each
-    # run a Python frame first, and an xApp's RIC runs this check on every answer (tests/test_xapp_check.py
-    # holds the check as first written and shows both agree on random allocations).
     n_ue, n_ru, n_prb = obs.n_ues, obs.n_rus, obs.n_prbs
     if alloc.ue_ru.shape != (n_ue,):
         raise InfeasibleAllocation(f"ue_ru has shape {alloc.ue_ru.shape}, expected ({n_ue},)")
@@ -148,9 +149,6 @@ def check_allocation(alloc: Allocation, obs: Observation) -> None:
             raise InfeasibleAllocation(
                 f"slice power cap: slice '{obs.slice_names[si]}' on RU {r} uses {per_slice[r, si]:.6g} W "
                 f"> {obs.slice_power_cap_w[si]:.6g} W")
-
-
-_MIN, _MAX, _SUM, _ISFINITE, _COUNT = np.minimum.reduce, np.maximum.reduce, np.add.reduce, np.isfinite, np.count_nonzero
 
 
 def _ru_index(n_ru: int) -> np.ndarray:

@@ -23,9 +23,7 @@ Dimension symbols in shapes: U UEs, R RUs, K PRBs per RU, S slices (the header's
 
 Every decoder (``simcore.e2_decode``) checks what it reads and raises ``SchemaError`` with one line
 naming the field and the cause (wrong schema version, missing or unknown array, wrong dtype, shape
-or byte count, ...). Every message carries every array; a read-only array given again as the same
-object (the scenario's constants) is still in the encoder's buffer from the last message and is not
-copied again.
+or byte count, ...).
 """
 
 from __future__ import annotations
@@ -35,7 +33,6 @@ import json
 import math
 import operator
 import struct
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -168,39 +165,40 @@ def _header_bytes(kind: str, head: dict) -> bytes:
 
 
 class _Encoder:
-    """The header bytes and a payload buffer with one numpy view per array, for one message layout
-    (one per run and role: every message of it copies the arrays into the views and the buffer out).
+    """The header bytes and the payload's layout for one message layout (one per run and role).
 
-    A read-only array given again as the same object (the scenario's constants, shared between the
-    observations of a run) is not copied again: its bytes are still in the buffer from the last message."""
+    A payload is the prelude, then each array's raw bytes followed by the zero bytes that bring the
+    next one to a multiple of ALIGN, joined in one pass (``bytes.join`` reads each array's buffer: no
+    numpy call per array). An array of another dtype than the one declared, or not C-contiguous, is
+    converted first."""
 
     def __init__(self, kind: str, head: dict, arrays: list):
         entries, size = _layout(kind, arrays)
         self.header = _header_bytes(kind, {**head, "arrays": entries})
-        self.buf = bytearray(size)
         self.prelude = _PRELUDE[kind]
-        self.views = [np.ndarray(shape, dt, self.buf, e["offset"]) for (_, dt, shape), e in zip(arrays, entries)]
-        self.checks = [(view, view.shape, name) for view, (name, _, _) in zip(self.views, arrays)]
-        self.last = [None] * len(arrays)  # the read-only array object last copied into each view
-        self.lock = threading.Lock()
+        ends = [e["offset"] for e in entries[1:]] + [size]
+        self.parts = []  # (name, dtype, shape, padding after it)
+        for (name, dt, shape), e, nxt in zip(arrays, entries, ends):
+            self.parts.append((name, dt, tuple(shape), bytes(nxt - e["offset"] - math.prod(shape) * dt.itemsize)))
+        first = entries[0]["offset"] if entries else self.prelude.size
+        self.lead = bytes(first - self.prelude.size)  # after the prelude, up to the first array
 
     def frames(self, prelude: tuple, values) -> list:
-        with self.lock:  # threads of one process (a RIC and a test's xApp) may share an encoder
-            self.prelude.pack_into(self.buf, 0, *prelude)
-            last = self.last
-            for i, ((view, shape, name), value) in enumerate(zip(self.checks, values)):
-                if value is last[i]:
-                    if not value.flags.writeable:
-                        continue
-                    last[i] = None
-                if type(value) is not np.ndarray:
-                    value = np.asarray(value)
-                if value.shape != shape:  # no silent broadcasting onto the declared shape
-                    raise SchemaError(f"array '{name}' has shape {value.shape}, its message declares {shape}")
-                view[...] = value
-                if not value.flags.writeable:
-                    last[i] = value
-            return [self.header, bytes(self.buf)]  # a copy: the buffer is refilled by the next message
+        out = [self.prelude.pack(*prelude), self.lead]
+        for (name, dt, shape, pad), value in zip(self.parts, values):
+            if type(value) is not np.ndarray:
+                value = np.asarray(value)
+            if value.shape != shape:  # no silent broadcasting onto the declared shape
+                raise SchemaError(f"array '{name}' has shape {value.shape}, its message declares {shape}")
+            if value.dtype is not dt:
+                value = np.ascontiguousarray(value, dt)
+            out.append(value)
+            out.append(pad)
+        try:
+            payload = b"".join(out)
+        except TypeError:  # an array that is not C-contiguous: no single buffer to read
+            payload = b"".join(np.ascontiguousarray(v) if type(v) is np.ndarray else v for v in out)
+        return [self.header, payload]
 
 
 _ENCODERS: dict = {}
