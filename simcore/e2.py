@@ -266,7 +266,7 @@ def encode_control(alloc: Allocation, *, run_id: str, seq: int, role: str = "ful
     values = [getattr(alloc, n) for n in names]
     info = alloc.info
     info_key = _JSON.encode(json_safe(info)) if info else "{}"
-    key = ("control", run_id, role, info_key, *[np.shape(v) for v in values])
+    key = ("control", run_id, role, info_key, *[v.shape if type(v) is np.ndarray else np.shape(v) for v in values])
     enc = _ENCODERS.get(key)
     if enc is None:
         specs = [(n, CANONICAL[CONTROL_ARRAYS[n][0]], np.shape(v)) for n, v in zip(names, values)]
