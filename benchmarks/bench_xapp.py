@@ -17,6 +17,7 @@ the wait for a free core.
 
     python benchmarks/bench_xapp.py [--decisions 2000] [--ues 10]
     python benchmarks/bench_xapp.py --instructions 100    # instructions per decision on each side (valgrind)
+    python benchmarks/bench_xapp.py --stages              # where the time goes: each step on each side
 
 The target: a median boundary cost under 0.3 ms over ipc, well under one 1 ms TTI.
 """
@@ -49,6 +50,33 @@ while True:
     msg = recv_frames(s)
     send_frames(s, msg, ())
 """
+
+
+#: The xApp side of ``--stages``: ``oransim xapp serve pf``'s steps, each timed (wall and thread CPU).
+STAGED_XAPP = r"""
+import sys, time, zmq
+from oransim.xapp import XappServer, policy_handler
+from policies.xapp import recv_frames, send_frames
+from simcore.e2 import encode_control
+from simcore.e2_decode import decode_indication
+srv = XappServer(sys.argv[1], policy_handler("pf"), say=lambda line: None)
+print(srv.endpoint, flush=True)
+sock, items, clocks = srv.sock, [(srv.sock, zmq.POLLIN)], (time.perf_counter, time.thread_time)
+rows, handler = [], None
+for i in range(int(sys.argv[2])):
+    zmq.zmq_poll(items, -1)
+    t = [[c() for c in clocks]]
+    msg = recv_frames(sock); t.append([c() for c in clocks])
+    ind = decode_indication(msg[2:]); t.append([c() for c in clocks])
+    handler = handler or srv.make_handler(ind.policy_seed)
+    alloc = handler(ind); t.append([c() for c in clocks])
+    out = encode_control(alloc, run_id=ind.run_id, seq=ind.seq, role=ind.role); t.append([c() for c in clocks])
+    send_frames(sock, out, (msg[0], b"")); t.append([c() for c in clocks])
+    rows.append(t)
+print(repr(rows), flush=True)
+"""
+XAPP_STAGES = ("recv", "decode indication", "PF", "encode control", "send")
+RIC_STAGES = ("encode indication", "send", "wait (xApp + transport)", "recv", "decode control", "check_allocation")
 
 
 def sample_states(ues_per_slice: int, n: int) -> list:
@@ -133,6 +161,50 @@ def measure(endpoint: str, xapp_pid: int, states: list, n: int, warmup: int = 10
     return {"rtt": wall, "boundary": wall - remote, "xapp_pf": remote, "ric_cpu": ric, "xapp_cpu": xapp}
 
 
+def stage_table(rows: list, names: tuple, warmup: int) -> list:
+    """[(stage, wall p50 us, CPU mean us)] from rows of [(perf_counter, thread_time)] per stage boundary."""
+    t = np.array(rows[warmup:])  # (n, stages + 1, 2)
+    d = np.diff(t, axis=1) * 1e6
+    return [(name, float(np.median(d[:, i, 0])), float(d[:, i, 1].mean())) for i, name in enumerate(names)]
+
+
+def stages(states: list, bind: str, n: int, warmup: int = 200) -> None:
+    """Where the time of a decision goes on each side: the steps of ``XappPolicy.decide`` (RIC) and of
+    ``oransim xapp serve pf`` (xApp), each timed in its own process (wall median, thread-CPU mean)."""
+    import ast
+
+    import zmq
+
+    from policies.xapp import recv_frames, send_frames
+    from simcore.contracts import Allocation, check_allocation
+    from simcore.e2 import encode_indication
+    from simcore.e2_decode import decode_reply
+
+    proc = subprocess.Popen([sys.executable, "-c", STAGED_XAPP, bind, str(n + warmup)], stdout=subprocess.PIPE, text=True)
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.connect(proc.stdout.readline().strip())
+    items, clocks, rows = [(sock, zmq.POLLIN)], (time.perf_counter, time.thread_time), []
+    for i in range(n + warmup):
+        obs = states[i % len(states)]
+        t = [[c() for c in clocks]]
+        frames = encode_indication(obs, run_id="0" * 32, seq=i + 1, deadline_ms=1000.0, policy_seed=1)
+        t.append([c() for c in clocks])
+        while not send_frames(sock, frames):  # not connected yet
+            time.sleep(0.01)
+        t.append([c() for c in clocks])
+        zmq.zmq_poll(items, -1); t.append([c() for c in clocks])
+        msg = recv_frames(sock)[1:]; t.append([c() for c in clocks])
+        rep = decode_reply(msg, n_ues=obs.n_ues, n_rus=obs.n_rus, n_prbs=obs.n_prbs); t.append([c() for c in clocks])
+        check_allocation(Allocation(rep.ue_ru, rep.prb_owner, rep.power_w, dict(rep.info)), obs)
+        t.append([c() for c in clocks])
+        rows.append(t)
+    xapp_rows = ast.literal_eval(proc.stdout.readline())
+    proc.wait(30)
+    sock.close(0)
+    for side, table in (("RIC", stage_table(rows, RIC_STAGES, warmup)), ("xApp", stage_table(xapp_rows, XAPP_STAGES, warmup))):
+        print(f"{side} side, us per decision: " + "; ".join(f"{s} {w:.1f} (CPU {c:.1f})" for s, w, c in table))
+
+
 def codec_ms(states: list, n: int = 500) -> float:
     from simcore.e2 import encode_control, encode_indication
     from simcore.e2_decode import decode_indication, decode_reply
@@ -198,6 +270,7 @@ def main() -> None:
     ap.add_argument("--ues", type=int, default=10, help="UEs per slice (paper cell: 10)")
     ap.add_argument("--instructions", type=int, default=0, metavar="N",
                     help="instead of timing: instructions per decision on each side (valgrind; N and 3N decisions)")
+    ap.add_argument("--stages", action="store_true", help="instead: wall and CPU time of each step on each side (ipc)")
     ap.add_argument("--ric-loop", type=int, help=argparse.SUPPRESS)  # internal: the RIC side for --instructions
     ap.add_argument("--endpoint", help=argparse.SUPPRESS)
     ap.add_argument("--states", help=argparse.SUPPRESS)
@@ -212,6 +285,10 @@ def main() -> None:
             ric, xapp = instructions(sample_states(args.ues, 20), Path(tmp), args.instructions)
         print(f"instructions per decision over ipc (paper cell, {3 * args.ues} UEs, xApp serving pf): "
               f"RIC {ric:,.0f}, xApp {xapp:,.0f}")
+        return
+    if args.stages:
+        with tempfile.TemporaryDirectory(prefix="bench-xapp-") as tmp:
+            stages(sample_states(args.ues, 20), f"ipc://{tmp}/stages.ipc", args.decisions)
         return
     per_call, per_step = machine_reference()
     print(f"machine reference: {per_call:.2f} us per small numpy call, {per_step:.1f} ns per Python loop step")

@@ -190,7 +190,7 @@ class _Encoder:
                 value = np.asarray(value)
             if value.shape != shape:  # no silent broadcasting onto the declared shape
                 raise SchemaError(f"array '{name}' has shape {value.shape}, its message declares {shape}")
-            if value.dtype is not dt:
+            if value.dtype is not dt and value.dtype != dt:  # (equal dtypes need not be one object: unpickled ones)
                 value = np.ascontiguousarray(value, dt)
             out.append(value)
             out.append(pad)
