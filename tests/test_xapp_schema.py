@@ -57,6 +57,23 @@ def test_indication_round_trip_keeps_every_field(obs):
             assert ind.proposal == {}
 
 
+def test_arrays_of_other_dtypes_or_layouts_encode_to_the_same_bytes(obs):
+    """The encoder joins the arrays' own buffers: one of another dtype, not C-contiguous (a
+    transposed view, a Fortran-ordered copy) or a plain list is converted first, so the bytes on the
+    wire are those of the canonical array."""
+    want = encode_indication(obs, run_id="r", seq=3)
+    odd = dataclasses.replace(
+        obs, slice_id=obs.slice_id.astype(np.int32), buffer_bits=obs.buffer_bits.tolist(),
+        prb_rate_bps=np.asfortranarray(obs.prb_rate_bps), prb_sinr=np.ascontiguousarray(obs.prb_sinr.T).T, gain=obs.gain[:, :, ::-1].copy()[:, :, ::-1], qos_met_last=obs.qos_met_last.astype(np.int8))
+    assert not odd.gain.flags.c_contiguous and not odd.prb_rate_bps.flags.c_contiguous
+    assert encode_indication(odd, run_id="r", seq=3) == want
+    alloc = make_policy("pf").decide(obs)
+    ctl = encode_control(alloc, run_id="r", seq=3)
+    alloc_odd = Allocation(alloc.ue_ru.astype(np.int16).tolist(), np.asfortranarray(alloc.prb_owner.astype(np.int32)),
+                           np.asfortranarray(alloc.power_w), alloc.info)
+    assert encode_control(alloc_odd, run_id="r", seq=3) == ctl
+
+
 def test_a_finite_blocklength_link_travels_with_its_nan_entries():
     from core_helpers import small
 
