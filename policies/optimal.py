@@ -44,16 +44,8 @@ Several RUs (``interference``; the formulations are in ``policies.interference``
 - ``worst_case``: the reference model's R-bar (every other RU at its top level on the PRB), each UE on
   its serving RU, one MILP per RU: exact for that bounded problem (``info["exact_for"]``), feasible,
   every true rate at least its bounded one (``info["bounded_rates_bps"]``); ``info["exact"]`` is false.
-- ``certified``: the best of several starts, each improved by a local search with the true SINR
-  (``policies.interference.local_search``): the worst-case optimum and a fixed point of the
-  interference (solved to a looser gap and stopped after the objective); where the joint relaxation
-  generated at most ``COLUMN_START_LIMIT`` columns, a MILP over those columns; and each RU's MILP
-  with the PRBs' powers held at most at a pattern read off the joint bound's LP (``_pattern_start``:
-  the interference of the pattern, so every true rate is at least the table's). Next to it the
-  tighter of two bounds (the joint problem's per-PRB relaxation, ``policies.joint_bound``, and the
-  interference-free relaxation): ``info["gap"]`` = (bound - objective) / bound over every allocation
-  whose shortfall is at most this one's, ``info["shortfall_gap_bps"]`` = its shortfall above the
-  least possible; ``info["bounds_bps"]`` holds each bound.
+- ``certified`` (``policies.certified``): the best feasible allocation of several starts and a local
+  search, next to an upper bound on the true optimum: ``info["gap"]`` says how far from optimal it can be.
 - ``auto`` (the default): ``joint`` when it fits, else ``certified``; ``info["mode"]`` says which.
 """
 
@@ -70,9 +62,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_matrix, vstack
 
 from simcore.contracts import Allocation, Observation, Policy
-from policies.joint_bound import JointRelaxation
-from policies.interference import (Choices, interference_free_choices, joint_choices, joint_size, local_search,
-                                   worst_case_interference_w)
+from policies.interference import Choices, joint_choices, joint_size, worst_case_interference_w
 from simcore.snapshot import (DEFAULT_LEVEL_FACTORS, SnapshotProblem, allocation_from_choices, level_factors_checked,
                               objective_and_shortfall, objective_checked)
 
@@ -83,21 +73,8 @@ _UNIT_BPS = 1e3
 #: HiGHS's integrality and row tolerance (default 1e-6) in phases 3 and 4: tighter, so that tie costs
 #: of up to 2^24 per choice are compared on integral solutions.
 _MIP_FEASIBILITY_TOL = 1e-9
-#: The certified mode's starts (a search follows and the bound judges the result): MIP gap and
-#: fixed-point iterations at most these.
+#: MIP gap of the certified mode's starts (``policies.certified``: a search follows and the bound judges them).
 CANDIDATE_GAP = 1e-3
-CANDIDATE_ITERATIONS = 3
-
-
-#: The certified mode searches the joint relaxation's columns for a start (a MILP) up to this many columns.
-COLUMN_START_LIMIT = 1000
-#: The joint relaxation's column generation stops after ``joint_bound.MAX_ROUNDS`` rounds (so that its bound
-#: does not depend on the machine's load) or, as a safety net, this many times ``bound_time_limit_s`` CPU seconds.
-JOINT_TIME_FACTOR = 5
-
-
-class _Skipped(Exception):
-    pass
 
 
 #: The ways ``optimal`` handles several RUs (``policies.interference``); auto: joint where it fits, else certified.
@@ -163,139 +140,9 @@ class ExactOptimum(Policy):
 
     def _certified(self, prob: SnapshotProblem):
         """Best feasible allocation found, with an upper bound on the true optimum and the gap between them."""
-        obs = prob.obs
-        start, failed = [], []
-        for make in (lambda: self._worst_case(prob, candidate=True)[0],
-                     lambda: self._fixed_point(prob, min(self.max_iterations, CANDIDATE_ITERATIONS))[0]):
-            try:
-                start.append(make())
-            except RuntimeError as exc:  # a start the solver found nothing for within its time limit
-                failed.append(str(exc))
-        if not start:  # the search then starts from every PRB idle
-            idle = np.full((obs.n_rus, obs.n_prbs), -1)
-            start.append(allocation_from_choices(obs, idle, np.zeros_like(idle), prob.levels_w))
-        best, best_ev = None, None
-        for alloc in start:
-            alloc, ev = local_search(prob, alloc)
-            if best is None or prob.is_better(ev, best_ev):
-                best, best_ev = alloc, ev
-        relax = JointRelaxation(prob, _UNIT_BPS)
-        bounds, columns = {}, 0
-        if relax.fits and not self._unbeatable(prob, best_ev):
-            for alloc in start + [best]:
-                relax.add_allocation(alloc)
-            bounds["shortfall_joint"] = relax.shortfall_lower_bound(JOINT_TIME_FACTOR * self.bound_time_limit_s)
-            try:  # a start among the relaxation's columns: the joint MILP restricted to them (small cells:
-                # with thousands of columns HiGHS finds worse points than the starts within its limit)
-                columns = len(relax.cols)
-                if columns > COLUMN_START_LIMIT:
-                    raise _Skipped
-                alloc = self._solve(prob, relax.choices(), candidate=True, time_limit_s=self.bound_time_limit_s)[0]
-            except _Skipped:
-                pass
-            except RuntimeError as exc:
-                failed.append(str(exc))
-            else:
-                alloc, ev = local_search(prob, alloc)
-                relax.add_allocation(alloc)
-                if prob.is_better(ev, best_ev):
-                    best, best_ev = alloc, ev
-        v_lb, f_ub = 0.0, np.inf
-        if relax.fits and not self._unbeatable(prob, best_ev):
-            v_lb = bounds.get("shortfall_joint", 0.0)
-            for _ in range(2):  # the bound at the best shortfall, then starts from its LP's power patterns
-                v_best = best_ev.violation_bps
-                f_ub = bounds["objective_joint"] = relax.objective_upper_bound(
-                    v_best + prob.violation_tol, JOINT_TIME_FACTOR * self.bound_time_limit_s)
-                for pattern in relax.power_patterns():
-                    try:
-                        alloc, ev = local_search(prob, self._pattern_start(prob, pattern))
-                    except RuntimeError as exc:  # nothing found within the MILP's time limit
-                        failed.append(str(exc))
-                        continue
-                    relax.add_allocation(alloc)
-                    if prob.is_better(ev, best_ev):
-                        best, best_ev = alloc, ev
-                if best_ev.violation_bps >= v_best - prob.violation_tol:  # same shortfall: the bound stands
-                    break
-        f = best_ev.objective_bps
-        if self._unbeatable(prob, best_ev):
-            v_lb, f_ub = 0.0, f  # nothing can do better on tiers 1 and 2: no bound to solve for
-        else:
-            if prob.objective == "served":  # no allocation counts more than every cap
-                f_ub = min(f_ub, float(obs.ue_weight @ prob.cap_bps))
-            proven = f_ub - f <= prob.objective_tol(f) and best_ev.violation_bps <= v_lb + prob.violation_tol
-            if not proven:  # the interference-free relaxation keeps the integrality the joint one mixes away
-                try:
-                    v_free, f_free = self._interference_free_bound(prob, best_ev.violation_bps)
-                except RuntimeError as exc:  # no bound within its time limit: the joint one stands alone
-                    failed.append(str(exc))
-                else:
-                    bounds.update(shortfall_interference_free=v_free, objective_interference_free=f_free)
-                    v_lb, f_ub = max(v_lb, v_free), min(f_ub, f_free)
-        gap = (max(0.0, (f_ub - f) / f_ub) if f_ub > 0 else 0.0) if np.isfinite(f_ub) else 1.0
-        # gap 0 at the least shortfall proves tiers 1 and 2 (shortfall, objective), not the power and tie tiers
-        info = {"mode": "certified", "exact": False, "proven_optimal": False,
-                "tiers_1_2_proven": gap == 0.0 and best_ev.violation_bps <= v_lb + prob.violation_tol,
-                "gap": gap, "upper_bound_bps": f_ub, "shortfall_lower_bound_bps": v_lb,
-                "shortfall_gap_bps": max(0.0, best_ev.violation_bps - v_lb), "status": "certified",
-                "bounds_bps": {k: float(v) for k, v in bounds.items()}, "joint_relaxation_entries": relax.size,
-                "joint_columns": columns}
-        if failed:
-            info["failed_steps"] = failed
-        return best, info
+        from policies.certified import solve_certified  # it builds on this module's MILP: imported here, one-way
 
-    def _pattern_start(self, prob: SnapshotProblem, pattern: np.ndarray) -> Allocation:
-        """Each RU's MILP with every PRB's power held at most at ``pattern`` (R, K) (0 silent, l + 1 level l)
-        and the interference of that pattern: every rate at least the table's (less power only lowers
-        the interference), so the allocation is feasible and no worse than its MILP says."""
-        obs = prob.obs
-        levels = prob.levels_w[np.arange(obs.n_rus)[:, None], np.maximum(pattern - 1, 0)]
-        power = np.where(pattern > 0, levels, 0.0)
-        table = prob.single_ru_rate_table(obs.link.interference_w(obs.gain, obs.serving_ru, power))
-        allowed = np.arange(prob.n_levels)[None, None, :] < pattern[obs.serving_ru][:, :, None]
-        return self._solve_per_ru(prob, np.where(allowed, table, 0.0) / _UNIT_BPS, candidate=True)[0]
-
-    @staticmethod
-    def _unbeatable(prob: SnapshotProblem, ev) -> bool:
-        """Under served, an allocation meeting every need with every UE at its cap: nothing does better on tiers 1, 2."""
-        f_max = float(prob.obs.ue_weight @ prob.cap_bps)
-        return ev.violation_bps <= prob.violation_tol and ev.objective_bps >= f_max - prob.objective_tol(f_max)
-
-    def _interference_free_bound(self, prob: SnapshotProblem, violation_bps: float) -> tuple[float, float]:
-        """Lower bound on the least shortfall, and upper bound on the objective of every allocation whose
-        shortfall is at most ``violation_bps``: the interference-free relaxation's dual bounds (bit/s)."""
-        m = _Mip(prob, interference_free_choices(prob, _UNIT_BPS, _allowed))
-        if not m.n_x:  # nothing can carry anything: every need unmet, no objective
-            return float(prob.need_bps.sum()), 0.0
-        opts = {"time_limit": self.bound_time_limit_s, "mip_rel_gap": 1e-4, "disp": False, "presolve": False}
-        v_lb = max(0.0, m.bound(m.sum_s, opts)) * _UNIT_BPS if m.n_s else 0.0
-        if m.n_s:
-            m.rows.append((m.sum_s, -np.inf, (violation_bps + prob.violation_tol) / _UNIT_BPS))
-        f_ub = -m.bound(-m.f_coef(prob.obs.ue_weight), opts) * _UNIT_BPS
-        if prob.objective == "served":
-            f_ub = min(f_ub, float(prob.obs.ue_weight @ prob.cap_bps))
-        return v_lb, f_ub
-
-    def _fixed_point(self, prob: SnapshotProblem, max_iterations: int | None = None):
-        """Interference held fixed, recomputed from the solution's powers until the allocation repeats:
-        a start for the certified mode (each solve a candidate)."""
-        obs = prob.obs
-        power = np.repeat((obs.ru_max_power_w / obs.n_prbs)[:, None], obs.n_prbs, axis=1)  # full load
-        best, best_ev, seen, info = None, None, [], {}
-        for it in range(1, (max_iterations or self.max_iterations) + 1):
-            table = prob.single_ru_rate_table(obs.link.interference_w(obs.gain, obs.serving_ru, power))
-            alloc, info = self._solve_per_ru(prob, table / _UNIT_BPS, candidate=True)
-            info["iterations"] = it
-            ev = prob.evaluate(alloc)
-            if best is None or prob.is_better(ev, best_ev):
-                best, best_ev = alloc, ev
-            key = alloc.prb_owner.tobytes() + alloc.power_w.tobytes()
-            if key in seen:
-                break
-            seen.append(key)
-            power = alloc.power_w
-        return best, info
+        return solve_certified(self, prob)
 
     def _solve_per_ru(self, prob: SnapshotProblem, table: np.ndarray, candidate: bool = False):
         """Each UE on its serving RU with the rate table ``table`` (U, K, L) kbit/s fixed: the RUs' problems

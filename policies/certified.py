@@ -1,0 +1,188 @@
+"""``optimal``'s certified mode for several RUs: the best allocation found, an upper bound, the gap.
+
+Where the joint formulation (``policies.interference``) is too large to solve exactly, ``optimal``
+(``interference="certified"``, or ``auto`` above ``max_joint_choices``) returns a feasible allocation
+together with a certificate of how far from the optimum it can be.
+
+**The allocation** is the best, in the problem's order (least shortfall, then largest objective, then
+least power, then the tie cost), of several starts, each improved by a local search with the true SINR
+(``policies.interference.local_search``):
+
+- the worst-case optimum (the reference model's R-bar, ``optimal``'s ``worst_case`` mode) and a fixed
+  point of the interference (at most ``CANDIDATE_ITERATIONS`` rounds), each solved to a looser gap and
+  stopped after the objective;
+- where the joint relaxation generated at most ``COLUMN_START_LIMIT`` columns, a MILP over those columns;
+- each RU's MILP with the PRBs' powers held at most at a pattern read off the joint bound's LP
+  (``pattern_start``: the interference of the pattern, so every true rate is at least the table's).
+
+**The bound** is the tighter of two: the joint problem's per-PRB relaxation (``policies.joint_bound``:
+interference kept, PRBs mixed fractionally; Lagrangian bounds valid for any multipliers) and the
+interference-free relaxation (every rate at least the true one; each UE may take PRBs of every RU;
+integral) solved by HiGHS, whose dual bound is valid even when it stops early. ``info["gap"]`` =
+(bound - objective) / bound over every allocation whose shortfall is at most this one's;
+``info["shortfall_gap_bps"]`` = its shortfall above the least possible; ``info["bounds_bps"]`` holds each
+bound and ``info["best_start"]`` names the start the answer came from. Both bounds are certified
+(never estimates): a step stopped by its limit only loosens them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from policies.interference import interference_free_choices, local_search
+from policies.joint_bound import JointRelaxation
+from policies.optimal import _UNIT_BPS, ExactOptimum, _allowed, _Mip
+from simcore.contracts import Allocation
+from simcore.snapshot import SnapshotProblem, allocation_from_choices
+
+#: Fixed-point iterations at most, for its start.
+CANDIDATE_ITERATIONS = 3
+#: The joint relaxation's columns are searched for a start (a MILP) up to this many columns.
+COLUMN_START_LIMIT = 1000
+#: The joint relaxation's column generation stops after ``joint_bound.MAX_ROUNDS`` rounds (so that its bound
+#: does not depend on the machine's load) or, as a safety net, this many times ``bound_time_limit_s`` CPU seconds.
+JOINT_TIME_FACTOR = 5
+
+
+class _Skipped(Exception):
+    pass
+
+
+def solve_certified(opt: ExactOptimum, prob: SnapshotProblem):
+    """Best feasible allocation found, with an upper bound on the true optimum and the gap between them
+    (the module docstring); ``opt`` gives the MILP's settings."""
+    obs = prob.obs
+    start, names, failed = [], [], []
+    for name, make in (("worst case", lambda: opt._worst_case(prob, candidate=True)[0]),
+                       ("fixed point", lambda: fixed_point(opt, prob, min(opt.max_iterations,
+                                                                           CANDIDATE_ITERATIONS))[0])):
+        try:
+            start.append(make())
+            names.append(name)
+        except RuntimeError as exc:  # a start the solver found nothing for within its time limit
+            failed.append(str(exc))
+    if not start:  # the search then starts from every PRB idle
+        idle = np.full((obs.n_rus, obs.n_prbs), -1)
+        start.append(allocation_from_choices(obs, idle, np.zeros_like(idle), prob.levels_w))
+        names.append("idle")
+    best, best_ev, best_start = None, None, None
+    for alloc, name in zip(start, names):
+        alloc, ev = local_search(prob, alloc)
+        if best is None or prob.is_better(ev, best_ev):
+            best, best_ev, best_start = alloc, ev, name
+    relax = JointRelaxation(prob, _UNIT_BPS)
+    bounds, columns = {}, 0
+    if relax.fits and not unbeatable(prob, best_ev):
+        for alloc in start + [best]:
+            relax.add_allocation(alloc)
+        bounds["shortfall_joint"] = relax.shortfall_lower_bound(JOINT_TIME_FACTOR * opt.bound_time_limit_s)
+        try:  # a start among the relaxation's columns: the joint MILP restricted to them (small cells:
+            # with thousands of columns HiGHS finds worse points than the starts within its limit)
+            columns = len(relax.cols)
+            if columns > COLUMN_START_LIMIT:
+                raise _Skipped
+            alloc = opt._solve(prob, relax.choices(), candidate=True, time_limit_s=opt.bound_time_limit_s)[0]
+        except _Skipped:
+            pass
+        except RuntimeError as exc:
+            failed.append(str(exc))
+        else:
+            alloc, ev = local_search(prob, alloc)
+            relax.add_allocation(alloc)
+            if prob.is_better(ev, best_ev):
+                best, best_ev, best_start = alloc, ev, "columns"
+    v_lb, f_ub = 0.0, np.inf
+    if relax.fits and not unbeatable(prob, best_ev):
+        v_lb = bounds.get("shortfall_joint", 0.0)
+        for _ in range(2):  # the bound at the best shortfall, then starts from its LP's power patterns
+            v_best = best_ev.violation_bps
+            f_ub = bounds["objective_joint"] = relax.objective_upper_bound(
+                v_best + prob.violation_tol, JOINT_TIME_FACTOR * opt.bound_time_limit_s)
+            for pattern in relax.power_patterns():
+                try:
+                    alloc, ev = local_search(prob, pattern_start(opt, prob, pattern))
+                except RuntimeError as exc:  # nothing found within the MILP's time limit
+                    failed.append(str(exc))
+                    continue
+                relax.add_allocation(alloc)
+                if prob.is_better(ev, best_ev):
+                    best, best_ev, best_start = alloc, ev, "power pattern"
+            if best_ev.violation_bps >= v_best - prob.violation_tol:  # same shortfall: the bound stands
+                break
+    f = best_ev.objective_bps
+    if unbeatable(prob, best_ev):
+        v_lb, f_ub = 0.0, f  # nothing can do better on tiers 1 and 2: no bound to solve for
+    else:
+        if prob.objective == "served":  # no allocation counts more than every cap
+            f_ub = min(f_ub, float(obs.ue_weight @ prob.cap_bps))
+        proven = f_ub - f <= prob.objective_tol(f) and best_ev.violation_bps <= v_lb + prob.violation_tol
+        if not proven:  # the interference-free relaxation keeps the integrality the joint one mixes away
+            try:
+                v_free, f_free = interference_free_bound(opt, prob, best_ev.violation_bps)
+            except RuntimeError as exc:  # no bound within its time limit: the joint one stands alone
+                failed.append(str(exc))
+            else:
+                bounds.update(shortfall_interference_free=v_free, objective_interference_free=f_free)
+                v_lb, f_ub = max(v_lb, v_free), min(f_ub, f_free)
+    gap = (max(0.0, (f_ub - f) / f_ub) if f_ub > 0 else 0.0) if np.isfinite(f_ub) else 1.0
+    # gap 0 at the least shortfall proves tiers 1 and 2 (shortfall, objective), not the power and tie tiers
+    info = {"mode": "certified", "exact": False, "proven_optimal": False,
+            "tiers_1_2_proven": gap == 0.0 and best_ev.violation_bps <= v_lb + prob.violation_tol,
+            "gap": gap, "upper_bound_bps": f_ub, "shortfall_lower_bound_bps": v_lb,
+            "shortfall_gap_bps": max(0.0, best_ev.violation_bps - v_lb), "status": "certified",
+            "bounds_bps": {k: float(v) for k, v in bounds.items()}, "joint_relaxation_entries": relax.size,
+            "joint_columns": columns, "best_start": best_start}
+    if failed:
+        info["failed_steps"] = failed
+    return best, info
+
+def pattern_start(opt: ExactOptimum, prob: SnapshotProblem, pattern: np.ndarray) -> Allocation:
+    """Each RU's MILP with every PRB's power held at most at ``pattern`` (R, K) (0 silent, l + 1 level l)
+    and the interference of that pattern: every rate at least the table's (less power only lowers
+    the interference), so the allocation is feasible and no worse than its MILP says."""
+    obs = prob.obs
+    levels = prob.levels_w[np.arange(obs.n_rus)[:, None], np.maximum(pattern - 1, 0)]
+    power = np.where(pattern > 0, levels, 0.0)
+    table = prob.single_ru_rate_table(obs.link.interference_w(obs.gain, obs.serving_ru, power))
+    allowed = np.arange(prob.n_levels)[None, None, :] < pattern[obs.serving_ru][:, :, None]
+    return opt._solve_per_ru(prob, np.where(allowed, table, 0.0) / _UNIT_BPS, candidate=True)[0]
+
+def unbeatable(prob: SnapshotProblem, ev) -> bool:
+    """Under served, an allocation meeting every need with every UE at its cap: nothing does better on tiers 1, 2."""
+    f_max = float(prob.obs.ue_weight @ prob.cap_bps)
+    return ev.violation_bps <= prob.violation_tol and ev.objective_bps >= f_max - prob.objective_tol(f_max)
+
+def interference_free_bound(opt: ExactOptimum, prob: SnapshotProblem, violation_bps: float) -> tuple[float, float]:
+    """Lower bound on the least shortfall, and upper bound on the objective of every allocation whose
+    shortfall is at most ``violation_bps``: the interference-free relaxation's dual bounds (bit/s)."""
+    m = _Mip(prob, interference_free_choices(prob, _UNIT_BPS, _allowed))
+    if not m.n_x:  # nothing can carry anything: every need unmet, no objective
+        return float(prob.need_bps.sum()), 0.0
+    opts = {"time_limit": opt.bound_time_limit_s, "mip_rel_gap": 1e-4, "disp": False, "presolve": False}
+    v_lb = max(0.0, m.bound(m.sum_s, opts)) * _UNIT_BPS if m.n_s else 0.0
+    if m.n_s:
+        m.rows.append((m.sum_s, -np.inf, (violation_bps + prob.violation_tol) / _UNIT_BPS))
+    f_ub = -m.bound(-m.f_coef(prob.obs.ue_weight), opts) * _UNIT_BPS
+    if prob.objective == "served":
+        f_ub = min(f_ub, float(prob.obs.ue_weight @ prob.cap_bps))
+    return v_lb, f_ub
+
+def fixed_point(opt: ExactOptimum, prob: SnapshotProblem, max_iterations: int | None = None):
+    """Interference held fixed, recomputed from the solution's powers until the allocation repeats:
+    a start for the certified mode (each solve a candidate)."""
+    obs = prob.obs
+    power = np.repeat((obs.ru_max_power_w / obs.n_prbs)[:, None], obs.n_prbs, axis=1)  # full load
+    best, best_ev, seen, info = None, None, [], {}
+    for it in range(1, (max_iterations or opt.max_iterations) + 1):
+        table = prob.single_ru_rate_table(obs.link.interference_w(obs.gain, obs.serving_ru, power))
+        alloc, info = opt._solve_per_ru(prob, table / _UNIT_BPS, candidate=True)
+        info["iterations"] = it
+        ev = prob.evaluate(alloc)
+        if best is None or prob.is_better(ev, best_ev):
+            best, best_ev = alloc, ev
+        key = alloc.prb_owner.tobytes() + alloc.power_w.tobytes()
+        if key in seen:
+            break
+        seen.append(key)
+        power = alloc.power_w
+    return best, info
