@@ -18,12 +18,16 @@ after a warm-up under PF, so buffers and rate needs are those of a running netwo
   is where RUs interfere strongly); and 3 RUs 500 m apart x 3 x 10 UEs x 30 PRBs (the paper cell's
   slices), where ``optimal`` reports a certified gap: CPU time and gap per objective. Target there:
   gap <= 2 % in under 5 s.
+- Which side of that gap is loose (``--loose-states``): on 2 RUs 500 m apart x 3 x 2 UEs x 6 PRBs, small
+  enough for the exact joint MILP, the certified mode forced next to the exact optimum: how far its
+  allocation falls below the optimum (primal loss) and how far its bound lies above it (bound slack).
 - Labels: optimum allocations per CPU second on the paper cell (3 x 10 UEs), the rate at which
   supervised-learning labels are made, for each objective; with the machine reference of
   bench_engine.py (one small numpy call), since machines differ several-fold.
 
     python benchmarks/bench_optimum.py [--states 5] [--optimal-sizes 4,10,30,50,100] [--esa-prbs 3,4]
                                        [--objective served|rate] [--label-states 40] [--multi-ru-states 3]
+                                       [--loose-states 0]
 """
 
 from __future__ import annotations
@@ -161,6 +165,49 @@ def multi_ru_table(n_states: int) -> None:
                   f"{max(times):>7.2f} {100 * np.median(gaps):>13.3g} {100 * max(gaps):>10.3g} {esa_cols}", flush=True)
 
 
+def two_ru_cell(ues_per_slice: int, prbs: int):
+    """The paper cell's slices on 2 RUs 500 m apart: small enough for the exact joint MILP."""
+    base = paper_cell(ues_per_slice, prbs=prbs).model_dump()
+    base["cell"]["rus"] = [dict(base["cell"]["rus"][0], x_m=x, y_m=0) for x in (0, 500)]
+    return parse_scenario(base)
+
+
+def loose_side_table(n_states: int, ues_per_slice: int = 2, prbs: int = 6) -> None:
+    """Which side of the certified gap is loose: on cells small enough for the exact joint MILP, the
+    certified mode (forced) next to the exact optimum. Where both reach the same shortfall (and the optimum is
+    proven: "same V" counts these), the primal's
+    loss is (F* - F) / F* and the bound's slack (UB - F*) / UB; their sum is about the gap."""
+    states = sample_states(two_ru_cell(ues_per_slice, prbs), n_states, seed=500, warmup_tti=100)
+    n_ues = 2 * 3 * ues_per_slice
+    print(f"\nWhich side is loose: 2 RUs 500 m apart x 3 x {ues_per_slice} UEs x {prbs} PRBs ({n_ues} UEs), "
+          f"`certified` forced vs the exact joint MILP, {n_states} states per row (CPU s)")
+    print(f"{'objective':>9} {'same V':>7} {'primal loss % med/max':>22} {'bound slack % med/max':>22} "
+          f"{'gap % med/max':>14} {'exact s':>8} {'certified s':>12}")
+    for objective in ("served", "rate"):
+        # HiGHS's time limit is wall-clock: generous, so that a loaded machine still proves the optimum
+        exact = ExactOptimum(objective=objective, interference="joint", max_joint_choices=10**6, time_limit_s=600)
+        cert = ExactOptimum(objective=objective, interference="certified")
+        loss, slack, gaps, t_ex, t_ce, same = [], [], [], [], [], 0
+        for obs in states:
+            a, s_ex = timed(exact, obs)
+            b, s_ce = timed(cert, obs)
+            t_ex.append(s_ex)
+            t_ce.append(s_ce)
+            gaps.append(b.info["gap"])
+            f_star, ub = a.info["objective_bps"], b.info["upper_bound_bps"]
+            same_v = abs(a.info["violation_bps"] - b.info["violation_bps"]) <= max(1.0, 1e-9 * f_star)
+            if a.info["proven_optimal"] and same_v:
+                same += 1
+                loss.append(max(0.0, (f_star - b.info["objective_bps"]) / f_star) if f_star > 0 else 0.0)
+                slack.append(max(0.0, (ub - f_star) / ub) if ub > 0 else 0.0)
+
+        def med_max(v):
+            return f"{100 * np.median(v):.2f} / {100 * max(v):.2f}" if v else "-"
+
+        print(f"{objective:>9} {same:>3}/{len(states):<3} {med_max(loss):>22} {med_max(slack):>22} {med_max(gaps):>14} "
+              f"{np.median(t_ex):>8.2f} {np.median(t_ce):>12.2f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--states", type=int, default=5, help="sampled states per size")
@@ -170,9 +217,13 @@ def main() -> None:
     ap.add_argument("--objective", default="served", choices=["served", "rate"], help="snapshot objective")
     ap.add_argument("--label-states", type=int, default=40, help="paper-cell states for the labels line (0: skip)")
     ap.add_argument("--multi-ru-states", type=int, default=3, help="states per multi-RU row (0: skip)")
+    ap.add_argument("--loose-states", type=int, default=0,
+                    help="states per objective of the which-side-is-loose table (exact joint MILP; 0: skip)")
     args = ap.parse_args()
     if args.multi_ru_states:
         multi_ru_table(args.multi_ru_states)
+    if args.loose_states:
+        loose_side_table(args.loose_states)
     esa_prbs = [int(x) for x in args.esa_prbs.split(",") if x]
     speed = esa_table(args.states, esa_prbs, args.esa_limit, args.objective) if esa_prbs else float("nan")
     sizes = [int(x) for x in args.optimal_sizes.split(",") if x]

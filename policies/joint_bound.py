@@ -22,6 +22,20 @@ keeps every integral point: if one PRB alone covers the need both sides reach it
 y_u <= sum_k min(r_uk, c_u), y_u <= c_u. Every allocation of the snapshot problem maps to a feasible
 point of this relaxation whose objective F and shortfall V are at least as good as its true ones.
 
+**Rounding cuts on the needs.** Mixing columns lets the LP meet a need with a fraction of a PRB; a
+whole PRB is what an allocation gives. Per UE u with a need, let delta_u be the most one slot (one RU's
+PRB at one level, any other RUs' powers) gives it, clipped to the need, beta_u = need_u / delta_u with
+fractional part f_u, and for a slot of rate r, alpha = min(r, need_u) / delta_u. Dividing the need row
+by delta_u and rounding it (mixed-integer rounding: integral column weights, continuous shortfall) gives
+
+    sum over the slots u owns of F_u(alpha) + s_u / (delta_u f_u) >= ceil(beta_u),
+    F_u(alpha) = floor(alpha) + min(alpha - floor(alpha), f_u) / f_u,
+
+valid for every integral point of the relaxation (F_u is subadditive, so summing it slot by slot only
+weakens the cut where a UE owns several slots of one column). It is added where f_u is not 0 (where one
+slot can cover the need, the clipped need row is already this tight). Each slot's coefficient depends
+only on its own rate, so the pricing below stays exact with the cut's multiplier pi'_u added.
+
 **Bounds from any multipliers (why they are valid).** Take multipliers mu_r, nu_rs >= 0 for the power
 rows, pi_u >= 0 for the needs, sigma_u >= 0 for the served rows and theta >= 0 for sum_u s_u <= V.
 For the largest F with shortfall at most V, the Lagrangian
@@ -35,9 +49,10 @@ For the largest F with shortfall at most V, the Lagrangian
 
 is at least the relaxation's optimum (weak duality: every feasible point adds only non-negative
 terms), hence at least the true optimum, whatever the multipliers: the bound needs no solver to be
-right. Likewise the least shortfall is at least
-sum_u need_u min(0, 1 - pi_u) + pi . need - mu . P - nu . C - sum_k max(0, max_c g_k(c)), g_k the same
-with a_u = sigma_u = 0. **Pricing is exact and cheap**: given the power vector of PRB k (one of
+right. With the cuts' multipliers pi'_u >= 0, h_k gains pi'_u F_u(alpha) per owner, pi_u becomes
+pi_u + pi'_u / (delta_u f_u) in the shortfall term, and L gains - pi' . ceil(beta). Likewise the least
+shortfall is at least sum_u need_u min(0, 1 - pi_u - pi'_u / (delta_u f_u)) + pi . need + pi' . ceil(beta)
+- mu . P - nu . C - sum_k max(0, max_c g_k(c)), g_k the same with a_u = sigma_u = 0. **Pricing is exact and cheap**: given the power vector of PRB k (one of
 (L + 1)^R), the SINR of each owner depends only on the other RUs' powers, not on whom they serve, so
 max_c h_k(c) = max over power vectors of the sum over transmitting RUs of the best owner of each:
 (L + 1)^R * R * U * L rate evaluations per PRB, precomputed once per problem.
@@ -69,6 +84,8 @@ COLUMNS_PER_PRB = 3
 #: Rounds of column generation at most (each one LP and one pricing): the bound does not depend on the
 #: machine's load; the time limit is a safety net above it.
 MAX_ROUNDS = 40
+#: A need row's cut is left out where need / delta is this close to an integer (it would cut nothing).
+CUT_MIN_FRACTION = 1e-6
 
 
 class JointRelaxation:
@@ -93,6 +110,7 @@ class JointRelaxation:
         self._keys: set = set()
         if self.fits:
             self._tables()
+            self._cuts()
 
     def _tables(self) -> None:
         """rate (R, U', K, L, M): UE useful[i] owning PRB k of RU r at level l while the other RUs are in
@@ -116,6 +134,27 @@ class JointRelaxation:
         self.others = np.stack([np.ravel_multi_index(np.delete(self.vectors, r, axis=1).T, shape) if n_ru > 1
                                 else np.zeros(len(self.vectors), dtype=np.int64) for r in range(n_ru)], axis=1)
 
+    def _cuts(self) -> None:
+        """The need rows' mixed-integer rounding cuts (module docstring): per UE with a need, its scale
+        delta_u (the most one slot can give it, clipped to the need), and the cut's coefficient of every
+        slot of the rate table, ``cut`` (R, U', K, L, M); cut_ues the UEs whose cut is not trivial."""
+        need = self.need[self.useful]
+        clipped = np.minimum(self.rate, need[None, :, None, None, None])
+        delta = clipped.max(axis=(0, 2, 3, 4)) if clipped.size else np.zeros(self.useful.size)
+        beta = np.divide(need, delta, out=np.zeros_like(need), where=delta > 0)
+        frac = beta - np.floor(beta)
+        ok = (need > 0) & (delta > 0) & (frac > CUT_MIN_FRACTION) & (frac < 1 - CUT_MIN_FRACTION)
+        self.cut_ues = self.useful[ok]
+        self.cut_delta = np.where(ok, delta, 1.0)[ok]
+        self.cut_frac = frac[ok]
+        self.cut_rhs = np.ceil(beta[ok])
+        alpha = clipped / np.where(ok, delta, 1.0)[None, :, None, None, None]
+        f = np.where(ok, frac, 1.0)[None, :, None, None, None]
+        part = alpha - np.floor(alpha)
+        self.cut = np.where(ok[None, :, None, None, None], np.floor(alpha) + np.minimum(part, f) / f, 0.0)
+        self._cut_pos = np.full(self.obs.n_ues, -1)
+        self._cut_pos[self.cut_ues] = np.arange(self.cut_ues.size)
+
     # ------------------------------------------------------------------------------ columns
     def add_allocation(self, alloc: Allocation) -> None:
         """The columns of a feasible allocation (one per PRB): the master starts feasible from them."""
@@ -135,12 +174,13 @@ class JointRelaxation:
 
     def _column_arrays(self):
         """What each column gives each UE (n_c, U) kbit/s: its rate, and its rate clipped to the need and
-        to the cap slot by slot (as the pricing counts them); power (n_c, R), slice power (n_c, R, S), PRB (n_c,)."""
+        to the cap slot by slot (as the pricing counts them); each UE's cut coefficient (n_c, U), summed slot
+        by slot; power (n_c, R), slice power (n_c, R, S), PRB (n_c,)."""
         obs, prob = self.obs, self.prob
         n_c = len(self.cols)
         pos = np.full(obs.n_ues, -1)
         pos[self.useful] = np.arange(self.useful.size)
-        rho, to_need, to_cap = (np.zeros((n_c, obs.n_ues)) for _ in range(3))
+        rho, to_need, to_cap, to_cut = (np.zeros((n_c, obs.n_ues)) for _ in range(4))
         power = np.zeros((n_c, obs.n_rus))
         sl_power = np.zeros((n_c, obs.n_rus, obs.slice_power_cap_w.size))
         prb = np.zeros(n_c, dtype=np.int64)
@@ -158,7 +198,8 @@ class JointRelaxation:
                 rho[j, u] += rate
                 to_need[j, u] += min(rate, self.need[u])
                 to_cap[j, u] += min(rate, self.cap[u])
-        return rho, to_need, to_cap, power, sl_power, prb
+                to_cut[j, u] += self.cut[r, pos[u], k, s - 1, self.others[vec, r]]
+        return rho, to_need, to_cap, to_cut, power, sl_power, prb
 
     def choices(self) -> Choices:
         """The columns generated so far as choices of the joint MILP (``policies.optimal``), each UE on at
@@ -196,7 +237,7 @@ class JointRelaxation:
         return [np.where(on, nearest + 1, 0), np.where(on, above + 1, 0)]
 
     # ------------------------------------------------------------------------------ pricing
-    def _price(self, a, pi, sigma, mu, nu):
+    def _price(self, a, pi, sigma, mu, nu, pi_cut=None):
         """Per PRB and power vector, the best column's value h (K, N) and each RU's best owner (R, K, L, M)."""
         obs = self.obs
         ue = self.useful
@@ -207,6 +248,10 @@ class JointRelaxation:
         val += pi[ue][None, :, None, None, None] * np.minimum(r_, self.need[ue][None, :, None, None, None])
         if sigma is not None:
             val += sigma[ue][None, :, None, None, None] * np.minimum(r_, self.cap[ue][None, :, None, None, None])
+        if pi_cut is not None and self.cut_ues.size:
+            weight = np.zeros(self.obs.n_ues)
+            weight[self.cut_ues] = pi_cut
+            val += weight[ue][None, :, None, None, None] * self.cut
         price = mu[:, None] + nu[:, obs.slice_id[ue]]  # (R, U')
         val -= (price[:, :, None] * self.prob.levels_w[:, None, :])[:, :, None, :, None]
         best = val.max(axis=1)
@@ -260,25 +305,28 @@ class JointRelaxation:
                 break
         return best
 
-    def lagrangian(self, v_max, mu, nu, pi, theta, sigma):
+    def lagrangian(self, v_max, mu, nu, pi, theta, sigma, pi_cut=None):
         """The module docstring's bound (kbit/s) for multipliers mu (R,), nu (R, S), pi (U,), theta, sigma (U,),
-        all >= 0: with ``v_max`` None a lower bound on the least shortfall, else an upper bound on the
+        pi_cut (one per cut UE, ``cut_ues``; None: 0), all >= 0: with ``v_max`` None a lower bound on the least shortfall, else an upper bound on the
         objective of every allocation with shortfall at most ``v_max`` (kbit/s). Also the pricing's values
         (K, N) and best owners, for column generation."""
         obs = self.obs
         w = obs.ue_weight.astype(float)
         pi = np.where(self.need > 0, pi, 0.0)  # rows that exist only: no need, no multiplier
         nu = np.where(np.isfinite(obs.slice_power_cap_w)[None, :], nu, 0.0)
+        pi_cut = np.zeros(self.cut_ues.size) if pi_cut is None else np.asarray(pi_cut, dtype=float)
+        on_s = np.zeros(obs.n_ues)  # what the cuts put on each shortfall s_u
+        on_s[self.cut_ues] = pi_cut / (self.cut_delta * self.cut_frac)
         if v_max is None:
-            h, owner = self._price(np.zeros(obs.n_ues), pi, None, mu, nu)
-            bound = (self.need * np.minimum(0.0, 1.0 - pi)).sum() + pi @ self.need - mu @ obs.ru_max_power_w \
-                - self._nu_cap(nu) - np.maximum(h.max(axis=1), 0.0).sum()
+            h, owner = self._price(np.zeros(obs.n_ues), pi, None, mu, nu, pi_cut)
+            bound = (self.need * np.minimum(0.0, 1.0 - pi - on_s)).sum() + pi @ self.need + pi_cut @ self.cut_rhs \
+                - mu @ obs.ru_max_power_w - self._nu_cap(nu) - np.maximum(h.max(axis=1), 0.0).sum()
             return bound, h, owner
         served = self.prob.objective == "served"
         sigma = np.where(self.cap > 0, sigma, 0.0) if served else None
-        h, owner = self._price(np.zeros(obs.n_ues) if served else w, pi, sigma, mu, nu)
-        bound = np.maximum(h.max(axis=1), 0.0).sum() + (self.need * np.maximum(pi - theta, 0.0)).sum() \
-            - pi @ self.need + mu @ obs.ru_max_power_w + self._nu_cap(nu) + theta * v_max
+        h, owner = self._price(np.zeros(obs.n_ues) if served else w, pi, sigma, mu, nu, pi_cut)
+        bound = np.maximum(h.max(axis=1), 0.0).sum() + (self.need * np.maximum(pi + on_s - theta, 0.0)).sum() \
+            - pi @ self.need - pi_cut @ self.cut_rhs + mu @ obs.ru_max_power_w + self._nu_cap(nu) + theta * v_max
         if served:
             bound += (self.cap * np.maximum(w - sigma, 0.0))[self.y_ues].sum()
         return bound, h, owner
@@ -291,7 +339,7 @@ class JointRelaxation:
         """The restricted master LP; its value (kbit/s) and the non-negative multipliers (mu, nu, pi, theta, sigma)."""
         obs = self.obs
         n_ru, n_prb, n_ue = obs.n_rus, obs.n_prbs, obs.n_ues
-        rho, to_need, to_cap, power, sl_power, prb = self._column_arrays()
+        rho, to_need, to_cap, to_cut, power, sl_power, prb = self._column_arrays()
         n_c, n_s, n_y = len(self.cols), self.need_ues.size, self.y_ues.size
         n_var = n_c + n_s + n_y
         s_cols, y_cols = n_c + np.arange(n_s), n_c + n_s + np.arange(n_y)
@@ -311,6 +359,11 @@ class JointRelaxation:
             rows(csr_matrix((np.ones(n_s), (np.zeros(n_s, dtype=np.int64), s_cols)), shape=(1, n_var)), v_max)
         if n_y:
             rows(csr_matrix(np.c_[-to_cap[:, self.y_ues].T, np.zeros((n_y, n_s)), np.eye(n_y)]), 0.0)
+        n_cut = self.cut_ues.size
+        if n_cut:  # the cuts: sum_c coef x_c + s_u / (delta_u f_u) >= ceil(beta_u)
+            on_s = np.zeros((n_cut, n_s))
+            on_s[np.arange(n_cut), np.searchsorted(self.need_ues, self.cut_ues)] = 1.0 / (self.cut_delta * self.cut_frac)
+            rows(csr_matrix(np.c_[-to_cut[:, self.cut_ues].T, -on_s, np.zeros((n_cut, n_y))]), -self.cut_rhs)
         w = obs.ue_weight.astype(float)
         if v_max is None:
             c = np.zeros(n_var)
@@ -343,4 +396,6 @@ class JointRelaxation:
             o += 1
         sigma = np.zeros(n_ue)
         sigma[self.y_ues] = dual[o:o + n_y]
-        return (res.fun if v_max is None else -res.fun), (mu, nu, pi, theta, sigma)
+        o += n_y
+        pi_cut = dual[o:o + n_cut]
+        return (res.fun if v_max is None else -res.fun), (mu, nu, pi, theta, sigma, pi_cut)

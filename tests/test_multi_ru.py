@@ -167,8 +167,9 @@ def test_joint_relaxation_bounds_hold_the_exact_optimum_for_any_multipliers(inst
         nu = rng.exponential(scale, (n_ru, n_sl))
         pi, sigma = rng.exponential(scale, obs.n_ues), rng.exponential(scale, obs.n_ues)
         theta = float(rng.exponential(scale))
-        assert relax.lagrangian(None, mu, nu, pi, theta, sigma)[0] <= v_star / unit + tol
-        assert relax.lagrangian(v_max, mu, nu, pi, theta, sigma)[0] >= f_star / unit - tol
+        pi_cut = rng.exponential(scale, relax.cut_ues.size)  # the need rows' rounding cuts
+        assert relax.lagrangian(None, mu, nu, pi, theta, sigma, pi_cut)[0] <= v_star / unit + tol
+        assert relax.lagrangian(v_max, mu, nu, pi, theta, sigma, pi_cut)[0] >= f_star / unit - tol
     relax.add_allocation(ExactOptimum(level_factors=levels, objective=objective, interference="worst_case").decide(obs))
     assert relax.shortfall_lower_bound(5.0) <= v_star + prob.violation_tol + 1e-3
     assert relax.objective_upper_bound(v_star + prob.violation_tol, 5.0) >= f_star * (1 - 1e-9) - 1e-3
