@@ -136,6 +136,7 @@ def solve_certified(opt: ExactOptimum, prob: SnapshotProblem):
         info["failed_steps"] = failed
     return best, info
 
+
 def pattern_start(opt: ExactOptimum, prob: SnapshotProblem, pattern: np.ndarray) -> Allocation:
     """Each RU's MILP with every PRB's power held at most at ``pattern`` (R, K) (0 silent, l + 1 level l)
     and the interference of that pattern: every rate at least the table's (less power only lowers
@@ -147,10 +148,12 @@ def pattern_start(opt: ExactOptimum, prob: SnapshotProblem, pattern: np.ndarray)
     allowed = np.arange(prob.n_levels)[None, None, :] < pattern[obs.serving_ru][:, :, None]
     return opt._solve_per_ru(prob, np.where(allowed, table, 0.0) / _UNIT_BPS, candidate=True)[0]
 
+
 def unbeatable(prob: SnapshotProblem, ev) -> bool:
     """Under served, an allocation meeting every need with every UE at its cap: nothing does better on tiers 1, 2."""
     f_max = float(prob.obs.ue_weight @ prob.cap_bps)
     return ev.violation_bps <= prob.violation_tol and ev.objective_bps >= f_max - prob.objective_tol(f_max)
+
 
 def interference_free_bound(opt: ExactOptimum, prob: SnapshotProblem, violation_bps: float) -> tuple[float, float]:
     """Lower bound on the least shortfall, and upper bound on the objective of every allocation whose
@@ -166,6 +169,7 @@ def interference_free_bound(opt: ExactOptimum, prob: SnapshotProblem, violation_
     if prob.objective == "served":
         f_ub = min(f_ub, float(prob.obs.ue_weight @ prob.cap_bps))
     return v_lb, f_ub
+
 
 def fixed_point(opt: ExactOptimum, prob: SnapshotProblem, max_iterations: int | None = None):
     """Interference held fixed, recomputed from the solution's powers until the allocation repeats:
