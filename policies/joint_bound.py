@@ -51,9 +51,14 @@ is at least the relaxation's optimum (weak duality: every feasible point adds on
 terms), hence at least the true optimum, whatever the multipliers: the bound needs no solver to be
 right. With the cuts' multipliers pi'_u >= 0, h_k gains pi'_u F_u(alpha) per owner, pi_u becomes
 pi_u + pi'_u / (delta_u f_u) in the shortfall term, and L gains - pi' . ceil(beta). Likewise the least
-shortfall is at least sum_u need_u min(0, 1 - pi_u - pi'_u / (delta_u f_u)) + pi . need + pi' . ceil(beta)
-- mu . P - nu . C - sum_k max(0, max_c g_k(c)), g_k the same with a_u = sigma_u = 0. **Pricing is exact and cheap**: given the power vector of PRB k (one of
-(L + 1)^R), the SINR of each owner depends only on the other RUs' powers, not on whom they serve, so
+shortfall is at least
+
+    sum_u need_u min(0, 1 - pi_u - pi'_u / (delta_u f_u)) + pi . need + pi' . ceil(beta) - mu . P - nu . C
+        - sum_k max(0, max_c g_k(c))
+
+g_k the same as h_k with a_u = sigma_u = 0. **Pricing is exact and cheap**: given the power vector of
+PRB k (one of (L + 1)^R), the SINR of each owner depends only on the other RUs' powers, not on whom they
+serve, so
 max_c h_k(c) = max over power vectors of the sum over transmitting RUs of the best owner of each:
 (L + 1)^R * R * U * L rate evaluations per PRB, precomputed once per problem.
 
@@ -152,8 +157,6 @@ class JointRelaxation:
         f = np.where(ok, frac, 1.0)[None, :, None, None, None]
         part = alpha - np.floor(alpha)
         self.cut = np.where(ok[None, :, None, None, None], np.floor(alpha) + np.minimum(part, f) / f, 0.0)
-        self._cut_pos = np.full(self.obs.n_ues, -1)
-        self._cut_pos[self.cut_ues] = np.arange(self.cut_ues.size)
 
     # ------------------------------------------------------------------------------ columns
     def add_allocation(self, alloc: Allocation) -> None:
@@ -307,8 +310,9 @@ class JointRelaxation:
 
     def lagrangian(self, v_max, mu, nu, pi, theta, sigma, pi_cut=None):
         """The module docstring's bound (kbit/s) for multipliers mu (R,), nu (R, S), pi (U,), theta, sigma (U,),
-        pi_cut (one per cut UE, ``cut_ues``; None: 0), all >= 0: with ``v_max`` None a lower bound on the least shortfall, else an upper bound on the
-        objective of every allocation with shortfall at most ``v_max`` (kbit/s). Also the pricing's values
+        pi_cut (one per cut UE, ``cut_ues``; None: 0), all >= 0: with ``v_max`` None a lower bound on the
+        least shortfall, else an upper bound on the objective of every allocation with shortfall at most
+        ``v_max`` (kbit/s). Also the pricing's values
         (K, N) and best owners, for column generation."""
         obs = self.obs
         w = obs.ue_weight.astype(float)
@@ -362,7 +366,8 @@ class JointRelaxation:
         n_cut = self.cut_ues.size
         if n_cut:  # the cuts: sum_c coef x_c + s_u / (delta_u f_u) >= ceil(beta_u)
             on_s = np.zeros((n_cut, n_s))
-            on_s[np.arange(n_cut), np.searchsorted(self.need_ues, self.cut_ues)] = 1.0 / (self.cut_delta * self.cut_frac)
+            s_of = np.searchsorted(self.need_ues, self.cut_ues)  # each cut UE's shortfall column
+            on_s[np.arange(n_cut), s_of] = 1.0 / (self.cut_delta * self.cut_frac)
             rows(csr_matrix(np.c_[-to_cut[:, self.cut_ues].T, -on_s, np.zeros((n_cut, n_y))]), -self.cut_rhs)
         w = obs.ue_weight.astype(float)
         if v_max is None:
