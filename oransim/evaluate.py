@@ -52,8 +52,8 @@ def _make(spec: str, objective: str):
 def choose_optimum(states, name: str = "auto", objective: str = "served"):
     """``esa`` where its space is within its default limit on every state, else ``optimal``; solving ``objective``."""
     if name == "auto":
-        o = states[0]
-        size = esa_space_size(o.n_ues, o.n_rus, o.n_prbs, len(DEFAULT_LEVEL_FACTORS))
+        o = states[0]  # levels as ESA's own problem has them (more under a tight slice cap)
+        size = esa_space_size(o.n_ues, o.n_rus, o.n_prbs, SnapshotProblem(o, DEFAULT_LEVEL_FACTORS).n_levels)
         name = "esa" if size <= ExhaustiveSearch().max_space else "optimal"
     return name, _make(name, objective)
 

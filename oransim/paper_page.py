@@ -155,12 +155,13 @@ WHY = {
              "every bit/s counts with its slice's weight; the paper does not give its weights. Which slice carries "
              "most throughput follows from these weights, the slices' minimum rates and their UEs' channels.",
     "fig3e": "Every slice is capped alike (per RU); the RU's own budget is 46 dBm, so the last point is uncapped. "
-             "The snapshot problem gives each PRB one of three power levels, 0.5, 1 or 2 x P_RU/K (0.67, 1.33 and "
-             "2.67 W at 46 dBm over 30 PRBs): a slice capped below 0.67 W (28.2 dBm) cannot use even one PRB at "
-             "the lowest level, so there the optimum serves none of its UEs, while the classic schedulers, whose "
-             "powers the repair scales down under the cap, still do and can rank above this discrete-level "
-             "optimum (`eval_beats_opt` counts such states). That is a limit of the optimum's power levels, not "
-             "of the physics.",
+             "The snapshot problem's power levels per PRB are 0.5, 1 and 2 x P_RU/K (0.67, 1.33 and 2.67 W at "
+             "46 dBm over 30 PRBs) and, under a slice cap below the RU budget, the same halved until the cap "
+             "spread over every PRB is reached (down to 5.2 mW at 26 dBm): a capped slice can spend its cap on "
+             "one PRB or all of them, as the classic schedulers, whose powers the repair scales to the cap, do. "
+             "Powers are discrete in steps of two, so the optimum is that of the discrete problem; no policy "
+             "ranked above it at any cap (`eval_beats_opt`). A tight cap makes its MILP slower: seconds per "
+             "state instead of a fraction of one.",
     "fig3f": "Three RUs 500 m apart on the same PRBs (scenarios/multi_ru.yaml, 10 PRBs each to keep the MILP "
              "small); the x axis is the largest interference any served PRB sees under the optimum's allocation "
              "(mean over states). With several RUs `optimal` solves the joint problem exactly where it fits and "

@@ -63,7 +63,7 @@ from scipy.sparse import csr_matrix, vstack
 
 from simcore.contracts import Allocation, Observation, Policy
 from policies.interference import Choices, joint_choices, joint_size, worst_case_interference_w
-from simcore.snapshot import (DEFAULT_LEVEL_FACTORS, SnapshotProblem, allocation_from_choices, level_factors_checked,
+from simcore.snapshot import (DEFAULT_LEVEL_FACTORS, REL_TOL, SnapshotProblem, allocation_from_choices, level_factors_checked,
                               objective_and_shortfall, objective_checked)
 
 _STATUS = {0: "optimal", 1: "limit_reached", 2: "infeasible", 3: "unbounded", 4: "error"}
@@ -489,4 +489,8 @@ def _allowed(prob: SnapshotProblem, rate: np.ndarray, levels: np.ndarray) -> np.
     best_cheaper = np.where(cheaper[:, None, :, :], rate[:, :, None, :], -np.inf).max(axis=3, initial=-np.inf)
     ok &= rate > best_cheaper
     ok[(prob.cap_bps <= 0) & (prob.need_bps <= 0)] = False  # under served: an empty buffer
+    # a level above the UE's slice cap breaks the cap on its own (the halved levels, ``default_levels_w``,
+    # are there for such a slice): the cap rows would exclude it, ESA's check does
+    cap = prob.obs.slice_power_cap_w[prob.obs.slice_id]  # (U,)
+    ok &= (levels <= cap[:, None] * (1 + REL_TOL))[:, None, :]
     return ok

@@ -1,8 +1,9 @@
 """The snapshot problem: one scheduling decision as an optimisation problem, and its unique optimum.
 
 Given an ``Observation``, choose for every PRB k of every RU r an owner UE (or none) and a power
-level from a discrete set (``levels_w`` (R, L), by default 0.5, 1 and 2 times P_r / K), each UE on
-at most one RU. r[u] is the UE's PHY rate with the SINR of the built-in PHY (``LinkModel``:
+level from a discrete set (``levels_w`` (R, L), by default 0.5, 1 and 2 times P_r / K, and under a
+slice cap below P_r the same halved until the cap spread over every PRB is reached:
+``default_levels_w``), each UE on at most one RU. r[u] is the UE's PHY rate with the SINR of the built-in PHY (``LinkModel``:
 fronthaul quantization noise, interference between RUs). Constraints:
 
     PRB exclusivity                          one owner per PRB (structural)
@@ -27,8 +28,8 @@ objective:
 1. least total shortfall V = sum_u max(0, need[u] - r[u]) (when every need can be met, V = 0);
 2. largest objective F;
 3. least transmit power, counted in power-level steps: P = sum_r p_r / s_r, with s_r the largest
-   power dividing every level of RU r (P / (0.5 P_r / K) by default; the total power in watts
-   whenever the RUs' levels are equal). So no PRB goes to a UE that gains nothing from it (an empty
+   power dividing every level of RU r (P / (0.5 P_r / K) by default, P over the smallest level when
+   a cap halved them; the total power in watts whenever the RUs' levels are equal). So no PRB goes to a UE that gains nothing from it (an empty
    UE under ``served``, one already at its cap c[u], a PRB past the spectral-efficiency cap): that
    PRB stays idle, and a PRB carries the lowest level that gives its rate;
 4. smallest tie cost T = sum over the owned PRBs of t(u, r, k, l), a fixed pseudo-random integer
@@ -102,8 +103,7 @@ class SnapshotProblem:
         self.obs = obs
         self.objective = objective_checked(objective)
         if levels_w is None:
-            share = obs.ru_max_power_w / obs.n_prbs
-            levels_w = share[:, None] * np.asarray(level_factors, dtype=float)[None, :]
+            levels_w = default_levels_w(obs, level_factors)
         self.levels_w = np.atleast_2d(np.asarray(levels_w, dtype=float))
         if self.levels_w.shape[0] == 1 and obs.n_rus > 1:
             self.levels_w = np.repeat(self.levels_w, obs.n_rus, axis=0)
@@ -306,6 +306,37 @@ def _power_steps(levels: np.ndarray) -> np.ndarray:
     den = np.lcm.reduce([q.denominator for q in ratios])
     steps = np.array([q.numerator * (den // q.denominator) for q in ratios], dtype=np.int64)
     return steps // np.gcd.reduce(steps)
+
+
+def cap_halvings(obs: Observation) -> int:
+    """m: how many times the level set is halved so that the tightest slice cap can be spread over
+    every PRB, the least m >= 0 with P_r 2^-m <= C_s for every RU r and capped slice s (0 without a
+    cap below an RU's budget)."""
+    caps = obs.slice_power_cap_w[np.isfinite(obs.slice_power_cap_w)]
+    if caps.size == 0 or obs.n_rus == 0:
+        return 0
+    ratio = float(obs.ru_max_power_w.max()) / float(caps.min())
+    return max(0, int(np.ceil(np.log2(ratio) - 1e-9)))
+
+
+def default_levels_w(obs: Observation, level_factors=DEFAULT_LEVEL_FACTORS) -> np.ndarray:
+    """(R, L) the problem's power levels: the factors times P_r / K, and under a slice cap below the
+    RU budget the same factors halved j = 1..m times as well (``cap_halvings``), each value once.
+
+    Levels relative to P_r / K alone let a slice capped below them use few PRBs or none, while any
+    scheduler may spread the cap thinly over many; the halvings give a capped slice levels from the
+    factors times C_s / K (its cap spread over every PRB) up to the RU's own, a factor of two apart
+    as the default factors are, so it can spend its cap on few PRBs or many. Without such a cap
+    (m = 0) the levels are the factors times P_r / K exactly, in the factors' order; added levels
+    follow, largest first. Every RU has the same L (m is the largest any RU needs)."""
+    factors = np.asarray(level_factors, dtype=float)
+    ladder = list(factors)
+    for j in range(1, cap_halvings(obs) + 1):
+        for f in factors * 0.5 ** j:
+            if not np.isclose(ladder, f, rtol=1e-12, atol=0.0).any():
+                ladder.append(float(f))
+    share = obs.ru_max_power_w / obs.n_prbs
+    return share[:, None] * np.asarray(ladder)[None, :]
 
 
 def rate_need_bps(obs: Observation) -> np.ndarray:

@@ -16,7 +16,7 @@ from simcore.engine import Engine
 from simcore.phy import fbl_penalty
 from simcore.plugins import PluginError, make_phy, make_policy
 from simcore.scenario import parse_scenario
-from simcore.snapshot import OBJECTIVES, SnapshotProblem, level_factors_checked, tie_cost
+from simcore.snapshot import OBJECTIVES, SnapshotProblem, cap_halvings, level_factors_checked, tie_cost
 
 from core_helpers import small
 
@@ -103,6 +103,73 @@ def test_esa_and_milp_return_the_same_allocation(inst):
         if objective == "served":  # no PRB for a UE that can use nothing
             empty = (obs.buffer_bits <= 0)
             assert not np.isin(a.prb_owner, np.flatnonzero(empty)).any()
+
+
+@st.composite
+def capped_instances(draw):
+    """A snapshot state under slice caps far below P_RU / K (10 W RU, up to 3 PRBs): each slice capped
+    on its own (or not), so the problem's levels are halved down to the tightest cap (``default_levels_w``)."""
+    base = base_observation(draw(st.integers(0, 2)), False)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    prbs = draw(st.integers(1, 3))
+    g = base.gain[:, :, :prbs] * rng.lognormal(0.0, 1.0, (base.n_ues, 1, prbs))
+    if draw(st.booleans()):
+        g[:] = g[:, :, :1]  # equal PRBs: ties
+    caps = np.array([draw(st.sampled_from([np.inf, 10.0, 2.0, 0.3, 0.05])) for _ in range(3)])
+    obs = dataclasses.replace(base, gain=g, slice_power_cap_w=caps,
+                              buffer_bits=np.array([draw(st.sampled_from(BUFFERS)) for _ in range(base.n_ues)]),
+                              min_rate_bps=np.array([draw(st.sampled_from([0.0, 1e4, 5e5])) for _ in range(3)]))
+    return obs, draw(st.sampled_from([(1.0,), (0.5, 1.0, 2.0)]))
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(inst=capped_instances())
+def test_esa_and_milp_agree_under_tight_slice_caps(inst):
+    """Where a cap is below every level of P_RU / K the halved levels give the slice something to
+    spend it on: ESA and the MILP still return the same allocation, within every cap."""
+    obs, levels = inst
+    prob = SnapshotProblem(obs, levels)
+    tight = obs.slice_power_cap_w.min()
+    if tight < obs.ru_max_power_w[0]:
+        assert prob.levels_w.min() <= min(levels) * tight / obs.n_prbs * (1 + 1e-12)
+    for objective in OBJECTIVES:
+        a = ExhaustiveSearch(level_factors=levels, objective=objective).decide(obs)
+        b = ExactOptimum(level_factors=levels, mip_gap=1e-9, objective=objective).decide(obs)
+        check_allocation(a, obs)
+        check_allocation(b, obs)
+        assert b.info["proven_optimal"]
+        assert a.prb_owner.tolist() == b.prb_owner.tolist(), (objective, a.info, b.info)
+        assert np.array_equal(a.power_w, b.power_w)
+
+
+def test_levels_follow_the_tightest_slice_cap_and_nothing_else():
+    """Without a cap below the RU budget the levels are the factors times P_RU / K bit for bit, in
+    their order (problems, labels and checkpoints of uncapped scenarios unchanged), and so is the
+    optimum; a cap below it adds the factors halved, down to the cap spread over every PRB."""
+    obs = observe(seed=2, prbs=3, ues=2)
+    share = obs.ru_max_power_w / obs.n_prbs
+    p_ru_dbm = 10 * np.log10(obs.ru_max_power_w[0] * 1e3)
+    free = dataclasses.replace(obs, slice_power_cap_w=np.full(3, np.inf))
+    at_budget = dataclasses.replace(obs, slice_power_cap_w=np.array([np.inf, 10 ** (p_ru_dbm / 10) / 1e3, np.inf]))
+    for o in (free, at_budget):
+        prob = SnapshotProblem(o)
+        assert prob.levels_w.tobytes() == (share[:, None] * np.array([0.5, 1.0, 2.0])[None, :]).tobytes()
+        assert prob.level_steps.tolist() == [[1, 2, 4]]
+    assert cap_halvings(at_budget) == 0
+    for objective in OBJECTIVES:
+        a, b = (ExactOptimum(objective=objective).decide(o) for o in (free, at_budget))
+        assert a.prb_owner.tobytes() == b.prb_owner.tobytes() and a.power_w.tobytes() == b.power_w.tobytes()
+    # a cap of 1/100 of the RU budget: 7 halvings (2^-7 P_RU <= C < 2^-6 P_RU), each level once
+    capped = dataclasses.replace(obs, slice_power_cap_w=np.array([np.inf, obs.ru_max_power_w[0] / 100, np.inf]))
+    assert cap_halvings(capped) == 7
+    prob = SnapshotProblem(capped)
+    assert (prob.levels_w / share[:, None]).tolist() == [[0.5, 1.0, 2.0] + [2.0 ** -j for j in range(2, 9)]]
+    assert prob.level_steps.tolist() == [[128, 256, 512, 64, 32, 16, 8, 4, 2, 1]]
+    assert (SnapshotProblem(capped, level_factors=(1.0, 3.0)).levels_w / share[:, None]).shape == (1, 16)
+    alloc = ExactOptimum(objective="rate").decide(capped)
+    check_allocation(alloc, capped)
+    urllc = np.isin(alloc.prb_owner[0], np.flatnonzero(capped.slice_id == 1))
+    assert urllc.any() and alloc.power_w[0, urllc].max() <= capped.slice_power_cap_w[1]
 
 
 def test_hand_built_instance():
