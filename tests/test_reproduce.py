@@ -7,7 +7,12 @@ objective):
 - More RU power never makes the optimum worse: any allocation at the lower power, its powers
   scaled up, is feasible at the higher one (the levels are fractions of P_RU/K) and gives every UE
   at least its rate (the SINR rises with the scale, quantization noise and interference included,
-  as both scale with the same factor). A looser slice cap only adds choices.
+  as both scale with the same factor). A slice cap loosened by at least 3 dB, every slice capped
+  alike (Fig. 3e), never makes it worse either: the looser problem keeps every level of the tighter
+  one down to its own lowest, l' <= C' / (2K) (``default_levels_w``, default factors), so the tighter
+  optimum with its lower levels raised to l' is allowed there (each slice spends at most
+  C + K l' <= C + C' / 2 <= C' when C <= C' / 2) and gives every UE at least its rate (a PRB's SINR
+  rises with its own power).
 - The optimum ranks at least as high as every policy on every state (``eval_beats_opt``, counted
   per state within the MILP's relative gap, ``sweep_jobs._ranks_above``). This holds for every
   policy whose powers are among the optimum's levels (the classic schedulers put P_RU/K on a PRB,
