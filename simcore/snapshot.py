@@ -328,7 +328,8 @@ def default_levels_w(obs: Observation, level_factors=DEFAULT_LEVEL_FACTORS) -> n
     factors times C_s / K (its cap spread over every PRB) up to the RU's own, a factor of two apart
     as the default factors are, so it can spend its cap on few PRBs or many. Without such a cap
     (m = 0) the levels are the factors times P_r / K exactly, in the factors' order; added levels
-    follow, largest first. Every RU has the same L (m is the largest any RU needs)."""
+    follow by halving j, then in the factors' order. Every RU has the same L (m is the largest any
+    RU needs)."""
     factors = np.asarray(level_factors, dtype=float)
     ladder = list(factors)
     for j in range(1, cap_halvings(obs) + 1):
