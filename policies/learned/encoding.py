@@ -205,9 +205,16 @@ def encode_allocation(alloc: Allocation, obs: Observation, spec: EncodingSpec) -
 
 
 def snapshot_problem(obs: Observation, objective: str = "served") -> SnapshotProblem:
-    """The snapshot problem of ``obs`` under ``objective`` (rewards and labels come from it)."""
+    """The snapshot problem of ``obs`` under ``objective`` (rewards and labels come from it), at the
+    default levels times P_RU / K whatever the slice caps: the decoder's power ladder stays the one
+    the policies were trained with, and every state of a pool has the same L (under a cap the repair
+    scales a slice's powers, as for the classic schedulers). Rewards, labels and held-out metrics use
+    only tiers 1 and 2, which do not depend on the levels; without a cap below P_RU this is the
+    optimum's own problem (``simcore.snapshot.default_levels_w``)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES} (got {objective!r})")
-    return SnapshotProblem(obs, objective=objective)
+    share = obs.ru_max_power_w / obs.n_prbs
+    return SnapshotProblem(obs, levels_w=share[:, None] * np.asarray(DEFAULT_LEVEL_FACTORS, dtype=float)[None, :],
+                           objective=objective)
 
 
