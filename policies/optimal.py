@@ -63,8 +63,8 @@ from scipy.sparse import csr_matrix, vstack
 
 from simcore.contracts import Allocation, Observation, Policy
 from policies.interference import Choices, joint_choices, joint_size, worst_case_interference_w
-from simcore.snapshot import (DEFAULT_LEVEL_FACTORS, REL_TOL, SnapshotProblem, allocation_from_choices, level_factors_checked,
-                              objective_and_shortfall, objective_checked)
+from simcore.snapshot import (DEFAULT_LEVEL_FACTORS, REL_TOL, SnapshotProblem, allocation_from_choices,
+                              level_factors_checked, objective_and_shortfall, objective_checked)
 
 _STATUS = {0: "optimal", 1: "limit_reached", 2: "infeasible", 3: "unbounded", 4: "error"}
 #: Rates enter the MIP in kbit/s: per-PRB coefficients of 10..1000, and HiGHS's absolute
