@@ -50,9 +50,17 @@ class _ClassicScheduler(Policy):
         Without slice caps the allocation is feasible as built (owners are served by the RU, at
         most K PRBs of P_RU / K each), so there is nothing to repair."""
         power = np.where(owner >= 0, (obs.ru_max_power_w / obs.n_prbs)[:, None], 0.0)
-        if np.isfinite(obs.slice_power_cap_w).any():
+        if not _no_caps(obs):
             return repair_allocation(obs.serving_ru, owner, power, obs)
         return Allocation(np.array(obs.serving_ru, dtype=np.int64), owner, power)
+
+
+def _no_caps(obs: Observation) -> bool:
+    """No slice power cap is set (every cap infinite)."""
+    return all(c == _INF for c in obs.slice_power_cap_w.tolist())
+
+
+_INF = float("inf")
 
 
 class _MetricScheduler(_ClassicScheduler):
@@ -63,21 +71,28 @@ class _MetricScheduler(_ClassicScheduler):
         """(C, K) metric of candidate UEs ``cand`` on each PRB; ``rate`` = ``obs.prb_rate_bps[cand]``."""
 
     def decide(self, obs: Observation) -> Allocation:
-        owner = np.full((obs.n_rus, obs.n_prbs), -1, dtype=np.int64)
+        n_ru, n_prb = obs.n_rus, obs.n_prbs
         need = self._need_bits(obs)
         horizon_s = self._horizon_tti(obs) * obs.link.tti_s
         backlogged = need > 0
-        for r in range(obs.n_rus):
-            cand = (backlogged & (obs.serving_ru == r) if obs.n_rus > 1 else backlogged).nonzero()[0]
+        rows = []  # per RU: the owner of each PRB, -1 idle
+        for r in range(n_ru):
+            cand = (backlogged & (obs.serving_ru == r) if n_ru > 1 else backlogged).nonzero()[0]
             if cand.size == 0:
+                rows.append([-1] * n_prb)
                 continue
             rate = obs.prb_rate_bps[cand]  # (C, K)
             metric = self._metric(obs, cand, rate)  # (C, K)
             bits = rate * horizon_s  # (C, K) each PRB carries over the horizon
             metric[bits <= 0] = -np.inf
-            pick = greedy_by_prb(metric, bits, need[cand])
-            owner[r] = np.where(pick >= 0, cand[pick], -1)
-        return self._finish(obs, owner)
+            ues = cand.tolist()
+            rows.append([ues[i] if i >= 0 else -1 for i in _greedy(metric, bits, need[cand])])
+        if n_ru == 1 and _no_caps(obs):  # feasible as built (see _finish): build it from the lists
+            p = float(obs.ru_max_power_w[0] / n_prb)  # the same P_RU / K as _finish
+            owner = np.array(rows, dtype=np.int64)
+            power = np.array([[p if o >= 0 else 0.0 for o in rows[0]]])
+            return Allocation(np.array(obs.serving_ru, dtype=np.int64), owner, power)
+        return self._finish(obs, np.array(rows, dtype=np.int64).reshape(n_ru, n_prb))
 
 
 def greedy_by_prb(metric: np.ndarray, bits: np.ndarray, need: np.ndarray) -> np.ndarray:
@@ -91,6 +106,45 @@ def greedy_by_prb(metric: np.ndarray, bits: np.ndarray, need: np.ndarray) -> np.
     candidate whose need gets covered, not one per PRB. The walk over PRBs reads single entries
     (``item``), so a ranking pass is three numpy calls.
     """
+    return np.array(_greedy(metric, bits, need), dtype=np.int64)
+
+
+def _greedy(metric: np.ndarray, bits: np.ndarray, need: np.ndarray) -> list[int]:
+    """``greedy_by_prb`` as a list."""
+    n_c, n_prb = metric.shape
+    if n_c == 0 or n_prb == 0 or not metric.min() > -np.inf:  # (NaN too)
+        return _greedy_general(metric, bits, need)
+    # Every metric finite: a best that is -inf can only be a candidate covered already, so no entry
+    # needs checking. A candidate whose need exceeds all the bits it could get on every PRB is
+    # never covered: its bits need no bookkeeping (the margin dwarfs the sums' rounding).
+    left = need.tolist()
+    never = (need > np.maximum(bits, 0.0).sum(axis=1) * (1.0 + 1e-6)).tolist()
+    uncovered = sum(1 for x in left if x > 0)
+    by_prb = metric.T.copy()  # (K, C): ranking PRBs k.. is an argmax over contiguous rows
+    best = by_prb.argmax(axis=1).tolist()
+    out = [-1] * n_prb
+    bits_item = bits.item
+    neg_inf = -np.inf
+    k = 0
+    while k < n_prb:
+        i = best[k]
+        if left[i] > 0:
+            out[k] = i
+            if not never[i]:
+                left[i] -= bits_item(i, k)
+                if not left[i] > 0:
+                    uncovered -= 1
+            k += 1
+        elif uncovered == 0:
+            break  # every candidate is covered: PRBs k.. stay idle
+        else:  # i is covered: rank PRBs k.. again without it
+            by_prb[k:, i] = neg_inf
+            best[k:] = by_prb[k:].argmax(axis=1).tolist()
+    return out
+
+
+def _greedy_general(metric: np.ndarray, bits: np.ndarray, need: np.ndarray) -> list[int]:
+    """``greedy_by_prb`` for any metric (-inf entries, NaN)."""
     n_prb = metric.shape[1]
     best = metric.argmax(axis=0).tolist()
     left = need.tolist()
@@ -109,7 +163,7 @@ def greedy_by_prb(metric: np.ndarray, bits: np.ndarray, need: np.ndarray) -> np.
         else:  # i is covered: rank PRBs k.. again without it
             metric[i, k:] = neg_inf
             best[k:] = metric[:, k:].argmax(axis=0).tolist()
-    return np.array(out, dtype=np.int64)
+    return out
 
 
 class ProportionalFair(_MetricScheduler):

@@ -111,6 +111,8 @@ class InfeasibleAllocation(ValueError):
 
 def check_allocation(alloc: Allocation, obs: Observation) -> None:
     """Raise ``InfeasibleAllocation`` naming the first broken budget; return None if feasible."""
+    if _feasible_small(alloc, obs):
+        return
     n_ue, n_ru, n_prb = obs.n_ues, obs.n_rus, obs.n_prbs
     if alloc.ue_ru.shape != (n_ue,):
         raise InfeasibleAllocation(f"ue_ru has shape {alloc.ue_ru.shape}, expected ({n_ue},)")
@@ -149,6 +151,43 @@ def check_allocation(alloc: Allocation, obs: Observation) -> None:
             raise InfeasibleAllocation(
                 f"slice power cap: slice '{obs.slice_names[si]}' on RU {r} uses {per_slice[r, si]:.6g} W "
                 f"> {obs.slice_power_cap_w[si]:.6g} W")
+
+
+#: Largest R x K that ``_feasible_small`` checks in Python (beyond it numpy calls are cheaper).
+_SMALL_CELLS = 256
+
+
+def _feasible_small(alloc: Allocation, obs: Observation) -> bool:
+    """True only if ``check_allocation`` would pass; False when it may not (it then decides, and
+    names the broken budget). The same conditions, on Python lists: for the engine's decisions on
+    small cells (a decision every TTI) a few dozen small numpy calls cost more than the work.
+    Covers integer indices and no slice power caps; anything else is left to the full check."""
+    ue_ru, owner, p = alloc.ue_ru, alloc.prb_owner, alloc.power_w
+    n_ru, n_prb = obs.ru_max_power_w.shape[0], obs.gain.shape[2]
+    n_ue = obs.slice_id.shape[0]
+    if (n_ue == 0 or n_ru * n_prb > _SMALL_CELLS or ue_ru.shape != (n_ue,) or owner.shape != (n_ru, n_prb)
+            or p.shape != (n_ru, n_prb) or ue_ru.dtype.kind not in "iu" or owner.dtype.kind not in "iu"
+            or p.dtype.kind != "f"):
+        return False
+    if not all(c == _INF for c in obs.slice_power_cap_w.tolist()):
+        return False  # slice caps: the full check
+    ru = ue_ru.tolist()
+    if min(ru) < -1 or max(ru) >= n_ru:
+        return False
+    for r, (own_row, p_row) in enumerate(zip(owner.tolist(), p.tolist())):
+        for o, x in zip(own_row, p_row):
+            if o >= 0:
+                # owned: a UE in range associated with this RU, finite non-negative power
+                if o >= n_ue or ru[o] != r or not 0.0 <= x < _INF:
+                    return False
+            elif o != -1 or x != 0.0:  # idle carries no power (NaN != 0 too)
+                return False
+    # the RU budgets exactly as the full check sums and compares them
+    limit = obs.ru_max_power_w * (1 + POWER_RTOL)
+    return all(t <= m for t, m in zip(p.sum(axis=1).tolist(), limit.tolist()))
+
+
+_INF = float("inf")
 
 
 def _ru_index(n_ru: int) -> np.ndarray:

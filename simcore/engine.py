@@ -123,6 +123,7 @@ class Engine:
         self.max_rate_bps = per_slice(lambda x: x.max_rate_mbps * 1e6)
         self.max_delay_ms = per_slice(lambda x: x.max_delay_ms)
         self.ru_max_power_w = dbm_to_w([ru.max_power_dbm for ru in s.cell.rus])
+        self._equal_power_w = float(self.ru_max_power_w[0] / self.n_prbs)  # per PRB, one RU (_objective)
         self.slice_power_cap_w = np.array(
             [dbm_to_w(x.power_cap_dbm) if x.power_cap_dbm is not None else np.inf for x in sl], dtype=float)
         self.serving_ru = np.argmax(self.channel.large_scale_gain, axis=1) if self.n_ues else np.zeros(0, int)
@@ -249,8 +250,6 @@ class Engine:
         reports = self._reports
         if k % self.csi_period == 0:
             gain, prb_rate, sinr = self._measure_csi()
-            for a in (gain, prb_rate, sinr):
-                a.flags.writeable = False  # shared by the observations of every decision it serves
             reports.append((k, gain, prb_rate, sinr))
         while len(reports) > 1 and reports[1][0] + self.csi_delay <= k:
             reports.popleft()
@@ -261,6 +260,10 @@ class Engine:
         self.channel.refresh_all()
         gain = self.channel.gain.copy()
         prb_rate, sinr = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w)
+        for a in (gain, prb_rate, sinr):
+            # read-only: a CSI report's are shared by the observations of every decision it serves,
+            # and the recorded objective reads the rate table (_objective)
+            a.flags.writeable = False
         return gain, prb_rate, sinr
 
     def observation(self, k: int) -> Observation:
@@ -297,8 +300,23 @@ class Engine:
         # a private copy: the PHY and channel cache work per allocation object, and a policy may
         # reuse (and later mutate) the arrays it returned
         self.allocation = alloc = Allocation(alloc.ue_ru.copy(), alloc.prb_owner.copy(), alloc.power_w.copy(), alloc.info)
-        self.decision_rec.record(k, weighted_sum_rate(alloc, obs), solve_ms, alloc.ue_ru, alloc.prb_owner, alloc.power_w,
+        self.decision_rec.record(k, self._objective(alloc, obs), solve_ms, alloc.ue_ru, alloc.prb_owner, alloc.power_w,
                                  alloc.info.get(RECORD_KEY))  # the policy's own columns (e.g. xApp fallbacks)
+
+    def _objective(self, alloc: Allocation, obs: Observation) -> float:
+        """``weighted_sum_rate(alloc, obs)``, the objective recorded with each decision. One RU with
+        every active PRB at the equal share of the RU's power (the classic schedulers): the
+        observation's rate table (read-only, computed from ``obs.gain`` at that very power by the
+        same SINR and rate functions) already holds each PRB's rate, so it is read, not recomputed:
+        the same values, bit for bit."""
+        if self.n_rus == 1 and self.n_ues:
+            owner = alloc.prb_owner[0]
+            k = (owner >= 0).nonzero()[0]
+            if (alloc.power_w[0, k] == self._equal_power_w).all():
+                ue = owner[k]
+                rates = np.bincount(ue, weights=obs.prb_rate_bps[ue, k], minlength=self.n_ues)
+                return float(np.dot(obs.ue_weight, rates))
+        return weighted_sum_rate(alloc, obs)
 
     def _transmit(self, k: int) -> None:
         alloc = self.allocation

@@ -315,6 +315,7 @@ class BuiltinPhy:
         self._ue = owner[0, k]
         self._flat = self._ue * gain.shape[2] + k  # index of gain[owner, 0, k] (one RU)
         self._power = allocation.power_w[0, k]
+        self._all_active = k.size == owner.shape[1]  # every PRB active: the results are the rows themselves
         if self._sinr is None or self._sinr.shape != owner.shape:  # templates, copied every TTI
             self._sinr = np.full(owner.shape, np.nan)
             self._bits = np.zeros(owner.shape)
@@ -326,7 +327,9 @@ class BuiltinPhy:
             return PhyTtiResult(prb_sinr=sinr, prb_bits=link.prb_bits(sinr, allocation.prb_owner))
         if allocation is not self._alloc:
             self._prepare(allocation, gain)
-        sinr = link.sinr(gain.ravel()[self._flat], self._power, 0)
+        sinr = link.sinr(gain.take(self._flat), self._power, 0)
+        if self._all_active:  # fresh arrays every TTI, no template to fill
+            return PhyTtiResult(prb_sinr=sinr[None], prb_bits=link.prb_bits(sinr, self._ue)[None])
         out_sinr, out_bits = self._sinr.copy(), self._bits.copy()
         out_sinr[0, self._k] = sinr
         out_bits[0, self._k] = link.prb_bits(sinr, self._ue)
