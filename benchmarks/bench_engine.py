@@ -13,7 +13,12 @@ Three parts, each size or case in a fresh process so that peak memory (ru_maxrss
    runs both cases with another source tree too (e.g. a checkout of main:
    ``git archive main | tar -x -C /tmp/main``), alternated with this one, and prints the speed-up
    of each case against it. The target of a per-TTI MAC scheduler is 5,000 TTI/s at 3 x 30 UEs.
-3. One simulated hour (``--hour``, several minutes): the paper cell at 3 x 30 UEs with records on,
+3. Instructions (``--instructions``, needs valgrind; slow: each run under callgrind): CPU
+   instructions per TTI of PF every TTI and every 10 TTIs at 3 x 30 UEs, this tree (and ``--ref``),
+   counted by ``valgrind --tool=callgrind`` over a whole process that simulates 300 TTIs minus one
+   that simulates 100 (start-up, imports and the warm-up cancel), divided by 200. Deterministic:
+   the machine's load does not change it, so it is the figure to compare on a shared machine.
+4. One simulated hour (``--hour``, several minutes): the paper cell at 3 x 30 UEs with records on,
    written as ``oransim run`` writes it (tables spooled to the run folder's staging folder while
    the run goes); prints the peak resident memory, the resident memory along the run, the packet
    rows still held at the end, and the size of each table on disk.
@@ -24,7 +29,7 @@ it here (wall time of one small numpy call and of one pure-Python loop step) so 
 different machines and moments can be compared.
 
     python benchmarks/bench_engine.py [--duration 5] [--sizes 10,30,100] [--per-tti [--ref TREE] [--csi-period 5]]
-                                      [--hour [--hour-s 3600]]
+                                      [--instructions [--ref TREE]] [--hour [--hour-s 3600]]
 """
 
 from __future__ import annotations
@@ -176,6 +181,41 @@ def per_tti(args, repeats: int = 3) -> None:
           "reference tree's same case (its ideal-CSI case for a CSI period)")
 
 
+def _instructions_per_tti(interval: int, tree: str | None) -> float:
+    """Instructions per TTI (callgrind): a 300-TTI run minus a 100-TTI run, over 200."""
+    import re
+    import tempfile
+
+    totals = []
+    with tempfile.TemporaryDirectory(prefix="bench-cg-") as tmp:
+        for n_tti in (100, 300):
+            out = Path(tmp) / f"cg.{n_tti}"
+            cmd = ["valgrind", "--tool=callgrind", "--dump-instr=no", f"--callgrind-out-file={out}",
+                   sys.executable, "-c", CHILD, "30", str(n_tti / 1000), str(interval), str(Path(__file__).parent),
+                   str(Path(tree).resolve()) if tree else "", "1"]
+            subprocess.run(cmd, capture_output=True, text=True, check=True)
+            totals.append(int(re.search(r"^summary: (\d+)", out.read_text(), re.M).group(1)))
+    return (totals[1] - totals[0]) / 200
+
+
+def instructions(args) -> None:
+    import shutil
+
+    if shutil.which("valgrind") is None:
+        sys.exit("bench_engine: --instructions needs valgrind on PATH")
+    trees = {"this tree": None} | ({"reference": args.ref} if args.ref else {})
+    print("paper cell, 3 x 30 UEs, PF, records on: CPU instructions per TTI (callgrind, a 300-TTI run minus "
+          "a 100-TTI run, / 200; independent of the machine's load)")
+    print(f"{'decisions every':>16} {'tree':>10} {'M instr/TTI':>12}" + (f" {'vs reference':>13}" if args.ref else ""))
+    for interval in (int(x) for x in args.intervals.split(",")):
+        got = {name: _instructions_per_tti(interval, tree) for name, tree in trees.items()}
+        for name, v in got.items():
+            line = f"{interval:>11} TTI{'s' if interval > 1 else ' '} {name:>10} {v / 1e6:>12.3f}"
+            if args.ref:
+                line += f" {got['reference'] / v:>12.2f}x"
+            print(line)
+
+
 def hour(args) -> None:
     out = subprocess.run([sys.executable, "-c", HOUR, "30", str(args.hour_s), str(Path(__file__).parent)],
                          capture_output=True, text=True, check=True).stdout
@@ -197,9 +237,12 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=5.0, help="simulated seconds per size / per-TTI case")
     ap.add_argument("--sizes", default="10,30,100", help="UEs per slice; empty to skip")
     ap.add_argument("--per-tti", action="store_true", help="PF deciding every TTI vs every 10 TTIs, 3 x 30 UEs")
-    ap.add_argument("--ref", default=None, help="with --per-tti: a reference source tree to compare with")
+    ap.add_argument("--ref", default=None, help="with --per-tti or --instructions: a reference source tree to compare with")
     ap.add_argument("--csi-period", type=int, default=5,
                     help="with --per-tti: also PF every TTI with a CSI report every this many TTIs (1: skip)")
+    ap.add_argument("--instructions", action="store_true",
+                    help="instructions per TTI (valgrind callgrind), PF every TTI and every 10 TTIs (--intervals), 3 x 30 UEs")
+    ap.add_argument("--intervals", default="1,10", help="with --instructions: decision intervals (TTIs) to count")
     ap.add_argument("--hour", action="store_true", help="peak memory of one simulated hour, 3 x 30 UEs")
     ap.add_argument("--hour-s", type=float, default=3600.0, help="simulated seconds of the --hour run")
     args = ap.parse_args()
@@ -209,6 +252,8 @@ def main() -> None:
         sizes(args)
     if args.per_tti:
         per_tti(args)
+    if args.instructions:
+        instructions(args)
     if args.hour:
         hour(args)
     call_us, step_ns = machine_reference()
