@@ -99,12 +99,13 @@ def greedy_by_prb(metric: np.ndarray, bits: np.ndarray, need: np.ndarray) -> np.
     """Sequential greedy over PRBs k = 0..K-1: PRB k goes to the candidate with the highest
     ``metric[:, k]`` (ties: lowest index) among those whose ``need`` is not yet covered by the bits
     of the PRBs they already got; -inf metrics never get a PRB. Returns (K,) candidate index or -1.
-    ``metric`` (C, K) is overwritten; ``bits`` (C, K) and ``need`` (C,) are read only.
+    ``metric`` (C, K) may be overwritten; ``bits`` (C, K) and ``need`` (C,) are read only.
 
     Vectorised: the best candidate of every PRB is one argmax; only when a candidate turns out to be
     covered are the remaining PRBs ranked again without it, so the cost is one numpy pass per
-    candidate whose need gets covered, not one per PRB. The walk over PRBs reads single entries
-    (``item``), so a ranking pass is three numpy calls.
+    candidate whose need gets covered, not one per PRB. With every metric finite (PF, max-CQI with
+    positive rates) the walk reads no metric entry and keeps no bit count for candidates whose need
+    exceeds all their bits; otherwise it reads single entries (``item``).
     """
     return np.array(_greedy(metric, bits, need), dtype=np.int64)
 
