@@ -16,7 +16,9 @@ Printed: each policy's mean and 95 % Student-t interval over the seeds, and the 
 (learned policy minus PF, seed by seed) with its 95 % interval; "beats" means that interval lies
 above 0 (below 0 for drops and delays).
 
-    python benchmarks/dql_in_simulator.py                      # paper_default, 10 seeds, shipped checkpoint
+    python benchmarks/dql_in_simulator.py                      # paper_default, seeds 1-10, shipped checkpoint
+    python benchmarks/dql_in_simulator.py --first-seed 6001    # seeds 6001-6010: drops no training or
+                                                               # checkpoint choice used (those: 1-40, >= 2^32)
     python benchmarks/dql_in_simulator.py --seeds 3 --duration 1 --checkpoint models/other.pt
     python benchmarks/dql_in_simulator.py --set cell.numerology=1    # any scenario field, as a sweep's set
 """
@@ -133,7 +135,9 @@ def main() -> None:
     ap.add_argument("--scenario", type=Path, default=ROOT / "scenarios" / "paper_default.yaml")
     ap.add_argument("--checkpoint", type=Path, default=ROOT / "models" / "diffusion_ql_paper_default.pt")
     ap.add_argument("--reference", default="pf", help="the policy compared against (default pf)")
-    ap.add_argument("--seeds", type=int, default=10, help="seeds 1..N (default 10)")
+    ap.add_argument("--seeds", type=int, default=10, help="number of seeds (default 10)")
+    ap.add_argument("--first-seed", type=int, default=1,
+                    help="first seed; the runs use FIRST ... FIRST + SEEDS - 1 (default 1)")
     ap.add_argument("--duration", type=float, default=None, help="simulated seconds (default: the scenario's)")
     ap.add_argument("--slice", default="urllc", help="slice of the per-slice rows (default urllc)")
     ap.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
@@ -143,6 +147,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None,
                     help="sweep folder (default sweeps/dql-vs-REFERENCE-CHECKPOINTHASH-RUNSHASH; resumed when it exists)")
     args = ap.parse_args()
+    if args.seeds < 1:
+        sys.exit(f"--seeds: must be at least 1 (got {args.seeds})")
+    if args.first_seed < 0:
+        sys.exit(f"--first-seed: must be at least 0 (got {args.first_seed})")
     if not args.checkpoint.is_file():
         sys.exit(f"--checkpoint: {args.checkpoint}: no such file")
     sets = {}
@@ -154,10 +162,11 @@ def main() -> None:
     learned = f"diffusion_ql:{args.checkpoint.resolve()}"
     # the sweep's job keys hash the policy string, not the file: the folder is named after the
     # checkpoint's content and everything else that defines the runs
-    what = f"{args.scenario.resolve()} {args.reference} {args.seeds} {args.duration} {sorted(sets.items())}"
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    what = f"{args.scenario.resolve()} {args.reference} {seeds} {args.duration} {sorted(sets.items())}"
     out = args.out or ROOT / "sweeps" / (f"dql-vs-{args.reference}-{_digest(args.checkpoint)}-"
                                          f"{hashlib.sha256(what.encode()).hexdigest()[:6]}")
-    folder = run_sweep(args.scenario, [args.reference, learned], list(range(1, args.seeds + 1)),
+    folder = run_sweep(args.scenario, [args.reference, learned], seeds,
                        args.duration, sets, out, args.workers)
     kpis = run_kpis(folder, args.slice)
     label = "diffusion_ql"
@@ -166,7 +175,7 @@ def main() -> None:
     pd.set_option("display.max_colwidth", 40)
     title = f"{args.scenario.name}" + "".join(f", {k}={v}" for k, v in sets.items())
     print(f"{title}: diffusion_ql ({args.checkpoint.name}, sha256 {_digest(args.checkpoint)}) vs {args.reference}, "
-          f"seeds 1-{args.seeds}, runs in {folder}")
+          f"seeds {seeds[0]}-{seeds[-1]}, runs in {folder}")
     print("mean [95 % t interval over seeds]; difference = diffusion_ql - "
           f"{args.reference}, paired by seed")
     print(summary(kpis, label, args.reference, args.slice).to_string())

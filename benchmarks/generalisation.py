@@ -9,6 +9,7 @@ are scored without solving it again.
 
     python benchmarks/generalisation.py [--states 10] [--seed 5000] [--objective served]
         [--policies diffusion_ql:models/diffusion_ql_paper_default.pt,dqn:models/dqn_paper_default.pt,pf]
+        [--select objective] [--candidates 16]
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def main() -> None:
     ap.add_argument("--cells", default="", help="indices into the cell list to run (default: all)")
     ap.add_argument("--cache", type=Path, default=None, help="folder keeping each cell's held-out optimum")
     ap.add_argument("--table", action="store_true", help="also print every agreement metric of each policy")
+    ap.add_argument("--select", default=None, choices=("critic", "objective"),
+                    help="diffusion_ql's choice among its candidates (default: the checkpoint's)")
+    ap.add_argument("--candidates", type=int, default=None, help="diffusion_ql's candidates (default: the checkpoint's)")
     args = ap.parse_args()
 
     import torch
@@ -77,6 +81,8 @@ def main() -> None:
         row, full = [], {}
         for n in names:
             name, params = policy_spec(n)
+            if name == "diffusion_ql":
+                params.update({k: v for k, v in (("select", args.select), ("candidates", args.candidates)) if v})
             try:
                 pol = make_policy(name, params)
                 pol.reset(0)

@@ -287,3 +287,27 @@ def test_shipped_checkpoint_beats_pf_on_20_fresh_states(name, fresh_paper_states
         wins += bool(first[0] and not first[1])
         losses += bool(first[1] and not first[0])
     assert wins > losses, (name, wins, losses)
+
+
+def test_select_objective_takes_the_candidate_first_in_the_problems_order(untrained_checkpoint):
+    """``select: objective`` decodes every candidate and keeps the one the snapshot problem ranks
+    first (least shortfall, then largest objective); a bad ``select`` is a one-line error."""
+    from policies.learned.checkpoint import CheckpointMismatch
+    from policies.learned.decoder import decode_action
+    from policies.learned.encoding import snapshot_problem
+
+    pol = DiffusionQlPolicy(str(untrained_checkpoint), select="objective")
+    for kw in OBS_KW:
+        obs = observation(**kw)
+        pol.reset(5)
+        chosen = pol.decide(obs)
+        check_allocation(chosen, obs)
+        pol.reset(5)
+        actions, _ = pol.sample(encode_state(obs, pol.spec), obs.n_ues)
+        problem = snapshot_problem(obs, pol.objective)
+        evs = [problem.evaluate(decode_action(a, obs, pol.spec, pol.objective)) for a in actions]
+        best = evs[problem.best_index(*(np.array(t) for t in zip(*(e.key for e in evs))))]
+        assert problem.evaluate(chosen).key == best.key
+        assert all(not problem.is_better(e, best) for e in evs)
+    with pytest.raises(CheckpointMismatch, match="policy.params.select"):
+        DiffusionQlPolicy(str(untrained_checkpoint), select="q")

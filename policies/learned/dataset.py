@@ -299,6 +299,30 @@ class DatasetError(ValueError):
 
 
 def load_states(path: str | Path, limit: int | None = None) -> StateSet:
+    """The states of a dataset file; ``path`` may also be several files joined by commas
+    (``a.parquet,b.parquet``, e.g. sets drawn over other UE counts), read as one set in that order:
+    they must share the base scenario and, where labelled, the objective."""
+    if "," in str(path):
+        return _concat([load_states(p) for p in str(path).split(",") if p], str(path), limit)
+    return _load_one(path, limit)
+
+
+def _concat(sets: list[StateSet], name: str, limit: int | None) -> StateSet:
+    first = sets[0]
+    for s in sets[1:]:
+        if s.meta["scenario"] != first.meta["scenario"]:
+            raise DatasetError(f"{name}: the files were drawn from different base scenarios")
+        if (s.labels is None) != (first.labels is None) or (s.labels is not None and s.config.objective != first.config.objective):
+            raise DatasetError(f"{name}: the files must all be labelled with the same objective, or all unlabelled")
+    n = sum(len(s.observations) for s in sets) if limit is None else limit
+    cat = lambda xs: np.concatenate(xs)[:n]  # noqa: E731
+    return StateSet([o for s in sets for o in s.observations][:n], first.config, first.scenario,
+                    cat([s.run_seeds for s in sets]),
+                    [a for s in sets for a in s.labels][:n] if first.labels is not None else None,
+                    cat([s.opt_objective_bps for s in sets]) if first.labels is not None else None, first.meta)
+
+
+def _load_one(path: str | Path, limit: int | None = None) -> StateSet:
     from simcore.contracts import Allocation
 
     path = Path(path)

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .checkpoint import LearnedPolicy
-from .encoding import EncodingSpec, split_state
+from .encoding import EncodingSpec, encode_state, split_state
 from .nets import UeSetEncoder, mlp
 
 #: Beta schedules the diffusion accepts (``Config.beta_schedule``).
@@ -53,6 +53,8 @@ X_CLIP = 1.0
 CANONICAL_FLOOR = 1e-6
 #: Posterior variance floor before the log (the first step's variance is 0).
 MIN_POSTERIOR_VAR = 1e-20
+#: How a decision picks among its sampled candidates (``Config.select``).
+SELECTS = ("critic", "objective")
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "diffusion_ql_paper_default.pt"
 
 
@@ -105,7 +107,12 @@ class Config:
     original). The Q term backpropagates through all N denoising steps, the most expensive part of a
     gradient step; a smaller share cuts that cost in proportion (the denoising loss keeps the batch)."""
     candidates: int = 8
-    """Actions sampled per decision; the one with the largest target-critic min-Q is taken (1: no choice)."""
+    """Actions sampled per decision, of which one is taken by ``select`` (1: no choice)."""
+    select: str = "critic"
+    """How a decision picks among its candidates: critic (the largest target-critic min-Q, as the
+    original) or objective (decode every candidate and take the first in the snapshot problem's
+    order: least shortfall, then largest objective, as the optimum ranks allocations; it reads only
+    the observation, and costs a decode and an evaluation per candidate)."""
     mode: str = "online"
     """online (replay from the env, epsilon-exploration; label-free), offline (only the dataset's
     transitions) or offline_online (offline steps first, then online)."""
@@ -509,7 +516,8 @@ def _check(cfg: Config) -> None:
     for field, value, allowed in (("beta_schedule", cfg.beta_schedule, BETA_SCHEDULES),
                                   ("mode", cfg.mode, ("online", "offline", "offline_online")),
                                   ("offline_actions", cfg.offline_actions, ("driver", "optimal")),
-                                  ("objective", cfg.objective, ("served", "rate"))):
+                                  ("objective", cfg.objective, ("served", "rate")),
+                                  ("select", cfg.select, SELECTS)):
         if value not in allowed:
             raise TrainError(f"config: {field} must be one of {', '.join(allowed)} (got {value!r})")
     for field in ("diffusion_steps", "layers", "hidden", "batch_size", "n_envs", "candidates"):
@@ -594,10 +602,12 @@ def train(ctx, cfg: Config):
 
     def decide(obs):
         from .decoder import decode_action
-        from .encoding import encode_state
 
         s = torch.as_tensor(encode_state(obs, spec), device=dev)[None]
         with torch.no_grad():
+            if cfg.select == "objective":
+                a = agent.sample(s.expand(cfg.candidates, -1), agent.actor_ema).cpu().numpy()
+                return best_by_objective(a, obs, spec, cfg.objective)
             a = agent.sample(s, agent.actor_ema, cfg.candidates)[0].cpu().numpy()
         return decode_action(a, obs, spec, cfg.objective)
 
@@ -700,6 +710,20 @@ def train(ctx, cfg: Config):
 
 
 # -------------------------------------------------------------------------------------- policy
+def best_by_objective(actions: np.ndarray, obs, spec: EncodingSpec, objective: str, fast: bool = True):
+    """The allocation, among the decoded candidate actions (C, action_dim), that comes first in the
+    snapshot problem's order (least shortfall, largest objective, then power and tie cost): what
+    ``select: objective`` takes. Reads only the observation, as any policy may."""
+    from .decoder import DecodeContext, decode_actions
+
+    ctx = DecodeContext(obs, spec, objective)
+    allocs = decode_actions(actions, [ctx] * len(actions), fast=fast)
+    if len(allocs) == 1:
+        return allocs[0]
+    evs = [ctx.problem.evaluate(a) for a in allocs]
+    return allocs[ctx.problem.best_index(*(np.array(t) for t in zip(*(e.key for e in evs))))]
+
+
 def config_of(ckpt: dict) -> Config:
     return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()})
 
@@ -708,15 +732,17 @@ class DiffusionQlPolicy(LearnedPolicy):
     """``policy: {name: diffusion_ql, params: {checkpoint: PATH}}`` (default: the shipped
     ``models/diffusion_ql_paper_default.pt``). Each decision samples ``candidates`` actions from the
     EMA actor (noise from a generator seeded by the run's policy seed) and takes the one the target
-    critics rate best; ``fast`` (default) runs the compiled sampler of ``diffusion_fast``, equal to the
-    PyTorch loop within float32 rounding, and the compiled decoder; ``fast: false`` the PyTorch loop
-    and the numpy decoder (the references)."""
+    critics rate best, or with ``select: objective`` the one whose decoded allocation comes first in
+    the snapshot problem's order (default: the checkpoint's ``Config.select``); ``fast`` (default)
+    runs the compiled sampler of ``diffusion_fast``, equal to the PyTorch loop within float32
+    rounding, and the compiled decoder; ``fast: false`` the PyTorch loop and the numpy decoder (the
+    references)."""
 
     name = "diffusion_ql"
 
     def __init__(self, checkpoint: str = str(SHIPPED), device: str = "cpu", threads: int = 1,
-                 candidates: int | None = None, fast: bool = True):
-        self.fast, self._candidates = bool(fast), candidates
+                 candidates: int | None = None, fast: bool = True, select: str | None = None):
+        self.fast, self._candidates, self._select = bool(fast), candidates, select
         super().__init__(checkpoint, device, threads)
 
     def build(self, ckpt: dict) -> None:
@@ -727,6 +753,9 @@ class DiffusionQlPolicy(LearnedPolicy):
         self.candidates = int(self._candidates or self.cfg.candidates)
         if self.candidates < 1:
             raise CheckpointMismatch("policy.params.candidates: must be at least 1")
+        self.select = self._select or self.cfg.select
+        if self.select not in SELECTS:
+            raise CheckpointMismatch(f"policy.params.select: must be one of {', '.join(SELECTS)} (got {self.select!r})")
         self.actor = Diffusion(NoiseNet(self.spec, self.cfg), self.cfg.diffusion_steps, self.cfg.beta_schedule)
         self.critic = Critic(self.spec, self.cfg)
         try:
@@ -766,3 +795,12 @@ class DiffusionQlPolicy(LearnedPolicy):
     def act(self, x: np.ndarray, obs) -> np.ndarray:
         actions, best = self.sample(x, obs.n_ues)
         return actions[best]
+
+    def decide(self, obs):
+        if self.select != "objective":
+            return super().decide(obs)
+        self.check(obs)
+        actions, _ = self.sample(encode_state(obs, self.spec, out=self._x), obs.n_ues)
+        alloc = best_by_objective(actions, obs, self.spec, self.objective, fast=self.fast)
+        alloc.info["policy"] = self.name
+        return alloc
