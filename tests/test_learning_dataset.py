@@ -60,6 +60,29 @@ def test_states_reload_as_the_engine_gave_them_with_their_optimum(dataset):
     assert loads <= {0.5, 2.0}
 
 
+def test_several_files_read_as_one_set(dataset, tmp_path):
+    """``a.parquet,b.parquet``: the states of both in order; files of other scenarios or objectives are refused."""
+    from policies.learned.dataset import DatasetError
+
+    one = load_states(dataset)
+    both = load_states(f"{dataset},{dataset}")
+    assert len(both.observations) == len(both.labels) == len(both.run_seeds) == 12
+    assert both.labels[7].prb_owner.tolist() == one.labels[1].prb_owner.tolist()
+    np.testing.assert_array_equal(both.opt_objective_bps, np.r_[one.opt_objective_bps, one.opt_objective_bps])
+    assert len(load_states(f"{dataset},{dataset}", limit=8).observations) == 8
+    table = pq.read_table(dataset)
+    meta = json.loads(table.schema.metadata[b"oransim_dataset"])
+    meta["config"]["objective"] = "rate"
+    pq.write_table(table.replace_schema_metadata({b"oransim_dataset": json.dumps(meta).encode()}), tmp_path / "r.parquet")
+    with pytest.raises(DatasetError, match="same objective"):
+        load_states(f"{dataset},{tmp_path / 'r.parquet'}")
+    meta["config"]["objective"] = "served"
+    meta["scenario"]["slices"][0]["weight"] += 1.0
+    pq.write_table(table.replace_schema_metadata({b"oransim_dataset": json.dumps(meta).encode()}), tmp_path / "s.parquet")
+    with pytest.raises(DatasetError, match="different base scenarios"):
+        load_states(f"{dataset},{tmp_path / 's.parquet'}")
+
+
 def cli(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "oransim", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=600)

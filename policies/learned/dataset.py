@@ -310,7 +310,7 @@ def load_states(path: str | Path, limit: int | None = None) -> StateSet:
 def _concat(sets: list[StateSet], name: str, limit: int | None) -> StateSet:
     first = sets[0]
     for s in sets[1:]:
-        if s.meta["scenario"] != first.meta["scenario"]:
+        if s.scenario.model_dump() != first.scenario.model_dump():  # parsed: fields added since read as defaults
             raise DatasetError(f"{name}: the files were drawn from different base scenarios")
         if (s.labels is None) != (first.labels is None) or (s.labels is not None and s.config.objective != first.config.objective):
             raise DatasetError(f"{name}: the files must all be labelled with the same objective, or all unlabelled")
