@@ -336,8 +336,14 @@ def default_levels_w(obs: Observation, level_factors=DEFAULT_LEVEL_FACTORS) -> n
         for f in factors * 0.5 ** j:
             if not np.isclose(ladder, f, rtol=1e-12, atol=0.0).any():
                 ladder.append(float(f))
+    return share_levels_w(obs, ladder)
+
+
+def share_levels_w(obs: Observation, level_factors=DEFAULT_LEVEL_FACTORS) -> np.ndarray:
+    """(R, L) the level factors times each RU's equal share P_r / K, no halving: the problem's
+    levels without a slice cap, and the learned policies' ladder whatever the caps."""
     share = obs.ru_max_power_w / obs.n_prbs
-    return share[:, None] * np.asarray(ladder)[None, :]
+    return share[:, None] * np.asarray(level_factors, dtype=float)[None, :]
 
 
 def rate_need_bps(obs: Observation) -> np.ndarray:

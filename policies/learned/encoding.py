@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from simcore.contracts import Allocation, Observation
-from simcore.snapshot import DEFAULT_LEVEL_FACTORS, OBJECTIVES, SnapshotProblem, rate_need_bps
+from simcore.snapshot import DEFAULT_LEVEL_FACTORS, OBJECTIVES, SnapshotProblem, rate_need_bps, share_levels_w
 
 #: Bumped whenever the meaning or layout of a state or action vector changes; checkpoints carry it.
 ENCODING_VERSION = 1
@@ -213,8 +213,6 @@ def snapshot_problem(obs: Observation, objective: str = "served") -> SnapshotPro
     optimum's own problem (``simcore.snapshot.default_levels_w``)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES} (got {objective!r})")
-    share = obs.ru_max_power_w / obs.n_prbs
-    return SnapshotProblem(obs, levels_w=share[:, None] * np.asarray(DEFAULT_LEVEL_FACTORS, dtype=float)[None, :],
-                           objective=objective)
+    return SnapshotProblem(obs, levels_w=share_levels_w(obs), objective=objective)
 
 
