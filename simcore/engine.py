@@ -153,7 +153,8 @@ class Engine:
         self.served_in_interval = np.zeros(self.n_ues)
         self.qos_met_last = np.ones(self.n_ues, dtype=bool)
         self.decision_period = policy.decision_period_tti or s.scheduling.interval_tti
-        self.phy_needs_full_gain = bool(getattr(phy, "needs_full_gain", False))  # see PhyBackend
+        # see PhyBackend; channel.draw_all_gains: the same draws for any PHY (the same realization as ns3-shm)
+        self.phy_needs_full_gain = bool(getattr(phy, "needs_full_gain", False)) or scenario.channel.draw_all_gains
         self.served_bits_total = np.zeros(self.n_ues)
 
         # --- CSI reports (phy.csi) and the link-to-system model (phy.l2s)

@@ -33,7 +33,9 @@ must decode:
 **MCS choice.** From the SINR the transmitter believes (the CSI report, ``phy.csi``: measured every
 ``period_tti`` TTIs, used ``delay_tti`` TTIs later; with period 1 and delay 0 the SINR of the TTI
 itself), lowered by the outer-loop offset Delta_u: the highest MCS whose BLER at that effective
-SINR is at most ``bler_target``; none (the PRBs stay unused) if even MCS 1 misses it.
+SINR is at most ``bler_target``; none (the PRBs stay unused) if even MCS 1 misses it. Or, with a
+CQI table (``cqi_sinr_db``), the highest CQI whose SINR the believed one reaches: a table given
+per CQI, or per LTE MCS and then reduced by LTE's reporting rule (``lte_cqi_thresholds_db``).
 
 **HARQ.** ``processes`` stop-and-wait processes per UE. A transmission occupies its process for
 ``rtt_tti`` TTIs (feedback and the earliest retransmission). A NACKed block is retransmitted, with
@@ -246,6 +248,36 @@ def mcs_thresholds_db(n_prbs, uses_per_prb, bler_target: float, coding_gap,
     return hi
 
 
+def lte_cqi_thresholds_db(mcs_sinr_db) -> np.ndarray:
+    """(15,) SINR (dB) from which CQI 1..15 is reported, from ``mcs_sinr_db`` (29,): the SINR at which a
+    one-PRB block of LTE MCS 0..28 decodes at the target BLER, by LTE's reporting rule as ns-3's
+    ``LteAmc`` (MI error model) applies it:
+
+    - the MCS reported is the highest m such that MCS 0..m all decode (MCS are tried upwards, the
+      first failure stops), so MCS m needs the running maximum of the SINRs up to m;
+    - m maps to the CQI of efficiency strictly below MCS m's: LTE MCS 2(c - 1) has CQI c's efficiency
+      (3GPP R1-081483's MCS table against TS 36.213 Table 7.2.3-1), so CQI c (1..14) needs MCS 2c - 1;
+      CQI 15 needs all 29 MCSs (MCS 28);
+    - MCS 0 alone is CQI 0 (out of range), as is no MCS at all.
+    """
+    need = np.maximum.accumulate(np.asarray(mcs_sinr_db, dtype=float))
+    return np.r_[need[1:28:2], need[28]]
+
+
+class _TableThresholds:
+    """A fixed CQI table (``cqi_sinr_db``): the same 15 thresholds whatever the block's PRB count."""
+
+    def __init__(self, table):
+        table = np.asarray(table, dtype=float)
+        self.row = lte_cqi_thresholds_db(table) if table.size == 29 else table
+        self.row.flags.writeable = False
+
+    def __getitem__(self, n_prb) -> np.ndarray:
+        if np.ndim(n_prb) == 0:
+            return self.row
+        return np.broadcast_to(self.row, (np.size(n_prb), 15))
+
+
 _SQRT2 = math.sqrt(2.0)
 _GRID_LO_DB = float(_GRID_DB[0])
 _GRID_LAST = float(_GRID_DB.size - 1)
@@ -347,7 +379,10 @@ class LinkToSystem:
         self.uses_per_prb = prb_bandwidth_hz * tti_s * (1.0 - overhead[MCS_MOD])  # (15,) data channel uses per MCS
         gap_db = np.broadcast_to(np.asarray(cfg.coding_gap_db, dtype=float), (3,))  # one, or per modulation
         self.gap_mcs = 10.0 ** (gap_db[MCS_MOD] / 10.0)  # (15,) linear Gamma_c of each MCS
-        self.thr_db = _Thresholds(self.uses_per_prb, cfg.bler_target, self.gap_mcs, cfg.code_block_bits)
+        if cfg.cqi_sinr_db is not None:  # a given CQI table
+            self.thr_db = _TableThresholds(cfg.cqi_sinr_db)
+        else:  # the BLER model's own: MCS j from the SINR at which its block meets bler_target
+            self.thr_db = _Thresholds(self.uses_per_prb, cfg.bler_target, self.gap_mcs, cfg.code_block_bits)
         mi_tables()  # set-up work here, not in the first TTI: once per process
         self._thr1 = self.thr_db[1] if cfg.mcs_selection == "worst_prb" else None  # the one row worst_prb uses
         self.crc_bits = cfg.crc_bits

@@ -114,6 +114,11 @@ class ChannelConfig(_Strict):
     )
     ue_height_m: float = Field(1.5, gt=0, le=22.5)
     log_distance: LogDistanceConfig = Field(default_factory=LogDistanceConfig)
+    draw_all_gains: bool = Field(
+        False, description="draw every (UE, RU, PRB) fading entry whenever the engine does for a PHY that reads "
+                           "the whole gain table (ns3-shm): the built-in PHY then sees, for the same seed, the very "
+                           "channel ns3-shm sees (a paired comparison, oransim calibrate); false: only the entries "
+                           "the PHY reads are drawn between decisions (the same law, another realization, faster)")
 
 
 class UeDropConfig(_Strict):
@@ -195,6 +200,12 @@ class L2sConfig(_Strict):
                                "(TS 36.213's transport block size of the LTE MCS the CQI maps to, as ns-3 LTE "
                                "sends; tabulated up to 6 PRBs, the 6-PRB bits per PRB beyond); the code rate "
                                "for the error draw stays the MCS's")
+    cqi_sinr_db: list[Annotated[float, Field(ge=-50, le=60)]] | None = Field(
+        None, description="the CQI table: 15 SINRs (dB, non-decreasing) from which CQI 1..15 is reported (a PRB's "
+                          "SINR with worst_prb, a block's effective SINR with miesm), or 29: the one-PRB "
+                          "10 %-BLER SINRs of LTE MCS 0..28, turned into the table by LTE's reporting rule "
+                          "(ns-3's LteAmc: the highest MCS decoding, rounded down to a CQI of strictly lower "
+                          "efficiency); null: computed from the BLER model at bler_target")
     harq: HarqConfig = Field(default_factory=HarqConfig)
     olla: OllaConfig = Field(default_factory=OllaConfig)
 
@@ -202,6 +213,17 @@ class L2sConfig(_Strict):
     @classmethod
     def _one_for_all(cls, v):
         return [v, v, v] if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+    @field_validator("cqi_sinr_db")
+    @classmethod
+    def _cqi_table(cls, v):
+        if v is None:
+            return v
+        if len(v) not in (15, 29):
+            raise ValueError(f"needs 15 values (CQI 1..15) or 29 (LTE MCS 0..28), got {len(v)}")
+        if len(v) == 15 and any(b < a for a, b in zip(v, v[1:])):
+            raise ValueError("the 15 CQI thresholds must not decrease")
+        return v
 
 
 class PhyConfig(_Strict):

@@ -120,6 +120,44 @@ def test_calibrate_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "c").exists()
 
 
+def test_builtin_side_draws_the_channel_ns3_shm_sees():
+    """``channel.draw_all_gains`` (the shipped profile's built-in side) makes the engine draw the
+    fading as it does for a PHY reading the whole gain table, as ns3-shm: the same seed then gives
+    the built-in PHY the very channel realization (without it, another one of the same law)."""
+    import yaml
+
+    from simcore.engine import Engine
+    from simcore.phy import BuiltinPhy
+    from simcore.plugins import make_policy
+    from oransim.calibrate import apply_profile
+
+    class WholeTable(BuiltinPhy):  # the built-in PHY, declaring ns3-shm's need for every entry
+        needs_full_gain = True
+
+    profile = yaml.safe_load((ROOT / "scenarios" / "calibration" / "ns3_lte.yaml").read_text())
+    assert profile["builtin"]["channel.draw_all_gains"] is True
+    base = load_scenario(QUICK).with_overrides(duration_s=0.03)
+    paired = apply_profile(base, profile, FAST)
+    plain = apply_profile(base, {**profile, "builtin": {**profile["builtin"], "channel.draw_all_gains": False}}, FAST)
+
+    def gains(scn, phy):
+        seen = []
+
+        class Spy(type(phy)):
+            def step(self, tti, allocation, gain):
+                seen.append(gain.copy())
+                return super().step(tti, allocation, gain)
+
+        spy = Spy()
+        Engine(scn, make_policy("pf"), spy).run()
+        return np.stack(seen)
+
+    whole = gains(plain, WholeTable())
+    assert np.array_equal(gains(paired, BuiltinPhy()), whole)
+    lazy = gains(plain, BuiltinPhy())
+    assert not np.array_equal(lazy, whole)  # the default draws only what the PHY reads
+
+
 @pytest.mark.ns3
 def test_calibration_short_quick_run_throughput_within_10_percent(tmp_path, capsys):
     """The CI calibration check: quick.yaml, one seed, a short run, the built-in PHY with the

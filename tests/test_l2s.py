@@ -426,3 +426,39 @@ def test_lte_transport_block_sizes():
     assert tti(model, buf, 0, sinr=10.0, prbs=2)[0] == l2s.LTE_TBS_6PRB[l2s.LTE_ITBS[mcs - 1], 1]
     with pytest.raises(ScenarioError, match="crc_bits"):
         parse_scenario(small(ues=1).model_dump() | {"phy": {"l2s": {"enabled": True, "tbs": "lte", "crc_bits": 24}}})
+
+
+# ------------------------------------------------------------------------------- CQI table
+#: one-PRB 10 %-BLER SINRs (dB) of LTE MCS 0..28 measured through ns-3.44's own LteMiErrorModel
+#: (scenarios/calibration/ns3_lte.yaml); note MCS 1 and 2 below MCS 0
+NS3_MCS_DB = [-4.40, -4.80, -4.45, -3.00, -2.35, -1.30, -0.75, 0.50, 1.55, 2.05, 3.85, 4.35, 5.15, 6.05, 7.05,
+              7.75, 8.70, 10.25, 10.60, 11.50, 12.50, 13.60, 14.50, 15.50, 16.00, 16.95, 17.95, 18.90, 19.85]
+
+
+def test_lte_reporting_rule_against_hand_computation():
+    # CQI c needs MCS 0..2c-1 all decoding (running maximum), CQI 15 all 29
+    t = l2s.lte_cqi_thresholds_db(NS3_MCS_DB)
+    assert t[:4].tolist() == [-4.40, -3.00, -1.30, 0.50]  # CQI 1: max(-4.40, -4.80); 2: MCS 3; 3: MCS 5; 4: MCS 7
+    assert t[13:].tolist() == [18.90, 19.85]
+    # a dip: MCS 5 needing less than MCS 4 does not lower CQI 3 below MCS 4's need
+    dip = list(NS3_MCS_DB)
+    dip[5] = -3.5
+    assert l2s.lte_cqi_thresholds_db(dip)[2] == -2.35
+    # the CQI ns-3's LteAmc reported for a flat one-RB SINR of -10..20 dB (its CreateCqiFeedbacks, 1 dB steps)
+    ns3_cqi = [0] * 6 + [1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 8, 8, 8, 9, 10, 10, 11, 11, 12, 13, 13, 14, 15]
+    assert np.searchsorted(t, np.arange(-10.0, 21.0), side="right").tolist() == ns3_cqi
+
+
+def test_a_given_cqi_table_sets_the_mcs():
+    table = [-6.0 + 2.0 * j for j in range(15)]  # CQI j from -8 + 2 j dB
+    for sel in ("worst_prb", "miesm"):
+        model, buf, _ = one_ue([1e6], [OK], cqi_sinr_db=table, mcs_selection=sel, harq__enabled=False,
+                               olla__enabled=False)
+        tti(model, buf, 0, sinr=10 ** 0.5, prbs=1)  # 5 dB: CQI 6 (from 4 dB), not 7 (from 6 dB)
+        assert buf.out_bits[0] == pytest.approx(l2s.MCS_EFFICIENCY[5] * 180.0), sel
+    model, _, _ = one_ue([1.0], [OK], cqi_sinr_db=NS3_MCS_DB)  # 29 values: LTE's rule
+    assert model.thr_db[3].tolist() == l2s.lte_cqi_thresholds_db(NS3_MCS_DB).tolist()
+    assert model.thr_db[np.array([1, 6])].shape == (2, 15)
+    for bad, why in (([0.0] * 14, "15 values"), (table[::-1], "must not decrease")):
+        with pytest.raises(ScenarioError, match=why):
+            parse_scenario(small(ues=1).model_dump() | {"phy": {"l2s": {"enabled": True, "cqi_sinr_db": bad}}})
