@@ -447,6 +447,13 @@ def test_lte_reporting_rule_against_hand_computation():
     # the CQI ns-3's LteAmc reported for a flat one-RB SINR of -10..20 dB (its CreateCqiFeedbacks, 1 dB steps)
     ns3_cqi = [0] * 6 + [1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 8, 8, 8, 9, 10, 10, 11, 11, 12, 13, 13, 14, 15]
     assert np.searchsorted(t, np.arange(-10.0, 21.0), side="right").tolist() == ns3_cqi
+    # the shipped calibration profile holds these points
+    from pathlib import Path
+
+    import yaml
+
+    profile = Path(__file__).resolve().parents[1] / "scenarios" / "calibration" / "ns3_lte.yaml"
+    assert yaml.safe_load(profile.read_text())["builtin"]["phy.l2s.cqi_sinr_db"] == NS3_MCS_DB
 
 
 def test_a_given_cqi_table_sets_the_mcs():
