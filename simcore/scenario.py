@@ -118,7 +118,7 @@ class ChannelConfig(_Strict):
         False, description="draw every (UE, RU, PRB) fading entry whenever the engine does for a PHY that reads "
                            "the whole gain table (ns3-shm): the built-in PHY then sees, for the same seed, the very "
                            "channel ns3-shm sees (a paired comparison, oransim calibrate); false: only the entries "
-                           "the PHY reads are drawn between decisions (the same law, another realization, faster)")
+                           "the PHY reads are drawn between decisions (the same law, another realization)")
 
 
 class UeDropConfig(_Strict):
