@@ -72,6 +72,14 @@ from scipy.special import ndtr
 
 from .phy import CQI_EFFICIENCY
 
+try:  # the compiled per-TTI kernels (same results as the numpy/Python path below)
+    from . import l2s_fast as _fast
+except ImportError:  # numba not installed: the numpy/Python path
+    _fast = None
+
+#: Use the compiled kernels when numba is installed (``LinkToSystem(fast=...)`` overrides it per model).
+FAST = True
+
 #: Modulation order (bits per symbol) of CQI/MCS 1..15, TS 38.214 Table 5.2.2.1-2.
 MCS_QM = np.array([2, 2, 2, 2, 2, 2, 4, 4, 4, 6, 6, 6, 6, 6, 6])
 #: Efficiency (bits per channel use) of MCS 1..15 (= the CQI table's).
@@ -320,6 +328,11 @@ def _control_loss_scalar(x_db: float) -> float:
     return ps[i] + (ps[i + 1] - ps[i]) * (x_db - xs[i]) / (xs[i + 1] - xs[i])
 
 
+#: Counters the compiled first transmissions return, in its order (l2s_fast.S_*).
+_FAST_STATS = ("blocks", "transmissions", "first_nacks", "nacks", "no_process_ttis", "no_mcs_ttis", "no_payload_ttis")
+_UNIFORM_CHUNK = 4096  # error draws taken from the generator at a time on the compiled path
+
+
 class _Thresholds:
     """``mcs_thresholds_db`` rows computed when first needed (a run uses few PRB counts: with
     ``worst_prb`` only one) and shared by every model of the process with the same parameters.
@@ -370,7 +383,7 @@ class LinkToSystem:
     """
 
     def __init__(self, cfg, prb_bandwidth_hz: float, tti_s: float, n_ues: int, buffers, rng: np.random.Generator,
-                 drop_reason: int):
+                 drop_reason: int, fast: bool | None = None):
         self.cfg = cfg
         self.buffers = buffers
         self.rng = rng
@@ -414,6 +427,22 @@ class LinkToSystem:
                       "requeued_blocks": 0, "no_process_ttis": 0, "no_mcs_ttis": 0}
         if self.crc_bits:
             self.stats["no_payload_ttis"] = 0  # blocks too small for their CRC: the PRBs stay unused
+        # the compiled step (simcore.l2s_fast); its error draws come from uniforms drawn ahead from
+        # self.rng, the same numbers in the same order as the reference's draws one TTI at a time
+        self.fast = (FAST and _fast is not None) if fast is None else fast
+        if self.fast and _fast is None:
+            raise ImportError("LinkToSystem(fast=True) needs numba (pip install numba)")
+        self._uniforms = np.empty(0)
+        self._upos = 0
+        if self.fast:
+            self._params_i = np.array([self.tb_prbs or 0, self.harq, self.olla, self.errors, self.control_errors,
+                                       self.lte_tbs, self.lowest_mcs, self.crc_bits, cfg.code_block_bits, self.rtt,
+                                       self.max_tx, self.requeue, 0], dtype=np.int64)
+            self._params_f = np.array([self.step_up, self.step_down, self.max_offset, _GRID_LO_DB, _GRID_STEP_DB])
+            self._mcs_table = np.stack([self.uses_per_prb, MCS_EFFICIENCY, MCS_MOD, self.gap_mcs, LTE_ITBS]).astype(float)
+            self._mi_top = np.array(mi_tables()[1], dtype=np.int64)
+            self._has_pending = np.zeros(n_ues, dtype=bool)  # mirrors "self.pending[u] is not empty"
+            self._any_pending = False
 
     @property
     def in_flight_bits(self) -> float:
@@ -448,6 +477,98 @@ class LinkToSystem:
         """One TTI. ``owner`` (R, K) PRB owners; ``actual_sinr`` (R, K) the SINR the PRBs see;
         ``believed_sinr`` (R, K) the one the MCS is chosen from. Returns (bits the engine serves
         from each UE's FIFO, bits already served here) both (U,)."""
+        if self.fast:
+            return self._step_fast(k, owner, actual_sinr, believed_sinr, now_s, delivered_at_s)
+        return self._step_reference(k, owner, actual_sinr, believed_sinr, now_s, delivered_at_s)
+
+    def _step_fast(self, k: int, owner: np.ndarray, actual_sinr: np.ndarray, believed_sinr: np.ndarray,
+                   now_s: float, delivered_at_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """``step`` with its array work in two compiled kernels (simcore.l2s_fast): the same results."""
+        n_ues = self.offset_db.size
+        capacity = np.zeros(n_ues)
+        served_here = np.zeros(n_ues)
+        buf = self.buffers
+        pi = self._params_i
+        pi[_fast.P_K] = k
+        table = mi_tables()[0]
+        actual_db = 10.0 * np.log10(np.maximum(actual_sinr, _TINY))  # numpy's log10, as bicm_mi_all's
+        ue_of, row_of, believed, ues, n_prb, eff_db, due, go, no_proc = _fast.blocks_of_tti(
+            owner, actual_db, believed_sinr, buf.enq_bits, buf.out_bits, self.sent, self.retx_at, self.proc_free_at,
+            table, self._mi_top, _GRID_DB, pi, self._params_f)
+        if not ues.size:
+            return capacity, served_here
+        eff_act = 10.0 ** (eff_db / 10.0)
+        upto: dict[int, float] = {}
+        if self.harq and due.any():  # retransmissions first, as the reference
+            for i in np.flatnonzero(due).tolist():
+                u = int(ues[i])
+                upto[u] = self._retransmit(u, k, eff_act[i], int(n_prb[i]), eff_act[i, 0])
+            # they moved HARQ processes: which new blocks may go, decided after them as the reference does
+            more = (buf.enq_bits - np.maximum(self.sent, buf.out_bits))[ues] > 1e-6
+            has_proc = (self.proc_free_at[ues] <= k).any(axis=1)
+            no_proc = int((~due & ~has_proc & more).sum())
+            go = ~due & has_proc & more
+        self.stats["no_process_ttis"] += no_proc
+        if go.any():
+            mcs = self._choose_mcs(row_of, believed, ue_of, ues, n_prb,
+                                   eff_act if believed_sinr is actual_sinr else None)
+            if self.harq or self._any_pending:
+                self._has_pending[:] = [bool(p) for p in self.pending]
+            if self.errors and self._uniforms.size - self._upos < go.size:
+                self._refill(go.size)
+            st, self._upos, up_ue, up_hi, pend, p_mcs, p_bits, p_uses = _fast.first_transmissions(
+                go, np.asarray(mcs, dtype=np.int64), ues, n_prb, eff_act, self._mcs_table, LTE_TBS_6PRB, table,
+                CONTROL_LOSS_DB, CONTROL_LOSS_P, self._uniforms, self._upos, buf.enq_bits, buf.out_bits, self.sent,
+                self.proc_free_at, self._has_pending, self.offset_db, capacity, pi, self._params_f)
+            stats = self.stats
+            for name, v in zip(_FAST_STATS, st.tolist()):
+                if v:
+                    stats[name] += v
+            for u, hi in zip(up_ue.tolist(), up_hi.tolist()):
+                upto[u] = max(upto.get(u, hi), hi)
+            if pend.size:  # blocks that wait in HARQ (or behind a block that does): their objects, as the reference
+                self._any_pending = True
+                for (_, u, lo, hi, proc, failed, info, spread, chase), mcs_j, bits, uses in zip(
+                        pend.tolist(), p_mcs.tolist(), p_bits.tolist(), p_uses.tolist()):
+                    u = int(u)
+                    b = _Block(lo, hi, bits, uses, mcs_j, int(proc))
+                    b.n_tx = 1
+                    if not self.harq:
+                        b.state = ACKED
+                    elif failed:
+                        b.info, b.spread, b.chase = info, spread, chase
+                        self._nacked(u, b, k)
+                    else:
+                        b.state = ACKED
+                        self.proc_free_at[u, b.proc] = k + self.rtt
+                    self.pending[u].append(b)
+        if upto:  # packets below the furthest end went on air (a UE's blocks of the TTI mark no more)
+            buf.mark_sent(list(upto), list(upto.values()), now_s)
+            if self._any_pending:
+                for u in upto:
+                    if self.pending[u]:
+                        self._resolve(u, capacity, served_here, now_s, delivered_at_s)
+        return capacity, served_here
+
+    def _refill(self, n: int) -> None:
+        """At least ``n`` uniforms ahead: the rest of the buffer, then fresh draws from ``self.rng``."""
+        rest = self._uniforms[self._upos:]
+        self._uniforms = np.concatenate([rest, self.rng.random(max(n, _UNIFORM_CHUNK))])
+        self._upos = 0
+
+    def _draw(self) -> float:
+        """One uniform of the model's error stream (from the buffer on the compiled path)."""
+        if not self.fast:
+            return self.rng.random()
+        if self._upos >= self._uniforms.size:
+            self._refill(1)
+        x = self._uniforms[self._upos]
+        self._upos += 1
+        return float(x)
+
+    def _step_reference(self, k: int, owner: np.ndarray, actual_sinr: np.ndarray, believed_sinr: np.ndarray,
+                        now_s: float, delivered_at_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """``step`` in numpy and Python: the reference the compiled path is checked against."""
         n_ues = self.offset_db.size
         capacity = np.zeros(n_ues)
         served_here = np.zeros(n_ues)
@@ -690,7 +811,7 @@ class LinkToSystem:
             info, spread = uses * float(bicm_mi(r, mod)), uses * float(dispersion(r))
         b.n_tx += 1
         self.stats["transmissions"] += 1
-        nack = self.errors and self.rng.random() < float(self._error_probability(info, spread, b.bits, ctrl))
+        nack = self.errors and self._draw() < float(self._error_probability(info, spread, b.bits, ctrl))
         if nack:
             self.stats["nacks"] += 1
             self._nacked(u, b, k)

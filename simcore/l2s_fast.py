@@ -1,0 +1,385 @@
+"""The per-TTI work of the link-to-system model (``simcore.l2s``) compiled with numba: same results.
+
+``LinkToSystem.step`` spends its time on a few dozen numpy calls and a Python loop per transport
+block (about 15 blocks per TTI at 30 UEs with ``tb_prbs: 6``): grouping the PRBs into blocks, the
+MIESM effective SINR, the block sizes, the error probabilities and the first-transmission
+bookkeeping. Two kernels do that work in one call each, around the MCS choice (which stays the
+model's ``_choose_mcs``):
+
+- ``blocks_of_tti``: which PRBs count (their UE has something to send), the blocks (one per UE, or
+  per UE and group of ``tb_prbs`` PRBs, ordered by UE then group as ``np.unique`` orders them), the
+  mean mutual information of each block per modulation and its MIESM inverse (dB), and which
+  blocks are retransmissions due now or new blocks that may go;
+- ``first_transmissions``: for the new blocks, MCS floor, data bits (LTE TBS or nominal less CRC),
+  error probability, the error draw from a stream of uniforms drawn ahead, HARQ process, OLLA
+  offset and where each UE's blocks end; blocks that must wait in HARQ are returned to Python,
+  which keeps the per-block objects.
+
+Every value is computed by the same float64 operations in the same order as the numpy/Python
+reference (``LinkToSystem(..., fast=False)``): numba's scalar ``log10``, ``pow``, ``erfc`` are the
+C library's, as Python's ``math``; the two array operations whose numpy versions are vectorised
+differently (``log10`` of the PRB SINRs, ``10 ** (dB / 10)`` of the effective SINRs) stay in numpy.
+``tests/test_l2s.py`` runs both paths on whole scenarios and compares every table exactly.
+
+numba compiles the kernels on first use (``cache=True``: once per machine, then read from
+``__pycache__``); without numba the reference path runs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+_JIT = dict(cache=True, error_model="numpy")
+_SQRT2 = math.sqrt(2.0)
+_LOG2_E_SQ = (1.0 / math.log(2.0)) ** 2  # as l2s.LOG2_E**2
+_EPS_BITS = 1e-6  # "nothing left to send" in the reference's comparisons
+
+# params_i layout (int64): the model's switches and TTI
+P_TB_PRBS, P_HARQ, P_OLLA, P_ERRORS, P_CONTROL, P_LTE, P_LOWEST, P_CRC, P_CODE_BLOCK, P_RTT, P_MAX_TX, \
+    P_REQUEUE, P_K = range(13)
+# params_f layout (float64)
+F_STEP_UP, F_STEP_DOWN, F_MAX_OFFSET, F_GRID_LO, F_GRID_STEP = range(5)
+# per-MCS table rows (5, 15): data channel uses per PRB, efficiency, modulation index, linear gap, I_TBS
+M_USES, M_EFF, M_MOD, M_GAP, M_ITBS = range(5)
+# stats layout (int64), in the order of l2s.FAST_STATS
+S_BLOCKS, S_TX, S_FIRST_NACKS, S_NACKS, S_NO_PROC, S_NO_MCS, S_NO_PAYLOAD = range(7)
+# a block that waits in HARQ: one row of ``first_transmissions``' (n, 9) output
+B_J, B_UE, B_LO, B_HI, B_PROC, B_FAILED, B_INFO, B_SPREAD, B_CHASE = range(9)
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+@njit(**_JIT)
+def _interp(x, xp, fp, n):
+    """``np.interp(x, xp[:n], fp[:n])`` for one value, the same arithmetic (numpy's arr_interp)."""
+    if x != x:
+        return x
+    if x < xp[0]:
+        return fp[0]
+    if x > xp[n - 1]:
+        return fp[n - 1]
+    lo, hi = 0, n - 1  # the largest j with xp[j] <= x
+    while hi - lo > 1:
+        mid = (lo + hi) >> 1
+        if xp[mid] <= x:
+            lo = mid
+        else:
+            hi = mid
+    j = hi if xp[hi] <= x else lo
+    if j == n - 1 or xp[j] == x:
+        return fp[j]
+    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+    out = slope * (x - xp[j]) + fp[j]
+    if out != out:
+        out = slope * (x - xp[j + 1]) + fp[j + 1]
+        if out != out and fp[j] == fp[j + 1]:
+            out = fp[j]
+    return out
+
+
+@njit(**_JIT)
+def blocks_of_tti(owner, actual_db, believed, enq, out, sent, retx_at, proc_free_at, mi_table, mi_top, grid_db,
+                  params_i, params_f):
+    """The blocks of one TTI (module docstring). ``owner`` (R, K); ``actual_db`` (R, K)
+    10 log10(max(SINR, tiny)) of the PRBs; ``believed`` (R, K) SINR the MCS is chosen from.
+    Returns per active PRB (P,): its UE, block and believed SINR; per block (A,): UE, PRB count,
+    effective SINR per modulation (A, 3) in dB, due (a NACKed block goes now), go (a new block
+    may go); and the number of blocks left without a free HARQ process."""
+    n_ru, n_k = owner.shape
+    n_ues = enq.shape[0]
+    k = params_i[P_K]
+    tb = params_i[P_TB_PRBS]
+    harq = params_i[P_HARQ] != 0
+    unsent = np.empty(n_ues)
+    wants = np.empty(n_ues, dtype=np.bool_)
+    for u in range(n_ues):
+        unsent[u] = enq[u] - max(sent[u], out[u])
+        wants[u] = unsent[u] > _EPS_BITS or retx_at[u] <= k
+    per_ru = 1 if tb == 0 else (n_k + tb - 1) // tb
+    n_groups = n_ru * per_ru
+    slot = np.full(n_ues * n_groups, -1, dtype=np.int64)
+    prb_key = np.empty(n_ru * n_k, dtype=np.int64)
+    prb_db = np.empty(n_ru * n_k)
+    prb_bel = np.empty(n_ru * n_k)
+    p = 0
+    for r in range(n_ru):
+        for kk in range(n_k):
+            u = owner[r, kk]
+            if u >= 0 and wants[u]:
+                g = 0 if tb == 0 else r * per_ru + kk // tb
+                key = u * n_groups + g
+                slot[key] = 0
+                prb_key[p] = key
+                prb_db[p] = actual_db[r, kk]
+                prb_bel[p] = believed[r, kk]
+                p += 1
+    a = 0
+    for key in range(slot.size):  # blocks in key order: by UE, then group
+        if slot[key] == 0:
+            slot[key] = a
+            a += 1
+    ues = np.empty(a, dtype=np.int64)
+    n_prb = np.zeros(a, dtype=np.int64)
+    total = np.zeros((3, a))
+    row_of = np.empty(p, dtype=np.int64)
+    ue_of = np.empty(p, dtype=np.int64)
+    lo_db, step_db = params_f[F_GRID_LO], params_f[F_GRID_STEP]
+    last = grid_db.size - 1.0
+    for i in range(p):
+        b = slot[prb_key[i]]
+        row_of[i] = b
+        u = prb_key[i] // n_groups
+        ue_of[i] = u
+        ues[b] = u
+        n_prb[b] += 1
+        x = prb_db[i]
+        if not x >= lo_db:  # below the grid (and SINR 0): no information
+            continue
+        pos = min(max((x - lo_db) / step_db, 0.0), last)
+        j = min(np.int64(pos), grid_db.size - 2)
+        f = pos - j
+        for m in range(3):
+            total[m, b] += mi_table[m, j] * (1.0 - f) + mi_table[m, j + 1] * f
+    eff_db = np.empty((a, 3))
+    for m in range(3):
+        for b in range(a):
+            eff_db[b, m] = _interp(total[m, b] / n_prb[b], mi_table[m], grid_db, mi_top[m])
+    due = np.zeros(a, dtype=np.bool_)
+    go = np.zeros(a, dtype=np.bool_)
+    no_proc = 0
+    for b in range(a):
+        u = ues[b]
+        lead = b == 0 or ues[b - 1] != u
+        due[b] = lead and retx_at[u] <= k
+        has_proc = True
+        if harq:
+            has_proc = False
+            for q in range(proc_free_at.shape[1]):
+                if proc_free_at[u, q] <= k:
+                    has_proc = True
+                    break
+        more = unsent[u] > _EPS_BITS
+        if not due[b] and not has_proc and more:
+            no_proc += 1
+        go[b] = not due[b] and has_proc and more
+    return ue_of, row_of, prb_bel[:p].copy(), ues, n_prb, eff_db, due, go, no_proc
+
+
+@njit(**_JIT)
+def _mi(table, m, sinr, lo_db, step_db):
+    """``l2s._mi_scalar``: the MI of modulation ``m`` at linear SINR ``sinr``."""
+    if not sinr > 0:
+        return 0.0
+    pos = (10.0 * math.log10(sinr) - lo_db) / step_db
+    if pos < 0.0:
+        return 0.0
+    n = table.shape[1]
+    if pos >= n - 1.0:
+        return table[m, n - 1]
+    i = int(pos)
+    f = pos - i
+    return table[m, i] * (1.0 - f) + table[m, i + 1] * f
+
+
+@njit(**_JIT)
+def _control_loss(x_db, xs, ps):
+    """``l2s._control_loss_scalar``."""
+    if x_db <= xs[0]:
+        return ps[0]
+    n = xs.size
+    if x_db >= xs[n - 1]:
+        return ps[n - 1]
+    i = 0
+    while i + 1 < n and xs[i + 1] <= x_db:  # bisect_right - 1
+        i += 1
+    return ps[i] + (ps[i + 1] - ps[i]) * (x_db - xs[i]) / (xs[i + 1] - xs[i])
+
+
+@njit(**_JIT)
+def first_transmissions(go, mcs_all, ues, n_prb, eff_act, mcs_table, lte_tbs, mi_table, control_db, control_p,
+                        uniforms, upos, enq, out, sent, proc_free_at, has_pending, offset_db, capacity,
+                        params_i, params_f):
+    """The new blocks of one TTI (``LinkToSystem._first_transmissions`` and the steps before it).
+    ``go`` (A,) the blocks that may go, ``mcs_all`` (A,) their chosen MCS (0: none), ``eff_act``
+    (A, 3) their effective SINR per modulation (linear); ``uniforms[upos:]`` the error draws to use.
+    Updates ``sent``, ``proc_free_at``, ``has_pending``, ``offset_db`` and ``capacity`` (bits of
+    blocks decoded with nothing before them in HARQ) in place. Returns (stats (7,), the next
+    ``upos``, UEs that transmitted in order of first block, the end of what each sent, blocks to
+    keep in HARQ (n, 9) and their MCS, nominal bits, channel uses)."""
+    harq = params_i[P_HARQ] != 0
+    olla = params_i[P_OLLA] != 0
+    errors = params_i[P_ERRORS] != 0
+    control = params_i[P_CONTROL] != 0
+    lte = params_i[P_LTE] != 0
+    crc_bits = params_i[P_CRC]
+    cbb = float(params_i[P_CODE_BLOCK])
+    k = params_i[P_K]
+    rtt = params_i[P_RTT]
+    lo_db, step_db = params_f[F_GRID_LO], params_f[F_GRID_STEP]
+    stats = np.zeros(7, dtype=np.int64)
+    a = go.size
+    # the blocks that go: MCS floor, then those whose MCS and payload allow a block
+    sel = np.empty(a, dtype=np.int64)
+    chosen = np.zeros(a, dtype=np.int64)  # the MCS each block goes with
+    n = 0
+    for b in range(a):
+        if not go[b]:
+            continue
+        mcs = mcs_all[b]
+        if mcs == 0:
+            stats[S_NO_MCS] += 1
+            if params_i[P_LOWEST] != 0:
+                mcs = 1
+        if mcs > 0:
+            chosen[b] = mcs
+            sel[n] = b
+            n += 1
+    uses = np.empty(n)
+    bits = np.empty(n)
+    payload = np.empty(n)
+    keep = np.empty(n, dtype=np.int64)
+    m_ok = 0
+    for i in range(n):
+        b = sel[i]
+        mcs = chosen[b]
+        x = n_prb[b] * mcs_table[M_USES, mcs - 1]
+        nominal = mcs_table[M_EFF, mcs - 1] * x
+        if lte:
+            itbs = np.int64(mcs_table[M_ITBS, mcs - 1])
+            nb = n_prb[b]
+            if nb <= 6:
+                pay = lte_tbs[itbs, max(min(nb, 6), 1) - 1]
+            else:
+                pay = lte_tbs[itbs, 5] * nb / 6.0
+        elif crc_bits == 0:
+            pay = nominal
+        else:
+            c = max(1.0, math.ceil(nominal / cbb))
+            crc = crc_bits * (c + 1 if c > 1 else 1.0)
+            pay = max(0.0, math.floor((nominal - crc) / 8.0) * 8.0)
+            if not pay > 0:
+                stats[S_NO_PAYLOAD] += 1
+                continue
+        keep[m_ok] = b
+        uses[m_ok] = x
+        bits[m_ok] = nominal
+        payload[m_ok] = pay
+        m_ok += 1
+    n = m_ok
+    info = np.empty(n)
+    spread = np.empty(n)
+    prob = np.empty(n)
+    rho_l = np.empty(n)
+    for i in range(n):
+        b = keep[i]
+        mcs = chosen[b]
+        mod = np.int64(mcs_table[M_MOD, mcs - 1])
+        rho_l[i] = eff_act[b, mod]
+        r = eff_act[b, mod] / mcs_table[M_GAP, mcs - 1]
+        info[i] = uses[i] * _mi(mi_table, mod, r, lo_db, step_db)
+        one = 1.0 + r
+        spread[i] = uses[i] * (_LOG2_E_SQ * (1.0 - 1.0 / (one * one)))
+        if errors:
+            c = max(1.0, math.ceil(bits[i] / cbb))
+            if spread[i] > 0:
+                q = 0.5 * math.erfc((info[i] - bits[i]) / math.sqrt(spread[i] * c) / _SQRT2)
+            else:
+                q = 0.0 if info[i] > bits[i] else 1.0
+            pr = 1.0 - (1.0 - q) ** c
+            if control:
+                e = eff_act[b, 0]  # the control channel: QPSK effective SINR of the block's PRBs
+                x_db = 10.0 * math.log10(e) if e > 0 else -np.inf
+                pr = 1.0 - (1.0 - pr) * (1.0 - _control_loss(x_db, control_db, control_p))
+            prob[i] = pr
+    # the error draws: one per block that may go, in order, as the reference's rng.random(n)
+    nack = np.zeros(n, dtype=np.bool_)
+    if errors:
+        for i in range(n):
+            nack[i] = uniforms[upos + i] < prob[i]
+        upos += n
+    n_ues = enq.shape[0]
+    touched = np.zeros(n_ues, dtype=np.bool_)
+    upto_ue = np.empty(n, dtype=np.int64)
+    upto_hi = np.empty(n)
+    n_up = 0
+    where = np.full(n_ues, -1, dtype=np.int64)  # UE -> its row in upto_ue
+    direct_hi = np.full(n_ues, -np.inf)
+    pend = np.empty((n, 9))
+    pend_mcs = np.empty(n, dtype=np.int64)
+    pend_bits = np.empty(n)
+    pend_uses = np.empty(n)
+    n_pend = 0
+    for i in range(n):
+        b = keep[i]
+        u = ues[b]
+        lo = max(sent[u], out[u])
+        if enq[u] - lo <= _EPS_BITS:  # an earlier block of this TTI took the rest: nothing to send
+            continue
+        proc = 0
+        if harq:  # the UE's first free process
+            proc = -1
+            for q in range(proc_free_at.shape[1]):
+                if proc_free_at[u, q] <= k:
+                    proc = q
+                    break
+            if proc < 0:
+                stats[S_NO_PROC] += 1
+                continue
+        failed = nack[i]
+        stats[S_BLOCKS] += 1
+        stats[S_TX] += 1
+        if failed:
+            stats[S_FIRST_NACKS] += 1
+            stats[S_NACKS] += 1
+        if olla:
+            step = params_f[F_STEP_UP] if failed else -params_f[F_STEP_DOWN]
+            offset_db[u] = min(max(offset_db[u] + step, -params_f[F_MAX_OFFSET]), params_f[F_MAX_OFFSET])
+        hi = lo + min(payload[i], enq[u] - lo)
+        if where[u] < 0:
+            where[u] = n_up
+            upto_ue[n_up] = u
+            upto_hi[n_up] = hi
+            n_up += 1
+        else:
+            upto_hi[where[u]] = max(upto_hi[where[u]], hi)
+        touched[u] = True
+        if not harq and failed:  # no HARQ: the bits go back to the head of the queue
+            sent[u] = lo
+            continue
+        sent[u] = hi
+        if not failed and not has_pending[u]:  # decoded, nothing before it in HARQ: to the RLC now
+            direct_hi[u] = max(direct_hi[u], hi)
+            if harq:
+                proc_free_at[u, proc] = k + rtt
+            continue
+        # the block waits in HARQ (failed, or decoded behind an unresolved one): Python keeps it
+        row = pend[n_pend]
+        row[B_J] = b
+        row[B_UE] = u
+        row[B_LO] = lo
+        row[B_HI] = hi
+        row[B_PROC] = proc
+        row[B_FAILED] = 1.0 if failed else 0.0
+        row[B_INFO] = info[i]
+        row[B_SPREAD] = spread[i]
+        row[B_CHASE] = rho_l[i]
+        pend_mcs[n_pend] = chosen[b]
+        pend_bits[n_pend] = bits[i]
+        pend_uses[n_pend] = uses[i]
+        n_pend += 1
+        has_pending[u] = True
+        if harq:
+            if failed:  # held until resolved, unless a single transmission is all it gets and it is lost
+                if params_i[P_MAX_TX] <= 1 and params_i[P_REQUEUE] == 0:
+                    proc_free_at[u, proc] = k + rtt
+                else:
+                    proc_free_at[u, proc] = _INT64_MAX
+            else:
+                proc_free_at[u, proc] = k + rtt
+    for u in range(n_ues):  # a UE's direct blocks follow each other in its queue: the last end counts
+        if direct_hi[u] > -np.inf:
+            capacity[u] = max(capacity[u], direct_hi[u] - out[u])
+    return (stats, upos, upto_ue[:n_up].copy(), upto_hi[:n_up].copy(), pend[:n_pend].copy(),
+            pend_mcs[:n_pend].copy(), pend_bits[:n_pend].copy(), pend_uses[:n_pend].copy())
