@@ -24,6 +24,17 @@ ns3-shm / builtin, is then calibrate's speed ratio per TTI, start-up left out), 
 PHY (no profile) is timed alongside: the profile's cost per TTI against it.
 
     python benchmarks/bench_ns3.py [--sizes 4,10,30] [--duration 1.0] [--ref-server OLD.cc] [--profile FILE]
+
+``--scenarios quick,paper_default,multi_ru`` (names under ``scenarios/`` or YAML files) instead times
+both PHYs on each of those scenarios as they are (their seed, policy and duration unless
+``--duration`` is given), the built-in one with the profile's ``builtin`` part: the engine's set-up,
+ns-3's start-up (set-up and random access, shown apart) and the TTIs. Runs alternate builtin,
+ns3-shm, builtin, ... ``--repeat`` times and the fastest of each is kept (the machine's load only
+ever slows a run down). Printed per scenario: ms per TTI of each PHY and their ratio, and the
+whole-run ratio (set-up and start-up included: what ``oransim calibrate`` compares).
+
+    python benchmarks/bench_ns3.py --scenarios quick,paper_default,multi_ru \
+        --profile scenarios/calibration/ns3_lte.yaml [--repeat 3] [--duration S]
 """
 
 from __future__ import annotations
@@ -42,7 +53,7 @@ from simcore.engine import Engine
 from simcore.phy import BuiltinPhy
 from simcore.plugins import make_policy
 from oransim.calibrate import apply_profile
-from simcore.scenario import Scenario
+from simcore.scenario import Scenario, load_scenario, parse_scenario
 from simcore.yamlio import load_yaml_text, read_text_file
 
 
@@ -73,15 +84,67 @@ def lte_only(scn: Scenario, subframes: int) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def scenario_file(name: str) -> Path:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    return Path(__file__).resolve().parent.parent / "scenarios" / f"{name}.yaml"
+
+
+def timed_run(scn: Scenario, phy) -> dict:
+    """Wall seconds of one run: engine set-up, ns-3 start-up (open/close, 0 for the built-in PHY), TTIs."""
+    t0 = time.perf_counter()
+    eng = Engine(scn, make_policy(scn.policy.name, scn.policy.params), phy)
+    setup = time.perf_counter() - t0
+    r = eng.run()
+    start = getattr(phy, "open_s", 0.0) + getattr(phy, "close_s", 0.0)
+    return {"setup_s": setup, "start_s": start, "tti_ms": (r.wall_s - start) / scn.n_tti * 1e3,
+            "whole_s": setup + r.wall_s, "delivered_bits": r.counts["delivered_bits"]}
+
+
+def scenarios_mode(args, profile: dict) -> None:
+    rows = []
+    for name in args.scenarios.split(","):
+        base = load_scenario(scenario_file(name))
+        if args.duration is not None:
+            base = parse_scenario({**base.model_dump(mode="python"), "duration_s": args.duration})
+        fast = apply_profile(base, profile, "builtin")
+        ref = apply_profile(base, profile, "ns3-shm")
+        timed_run(parse_scenario({**fast.model_dump(mode="python"), "duration_s": 0.01}), BuiltinPhy())  # warm caches
+        b_runs, n_runs = [], []
+        for _ in range(args.repeat):
+            b_runs.append(timed_run(fast, BuiltinPhy()))
+            n_runs.append(timed_run(ref, TimedShm()))
+        best = {key: (min(r[key] for r in b_runs), min(r[key] for r in n_runs))
+                for key in ("setup_s", "start_s", "tti_ms", "whole_s")}
+        rows.append((base.name, fast.n_tti, fast.duration_s, best, b_runs[0]["delivered_bits"], n_runs[0]["delivered_bits"]))
+    print(f"both PHYs on each scenario, same seed and duration, fastest of {args.repeat} alternated runs"
+          + (f"; built-in side with profile {args.profile}" if args.profile else ""))
+    print(f"{'scenario':>14} {'TTIs':>6} {'builtin ms/TTI':>15} {'ns3-shm ms/TTI':>15} {'per-TTI ratio':>14} "
+          f"{'builtin setup s':>16} {'ns-3 start s':>13} {'builtin run s':>14} {'ns3-shm run s':>14} {'whole-run ratio':>16}")
+    for name, n_tti, dur, b, _, _ in rows:
+        print(f"{name:>14} {n_tti:>6} {b['tti_ms'][0]:>15.3f} {b['tti_ms'][1]:>15.3f} {b['tti_ms'][1] / b['tti_ms'][0]:>14.1f} "
+              f"{b['setup_s'][0]:>16.2f} {b['start_s'][1]:>13.2f} {b['whole_s'][0]:>14.2f} {b['whole_s'][1]:>14.2f} "
+              f"{b['whole_s'][1] / b['whole_s'][0]:>16.1f}")
+    print("per-TTI: run wall less ns-3's start-up, over the TTIs; whole run: engine set-up + run, start-up included")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="4,10,30", help="UEs per slice")
-    ap.add_argument("--duration", type=float, default=1.0, help="simulated seconds per run")
+    ap.add_argument("--duration", type=float, default=None,
+                    help="simulated seconds per run (default 1; with --scenarios each scenario's own)")
     ap.add_argument("--ref-server", type=Path, default=None, help="another server source to time alongside")
     ap.add_argument("--profile", type=Path, default=None, help="calibration profile for the runs (see above)")
+    ap.add_argument("--scenarios", default=None, help="time both PHYs on these scenarios instead (see above)")
+    ap.add_argument("--repeat", type=int, default=1, help="with --scenarios: alternated runs of each PHY, the fastest kept")
     args = ap.parse_args()
     profile = load_yaml_text(read_text_file(args.profile)) if args.profile else {}
     server_binary()  # compile outside the timings
+    if args.scenarios:
+        scenarios_mode(args, profile)
+        return
+    args.duration = 1.0 if args.duration is None else args.duration
     if args.ref_server:
         server_binary(source=args.ref_server)
 

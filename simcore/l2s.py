@@ -330,7 +330,7 @@ def _control_loss_scalar(x_db: float) -> float:
 
 #: Counters the compiled first transmissions return, in its order (l2s_fast.S_*).
 _FAST_STATS = ("blocks", "transmissions", "first_nacks", "nacks", "no_process_ttis", "no_mcs_ttis", "no_payload_ttis")
-_UNIFORM_CHUNK = 4096  # error draws taken from the generator at a time on the compiled path
+_NO_DRAWS = np.empty(0)  # the error draws without block errors
 
 
 class _Thresholds:
@@ -427,13 +427,10 @@ class LinkToSystem:
                       "requeued_blocks": 0, "no_process_ttis": 0, "no_mcs_ttis": 0}
         if self.crc_bits:
             self.stats["no_payload_ttis"] = 0  # blocks too small for their CRC: the PRBs stay unused
-        # the compiled step (simcore.l2s_fast); its error draws come from uniforms drawn ahead from
-        # self.rng, the same numbers in the same order as the reference's draws one TTI at a time
+        # the compiled step (simcore.l2s_fast)
         self.fast = (FAST and _fast is not None) if fast is None else fast
         if self.fast and _fast is None:
             raise ImportError("LinkToSystem(fast=True) needs numba (pip install numba)")
-        self._uniforms = np.empty(0)
-        self._upos = 0
         if self.fast:
             self._params_i = np.array([self.tb_prbs or 0, self.harq, self.olla, self.errors, self.control_errors,
                                        self.lte_tbs, self.lowest_mcs, self.crc_bits, cfg.code_block_bits, self.rtt,
@@ -483,7 +480,7 @@ class LinkToSystem:
 
     def _step_fast(self, k: int, owner: np.ndarray, actual_sinr: np.ndarray, believed_sinr: np.ndarray,
                    now_s: float, delivered_at_s: float) -> tuple[np.ndarray, np.ndarray]:
-        """``step`` with its array work in two compiled kernels (simcore.l2s_fast): the same results."""
+        """``step`` with its array work in three compiled kernels (simcore.l2s_fast): the same results."""
         n_ues = self.offset_db.size
         capacity = np.zeros(n_ues)
         served_here = np.zeros(n_ues)
@@ -514,34 +511,22 @@ class LinkToSystem:
                                    eff_act if believed_sinr is actual_sinr else None)
             if self.harq or self._any_pending:
                 self._has_pending[:] = [bool(p) for p in self.pending]
-            if self.errors and self._uniforms.size - self._upos < go.size:
-                self._refill(go.size)
-            st, self._upos, up_ue, up_hi, pend, p_mcs, p_bits, p_uses = _fast.first_transmissions(
-                go, np.asarray(mcs, dtype=np.int64), ues, n_prb, eff_act, self._mcs_table, LTE_TBS_6PRB, table,
-                CONTROL_LOSS_DB, CONTROL_LOSS_P, self._uniforms, self._upos, buf.enq_bits, buf.out_bits, self.sent,
-                self.proc_free_at, self._has_pending, self.offset_db, capacity, pi, self._params_f)
+            blk, st = _fast.new_blocks(go, np.asarray(mcs, dtype=np.int64), n_prb, eff_act, self._mcs_table,
+                                       LTE_TBS_6PRB, table, CONTROL_LOSS_DB, CONTROL_LOSS_P, pi, self._params_f)
+            if blk.shape[0]:
+                draws = self.rng.random(blk.shape[0]) if self.errors else _NO_DRAWS  # as the reference draws
+                up_ue, up_hi, pend = _fast.send_blocks(blk, draws, ues, buf.enq_bits, buf.out_bits, self.sent,
+                                                       self.proc_free_at, self._has_pending, self.offset_db, capacity,
+                                                       st, pi, self._params_f)
+                for u, hi in zip(up_ue.tolist(), up_hi.tolist()):
+                    upto[u] = max(upto.get(u, hi), hi)
+                if pend.size:  # blocks that wait in HARQ (or behind one that does): objects, as the reference's
+                    self._any_pending = True
+                    self._keep_blocks(k, blk, pend)
             stats = self.stats
             for name, v in zip(_FAST_STATS, st.tolist()):
                 if v:
                     stats[name] += v
-            for u, hi in zip(up_ue.tolist(), up_hi.tolist()):
-                upto[u] = max(upto.get(u, hi), hi)
-            if pend.size:  # blocks that wait in HARQ (or behind a block that does): their objects, as the reference
-                self._any_pending = True
-                for (_, u, lo, hi, proc, failed, info, spread, chase), mcs_j, bits, uses in zip(
-                        pend.tolist(), p_mcs.tolist(), p_bits.tolist(), p_uses.tolist()):
-                    u = int(u)
-                    b = _Block(lo, hi, bits, uses, mcs_j, int(proc))
-                    b.n_tx = 1
-                    if not self.harq:
-                        b.state = ACKED
-                    elif failed:
-                        b.info, b.spread, b.chase = info, spread, chase
-                        self._nacked(u, b, k)
-                    else:
-                        b.state = ACKED
-                        self.proc_free_at[u, b.proc] = k + self.rtt
-                    self.pending[u].append(b)
         if upto:  # packets below the furthest end went on air (a UE's blocks of the TTI mark no more)
             buf.mark_sent(list(upto), list(upto.values()), now_s)
             if self._any_pending:
@@ -550,21 +535,23 @@ class LinkToSystem:
                         self._resolve(u, capacity, served_here, now_s, delivered_at_s)
         return capacity, served_here
 
-    def _refill(self, n: int) -> None:
-        """At least ``n`` uniforms ahead: the rest of the buffer, then fresh draws from ``self.rng``."""
-        rest = self._uniforms[self._upos:]
-        self._uniforms = np.concatenate([rest, self.rng.random(max(n, _UNIFORM_CHUNK))])
-        self._upos = 0
-
-    def _draw(self) -> float:
-        """One uniform of the model's error stream (from the buffer on the compiled path)."""
-        if not self.fast:
-            return self.rng.random()
-        if self._upos >= self._uniforms.size:
-            self._refill(1)
-        x = self._uniforms[self._upos]
-        self._upos += 1
-        return float(x)
+    def _keep_blocks(self, k: int, blk: np.ndarray, pend: np.ndarray) -> None:
+        """The new blocks of TTI ``k`` that wait in HARQ: rows (block row, UE, lo, hi, process, failed)
+        ``pend`` of ``blk`` (``l2s_fast.new_blocks``), kept as the reference's ``_first_transmissions`` keeps them."""
+        for (i, u, lo, hi, proc, failed) in pend.tolist():
+            _, mcs, uses, bits, _, info, spread, _, chase = blk[int(i)].tolist()
+            u = int(u)
+            b = _Block(lo, hi, bits, uses, int(mcs), int(proc))
+            b.n_tx = 1
+            if not self.harq:
+                b.state = ACKED
+            elif failed:
+                b.info, b.spread, b.chase = info, spread, chase
+                self._nacked(u, b, k)
+            else:
+                b.state = ACKED
+                self.proc_free_at[u, b.proc] = k + self.rtt
+            self.pending[u].append(b)
 
     def _step_reference(self, k: int, owner: np.ndarray, actual_sinr: np.ndarray, believed_sinr: np.ndarray,
                         now_s: float, delivered_at_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -811,7 +798,7 @@ class LinkToSystem:
             info, spread = uses * float(bicm_mi(r, mod)), uses * float(dispersion(r))
         b.n_tx += 1
         self.stats["transmissions"] += 1
-        nack = self.errors and self._draw() < float(self._error_probability(info, spread, b.bits, ctrl))
+        nack = self.errors and self.rng.random() < float(self._error_probability(info, spread, b.bits, ctrl))
         if nack:
             self.stats["nacks"] += 1
             self._nacked(u, b, k)

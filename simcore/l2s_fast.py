@@ -3,17 +3,18 @@
 ``LinkToSystem.step`` spends its time on a few dozen numpy calls and a Python loop per transport
 block (about 15 blocks per TTI at 30 UEs with ``tb_prbs: 6``): grouping the PRBs into blocks, the
 MIESM effective SINR, the block sizes, the error probabilities and the first-transmission
-bookkeeping. Two kernels do that work in one call each, around the MCS choice (which stays the
+bookkeeping. Three kernels do that work in one call each, around the MCS choice (which stays the
 model's ``_choose_mcs``):
 
 - ``blocks_of_tti``: which PRBs count (their UE has something to send), the blocks (one per UE, or
   per UE and group of ``tb_prbs`` PRBs, ordered by UE then group as ``np.unique`` orders them), the
   mean mutual information of each block per modulation and its MIESM inverse (dB), and which
   blocks are retransmissions due now or new blocks that may go;
-- ``first_transmissions``: for the new blocks, MCS floor, data bits (LTE TBS or nominal less CRC),
-  error probability, the error draw from a stream of uniforms drawn ahead, HARQ process, OLLA
-  offset and where each UE's blocks end; blocks that must wait in HARQ are returned to Python,
-  which keeps the per-block objects.
+- ``new_blocks``: for the new blocks, MCS floor, data bits (LTE TBS or nominal less CRC) and error
+  probability; then the model draws one uniform per block from its generator, as the reference;
+- ``send_blocks``: the error outcomes, HARQ process, OLLA offset, where each UE's blocks end and
+  the bits decoded in order; blocks that must wait in HARQ are returned to Python, which keeps the
+  per-block objects.
 
 Every value is computed by the same float64 operations in the same order as the numpy/Python
 reference (``LinkToSystem(..., fast=False)``): numba's scalar ``log10``, ``pow``, ``erfc`` are the
@@ -46,8 +47,8 @@ F_STEP_UP, F_STEP_DOWN, F_MAX_OFFSET, F_GRID_LO, F_GRID_STEP = range(5)
 M_USES, M_EFF, M_MOD, M_GAP, M_ITBS = range(5)
 # stats layout (int64), in the order of l2s.FAST_STATS
 S_BLOCKS, S_TX, S_FIRST_NACKS, S_NACKS, S_NO_PROC, S_NO_MCS, S_NO_PAYLOAD = range(7)
-# a block that waits in HARQ: one row of ``first_transmissions``' (n, 9) output
-B_J, B_UE, B_LO, B_HI, B_PROC, B_FAILED, B_INFO, B_SPREAD, B_CHASE = range(9)
+# a new block: one row of ``new_blocks``' (n, 9) output
+N_BLOCK, N_MCS, N_USES, N_BITS, N_PAYLOAD, N_INFO, N_SPREAD, N_PROB, N_CHASE = range(9)
 _INT64_MAX = np.iinfo(np.int64).max
 
 
@@ -198,31 +199,22 @@ def _control_loss(x_db, xs, ps):
 
 
 @njit(**_JIT)
-def first_transmissions(go, mcs_all, ues, n_prb, eff_act, mcs_table, lte_tbs, mi_table, control_db, control_p,
-                        uniforms, upos, enq, out, sent, proc_free_at, has_pending, offset_db, capacity,
-                        params_i, params_f):
-    """The new blocks of one TTI (``LinkToSystem._first_transmissions`` and the steps before it).
-    ``go`` (A,) the blocks that may go, ``mcs_all`` (A,) their chosen MCS (0: none), ``eff_act``
-    (A, 3) their effective SINR per modulation (linear); ``uniforms[upos:]`` the error draws to use.
-    Updates ``sent``, ``proc_free_at``, ``has_pending``, ``offset_db`` and ``capacity`` (bits of
-    blocks decoded with nothing before them in HARQ) in place. Returns (stats (7,), the next
-    ``upos``, UEs that transmitted in order of first block, the end of what each sent, blocks to
-    keep in HARQ (n, 9) and their MCS, nominal bits, channel uses)."""
-    harq = params_i[P_HARQ] != 0
-    olla = params_i[P_OLLA] != 0
+def new_blocks(go, mcs_all, n_prb, eff_act, mcs_table, lte_tbs, mi_table, control_db, control_p, params_i,
+               params_f):
+    """The new blocks of one TTI up to their error probability (``LinkToSystem.step`` from the MCS
+    choice on, and the first half of ``_first_transmissions``). ``go`` (A,) the blocks that may go,
+    ``mcs_all`` (A,) their chosen MCS (0: none), ``n_prb`` (A,) their PRBs, ``eff_act`` (A, 3) their
+    effective SINR per modulation (linear). Returns the blocks that are sent, one row each (n, 9),
+    columns N_*, and the counters of blocks left out (7,), S_* order."""
     errors = params_i[P_ERRORS] != 0
     control = params_i[P_CONTROL] != 0
     lte = params_i[P_LTE] != 0
     crc_bits = params_i[P_CRC]
     cbb = float(params_i[P_CODE_BLOCK])
-    k = params_i[P_K]
-    rtt = params_i[P_RTT]
     lo_db, step_db = params_f[F_GRID_LO], params_f[F_GRID_STEP]
     stats = np.zeros(7, dtype=np.int64)
     a = go.size
-    # the blocks that go: MCS floor, then those whose MCS and payload allow a block
-    sel = np.empty(a, dtype=np.int64)
-    chosen = np.zeros(a, dtype=np.int64)  # the MCS each block goes with
+    blk = np.empty((a, 9))
     n = 0
     for b in range(a):
         if not go[b]:
@@ -232,88 +224,81 @@ def first_transmissions(go, mcs_all, ues, n_prb, eff_act, mcs_table, lte_tbs, mi
             stats[S_NO_MCS] += 1
             if params_i[P_LOWEST] != 0:
                 mcs = 1
-        if mcs > 0:
-            chosen[b] = mcs
-            sel[n] = b
-            n += 1
-    uses = np.empty(n)
-    bits = np.empty(n)
-    payload = np.empty(n)
-    keep = np.empty(n, dtype=np.int64)
-    m_ok = 0
-    for i in range(n):
-        b = sel[i]
-        mcs = chosen[b]
-        x = n_prb[b] * mcs_table[M_USES, mcs - 1]
-        nominal = mcs_table[M_EFF, mcs - 1] * x
+        if mcs <= 0:
+            continue
+        uses = n_prb[b] * mcs_table[M_USES, mcs - 1]
+        nominal = mcs_table[M_EFF, mcs - 1] * uses
         if lte:
             itbs = np.int64(mcs_table[M_ITBS, mcs - 1])
             nb = n_prb[b]
             if nb <= 6:
-                pay = lte_tbs[itbs, max(min(nb, 6), 1) - 1]
+                pay = lte_tbs[itbs, max(nb, 1) - 1]
             else:
                 pay = lte_tbs[itbs, 5] * nb / 6.0
         elif crc_bits == 0:
             pay = nominal
-        else:
+        else:  # the block's CRC and, when segmented, each code block's, in whole bytes
             c = max(1.0, math.ceil(nominal / cbb))
             crc = crc_bits * (c + 1 if c > 1 else 1.0)
             pay = max(0.0, math.floor((nominal - crc) / 8.0) * 8.0)
             if not pay > 0:
                 stats[S_NO_PAYLOAD] += 1
                 continue
-        keep[m_ok] = b
-        uses[m_ok] = x
-        bits[m_ok] = nominal
-        payload[m_ok] = pay
-        m_ok += 1
-    n = m_ok
-    info = np.empty(n)
-    spread = np.empty(n)
-    prob = np.empty(n)
-    rho_l = np.empty(n)
-    for i in range(n):
-        b = keep[i]
-        mcs = chosen[b]
         mod = np.int64(mcs_table[M_MOD, mcs - 1])
-        rho_l[i] = eff_act[b, mod]
         r = eff_act[b, mod] / mcs_table[M_GAP, mcs - 1]
-        info[i] = uses[i] * _mi(mi_table, mod, r, lo_db, step_db)
+        info = uses * _mi(mi_table, mod, r, lo_db, step_db)
         one = 1.0 + r
-        spread[i] = uses[i] * (_LOG2_E_SQ * (1.0 - 1.0 / (one * one)))
+        spread = uses * (_LOG2_E_SQ * (1.0 - 1.0 / (one * one)))
+        prob = 0.0
         if errors:
-            c = max(1.0, math.ceil(bits[i] / cbb))
-            if spread[i] > 0:
-                q = 0.5 * math.erfc((info[i] - bits[i]) / math.sqrt(spread[i] * c) / _SQRT2)
+            c = max(1.0, math.ceil(nominal / cbb))
+            if spread > 0:
+                q = 0.5 * math.erfc((info - nominal) / math.sqrt(spread * c) / _SQRT2)
             else:
-                q = 0.0 if info[i] > bits[i] else 1.0
-            pr = 1.0 - (1.0 - q) ** c
+                q = 0.0 if info > nominal else 1.0
+            prob = 1.0 - (1.0 - q) ** c
             if control:
                 e = eff_act[b, 0]  # the control channel: QPSK effective SINR of the block's PRBs
                 x_db = 10.0 * math.log10(e) if e > 0 else -np.inf
-                pr = 1.0 - (1.0 - pr) * (1.0 - _control_loss(x_db, control_db, control_p))
-            prob[i] = pr
-    # the error draws: one per block that may go, in order, as the reference's rng.random(n)
-    nack = np.zeros(n, dtype=np.bool_)
-    if errors:
-        for i in range(n):
-            nack[i] = uniforms[upos + i] < prob[i]
-        upos += n
+                prob = 1.0 - (1.0 - prob) * (1.0 - _control_loss(x_db, control_db, control_p))
+        row = blk[n]
+        row[N_BLOCK] = b
+        row[N_MCS] = mcs
+        row[N_USES] = uses
+        row[N_BITS] = nominal
+        row[N_PAYLOAD] = pay
+        row[N_INFO] = info
+        row[N_SPREAD] = spread
+        row[N_PROB] = prob
+        row[N_CHASE] = eff_act[b, mod]
+        n += 1
+    return blk[:n], stats
+
+
+@njit(**_JIT)
+def send_blocks(blk, draws, ues, enq, out, sent, proc_free_at, has_pending, offset_db, capacity, stats, params_i,
+                params_f):
+    """The bookkeeping of the new blocks ``blk`` (``new_blocks``' rows) in order, the second half of
+    ``_first_transmissions``: a block fails when its draw (``draws`` (n,) uniforms, or none without
+    block errors) is below its error probability. Updates ``sent``, ``proc_free_at``, ``has_pending``,
+    ``offset_db``, ``capacity`` (bits of blocks decoded with nothing before them in HARQ) and
+    ``stats`` in place. Returns the UEs that transmitted, in order of their first block, the end of
+    what each sent, and the rows of ``blk`` to keep in HARQ with (UE, lo, hi, process, failed)."""
+    harq = params_i[P_HARQ] != 0
+    olla = params_i[P_OLLA] != 0
+    k = params_i[P_K]
+    rtt = params_i[P_RTT]
+    n = blk.shape[0]
     n_ues = enq.shape[0]
-    touched = np.zeros(n_ues, dtype=np.bool_)
     upto_ue = np.empty(n, dtype=np.int64)
     upto_hi = np.empty(n)
     n_up = 0
     where = np.full(n_ues, -1, dtype=np.int64)  # UE -> its row in upto_ue
     direct_hi = np.full(n_ues, -np.inf)
-    pend = np.empty((n, 9))
-    pend_mcs = np.empty(n, dtype=np.int64)
-    pend_bits = np.empty(n)
-    pend_uses = np.empty(n)
+    pend = np.empty((n, 6))
     n_pend = 0
     for i in range(n):
-        b = keep[i]
-        u = ues[b]
+        u = ues[np.int64(blk[i, N_BLOCK])]
         lo = max(sent[u], out[u])
         if enq[u] - lo <= _EPS_BITS:  # an earlier block of this TTI took the rest: nothing to send
             continue
@@ -327,7 +312,7 @@ def first_transmissions(go, mcs_all, ues, n_prb, eff_act, mcs_table, lte_tbs, mi
             if proc < 0:
                 stats[S_NO_PROC] += 1
                 continue
-        failed = nack[i]
+        failed = draws.size > 0 and draws[i] < blk[i, N_PROB]
         stats[S_BLOCKS] += 1
         stats[S_TX] += 1
         if failed:
@@ -336,7 +321,7 @@ def first_transmissions(go, mcs_all, ues, n_prb, eff_act, mcs_table, lte_tbs, mi
         if olla:
             step = params_f[F_STEP_UP] if failed else -params_f[F_STEP_DOWN]
             offset_db[u] = min(max(offset_db[u] + step, -params_f[F_MAX_OFFSET]), params_f[F_MAX_OFFSET])
-        hi = lo + min(payload[i], enq[u] - lo)
+        hi = lo + min(blk[i, N_PAYLOAD], enq[u] - lo)
         if where[u] < 0:
             where[u] = n_up
             upto_ue[n_up] = u
@@ -344,7 +329,6 @@ def first_transmissions(go, mcs_all, ues, n_prb, eff_act, mcs_table, lte_tbs, mi
             n_up += 1
         else:
             upto_hi[where[u]] = max(upto_hi[where[u]], hi)
-        touched[u] = True
         if not harq and failed:  # no HARQ: the bits go back to the head of the queue
             sent[u] = lo
             continue
@@ -355,31 +339,20 @@ def first_transmissions(go, mcs_all, ues, n_prb, eff_act, mcs_table, lte_tbs, mi
                 proc_free_at[u, proc] = k + rtt
             continue
         # the block waits in HARQ (failed, or decoded behind an unresolved one): Python keeps it
-        row = pend[n_pend]
-        row[B_J] = b
-        row[B_UE] = u
-        row[B_LO] = lo
-        row[B_HI] = hi
-        row[B_PROC] = proc
-        row[B_FAILED] = 1.0 if failed else 0.0
-        row[B_INFO] = info[i]
-        row[B_SPREAD] = spread[i]
-        row[B_CHASE] = rho_l[i]
-        pend_mcs[n_pend] = chosen[b]
-        pend_bits[n_pend] = bits[i]
-        pend_uses[n_pend] = uses[i]
+        pend[n_pend, 0] = i
+        pend[n_pend, 1] = u
+        pend[n_pend, 2] = lo
+        pend[n_pend, 3] = hi
+        pend[n_pend, 4] = proc
+        pend[n_pend, 5] = 1.0 if failed else 0.0
         n_pend += 1
         has_pending[u] = True
-        if harq:
-            if failed:  # held until resolved, unless a single transmission is all it gets and it is lost
-                if params_i[P_MAX_TX] <= 1 and params_i[P_REQUEUE] == 0:
-                    proc_free_at[u, proc] = k + rtt
-                else:
-                    proc_free_at[u, proc] = _INT64_MAX
+        if harq:  # as _nacked will set it: held until resolved, unless a lone transmission is lost
+            if failed and not (params_i[P_MAX_TX] <= 1 and params_i[P_REQUEUE] == 0):
+                proc_free_at[u, proc] = _INT64_MAX
             else:
                 proc_free_at[u, proc] = k + rtt
     for u in range(n_ues):  # a UE's direct blocks follow each other in its queue: the last end counts
         if direct_hi[u] > -np.inf:
             capacity[u] = max(capacity[u], direct_hi[u] - out[u])
-    return (stats, upos, upto_ue[:n_up].copy(), upto_hi[:n_up].copy(), pend[:n_pend].copy(),
-            pend_mcs[:n_pend].copy(), pend_bits[:n_pend].copy(), pend_uses[:n_pend].copy())
+    return upto_ue[:n_up], upto_hi[:n_up], pend[:n_pend]
