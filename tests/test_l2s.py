@@ -469,3 +469,71 @@ def test_a_given_cqi_table_sets_the_mcs():
     for bad, why in (([0.0] * 14, "15 values"), (table[::-1], "must not decrease")):
         with pytest.raises(ScenarioError, match=why):
             parse_scenario(small(ues=1).model_dump() | {"phy": {"l2s": {"enabled": True, "cqi_sinr_db": bad}}})
+
+# ------------------------------------------------------------------- the compiled step (l2s_fast)
+@pytest.mark.skipif(l2s._fast is None, reason="numba not installed")
+@pytest.mark.parametrize("case", [
+    # the calibration profile's settings: worst-PRB MCS, a block per 6 PRBs, LTE sizes, PDCCH loss, no HARQ
+    {"l2s": {"mcs_selection": "worst_prb", "below_range": "lowest_mcs", "tb_prbs": 6, "tbs": "lte",
+             "coding_gap_db": [2.0, 2.0, 1.0], "control_errors": True, "harq": {"enabled": False},
+             "olla": {"enabled": False}}, "csi": {"period_tti": 2, "delay_tti": 6}, "ues": 6},
+    # defaults (MIESM, HARQ IR, OLLA) with ideal CSI, two RUs, blocks per 2 PRBs with a CRC
+    {"l2s": {"tb_prbs": 2, "crc_bits": 24, "bler_target": 0.3}, "rus": 2},
+    # Chase combining, requeue after 2 transmissions; a lone transmission lost (IR, 1 transmission)
+    {"l2s": {"bler_target": 0.4, "harq": {"combining": "chase", "on_failure": "requeue", "max_transmissions": 2}},
+     "csi": {"period_tti": 3, "delay_tti": 2}},
+    {"l2s": {"bler_target": 0.5, "harq": {"max_transmissions": 1, "processes": 2}, "olla": {"enabled": False}},
+     "csi": {"period_tti": 4, "delay_tti": 3}, "rus": 2},
+])
+def test_compiled_step_gives_the_reference_results(monkeypatch, case):
+    # the same packets, per-TTI records and counters, bit for bit, as the numpy/Python step
+    data = small(ues=case.get("ues", 3), duration_s=0.3).model_dump()
+    if case.get("rus"):
+        data["cell"]["rus"] = [{"x_m": 400.0 * i, "y_m": 0.0} for i in range(case["rus"])]
+    data["phy"]["l2s"] = {"enabled": True, **case["l2s"]}
+    data["phy"]["csi"] = case.get("csi", {"period_tti": 1, "delay_tti": 0})
+    data["channel"]["ue_speed_kmh"] = 30.0
+    data["scheduling"]["interval_tti"] = 2
+    scn = parse_scenario(data)
+    out = {}
+    for fast in (True, False):
+        monkeypatch.setattr(l2s, "FAST", fast)
+        eng, out[fast] = run_engine(scn, Recording("pf"))
+        assert eng.l2s.fast == fast
+    fast, ref = out[True], out[False]
+    assert fast.counts == ref.counts
+    for name in ("packets", "tti", "decisions"):
+        assert fast.table(name).equals(ref.table(name)), name
+    c = ref.counts
+    assert c["l2s_blocks"] > 100 and c["l2s_first_nacks"] > 0  # the draws matter
+    if case["l2s"].get("harq", {}).get("max_transmissions") == 1:
+        assert c["l2s_lost_blocks"] > 0
+    if case["l2s"].get("harq", {}).get("on_failure") == "requeue":
+        assert c["l2s_requeued_blocks"] > 0
+
+
+@pytest.mark.skipif(l2s._fast is None, reason="numba not installed")
+def test_compiled_effective_sinr_equals_the_numpy_one():
+    # blocks_of_tti's MIESM (dB) against effective_sinr on random PRB SINRs and owners, exactly
+    from simcore import l2s_fast
+
+    model, _, _ = one_ue([1.0], [], tb_prbs=3)
+    rng = np.random.default_rng(11)
+    n_ues = 5
+    for _ in range(50):
+        owner = rng.integers(-1, n_ues, size=(2, 12))
+        sinr = 10 ** rng.uniform(-4.0, 4.0, size=(2, 12))
+        sinr[rng.random((2, 12)) < 0.1] = 0.0
+        enq = np.full(n_ues, 1e6)
+        zeros = np.zeros(n_ues)
+        params = np.array([3, 1, 1, 1, 0, 0, 0, 0, 6144, 8, 4, 0, 0], dtype=np.int64)
+        _, row_of, _, ues, n_prb, eff_db, _, go, _ = l2s_fast.blocks_of_tti(
+            owner, 10 * np.log10(np.maximum(sinr, l2s._TINY)), sinr, enq, zeros, zeros,
+            np.full(n_ues, np.iinfo(np.int64).max), np.zeros((n_ues, 4), dtype=np.int64), l2s.mi_tables()[0],
+            np.array(l2s.mi_tables()[1]), l2s._GRID_DB, params, np.array([1.0, 0.1, 5.0, l2s._GRID_LO_DB, 0.1]))
+        mask = owner >= 0
+        links, inv, counts = np.unique(owner[mask] * 8 + model._groups(owner.shape)[0][mask], return_inverse=True,
+                                       return_counts=True)
+        assert np.array_equal(ues, links // 8) and np.array_equal(row_of, inv) and np.array_equal(n_prb, counts)
+        assert np.array_equal(10.0 ** (eff_db / 10.0), model.effective_sinr(inv, sinr[mask], counts))
+        assert go.all()
