@@ -31,7 +31,9 @@ both PHYs on each of those scenarios as they are (their seed, policy and duratio
 ns-3's start-up (set-up and random access, shown apart) and the TTIs. Runs alternate builtin,
 ns3-shm, builtin, ... ``--repeat`` times and the fastest of each is kept (the machine's load only
 ever slows a run down). Printed per scenario: ms per TTI of each PHY and their ratio, and the
-whole-run ratio (set-up and start-up included: what ``oransim calibrate`` compares).
+whole-run ratio (set-up and start-up included: what ``oransim calibrate`` compares). With a profile,
+the built-in PHY is also timed with only the profile's ``scenario`` part (its CSI reports, no
+link-to-system model) and ideal: the ratios a free link-to-system step would leave.
 
     python benchmarks/bench_ns3.py --scenarios quick,paper_default,multi_ru \
         --profile scenarios/calibration/ns3_lte.yaml [--repeat 3] [--duration S]
@@ -111,22 +113,36 @@ def scenarios_mode(args, profile: dict) -> None:
         fast = apply_profile(base, profile, "builtin")
         ref = apply_profile(base, profile, "ns3-shm")
         timed_run(parse_scenario({**fast.model_dump(mode="python"), "duration_s": 0.01}), BuiltinPhy())  # warm caches
-        b_runs, n_runs = [], []
+        # the floors: the built-in PHY with the profile's CSI reports but no link-to-system model, and ideal
+        csi = apply_profile(base, {"scenario": profile.get("scenario", {})}, "builtin")
+        runs = {"builtin": [], "ns3-shm": [], "csi_only": [], "ideal": []}
         for _ in range(args.repeat):
-            b_runs.append(timed_run(fast, BuiltinPhy()))
-            n_runs.append(timed_run(ref, TimedShm()))
-        best = {key: (min(r[key] for r in b_runs), min(r[key] for r in n_runs))
-                for key in ("setup_s", "start_s", "tti_ms", "whole_s")}
-        rows.append((base.name, fast.n_tti, fast.duration_s, best, b_runs[0]["delivered_bits"], n_runs[0]["delivered_bits"]))
+            runs["builtin"].append(timed_run(fast, BuiltinPhy()))
+            runs["ns3-shm"].append(timed_run(ref, TimedShm()))
+            if profile:
+                runs["csi_only"].append(timed_run(csi, BuiltinPhy()))
+                runs["ideal"].append(timed_run(base, BuiltinPhy()))
+        best = {phy: {key: min(r[key] for r in rs) for key in ("setup_s", "start_s", "tti_ms", "whole_s")}
+                for phy, rs in runs.items() if rs}
+        rows.append((base.name, fast.n_tti, best))
     print(f"both PHYs on each scenario, same seed and duration, fastest of {args.repeat} alternated runs"
           + (f"; built-in side with profile {args.profile}" if args.profile else ""))
     print(f"{'scenario':>14} {'TTIs':>6} {'builtin ms/TTI':>15} {'ns3-shm ms/TTI':>15} {'per-TTI ratio':>14} "
           f"{'builtin setup s':>16} {'ns-3 start s':>13} {'builtin run s':>14} {'ns3-shm run s':>14} {'whole-run ratio':>16}")
-    for name, n_tti, dur, b, _, _ in rows:
-        print(f"{name:>14} {n_tti:>6} {b['tti_ms'][0]:>15.3f} {b['tti_ms'][1]:>15.3f} {b['tti_ms'][1] / b['tti_ms'][0]:>14.1f} "
-              f"{b['setup_s'][0]:>16.2f} {b['start_s'][1]:>13.2f} {b['whole_s'][0]:>14.2f} {b['whole_s'][1]:>14.2f} "
-              f"{b['whole_s'][1] / b['whole_s'][0]:>16.1f}")
+    for name, n_tti, best in rows:
+        b, n = best["builtin"], best["ns3-shm"]
+        print(f"{name:>14} {n_tti:>6} {b['tti_ms']:>15.3f} {n['tti_ms']:>15.3f} {n['tti_ms'] / b['tti_ms']:>14.1f} "
+              f"{b['setup_s']:>16.2f} {n['start_s']:>13.2f} {b['whole_s']:>14.2f} {n['whole_s']:>14.2f} "
+              f"{n['whole_s'] / b['whole_s']:>16.1f}")
     print("per-TTI: run wall less ns-3's start-up, over the TTIs; whole run: engine set-up + run, start-up included")
+    if profile:
+        print("\nthe built-in PHY in the same runs without the profile's link-to-system part (its CSI reports "
+              "only), and ideal (no profile): the ratio each would give")
+        print(f"{'scenario':>14} {'CSI-only ms/TTI':>16} {'ideal ms/TTI':>13} {'profile / CSI-only':>19} "
+              f"{'ns3-shm / CSI-only':>19} {'ns3-shm / ideal':>16}")
+        for name, _, best in rows:
+            b, n, c, i = (best[k]["tti_ms"] for k in ("builtin", "ns3-shm", "csi_only", "ideal"))
+            print(f"{name:>14} {c:>16.3f} {i:>13.3f} {b / c:>19.2f} {n / c:>19.1f} {n / i:>16.1f}")
 
 
 def main() -> None:
