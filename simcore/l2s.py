@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import importlib.util
 import math
 
 import numpy as np
@@ -72,11 +73,9 @@ from scipy.special import ndtr
 
 from .phy import CQI_EFFICIENCY
 
-try:  # the compiled per-TTI kernels (same results as the numpy/Python path below)
-    from . import l2s_fast as _fast
-except ImportError:  # numba not installed: the numpy/Python path
-    _fast = None
-
+#: numba is installed: the per-TTI step can run compiled (simcore.l2s_fast, imported by the first
+#: model that uses it: importing numba takes about a second)
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 #: Use the compiled kernels when numba is installed (``LinkToSystem(fast=...)`` overrides it per model).
 FAST = True
 
@@ -428,10 +427,11 @@ class LinkToSystem:
         if self.crc_bits:
             self.stats["no_payload_ttis"] = 0  # blocks too small for their CRC: the PRBs stay unused
         # the compiled step (simcore.l2s_fast)
-        self.fast = (FAST and _fast is not None) if fast is None else fast
-        if self.fast and _fast is None:
-            raise ImportError("LinkToSystem(fast=True) needs numba (pip install numba)")
+        self.fast = (FAST and HAVE_NUMBA) if fast is None else fast
         if self.fast:
+            from . import l2s_fast  # needs numba
+
+            self._k = l2s_fast
             self._params_i = np.array([self.tb_prbs or 0, self.harq, self.olla, self.errors, self.control_errors,
                                        self.lte_tbs, self.lowest_mcs, self.crc_bits, cfg.code_block_bits, self.rtt,
                                        self.max_tx, self.requeue, 0], dtype=np.int64)
@@ -485,11 +485,12 @@ class LinkToSystem:
         capacity = np.zeros(n_ues)
         served_here = np.zeros(n_ues)
         buf = self.buffers
+        kern = self._k
         pi = self._params_i
-        pi[_fast.P_K] = k
+        pi[kern.P_K] = k
         table = mi_tables()[0]
         actual_db = 10.0 * np.log10(np.maximum(actual_sinr, _TINY))  # numpy's log10, as bicm_mi_all's
-        ue_of, row_of, believed, ues, n_prb, eff_db, due, go, no_proc = _fast.blocks_of_tti(
+        ue_of, row_of, believed, ues, n_prb, eff_db, due, go, no_proc = kern.blocks_of_tti(
             owner, actual_db, believed_sinr, buf.enq_bits, buf.out_bits, self.sent, self.retx_at, self.proc_free_at,
             table, self._mi_top, _GRID_DB, pi, self._params_f)
         if not ues.size:
@@ -511,11 +512,11 @@ class LinkToSystem:
                                    eff_act if believed_sinr is actual_sinr else None)
             if self.harq or self._any_pending:
                 self._has_pending[:] = [bool(p) for p in self.pending]
-            blk, st = _fast.new_blocks(go, np.asarray(mcs, dtype=np.int64), n_prb, eff_act, self._mcs_table,
+            blk, st = kern.new_blocks(go, np.asarray(mcs, dtype=np.int64), n_prb, eff_act, self._mcs_table,
                                        LTE_TBS_6PRB, table, CONTROL_LOSS_DB, CONTROL_LOSS_P, pi, self._params_f)
             if blk.shape[0]:
                 draws = self.rng.random(blk.shape[0]) if self.errors else _NO_DRAWS  # as the reference draws
-                up_ue, up_hi, pend = _fast.send_blocks(blk, draws, ues, buf.enq_bits, buf.out_bits, self.sent,
+                up_ue, up_hi, pend = kern.send_blocks(blk, draws, ues, buf.enq_bits, buf.out_bits, self.sent,
                                                        self.proc_free_at, self._has_pending, self.offset_db, capacity,
                                                        st, pi, self._params_f)
                 for u, hi in zip(up_ue.tolist(), up_hi.tolist()):

@@ -471,7 +471,7 @@ def test_a_given_cqi_table_sets_the_mcs():
             parse_scenario(small(ues=1).model_dump() | {"phy": {"l2s": {"enabled": True, "cqi_sinr_db": bad}}})
 
 # ------------------------------------------------------------------- the compiled step (l2s_fast)
-@pytest.mark.skipif(l2s._fast is None, reason="numba not installed")
+@pytest.mark.skipif(not l2s.HAVE_NUMBA, reason="numba not installed")
 @pytest.mark.parametrize("case", [
     # the calibration profile's settings: worst-PRB MCS, a block per 6 PRBs, LTE sizes, PDCCH loss, no HARQ
     {"l2s": {"mcs_selection": "worst_prb", "below_range": "lowest_mcs", "tb_prbs": 6, "tbs": "lte",
@@ -512,7 +512,7 @@ def test_compiled_step_gives_the_reference_results(monkeypatch, case):
         assert c["l2s_requeued_blocks"] > 0
 
 
-@pytest.mark.skipif(l2s._fast is None, reason="numba not installed")
+@pytest.mark.skipif(not l2s.HAVE_NUMBA, reason="numba not installed")
 def test_compiled_effective_sinr_equals_the_numpy_one():
     # blocks_of_tti's MIESM (dB) against effective_sinr on random PRB SINRs and owners, exactly
     from simcore import l2s_fast
