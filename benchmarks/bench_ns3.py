@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import tempfile
 import time
@@ -65,14 +66,23 @@ class TimedShm(Ns3ShmPhy):
         self.server_source = source
 
     def open(self, *args, **kw):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         super().open(*args, **kw)
         self.open_s = time.perf_counter() - t0
+        self.open_cpu_s = time.process_time() - c0
+        self.server_cpu0 = server_cpu_s(self.proc.pid)
 
     def close(self):
+        self.server_cpu_s = server_cpu_s(self.proc.pid) - self.server_cpu0  # the server's CPU over the TTIs
         t0 = time.perf_counter()
         super().close()
         self.close_s = time.perf_counter() - t0
+
+
+def server_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process ``pid`` has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def lte_only(scn: Scenario, subframes: int) -> dict:
@@ -98,10 +108,12 @@ def timed_run(scn: Scenario, phy) -> dict:
     t0 = time.perf_counter()
     eng = Engine(scn, make_policy(scn.policy.name, scn.policy.params), phy)
     setup = time.perf_counter() - t0
+    c0 = time.process_time()
     r = eng.run()
+    cpu = time.process_time() - c0 - getattr(phy, "open_cpu_s", 0.0) + getattr(phy, "server_cpu_s", 0.0)
     start = getattr(phy, "open_s", 0.0) + getattr(phy, "close_s", 0.0)
     return {"setup_s": setup, "start_s": start, "tti_ms": (r.wall_s - start) / scn.n_tti * 1e3,
-            "whole_s": setup + r.wall_s, "delivered_bits": r.counts["delivered_bits"]}
+            "cpu_ms": cpu / scn.n_tti * 1e3, "whole_s": setup + r.wall_s}
 
 
 def scenarios_mode(args, profile: dict) -> None:
@@ -122,7 +134,7 @@ def scenarios_mode(args, profile: dict) -> None:
             if profile:
                 runs["csi_only"].append(timed_run(csi, BuiltinPhy()))
                 runs["ideal"].append(timed_run(base, BuiltinPhy()))
-        best = {phy: {key: min(r[key] for r in rs) for key in ("setup_s", "start_s", "tti_ms", "whole_s")}
+        best = {phy: {key: min(r[key] for r in rs) for key in ("setup_s", "start_s", "tti_ms", "cpu_ms", "whole_s")}
                 for phy, rs in runs.items() if rs}
         rows.append((base.name, fast.n_tti, best))
     print(f"both PHYs on each scenario, same seed and duration, fastest of {args.repeat} alternated runs"
@@ -135,6 +147,17 @@ def scenarios_mode(args, profile: dict) -> None:
               f"{b['setup_s']:>16.2f} {n['start_s']:>13.2f} {b['whole_s']:>14.2f} {n['whole_s']:>14.2f} "
               f"{n['whole_s'] / b['whole_s']:>16.1f}")
     print("per-TTI: run wall less ns-3's start-up, over the TTIs; whole run: engine set-up + run, start-up included")
+    print(f"\nCPU time per TTI over the TTIs (start-up left out; ns3-shm: the engine's process and the server's, "
+          f"whose waits spin briefly before they sleep), less moved by the machine's load than wall time:")
+    print(f"{'scenario':>14} {'builtin CPU ms/TTI':>19} {'ns3-shm CPU ms/TTI':>19} {'ratio':>7}" +
+          (f" {'CSI-only':>9} {'ideal':>7} {'ns3-shm / CSI-only':>19} {'ns3-shm / ideal':>16}" if profile else ""))
+    for name, _, best in rows:
+        b, n = best["builtin"]["cpu_ms"], best["ns3-shm"]["cpu_ms"]
+        line = f"{name:>14} {b:>19.3f} {n:>19.3f} {n / b:>7.1f}"
+        if profile:
+            c, i = best["csi_only"]["cpu_ms"], best["ideal"]["cpu_ms"]
+            line += f" {c:>9.3f} {i:>7.3f} {n / c:>19.1f} {n / i:>16.1f}"
+        print(line)
     if profile:
         print("\nthe built-in PHY in the same runs without the profile's link-to-system part (its CSI reports "
               "only), and ideal (no profile): the ratio each would give")
