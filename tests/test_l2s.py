@@ -473,7 +473,9 @@ def test_a_given_cqi_table_sets_the_mcs():
 # ------------------------------------------------------------------- the compiled step (l2s_fast)
 @pytest.mark.skipif(not l2s.HAVE_NUMBA, reason="numba not installed")
 @pytest.mark.parametrize("case", [
-    # the calibration profile's settings: worst-PRB MCS, a block per 6 PRBs, LTE sizes, PDCCH loss, no HARQ
+    # the shipped calibration profile (worst-PRB MCS from its CQI table, a block per 6 PRBs, LTE sizes,
+    # PDCCH loss, no HARQ) and, the same without its CQI table (the BLER model's own thresholds)
+    {"profile": True, "ues": 4},
     {"l2s": {"mcs_selection": "worst_prb", "below_range": "lowest_mcs", "tb_prbs": 6, "tbs": "lte",
              "coding_gap_db": [2.0, 2.0, 1.0], "control_errors": True, "harq": {"enabled": False},
              "olla": {"enabled": False}}, "csi": {"period_tti": 2, "delay_tti": 6}, "ues": 6},
@@ -487,14 +489,23 @@ def test_a_given_cqi_table_sets_the_mcs():
 ])
 def test_compiled_step_gives_the_reference_results(monkeypatch, case):
     # the same packets, per-TTI records and counters, bit for bit, as the numpy/Python step
-    data = small(ues=case.get("ues", 3), duration_s=0.3).model_dump()
+    data = small(ues=case.get("ues", 3), duration_s=0.2).model_dump()
     if case.get("rus"):
         data["cell"]["rus"] = [{"x_m": 400.0 * i, "y_m": 0.0} for i in range(case["rus"])]
-    data["phy"]["l2s"] = {"enabled": True, **case["l2s"]}
+    data["phy"]["l2s"] = {"enabled": True, **case.get("l2s", {})}
     data["phy"]["csi"] = case.get("csi", {"period_tti": 1, "delay_tti": 0})
     data["channel"]["ue_speed_kmh"] = 30.0
     data["scheduling"]["interval_tti"] = 2
     scn = parse_scenario(data)
+    if case.get("profile"):
+        from pathlib import Path
+
+        from oransim.calibrate import apply_profile
+        from simcore.yamlio import load_yaml_text, read_text_file
+
+        shipped = Path(__file__).resolve().parent.parent / "scenarios" / "calibration" / "ns3_lte.yaml"
+        scn = apply_profile(scn, load_yaml_text(read_text_file(shipped)), "builtin")
+        assert scn.phy.l2s.tbs == "lte" and scn.phy.csi.period_tti == 2
     out = {}
     for fast in (True, False):
         monkeypatch.setattr(l2s, "FAST", fast)
@@ -506,9 +517,10 @@ def test_compiled_step_gives_the_reference_results(monkeypatch, case):
         assert fast.table(name).equals(ref.table(name)), name
     c = ref.counts
     assert c["l2s_blocks"] > 100 and c["l2s_first_nacks"] > 0  # the draws matter
-    if case["l2s"].get("harq", {}).get("max_transmissions") == 1:
+    harq = case.get("l2s", {}).get("harq", {})
+    if harq.get("max_transmissions") == 1:
         assert c["l2s_lost_blocks"] > 0
-    if case["l2s"].get("harq", {}).get("on_failure") == "requeue":
+    if harq.get("on_failure") == "requeue":
         assert c["l2s_requeued_blocks"] > 0
 
 
