@@ -28,9 +28,11 @@ bound and ``info["best_start"]`` names the start the answer came from. Both boun
 from __future__ import annotations
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
-from policies.interference import interference_free_choices, local_search
+from policies.interference import Choices, interference_free_choices
 from policies.joint_bound import JointRelaxation
+from policies.local_search import local_search
 from policies.optimal import _UNIT_BPS, ExactOptimum, _allowed, _Mip
 from simcore.contracts import Allocation
 from simcore.snapshot import SnapshotProblem, allocation_from_choices
@@ -44,8 +46,29 @@ COLUMN_START_LIMIT = 1000
 JOINT_TIME_FACTOR = 5
 
 
+#: The starts solved first (each improved by ``improve``): names of ``solve_certified``'s makers.
+STARTS = ("worst case",)
+#: Rounds of best responses (every RU's MILP with the others held fixed) in ``improve``, at most.
+BEST_RESPONSE_ROUNDS = 2
+
+
 class _Skipped(Exception):
     pass
+
+
+def improve(opt: ExactOptimum, prob: SnapshotProblem, alloc: Allocation, failed: list):
+    """Best responses (``best_response``, RU after RU, at most ``BEST_RESPONSE_ROUNDS`` rounds, until a round
+    changes nothing), then ``local_search``: (allocation, evaluation), never worse than ``alloc``."""
+    for _ in range(BEST_RESPONSE_ROUNDS if prob.obs.n_rus > 1 else 0):
+        before = alloc.prb_owner.tobytes() + alloc.power_w.tobytes()
+        for r in range(prob.obs.n_rus):
+            try:
+                alloc = best_response(opt, prob, alloc, r)
+            except RuntimeError as exc:  # no solution within the MILP's time limit: keep the allocation
+                failed.append(str(exc))
+        if alloc.prb_owner.tobytes() + alloc.power_w.tobytes() == before:
+            break
+    return local_search(prob, alloc)
 
 
 def solve_certified(opt: ExactOptimum, prob: SnapshotProblem):
@@ -53,11 +76,11 @@ def solve_certified(opt: ExactOptimum, prob: SnapshotProblem):
     (the module docstring); ``opt`` gives the MILP's settings."""
     obs = prob.obs
     start, names, failed = [], [], []
-    for name, make in (("worst case", lambda: opt._worst_case(prob, candidate=True)[0]),
-                       ("fixed point", lambda: fixed_point(opt, prob, min(opt.max_iterations,
-                                                                           CANDIDATE_ITERATIONS))[0])):
+    makers = {"worst case": lambda: opt._worst_case(prob, candidate=True)[0],
+              "fixed point": lambda: fixed_point(opt, prob, min(opt.max_iterations, CANDIDATE_ITERATIONS))[0]}
+    for name in STARTS:
         try:
-            start.append(make())
+            start.append(makers[name]())
             names.append(name)
         except RuntimeError as exc:  # a start the solver found nothing for within its time limit
             failed.append(str(exc))
@@ -67,7 +90,7 @@ def solve_certified(opt: ExactOptimum, prob: SnapshotProblem):
         names.append("idle")
     best, best_ev, best_start = None, None, None
     for alloc, name in zip(start, names):
-        alloc, ev = local_search(prob, alloc)
+        alloc, ev = improve(opt, prob, alloc, failed)
         if best is None or prob.is_better(ev, best_ev):
             best, best_ev, best_start = alloc, ev, name
     relax = JointRelaxation(prob, _UNIT_BPS)
@@ -100,7 +123,7 @@ def solve_certified(opt: ExactOptimum, prob: SnapshotProblem):
                 v_best + prob.violation_tol, JOINT_TIME_FACTOR * opt.bound_time_limit_s)
             for pattern in relax.power_patterns():
                 try:
-                    alloc, ev = local_search(prob, pattern_start(opt, prob, pattern))
+                    alloc, ev = improve(opt, prob, pattern_start(opt, prob, pattern), failed)
                 except RuntimeError as exc:  # nothing found within the MILP's time limit
                     failed.append(str(exc))
                     continue
@@ -190,3 +213,140 @@ def fixed_point(opt: ExactOptimum, prob: SnapshotProblem, max_iterations: int | 
         seen.append(key)
         power = alloc.power_w
     return best, info
+
+
+def assignment_start(prob: SnapshotProblem, pattern: np.ndarray) -> Allocation:
+    """An allocation for the power pattern ``pattern`` (R, K) (0 silent, l + 1 level l), without a MILP:
+    the pattern is first brought within each RU's budget (``within_budget``), its interference makes every
+    UE's rate on every PRB of its serving RU known, and each RU gives its PRBs to its UEs by one linear
+    assignment (scipy's ``linear_sum_assignment``) with two slots per UE: the first slot's cost counts the
+    part of the UE's need it meets ahead of its weighted rate (the problem's first two tiers, by a factor larger than any
+    objective), the second its weighted rate only. A PRB no slot takes stays silent, which only lowers
+    the interference, so every rate is at least the one the assignment counted."""
+    from scipy.optimize import linear_sum_assignment
+
+    obs = prob.obs
+    pattern = within_budget(prob, pattern)
+    rr = np.arange(obs.n_rus)[:, None]
+    power = np.where(pattern > 0, prob.levels_w[rr, np.maximum(pattern - 1, 0)], 0.0)
+    table = prob.single_ru_rate_table(obs.link.interference_w(obs.gain, obs.serving_ru, power))  # (U, K, L)
+    rate = np.take_along_axis(table, np.maximum(pattern[obs.serving_ru] - 1, 0)[:, :, None], axis=2)[..., 0] / _UNIT_BPS
+    w = obs.ue_weight[:, None] * (rate if prob.objective == "rate" else np.minimum(rate, prob.cap_bps[:, None] / _UNIT_BPS))
+    big = 1.0 + float(obs.ue_weight.max()) * float(rate.max(initial=0.0)) * obs.n_prbs * obs.n_rus
+    need = prob.need_bps[:, None] / _UNIT_BPS
+    met = np.minimum(rate, need)  # (U, K) the part of a UE's need one PRB meets
+    owner = np.full((obs.n_rus, obs.n_prbs), -1, dtype=np.int64)
+    useful = (prob.cap_bps > 0) | (prob.need_bps > 0)
+    for r in range(obs.n_rus):
+        ues = np.flatnonzero((obs.serving_ru == r) & useful)
+        prbs = np.flatnonzero(pattern[r] > 0)
+        if ues.size == 0 or prbs.size == 0:
+            continue
+        first = -big * met[np.ix_(ues, prbs)] - w[np.ix_(ues, prbs)]
+        cost = np.vstack([first, -w[np.ix_(ues, prbs)]])
+        row, col = linear_sum_assignment(cost)
+        take = cost[row, col] < 0  # a slot that gains nothing leaves its PRB silent
+        owner[r, prbs[col[take]]] = np.r_[ues, ues][row[take]]
+    level = np.where(owner >= 0, np.maximum(pattern - 1, 0), 0)
+    return allocation_from_choices(obs, owner, level, prob.levels_w)
+
+
+def within_budget(prob: SnapshotProblem, pattern: np.ndarray) -> np.ndarray:
+    """``pattern`` (R, K) lowered until every RU's power is within its budget: one level at a time on the
+    PRB of highest power (the last such PRB first), a PRB at the lowest level going silent."""
+    obs = prob.obs
+    pattern = np.array(pattern, dtype=np.int64)
+    for r in range(obs.n_rus):
+        order = np.argsort(prob.levels_w[r], kind="stable")  # level indices by power
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        while True:
+            p = np.where(pattern[r] > 0, prob.levels_w[r, np.maximum(pattern[r] - 1, 0)], 0.0)
+            if p.sum() <= obs.ru_max_power_w[r] * (1 + 1e-9):
+                break
+            k = obs.n_prbs - 1 - int(np.argmax(p[::-1]))
+            down = rank[pattern[r, k] - 1] - 1
+            pattern[r, k] = order[down] + 1 if down >= 0 else 0
+    return pattern
+
+
+def uniform_pattern(prob: SnapshotProblem) -> np.ndarray:
+    """(R, K) every PRB at the highest level whose equal share of every PRB fits each RU's budget."""
+    obs = prob.obs
+    fits = prob.levels_w * obs.n_prbs <= obs.ru_max_power_w[:, None] * (1 + 1e-9)  # (R, L)
+    top = np.where(fits.any(axis=1), np.argmax(np.where(fits, prob.levels_w, -1.0), axis=1) + 1, 1)
+    return np.repeat(top[:, None], obs.n_prbs, axis=1)
+
+
+def reuse_pattern(prob: SnapshotProblem) -> np.ndarray:
+    """(R, K) fractional reuse: RU r at its top level on PRBs k = r mod R and at its lowest elsewhere (then
+    within budget): each RU's strongest PRBs where the others are weak."""
+    obs = prob.obs
+    top = np.argmax(prob.levels_w, axis=1)[:, None] + 1
+    low = np.argmin(prob.levels_w, axis=1)[:, None] + 1
+    k = np.arange(obs.n_prbs)
+    return np.where(k[None, :] % obs.n_rus == np.arange(obs.n_rus)[:, None], top, low)
+
+
+def best_response(opt: ExactOptimum, prob: SnapshotProblem, alloc: Allocation, r: int) -> Allocation:
+    """RU r's allocation re-solved exactly with every other RU's held fixed: one MILP (``ExactOptimum._solve``)
+    whose choices per PRB k are RU r silent on k, or k given to a UE u at a level l, each with the true rate
+    of u and of the other RUs' owners of PRB k (RU r's power there is their interference). UEs on other RUs
+    stay there; UEs without a PRB may join RU r. RU r keeps radiating its fronthaul noise (if it ends with no
+    PRB, every rate is only higher than counted), so the answer's shortfall and objective are at most and at
+    least the MILP's: no worse than ``alloc`` (one of its points) up to the candidate MIP gap."""
+    from policies.local_search import _prb_rates
+
+    obs = prob.obs
+    n_ue, n_prb, n_lvl = obs.n_ues, obs.n_prbs, prob.n_levels
+    owner = alloc.prb_owner.copy()
+    level = np.maximum(prob.levels_of(alloc), 0)
+    rr = np.arange(obs.n_rus)
+    power = np.where(owner >= 0, prob.levels_w[rr[:, None], level], 0.0)
+    on = (owner >= 0).any(axis=1)
+    on[r] = True
+    assoc = np.full(n_ue, -1)
+    owned = owner >= 0
+    assoc[owner[owned]] = np.nonzero(owned)[0]
+    useful = (prob.cap_bps > 0) | (prob.need_bps > 0)
+    ues = np.flatnonzero(useful & ((assoc == r) | (assoc < 0)))
+    cu = np.r_[-1, np.repeat(ues, n_lvl)]  # RU r's states on a PRB: silent, or (u, l)
+    cl = np.r_[0, np.tile(np.arange(n_lvl), ues.size)]
+    rows, cols, vals, group, s_x, s_u, s_k, s_l = [], [], [], [], [], [], [], []
+    n_x = 0
+    for k in range(n_prb):
+        own_k = np.repeat(owner[None, :, k], cu.size, axis=0)
+        pow_k = np.repeat(power[None, :, k], cu.size, axis=0)
+        own_k[:, r] = cu
+        pow_k[:, r] = np.where(cu >= 0, prob.levels_w[r, cl], 0.0)
+        rate = _prb_rates(prob, k, own_k, pow_k, on) / _UNIT_BPS  # (C, R)
+        keep = (cu < 0) | (rate[:, r] > 0)  # a UE gaining nothing: RU r silent there is better for all
+        keep[1:] &= _level_useful(rate[1:, r].reshape(-1, n_lvl), prob.levels_w[r]).ravel()
+        c = np.flatnonzero(keep)
+        ids = n_x + np.arange(c.size)
+        act = own_k[c] >= 0
+        ci, ri = np.nonzero(act)
+        rows.append(own_k[c][ci, ri])
+        cols.append(ids[ci])
+        vals.append(rate[c][ci, ri])
+        group.append(np.full(c.size, k))
+        given = cu[c] >= 0
+        s_x.append(ids[given])
+        s_u.append(cu[c][given])
+        s_l.append(cl[c][given])
+        s_k.append(np.full(given.sum(), k))
+        n_x += c.size
+    s_x, s_u, s_k, s_l = (np.concatenate(a).astype(np.int64) for a in (s_x, s_u, s_k, s_l))
+    rate_m = csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_ue, n_x))
+    ch = Choices(rate_m, np.concatenate(group), s_x, np.full(s_x.size, r), s_k, s_u, s_l, exact_groups=True)
+    mine, _ = opt._solve(prob, ch, candidate=True)
+    owner[r], level[r] = mine.prb_owner[r], np.maximum(prob.levels_of(mine), 0)[r]
+    return allocation_from_choices(obs, owner, level, prob.levels_w)
+
+
+def _level_useful(rate: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """(N, L) bool: a level giving its owner more than every cheaper level (a cheaper one that gives as much
+    also interferes less, so it is at least as good for everyone)."""
+    cheaper = levels[None, :] < levels[:, None]  # (L, L'): l' cheaper than l
+    best = np.where(cheaper[None, :, :], rate[:, None, :], -np.inf).max(axis=2, initial=-np.inf)
+    return rate > best

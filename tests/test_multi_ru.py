@@ -195,7 +195,7 @@ def test_local_search_scores_a_prb_change_as_the_full_evaluation_does():
     """The local search rescoring only the changed PRB gives every candidate the shortfall and objective
     of a full evaluation (policies.esa.score_batch), and its result is feasible and never worse."""
     from policies.esa import score_batch
-    from policies.interference import _score_prb_changes, local_search
+    from policies.local_search import _score_prb_changes, local_search
     from simcore.snapshot import allocation_from_choices
 
     obs = base_observation(1, 2)
@@ -219,3 +219,89 @@ def test_local_search_scores_a_prb_change_as_the_full_evaluation_does():
         check_allocation(alloc, obs)
         assert not prob.is_better(prob.evaluate(start), ev)
         assert ev.objective_bps == prob.evaluate(alloc).objective_bps
+
+
+def _tiers_1_2(prob, owner, level):
+    """(V, F) of allocations given as owners and levels (B, R, K), and whether each keeps the budgets."""
+    from policies.esa import score_batch
+
+    ok, viol, obj = score_batch(prob, owner, level)
+    return ok, np.where(ok, viol, np.inf), np.where(ok, obj, -np.inf)
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_swap_move_applies_the_best_exchange_of_two_prbs(objective):
+    """_swap_move's one step, scored PRB by PRB, applies the pair of PRBs exchanging owners, states or
+    levels that a full evaluation of every such exchange (policies.esa.score_batch) ranks first on tiers
+    1-2, and only when it beats the current allocation."""
+    from policies.local_search import _swap_move
+
+    obs = observe(seed=3, ues=2, prbs=4, n_rus=2, duration_s=0.02)
+    prob = SnapshotProblem(obs, objective=objective)
+    rng = np.random.default_rng(7)
+    moved_any = False
+    for trial in range(6):
+        owner = np.full((2, 4), -1)
+        level = rng.integers(0, 2, size=(2, 4))  # levels 0.5 and 1 x P / K: within every budget
+        for r in range(2):
+            mine = np.flatnonzero(obs.serving_ru == r)
+            owner[r] = rng.choice(np.r_[mine, -1], size=4)
+        r = trial % 2
+        cand_o, cand_l = [owner], [level]
+        for k1 in range(4):
+            for k2 in range(k1 + 1, 4):
+                for kind in range(3):
+                    o, lv = owner.copy(), level.copy()
+                    if kind in (0, 1):
+                        o[r, [k1, k2]] = o[r, [k2, k1]]
+                    if kind in (1, 2):
+                        lv[r, [k1, k2]] = lv[r, [k2, k1]]
+                    cand_o.append(o)
+                    cand_l.append(lv)
+        ok, viol, obj = _tiers_1_2(prob, np.array(cand_o), np.array(cand_l))
+        keep = prob.tied_best(viol, obj)
+        o, lv = owner.copy(), level.copy()
+        moved = _swap_move(prob, o, lv, r, max_moves=1)
+        assert moved == (not keep[0])
+        _, v_new, f_new = _tiers_1_2(prob, o[None], lv[None])
+        best = int(np.argmax(np.where(keep, obj, -np.inf)))
+        assert v_new[0] == pytest.approx(viol[best], abs=prob.violation_tol)
+        assert f_new[0] == pytest.approx(obj[best], rel=1e-9, abs=1e-3)
+        moved_any |= moved
+    assert moved_any  # the trials exercise an applied exchange
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_best_response_is_the_best_allocation_of_one_ru_with_the_other_fixed(objective):
+    """best_response re-solves RU r exactly with the other RU fixed: its shortfall and objective are those
+    of the best of every allocation of RU r (enumerated and scored in full, RU r transmitting somewhere,
+    UEs of the other RU left there), to the candidate MIP gap."""
+    from policies.certified import best_response
+    from simcore.snapshot import allocation_from_choices
+
+    obs = base_observation(0, 2)  # 6 UEs, 2 PRBs
+    prob = SnapshotProblem(obs, objective=objective)
+    opt = ExactOptimum(objective=objective)
+    owner = np.array([[0, -1], [3, 4]]) if obs.serving_ru[3] == 1 else np.array([[0, -1], [1, 2]])
+    level = np.array([[1, 0], [0, 1]])
+    start = allocation_from_choices(obs, owner, level, prob.levels_w)
+    for r in range(2):
+        others = set(owner[1 - r][owner[1 - r] >= 0])
+        ues = [u for u in range(obs.n_ues) if u not in others]
+        states = [(-1, 0)] + [(u, lv) for u in ues for lv in range(prob.n_levels)]
+        cand_o, cand_l = [], []
+        for s0 in states:
+            for s1 in states:
+                if s0[0] < 0 and s1[0] < 0:
+                    continue  # RU r transmits somewhere (the best response keeps its fronthaul noise on)
+                o, lv = owner.copy(), level.copy()
+                o[r], lv[r] = [s0[0], s1[0]], [s0[1], s1[1]]
+                cand_o.append(o)
+                cand_l.append(lv)
+        ok, viol, obj = _tiers_1_2(prob, np.array(cand_o), np.array(cand_l))
+        keep = prob.tied_best(viol, obj)
+        alloc = best_response(opt, prob, start, r)
+        check_allocation(alloc, obs)
+        ev = prob.evaluate(alloc)
+        assert ev.violation_bps <= viol[keep].min() + prob.violation_tol
+        assert ev.objective_bps >= obj[keep].max() * (1 - 1.01e-3) - 1e-3

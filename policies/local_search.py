@@ -1,0 +1,243 @@
+"""Local search for several RUs: improve a feasible allocation with the true SINR, move by move.
+
+Used by ``optimal``'s certified mode (``policies.certified``) on every start. The key fact: a change on
+PRB k moves the SINRs of PRB k only (on every RU, through the interference), as long as no RU starts or
+stops transmitting altogether (its fronthaul noise is radiated on every PRB while it transmits
+anywhere). So a move's effect is the current rates with the touched PRBs' shares recomputed
+(``_prb_rates``, the PHY's SINR formula), which makes every move exact and cheap:
+
+- one PRB of one RU takes its best owner and level, or goes idle (``local_search``'s passes);
+- under a spent budget, one PRB raises its power while another of the same RU lowers it (``_pair_move``);
+- two PRBs of one RU exchange their owners, their levels, or both (``_swap_move``): moves that keep the
+  RU's power and its number of owned PRBs, which single-PRB moves cannot make when every UE needs its
+  one PRB (a single move would first leave a need unmet).
+
+Moves are accepted only when they come first in the snapshot problem's order (``simcore.snapshot``), so
+the search ends, and it never returns an allocation worse than its start.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simcore.contracts import Allocation
+from simcore.snapshot import SnapshotProblem, allocation_from_choices, objective_and_shortfall
+
+
+def local_search(prob: SnapshotProblem, alloc: Allocation, max_passes: int = 8, max_swaps: int = 200):
+    """Improve an allocation one PRB at a time (its owner and level, or idle), in the problem's order,
+    with the true SINR; passes over every PRB until none changes, then (without slice power caps) tries
+    pairs of PRBs of one RU (``_pair_move``) and passes again if one helped. Returns (allocation,
+    evaluation).
+
+    A change on PRB k of RU r moves the SINRs of PRB k only (on every RU), so each candidate's rates are
+    the current ones with PRB k's share recomputed; where the change could switch RU r's fronthaul
+    noise on or off (PRB k its only PRB, or it has none), every PRB moves and the candidates are scored
+    in full (``policies.esa.score_batch``)."""
+    from policies.esa import score_batch  # esa imports nothing of this module; kept local to stay one-way
+
+    obs = prob.obs
+    n_lvl, n_ru, n_ue = prob.n_levels, obs.n_rus, obs.n_ues
+    owner = alloc.prb_owner.copy()
+    level = np.maximum(prob.levels_of(alloc), 0)
+    useful = np.flatnonzero((prob.cap_bps > 0) | (prob.need_bps > 0))
+    caps = obs.slice_power_cap_w
+    for _ in range(max_passes):
+        changed = False
+        for r in range(n_ru):
+            for k in range(obs.n_prbs):
+                owned = owner >= 0
+                ru_of = np.full(n_ue, -1)
+                ru_of[owner[owned]] = np.nonzero(owned)[0]
+                free = useful[(ru_of[useful] == r) | (ru_of[useful] < 0) | (owner[r, k] == useful)]
+                cand_u = np.r_[-1, np.repeat(free, n_lvl)]
+                cand_l = np.r_[0, np.tile(np.arange(n_lvl), free.size)]
+                own_b = np.repeat(owner[None], cand_u.size, axis=0)
+                lvl_b = np.repeat(level[None], cand_u.size, axis=0)
+                own_b[:, r, k], lvl_b[:, r, k] = cand_u, cand_l
+                if owned[r].sum() - owned[r, k] == 0:  # RU r's fronthaul noise may switch: score in full
+                    ok, viol, obj = score_batch(prob, own_b, lvl_b)
+                else:
+                    ok, viol, obj = _score_prb_changes(prob, owner, level, r, k, cand_u, cand_l)[:3]
+                steps, cost = prob.tiers_3_4(own_b, lvl_b)
+                viol = np.where(ok, viol, np.inf)
+                obj = np.where(ok, obj, -np.inf)
+                j = prob.best_index(viol, obj, np.where(ok, steps, np.iinfo(np.int64).max), cost)
+                if (cand_u[j], cand_l[j]) != (owner[r, k], level[r, k] if owner[r, k] >= 0 else 0):
+                    owner[r, k], level[r, k] = cand_u[j], cand_l[j]
+                    changed = True
+        if changed:
+            continue
+        paired = np.isinf(caps).all() and any(_pair_move(prob, owner, level, r) for r in range(n_ru))
+        if not paired and not any([_swap_move(prob, owner, level, r, max_swaps) for r in range(n_ru)]):
+            break
+    best = allocation_from_choices(obs, owner, np.where(owner >= 0, level, 0), prob.levels_w)
+    ev = prob.evaluate(best)
+    before = prob.evaluate(alloc)
+    if prob.is_better(before, ev):  # never worse than the start (the current state is always a candidate)
+        return alloc, before
+    return best, ev
+
+
+def _pair_move(prob: SnapshotProblem, owner, level, r: int, top: int = 3) -> bool:
+    """A change no single-PRB move makes when RU r's budget is spent: PRB k1 takes a higher power (one of
+    its ``top`` best such changes, budget ignored) while PRB k2 of the same RU lowers its level or goes
+    idle. The two PRBs' SINRs move independently, so each pair's rates are the current ones plus both
+    changes. Applies the best pair if it beats the current allocation (in place); True if it did."""
+    obs = prob.obs
+    n_lvl = prob.n_levels
+    owned = owner >= 0
+    power = np.where(owned, prob.levels_w[np.arange(obs.n_rus)[:, None], np.maximum(level, 0)], 0.0)
+    useful = np.flatnonzero((prob.cap_bps > 0) | (prob.need_bps > 0))
+    ru_of = np.full(obs.n_ues, -1)
+    ru_of[owner[owned]] = np.nonzero(owned)[0]
+    ups, downs = [], []  # (k, u, l, rate change (U,))
+    for k in range(obs.n_prbs):
+        free = useful[(ru_of[useful] == r) | (ru_of[useful] < 0)]
+        cu, cl = np.repeat(free, n_lvl), np.tile(np.arange(n_lvl), free.size)
+        raise_ = prob.levels_w[r, cl] > power[r, k]
+        if raise_.any():
+            _, viol, obj, rates_c, now = _score_prb_changes(prob, owner, level, r, k, cu[raise_], cl[raise_])
+            for j in np.lexsort((-obj, viol))[:top]:
+                ups.append((k, cu[raise_][j], cl[raise_][j], rates_c[j] - now))
+        if owned[r, k]:
+            du = np.r_[np.full(level[r, k], owner[r, k]), -1]
+            dl = np.r_[np.arange(level[r, k]), 0]
+            _, _, _, rates_c, now = _score_prb_changes(prob, owner, level, r, k, du, dl)
+            downs += [(k, du[j], dl[j], rates_c[j] - now) for j in range(du.size)]
+    pairs = [(a, b) for a in ups for b in downs if a[0] != b[0]]
+    if not pairs:
+        return False
+    p_up = np.array([prob.levels_w[r, a[2]] - power[r, a[0]] for a, _ in pairs])
+    p_down = np.array([(prob.levels_w[r, b[2]] if b[1] >= 0 else 0.0) - power[r, b[0]] for _, b in pairs])
+    ok = power[r].sum() + p_up + p_down <= obs.ru_max_power_w[r] * (1 + 1e-9)
+    if not ok.any():
+        return False
+    pairs = [p for p, keep in zip(pairs, ok) if keep]
+    base = now + 0.0  # the current rates (the same for every change scored)
+    rates = np.maximum(base[None, :] + np.array([a[3] + b[3] for a, b in pairs]), 0.0)
+    obj, viol = objective_and_shortfall(prob.served(rates), np.maximum(prob.need_bps - rates, 0.0), obs.ue_weight)
+    own_b = np.repeat(owner[None], len(pairs) + 1, axis=0)
+    lvl_b = np.repeat(np.maximum(level, 0)[None], len(pairs) + 1, axis=0)
+    for i, (a, b) in enumerate(pairs, start=1):
+        own_b[i, r, a[0]], lvl_b[i, r, a[0]] = a[1], a[2]
+        own_b[i, r, b[0]], lvl_b[i, r, b[0]] = b[1], b[2]
+    cur_obj, cur_viol = objective_and_shortfall(prob.served(base), np.maximum(prob.need_bps - base, 0.0), obs.ue_weight)
+    steps, cost = prob.tiers_3_4(own_b, lvl_b)
+    j = prob.best_index(np.r_[cur_viol, viol], np.r_[cur_obj, obj], steps, cost)
+    if j == 0:
+        return False
+    owner[:] = own_b[j]
+    level[:] = lvl_b[j]
+    return True
+
+
+def _score_prb_changes(prob: SnapshotProblem, owner, level, r: int, k: int, cand_u, cand_l):
+    """(C,) budgets kept, shortfall V and objective F of the allocation (owner, level) (R, K) with PRB k of
+    RU r given to ``cand_u`` (C,) at ``cand_l`` (-1: idle), every RU that transmits still transmitting."""
+    obs = prob.obs
+    rr = np.arange(obs.n_rus)
+    owned = owner >= 0
+    power = np.where(owned, prob.levels_w[rr[:, None], np.maximum(level, 0)], 0.0)
+    on = owned.any(axis=1)
+    cand_p = np.where(cand_u >= 0, prob.levels_w[r, cand_l], 0.0)
+    ok = power[r].sum() - power[r, k] + cand_p <= obs.ru_max_power_w[r] * (1 + 1e-9)
+    caps = obs.slice_power_cap_w
+    for s in np.flatnonzero(np.isfinite(caps)):  # RU r's slice caps
+        mine = owned[r] & (obs.slice_id[np.maximum(owner[r], 0)] == s)
+        used = power[r][mine].sum() - (power[r, k] if mine[k] else 0.0)
+        ok &= used + np.where((cand_u >= 0) & (obs.slice_id[np.maximum(cand_u, 0)] == s), cand_p, 0.0) \
+            <= caps[s] * (1 + 1e-9)
+    rates = prob.rates(allocation_from_choices(obs, owner, np.maximum(level, 0), prob.levels_w))
+    now = _prb_rates(prob, k, owner[:, k], power[:, k], on)  # (R,) what PRB k gives its owners now
+    base = rates.copy()
+    np.subtract.at(base, owner[owned[:, k], k], now[owned[:, k]])
+    own_k = np.repeat(owner[None, :, k], cand_u.size, axis=0)
+    pow_k = np.repeat(power[None, :, k], cand_u.size, axis=0)
+    own_k[:, r], pow_k[:, r] = cand_u, cand_p
+    new = _prb_rates(prob, k, own_k, pow_k, on)  # (C, R)
+    cand_rates = np.repeat(base[None, :], cand_u.size, axis=0)
+    act = own_k >= 0
+    np.add.at(cand_rates, (np.nonzero(act)[0], own_k[act]), new[act])
+    cand_rates = np.maximum(cand_rates, 0.0)
+    obj, viol = objective_and_shortfall(prob.served(cand_rates), np.maximum(prob.need_bps - cand_rates, 0.0),
+                                        obs.ue_weight)
+    return ok, viol, obj, cand_rates, rates
+
+
+def _prb_rates(prob: SnapshotProblem, k: int, owner: np.ndarray, power: np.ndarray, on: np.ndarray) -> np.ndarray:
+    """(..., R) rate of each owner of PRB k (0 where idle): its owners and powers (..., R), the RUs that
+    transmit anywhere ``on`` (R,) radiating their fronthaul noise on it (the PHY's SINR formula)."""
+    obs = prob.obs
+    act = owner >= 0
+    o = np.where(act, owner, 0)
+    g = obs.gain[o, :, k]  # (..., R, R'): gain from RU r' to the owner of RU r's PRB
+    diag = np.take_along_axis(g, np.broadcast_to(np.arange(obs.n_rus)[:, None], (*g.shape[:-1], 1)), axis=-1)[..., 0]
+    rad = np.where(act, power, 0.0) + np.where(on, obs.link.quant_noise_w, 0.0)  # (..., R') radiated on PRB k
+    interference = np.maximum(np.einsum("...rq,...q->...r", g, rad) - diag * rad, 0.0)
+    sinr = obs.link.sinr(diag, np.where(act, power, 0.0), np.arange(obs.n_rus), interference)
+    return np.where(act, obs.link.prb_rate_bps(np.where(act, sinr, 0.0), o), 0.0)
+
+
+
+def _swap_move(prob: SnapshotProblem, owner, level, r: int, max_moves: int = 200) -> bool:
+    """Two PRBs k1, k2 of RU r exchange their owners (levels kept, kind 0), their whole (owner, level)
+    states (kind 1), or their levels (owners kept, kind 2). RU r's power and number of owned PRBs stay the
+    same, and its slices' powers too (kinds 0 and 2 are left out between slices under a slice cap), so only
+    PRBs k1 and k2 change their SINRs: a pair's rates are the current ones plus each PRB's change scored
+    alone. Applies the best pair while one beats the current allocation on tiers 1-2 (shortfall,
+    objective), at most ``max_moves`` times (in place); True if any was applied."""
+    obs = prob.obs
+    n_prb, n_ue = obs.n_prbs, obs.n_ues
+    rr = np.arange(obs.n_rus)
+    free = not np.isfinite(obs.slice_power_cap_w).any()  # no slice power cap
+    k1, k2 = np.triu_indices(n_prb, 1)
+    moved = False
+    for _ in range(max_moves):
+        owned = owner >= 0
+        power = np.where(owned, prob.levels_w[rr[:, None], np.maximum(level, 0)], 0.0)
+        on = owned.any(axis=1)
+        rates = prob.rates(allocation_from_choices(obs, owner, np.maximum(level, 0), prob.levels_w))
+        o_r, p_r = owner[r], power[r]
+        # delta[kind, k, j] (U,): rate change when PRB k of RU r takes the state of that kind from PRB j
+        delta = np.zeros((3, n_prb, n_prb, n_ue))
+        for k in range(n_prb):
+            now = _prb_rates(prob, k, owner[:, k], power[:, k], on)
+            base = np.zeros(n_ue)
+            np.subtract.at(base, owner[owned[:, k], k], now[owned[:, k]])
+            cand = ((o_r, np.full(n_prb, p_r[k])), (o_r, p_r), (np.full(n_prb, o_r[k]), p_r))
+            own_k = np.repeat(owner[None, :, k], 3 * n_prb, axis=0)
+            pow_k = np.repeat(power[None, :, k], 3 * n_prb, axis=0)
+            own_k[:, r] = np.concatenate([c[0] for c in cand])
+            pow_k[:, r] = np.where(own_k[:, r] >= 0, np.concatenate([c[1] for c in cand]), 0.0)
+            new = _prb_rates(prob, k, own_k, pow_k, on)  # (3K, R): PRB k with each candidate state
+            d = np.repeat(base[None, :], 3 * n_prb, axis=0)
+            act = own_k >= 0
+            np.add.at(d, (np.nonzero(act)[0], own_k[act]), new[act])
+            delta[:, k] = d.reshape(3, n_prb, n_ue)
+        a_own, b_own = o_r[k1] >= 0, o_r[k2] >= 0
+        same_slice = obs.slice_id[np.maximum(o_r[k1], 0)] == obs.slice_id[np.maximum(o_r[k2], 0)]
+        valid = (a_own & b_own & (o_r[k1] != o_r[k2]) & (same_slice | free | (p_r[k1] == p_r[k2])),
+                 (a_own | b_own) & ((o_r[k1] != o_r[k2]) | (p_r[k1] != p_r[k2])),
+                 a_own & b_own & (p_r[k1] != p_r[k2]) & (same_slice | free))
+        kinds = np.concatenate([np.full(v.sum(), i) for i, v in enumerate(valid)])
+        if kinds.size == 0:
+            return moved
+        a = np.concatenate([k1[v] for v in valid])
+        b = np.concatenate([k2[v] for v in valid])
+        new_rates = np.maximum(rates[None, :] + delta[kinds, a, b] + delta[kinds, b, a], 0.0)
+        obj, viol = objective_and_shortfall(prob.served(new_rates), np.maximum(prob.need_bps - new_rates, 0.0),
+                                            obs.ue_weight)
+        cur_obj, cur_viol = objective_and_shortfall(prob.served(rates), np.maximum(prob.need_bps - rates, 0.0),
+                                                    obs.ue_weight)
+        keep = prob.tied_best(np.r_[cur_viol, viol], np.r_[cur_obj, obj])
+        if keep[0]:  # nothing beats the current allocation on tiers 1-2
+            return moved
+        j = int(np.argmax(np.where(keep[1:], obj, -np.inf)))
+        i, x, y = kinds[j], a[j], b[j]
+        if i in (0, 1):
+            owner[r, x], owner[r, y] = owner[r, y], owner[r, x]
+        if i in (1, 2):
+            level[r, x], level[r, y] = level[r, y], level[r, x]
+        moved = True
+    return moved
