@@ -5,15 +5,22 @@ Where the joint formulation (``policies.interference``) is too large to solve ex
 together with a certificate of how far from the optimum it can be.
 
 **The allocation** is the best, in the problem's order (least shortfall, then largest objective, then
-least power, then the tie cost), of several starts, each improved by a local search with the true SINR
-(``policies.interference.local_search``):
+least power, then the tie cost), of several starts, each improved (``improve``) by best responses and a
+local search with the true SINR:
 
-- the worst-case optimum (the reference model's R-bar, ``optimal``'s ``worst_case`` mode) and a fixed
-  point of the interference (at most ``CANDIDATE_ITERATIONS`` rounds), each solved to a looser gap and
-  stopped after the objective;
+- the worst-case optimum (the reference model's R-bar, ``optimal``'s ``worst_case`` mode), solved to a
+  looser gap and stopped after the objective;
 - where the joint relaxation generated at most ``COLUMN_START_LIMIT`` columns, a MILP over those columns;
 - each RU's MILP with the PRBs' powers held at most at a pattern read off the joint bound's LP
   (``pattern_start``: the interference of the pattern, so every true rate is at least the table's).
+
+A best response (``best_response``) re-solves one RU's allocation exactly, every other RU's held fixed:
+RU r's power on PRB k is interference to the other RUs' owners of PRB k only, so each of RU r's choices
+(PRB k silent, or given to UE u at level l) carries the true rate of u and of those owners, and the
+single-RU MILP over these choices (need rows of every UE) is exact for that sub-problem. RU after RU,
+round after round, this reaches an allocation no one RU can improve alone; the local search
+(``policies.local_search``: single PRBs, pairs of power changes, exchanges of two PRBs' owners or levels)
+then makes the moves that touch several RUs' rates on one PRB.
 
 **The bound** is the tighter of two: the joint problem's per-PRB relaxation (``policies.joint_bound``:
 interference kept, PRBs mixed fractionally; Lagrangian bounds valid for any multipliers) and the
@@ -37,17 +44,11 @@ from policies.optimal import _UNIT_BPS, ExactOptimum, _allowed, _Mip
 from simcore.contracts import Allocation
 from simcore.snapshot import SnapshotProblem, allocation_from_choices
 
-#: Fixed-point iterations at most, for its start.
-CANDIDATE_ITERATIONS = 3
 #: The joint relaxation's columns are searched for a start (a MILP) up to this many columns.
 COLUMN_START_LIMIT = 1000
 #: The joint relaxation's column generation stops after ``joint_bound.MAX_ROUNDS`` rounds (so that its bound
 #: does not depend on the machine's load) or, as a safety net, this many times ``bound_time_limit_s`` CPU seconds.
 JOINT_TIME_FACTOR = 5
-
-
-#: The starts solved first (each improved by ``improve``): names of ``solve_certified``'s makers.
-STARTS = ("worst case",)
 #: Rounds of best responses (every RU's MILP with the others held fixed) in ``improve``, at most.
 BEST_RESPONSE_ROUNDS = 2
 
@@ -57,8 +58,10 @@ class _Skipped(Exception):
 
 
 def improve(opt: ExactOptimum, prob: SnapshotProblem, alloc: Allocation, failed: list):
-    """Best responses (``best_response``, RU after RU, at most ``BEST_RESPONSE_ROUNDS`` rounds, until a round
-    changes nothing), then ``local_search``: (allocation, evaluation), never worse than ``alloc``."""
+    """Best responses (``best_response``: RU after RU, at most ``BEST_RESPONSE_ROUNDS`` rounds, until a round
+    changes nothing), then ``local_search``: (allocation, evaluation), never worse than ``alloc`` (a best
+    response is exact only to the candidate MIP gap, so the better of ``alloc`` and its result goes on)."""
+    first = alloc
     for _ in range(BEST_RESPONSE_ROUNDS if prob.obs.n_rus > 1 else 0):
         before = alloc.prb_owner.tobytes() + alloc.power_w.tobytes()
         for r in range(prob.obs.n_rus):
@@ -68,6 +71,8 @@ def improve(opt: ExactOptimum, prob: SnapshotProblem, alloc: Allocation, failed:
                 failed.append(str(exc))
         if alloc.prb_owner.tobytes() + alloc.power_w.tobytes() == before:
             break
+    if prob.is_better(prob.evaluate(first), prob.evaluate(alloc)):
+        alloc = first
     return local_search(prob, alloc)
 
 
@@ -76,14 +81,11 @@ def solve_certified(opt: ExactOptimum, prob: SnapshotProblem):
     (the module docstring); ``opt`` gives the MILP's settings."""
     obs = prob.obs
     start, names, failed = [], [], []
-    makers = {"worst case": lambda: opt._worst_case(prob, candidate=True)[0],
-              "fixed point": lambda: fixed_point(opt, prob, min(opt.max_iterations, CANDIDATE_ITERATIONS))[0]}
-    for name in STARTS:
-        try:
-            start.append(makers[name]())
-            names.append(name)
-        except RuntimeError as exc:  # a start the solver found nothing for within its time limit
-            failed.append(str(exc))
+    try:
+        start.append(opt._worst_case(prob, candidate=True)[0])
+        names.append("worst case")
+    except RuntimeError as exc:  # the solver found nothing within its time limit
+        failed.append(str(exc))
     if not start:  # the search then starts from every PRB idle
         idle = np.full((obs.n_rus, obs.n_prbs), -1)
         start.append(allocation_from_choices(obs, idle, np.zeros_like(idle), prob.levels_w))
@@ -192,100 +194,6 @@ def interference_free_bound(opt: ExactOptimum, prob: SnapshotProblem, violation_
     if prob.objective == "served":
         f_ub = min(f_ub, float(prob.obs.ue_weight @ prob.cap_bps))
     return v_lb, f_ub
-
-
-def fixed_point(opt: ExactOptimum, prob: SnapshotProblem, max_iterations: int | None = None):
-    """Interference held fixed, recomputed from the solution's powers until the allocation repeats:
-    a start for the certified mode (each solve a candidate)."""
-    obs = prob.obs
-    power = np.repeat((obs.ru_max_power_w / obs.n_prbs)[:, None], obs.n_prbs, axis=1)  # full load
-    best, best_ev, seen, info = None, None, [], {}
-    for it in range(1, (max_iterations or opt.max_iterations) + 1):
-        table = prob.single_ru_rate_table(obs.link.interference_w(obs.gain, obs.serving_ru, power))
-        alloc, info = opt._solve_per_ru(prob, table / _UNIT_BPS, candidate=True)
-        info["iterations"] = it
-        ev = prob.evaluate(alloc)
-        if best is None or prob.is_better(ev, best_ev):
-            best, best_ev = alloc, ev
-        key = alloc.prb_owner.tobytes() + alloc.power_w.tobytes()
-        if key in seen:
-            break
-        seen.append(key)
-        power = alloc.power_w
-    return best, info
-
-
-def assignment_start(prob: SnapshotProblem, pattern: np.ndarray) -> Allocation:
-    """An allocation for the power pattern ``pattern`` (R, K) (0 silent, l + 1 level l), without a MILP:
-    the pattern is first brought within each RU's budget (``within_budget``), its interference makes every
-    UE's rate on every PRB of its serving RU known, and each RU gives its PRBs to its UEs by one linear
-    assignment (scipy's ``linear_sum_assignment``) with two slots per UE: the first slot's cost counts the
-    part of the UE's need it meets ahead of its weighted rate (the problem's first two tiers, by a factor larger than any
-    objective), the second its weighted rate only. A PRB no slot takes stays silent, which only lowers
-    the interference, so every rate is at least the one the assignment counted."""
-    from scipy.optimize import linear_sum_assignment
-
-    obs = prob.obs
-    pattern = within_budget(prob, pattern)
-    rr = np.arange(obs.n_rus)[:, None]
-    power = np.where(pattern > 0, prob.levels_w[rr, np.maximum(pattern - 1, 0)], 0.0)
-    table = prob.single_ru_rate_table(obs.link.interference_w(obs.gain, obs.serving_ru, power))  # (U, K, L)
-    rate = np.take_along_axis(table, np.maximum(pattern[obs.serving_ru] - 1, 0)[:, :, None], axis=2)[..., 0] / _UNIT_BPS
-    w = obs.ue_weight[:, None] * (rate if prob.objective == "rate" else np.minimum(rate, prob.cap_bps[:, None] / _UNIT_BPS))
-    big = 1.0 + float(obs.ue_weight.max()) * float(rate.max(initial=0.0)) * obs.n_prbs * obs.n_rus
-    need = prob.need_bps[:, None] / _UNIT_BPS
-    met = np.minimum(rate, need)  # (U, K) the part of a UE's need one PRB meets
-    owner = np.full((obs.n_rus, obs.n_prbs), -1, dtype=np.int64)
-    useful = (prob.cap_bps > 0) | (prob.need_bps > 0)
-    for r in range(obs.n_rus):
-        ues = np.flatnonzero((obs.serving_ru == r) & useful)
-        prbs = np.flatnonzero(pattern[r] > 0)
-        if ues.size == 0 or prbs.size == 0:
-            continue
-        first = -big * met[np.ix_(ues, prbs)] - w[np.ix_(ues, prbs)]
-        cost = np.vstack([first, -w[np.ix_(ues, prbs)]])
-        row, col = linear_sum_assignment(cost)
-        take = cost[row, col] < 0  # a slot that gains nothing leaves its PRB silent
-        owner[r, prbs[col[take]]] = np.r_[ues, ues][row[take]]
-    level = np.where(owner >= 0, np.maximum(pattern - 1, 0), 0)
-    return allocation_from_choices(obs, owner, level, prob.levels_w)
-
-
-def within_budget(prob: SnapshotProblem, pattern: np.ndarray) -> np.ndarray:
-    """``pattern`` (R, K) lowered until every RU's power is within its budget: one level at a time on the
-    PRB of highest power (the last such PRB first), a PRB at the lowest level going silent."""
-    obs = prob.obs
-    pattern = np.array(pattern, dtype=np.int64)
-    for r in range(obs.n_rus):
-        order = np.argsort(prob.levels_w[r], kind="stable")  # level indices by power
-        rank = np.empty_like(order)
-        rank[order] = np.arange(order.size)
-        while True:
-            p = np.where(pattern[r] > 0, prob.levels_w[r, np.maximum(pattern[r] - 1, 0)], 0.0)
-            if p.sum() <= obs.ru_max_power_w[r] * (1 + 1e-9):
-                break
-            k = obs.n_prbs - 1 - int(np.argmax(p[::-1]))
-            down = rank[pattern[r, k] - 1] - 1
-            pattern[r, k] = order[down] + 1 if down >= 0 else 0
-    return pattern
-
-
-def uniform_pattern(prob: SnapshotProblem) -> np.ndarray:
-    """(R, K) every PRB at the highest level whose equal share of every PRB fits each RU's budget."""
-    obs = prob.obs
-    fits = prob.levels_w * obs.n_prbs <= obs.ru_max_power_w[:, None] * (1 + 1e-9)  # (R, L)
-    top = np.where(fits.any(axis=1), np.argmax(np.where(fits, prob.levels_w, -1.0), axis=1) + 1, 1)
-    return np.repeat(top[:, None], obs.n_prbs, axis=1)
-
-
-def reuse_pattern(prob: SnapshotProblem) -> np.ndarray:
-    """(R, K) fractional reuse: RU r at its top level on PRBs k = r mod R and at its lowest elsewhere (then
-    within budget): each RU's strongest PRBs where the others are weak."""
-    obs = prob.obs
-    top = np.argmax(prob.levels_w, axis=1)[:, None] + 1
-    low = np.argmin(prob.levels_w, axis=1)[:, None] + 1
-    k = np.arange(obs.n_prbs)
-    return np.where(k[None, :] % obs.n_rus == np.arange(obs.n_rus)[:, None], top, low)
 
 
 def best_response(opt: ExactOptimum, prob: SnapshotProblem, alloc: Allocation, r: int) -> Allocation:
