@@ -63,6 +63,8 @@ def improve(opt: ExactOptimum, prob: SnapshotProblem, alloc: Allocation, failed:
     response is exact only to the candidate MIP gap, so the better of ``alloc`` and its result goes on)."""
     first = alloc
     for _ in range(BEST_RESPONSE_ROUNDS if prob.obs.n_rus > 1 else 0):
+        if unbeatable(prob, prob.evaluate(alloc)):  # tiers 1-2 cannot improve: the search lowers power
+            break
         before = alloc.prb_owner.tobytes() + alloc.power_w.tobytes()
         for r in range(prob.obs.n_rus):
             try:

@@ -25,9 +25,9 @@ on whether each other RU is active anywhere. Three ways to handle it (``ExactOpt
   into one exact MILP per RU (solved as one, UEs on their serving RU). Its allocation is feasible and
   every UE's true rate is at least its bounded rate (interference only falls): exact *for the
   bounded problem*, a lower bound on the true one.
-- ``certified`` (large cells): the best of several feasible allocations (the worst-case optimum, the
-  fixed point of the interference, on small enough relaxations a MILP over the joint relaxation's
-  columns, each improved by ``local_search``) next to bounds on the true optimum: the smaller of two
+- ``certified`` (large cells): the best of several feasible allocations (the worst-case optimum, on
+  small enough relaxations a MILP over the joint relaxation's columns, each RU's MILP under power
+  patterns of the joint bound, each improved by best responses and ``policies.local_search``) next to bounds on the true optimum: the smaller of two
   upper bounds, the joint problem's per-PRB relaxation (``policies.joint_bound``: interference
   kept, PRBs mixed fractionally; Lagrangian bounds valid for any multipliers) and the
   interference-free problem (every rate at least the true one; each UE may take PRBs of every RU;
