@@ -27,8 +27,9 @@ from simcore.snapshot import SnapshotProblem, allocation_from_choices, objective
 def local_search(prob: SnapshotProblem, alloc: Allocation, max_passes: int = 8, max_swaps: int = 200):
     """Improve an allocation one PRB at a time (its owner and level, or idle), in the problem's order,
     with the true SINR; passes over every PRB until none changes, then (without slice power caps) tries
-    pairs of PRBs of one RU (``_pair_move``) and passes again if one helped. Returns (allocation,
-    evaluation).
+    pairs of PRBs of one RU (``_pair_move``), then exchanges of two PRBs of one RU (``_swap_move``, at most
+    ``max_swaps`` per RU and pass), and passes again if one helped (at most ``max_passes`` passes).
+    Returns (allocation, evaluation).
 
     A change on PRB k of RU r moves the SINRs of PRB k only (on every RU), so each candidate's rates are
     the current ones with PRB k's share recomputed; where the change could switch RU r's fronthaul
