@@ -67,119 +67,91 @@ class _MetricScheduler(_ClassicScheduler):
     """Per PRB, give it to the UE with the highest metric; drop UEs whose need is covered."""
 
     @abc.abstractmethod
-    def _metric(self, obs: Observation, cand: np.ndarray, rate: np.ndarray) -> np.ndarray:
-        """(C, K) metric of candidate UEs ``cand`` on each PRB; ``rate`` = ``obs.prb_rate_bps[cand]``."""
+    def _scale(self, obs: Observation, cand: np.ndarray) -> np.ndarray:
+        """(C,) factor of candidate UEs ``cand``: their metric on PRB k is factor * ``prb_rate_bps[cand, k]``."""
 
     def decide(self, obs: Observation) -> Allocation:
         n_ru, n_prb = obs.n_rus, obs.n_prbs
         need = self._need_bits(obs)
         horizon_s = self._horizon_tti(obs) * obs.link.tti_s
         backlogged = need > 0
-        rows = []  # per RU: the owner of each PRB, -1 idle
+        owner = np.full((n_ru, n_prb), -1, dtype=np.int64)
         for r in range(n_ru):
             cand = (backlogged & (obs.serving_ru == r) if n_ru > 1 else backlogged).nonzero()[0]
             if cand.size == 0:
-                rows.append([-1] * n_prb)
                 continue
-            rate = obs.prb_rate_bps[cand]  # (C, K)
-            metric = self._metric(obs, cand, rate)  # (C, K)
+            rate = obs.prb_rate_rows(cand)  # (C, K): a lazy observation completes no other row
+            metric = self._scale(obs, cand)[:, None] * rate  # (C, K)
             bits = rate * horizon_s  # (C, K) each PRB carries over the horizon
             metric[bits <= 0] = -np.inf
-            ues = cand.tolist()
-            rows.append([ues[i] if i >= 0 else -1 for i in _greedy(metric, bits, need[cand])])
-        if n_ru == 1 and _no_caps(obs):  # feasible as built (see _finish): build it from the lists
-            p = float(obs.ru_max_power_w[0] / n_prb)  # the same P_RU / K as _finish
-            owner = np.array(rows, dtype=np.int64)
-            power = np.array([[p if o >= 0 else 0.0 for o in rows[0]]])
+            got = _greedy(metric, bits, need[cand])
+            owner[r] = np.append(cand, -1)[got]  # (index -1: the appended -1, idle)
+        if n_ru == 1 and _no_caps(obs):  # feasible as built (see _finish): no repair to try
+            power = np.where(owner >= 0, float(obs.ru_max_power_w[0] / n_prb), 0.0)  # the same P_RU / K
             return Allocation(np.array(obs.serving_ru, dtype=np.int64), owner, power)
-        return self._finish(obs, np.array(rows, dtype=np.int64).reshape(n_ru, n_prb))
+        return self._finish(obs, owner)
 
 
 def greedy_by_prb(metric: np.ndarray, bits: np.ndarray, need: np.ndarray) -> np.ndarray:
     """Sequential greedy over PRBs k = 0..K-1: PRB k goes to the candidate with the highest
     ``metric[:, k]`` (ties: lowest index) among those whose ``need`` is not yet covered by the bits
-    of the PRBs they already got; -inf metrics never get a PRB. Returns (K,) candidate index or -1.
-    ``metric`` (C, K) may be overwritten; ``bits`` (C, K) and ``need`` (C,) are read only.
+    of the PRBs they already got; -inf (and NaN) metrics never get a PRB. Returns (K,) candidate
+    index or -1. ``metric`` (C, K), ``bits`` (C, K) and ``need`` (C,) are read only.
 
-    Vectorised: the best candidate of every PRB is one argmax; only when a candidate turns out to be
-    covered are the remaining PRBs ranked again without it, so the cost is one numpy pass per
-    candidate whose need gets covered, not one per PRB. With every metric finite (PF, max-CQI with
-    positive rates) the walk reads no metric entry and keeps no bit count for candidates whose need
-    exceeds all their bits; otherwise it reads single entries (``item``).
+    Compiled (numba, cached after the first run): one call of C x K comparisons per decision, where
+    the numpy version paid a few dozen small numpy calls (tests/test_core_schedulers.py compares it
+    with the rule written out in Python).
     """
-    return np.array(_greedy(metric, bits, need), dtype=np.int64)
+    return _greedy(np.ascontiguousarray(metric, dtype=float), np.ascontiguousarray(bits, dtype=float),
+                   np.ascontiguousarray(need, dtype=float))
 
 
-def _greedy(metric: np.ndarray, bits: np.ndarray, need: np.ndarray) -> list[int]:
-    """``greedy_by_prb`` as a list."""
-    n_c, n_prb = metric.shape
-    if n_c == 0 or n_prb == 0 or not metric.min() > -np.inf:  # (NaN too)
-        return _greedy_general(metric, bits, need)
-    # Every metric finite: a best that is -inf can only be a candidate covered already, so no entry
-    # needs checking. A candidate whose need exceeds all the bits it could get on every PRB is
-    # never covered: its bits need no bookkeeping (the margin dwarfs the sums' rounding).
-    left = need.tolist()
-    never = (need > np.maximum(bits, 0.0).sum(axis=1) * (1.0 + 1e-6)).tolist()
-    uncovered = sum(1 for x in left if x > 0)
-    by_prb = metric.T.copy()  # (K, C): ranking PRBs k.. is an argmax over contiguous rows
-    best = by_prb.argmax(axis=1).tolist()
-    out = [-1] * n_prb
-    bits_item = bits.item
-    neg_inf = -np.inf
-    k = 0
-    while k < n_prb:
-        i = best[k]
-        if left[i] > 0:
-            out[k] = i
-            if not never[i]:
-                left[i] -= bits_item(i, k)
-                if not left[i] > 0:
-                    uncovered -= 1
-            k += 1
-        elif uncovered == 0:
-            break  # every candidate is covered: PRBs k.. stay idle
-        else:  # i is covered: rank PRBs k.. again without it
-            by_prb[k:, i] = neg_inf
-            best[k:] = by_prb[k:].argmax(axis=1).tolist()
-    return out
+def _greedy(metric: np.ndarray, bits: np.ndarray, need: np.ndarray) -> np.ndarray:
+    global _greedy_kernel
+    if _greedy_kernel is None:
+        _greedy_kernel = _compile_greedy()
+    return _greedy_kernel(metric, bits, need)
 
 
-def _greedy_general(metric: np.ndarray, bits: np.ndarray, need: np.ndarray) -> list[int]:
-    """``greedy_by_prb`` for any metric (-inf entries, NaN)."""
-    n_prb = metric.shape[1]
-    best = metric.argmax(axis=0).tolist()
-    left = need.tolist()
-    out = [-1] * n_prb
-    neg_inf = -np.inf
-    item, bits_item = metric.item, bits.item
-    k = 0
-    while k < n_prb:
-        i = best[k]
-        if not item(i, k) > neg_inf:
-            k += 1  # no candidate can use PRB k (the best is -inf)
-        elif left[i] > 0:
-            out[k] = i
-            left[i] -= bits_item(i, k)
-            k += 1
-        else:  # i is covered: rank PRBs k.. again without it
-            metric[i, k:] = neg_inf
-            best[k:] = metric[:, k:].argmax(axis=0).tolist()
-    return out
+_greedy_kernel = None
+
+
+def _compile_greedy():
+    """The kernel, compiled on first use (numba is imported only by runs that use these schedulers)."""
+    from numba import njit
+
+    @njit(cache=True, error_model="numpy")
+    def greedy(metric, bits, need):
+        n_c, n_prb = metric.shape
+        left = need.copy()
+        out = np.full(n_prb, -1, np.int64)
+        for k in range(n_prb):
+            best, best_m = -1, -np.inf
+            for c in range(n_c):
+                m = metric[c, k]
+                if left[c] > 0 and m > best_m:  # strictly higher: ties keep the lowest index
+                    best, best_m = c, m
+            if best >= 0:
+                out[k] = best
+                left[best] -= bits[best, k]
+        return out
+
+    return greedy
 
 
 class ProportionalFair(_MetricScheduler):
     name = "pf"
 
-    def _metric(self, obs, cand, rate):
+    def _scale(self, obs, cand):
         avg = np.maximum(obs.avg_throughput_bps[cand], 1.0)  # 1 bit/s floor: a new UE gets served first
-        return (self._weights(obs)[cand] / avg)[:, None] * rate
+        return self._weights(obs)[cand] / avg
 
 
 class MaxCqi(_MetricScheduler):
     name = "maxcqi"
 
-    def _metric(self, obs, cand, rate):
-        return self._weights(obs)[cand][:, None] * rate
+    def _scale(self, obs, cand):
+        return self._weights(obs)[cand]
 
 
 class RoundRobin(_ClassicScheduler):
@@ -196,7 +168,10 @@ class RoundRobin(_ClassicScheduler):
         owner = np.full((obs.n_rus, obs.n_prbs), -1, dtype=np.int64)
         need = self._need_bits(obs)
         horizon_s = self._horizon_tti(obs) * obs.link.tti_s
-        wideband_bits = obs.prb_rate_bps.mean(axis=1) * horizon_s  # per PRB, RR ignores frequency
+        # per PRB (RR ignores frequency), read for the UEs with data only (others stay 0: not served)
+        wideband_bits = np.zeros(obs.n_ues)
+        has_data = (need > 0).nonzero()[0]
+        wideband_bits[has_data] = obs.prb_rate_rows(has_data).mean(axis=1) * horizon_s
         weights = self._weights(obs)
         n = obs.n_ues
         for r in range(obs.n_rus):

@@ -186,6 +186,14 @@ def fading_correlation(s: Scenario) -> float:
     return float(np.clip(j0(2.0 * np.pi * f_d * s.cell.tti_s), 0.0, 1.0))
 
 
+#: Gaps (TTIs) up to which the AR(1) decay of an entry is read from a table.
+_DECAY_TABLE = 1024
+
+
+class StaleCsi(RuntimeError):
+    """The CSI asked for at a past TTI can no longer be drawn (the entries moved on since)."""
+
+
 class Channel:
     """Channel state of one drop; ``advance()`` moves the fading on by one TTI."""
 
@@ -203,6 +211,9 @@ class Channel:
         self.large_scale_gain = db_to_lin(-(pl + self.shadowing_db))
         self.rho = fading_correlation(s)
         self._innov = float(np.sqrt(max(0.0, 1.0 - self.rho**2)))
+        # rho^n and sqrt(1 - rho^2n) (float32) for gaps of n < _DECAY_TABLE TTIs, computed as _step would
+        self._decay = np.power(np.float32(self.rho), np.arange(_DECAY_TABLE, dtype=np.float32))
+        self._innov_gap = np.sqrt(1 - self._decay * self._decay)
         self.n_prbs = s.cell.prbs_per_ru
         self.rayleigh = s.channel.fading == "rayleigh"
         shape = (*pl.shape, self.n_prbs)
@@ -216,6 +227,7 @@ class Channel:
             # h = (re, im) with E|h|^2 = 1: each part N(0, 1/2); kept as float32 (2, U, R, K)
             self._h = complex_normal(rng, shape)
             self._drawn_at = np.zeros(shape, dtype=np.int64)  # TTI of each entry's last draw
+            self._row_at = np.zeros(shape[0], dtype=np.int64)  # TTI at which all of a UE's entries were last drawn
             self.gain = self.large_scale_gain[:, :, None] * (self._h[0] ** 2 + self._h[1] ** 2)
         else:
             self.gain = np.repeat(self.large_scale_gain[:, :, None], self.n_prbs, axis=2)
@@ -228,13 +240,24 @@ class Channel:
         """AR(1) skip-ahead of ``h`` (2, n) from TTIs ``drawn_at`` (n,), or one TTI for all, to now."""
         if np.isscalar(drawn_at):  # one decay for every entry: no per-entry power
             a = np.float32(self.rho ** (self.tti - drawn_at))
+            s = np.sqrt(1 - a * a)
         else:
-            a = np.power(np.float32(self.rho), (self.tti - drawn_at).astype(np.float32))
+            gap = self.tti - drawn_at
+            if gap.size and gap.max() < _DECAY_TABLE:  # the table holds the same float32 values
+                a, s = self._decay.take(gap), self._innov_gap.take(gap)
+            else:
+                a = np.power(np.float32(self.rho), gap.astype(np.float32))
+                s = np.sqrt(1 - a * a)
         w = complex_normal(self._rng, h.shape[1:])
-        w *= np.sqrt(1 - a * a)
+        w *= s
         h *= a
         h += w
         return h
+
+    def _row_tti_all(self, prb_owner: np.ndarray) -> bool:
+        """Every owner in ``prb_owner`` (R, K) has all its entries drawn at the current TTI."""
+        owners = prb_owner[prb_owner >= 0]
+        return owners.size > 0 and bool((self._row_at[owners] == self.tti).all())
 
     def _drawn_at_array(self) -> np.ndarray:
         """``_drawn_at`` made valid for per-entry updates (while every entry shares ``_all_at`` it
@@ -264,7 +287,80 @@ class Channel:
         self._h = h
         self._all_at = self.tti
         self._uniform = True
+        self._row_at.fill(self.tti)
         np.multiply(self.large_scale_gain[:, :, None], h[0] * h[0] + h[1] * h[1], out=self.gain)
+
+    def refresh_ues(self, ues: np.ndarray, at_tti: int | None = None) -> None:
+        """Bring every entry of the UEs ``ues`` (all RUs, all PRBs: ``gain[ues]``) to TTI ``at_tti``
+        (default: the current TTI).
+
+        ``at_tti`` may lie in the past when none of these entries was drawn after it: inserting a
+        draw at an earlier TTI than the channel is at, conditioned on each entry's last draw before
+        it, keeps the joint law (the AR(1) skip-ahead is exact for any gap). An entry drawn after
+        ``at_tti`` would need the draw conditioned on both sides: ``StaleCsi`` is raised instead.
+        ``gain[ues]`` then holds the values at ``at_tti``. Used for the observation's channel part:
+        the UEs with data at a decision now, the others when a policy first reads them (lazily).
+        """
+        if not self.rayleigh or self.gain.size == 0 or ues.size == 0:
+            return
+        t = self.tti if at_tti is None else at_tti
+        if self._all_at == t and (self._uniform or t == self.tti):
+            return  # every entry is current at t
+        self._settle_trajectory()
+        h = self._h
+        if self._uniform and self._all_at < t:
+            drawn_at = self._all_at
+        else:
+            drawn_at = self._drawn_at_array()[ues]
+            if t != self.tti and drawn_at.max() > t:
+                raise StaleCsi(f"the channel of UE {int(ues[(drawn_at > t).any(axis=(1, 2)).argmax()])} was drawn "
+                               f"again after TTI {t}: its CSI at TTI {t} can no longer be drawn")
+            drawn_at = drawn_at.ravel()
+        rows = h[:, ues]  # (2, n, R, K) copy
+        cur_tti, self.tti = self.tti, t  # _step draws at self.tti
+        try:
+            step = self._step(rows.reshape(2, -1), drawn_at).reshape(rows.shape)
+        finally:
+            self.tti = cur_tti
+        h[:, ues] = step
+        self._drawn_at_array()[ues] = t
+        self._row_at[ues] = t
+        self.gain[ues] = self.large_scale_gain[ues][:, :, None] * (step[0] * step[0] + step[1] * step[1])
+
+    def rows_drawn_after(self, ues: np.ndarray, t: int) -> np.ndarray:
+        """(n,) bool: some entry of UE ``ues[i]`` has been drawn after TTI ``t``."""
+        if not self.rayleigh:
+            return np.zeros(ues.size, dtype=bool)
+        self._settle_trajectory()
+        if self._uniform:
+            return np.full(ues.size, self._all_at > t)
+        return self._drawn_at[ues].max(axis=(1, 2)) > t
+
+    def fading_state(self):
+        """A copy of the fading state (h, TTI of each entry's last draw), for ``gain_from_state``."""
+        if not self.rayleigh:
+            return None
+        self._settle_trajectory()
+        return self._h.copy(), (self._all_at if self._uniform else self._drawn_at.copy())
+
+    def gain_from_state(self, state, ues: np.ndarray, t: int, rng: np.random.Generator) -> np.ndarray:
+        """(n, R, K) gains of the UEs ``ues`` at TTI ``t`` drawn from an earlier ``fading_state`` (whose
+        entries were all drawn at or before ``t``) by the AR(1) skip-ahead, with ``rng``; the
+        channel itself is left as it is."""
+        if state is None:
+            return self.gain[ues].copy()
+        h0, drawn_at = state
+        rows = h0[:, ues]
+        at = drawn_at if np.isscalar(drawn_at) else drawn_at[ues].ravel()
+        a = np.power(np.float32(self.rho), (t - np.asarray(at)).astype(np.float32))
+        w = complex_normal(rng, h0.shape[1:])[:, ues].reshape(2, -1)  # one draw per entry of the table:
+        w *= np.sqrt(1 - a * a)  # rows read in separate calls get independent draws
+        h = rows.reshape(2, -1) * a + w
+        return self.large_scale_gain[ues][:, :, None] * (h[0] * h[0] + h[1] * h[1]).reshape(rows.shape[1:])
+
+    def rows_current(self, ues) -> bool:
+        """Every entry of the UEs ``ues`` was drawn at the current TTI."""
+        return bool((self._row_at[ues] == self.tti).all()) if self.rayleigh else True
 
     def refresh_prbs(self, prb_owner: np.ndarray, until_tti: int | None = None) -> None:
         """Bring to the current TTI the gains from every RU to the owner of each active PRB.
@@ -275,6 +371,8 @@ class Channel:
         """
         if not self.rayleigh or self._all_at == self.tti:
             return  # every entry is current (drawn for a decision at this TTI)
+        if self._row_tti_all(prb_owner):
+            return  # every owner's entries were drawn at this TTI (for the observation of a decision)
         if self._flat_for is not prb_owner:
             # the allocation changes only at decisions (the engine hands over a fresh array each
             # time): index its entries once

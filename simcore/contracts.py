@@ -31,19 +31,58 @@ RECORD_KEY = "record"
 _MIN, _MAX, _SUM, _ISFINITE, _COUNT = np.minimum.reduce, np.maximum.reduce, np.add.reduce, np.isfinite, np.count_nonzero
 
 
+class LazyCsi(Protocol):
+    """The channel part of an observation (``gain``, ``prb_sinr``, ``prb_rate_bps``) for the UEs
+    that were not computed up front. ``fresh`` (U,) bool marks the rows that are filled;
+    ``complete(ues)`` fills the rows ``ues`` (int array, none of them fresh) of the observation's
+    three arrays in place, at the observation's TTI, and marks them fresh."""
+
+    fresh: np.ndarray
+
+    def complete(self, ues: np.ndarray) -> None: ...
+
+
+class _CsiField:
+    """A field of ``Observation`` that is read through its ``lazy_csi``: the first read of any of
+    the three channel fields completes every row that is not filled yet."""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obs, owner=None):
+        if obs is None:
+            raise AttributeError(self.name)  # (dataclass: no default)
+        d = obs.__dict__
+        if d["lazy_csi"] is not None:
+            obs._complete_csi()
+        return d[self.name]
+
+    def __set__(self, obs, value):
+        obs.__dict__[self.name] = value
+
+
 @dataclass(frozen=True)
 class Observation:
     """State of the network at a decision instant. Per-decision arrays are the policy's own copies;
-    the scenario constants are shared and read-only."""
+    the scenario constants are shared and read-only.
+
+    The engine fills the channel part (``gain``, ``prb_sinr``, ``prb_rate_bps``) of the UEs with
+    data at the decision and leaves the others to ``lazy_csi``: they are drawn, exactly in law, at
+    the first read of any of the three fields (a policy that ranks only UEs with data, like PF,
+    reads them with ``prb_rate_rows`` and never pays for the others). Rows read while deciding
+    (before those UEs' channel is drawn again) are the channel's own values at the decision, the
+    ones the PHY then uses; rows read later are drawn from the same law given the channel up to the
+    decision (``simcore.engine._LazyCsi``). Either way the values are fixed once read.
+    """
 
     tti: int
     time_s: float
     # per UE
     slice_id: np.ndarray  # (U,) int
     serving_ru: np.ndarray  # (U,) int: RU with the strongest large-scale gain
-    gain: np.ndarray  # (U, R, K) linear channel power gain this TTI (perfect CSI at decision time)
-    prb_sinr: np.ndarray  # (U, K) linear SINR on each PRB of the serving RU (equal power, full interference)
-    prb_rate_bps: np.ndarray  # (U, K) rate the link model gives that SINR
+    gain: np.ndarray = _CsiField()  # (U, R, K) linear channel power gain this TTI (perfect CSI at decision time)
+    prb_sinr: np.ndarray = _CsiField()  # (U, K) linear SINR on each PRB of the serving RU (equal power, full interference)
+    prb_rate_bps: np.ndarray = _CsiField()  # (U, K) rate the link model gives that SINR
     buffer_bits: np.ndarray  # (U,) bits queued at the DU for the UE
     hol_delay_ms: np.ndarray  # (U,) age of the head-of-line packet (0 if empty)
     avg_throughput_bps: np.ndarray  # (U,) EWMA of served rate, time constant EWMA_TTI TTIs
@@ -58,6 +97,37 @@ class Observation:
     slice_power_cap_w: np.ndarray  # (S,) per RU; inf where none
     interval_tti: int
     link: LinkModel
+    lazy_csi: LazyCsi | None = field(default=None, repr=False, compare=False)  # rows not filled yet
+
+    def _complete_csi(self) -> None:
+        lazy = self.__dict__["lazy_csi"]
+        missing = (~lazy.fresh).nonzero()[0]
+        if missing.size:
+            lazy.complete(missing)
+        self.__dict__["lazy_csi"] = None
+
+    def prb_rate_rows(self, ues: np.ndarray) -> np.ndarray:
+        """(C, K) ``prb_rate_bps[ues]``, completing only those rows if the observation is lazy."""
+        lazy = self.__dict__["lazy_csi"]
+        if lazy is not None:
+            fresh = lazy.fresh[ues]
+            if not fresh.all():
+                lazy.complete(ues[~fresh])
+        return self.__dict__["prb_rate_bps"][ues]
+
+    def prb_rate_at(self, ues: np.ndarray, prbs: np.ndarray) -> np.ndarray:
+        """``prb_rate_bps[ues, prbs]`` (the same shape), completing only those rows if lazy."""
+        lazy = self.__dict__["lazy_csi"]
+        if lazy is not None:
+            fresh = lazy.fresh[ues]
+            if not fresh.all():
+                lazy.complete(np.unique(ues[~fresh]))
+        return self.__dict__["prb_rate_bps"][ues, prbs]
+
+    def __getstate__(self):
+        if self.__dict__["lazy_csi"] is not None:
+            self._complete_csi()
+        return self.__dict__
 
     @property
     def n_ues(self) -> int:
@@ -69,7 +139,7 @@ class Observation:
 
     @property
     def n_prbs(self) -> int:
-        return self.gain.shape[2]
+        return self.__dict__["gain"].shape[2]  # (the shape: no need to complete a lazy observation)
 
     @functools.cached_property
     def cqi(self) -> np.ndarray:
@@ -163,7 +233,7 @@ def _feasible_small(alloc: Allocation, obs: Observation) -> bool:
     small cells (a decision every TTI) a few dozen small numpy calls cost more than the work.
     Covers integer indices and no slice power caps; anything else is left to the full check."""
     ue_ru, owner, p = alloc.ue_ru, alloc.prb_owner, alloc.power_w
-    n_ru, n_prb = obs.ru_max_power_w.shape[0], obs.gain.shape[2]
+    n_ru, n_prb = obs.ru_max_power_w.shape[0], obs.n_prbs
     n_ue = obs.slice_id.shape[0]
     if (n_ue == 0 or n_ru * n_prb > _SMALL_CELLS or ue_ru.shape != (n_ue,) or owner.shape != (n_ru, n_prb)
             or p.shape != (n_ru, n_prb) or ue_ru.dtype.kind not in "iu" or owner.dtype.kind not in "iu"

@@ -46,6 +46,11 @@ TRAFFIC_BLOCK_TTI = 16
 HOUSEKEEPING_TTI = 1024
 #: The output tables, in the order they are written.
 TABLES = ("packets", "tti", "decisions", "timing")
+#: Ideal CSI at a decision: draw the fading of the UEs with data only, the others' when a policy reads
+#: them (``_LazyCsi``). False draws every entry at every decision, as before 2026-11-28: the same law,
+#: another random stream (``scripts/same_results.py --eager-csi`` uses it to show that nothing else
+#: changed a result).
+LAZY_CSI = True
 
 
 class SimulationError(RuntimeError):
@@ -87,6 +92,62 @@ class RunResult:
     def timing(self):
         """Per decision: wall time of the policy (the one table that is not reproducible)."""
         return self.table("timing")
+
+
+class _LazyCsi:
+    """The channel part of the observation of the decision at TTI ``k`` with ideal CSI (the
+    ``LazyCsi`` of ``simcore.contracts``). At the decision the fading of the UEs with data is drawn
+    (every RU, every PRB) and their SINR and rate rows computed; the other UEs' rows are drawn at TTI
+    ``k`` when a policy first reads them (``Channel.refresh_ues`` with ``at_tti``: exact in law, as
+    long as those entries have not been drawn again since)."""
+
+    __slots__ = ("engine", "tti", "fresh", "gain", "rate", "sinr", "state")
+
+    def __init__(self, engine: "Engine", k: int):
+        self.engine, self.tti = engine, k
+        self.fresh = fresh = engine.buffers.backlog_bits > 0
+        ues = fresh.nonzero()[0]
+        ch = engine.channel
+        ch.refresh_ues(ues)
+        self.state = ch.fading_state() if ues.size < fresh.size else None  # for rows read late
+        self.gain = ch.gain.copy()  # rows of the other UEs: older draws, replaced when completed
+        n_ue, n_prb = engine.n_ues, engine.n_prbs
+        self.rate, self.sinr = np.empty((n_ue, n_prb)), np.empty((n_ue, n_prb))
+        if ues.size:
+            self._rows(ues)
+        for a in (self.gain, self.rate, self.sinr):
+            a.flags.writeable = False  # the recorded objective reads the rate table (Engine._objective)
+
+    def _rows(self, ues: np.ndarray) -> None:
+        e = self.engine
+        link = e.link
+        rate, sinr = link.estimated_prb_rate_bps(self.gain[ues], e.serving_ru[ues], e.ru_max_power_w, ues=ues)
+        self.rate[ues], self.sinr[ues] = rate, sinr
+
+    def complete(self, ues: np.ndarray) -> None:
+        """Rows read while the channel has not drawn them again since TTI ``k`` (while deciding, in
+        practice) are drawn by the channel at ``k``: the very gains the PHY then uses. Rows read
+        after that are drawn at ``k`` from the fading state kept at the decision, with a generator
+        of their own (seeded by the run and ``k``): the same law given everything up to ``k``, but
+        independent of the channel's draws since (which did not see them)."""
+        ch = self.engine.channel
+        late = ch.rows_drawn_after(ues, self.tti)
+        now, later = ues[~late], ues[late]
+        if now.size:
+            ch.refresh_ues(now, at_tti=self.tti)
+        arrays = (self.gain, self.rate, self.sinr)
+        for a in arrays:
+            a.flags.writeable = True
+        try:
+            self.gain[now] = ch.gain[now]
+            if later.size:
+                rng = np.random.default_rng([self.engine.s.seed, 1, self.tti])
+                self.gain[later] = ch.gain_from_state(self.state, later, self.tti, rng)
+            self._rows(ues)
+            self.fresh[ues] = True
+        finally:
+            for a in arrays:
+                a.flags.writeable = False
 
 
 class Engine:
@@ -268,15 +329,19 @@ class Engine:
         return gain, prb_rate, sinr
 
     def observation(self, k: int) -> Observation:
-        if self.csi_ideal:  # the policy sees full CSI of this TTI
-            gain, prb_rate, sinr = self._measure_csi()
-        else:  # the latest CSI report (phy.csi)
+        lazy = None
+        if not self.csi_ideal:  # the latest CSI report (phy.csi)
             _, gain, prb_rate, sinr = self._reports[0]
+        elif self.phy_needs_full_gain or not self.channel.rayleigh or not LAZY_CSI:  # every entry drawn now
+            gain, prb_rate, sinr = self._measure_csi()
+        else:  # full CSI of this TTI: the UEs with data now, the others when first read
+            lazy = _LazyCsi(self, k)
+            gain, prb_rate, sinr = lazy.gain, lazy.rate, lazy.sinr
         now = k * self.tti_s
         hol = self.buffers.hol_arrival_s
         return Observation(
             tti=k, time_s=now, slice_id=self.geo.ue_slice, serving_ru=self.serving_ru, gain=gain,
-            prb_sinr=sinr, prb_rate_bps=prb_rate,
+            prb_sinr=sinr, prb_rate_bps=prb_rate, lazy_csi=lazy,
             buffer_bits=self.buffers.backlog_bits,
             hol_delay_ms=np.where(np.isfinite(hol), (now - hol) * 1e3, 0.0),
             avg_throughput_bps=self.avg_tput_bps.copy(), qos_met_last=self.qos_met_last.copy(),
@@ -315,7 +380,7 @@ class Engine:
             k = (owner >= 0).nonzero()[0]
             if (alloc.power_w[0, k] == self._equal_power_w).all():
                 ue = owner[k]
-                rates = np.bincount(ue, weights=obs.prb_rate_bps[ue, k], minlength=self.n_ues)
+                rates = np.bincount(ue, weights=obs.prb_rate_at(ue, k), minlength=self.n_ues)
                 return float(np.dot(obs.ue_weight, rates))
         return weighted_sum_rate(alloc, obs)
 

@@ -248,11 +248,13 @@ class LinkModel:
         return np.bincount(prb_owner[mask], weights=rate[mask], minlength=n_ue)[:n_ue]
 
     def estimated_prb_rate_bps(self, gain: np.ndarray, serving_ru: np.ndarray,
-                               ru_power_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                               ru_power_w: np.ndarray, ues: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per-UE per-PRB CSI view: (rate bit/s, SINR) on the serving RU, shapes (U, K).
 
         Assumes equal power per PRB on every RU and full interference from the other RUs: the
         conservative estimate a scheduler can form before it knows the other RUs' decisions.
+        ``ues``: when ``gain`` and ``serving_ru`` hold only some UEs' rows, their UE indices (each
+        row depends on its own UE only).
         """
         n_ue, n_ru, n_prb = gain.shape
         p = ru_power_w / n_prb  # (R,)
@@ -262,7 +264,9 @@ class LinkModel:
             g_serv = gain[np.arange(n_ue), serving_ru, :]  # (U, K)
             interference = self.interference_w(gain, serving_ru, np.repeat(p[:, None], n_prb, axis=1))
             sinr = self.sinr(g_serv, p[serving_ru][:, None], serving_ru[:, None], interference)
-        return self.prb_rate_bps(sinr, None if self.ue_fbl_penalty is None else np.arange(n_ue)[:, None]), sinr
+        if self.ue_fbl_penalty is None:
+            return self.prb_rate_bps(sinr), sinr
+        return self.prb_rate_bps(sinr, (np.arange(n_ue) if ues is None else ues)[:, None]), sinr
 
 
 CQI_EFFICIENCY_WITH_ZERO = np.concatenate([[0.0], CQI_EFFICIENCY])
