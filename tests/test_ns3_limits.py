@@ -150,9 +150,9 @@ def test_phy_sees_the_gain_entries_its_contract_promises(full):
         r, k = np.nonzero(owner >= 0)
         used[owner[r, k], :, k] = True  # the entries the owners' SINR needs
         assert np.all(g1[used] != g0[used]), k1  # always current
-        if full or k1 % 5 == 0:  # decisions refresh everything
+        if full:
             assert np.all(g1 != g0), k1
-        else:
+        elif k1 % 5:  # between decisions (at decisions the UEs with data, and whatever a policy reads)
             assert np.array_equal(g1[~used], g0[~used]), k1
             stale_seen += int((~used).sum())
     assert full or stale_seen > 0
