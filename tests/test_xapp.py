@@ -163,7 +163,8 @@ def test_a_killed_xapp_mid_run_falls_back_and_is_picked_up_after_a_restart(tmp_p
     assert "started (policy seed" in (tmp_path / "second.log").read_text()  # a new run state after the restart
 
 
-def test_an_xapp_that_never_comes_costs_no_waiting():
+def test_an_xapp_that_never_comes_costs_no_waiting(monkeypatch):
+    _eager_csi(monkeypatch)  # the indication is encoded (every row read) before the send fails
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
