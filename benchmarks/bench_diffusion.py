@@ -4,14 +4,18 @@ Prints, each with a reference measured in the same run:
 
 - decision latency (median, p99 of the thread's CPU time per decision, which a shared machine
   inflates far less than wall time; the wall median is printed too) of the policy with 5, 10 and
-  20 denoising steps and the Table I network (16 x 128), with 1 and 8 candidates: the sampling
-  alone (the compiled fast path, and the plain PyTorch loop as the reference, on the same noise),
-  the shared encoding, the decoder (compiled, and the numpy reference), and the whole decision as
-  ``oransim run`` calls it (encode, sample the candidates, critics' choice, decode): fast path
-  against the PyTorch loop with the numpy decoder, and against PF's decision on the same states.
+  20 denoising steps and the Table I network (16 x 128), with 1, 2, 4, 8 and 12 candidates, and
+  with more than one under both selection rules (``select: critic``: the target critics' min-Q;
+  ``select: objective``: every candidate decoded and ranked in the snapshot problem): the sampling
+  alone (the compiled fast path, and the plain PyTorch loop as the reference, on the same noise;
+  the critics run only for ``critic``), the shared encoding, the decode of the chosen candidate or
+  the decode and ranking of all (compiled, and the numpy reference), and the whole decision as
+  ``oransim run`` calls it (encode, sample the candidates, choose, decode): fast path against the
+  PyTorch loop with the numpy decoder, and against PF's decision on the same states.
   How far the fast path is from the loop: the largest difference of their actions (the tolerance
   the tests hold is 1e-4), on how many states both pick the same candidate and decode to the same
-  allocation; the compiled decoder's output is compared with the numpy one's (identical or not).
+  allocation; the compiled decoder's output (every candidate's owners and powers) is compared with
+  the numpy one's (identical or not).
   Weights are the shipped checkpoint's for 20 steps when it is there, else freshly initialised
   (the cost does not depend on the weights);
 - with ``--cold-compile``: the compiled path's first call in a fresh process with an empty numba
@@ -25,7 +29,7 @@ The first line is the machine reference of ``bench_engine.py`` (one small numpy 
 load average; the machine is often shared, so compare ratios.
 
     python benchmarks/bench_diffusion.py [--states 30] [--eval-states 200] [--train-steps 10] [--steps 5,10,20]
-                                         [--candidates 1,8] [--cold-compile]
+                                         [--candidates 1,2,4,8,12] [--select critic,objective] [--cold-compile]
 """
 
 from __future__ import annotations
@@ -122,9 +126,10 @@ def cold_compile() -> None:
             print(f"first decision of a fresh process, {label}: {out.stdout.strip()}")
 
 
-def latency(states, scenario, folder: Path, step_counts=(5, 10, 20), candidates=(1, 8)) -> None:
-    from policies.learned.decoder import decode_action
-    from policies.learned.diffusion_ql import DiffusionQlPolicy
+def latency(states, scenario, folder: Path, step_counts=(5, 10, 20), candidates=(1, 8),
+            selects=("critic", "objective")) -> None:
+    from policies.learned.decoder import DecodeContext, decode_action, decode_candidates
+    from policies.learned.diffusion_ql import DiffusionQlPolicy, best_by_objective
     from policies.learned.encoding import encode_state, snapshot_problem
     from simcore.plugins import make_policy
 
@@ -135,51 +140,63 @@ def latency(states, scenario, folder: Path, step_counts=(5, 10, 20), candidates=
         path = checkpoint_for(steps, folder, scenario)
         where = "shipped" if path.parent == MODELS else "initialised"
         for c in candidates:
-            fast = DiffusionQlPolicy(str(path), threads=1, candidates=c)
-            slow = DiffusionQlPolicy(str(path), threads=1, candidates=c, fast=False)
-            xs = [(encode_state(o, fast.spec), o) for o in states]
-            diff, same_best, same_alloc, obj_diff = 0.0, 0, 0, 0.0
-            for i, (x, o) in enumerate(xs):
-                fast.reset(i)
-                slow.reset(i)
-                (a_f, b_f), (a_s, b_s) = fast.sample(x, o.n_ues), slow.sample(x, o.n_ues)
-                diff = max(diff, float(np.abs(a_f - a_s).max()))
-                same_best += b_f == b_s
-                fast.reset(i)
-                slow.reset(i)
-                al_f, al_s = fast.decide(o), slow.decide(o)
-                if same_allocations(al_f, al_s):
-                    same_alloc += 1
-                else:  # a share within float32 rounding of a rounding boundary of the decoder
-                    problem = snapshot_problem(o, fast.objective)
-                    f_f, f_s = problem.evaluate(al_f).objective_bps, problem.evaluate(al_s).objective_bps
-                    obj_diff = max(obj_diff, abs(f_f - f_s) / max(abs(f_s), 1.0))
-            t_slow = timed(lambda xo: slow.sample(xo[0], xo[1].n_ues), xs)
-            t_fast = timed(lambda xo: fast.sample(xo[0], xo[1].n_ues), xs)
-            acts = [(fast.act(x, o), o) for x, o in xs]
-            t_enc = timed(lambda o: encode_state(o, fast.spec, out=fast._x), states)
-            t_dec = timed(lambda ao: decode_action(ao[0], ao[1], fast.spec, fast.objective), acts)
-            t_dec_ref = timed(lambda ao: decode_action(ao[0], ao[1], fast.spec, fast.objective, fast=False), acts)
-            same_dec = sum(same_allocations(decode_action(a, o, fast.spec, fast.objective),
-                                            decode_action(a, o, fast.spec, fast.objective, fast=False), exact=True)
-                           for a, o in acts)
-            t_ref = timed(slow.decide, states)
-            t_all = timed(fast.decide, states)
-            print(f"{steps:2d} steps, 16 x 128, {c} candidate(s) ({where} weights):")
-            print(f"   sampling, PyTorch loop (reference)            {stats_ms(t_slow)}")
-            print(f"   sampling, fast path                           {stats_ms(t_fast)}"
-                  f"  x{np.median(t_slow[:, 0]) / np.median(t_fast[:, 0]):.1f} less CPU")
-            print(f"     actions: max |fast - loop| {diff:.1e}; same choice among candidates on {same_best}/{len(xs)}"
-                  f" states; same decoded allocation (powers within 1e-5) on {same_alloc}/{len(xs)},"
-                  f" objective within {obj_diff:.1e} (relative) on the others")
-            print(f"   encode (shared)                               {stats_ms(t_enc)}")
-            print(f"   decode, numpy (reference)                     {stats_ms(t_dec_ref)}")
-            print(f"   decode, compiled                              {stats_ms(t_dec)}"
-                  f"  x{np.median(t_dec_ref[:, 0]) / np.median(t_dec[:, 0]):.1f} less CPU; identical on {same_dec}/{len(acts)}")
-            print(f"   whole decision, PyTorch loop + numpy decoder  {stats_ms(t_ref)}")
-            print(f"   whole decision, fast path                     {stats_ms(t_all)}"
-                  f"  x{np.median(t_ref[:, 0]) / np.median(t_all[:, 0]):.1f} less CPU; "
-                  f"{np.median(t_all[:, 0]) / np.median(t_pf[:, 0]):.1f} x PF")
+            for select in selects if c > 1 else selects[:1]:
+                fast = DiffusionQlPolicy(str(path), threads=1, candidates=c, select=select)
+                slow = DiffusionQlPolicy(str(path), threads=1, candidates=c, select=select, fast=False)
+                xs = [(encode_state(o, fast.spec), o) for o in states]
+                diff, same_best, same_alloc, obj_diff = 0.0, 0, 0, 0.0
+                for i, (x, o) in enumerate(xs):
+                    fast.reset(i)
+                    slow.reset(i)
+                    (a_f, b_f), (a_s, b_s) = fast.sample(x, o.n_ues), slow.sample(x, o.n_ues)
+                    diff = max(diff, float(np.abs(a_f - a_s).max()))
+                    same_best += b_f == b_s
+                    fast.reset(i)
+                    slow.reset(i)
+                    al_f, al_s = fast.decide(o), slow.decide(o)
+                    if same_allocations(al_f, al_s):
+                        same_alloc += 1
+                    else:  # a share within float32 rounding of a rounding boundary of the decoder
+                        problem = snapshot_problem(o, fast.objective)
+                        f_f, f_s = problem.evaluate(al_f).objective_bps, problem.evaluate(al_s).objective_bps
+                        obj_diff = max(obj_diff, abs(f_f - f_s) / max(abs(f_s), 1.0))
+                t_slow = timed(lambda xo: slow.sample(xo[0], xo[1].n_ues), xs)
+                t_fast = timed(lambda xo: fast.sample(xo[0], xo[1].n_ues), xs)
+                acts = [(fast.sample(x, o.n_ues)[0], o) for x, o in xs]
+                t_enc = timed(lambda o: encode_state(o, fast.spec, out=fast._x), states)
+                if select == "critic":  # the chosen candidate's decode
+                    def choose(ao, quick):
+                        return decode_action(ao[0][0], ao[1], fast.spec, fast.objective, fast=quick)
+                    what = "decode"
+                else:  # every candidate decoded and ranked in the snapshot problem
+                    def choose(ao, quick):
+                        return best_by_objective(ao[0], ao[1], fast.spec, fast.objective, fast=quick)
+                    what = "decode + rank"
+                t_dec_ref = timed(lambda ao: choose(ao, False), acts)
+                t_dec = timed(lambda ao: choose(ao, True), acts)
+                same_dec = 0
+                for a, o in acts:  # every candidate's owners and powers, compiled against numpy
+                    ctx = DecodeContext(o, fast.spec, fast.objective)
+                    (of, pf_), (os_, ps) = decode_candidates(a, ctx), decode_candidates(a, ctx, fast=False)
+                    same_dec += np.array_equal(of, os_) and np.array_equal(pf_, ps)
+                t_ref = timed(slow.decide, states)
+                t_all = timed(fast.decide, states)
+                print(f"{steps:2d} steps, 16 x 128, {c} candidate(s), select {select} ({where} weights):")
+                print(f"   sampling, PyTorch loop (reference)            {stats_ms(t_slow)}")
+                print(f"   sampling, fast path                           {stats_ms(t_fast)}"
+                      f"  x{np.median(t_slow[:, 0]) / np.median(t_fast[:, 0]):.1f} less CPU")
+                print(f"     actions: max |fast - loop| {diff:.1e}; same choice among candidates on {same_best}/{len(xs)}"
+                      f" states; same decoded allocation (powers within 1e-5) on {same_alloc}/{len(xs)},"
+                      f" objective within {obj_diff:.1e} (relative) on the others")
+                print(f"   encode (shared)                               {stats_ms(t_enc)}")
+                print(f"   {what + ', numpy (reference)':46s}{stats_ms(t_dec_ref)}")
+                print(f"   {what + ', compiled':46s}{stats_ms(t_dec)}"
+                      f"  x{np.median(t_dec_ref[:, 0]) / np.median(t_dec[:, 0]):.1f} less CPU; every candidate"
+                      f" decoded identically on {same_dec}/{len(acts)} states")
+                print(f"   whole decision, PyTorch loop + numpy decoder  {stats_ms(t_ref)}")
+                print(f"   whole decision, fast path                     {stats_ms(t_all)}"
+                      f"  x{np.median(t_ref[:, 0]) / np.median(t_all[:, 0]):.1f} less CPU; "
+                      f"{np.median(t_all[:, 0]) / np.median(t_pf[:, 0]):.1f} x PF")
 
 
 def training_rate(scenario, n_steps: int) -> None:
@@ -227,7 +244,9 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=10, help="gradient steps timed per setting (0: skip)")
     ap.add_argument("--eval-states", type=int, default=200, help="held-out states of the evaluate table (0: skip)")
     ap.add_argument("--steps", default="5,10,20", help="denoising step counts timed (comma-separated)")
-    ap.add_argument("--candidates", default="1,8", help="candidate counts timed (comma-separated)")
+    ap.add_argument("--candidates", default="1,2,4,8,12", help="candidate counts timed (comma-separated)")
+    ap.add_argument("--select", default="critic,objective",
+                    help="selection rules timed with more than one candidate (comma-separated)")
     ap.add_argument("--cold-compile", action="store_true", help="time the compiled path's first call (empty cache)")
     args = ap.parse_args()
 
@@ -248,7 +267,7 @@ def main() -> None:
         states = sample_states(scn, args.states, 10_000, 200)
         with tempfile.TemporaryDirectory() as tmp:
             latency(states, scn, Path(tmp), tuple(int(v) for v in args.steps.split(",")),
-                    tuple(int(v) for v in args.candidates.split(",")))
+                    tuple(int(v) for v in args.candidates.split(",")), tuple(args.select.split(",")))
         print(f"load average after the latency tables: {os.getloadavg()[0]:.1f}")
     if args.train_steps > 0:
         training_rate(scn, args.train_steps)

@@ -180,22 +180,59 @@ class SnapshotProblem:
     def rates(self, alloc: Allocation) -> np.ndarray:
         return self.obs.link.ue_rates_bps(self.obs.gain, alloc.ue_ru, alloc.prb_owner, alloc.power_w)
 
+    def rates_many(self, owner: np.ndarray, power: np.ndarray) -> np.ndarray:
+        """(N, U) every UE's rate under N allocations given as PRB owners and powers (N, R, K); row j
+        equals ``rates`` of allocation j bit for bit. One RU: all the owned PRBs at once through the
+        link's own formula (``LinkModel.sinr``, ``prb_rate_bps``), summed per allocation and UE in
+        PRB order as ``LinkModel.ue_rates_bps`` sums them; several RUs (interference couples the
+        PRBs): allocation by allocation."""
+        obs, n = self.obs, owner.shape[0]
+        if obs.n_rus != 1:
+            out = np.zeros((n, obs.n_ues))
+            for j in range(n):
+                out[j] = obs.link.ue_rates_bps(obs.gain, obs.serving_ru, owner[j], power[j])
+            return out
+        own = owner[:, 0]
+        jj, kk = np.nonzero(own >= 0)  # allocation by allocation, PRBs in order
+        ue = own[jj, kk]
+        rate = obs.link.prb_rate_bps(obs.link.sinr(obs.gain[ue, 0, kk], power[jj, 0, kk], 0), ue)
+        return np.bincount(jj * obs.n_ues + ue, weights=rate, minlength=n * obs.n_ues).reshape(n, obs.n_ues)
+
+    def levels_many(self, owner: np.ndarray, power: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Level index (N, R, K) of each owned PRB's power (-1 idle) of N allocations, and (N,) bool:
+        every owned PRB's power is one of the problem's levels."""
+        owned = owner >= 0
+        diff = np.abs(power[..., None] - self.levels_w[None, :, None, :])
+        level = np.argmin(diff, axis=-1)
+        close = np.take_along_axis(diff, level[..., None], axis=-1)[..., 0] <= 1e-9 * self.levels_w.max()
+        return np.where(owned, level, -1), ~(owned & ~close).any(axis=(-2, -1))
+
     def levels_of(self, alloc: Allocation) -> np.ndarray:
         """(R, K) level index of each owned PRB's power (-1 idle); ValueError if a power is not a level."""
-        owned = alloc.prb_owner >= 0
-        diff = np.abs(alloc.power_w[:, :, None] - self.levels_w[:, None, :])
-        level = np.argmin(diff, axis=2)
-        close = np.take_along_axis(diff, level[..., None], axis=2)[..., 0] <= 1e-9 * self.levels_w.max()
-        if (owned & ~close).any():
+        level, on_grid = self.levels_many(alloc.prb_owner[None], alloc.power_w[None])
+        if not on_grid[0]:
             raise ValueError("allocation uses a power that is not one of the problem's levels")
-        return np.where(owned, level, -1)
+        return level[0]
+
+    def keys_many(self, owner: np.ndarray, power: np.ndarray):
+        """The four tiers (V, F, P, T), each (N,), of N allocations given as PRB owners and powers
+        (N, R, K), and their rates (N, U) and served rates (N, U): what ``evaluate`` reports of each,
+        bit for bit (it calls this with N = 1). P and T are -1 where a power is off the level grid
+        (a classic scheduler's equal split). ``select: objective`` of the learned policies ranks its
+        candidates with it (``best_index`` of the tiers)."""
+        rates = self.rates_many(owner, power)
+        served = self.served(rates)
+        objective, violation = objective_and_shortfall(served, np.maximum(self.need_bps - rates, 0.0), self.obs.ue_weight)
+        level, on_grid = self.levels_many(owner, power)
+        steps, cost = self.tiers_3_4(owner, np.maximum(level, 0))
+        steps, cost = np.where(on_grid, steps, -1), np.where(on_grid, cost, -1)
+        return violation, objective, steps, cost, rates, served
 
     def evaluate(self, alloc: Allocation) -> Evaluation:
         """Objective, shortfall and slacks of any allocation; tiers 3 and 4 where its powers are levels."""
         obs = self.obs
-        rates = self.rates(alloc)
-        served = self.served(rates)
-        shortfall = np.maximum(self.need_bps - rates, 0.0)
+        violation, objective, steps, cost, rates, served = self.keys_many(alloc.prb_owner[None], alloc.power_w[None])
+        rates, served, violation = rates[0], served[0], float(violation[0])
         slack = {"ru_power_w": float(np.min(obs.ru_max_power_w - alloc.power_w.sum(axis=1)))}
         caps = obs.slice_power_cap_w
         if np.isfinite(caps).any():
@@ -210,18 +247,8 @@ class SnapshotProblem:
         slack["rate_need_bps"] = float(np.min(rates - self.need_bps, initial=0.0)) if obs.n_ues else 0.0
         budgets_ok = all(v >= -REL_TOL * max(1.0, float(obs.ru_max_power_w.max())) for k, v in slack.items()
                          if k != "rate_need_bps")
-        objective, violation = objective_and_shortfall(served, shortfall, obs.ue_weight)
-        steps, cost = self._tiers_3_4(alloc)
-        return Evaluation(float(objective), rates, self.need_bps, float(violation), slack,
-                          budgets_ok and violation <= self.violation_tol, served, steps, cost)
-
-    def _tiers_3_4(self, alloc: Allocation) -> tuple[int, int]:
-        try:
-            level = self.levels_of(alloc)
-        except ValueError:  # powers off the level grid (a classic scheduler's equal split): no tiers 3, 4
-            return -1, -1
-        steps, cost = self.tiers_3_4(alloc.prb_owner, level)
-        return int(steps), int(cost)
+        return Evaluation(float(objective[0]), rates, self.need_bps, violation, slack,
+                          budgets_ok and violation <= self.violation_tol, served, int(steps[0]), int(cost[0]))
 
     def outcome(self, ev: "Evaluation") -> dict:
         """What an optimum reports of its answer; says so when no allocation meets every need."""

@@ -33,7 +33,7 @@ from scipy.optimize import linear_sum_assignment
 from simcore.contracts import Allocation, Observation, repair_allocation
 from simcore.snapshot import SnapshotProblem, tie_cost
 
-from .decoder_fast import assign_rows
+from . import decoder_fast
 from .encoding import EncodingMismatch, EncodingSpec, rate_cap_bps, snapshot_problem
 
 #: Assignment passes (the second ranks PRBs at the RU's price of power found by the first).
@@ -82,6 +82,7 @@ class DecodeContext:
                 tie_ue[:ues.size] = n_lvl * (ues + obs.n_ues * obs.n_prbs * r)
                 self.tie_keys[r] = (tie_ue, n_lvl * obs.n_ues, order[r])
         self.need_repair = bool(np.isfinite(obs.slice_power_cap_w).any())
+        self.packed = None  # its own rows packed (``DecodeRows.of``), built by the first ``decode_candidates``
 
 
 class DecodeRows:
@@ -147,7 +148,27 @@ def decode_action(action, obs: Observation, spec: EncodingSpec, objective: str =
     actions for the same observation; ``fast`` as in ``decode_rows``.
     """
     ctx = context if context is not None else DecodeContext(obs, spec, objective)
-    return decode_actions(np.asarray(action, dtype=float).reshape(1, -1), [ctx], fast)[0]
+    owner, power = decode_candidates(np.asarray(action, dtype=float).reshape(1, -1), ctx, fast)
+    return finish(ctx, owner[0], power[0])
+
+
+def decode_candidates(actions: np.ndarray, ctx: DecodeContext, fast: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 1-5 of C actions (C, action_dim) for the one observation of ``ctx``: PRB owners and
+    powers (C, R, K), before ``finish`` (what ``decode_actions`` with C copies of ``ctx`` gives,
+    its rows packed once: one compiled call for every candidate and RU)."""
+    a = check_actions(actions, ctx.spec)
+    n_c, obs = a.shape[0], ctx.obs
+    owner = np.full((n_c, obs.n_rus, obs.n_prbs), -1, dtype=np.int64)
+    power = np.zeros((n_c, obs.n_rus, obs.n_prbs))
+    if ctx.rows:
+        if ctx.packed is None:
+            ctx.packed = DecodeRows.of([ctx])
+        rows, _, ru = ctx.packed
+        n = ru.size
+        o, p = decode_rows(a, rows, np.tile(np.arange(n), n_c), np.repeat(np.arange(n_c), n), fast)
+        owner[:, ru] = o.reshape(n_c, n, -1)
+        power[:, ru] = p.reshape(n_c, n, -1)
+    return owner, power
 
 
 def decode_actions(actions: np.ndarray, contexts: list[DecodeContext], fast: bool = True) -> list[Allocation]:
@@ -196,7 +217,10 @@ def decode_rows(actions: np.ndarray, rows: DecodeRows, sel: np.ndarray, state: n
                 fast: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Steps 1-5 on rows ``sel`` of ``rows``, row j taking the action of state ``state[j]``:
     actions (B, action_dim) float64. Returns the rows' PRB owners (UE index, -1 idle) and powers, (N, K).
-    ``fast``: steps 3-5 compiled (``decoder_fast.assign_rows``, identical output); else numpy, the reference."""
+    ``fast``: steps 1-5 in one compiled call (``decoder_fast.decode_rows``, identical output); else
+    numpy, the reference."""
+    if fast:
+        return decoder_fast.decode_rows(actions, rows, sel, state, PASSES, TIE_BREAK_REL)
     m, n_prb = rows.spec.max_ues, rows.n_prbs
     shares = np.concatenate([clean_shares(actions).reshape(-1, 2, m), np.zeros((actions.shape[0], 2, 1))], axis=2)
     ues = rows.ues[sel]  # (N, M), -1 padding
@@ -209,10 +233,7 @@ def decode_rows(actions: np.ndarray, rows: DecodeRows, sel: np.ndarray, state: n
     n = sel.size
     owner = np.full((n, n_prb), -1, dtype=np.int64)
     power = np.zeros((n, n_prb))
-    if fast:
-        row_of, own, col, p_w = assign_rows(counts, rows.ru_power[sel, None] * p, rows, sel, PASSES, TIE_BREAK_REL)
-    else:
-        row_of, own, col, p_w = _assign_rows(counts, rows.ru_power[sel, None] * p, rows, sel)
+    row_of, own, col, p_w = _assign_rows(counts, rows.ru_power[sel, None] * p, rows, sel)
     owner[row_of, col] = ues[row_of, own]
     power[row_of, col] = p_w
     return owner, power

@@ -1,9 +1,12 @@
-"""The decoder's PRB and power steps (``decoder._assign_rows``) compiled: the same output, fewer calls.
+"""The decoder's steps 1-5 (``decoder.decode_rows``) compiled: the same output, one call.
 
-``assign_rows`` is ``decoder._assign_rows`` with its array work in numba (``cache=True``) and the
-PRB assignment still one ``scipy.optimize.linear_sum_assignment`` per row and pass. Every value is
+``decode_rows`` is ``decoder.decode_rows`` as one numba call (``cache=True``), the PRB assignment
+included: ``_assign_max`` solves each row's assignment by the algorithm of
+``scipy.optimize.linear_sum_assignment`` (which the numpy reference calls), with its order of
+scanning and its choice between equal costs, so it returns the same PRBs. Every value is
 computed by the same float64 operations in the same order (element-wise products and minima, the
-running sum of the power upgrades, the median), sorts are stable where the numpy code's are, so the
+share totals summed as numpy sums (``_pairwise_sum``), the running sum of the power upgrades, the
+median), sorts are stable where the numpy code's are, so the
 output is identical, not merely close: ``tests/test_learning_encoding.py`` decodes random vectors
 both ways and compares owners and powers exactly. The numpy code stays the reference
 (``decode_actions(..., fast=False)``).
@@ -13,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
-from scipy.optimize import linear_sum_assignment
 
 _JIT = dict(cache=True, error_model="numpy")
 _MASK24 = (1 << 24) - 1
@@ -238,30 +240,208 @@ def _slots(counts, pr, pu, sel, cap_per, levels, top):
     return pair, row_of, own, slot_row, slot_cap, slot_levels, slot_top, slot_ue, starts
 
 
-def assign_rows(counts, budget, rows, sel, passes: int, tie_rel: float):
-    """``decoder._assign_rows`` (same arguments and results; see its docstring)."""
-    n_rows = counts.shape[0]
-    sel = np.ascontiguousarray(sel, dtype=np.int64)
-    levels, top, w, cap_per, mean_w, level0 = _prepare(counts, budget, rows.levels, rows.top, rows.weight, rows.cap, sel)
-    pr, pu, near, value, pair_w = _first_values(counts, levels, top, w, cap_per, mean_w, rows.table, sel,
-                                                rows.tie_ue, rows.tie_prb, rows.tie_level, tie_rel)
+@njit(**_JIT)
+def _assign_max(value, pair, a, b, col):
+    """The PRB of each slot a..b-1 (slot s takes the row ``value[pair[s]]``), maximising the sum of
+    the slots' values: ``scipy.optimize.linear_sum_assignment(..., maximize=True)`` of those rows,
+    written into ``col[a:b]``. The same algorithm (shortest augmenting paths, Crouse 2016, on the
+    negated values) with the same order of columns scanned and the same choice between equal path
+    costs (a free column first), so the same assignment, ties included."""
+    n_r, n_c = b - a, value.shape[1]
+    u, v = np.zeros(n_r), np.zeros(n_c)
+    dist = np.empty(n_c)
+    path = np.full(n_c, -1, np.int64)
+    col4row, row4col = np.full(n_r, -1, np.int64), np.full(n_c, -1, np.int64)
+    seen_r, seen_c = np.zeros(n_r, np.bool_), np.zeros(n_c, np.bool_)
+    todo = np.empty(n_c, np.int64)
+    for start in range(n_r):
+        for t in range(n_c):
+            todo[t] = n_c - 1 - t  # scanned from the last column: a constant matrix gives the identity
+        seen_r[:] = False
+        seen_c[:] = False
+        dist[:] = np.inf
+        n_todo, low, i, sink = n_c, 0.0, start, -1
+        while sink == -1:  # grow shortest paths from row ``start`` until one ends in a free column
+            seen_r[i] = True
+            best, best_t = np.inf, -1
+            for t in range(n_todo):
+                j = todo[t]
+                d = low + -value[pair[a + i], j] - u[i] - v[j]
+                if d < dist[j]:
+                    path[j], dist[j] = i, d
+                if dist[j] < best or (dist[j] == best and row4col[j] == -1):
+                    best, best_t = dist[j], t
+            low = best
+            j = todo[best_t]
+            if row4col[j] == -1:
+                sink = j
+            else:
+                i = row4col[j]
+            seen_c[j] = True
+            n_todo -= 1
+            todo[best_t] = todo[n_todo]
+        u[start] += low  # dual update, then flip the path
+        for r in range(n_r):
+            if seen_r[r] and r != start:
+                u[r] += low - dist[col4row[r]]
+        for j in range(n_c):
+            if seen_c[j]:
+                v[j] -= low - dist[j]
+        j = sink
+        while True:
+            i = path[j]
+            row4col[j] = i
+            col4row[i], j = j, col4row[i]
+            if i == start:
+                break
+    col[a:b] = col4row
+
+
+@njit(**_JIT)
+def _assign(counts, budget, levels_all, top_all, weight_all, cap_all, table, sel, tie_ue, tie_prb, tie_level,
+            passes, tie_rel):
+    """Steps 3-5 (``decoder._assign_rows``, same arguments and results): row, owner slot, PRB and power
+    of every assigned PRB."""
+    n_rows, m = counts.shape
+    levels, top, w, cap_per, mean_w, level0 = _prepare(counts, budget, levels_all, top_all, weight_all, cap_all, sel)
+    pr, pu, near, value, pair_w = _first_values(counts, levels, top, w, cap_per, mean_w, table, sel,
+                                                tie_ue, tie_prb, tie_level, tie_rel)
     pair, row_of, own, slot_row, slot_cap, slot_levels, slot_top, slot_ue, starts = _slots(counts, pr, pu, sel, cap_per, levels, top)
-    per_ue = (budget.ravel(), mean_w.ravel(), counts.ravel(), level0)
-    cols = [np.zeros(0, dtype=np.int64)] * n_rows
-    redo = np.ones(n_rows, dtype=bool)
+    col = np.zeros(pair.size, np.int64)
+    redo = np.ones(n_rows, np.bool_)
+    p_w = np.zeros(pair.size)
     for it in range(passes):
-        vs = value[pair]
         for i in range(n_rows):
-            a, b = starts[i], starts[i + 1]
-            if redo[i] and b > a:
-                cols[i] = linear_sum_assignment(vs[a:b], maximize=True)[1]
-        col = cols[0] if n_rows == 1 else np.concatenate(cols)
-        rate = _slot_rates(rows.table, slot_row, own, col, slot_cap)
-        p_w, price = _split_power(rate, slot_levels, slot_top, slot_ue, *per_ue)
+            if redo[i] and starts[i + 1] > starts[i]:
+                _assign_max(value, pair, starts[i], starts[i + 1], col)  # a row keeps its PRBs if not redone
+        rate = _slot_rates(table, slot_row, own, col, slot_cap)
+        p_w, price = _split_power(rate, slot_levels, slot_top, slot_ue, budget.ravel(), mean_w.ravel(),
+                                  counts.ravel(), level0)
         if it == passes - 1:
             break
-        value, redo = _second_values(price, w, pr, pu, levels, cap_per, rows.table, sel, pair_w,
-                                     rows.tie_ue, rows.tie_prb, rows.tie_level)
+        value, redo = _second_values(price, w, pr, pu, levels, cap_per, table, sel, pair_w, tie_ue, tie_prb, tie_level)
         if not redo.any():
             break
     return row_of, own, col, p_w
+
+
+@njit(**_JIT)
+def _block_sum(a, lo, n):
+    """numpy's sum of a block a[lo:lo + n], n <= 128: eight running sums (one below 8 entries)."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    r = a[lo:lo + 8].copy()
+    i = 8
+    while i < n - n % 8:
+        for j in range(8):
+            r[j] += a[lo + i + j]
+        i += 8
+    res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@njit(**_JIT)
+def _pairwise_sum(a, lo, n):
+    """numpy's sum of a[lo:lo + n] (float64) in its order, so the result is numpy's bit for bit:
+    above 128 entries the two halves (the first a multiple of 8) summed apart and added, blocks of
+    at most 128 by ``_block_sum``. The halving runs on an explicit stack (numba's cache does not
+    keep recursive functions)."""
+    if n <= 128:
+        return _block_sum(a, lo, n)
+    st_lo, st_n = np.empty(64, np.int64), np.empty(64, np.int64)
+    st_phase, st_left = np.zeros(64, np.int64), np.empty(64)
+    depth, val, have = 0, 0.0, False
+    st_lo[0], st_n[0] = lo, n
+    while True:
+        at, size = st_lo[depth], st_n[depth]
+        half = size // 2 - (size // 2) % 8
+        if have:  # a half of this frame is summed
+            if st_phase[depth] == 1:
+                st_left[depth], st_phase[depth], have = val, 2, False
+                depth += 1
+                st_lo[depth], st_n[depth], st_phase[depth] = at + half, size - half, 0
+                continue
+            val = st_left[depth] + val
+        elif size <= 128:
+            val, have = _block_sum(a, at, size), True
+        else:
+            st_phase[depth] = 1
+            depth += 1
+            st_lo[depth], st_n[depth], st_phase[depth] = at, half, 0
+            continue
+        if depth == 0:
+            return val
+        depth -= 1
+
+
+@njit(**_JIT)
+def _clean(v):
+    """``decoder.clean_shares`` of one value: NaN -> 0, then clipped to [0, 1]."""
+    return 0.0 if v != v else min(max(v, 0.0), 1.0)
+
+
+@njit(**_JIT)
+def _counts_and_budgets(actions, ues_all, ru_power, sel, state, n_prb):
+    """Steps 1-2 of the decoder (``decoder.decode_rows`` before the assignment), row i taking the
+    action of state ``state[i]``: PRB counts (N, M) by largest remainder and power budgets (W)."""
+    n, m = sel.size, ues_all.shape[1]
+    counts = np.zeros((n, m), np.int64)
+    budget = np.zeros((n, m))
+    s, p, want, diff = np.empty(m), np.empty(m), np.empty(m), np.empty(m)
+    floor = np.empty(m, np.int64)
+    for i in range(n):
+        b, r = state[i], sel[i]
+        for j in range(m):  # UE slots in the row's order, zeros for padding (the numpy sums' layout)
+            u = ues_all[r, j]
+            s[j] = _clean(actions[b, u]) if u >= 0 else 0.0
+            p[j] = _clean(actions[b, m + u]) if u >= 0 else 0.0
+        s_tot = max(0.0 + _pairwise_sum(s, 0, m), 1.0)
+        p_tot = max(0.0 + _pairwise_sum(p, 0, m), 1.0)
+        n_floor = 0
+        for j in range(m):
+            s[j] = s[j] / s_tot
+            p[j] = p[j] / p_tot
+            want[j] = n_prb * s[j]
+            floor[j] = np.int64(np.floor(want[j] + 1e-9))
+            diff[j] = floor[j] - want[j]
+            n_floor += floor[j]
+        extra = np.int64(min(np.rint(0.0 + _pairwise_sum(want, 0, m)), n_prb)) - n_floor
+        order = np.argsort(diff, kind="mergesort")  # largest remainder first, ties in slot order
+        for t in range(m):
+            j = order[t]
+            counts[i, j] = floor[j] + (1 if t < extra else 0)
+        for j in range(m):
+            if p[j] <= 0:
+                counts[i, j] = 0
+            budget[i, j] = ru_power[r] * p[j]
+    return counts, budget
+
+
+@njit(**_JIT)
+def _decode(actions, ues_all, ru_power, levels_all, top_all, weight_all, cap_all, table, sel, state,
+            tie_ue, tie_prb, tie_level, passes, tie_rel):
+    """Steps 1-5 of rows ``sel`` in one call: PRB owners (UE index, -1 idle) and powers, (N, K)."""
+    n_prb = table.shape[3]
+    counts, budget = _counts_and_budgets(actions, ues_all, ru_power, sel, state, n_prb)
+    row_of, own, col, p_w = _assign(counts, budget, levels_all, top_all, weight_all, cap_all, table, sel,
+                                    tie_ue, tie_prb, tie_level, passes, tie_rel)
+    owner = np.full((sel.size, n_prb), -1, np.int64)
+    power = np.zeros((sel.size, n_prb))
+    for q in range(row_of.size):
+        owner[row_of[q], col[q]] = ues_all[sel[row_of[q]], own[q]]
+        power[row_of[q], col[q]] = p_w[q]
+    return owner, power
+
+
+def decode_rows(actions, rows, sel, state, passes: int, tie_rel: float):
+    """``decoder.decode_rows`` (actions (B, action_dim) float64; same results): owners and powers (N, K)."""
+    return _decode(np.ascontiguousarray(actions, dtype=np.float64), rows.ues, rows.ru_power, rows.levels, rows.top,
+                   rows.weight, rows.cap, rows.table, np.ascontiguousarray(sel, dtype=np.int64),
+                   np.ascontiguousarray(state, dtype=np.int64), rows.tie_ue, rows.tie_prb, rows.tie_level,
+                   passes, float(tie_rel))

@@ -310,8 +310,9 @@ class FastSampler:
             head = [_lin(m) for m in q.q if isinstance(m, torch.nn.Linear)]
             self.critics.append(tuple(tuple(a[i] for a in layers) for layers in (psi, head) for i in (0, 1)))
 
-    def sample(self, x: np.ndarray, n: int, noise: np.ndarray) -> tuple[np.ndarray, int]:
-        """noise (N + 1, C, n, 2) -> actions (C, 2 U_max) and the index of the best by min-Q."""
+    def sample(self, x: np.ndarray, n: int, noise: np.ndarray, critics: bool = True) -> tuple[np.ndarray, int]:
+        """noise (N + 1, C, n, 2) -> actions (C, 2 U_max) and the index of the best by min-Q (0 without
+        ``critics``: the caller chooses otherwise and the critics are not run)."""
         spec = self.spec
         f = spec.n_ue_features
         ue = np.ascontiguousarray(x[: spec.max_ues * f].reshape(spec.max_ues, f)[:n], dtype=F32)
@@ -319,7 +320,7 @@ class FastSampler:
         noise = np.ascontiguousarray(noise, dtype=F32)
         actions = _sample(ue, glob, noise, *self._weights)
         c, m = noise.shape[1], spec.max_ues
-        best = 0 if c == 1 else int(np.argmax(self.min_q(ue, glob, actions)))
+        best = int(np.argmax(self.min_q(ue, glob, actions))) if c > 1 and critics else 0
         return actions, best
 
     def min_q(self, ue: np.ndarray, glob: np.ndarray, actions: np.ndarray) -> np.ndarray:

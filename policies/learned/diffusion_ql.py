@@ -713,15 +713,22 @@ def train(ctx, cfg: Config):
 def best_by_objective(actions: np.ndarray, obs, spec: EncodingSpec, objective: str, fast: bool = True):
     """The allocation, among the decoded candidate actions (C, action_dim), that comes first in the
     snapshot problem's order (least shortfall, largest objective, then power and tie cost): what
-    ``select: objective`` takes. Reads only the observation, as any policy may."""
-    from .decoder import DecodeContext, decode_actions
+    ``select: objective`` takes. Reads only the observation, as any policy may. The candidates are
+    decoded together (``decode_candidates``) and ranked together (``SnapshotProblem.keys_many``, what
+    ``evaluate`` reports of each); only the chosen one becomes an ``Allocation``, unless slice
+    power caps need the repair, which works on allocations."""
+    from .decoder import DecodeContext, decode_candidates, finish
 
     ctx = DecodeContext(obs, spec, objective)
-    allocs = decode_actions(actions, [ctx] * len(actions), fast=fast)
-    if len(allocs) == 1:
-        return allocs[0]
-    evs = [ctx.problem.evaluate(a) for a in allocs]
-    return allocs[ctx.problem.best_index(*(np.array(t) for t in zip(*(e.key for e in evs))))]
+    owner, power = decode_candidates(actions, ctx, fast=fast)
+    if len(owner) == 1:
+        return finish(ctx, owner[0], power[0])
+    if ctx.need_repair:
+        allocs = [finish(ctx, o, p) for o, p in zip(owner, power)]
+        owner, power = np.stack([a.prb_owner for a in allocs]), np.stack([a.power_w for a in allocs])
+        return allocs[ctx.problem.best_index(*ctx.problem.keys_many(owner, power)[:4])]
+    best = ctx.problem.best_index(*ctx.problem.keys_many(owner, power)[:4])
+    return finish(ctx, owner[best].copy(), power[best].copy())
 
 
 def config_of(ckpt: dict) -> Config:
@@ -779,17 +786,19 @@ class DiffusionQlPolicy(LearnedPolicy):
 
     def sample(self, x: np.ndarray, n_ues: int) -> np.ndarray:
         """(candidates, 2U) actions for the encoded state x with ``n_ues`` real UEs, and the index of the
-        best by the target critics' min-Q, from the next noise of the policy's generator."""
+        best by the target critics' min-Q (0 with ``select: objective``, which does not ask the
+        critics), from the next noise of the policy's generator."""
         c, n, m = self.candidates, n_ues, self.spec.max_ues
+        critics = c > 1 and self.select == "critic"
         noise = torch.randn((self.cfg.diffusion_steps + 1, c, n, 2), generator=self.gen)
         if self.sampler is not None:
-            return self.sampler.sample(x, n, noise.numpy())
+            return self.sampler.sample(x, n, noise.numpy(), critics)
         with torch.no_grad():
             state = split_state(torch.from_numpy(x)[None].expand(c, -1).to(self.device), self.spec)
             full = torch.zeros((noise.shape[0], c, m, 2))
             full[:, :, :n] = noise
             shares = to_shares(self.actor.sample(state, full.to(self.device), hoisted=False), state[1])
-            q = torch.min(*self.critic(state, shares)) if c > 1 else torch.zeros(1)
+            q = torch.min(*self.critic(state, shares)) if critics else torch.zeros(1)
             return to_action(shares, m).cpu().numpy(), int(q.argmax())
 
     def act(self, x: np.ndarray, obs) -> np.ndarray:
