@@ -132,6 +132,35 @@ def test_the_compiled_decoder_equals_the_numpy_one(objective):
         assert len({f.prb_owner.tobytes() for f in fast}) > 20  # the vectors gave many different allocations
 
 
+def test_the_compiled_assignment_and_share_sums_are_scipys_and_numpys():
+    """The compiled decoder's own pieces: ``_assign_max`` returns ``linear_sum_assignment``'s columns
+    (maximising) on random rows, ties included (small integers, values on a coarse grid), and
+    ``_pairwise_sum`` numpy's sum bit for bit at every length around its block sizes."""
+    from scipy.optimize import linear_sum_assignment
+
+    from policies.learned.decoder_fast import _assign_max, _pairwise_sum
+
+    rng = np.random.default_rng(9)
+    for t in range(600):
+        n_c = int(rng.choice([1, 2, 7, 30]))
+        n_r = int(rng.integers(1, n_c + 1))
+        kind = t % 3
+        value = (rng.integers(0, 3, (n_r, n_c)).astype(float) if kind == 0 else
+                 np.round(rng.random((n_r, n_c)) * 8) / 8 * 1e6 if kind == 1 else rng.random((n_r, n_c)) * 1e6)
+        pair = rng.permutation(n_r)  # slot s reads row pair[s], as the decoder's slots do
+        col = np.full(n_r + 2, -7, dtype=np.int64)
+        padded = np.concatenate([value[:1], value, value[:1]])  # rows a..b of a longer matrix
+        pair_p = np.concatenate([[0], pair + 1, [0]])
+        _assign_max(padded, pair_p, 1, n_r + 1, col)
+        np.testing.assert_array_equal(col[1:-1], linear_sum_assignment(value[pair], maximize=True)[1])
+        assert col[0] == col[-1] == -7
+    for n in (1, 7, 8, 9, 127, 128, 129, 150, 256, 300, 1031):
+        a = rng.random((2, n, 2)) ** 3 * 10.0 ** rng.uniform(-3, 3, (2, n, 2))
+        a[rng.random(a.shape) < 0.3] = 0.0
+        s = a[..., 0]  # the strided view the numpy decoder sums
+        assert [_pairwise_sum(np.ascontiguousarray(row), 0, n) for row in s] == s.sum(axis=1).tolist()
+
+
 def test_templates_fill_by_weight_within_demand():
     assert SliceTemplates(3).n_actions == 100 and SliceTemplates(2).n_actions == 10
     x = water_fill(np.array([0.1, 0.9, 0.9]), np.array([1.0, 1.0, 2.0]))
