@@ -48,6 +48,7 @@ tied (float rounding, and the MIP solver's tolerances). Tiers 3 and 4 are intege
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -325,6 +326,14 @@ def level_factors_checked(level_factors) -> tuple[float, ...]:
 
 def _power_steps(levels: np.ndarray) -> np.ndarray:
     """(L,) int: each level as a multiple of the largest power dividing all of them."""
+    return np.array(_power_steps_of(tuple(float(v) for v in levels)), dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=256)
+def _power_steps_of(levels: tuple[float, ...]) -> tuple[int, ...]:
+    """``_power_steps`` of the levels as a tuple, memoised: every decision of a run has the same levels,
+    and the exact fractions cost more than the rest of building its problem."""
+    levels = np.asarray(levels)
     base = float(levels.min())
     ratios = [Fraction(float(v) / base).limit_denominator(_MAX_LEVEL_DENOMINATOR) for v in levels]
     if any(abs(float(q) * base - v) > 1e-9 * v for q, v in zip(ratios, levels)):
@@ -332,7 +341,7 @@ def _power_steps(levels: np.ndarray) -> np.ndarray:
                          f"e.g. 0.5, 1, 2); got {[float(v) for v in levels]}")
     den = np.lcm.reduce([q.denominator for q in ratios])
     steps = np.array([q.numerator * (den // q.denominator) for q in ratios], dtype=np.int64)
-    return steps // np.gcd.reduce(steps)
+    return tuple(int(v) for v in steps // np.gcd.reduce(steps))
 
 
 def cap_halvings(obs: Observation) -> int:

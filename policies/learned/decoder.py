@@ -68,7 +68,8 @@ class DecodeContext:
         self.levels = np.take_along_axis(self.problem.levels_w, order, axis=1)  # (R, L) ascending
         rates = self.problem.single_ru_rate_table()[:, :, order[0]].transpose(0, 2, 1)  # (U, L, K) at those levels
         self.top = np.minimum(self.levels[:, -1], spec.max_prb_power_factor * obs.ru_max_power_w / obs.n_prbs)
-        cap, weight, m = rate_cap_bps(obs, objective), obs.ue_weight, spec.max_ues
+        need = self.problem.need_bps if self.problem.objective == objective else None  # the same need
+        cap, weight, m = rate_cap_bps(obs, objective, need), obs.ue_weight, spec.max_ues
         self.rows, self.tie_keys = {}, {}
         n_lvl = self.levels.shape[1]
         for r in range(obs.n_rus):

@@ -26,6 +26,7 @@ The one decoder from any action vector to a feasible ``Allocation`` is ``decoder
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -130,13 +131,24 @@ def need_bps(obs: Observation, objective: str) -> np.ndarray:
     return rate_need_bps(obs)
 
 
-def rate_cap_bps(obs: Observation, objective: str) -> np.ndarray:
+def rate_cap_bps(obs: Observation, objective: str, need: np.ndarray | None = None) -> np.ndarray:
     """(U,) rate beyond which more is worth nothing under ``objective``: under ``served`` the larger
-    of the UE's rate need and what its buffer can use before the next decision (what counts in the
-    objective); under ``rate`` unbounded (every bit/s counts)."""
+    of the UE's rate need (``need_bps``; pass it when already at hand) and what its buffer can use
+    before the next decision (what counts in the objective); under ``rate`` unbounded (every bit/s
+    counts)."""
     if objective == "rate":
         return np.full(obs.n_ues, np.inf)
-    return np.maximum(obs.buffer_bits / (obs.interval_tti * obs.link.tti_s), need_bps(obs, objective))
+    return np.maximum(obs.buffer_bits / (obs.interval_tti * obs.link.tti_s),
+                      need_bps(obs, objective) if need is None else need)
+
+
+@functools.lru_cache(maxsize=64)
+def _subbands(n_prbs: int, n_subbands: int) -> tuple[np.ndarray, np.ndarray]:
+    """First PRB and width of each of the channel profile's sub-bands (the same for every state of a cell)."""
+    bounds = np.linspace(0, n_prbs, n_subbands + 1).round().astype(int)
+    starts, widths = np.minimum(bounds[:-1], n_prbs - 1), np.maximum(np.diff(bounds), 1)
+    starts.flags.writeable = widths.flags.writeable = False
+    return starts, widths
 
 
 def encode_state(obs: Observation, spec: EncodingSpec, out: np.ndarray | None = None) -> np.ndarray:
@@ -154,9 +166,7 @@ def encode_state(obs: Observation, spec: EncodingSpec, out: np.ndarray | None = 
     ue[:, col] = np.clip((wide - 10.0) / 20.0, -3.0, 3.0)
     col += 1
     if obs.n_prbs:
-        bounds = np.linspace(0, obs.n_prbs, c + 1).round().astype(int)
-        starts = np.minimum(bounds[:-1], obs.n_prbs - 1)
-        widths = np.maximum(np.diff(bounds), 1)
+        starts, widths = _subbands(obs.n_prbs, c)
         sub = np.add.reduceat(sinr_db, starts, axis=1) / widths
         ue[:, col:col + c] = np.clip((sub - wide[:, None]) / 10.0, -3.0, 3.0)
     col += c
@@ -166,8 +176,9 @@ def encode_state(obs: Observation, spec: EncodingSpec, out: np.ndarray | None = 
     ue[:, col + 1] = np.clip(obs.hol_delay_ms / obs.max_delay_ms, 0.0, 10.0)
     ue[:, col + 2] = np.log1p(obs.avg_throughput_bps / np.maximum(obs.min_rate_bps, 1e3)) / 5.0
     ue[:, col + 3] = obs.qos_met_last
-    ue[:, col + 4] = np.clip(rate_need_bps(obs) / per_prb / k, 0.0, 2.0)
-    ue[:, col + 5] = np.clip(rate_cap_bps(obs, "served") / per_prb / k, 0.0, 2.0)
+    need = rate_need_bps(obs)
+    ue[:, col + 4] = np.clip(need / per_prb / k, 0.0, 2.0)
+    ue[:, col + 5] = np.clip(rate_cap_bps(obs, "served", need) / per_prb / k, 0.0, 2.0)
     ue[:, col + 6] = obs.slice_weight[obs.slice_id] / obs.slice_weight.max()
     g = x[spec.max_ues * spec.n_ue_features:]
     g[0] = (_db(obs.ru_max_power_w.mean()) + 30.0 - 40.0) / 10.0
