@@ -65,7 +65,7 @@ class DecodeContext:
         self.obs, self.spec, self.objective = obs, spec, objective
         self.problem = problem if problem is not None else snapshot_problem(obs, objective)
         order = np.argsort(self.problem.levels_w, axis=1)
-        self.levels = np.take_along_axis(self.problem.levels_w, order, axis=1)  # (R, L) ascending
+        self.levels = self.problem.levels_w[np.arange(obs.n_rus)[:, None], order]  # (R, L) ascending
         rates = self.problem.single_ru_rate_table()[:, :, order[0]].transpose(0, 2, 1)  # (U, L, K) at those levels
         self.top = np.minimum(self.levels[:, -1], spec.max_prb_power_factor * obs.ru_max_power_w / obs.n_prbs)
         need = self.problem.need_bps if self.problem.objective == objective else None  # the same need
@@ -166,7 +166,8 @@ def decode_candidates(actions: np.ndarray, ctx: DecodeContext, fast: bool = True
             ctx.packed = DecodeRows.of([ctx])
         rows, _, ru = ctx.packed
         n = ru.size
-        o, p = decode_rows(a, rows, np.tile(np.arange(n), n_c), np.repeat(np.arange(n_c), n), fast)
+        j = np.arange(n_c * n)  # row j: the context's row j % n for candidate j // n
+        o, p = decode_rows(a, rows, j % n, j // n, fast)
         owner[:, ru] = o.reshape(n_c, n, -1)
         power[:, ru] = p.reshape(n_c, n, -1)
     return owner, power

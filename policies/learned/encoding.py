@@ -118,7 +118,7 @@ def _db(x: np.ndarray) -> np.ndarray:
 
 def mean_prb_rate_bps(obs: Observation) -> np.ndarray:
     """(U,) each UE's mean per-PRB rate on its serving RU (the observation's CSI view)."""
-    return obs.prb_rate_bps.mean(axis=1) if obs.n_prbs else np.zeros(obs.n_ues)
+    return obs.prb_rate_bps.sum(axis=1) / obs.n_prbs if obs.n_prbs else np.zeros(obs.n_ues)  # = .mean(axis=1)
 
 
 def need_bps(obs: Observation, objective: str) -> np.ndarray:
@@ -162,7 +162,7 @@ def encode_state(obs: Observation, spec: EncodingSpec, out: np.ndarray | None = 
     ue[np.arange(n), 1 + obs.slice_id] = 1.0
     col = 1 + s
     sinr_db = _db(obs.prb_sinr)  # (U, K)
-    wide = _db(obs.prb_sinr.mean(axis=1)) if obs.n_prbs else np.zeros(n)
+    wide = _db(obs.prb_sinr.sum(axis=1) / obs.n_prbs) if obs.n_prbs else np.zeros(n)  # = .mean(axis=1)
     ue[:, col] = np.clip((wide - 10.0) / 20.0, -3.0, 3.0)
     col += 1
     if obs.n_prbs:
