@@ -4,8 +4,9 @@ The same arithmetic as ``diffusion_ql.Diffusion.sample`` followed by the target 
 choice, compiled with numba (``cache=True``: the first process on a machine compiles, 41 s of CPU
 measured under load; later ones load the machine code from ``__pycache__``). One call per decision
 does it all: the per-UE encoder and the context, the trunk for all N steps together (the step
-embeddings' share of its first layer is computed at load), the N head steps for all candidates,
-the canonical shares and, with more than one candidate, both target critics. At the Table I size
+embeddings' share of its first layer is computed at load), the N head steps for all candidates
+(one (C n, E) matrix per product: the candidates share every weight read), the canonical shares
+and, with more than one candidate, both target critics when the choice is theirs (``select: critic``). At the Table I size
 a numpy version cost more in calls than in arithmetic (about 20 calls per step); compiled, what is
 left is arithmetic.
 
