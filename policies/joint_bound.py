@@ -36,6 +36,19 @@ weakens the cut where a UE owns several slots of one column). It is added where 
 slot can cover the need, the clipped need row is already this tight). Each slot's coefficient depends
 only on its own rate, so the pricing below stays exact with the cut's multiplier pi'_u added.
 
+**Zero-slot rows (the shortfall budget's integrality).** The objective bound is taken over allocations
+with total shortfall at most V. The LP spends V on fractions of needs: a tenth of a small need frees a
+tenth of a slot. An allocation frees a slot only by leaving a UE without any: such a UE's shortfall is its
+whole need. With slots_u the number of slots UE u owns (an integer) and d_u = 1 where it owns none,
+d_u >= 1 - slots_u, and the UEs without a slot fall short by the sum of their needs, at most V; so among
+the UEs G_t needing at least t, at most n_t own no slot, n_t the largest count whose smallest needs in G_t
+fit in V:
+
+    slots_u + d_u >= 1 (every UE with a need),   sum over G_t of d_u <= n_t (each distinct need t), 0 <= d_u <= 1,
+
+valid for every integral point (d_u as defined), kept where n_t < |G_t|. A slot's coefficient is 1 for its
+owner whatever its rate, so the pricing stays exact with the row's multiplier lam_u added per slot.
+
 **Bounds from any multipliers (why they are valid).** Take multipliers mu_r, nu_rs >= 0 for the power
 rows, pi_u >= 0 for the needs, sigma_u >= 0 for the served rows and theta >= 0 for sum_u s_u <= V.
 For the largest F with shortfall at most V, the Lagrangian
@@ -50,7 +63,9 @@ For the largest F with shortfall at most V, the Lagrangian
 is at least the relaxation's optimum (weak duality: every feasible point adds only non-negative
 terms), hence at least the true optimum, whatever the multipliers: the bound needs no solver to be
 right. With the cuts' multipliers pi'_u >= 0, h_k gains pi'_u F_u(alpha) per owner, pi_u becomes
-pi_u + pi'_u / (delta_u f_u) in the shortfall term, and L gains - pi' . ceil(beta). Likewise the least
+pi_u + pi'_u / (delta_u f_u) in the shortfall term, and L gains - pi' . ceil(beta). With the zero-slot
+rows' multipliers lam_u, kappa_t >= 0 (objective bound only), h_k gains lam_u per slot u owns and L gains
+sum_u max(0, lam_u - sum_{t: u in G_t} kappa_t) - sum_u lam_u + kappa . n (each d_u at 0 or 1). Likewise the least
 shortfall is at least
 
     sum_u need_u min(0, 1 - pi_u - pi'_u / (delta_u f_u)) + pi . need + pi' . ceil(beta) - mu . P - nu . C
@@ -76,7 +91,7 @@ import time
 
 import numpy as np
 from scipy.optimize import linprog
-from scipy.sparse import csr_matrix, vstack
+from scipy.sparse import csr_matrix, hstack, identity, vstack
 
 from policies.interference import IDLE, Choices, _joint_rows
 from simcore.contracts import Allocation
@@ -158,6 +173,23 @@ class JointRelaxation:
         part = alpha - np.floor(alpha)
         self.cut = np.where(ok[None, :, None, None, None], np.floor(alpha) + np.minimum(part, f) / f, 0.0)
 
+    def zero_slot_groups(self, v_max: float) -> tuple[np.ndarray, np.ndarray]:
+        """The zero-slot cardinality cuts at shortfall budget ``v_max`` (kbit/s, module docstring): per
+        distinct need t, a row over G_t = the UEs needing at least t: member (n_g, U) bool, and n_t, how many
+        of them can go without any slot (the most whose smallest needs fit in v_max). Rows that cut nothing
+        (n_t = |G_t|) are left out."""
+        need = self.need[self.need_ues]
+        member, count = [], []
+        for t in np.unique(need):
+            group = np.sort(need[need >= t])
+            n_t = int(np.searchsorted(np.cumsum(group), v_max * (1 + 1e-9) + 1e-9, side="right"))
+            if n_t < group.size:
+                row = np.zeros(self.obs.n_ues, dtype=bool)
+                row[self.need_ues[need >= t]] = True
+                member.append(row)
+                count.append(n_t)
+        return np.array(member, dtype=bool).reshape(-1, self.obs.n_ues), np.array(count, dtype=float)
+
     # ------------------------------------------------------------------------------ columns
     def add_allocation(self, alloc: Allocation) -> None:
         """The columns of a feasible allocation (one per PRB): the master starts feasible from them."""
@@ -176,33 +208,39 @@ class JointRelaxation:
         return True
 
     def _column_arrays(self):
-        """What each column gives each UE (n_c, U) kbit/s: its rate, and its rate clipped to the need and
-        to the cap slot by slot (as the pricing counts them); each UE's cut coefficient (n_c, U), summed slot
-        by slot; power (n_c, R), slice power (n_c, R, S), PRB (n_c,)."""
+        """What each column gives each UE, as sparse (U, n_c) kbit/s: its rate, and its rate clipped to the need
+        and to the cap slot by slot (as the pricing counts them); each UE's cut coefficient and its number of
+        slots, summed slot by slot; power (R, n_c), slice power (S, R, n_c), PRB (n_c,). Vectorised over
+        the columns, one pass per RU."""
         obs, prob = self.obs, self.prob
-        n_c = len(self.cols)
-        pos = np.full(obs.n_ues, -1)
+        n_c, n_ue = len(self.cols), obs.n_ues
+        prb = np.fromiter((c[0] for c in self.cols), dtype=np.int64, count=n_c)
+        vec = np.fromiter((c[1] for c in self.cols), dtype=np.int64, count=n_c)
+        owner = np.array([c[2] for c in self.cols], dtype=np.int64).reshape(n_c, obs.n_rus)
+        pos = np.full(n_ue, -1)
         pos[self.useful] = np.arange(self.useful.size)
-        rho, to_need, to_cap, to_cut = (np.zeros((n_c, obs.n_ues)) for _ in range(4))
-        power = np.zeros((n_c, obs.n_rus))
-        sl_power = np.zeros((n_c, obs.n_rus, obs.slice_power_cap_w.size))
-        prb = np.zeros(n_c, dtype=np.int64)
-        for j, (k, vec, owners) in enumerate(self.cols):
-            prb[j] = k
-            for r, u in enumerate(owners):
-                s = self.vectors[vec, r]
-                if s == 0 or u < 0:
-                    continue
-                power[j, r] = prob.levels_w[r, s - 1]
-                sl_power[j, r, obs.slice_id[u]] += power[j, r]
-                if pos[u] < 0:  # a UE that can take nothing (an allocation's empty UE under served)
-                    continue
-                rate = self.rate[r, pos[u], k, s - 1, self.others[vec, r]]
-                rho[j, u] += rate
-                to_need[j, u] += min(rate, self.need[u])
-                to_cap[j, u] += min(rate, self.cap[u])
-                to_cut[j, u] += self.cut[r, pos[u], k, s - 1, self.others[vec, r]]
-        return rho, to_need, to_cap, to_cut, power, sl_power, prb
+        power = np.zeros((obs.n_rus, n_c))
+        sl_power = np.zeros((obs.slice_power_cap_w.size, obs.n_rus, n_c))
+        uu, jj, rate, cut = [], [], [], []
+        for r in range(obs.n_rus):
+            lvl = self.vectors[vec, r]
+            j = np.flatnonzero((lvl > 0) & (owner[:, r] >= 0))
+            u = owner[j, r]
+            power[r, j] = prob.levels_w[r, lvl[j] - 1]
+            np.add.at(sl_power, (obs.slice_id[u], r, j), power[r, j])
+            uu.append(u)
+            jj.append(j)
+            ok = pos[u] >= 0  # a UE that can take nothing (an allocation's empty UE under served) gets 0
+            idx = (r, np.maximum(pos[u], 0), prb[j], lvl[j] - 1, self.others[vec[j], r])
+            rate.append(np.where(ok, self.rate[idx], 0.0))
+            cut.append(np.where(ok, self.cut[idx], 0.0))
+        uu, jj, rate, cut = (np.concatenate(v) for v in (uu, jj, rate, cut))
+
+        def per_ue(values):  # duplicates (a UE owning slots of several RUs in one column) are summed
+            return csr_matrix((values, (uu, jj)), shape=(n_ue, n_c))
+
+        return (per_ue(rate), per_ue(np.minimum(rate, self.need[uu])), per_ue(np.minimum(rate, self.cap[uu])),
+                per_ue(cut), per_ue(np.ones(uu.size)), power, sl_power, prb)
 
     def choices(self) -> Choices:
         """The columns generated so far as choices of the joint MILP (``policies.optimal``), each UE on at
@@ -240,8 +278,9 @@ class JointRelaxation:
         return [np.where(on, nearest + 1, 0), np.where(on, above + 1, 0)]
 
     # ------------------------------------------------------------------------------ pricing
-    def _price(self, a, pi, sigma, mu, nu, pi_cut=None):
-        """Per PRB and power vector, the best column's value h (K, N) and each RU's best owner (R, K, L, M)."""
+    def _price(self, a, pi, sigma, mu, nu, pi_cut=None, per_slot=None):
+        """Per PRB and power vector, the best column's value h (K, N) and each RU's best owner (R, K, L, M);
+        ``per_slot`` (U,): a value each slot a UE owns adds whatever its rate (the zero-slot rows' multipliers)."""
         obs = self.obs
         ue = self.useful
         r_ = self.rate
@@ -255,6 +294,8 @@ class JointRelaxation:
             weight = np.zeros(self.obs.n_ues)
             weight[self.cut_ues] = pi_cut
             val += weight[ue][None, :, None, None, None] * self.cut
+        if per_slot is not None:
+            val += per_slot[ue][None, :, None, None, None]
         price = mu[:, None] + nu[:, obs.slice_id[ue]]  # (R, U')
         val -= (price[:, :, None] * self.prob.levels_w[:, None, :])[:, :, None, :, None]
         best = val.max(axis=1)
@@ -308,12 +349,12 @@ class JointRelaxation:
                 break
         return best
 
-    def lagrangian(self, v_max, mu, nu, pi, theta, sigma, pi_cut=None):
+    def lagrangian(self, v_max, mu, nu, pi, theta, sigma, pi_cut=None, lam=None, kappa=None):
         """The module docstring's bound (kbit/s) for multipliers mu (R,), nu (R, S), pi (U,), theta, sigma (U,),
-        pi_cut (one per cut UE, ``cut_ues``; None: 0), all >= 0: with ``v_max`` None a lower bound on the
+        pi_cut (one per cut UE, ``cut_ues``; None: 0), lam (U,) and kappa (one per row of
+        ``zero_slot_groups(v_max)``; None: 0), all >= 0: with ``v_max`` None a lower bound on the
         least shortfall, else an upper bound on the objective of every allocation with shortfall at most
-        ``v_max`` (kbit/s). Also the pricing's values
-        (K, N) and best owners, for column generation."""
+        ``v_max`` (kbit/s). Also the pricing's values (K, N) and best owners, for column generation."""
         obs = self.obs
         w = obs.ue_weight.astype(float)
         pi = np.where(self.need > 0, pi, 0.0)  # rows that exist only: no need, no multiplier
@@ -328,9 +369,14 @@ class JointRelaxation:
             return bound, h, owner
         served = self.prob.objective == "served"
         sigma = np.where(self.cap > 0, sigma, 0.0) if served else None
-        h, owner = self._price(np.zeros(obs.n_ues) if served else w, pi, sigma, mu, nu, pi_cut)
+        member, count = self.zero_slot_groups(v_max)
+        lam = np.zeros(obs.n_ues) if lam is None else np.where(self.need > 0, lam, 0.0)
+        kappa = np.zeros(count.size) if kappa is None else np.asarray(kappa, dtype=float)
+        h, owner = self._price(np.zeros(obs.n_ues) if served else w, pi, sigma, mu, nu, pi_cut, lam)
         bound = np.maximum(h.max(axis=1), 0.0).sum() + (self.need * np.maximum(pi + on_s - theta, 0.0)).sum() \
             - pi @ self.need - pi_cut @ self.cut_rhs + mu @ obs.ru_max_power_w + self._nu_cap(nu) + theta * v_max
+        # zero-slot rows: d_u in [0, 1] earns lam_u - (kappa of u's rows); lam . 1 and kappa . n are constants
+        bound += np.maximum(lam - kappa @ member, 0.0).sum() - lam.sum() + kappa @ count
         if served:
             bound += (self.cap * np.maximum(w - sigma, 0.0))[self.y_ues].sum()
         return bound, h, owner
@@ -343,32 +389,42 @@ class JointRelaxation:
         """The restricted master LP; its value (kbit/s) and the non-negative multipliers (mu, nu, pi, theta, sigma)."""
         obs = self.obs
         n_ru, n_prb, n_ue = obs.n_rus, obs.n_prbs, obs.n_ues
-        rho, to_need, to_cap, to_cut, power, sl_power, prb = self._column_arrays()
+        rho, to_need, to_cap, to_cut, slots, power, sl_power, prb = self._column_arrays()
         n_c, n_s, n_y = len(self.cols), self.need_ues.size, self.y_ues.size
-        n_var = n_c + n_s + n_y
+        member, count = self.zero_slot_groups(v_max) if v_max is not None else (np.zeros((0, n_ue), bool), np.zeros(0))
+        n_d = n_s if count.size else 0  # d_u: UE u owns no slot (one per UE with a need)
+        n_var = n_c + n_s + n_y + n_d
         s_cols, y_cols = n_c + np.arange(n_s), n_c + n_s + np.arange(n_y)
         blocks, rhs = [], []
 
-        def rows(mat, b):
-            blocks.append(csr_matrix(mat, shape=(mat.shape[0], n_var)))
-            rhs.extend(np.broadcast_to(b, (mat.shape[0],)))
+        def rows(b, x=None, s_=None, y=None, d=None):
+            """Rows [x | s | y | d] <= b, each part a matrix (or None: zeros)."""
+            parts = [x, s_, y, d]
+            n_rows = next(p.shape[0] for p in parts if p is not None)
+            widths = (n_c, n_s, n_y, n_d)
+            blocks.append(hstack([csr_matrix(p) if p is not None else csr_matrix((n_rows, wd))
+                                  for p, wd in zip(parts, widths)], format="csr"))
+            rhs.extend(np.broadcast_to(b, (n_rows,)))
 
-        rows(csr_matrix((np.ones(n_c), (prb, np.arange(n_c))), shape=(n_prb, n_var)), 1.0)
-        rows(csr_matrix(np.c_[power.T, np.zeros((n_ru, n_s + n_y))]), obs.ru_max_power_w)
+        eye_s = identity(n_s, format="csr")
+        rows(1.0, x=csr_matrix((np.ones(n_c), (prb, np.arange(n_c))), shape=(n_prb, n_c)))
+        rows(obs.ru_max_power_w, x=power)
         caps = obs.slice_power_cap_w
         for s in self.capped:
-            rows(csr_matrix(np.c_[sl_power[:, :, s].T, np.zeros((n_ru, n_s + n_y))]), caps[s])
-        rows(csr_matrix(np.c_[-to_need[:, self.need_ues].T, -np.eye(n_s), np.zeros((n_s, n_y))]), -self.need[self.need_ues])
+            rows(caps[s], x=sl_power[s])
+        rows(-self.need[self.need_ues], x=-to_need[self.need_ues], s_=-eye_s)
         if v_max is not None:
-            rows(csr_matrix((np.ones(n_s), (np.zeros(n_s, dtype=np.int64), s_cols)), shape=(1, n_var)), v_max)
+            rows(v_max, s_=np.ones((1, n_s)))
         if n_y:
-            rows(csr_matrix(np.c_[-to_cap[:, self.y_ues].T, np.zeros((n_y, n_s)), np.eye(n_y)]), 0.0)
+            rows(0.0, x=-to_cap[self.y_ues], y=identity(n_y, format="csr"))
         n_cut = self.cut_ues.size
         if n_cut:  # the cuts: sum_c coef x_c + s_u / (delta_u f_u) >= ceil(beta_u)
-            on_s = np.zeros((n_cut, n_s))
             s_of = np.searchsorted(self.need_ues, self.cut_ues)  # each cut UE's shortfall column
-            on_s[np.arange(n_cut), s_of] = 1.0 / (self.cut_delta * self.cut_frac)
-            rows(csr_matrix(np.c_[-to_cut[:, self.cut_ues].T, -on_s, np.zeros((n_cut, n_y))]), -self.cut_rhs)
+            on_s = csr_matrix((1.0 / (self.cut_delta * self.cut_frac), (np.arange(n_cut), s_of)), shape=(n_cut, n_s))
+            rows(-self.cut_rhs, x=-to_cut[self.cut_ues], s_=-on_s)
+        if n_d:  # zero-slot rows: slots_u + d_u >= 1, and per group sum d_u <= n_t
+            rows(-1.0, x=-slots[self.need_ues], d=-eye_s)
+            rows(count, d=member[:, self.need_ues].astype(float))
         w = obs.ue_weight.astype(float)
         if v_max is None:
             c = np.zeros(n_var)
@@ -378,8 +434,9 @@ class JointRelaxation:
             if self.prob.objective == "served":
                 c[y_cols] = -w[self.y_ues]
             else:
-                c[:n_c] = -(rho @ w)
-        bounds = np.c_[np.zeros(n_var), np.r_[np.full(n_c, np.inf), self.need[self.need_ues], self.cap[self.y_ues]]]
+                c[:n_c] = -(rho.T @ w)
+        bounds = np.c_[np.zeros(n_var), np.r_[np.full(n_c, np.inf), self.need[self.need_ues], self.cap[self.y_ues],
+                                              np.ones(n_d)]]
         res = linprog(c, A_ub=vstack(blocks).tocsr(), b_ub=np.asarray(rhs, dtype=float), bounds=bounds, method="highs")
         if res.status != 0:
             return None, None
@@ -403,4 +460,12 @@ class JointRelaxation:
         sigma[self.y_ues] = dual[o:o + n_y]
         o += n_y
         pi_cut = dual[o:o + n_cut]
-        return (res.fun if v_max is None else -res.fun), (mu, nu, pi, theta, sigma, pi_cut)
+        o += n_cut
+        lam = np.zeros(n_ue)
+        if n_d:
+            lam[self.need_ues] = dual[o:o + n_s]
+            o += n_s
+        kappa = dual[o:o + (count.size if n_d else 0)]
+        if not n_d:
+            kappa = np.zeros(count.size)
+        return (res.fun if v_max is None else -res.fun), (mu, nu, pi, theta, sigma, pi_cut, lam, kappa)

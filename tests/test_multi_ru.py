@@ -310,3 +310,41 @@ def test_best_response_is_the_best_allocation_of_one_ru_with_the_other_fixed(obj
         ev = prob.evaluate(alloc)
         assert ev.violation_bps <= viol[keep].min() + prob.violation_tol
         assert ev.objective_bps >= obj[keep].max() * (1 - 1.01e-3) - 1e-3
+
+
+def test_zero_slot_rows_count_the_ues_the_shortfall_budget_can_leave_without_a_slot():
+    """zero_slot_groups: per distinct need t, at most n_t of the UEs needing >= t own no slot, n_t the most
+    whose smallest needs fit in the budget; rows that cut nothing are left out."""
+    obs = base_observation(0, 2)  # 6 UEs: eMBB, URLLC, mMTC on each RU
+    obs = dataclasses.replace(obs, min_rate_bps=np.array([1e6, 1e5, 1e4])[obs.slice_id])
+    relax = JointRelaxation(SnapshotProblem(obs, objective="rate"), 1e3)
+    member, count = relax.zero_slot_groups(25.0)  # kbit/s: two 10 kb/s needs fit, no 100 kb/s one
+    assert count.tolist() == [2.0, 0.0, 0.0]
+    assert member.sum(axis=1).tolist() == [6, 4, 2]  # needs >= 10, >= 100, >= 1000 kb/s
+    assert (member[2] == (obs.slice_id == 0)).all()
+    member, count = relax.zero_slot_groups(3000.0)  # every UE may go without: nothing to cut
+    assert count.size == 0 and member.shape == (0, obs.n_ues)
+
+
+@settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(inst=multi_ru_instances(max_ues=4), seed=st.integers(0, 2**32 - 1))
+def test_zero_slot_rows_keep_the_objective_bound_above_the_exact_optimum(inst, seed):
+    """With the zero-slot rows' multipliers (random, and the master's) the objective bound at the
+    optimum's shortfall still holds the exact optimum (weak duality), under rate where every UE needs."""
+    obs, levels = inst
+    prob = SnapshotProblem(obs, levels, objective="rate")
+    exact = prob.evaluate(ExactOptimum(level_factors=levels, objective="rate", interference="joint").decide(obs))
+    relax = JointRelaxation(prob, 1e3)
+    v_max = (exact.violation_bps + prob.violation_tol) / 1e3
+    f_star = exact.objective_bps / 1e3
+    tol = 1e-6 * max(1.0, f_star)
+    member, count = relax.zero_slot_groups(v_max)
+    rng = np.random.default_rng(seed)
+    zero = np.zeros(obs.n_ues)
+    for scale in (1e-3, 1.0, 10.0, 1e3):
+        lam, kappa = rng.exponential(scale, obs.n_ues), rng.exponential(scale, count.size)
+        bound = relax.lagrangian(v_max, np.zeros(obs.n_rus), np.zeros((obs.n_rus, obs.slice_power_cap_w.size)),
+                                 rng.exponential(scale, obs.n_ues), 0.0, zero, None, lam, kappa)[0]
+        assert bound >= f_star - tol
+    relax.add_allocation(ExactOptimum(level_factors=levels, objective="rate", interference="worst_case").decide(obs))
+    assert relax.objective_upper_bound(exact.violation_bps + prob.violation_tol, 5.0) >= exact.objective_bps * (1 - 1e-9) - 1e-3
