@@ -336,6 +336,8 @@ class JointRelaxation:
         t_end = time.process_time() + time_limit_s
         for _ in range(MAX_ROUNDS):
             lp, multipliers = self._master(v_max)
+            if lp is None and v_max is not None:  # the zero-slot rows have no slack: without them, until
+                lp, multipliers = self._master(v_max, zero_slot=False)  # the pool can meet them
             if lp is None:  # the LP failed (numerics): the bound so far, or none
                 return best if np.isfinite(best) else (0.0 if lower else np.inf)
             bound, h, owner = self.lagrangian(v_max, *multipliers)
@@ -385,13 +387,16 @@ class JointRelaxation:
         caps = self.obs.slice_power_cap_w
         return float((nu[:, self.capped] * caps[self.capped][None, :]).sum())
 
-    def _master(self, v_max):
-        """The restricted master LP; its value (kbit/s) and the non-negative multipliers (mu, nu, pi, theta, sigma)."""
+    def _master(self, v_max, zero_slot: bool = True):
+        """The restricted master LP (with the zero-slot rows where ``zero_slot`` and ``v_max`` is given); its value
+        (kbit/s) and the non-negative multipliers (mu, nu, pi, theta, sigma, pi_cut, lam, kappa); (None, None) where
+        the LP fails or the columns so far cannot meet its rows."""
         obs = self.obs
         n_ru, n_prb, n_ue = obs.n_rus, obs.n_prbs, obs.n_ues
         rho, to_need, to_cap, to_cut, slots, power, sl_power, prb = self._column_arrays()
         n_c, n_s, n_y = len(self.cols), self.need_ues.size, self.y_ues.size
-        member, count = self.zero_slot_groups(v_max) if v_max is not None else (np.zeros((0, n_ue), bool), np.zeros(0))
+        member, count = self.zero_slot_groups(v_max) if v_max is not None and zero_slot else \
+            (np.zeros((0, n_ue), bool), np.zeros(0))
         n_d = n_s if count.size else 0  # d_u: UE u owns no slot (one per UE with a need)
         n_var = n_c + n_s + n_y + n_d
         s_cols, y_cols = n_c + np.arange(n_s), n_c + n_s + np.arange(n_y)
