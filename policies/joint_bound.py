@@ -90,10 +90,10 @@ import itertools
 import time
 
 import numpy as np
-from scipy.optimize import linprog
-from scipy.sparse import csr_matrix, hstack, identity, vstack
+from scipy.sparse import csr_matrix
 
 from policies.interference import IDLE, Choices, _joint_rows
+from policies.joint_master import solve_master
 from simcore.contracts import Allocation
 from simcore.snapshot import SnapshotProblem
 
@@ -206,41 +206,6 @@ class JointRelaxation:
         self._keys.add(key)
         self.cols.append(key)
         return True
-
-    def _column_arrays(self):
-        """What each column gives each UE, as sparse (U, n_c) kbit/s: its rate, and its rate clipped to the need
-        and to the cap slot by slot (as the pricing counts them); each UE's cut coefficient and its number of
-        slots, summed slot by slot; power (R, n_c), slice power (S, R, n_c), PRB (n_c,). Vectorised over
-        the columns, one pass per RU."""
-        obs, prob = self.obs, self.prob
-        n_c, n_ue = len(self.cols), obs.n_ues
-        prb = np.fromiter((c[0] for c in self.cols), dtype=np.int64, count=n_c)
-        vec = np.fromiter((c[1] for c in self.cols), dtype=np.int64, count=n_c)
-        owner = np.array([c[2] for c in self.cols], dtype=np.int64).reshape(n_c, obs.n_rus)
-        pos = np.full(n_ue, -1)
-        pos[self.useful] = np.arange(self.useful.size)
-        power = np.zeros((obs.n_rus, n_c))
-        sl_power = np.zeros((obs.slice_power_cap_w.size, obs.n_rus, n_c))
-        uu, jj, rate, cut = [], [], [], []
-        for r in range(obs.n_rus):
-            lvl = self.vectors[vec, r]
-            j = np.flatnonzero((lvl > 0) & (owner[:, r] >= 0))
-            u = owner[j, r]
-            power[r, j] = prob.levels_w[r, lvl[j] - 1]
-            np.add.at(sl_power, (obs.slice_id[u], r, j), power[r, j])
-            uu.append(u)
-            jj.append(j)
-            ok = pos[u] >= 0  # a UE that can take nothing (an allocation's empty UE under served) gets 0
-            idx = (r, np.maximum(pos[u], 0), prb[j], lvl[j] - 1, self.others[vec[j], r])
-            rate.append(np.where(ok, self.rate[idx], 0.0))
-            cut.append(np.where(ok, self.cut[idx], 0.0))
-        uu, jj, rate, cut = (np.concatenate(v) for v in (uu, jj, rate, cut))
-
-        def per_ue(values):  # duplicates (a UE owning slots of several RUs in one column) are summed
-            return csr_matrix((values, (uu, jj)), shape=(n_ue, n_c))
-
-        return (per_ue(rate), per_ue(np.minimum(rate, self.need[uu])), per_ue(np.minimum(rate, self.cap[uu])),
-                per_ue(cut), per_ue(np.ones(uu.size)), power, sl_power, prb)
 
     def choices(self) -> Choices:
         """The columns generated so far as choices of the joint MILP (``policies.optimal``), each UE on at
@@ -388,89 +353,8 @@ class JointRelaxation:
         return float((nu[:, self.capped] * caps[self.capped][None, :]).sum())
 
     def _master(self, v_max, zero_slot: bool = True):
-        """The restricted master LP (with the zero-slot rows where ``zero_slot`` and ``v_max`` is given); its value
-        (kbit/s) and the non-negative multipliers (mu, nu, pi, theta, sigma, pi_cut, lam, kappa); (None, None) where
-        the LP fails or the columns so far cannot meet its rows."""
-        obs = self.obs
-        n_ru, n_prb, n_ue = obs.n_rus, obs.n_prbs, obs.n_ues
-        rho, to_need, to_cap, to_cut, slots, power, sl_power, prb = self._column_arrays()
-        n_c, n_s, n_y = len(self.cols), self.need_ues.size, self.y_ues.size
-        member, count = self.zero_slot_groups(v_max) if v_max is not None and zero_slot else \
-            (np.zeros((0, n_ue), bool), np.zeros(0))
-        n_d = n_s if count.size else 0  # d_u: UE u owns no slot (one per UE with a need)
-        n_var = n_c + n_s + n_y + n_d
-        s_cols, y_cols = n_c + np.arange(n_s), n_c + n_s + np.arange(n_y)
-        blocks, rhs = [], []
-
-        def rows(b, x=None, s_=None, y=None, d=None):
-            """Rows [x | s | y | d] <= b, each part a matrix (or None: zeros)."""
-            parts = [x, s_, y, d]
-            n_rows = next(p.shape[0] for p in parts if p is not None)
-            widths = (n_c, n_s, n_y, n_d)
-            blocks.append(hstack([csr_matrix(p) if p is not None else csr_matrix((n_rows, wd))
-                                  for p, wd in zip(parts, widths)], format="csr"))
-            rhs.extend(np.broadcast_to(b, (n_rows,)))
-
-        eye_s = identity(n_s, format="csr")
-        rows(1.0, x=csr_matrix((np.ones(n_c), (prb, np.arange(n_c))), shape=(n_prb, n_c)))
-        rows(obs.ru_max_power_w, x=power)
-        caps = obs.slice_power_cap_w
-        for s in self.capped:
-            rows(caps[s], x=sl_power[s])
-        rows(-self.need[self.need_ues], x=-to_need[self.need_ues], s_=-eye_s)
-        if v_max is not None:
-            rows(v_max, s_=np.ones((1, n_s)))
-        if n_y:
-            rows(0.0, x=-to_cap[self.y_ues], y=identity(n_y, format="csr"))
-        n_cut = self.cut_ues.size
-        if n_cut:  # the cuts: sum_c coef x_c + s_u / (delta_u f_u) >= ceil(beta_u)
-            s_of = np.searchsorted(self.need_ues, self.cut_ues)  # each cut UE's shortfall column
-            on_s = csr_matrix((1.0 / (self.cut_delta * self.cut_frac), (np.arange(n_cut), s_of)), shape=(n_cut, n_s))
-            rows(-self.cut_rhs, x=-to_cut[self.cut_ues], s_=-on_s)
-        if n_d:  # zero-slot rows: slots_u + d_u >= 1, and per group sum d_u <= n_t
-            rows(-1.0, x=-slots[self.need_ues], d=-eye_s)
-            rows(count, d=member[:, self.need_ues].astype(float))
-        w = obs.ue_weight.astype(float)
-        if v_max is None:
-            c = np.zeros(n_var)
-            c[s_cols] = 1.0
-        else:
-            c = np.zeros(n_var)
-            if self.prob.objective == "served":
-                c[y_cols] = -w[self.y_ues]
-            else:
-                c[:n_c] = -(rho.T @ w)
-        bounds = np.c_[np.zeros(n_var), np.r_[np.full(n_c, np.inf), self.need[self.need_ues], self.cap[self.y_ues],
-                                              np.ones(n_d)]]
-        res = linprog(c, A_ub=vstack(blocks).tocsr(), b_ub=np.asarray(rhs, dtype=float), bounds=bounds, method="highs")
-        if res.status != 0:
-            return None, None
-        self.last_x = res.x[:n_c]
-        dual = np.maximum(-res.ineqlin.marginals, 0.0)  # a <= row's multiplier in the maximisation (or of -min)
-        o = n_prb
-        mu = dual[o:o + n_ru]
-        o += n_ru
-        nu = np.zeros((n_ru, caps.size))
-        for s in self.capped:
-            nu[:, s] = dual[o:o + n_ru]
-            o += n_ru
-        pi = np.zeros(n_ue)
-        pi[self.need_ues] = dual[o:o + n_s]
-        o += n_s
-        theta = 0.0
-        if v_max is not None:
-            theta = float(dual[o])
-            o += 1
-        sigma = np.zeros(n_ue)
-        sigma[self.y_ues] = dual[o:o + n_y]
-        o += n_y
-        pi_cut = dual[o:o + n_cut]
-        o += n_cut
-        lam = np.zeros(n_ue)
-        if n_d:
-            lam[self.need_ues] = dual[o:o + n_s]
-            o += n_s
-        kappa = dual[o:o + (count.size if n_d else 0)]
-        if not n_d:
-            kappa = np.zeros(count.size)
-        return (res.fun if v_max is None else -res.fun), (mu, nu, pi, theta, sigma, pi_cut, lam, kappa)
+        """The restricted master LP (``policies.joint_master``): its value and multipliers; its x kept in ``last_x``."""
+        lp, multipliers, x = solve_master(self, v_max, zero_slot)
+        if x is not None:
+            self.last_x = x
+        return lp, multipliers

@@ -339,7 +339,8 @@ def test_zero_slot_rows_keep_the_objective_bound_above_the_exact_optimum(inst, s
     exact = prob.evaluate(best)
     relax = JointRelaxation(prob, 1e3)
     relax.add_allocation(best)  # the restricted master can meet every row from the start
-    assert relax.objective_upper_bound(exact.violation_bps + prob.violation_tol, 5.0) >= exact.objective_bps * (1 - 1e-9) - 1e-3
+    f_ub = relax.objective_upper_bound(exact.violation_bps + prob.violation_tol, 5.0)
+    assert f_ub >= exact.objective_bps * (1 - 1e-9) - 1e-3
     v_max = (exact.violation_bps + prob.violation_tol) / 1e3
     f_star = exact.objective_bps / 1e3
     tol = 1e-6 * max(1.0, f_star)
