@@ -77,8 +77,8 @@ serve, so
 max_c h_k(c) = max over power vectors of the sum over transmitting RUs of the best owner of each:
 (L + 1)^R * R * U * L rate evaluations per PRB, precomputed once per problem.
 
-**Multipliers** come from the restricted master (the relaxation's LP over the columns generated so
-far, solved by HiGHS): its duals, then the best column of each PRB is added and the LP solved again
+**Multipliers** come from the restricted master (``policies.joint_master``: the relaxation's LP over the
+columns generated so far, solved by HiGHS): its duals, then the best column of each PRB is added and the LP solved again
 (column generation) until the bound meets the LP's value (the LP's optimum: the bound is then the
 relaxation's own), ``MAX_ROUNDS`` or the time limit (CPU seconds). The best bound of any round is kept. A run stopped early is
 still valid, only looser.
