@@ -9,7 +9,7 @@ are scored without solving it again.
 
     python benchmarks/generalisation.py [--states 10] [--seed 5000] [--objective served]
         [--policies diffusion_ql:models/diffusion_ql_paper_default.pt,dqn:models/dqn_paper_default.pt,pf]
-        [--select objective] [--candidates 16]
+        [--select objective] [--candidates 16] [--scales 1,1.2]
 """
 
 from __future__ import annotations
@@ -51,6 +51,10 @@ def main() -> None:
     ap.add_argument("--select", default=None, choices=("critic", "objective"),
                     help="diffusion_ql's choice among its candidates (default: the checkpoint's)")
     ap.add_argument("--candidates", type=int, default=None, help="diffusion_ql's candidates (default: the checkpoint's)")
+    ap.add_argument("--need-floor", default=None, choices=("true", "false"),
+                    help="diffusion_ql's need-floor copies with select objective (default: the checkpoint's)")
+    ap.add_argument("--scales", default=None, help="diffusion_ql's share scales with select objective, e.g. 1,1.2 "
+                                                   "(default: the checkpoint's)")
     args = ap.parse_args()
 
     import torch
@@ -82,12 +86,15 @@ def main() -> None:
         for n in names:
             name, params = policy_spec(n)
             if name == "diffusion_ql":
-                params.update({k: v for k, v in (("select", args.select), ("candidates", args.candidates)) if v})
+                params.update({k: v for k, v in (("select", args.select), ("candidates", args.candidates),
+                                                 ("scales", args.scales)) if v})
+                if args.need_floor is not None:
+                    params["need_floor"] = args.need_floor == "true"
             try:
                 pol = make_policy(name, params)
                 pol.reset(0)
                 m = held.evaluate(pol.decide)
-                full[name] = m
+                full[n if sum(policy_spec(o)[0] == name for o in names) > 1 else name] = m  # the spec when a name repeats
                 row.append(f"{m['throughput_ratio']:8.4f} ({m['qos_pct']:5.1f}% QoS)")
             except PluginError as exc:
                 row.append(f"{'does not fit':>22}")

@@ -311,3 +311,86 @@ def test_select_objective_takes_the_candidate_first_in_the_problems_order(untrai
         assert all(not problem.is_better(e, best) for e in evs)
     with pytest.raises(CheckpointMismatch, match="policy.params.select"):
         DiffusionQlPolicy(str(untrained_checkpoint), select="q")
+
+
+@pytest.mark.parametrize("share_map", ["absolute", "sqrt"])
+def test_share_maps_keep_absolute_shares_and_the_fast_path_follows(tmp_path, share_map):
+    """Under ``absolute`` and ``sqrt`` the actor's x maps to shares without rescaling (a state whose
+    shares sum below 1 keeps that), ``to_x`` inverts ``to_shares``, the compiled path equals the loop,
+    and a pure cloning step (``critic=False``) leaves the critic as it was."""
+    from policies.learned.diffusion_ql import to_shares, to_x
+
+    x = torch.tensor([[[-1.0, 0.2], [-0.5, -1.0], [0.0, 0.0]]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    a = to_shares(x, mask, share_map)
+    assert float(a[0, 2].abs().sum()) == 0.0 and float(a[0, :, 0].max()) < 0.6  # no rescaling to a max of 1
+    torch.testing.assert_close(to_x(a, share_map)[0, :2], x[0, :2], atol=1e-6, rtol=0)
+    cfg = replace(SMALL, share_map=share_map)
+    spec = small_spec()
+    agent = Agent(spec, cfg, "cpu", seed=0)
+    s, acts, r = batch(spec)
+    before = [p.detach().clone() for p in agent.critic.parameters()]
+    agent.update(s, acts, r, s, eta=0.0, critic=False)
+    assert all(torch.equal(p, q) for p, q in zip(before, agent.critic.parameters()))
+    path = tmp_path / "m.pt"
+    state = {k: v for k, v in agent.state_dict().items() if k in ("actor_ema", "critic_target")}
+    save_checkpoint(path, policy="diffusion_ql", spec=spec, objective="served", config=asdict(cfg),
+                    scenario=scenario(ues=(3, 3, 3)), seed=0, state=state, metrics={}, training={})
+    fast, slow = DiffusionQlPolicy(str(path)), DiffusionQlPolicy(str(path), fast=False)
+    for kw in OBS_KW:
+        obs = observation(**kw)
+        x = encode_state(obs, spec)
+        fast.reset(2)
+        slow.reset(2)
+        (a_fast, best_fast), (a_slow, best_slow) = fast.sample(x, obs.n_ues), slow.sample(x, obs.n_ues)
+        np.testing.assert_allclose(a_fast, a_slow, atol=1e-4)
+        assert best_fast == best_slow and (a_fast >= 0).all() and (a_fast <= 1).all()
+        check_allocation(fast.decide(obs), obs)
+
+
+def test_share_scales_add_scaled_copies_of_each_candidate(untrained_checkpoint):
+    """``scaled`` appends each factor's copy of the candidates (clipped to 1); with ``select:
+    objective`` the policy chooses among them all, so its choice is never behind the unscaled one's
+    in the problem's order; a non-positive factor is a one-line error."""
+    from policies.learned.checkpoint import CheckpointMismatch
+    from policies.learned.diffusion_ql import scaled
+    from policies.learned.encoding import snapshot_problem
+
+    a = np.array([[0.2, 0.8, 0.5, 0.1]], dtype=np.float32)
+    out = scaled(a, (1.0, 1.5))
+    np.testing.assert_allclose(out, [[0.2, 0.8, 0.5, 0.1], [0.3, 1.0, 0.75, 0.15]], rtol=1e-6)
+    assert scaled(a, (1.0,)) is a
+    plain = DiffusionQlPolicy(str(untrained_checkpoint), select="objective")
+    wide = DiffusionQlPolicy(str(untrained_checkpoint), select="objective", scales="1,1.3,2")
+    for kw in OBS_KW:
+        obs = observation(**kw)
+        plain.reset(5)
+        wide.reset(5)
+        problem = snapshot_problem(obs, plain.objective)
+        mine, base = problem.evaluate(wide.decide(obs)), problem.evaluate(plain.decide(obs))
+        assert not problem.is_better(base, mine)
+    with pytest.raises(CheckpointMismatch, match="policy.params.scales"):
+        DiffusionQlPolicy(str(untrained_checkpoint), select="objective", scales=[1.0, 0.0])
+
+
+def test_need_floor_gives_every_ue_with_a_need_one_prb_in_a_copy(untrained_checkpoint):
+    from policies.learned.diffusion_ql import need_floored
+    from policies.learned.encoding import need_bps
+
+    pol = DiffusionQlPolicy(str(untrained_checkpoint), select="objective", need_floor=True)
+    obs = observation(ues=(3, 3, 3), seed=1)
+    spec, m, n = pol.spec, pol.spec.max_ues, obs.n_ues
+    a = np.zeros((2, spec.action_dim), dtype=np.float32)
+    a[:, 0] = 0.5
+    out = need_floored(a, obs, spec, pol.objective)
+    assert out.shape == (4, spec.action_dim)
+    np.testing.assert_array_equal(out[:2], a)
+    has_need = need_bps(obs, pol.objective) > 0
+    assert has_need.any()
+    one = 1.0 / obs.n_prbs
+    for cols in (slice(0, n), slice(m, m + n)):
+        assert (out[2:, cols][:, has_need] >= np.float32(one) - 1e-7).all()
+        assert (out[2:, cols][:, ~has_need] == a[:, cols][:, ~has_need]).all()
+    assert out[2, 0] == 0.5
+    pol.reset(1)
+    check_allocation(pol.decide(obs), obs)

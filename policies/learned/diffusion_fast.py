@@ -5,8 +5,9 @@ choice, compiled with numba (``cache=True``: the first process on a machine comp
 measured under load; later ones load the machine code from ``__pycache__``). One call per decision
 does it all: the per-UE encoder and the context, the trunk for all N steps together (the step
 embeddings' share of its first layer is computed at load), the N head steps for all candidates
-(one (C n, E) matrix per product: the candidates share every weight read), the canonical shares
-and, with more than one candidate, both target critics when the choice is theirs (``select: critic``). At the Table I size
+(one (C n, E) matrix per product: the candidates share every weight read), the shares
+(``Config.share_map``) and, with more than one candidate, both target critics when the choice is
+theirs (``select: critic``). At the Table I size
 a numpy version cost more in calls than in arithmetic (about 20 calls per step); compiled, what is
 left is arithmetic.
 
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 from numba import njit
 
-from .diffusion_ql import CANONICAL_FLOOR, step_embedding
+from .diffusion_ql import CANONICAL_FLOOR, SHARE_MAPS, step_embedding
 
 F32 = np.float32
 _LOG2E = F32(1.0 / math.log(2.0))
@@ -176,8 +177,9 @@ def _chain(x, zs, emb, const, pool_w, w_x, w2, b2, w3, b3, x_coef, c1, c2):
 
 @njit(**_JIT)
 def _sample(ue, glob, noise, phi1, b1, phi2, b2, n_slices, max_ues, w_ctx, step_part, trunk, code_w, code_b,
-            w_ue, w_pool_half, w_x, w2, b2h, w3, b3, x_coef, c1, c2, sigma):
-    """Actions (C, 2 max_ues): canonical shares of the chain's x0 from noise (N + 1, C, n, 2)."""
+            w_ue, w_pool_half, w_x, w2, b2h, w3, b3, x_coef, c1, c2, sigma, share_map):
+    """Actions (C, 2 max_ues): shares of the chain's x0 from noise (N + 1, C, n, 2), by ``share_map``
+    (an index into ``diffusion_ql.SHARE_MAPS``: 0 canonical, 1 absolute, 2 sqrt)."""
     n = ue.shape[0]
     h, slice_of, count, context = _encode(ue, glob, phi1, b1, phi2, b2, n_slices, max_ues)
     z = _trunk(context, w_ctx, step_part, trunk)
@@ -207,10 +209,15 @@ def _sample(ue, glob, noise, phi1, b1, phi2, b2, n_slices, max_ues, w_ctx, step_
         for d in range(2):
             top = F32(0.0)
             for v in range(n):
-                top = max(top, (x[c, v, d] + _ONE) * _HALF)
-            top = max(top, _FLOOR)
-            for v in range(n):
-                actions[c, d * max_ues + v] = ((x[c, v, d] + _ONE) * _HALF) / top
+                a = (x[c, v, d] + _ONE) * _HALF
+                if share_map == 2:
+                    a = a * a
+                actions[c, d * max_ues + v] = a
+                top = max(top, a)
+            if share_map == 0:
+                top = max(top, _FLOOR)
+                for v in range(n):
+                    actions[c, d * max_ues + v] /= top
     return actions
 
 
@@ -277,7 +284,7 @@ def _with_bias(w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
 class FastSampler:
     """Compiled copy of an actor (``Diffusion``) and critic (``Critic``) for decisions (see the module docstring)."""
 
-    def __init__(self, actor, critic):
+    def __init__(self, actor, critic, share_map: str = "canonical"):
         net, spec = actor.net, actor.net.spec
         self.spec, self.n_steps = spec, actor.n_steps
         (p1, b1), (p2, b2) = [_lin(m) for m in net.encoder.phi if isinstance(m, torch.nn.Linear)]
@@ -304,7 +311,7 @@ class FastSampler:
             np.ascontiguousarray(np.stack([w3 * F32(f) for f in scale]), dtype=F32),  # (N, E, 2)
             np.ascontiguousarray(np.stack([b3 * F32(f) for f in scale]), dtype=F32),
             (coef["c1"] / coef["sqrt_abar"]).astype(F32), coef["c1"].astype(F32),
-            coef["c2"].astype(F32), coef["sigma"].astype(F32))
+            coef["c2"].astype(F32), coef["sigma"].astype(F32), SHARE_MAPS.index(share_map))
         self.critics = []
         for q in (critic.q1, critic.q2):
             psi = [_lin(m) for m in q.psi if isinstance(m, torch.nn.Linear)]

@@ -55,6 +55,8 @@ CANONICAL_FLOOR = 1e-6
 MIN_POSTERIOR_VAR = 1e-20
 #: How a decision picks among its sampled candidates (``Config.select``).
 SELECTS = ("critic", "objective")
+#: How the diffusion's x in [-1, 1] maps to shares (``Config.share_map``; ``to_shares``, ``to_x``).
+SHARE_MAPS = ("canonical", "absolute", "sqrt")
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "diffusion_ql_paper_default.pt"
 
 
@@ -108,11 +110,31 @@ class Config:
     gradient step; a smaller share cuts that cost in proportion (the denoising loss keeps the batch)."""
     candidates: int = 8
     """Actions sampled per decision, of which one is taken by ``select`` (1: no choice)."""
+    share_map: str = "canonical"
+    """How the diffusion's x0 in [-1, 1] maps to each UE's shares a: canonical (a = (x + 1) / 2, then
+    each column divided by its largest entry, so the UEs' relative weights are learned and the decoder
+    uses every PRB and all the power; labels are canonicalised alike), absolute (a = (x + 1) / 2, the
+    shares themselves: a state where the optimum leaves PRBs or power unused keeps that) or sqrt
+    (a = ((x + 1) / 2)^2: absolute shares with more of x's range for small shares, x = 2 sqrt(a) - 1).
+    Checkpoints without the field are canonical (their training's map)."""
     select: str = "critic"
     """How a decision picks among its candidates: critic (the largest target-critic min-Q, as the
     original) or objective (decode every candidate and take the first in the snapshot problem's
     order: least shortfall, then largest objective, as the optimum ranks allocations; it reads only
     the observation, and costs a decode and an evaluation per candidate)."""
+    share_scales: tuple[float, ...] = (1.0,)
+    """With ``select: objective``, each candidate is also decoded with its shares multiplied by each
+    of these factors (clipped to 1; the decoder scales an RU's shares down to sum 1), and the choice
+    is among all of them: an actor that imitates an optimum leaving PRBs idle gets, where a UE falls
+    just short of its need, the same shares with more PRBs and power to pick instead (the problem's
+    order keeps the unscaled one unless scaling meets more needs or serves more). Costs a decode and
+    an evaluation per candidate and factor."""
+    need_floor: bool = False
+    """With ``select: objective`` (and an absolute ``share_map``), each candidate also gets a copy in
+    which every UE with a rate need has at least one PRB's share (1 / K) of the PRBs and of the power,
+    before ``share_scales``: a UE with a small need (an mMTC report) that the actor gave a share just
+    below one PRB, which the decoder's rounding turns into none, has a candidate that serves it (the
+    problem's order takes it only if it meets more needs or serves more). Doubles the candidates."""
     mode: str = "online"
     """online (replay from the env, epsilon-exploration; label-free), offline (only the dataset's
     transitions) or offline_online (offline steps first, then online)."""
@@ -132,9 +154,16 @@ class Config:
     """A Diffusion-QL checkpoint to start from (its EMA actor and target critics become both the
     networks and their copies; its encoding and network fields must match this config's), to train
     a shipped policy further; empty: fresh networks."""
+    offline_critic: bool = True
+    """Offline steps also train the critic. False (with ``offline_eta`` 0): the offline steps are pure
+    behaviour cloning, about 2.4 times cheaper, and the critic keeps its initial (or loaded) weights, so
+    such a checkpoint should decide with ``select: objective``, which does not read the critic."""
     keep_best: bool = False
     """The checkpoint holds the EMA actor and target critics of the held-out evaluation with the
-    best ratio + QoS share (the held-out states are validation states then: report on others)."""
+    best ``best_score`` (the held-out states are validation states then: report on others)."""
+    best_score: str = "ratio_qos"
+    """What ``keep_best`` ranks: ratio_qos (weighted-objective ratio + QoS share) or ratio_qos_r2
+    (the same plus the R^2 of the decision vector against the optimum's, for agreement)."""
     n_envs: int = 16
     """Snapshot envs stepped together while collecting."""
     updates_per_step: float = 0.125
@@ -333,9 +362,25 @@ class Diffusion(nn.Module):
         return x
 
 
-def to_shares(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """x (B, U, 2) in [-1, 1] -> canonical shares (B, U, 2) in [0, 1], 0 on padding rows."""
-    return canonical((x + 1.0) * 0.5 * mask.unsqueeze(-1))
+def to_shares(x: torch.Tensor, mask: torch.Tensor, share_map: str = "canonical") -> torch.Tensor:
+    """x (B, U, 2) in [-1, 1] -> shares (B, U, 2) in [0, 1] by ``share_map`` (``Config.share_map``),
+    0 on padding rows."""
+    a = (x + 1.0) * 0.5 * mask.unsqueeze(-1)
+    if share_map == "sqrt":
+        a = a * a
+    return canonical(a) if share_map == "canonical" else a
+
+
+def to_x(shares: torch.Tensor, share_map: str = "canonical") -> torch.Tensor:
+    """Shares (B, U, 2) in [0, 1] (canonical ones under ``canonical``) -> the diffusion's x0 in [-1, 1]."""
+    if share_map == "sqrt":
+        shares = shares.clamp(min=0.0).sqrt()
+    return shares * 2.0 - 1.0
+
+
+def label_actions(a: np.ndarray, max_ues: int, share_map: str) -> np.ndarray:
+    """Env actions (B, 2 U_max) as the actor learns them: canonicalised under ``canonical``, else as they are."""
+    return canonical_action(a, max_ues) if share_map == "canonical" else np.asarray(a, dtype=np.float32)
 
 
 def canonical(shares: torch.Tensor) -> torch.Tensor:
@@ -401,7 +446,7 @@ class Agent:
     def sample_shares(self, state, actor: Diffusion) -> torch.Tensor:
         """Shares (B, U, 2) sampled from ``actor`` for state rows (``rows``)."""
         mask = state[1]
-        return to_shares(actor.sample(state, self.noise(mask.shape[0], mask.shape[1])), mask)
+        return to_shares(actor.sample(state, self.noise(mask.shape[0], mask.shape[1])), mask, self.cfg.share_map)
 
     def sample(self, s: torch.Tensor, actor: Diffusion | None = None, candidates: int = 1) -> torch.Tensor:
         """Actions (B, 2 U_max) for states (B, state_dim); with candidates > 1 the best by target min-Q."""
@@ -419,30 +464,32 @@ class Agent:
             nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         opt.step()
 
-    def update(self, s, a, r, s2, eta: float | None = None, bc: tuple | None = None) -> dict:
+    def update(self, s, a, r, s2, eta: float | None = None, bc: tuple | None = None, critic: bool = True) -> dict:
         """One gradient step of critic, then actor, then targets and EMA; returns the losses. ``eta``
         overrides the config's (0: no Q term); ``bc`` = (states, actions) for the denoising loss
-        instead of the batch's own."""
+        instead of the batch's own; ``critic`` False skips the critic's step (pure cloning with eta 0)."""
         cfg = self.cfg
         eta = cfg.eta if eta is None else eta
         state = rows(s, self.spec)
         shares = from_action(a, self.spec.max_ues, state[1].shape[1])
-        with torch.no_grad():
-            y = r
-            if cfg.gamma > 0:
-                state2 = rows(s2, self.spec)
-                y = r + cfg.gamma * torch.min(*self.critic_target(state2, self.sample_shares(state2, self.actor_ema)))
-        q1, q2 = self.critic(state, shares)
-        critic_loss = ((q1 - y) ** 2).mean() + ((q2 - y) ** 2).mean()
-        self.critic_opt.zero_grad()
-        critic_loss.backward()
-        self._clip_step(self.critic_opt, self.critic.parameters())
+        critic_loss = torch.zeros((), device=self.device)
+        if critic:
+            with torch.no_grad():
+                y = r
+                if cfg.gamma > 0:
+                    state2 = rows(s2, self.spec)
+                    y = r + cfg.gamma * torch.min(*self.critic_target(state2, self.sample_shares(state2, self.actor_ema)))
+            q1, q2 = self.critic(state, shares)
+            critic_loss = ((q1 - y) ** 2).mean() + ((q2 - y) ** 2).mean()
+            self.critic_opt.zero_grad()
+            critic_loss.backward()
+            self._clip_step(self.critic_opt, self.critic.parameters())
 
         if bc is None:
-            bc_loss = self.actor.loss(shares * 2.0 - 1.0, state, self.gen)
+            bc_loss = self.actor.loss(to_x(shares, cfg.share_map), state, self.gen)
         else:
             bc_state = rows(bc[0], self.spec)
-            bc_loss = self.actor.loss(from_action(bc[1], self.spec.max_ues, bc_state[1].shape[1]) * 2.0 - 1.0,
+            bc_loss = self.actor.loss(to_x(from_action(bc[1], self.spec.max_ues, bc_state[1].shape[1]), cfg.share_map),
                                       bc_state, self.gen)
         ql_loss = torch.zeros((), device=self.device)
         sub = state if cfg.q_batch <= 0 else tuple(t[:cfg.q_batch] for t in state)  # the batch is shuffled
@@ -470,7 +517,7 @@ class Agent:
         self.steps += 1
         return {"losses/critic_loss": critic_loss.item(), "losses/bc_loss": bc_loss.item(),
                 "losses/ql_loss": ql_loss.item(), "losses/actor_loss": actor_loss.item(),
-                "values/q": q1.mean().item()}
+                "values/q": q1.mean().item() if critic else 0.0}
 
     def state_dict(self) -> dict:
         return {"actor": self.actor.state_dict(), "actor_ema": self.actor_ema.state_dict(),
@@ -517,7 +564,9 @@ def _check(cfg: Config) -> None:
                                   ("mode", cfg.mode, ("online", "offline", "offline_online")),
                                   ("offline_actions", cfg.offline_actions, ("driver", "optimal")),
                                   ("objective", cfg.objective, ("served", "rate")),
-                                  ("select", cfg.select, SELECTS)):
+                                  ("select", cfg.select, SELECTS),
+                                  ("share_map", cfg.share_map, SHARE_MAPS),
+                                  ("best_score", cfg.best_score, ("ratio_qos", "ratio_qos_r2"))):
         if value not in allowed:
             raise TrainError(f"config: {field} must be one of {', '.join(allowed)} (got {value!r})")
     for field in ("diffusion_steps", "layers", "hidden", "batch_size", "n_envs", "candidates"):
@@ -544,8 +593,8 @@ def _offline_transitions(ctx, cfg: Config, pool, coder, rng) -> tuple:
         driver = make_policy(ctx.scenario.policy.name, ctx.scenario.policy.params)
         driver.reset(ctx.seed)
         allocs = [driver.decide(o) for o in pool.obs]
-    actions = canonical_action(np.stack([encode_allocation(al, o, pool.spec) for al, o in zip(allocs, pool.obs)]),
-                               pool.spec.max_ues)
+    actions = label_actions(np.stack([encode_allocation(al, o, pool.spec) for al, o in zip(allocs, pool.obs)]),
+                            pool.spec.max_ues, cfg.share_map)
     idx = np.arange(len(pool))
     rewards = np.concatenate([pool.outcomes(idx[j:j + 256], coder, actions[j:j + 256])[0]
                               for j in range(0, len(idx), 256)])
@@ -607,7 +656,8 @@ def train(ctx, cfg: Config):
         with torch.no_grad():
             if cfg.select == "objective":
                 a = agent.sample(s.expand(cfg.candidates, -1), agent.actor_ema).cpu().numpy()
-                return best_by_objective(a, obs, spec, cfg.objective)
+                a = need_floored(a, obs, spec, cfg.objective) if cfg.need_floor else a
+                return best_by_objective(scaled(a, cfg.share_scales), obs, spec, cfg.objective)
             a = agent.sample(s, agent.actor_ema, cfg.candidates)[0].cpu().numpy()
         return decode_action(a, obs, spec, cfg.objective)
 
@@ -623,7 +673,7 @@ def train(ctx, cfg: Config):
             return best["last"]
         m = ctx.evaluate(decide, cfg.objective, step)
         best.update(last_step=step, last=m)
-        score = m["throughput_ratio"] + m["qos_pct"] / 100.0
+        score = m["throughput_ratio"] + m["qos_pct"] / 100.0 + (m["r2"] if cfg.best_score == "ratio_qos_r2" else 0.0)
         if cfg.keep_best and score > best["score"]:
             best.update(score=score, metrics=m, step=step,
                         weights={k: copy.deepcopy(v) for k, v in agent.state_dict().items()
@@ -638,7 +688,7 @@ def train(ctx, cfg: Config):
             j = rng.integers(len(offline["s"]), size=cfg.batch_size)
             bc = (states[offline["s"][j]], torch.as_tensor(offline["a"][j], device=dev))
         m = agent.update(states[s], torch.as_tensor(a, device=dev), torch.as_tensor(r, device=dev), states[s2],
-                         eta=eta, bc=bc)
+                         eta=eta, bc=bc, critic=online or cfg.offline_critic or eta != 0)
         if step % 100 == 0:
             for k, v in m.items():
                 ctx.log.scalar(k, v, step)
@@ -672,7 +722,7 @@ def train(ctx, cfg: Config):
             a = agent.sample(states[idx], agent.actor).cpu().numpy()
         explore = rng.random(cfg.n_envs) < cfg.epsilon
         real = np.tile(split_state(pool.states[idx[explore]], spec)[1], 2)  # padding stays 0
-        a[explore] = canonical_action(rng.random(real.shape, dtype=np.float32) * real, spec.max_ues)
+        a[explore] = label_actions(rng.random(real.shape, dtype=np.float32) * real, spec.max_ues, cfg.share_map)
         obs, r, term, trunc, info = venv.step(a)
         replay.add(idx, a, r, info["state"])
         idx, ret = info["state"], ret + r
@@ -731,6 +781,27 @@ def best_by_objective(actions: np.ndarray, obs, spec: EncodingSpec, objective: s
     return finish(ctx, owner[best].copy(), power[best].copy())
 
 
+def scaled(actions: np.ndarray, factors) -> np.ndarray:
+    """Candidates (C, action_dim) and their copies with shares times each factor, clipped to 1:
+    (C x len(factors), action_dim), the factors' copies in order (``Config.share_scales``)."""
+    factors = tuple(factors) or (1.0,)
+    if factors == (1.0,):
+        return actions
+    return np.concatenate([np.minimum(actions * np.float32(f), np.float32(1.0)) for f in factors])
+
+
+def need_floored(actions: np.ndarray, obs, spec: EncodingSpec, objective: str) -> np.ndarray:
+    """Candidates (C, action_dim), then their copies in which every UE with a rate need has at least
+    one PRB's share (1 / K) of the PRBs and of the power: (2C, action_dim) (``Config.need_floor``)."""
+    from .encoding import need_bps
+
+    n, m = obs.n_ues, spec.max_ues
+    floor = np.zeros(spec.action_dim, dtype=np.float32)
+    one = np.where(need_bps(obs, objective) > 0, 1.0 / max(obs.n_prbs, 1), 0.0)
+    floor[:n], floor[m:m + n] = one, one
+    return np.concatenate([actions, np.maximum(actions, floor[None, :])])
+
+
 def config_of(ckpt: dict) -> Config:
     return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()})
 
@@ -748,8 +819,10 @@ class DiffusionQlPolicy(LearnedPolicy):
     name = "diffusion_ql"
 
     def __init__(self, checkpoint: str = str(SHIPPED), device: str = "cpu", threads: int = 1,
-                 candidates: int | None = None, fast: bool = True, select: str | None = None):
-        self.fast, self._candidates, self._select = bool(fast), candidates, select
+                 candidates: int | None = None, fast: bool = True, select: str | None = None,
+                 scales: list[float] | str | None = None, need_floor: bool | None = None):
+        self.fast, self._candidates, self._select, self._floor = bool(fast), candidates, select, need_floor
+        self._scales = tuple(float(f) for f in (scales.split(",") if isinstance(scales, str) else scales)) if scales else None
         super().__init__(checkpoint, device, threads)
 
     def build(self, ckpt: dict) -> None:
@@ -760,7 +833,14 @@ class DiffusionQlPolicy(LearnedPolicy):
         self.candidates = int(self._candidates or self.cfg.candidates)
         if self.candidates < 1:
             raise CheckpointMismatch("policy.params.candidates: must be at least 1")
+        if self.cfg.share_map not in SHARE_MAPS:
+            raise CheckpointMismatch(f"policy.params.checkpoint: {self.checkpoint_path}: unknown share_map "
+                                     f"{self.cfg.share_map!r} (one of {', '.join(SHARE_MAPS)})")
         self.select = self._select or self.cfg.select
+        self.scales = self._scales or tuple(self.cfg.share_scales)
+        self.need_floor = self.cfg.need_floor if self._floor is None else str(self._floor).lower() in ("1", "true", "yes")
+        if any(not f > 0 for f in self.scales):
+            raise CheckpointMismatch(f"policy.params.scales: factors must be positive (got {list(self.scales)})")
         if self.select not in SELECTS:
             raise CheckpointMismatch(f"policy.params.select: must be one of {', '.join(SELECTS)} (got {self.select!r})")
         self.actor = Diffusion(NoiseNet(self.spec, self.cfg), self.cfg.diffusion_steps, self.cfg.beta_schedule)
@@ -774,7 +854,7 @@ class DiffusionQlPolicy(LearnedPolicy):
                                      f"config ({first})") from None
         self.actor.eval().to(self.device)
         self.critic.eval().to(self.device)
-        self.sampler = FastSampler(self.actor, self.critic) if self.fast else None
+        self.sampler = FastSampler(self.actor, self.critic, self.cfg.share_map) if self.fast else None
         self.reset(0)
 
     def reset(self, seed: int | None = None) -> None:
@@ -797,7 +877,7 @@ class DiffusionQlPolicy(LearnedPolicy):
             state = split_state(torch.from_numpy(x)[None].expand(c, -1).to(self.device), self.spec)
             full = torch.zeros((noise.shape[0], c, m, 2))
             full[:, :, :n] = noise
-            shares = to_shares(self.actor.sample(state, full.to(self.device), hoisted=False), state[1])
+            shares = to_shares(self.actor.sample(state, full.to(self.device), hoisted=False), state[1], self.cfg.share_map)
             q = torch.min(*self.critic(state, shares)) if critics else torch.zeros(1)
             return to_action(shares, m).cpu().numpy(), int(q.argmax())
 
@@ -810,6 +890,8 @@ class DiffusionQlPolicy(LearnedPolicy):
             return super().decide(obs)
         self.check(obs)
         actions, _ = self.sample(encode_state(obs, self.spec, out=self._x), obs.n_ues)
-        alloc = best_by_objective(actions, obs, self.spec, self.objective, fast=self.fast)
+        if self.need_floor:
+            actions = need_floored(actions, obs, self.spec, self.objective)
+        alloc = best_by_objective(scaled(actions, self.scales), obs, self.spec, self.objective, fast=self.fast)
         alloc.info["policy"] = self.name
         return alloc
