@@ -267,7 +267,8 @@ def fresh_paper_states():
     return sample_states(load_scenario(ROOT / "scenarios" / "paper_default.yaml"), 20, 7000, 200)
 
 
-@pytest.mark.parametrize("name", ["diffusion_ql_paper_default.pt", "diffusion_ql_paper_default_rate.pt"])
+@pytest.mark.parametrize("name", ["diffusion_ql_paper_default.pt", "diffusion_ql_paper_default_rate.pt",
+                                  "diffusion_ql_paper_default_agreement.pt"])
 def test_shipped_checkpoint_beats_pf_on_20_fresh_states(name, fresh_paper_states):
     """State by state, in the snapshot problem's own order under the checkpoint's objective (less total
     rate shortfall first, then a larger weighted objective; ties within the problem's tolerances):
