@@ -4,7 +4,8 @@ Read top to bottom: the config (the paper's Table I values as defaults), the net
 predictor and the double-Q critic), the diffusion process (DDPM over the action vector), the
 agent's update, the trainer (online, offline, or offline then online) and the ``Policy`` adapter.
 ``docs/learning.md`` explains the choices; the equations, with a = the action vector mapped to
-x0 = 2a - 1 in [-1, 1]^(U_max x 2) (per UE its PRB and power share):
+x0 in [-1, 1]^(U_max x 2) (per UE its PRB and power share; x0 = 2a - 1 for the canonical or absolute
+share map, 2 sqrt(a) - 1 for sqrt: ``Config.share_map``, ``to_x``):
 
     forward      x_i = sqrt(abar_i) x0 + sqrt(1 - abar_i) e,    e ~ N(0, I),  i = 1..N
     denoising    L_d = E || e - e_theta(x_i, i, s) ||^2          (over real UEs only)
