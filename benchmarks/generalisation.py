@@ -74,14 +74,20 @@ def main() -> None:
         scn = cell(base, ues, power)
         path = args.cache / f"{args.objective}-{ues}-{power:g}-{first}-{args.states}.pkl" if args.cache else None
         t0 = time.perf_counter()
+        held, opt_qos = None, None
         if path is not None and path.exists():
             held = pickle.loads(path.read_bytes())
-        else:
+            try:  # a cache pickled by an older oransim may lack fields its Observations now have
+                opt_qos = held.evaluate(lambda o, a=iter(held.opt): next(a))["qos_pct"]
+            except (AttributeError, KeyError) as exc:
+                print(f"  {path.name}: written by another version ({exc!r}); solving again", flush=True)
+                held = None
+        if held is None:
             held = HeldOut.sample(scn, args.states, args.objective, first_seed=first)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(pickle.dumps(held))
-        opt_qos = held.evaluate(lambda o, a=iter(held.opt): next(a))["qos_pct"]
+            opt_qos = held.evaluate(lambda o, a=iter(held.opt): next(a))["qos_pct"]
         row, full = [], {}
         for n in names:
             name, params = policy_spec(n)
