@@ -93,8 +93,8 @@ try:
     def progress(done, total):
         pk, buf = eng.packets, eng.buffers
         held["rows"] = max(held["rows"], pk.held)
-        held["table_mb"] = max(held["table_mb"], sum(getattr(pk, f).nbytes for f in pk._FIELDS) / 2**20)
-        held["fifo"] = max(held["fifo"], sum(map(len, buf.rows)))
+        held["table_mb"] = max(held["table_mb"], (pk.f.nbytes + pk.i.nbytes + pk.c.nbytes) / 2**20)
+        held["fifo"] = max(held["fifo"], buf.queued_packets())
         trace.append((done, rss_mb()))
     eng = Engine(scn, make_policy(scn.policy.name, scn.policy.params), make_phy(scn.phy.backend, scn.phy.params),
                  progress=progress, spool_dir=staging_folder(out))
@@ -228,7 +228,7 @@ def hour(args) -> None:
     print("resident memory along the run: " + ", ".join(f"{100 * d / r['tti']:.0f}%: {m:.0f} MB" for d, m in r["trace"]))
     h = r["held"]
     print(f"largest packet table held: {h['rows']:,} packets in flight ({h['table_mb']:.0f} MB of arrays), "
-          f"{h['fifo']:,} entries in the per-UE FIFO lists")
+          f"{h['fifo']:,} packets queued in the UE buffers")
     print("run folder: " + ", ".join(f"{k} {v / 2**20:,.1f} MB" for k, v in sorted(r["disk"].items())))
 
 

@@ -289,8 +289,7 @@ class Engine:
 
     def _write_finished_packets(self) -> None:
         """Hand the finished packets before the oldest unfinished one to the packet recorder, once
-        there are enough of them to be worth a chunk; trim the per-UE FIFO lists."""
-        self.buffers.trim_all()
+        there are enough of them to be worth a chunk."""
         upto = self.buffers.first_queued()
         if upto - self.packets.base >= PACKET_CHUNK:
             self.packet_rec.flush(upto)

@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import simcore.buffers
 import simcore.engine
 import simcore.records
 from analysis.kpis import load_run
@@ -32,7 +31,6 @@ def _tiny_chunks(monkeypatch):
     monkeypatch.setattr(simcore.records, "DECISION_CHUNK", 5)
     monkeypatch.setattr(simcore.engine, "PACKET_CHUNK", 40)
     monkeypatch.setattr(simcore.engine, "HOUSEKEEPING_TTI", 9)
-    monkeypatch.setattr(simcore.buffers, "TRIM_MIN", 3)
 
 
 def test_chunked_and_spooled_records_equal_the_whole_tables(tmp_path, monkeypatch):
@@ -41,7 +39,6 @@ def test_chunked_and_spooled_records_equal_the_whole_tables(tmp_path, monkeypatc
     _tiny_chunks(monkeypatch)
     eng, chunked = run_engine(scn, Recording("pf"))
     assert eng.packets.base > 0 and eng.packets.held < chunked.counts["generated_packets"] / 2
-    assert max(eng.buffers.trim) > 0
     assert_conserved(chunked)
     assert chunked.counts == whole.counts
     spool = staging_dir(tmp_path / "run")
