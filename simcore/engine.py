@@ -4,16 +4,17 @@ Processes (SimPy time unit: integer nanoseconds, so TTI boundaries never drift):
 
 - ``traffic``: at the start of each TTI window, draws every slice's arrivals in that window and
   passes them through the CU and then the DU processing queues (``processing.FifoServer``).
-- ``clock``: at each TTI boundary moves the fading on, admits packets that left the DU into the UE
-  buffers (tail drop on overflow), drops expired packets, then fires the ``tick`` event.
+- ``tti``: at each TTI boundary moves the fading on, admits packets that left the DU into the UE
+  buffers (tail drop on overflow) and drops expired packets; at decision TTIs fires
+  ``decision_due`` and waits for it to be handled; then puts the TTI on air: hands the current
+  allocation to the PHY backend and serves the UE FIFOs with the bits each UE's PRBs carried.
 - ``ric``: on ``decision_due`` (every decision period), builds an
   ``Observation``, asks the policy for an ``Allocation`` and checks it.
-- ``mac``: on every ``tick``, hands the current allocation to the PHY backend and serves the UE
-  FIFOs with the bits each UE's PRBs carried.
 
-The ``clock`` fires ``decision_due`` (decision TTIs only) before ``tick``; SimPy processes events
-of equal time in the order they were triggered, so the ``ric`` decides before the ``mac`` uses the
-TTI and a decision made at TTI k is used from TTI k on.
+The ``ric`` waits on ``decision_due`` before the ``tti`` process fires it and yields it, and SimPy
+resumes the processes waiting on an event in the order they started waiting: the ``ric`` decides
+first, and a decision made at TTI k is used from TTI k on. A TTI without a decision is one SimPy
+event (the ``tti`` process's timeout): the per-TTI work is a few compiled calls, not events.
 """
 
 from __future__ import annotations
@@ -241,8 +242,7 @@ class Engine:
 
         self._staged: Observation | None = None  # built by step_to_decision, used by the RIC at that TTI
         self.env = simpy.Environment()
-        self._tick = self.env.event()  # fired at every TTI boundary; the MAC waits on it
-        self._decision_due = self.env.event()  # fired at decision TTIs, before the tick; the RIC waits on it
+        self._decision_due = self.env.event()  # fired at decision TTIs, before the TTI goes on air; the RIC waits on it
 
     # ------------------------------------------------------------------------------- processes
     def _traffic_process(self):
@@ -263,7 +263,7 @@ class Engine:
                 self.packets.add(ue, size, t, cu_dep, du_dep)
             yield self.env.timeout(block * self.tti_ns)
 
-    def _clock_process(self):
+    def _tti_process(self):
         step = max(1, self.n_tti // 200)
         interval = self.s.scheduling.interval_tti
         for k in range(self.n_tti):
@@ -278,13 +278,12 @@ class Engine:
             self.buffers.expire(now)
             if k % HOUSEKEEPING_TTI == 0 and k:
                 self._write_finished_packets()
-            if k % self.decision_period == 0:  # the RIC goes first: fired before the tick
-                due, self._decision_due = self._decision_due, self.env.event()
-                due.succeed(k)
-            tick, self._tick = self._tick, self.env.event()
-            tick.succeed(k)
             if self.progress is not None and k % step == 0:
                 self.progress(k, self.n_tti)
+            if k % self.decision_period == 0:  # the RIC (waiting on it already) decides first
+                due, self._decision_due = self._decision_due, self.env.event()
+                yield due.succeed(k)
+            self._transmit(k)
             yield self.env.timeout(self.tti_ns)
 
     def _write_finished_packets(self) -> None:
@@ -298,11 +297,6 @@ class Engine:
         while True:
             k = yield self._decision_due
             self._decide(k)
-
-    def _mac_process(self):
-        while True:
-            k = yield self._tick
-            self._transmit(k)
 
     # ------------------------------------------------------------------------------ the steps
     def _csi_report(self, k: int) -> None:
@@ -461,12 +455,11 @@ class Engine:
         self.phy.open(self.s, self.geo, self.link, channel=self.channel, serving_ru=self.serving_ru)
         env = self.env
         env.process(self._ric_process())
-        env.process(self._mac_process())
         env.process(self._traffic_process())
-        env.process(self._clock_process())
+        env.process(self._tti_process())
 
     def step_to_decision(self) -> Observation | None:
-        """Process events until the RIC is due to decide (the clock has fired the decision, the
+        """Process events until the RIC is due to decide (the TTI process has fired the decision, the
         RIC has not handled it); return the Observation the RIC will hand to its policy, or None
         once the run's last TTI is done. The policy's allocation applies from that TTI on."""
         due, end = self._decision_due, self.n_tti * self.tti_ns
