@@ -284,12 +284,26 @@ def sinr_to_cqi(sinr: np.ndarray, gap: float) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------- the PHY
-@dataclass
 class PhyTtiResult:
-    """What the PHY reports for one TTI. Shapes (R, K)."""
+    """What the PHY reports for one TTI. Shapes (R, K).
 
-    prb_sinr: np.ndarray  # linear SINR at the owner; NaN where idle
-    prb_bits: np.ndarray  # bits correctly delivered on the PRB this TTI (0 where idle)
+    ``prb_sinr``: linear SINR at the owner; NaN where idle. ``prb_bits``: bits correctly delivered
+    on the PRB this TTI (0 where idle); a PHY may pass a function that computes them instead, called
+    on first read (the link-to-system model reads only the SINR: the built-in PHY's rate is then
+    never computed).
+    """
+
+    __slots__ = ("prb_sinr", "_bits")
+
+    def __init__(self, prb_sinr: np.ndarray, prb_bits):
+        self.prb_sinr = prb_sinr
+        self._bits = prb_bits
+
+    @property
+    def prb_bits(self) -> np.ndarray:
+        if callable(self._bits):
+            self._bits = self._bits()
+        return self._bits
 
 
 class BuiltinPhy:
@@ -328,16 +342,22 @@ class BuiltinPhy:
         link = self.link
         if gain.shape[1] != 1:
             sinr = link.prb_sinr(gain, allocation.prb_owner, allocation.power_w)
-            return PhyTtiResult(prb_sinr=sinr, prb_bits=link.prb_bits(sinr, allocation.prb_owner))
+            return PhyTtiResult(sinr, lambda: link.prb_bits(sinr, allocation.prb_owner))
         if allocation is not self._alloc:
             self._prepare(allocation, gain)
         sinr = link.sinr(gain.take(self._flat), self._power, 0)
+        ue = self._ue
         if self._all_active:  # fresh arrays every TTI, no template to fill
-            return PhyTtiResult(prb_sinr=sinr[None], prb_bits=link.prb_bits(sinr, self._ue)[None])
-        out_sinr, out_bits = self._sinr.copy(), self._bits.copy()
-        out_sinr[0, self._k] = sinr
-        out_bits[0, self._k] = link.prb_bits(sinr, self._ue)
-        return PhyTtiResult(prb_sinr=out_sinr, prb_bits=out_bits)
+            return PhyTtiResult(sinr[None], lambda: link.prb_bits(sinr, ue)[None])
+        k, template = self._k, self._bits
+        out_sinr = self._sinr.copy()
+        out_sinr[0, k] = sinr
+
+        def bits() -> np.ndarray:
+            out = template.copy()
+            out[0, k] = link.prb_bits(sinr, ue)
+            return out
+        return PhyTtiResult(out_sinr, bits)
 
     def close(self) -> None:
         pass
