@@ -157,7 +157,7 @@ class UeBuffers:
         """Id of the oldest packet still queued or in processing: every packet before it is finished."""
         pk = self.pk
         queued = pk.status[: self.n_admitted - pk.base] == QUEUED
-        i = int(np.argmax(queued))
+        i = int(np.argmax(queued)) if queued.size else 0  # (argmax of nothing raises)
         return pk.base + i if queued.size and queued[i] else self.n_admitted
 
     # ------------------------------------------------------------------------- operations

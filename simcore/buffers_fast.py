@@ -149,7 +149,9 @@ def serve(capacity, served, now, delivered_at, pf, pi, pc, base, uf, ui):
 @njit(**_JIT)
 def mark_sent(ues, upto, now, pf, pi, base, uf, ui):
     """Packets of UE ``ues[i]`` with bits below offset ``upto[i]`` went on air: set their first
-    transmission time if not set yet (each packet is walked once: from after the last one marked)."""
+    transmission time if not set yet (each packet is walked once: from after the last one marked).
+    (Until 2026-11-28 the packet after the last one marked was marked even when ``upto`` did not
+    reach it, e.g. in a TTI with only a HARQ retransmission: its queueing time came out short.)"""
     for x in range(ues.size):
         u = ues[x]
         up = upto[x]
@@ -159,7 +161,12 @@ def mark_sent(ues, upto, now, pf, pi, base, uf, ui):
         if h < 0:
             continue
         t = ui[U_SENT, u]
-        j = h if t < h else pi[I_NEXT, t - base]
+        if t < h:
+            j = h  # the head starts at or below the out counter: it went on air
+        elif pf[F_END, t - base] >= up - EPS_BITS:
+            continue  # the last packet marked reaches the offset: no packet after it has bits below
+        else:
+            j = pi[I_NEXT, t - base]
         while j >= 0:
             r = j - base
             if math.isnan(pf[F_FIRST_TX, r]):
