@@ -185,6 +185,12 @@ class UeBuffers:
                    pk.f, pk.i, pk.c, pk.base, self.uf, self.ui)
         return served
 
+    def serve_prbs(self, prb_owner: np.ndarray, prb_bits: np.ndarray, now_s: float, delivered_at_s: float) -> np.ndarray:
+        """``serve`` with each UE's capacity the bits its PRBs carried: ``prb_bits`` (R, K) of the
+        owners ``prb_owner`` (R, K), -1 idle. Returns bits served (U,)."""
+        capacity = kern.prb_capacity(prb_owner, np.ascontiguousarray(prb_bits, dtype=float), self.n_ues)
+        return self.serve(capacity, now_s, delivered_at_s)
+
     # ------------------------------------------------- for the link-to-system model (simcore.l2s)
     def serve_ue(self, u: int, bits: float, now_s: float, delivered_at_s: float) -> float:
         """Serve ``bits`` from UE ``u``'s FIFO alone (as ``serve``); returns the bits served."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit
 
 _JIT = dict(cache=True, error_model="numpy")
@@ -144,6 +145,20 @@ def serve(capacity, served, now, delivered_at, pf, pi, pc, base, uf, ui):
                 uf[U_HOL, u] = pf[F_ARRIVAL, j]
             if pf[F_END, j] - pf[F_SIZE, j] < out - EPS_BITS and math.isnan(pf[F_FIRST_TX, j]):
                 pf[F_FIRST_TX, j] = now  # the new head got its first bits
+
+
+@njit(**_JIT)
+def prb_capacity(owner, prb_bits, n_ues):
+    """(U,) bits the PRBs carry for each UE: ``prb_bits`` (R, K) summed by ``owner`` (R, K), -1 idle,
+    in PRB order (as ``np.bincount`` sums them)."""
+    cap = np.zeros(n_ues)
+    n_ru, n_k = owner.shape
+    for r in range(n_ru):
+        for k in range(n_k):
+            u = owner[r, k]
+            if u >= 0:
+                cap[u] += prb_bits[r, k]
+    return cap
 
 
 @njit(**_JIT)

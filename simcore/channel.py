@@ -371,6 +371,12 @@ class Channel:
         """
         if not self.rayleigh or self._all_at == self.tti:
             return  # every entry is current (drawn for a decision at this TTI)
+        traj = self._traj_h
+        if traj is not None and self._flat_for is prb_owner and 0 <= self.tti - self._traj_t0 < len(traj):
+            # the allocation's trajectory, drawn at an earlier TTI of it (a refresh of any entry since
+            # would have settled it): its gains at this TTI
+            self.gain.ravel()[self._flat] = self._traj_gain[self.tti - self._traj_t0]
+            return
         if self._row_tti_all(prb_owner):
             return  # every owner's entries were drawn at this TTI (for the observation of a decision)
         if self._flat_for is not prb_owner:

@@ -394,9 +394,7 @@ class Engine:
                                                  now, done_at)
             served = self.buffers.serve(capacity, now, done_at) + served_l2s
         else:
-            # idle PRBs (owner -1) land in bin 0 and are dropped
-            capacity = np.bincount(owner.ravel() + 1, weights=res.prb_bits.ravel(), minlength=self.n_ues + 1)[1:]
-            served = self.buffers.serve(capacity, now, done_at)
+            served = self.buffers.serve_prbs(owner, res.prb_bits, now, done_at)
         self.served_bits_total += served
         self.served_in_interval += served
         self.avg_tput_bps *= 1.0 - 1.0 / EWMA_TTI
