@@ -648,6 +648,8 @@ class LinkToSystem:
         (``ues``) OLLA offset; ``eff``: the blocks' MIESM effective SINRs if already known."""
         sinr_db = 10.0 * np.log10(np.maximum(sinr, _TINY))
         if self.worst_prb:  # per PRB the highest MCS its own one-PRB block carries; the lowest of them
+            if self.fast:
+                return self._k.worst_prb_mcs(row_of, sinr_db, self.offset_db, ue_of, self._thr1, n_prb.size)
             per_prb = np.searchsorted(self._thr1, sinr_db - self.offset_db[ue_of], side="right")
             out = np.full(n_prb.size, 15, dtype=np.int64)
             np.minimum.at(out, row_of, per_prb)

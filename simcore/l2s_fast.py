@@ -356,3 +356,35 @@ def send_blocks(blk, draws, ues, enq, out, sent, proc_free_at, has_pending, offs
         if direct_hi[u] > -np.inf:
             capacity[u] = max(capacity[u], direct_hi[u] - out[u])
     return upto_ue[:n_up], upto_hi[:n_up], pend[:n_pend]
+
+
+@njit(**_JIT)
+def worst_prb_mcs(row_of, sinr_db, offset_db, ue_of, thr1, n_blocks):
+    """``mcs_selection: worst_prb``: per PRB the number of one-PRB thresholds ``thr1`` (sorted) at or
+    below its believed SINR (dB) less its UE's OLLA offset (``np.searchsorted(..., side="right")``,
+    NaN above all); per block the lowest over its PRBs (``row_of``), 15 for a block without PRBs."""
+    out = np.full(n_blocks, 15, dtype=np.int64)
+    for i in range(row_of.size):
+        x = sinr_db[i] - offset_db[ue_of[i]]
+        m = thr1.size
+        if x == x:
+            m = 0
+            while m < thr1.size and thr1[m] <= x:
+                m += 1
+        b = row_of[i]
+        if m < out[b]:
+            out[b] = m
+    return out
+
+
+@njit(**_JIT)
+def believed_sinr(owner, power_w, report_sinr, equal_w):
+    """(R, K) SINR the MCS is chosen from with CSI reports: the report's SINR (U, K) of each PRB's
+    owner, scaled by the PRB's power against the equal share ``equal_w`` (R,); NaN where idle."""
+    n_ru, n_k = owner.shape
+    out = np.empty((n_ru, n_k))
+    for r in range(n_ru):
+        for k in range(n_k):
+            u = owner[r, k]
+            out[r, k] = report_sinr[u, k] * power_w[r, k] / equal_w[r] if u >= 0 else np.nan
+    return out
