@@ -14,7 +14,7 @@ drawn at every decision, the random stream before the lazy CSI of 2026-11-28): w
 only change of results is the lazy CSI gives identical tables against a reference from before it.
 
 A reference checkout of main: ``git archive main | tar -x -C /tmp/oransim-main``. Exit status 0
-when every case is identical, 1 when one differs (the first differing column is named).
+when every case is identical, 1 when one differs (the differing columns of the first differing table are named).
 """
 
 from __future__ import annotations
@@ -97,11 +97,14 @@ def compare(old: Path, new: Path) -> str | None:
         x, y = pd.read_parquet(old / f"{name}.parquet"), pd.read_parquet(new / f"{name}.parquet")
         if list(x.columns) != list(y.columns) or len(x) != len(y):
             return f"{name}: columns or rows differ ({list(x.columns)} x {len(x)} vs {list(y.columns)} x {len(y)})"
+        differ = []
         for col in x.columns:
             try:
                 pd.testing.assert_series_equal(x[col], y[col], check_exact=True)
             except AssertionError as exc:
-                return f"{name}.{col} differs: {str(exc).splitlines()[0]}"
+                differ.append(f"{name}.{col} differs: {str(exc).splitlines()[0]}")
+        if differ:  # every differing column of the first table that differs
+            return "; ".join(differ)
     return None
 
 
