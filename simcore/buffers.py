@@ -177,6 +177,15 @@ class UeBuffers:
         kern.expire(pk.f, pk.i, pk.c, pk.base, self.n_admitted - pk.base, float(now_s), self.uf, self.ui,
                     self.ue_slice, self.slice_deadline_s, self.slice_drop_late, self.expiry_cursor)
 
+    def arrive(self, now_s: float) -> None:
+        """``admit_ready`` then ``expire`` (what the engine does at each TTI boundary) in one call."""
+        pk = self.pk
+        base = pk.base
+        end = kern.arrive(pk.f, pk.i, pk.c, base, self.n_admitted - base, pk.held, float(now_s), self.uf, self.ui,
+                          self.limit_bits, self.ue_slice, self.slice_deadline_s, self.slice_drop_late,
+                          self.expiry_cursor)
+        self.n_admitted = end + base
+
     def serve(self, capacity_bits: np.ndarray, now_s: float, delivered_at_s: float) -> np.ndarray:
         """Serve up to ``capacity_bits`` (U,) from each FIFO in this TTI; returns bits served (U,)."""
         pk = self.pk
@@ -188,8 +197,11 @@ class UeBuffers:
     def serve_prbs(self, prb_owner: np.ndarray, prb_bits: np.ndarray, now_s: float, delivered_at_s: float) -> np.ndarray:
         """``serve`` with each UE's capacity the bits its PRBs carried: ``prb_bits`` (R, K) of the
         owners ``prb_owner`` (R, K), -1 idle. Returns bits served (U,)."""
-        capacity = kern.prb_capacity(prb_owner, np.ascontiguousarray(prb_bits, dtype=float), self.n_ues)
-        return self.serve(capacity, now_s, delivered_at_s)
+        pk = self.pk
+        served = np.empty(self.n_ues)
+        kern.serve_prbs(prb_owner, np.ascontiguousarray(prb_bits, dtype=float), served, float(now_s),
+                        float(delivered_at_s), pk.f, pk.i, pk.c, pk.base, self.uf, self.ui)
+        return served
 
     # ------------------------------------------------- for the link-to-system model (simcore.l2s)
     def serve_ue(self, u: int, bits: float, now_s: float, delivered_at_s: float) -> float:

@@ -148,6 +148,20 @@ def serve(capacity, served, now, delivered_at, pf, pi, pc, base, uf, ui):
 
 
 @njit(**_JIT)
+def arrive(pf, pi, pc, base, start, held, now, uf, ui, limit, ue_slice, deadline, drop_late, cursor):
+    """``admit`` then ``expire`` at a TTI boundary, in one call; returns ``admit``'s index."""
+    end = admit(pf, pi, pc, base, start, held, now, uf, ui, limit) if start < held else start
+    expire(pf, pi, pc, base, end, now, uf, ui, ue_slice, deadline, drop_late, cursor)
+    return end
+
+
+@njit(**_JIT)
+def serve_prbs(owner, prb_bits, served, now, delivered_at, pf, pi, pc, base, uf, ui):
+    """``serve`` with each UE's capacity the bits its PRBs carried (``prb_capacity``)."""
+    serve(prb_capacity(owner, prb_bits, served.size), served, now, delivered_at, pf, pi, pc, base, uf, ui)
+
+
+@njit(**_JIT)
 def prb_capacity(owner, prb_bits, n_ues):
     """(U,) bits the PRBs carry for each UE: ``prb_bits`` (R, K) summed by ``owner`` (R, K), -1 idle,
     in PRB order (as ``np.bincount`` sums them)."""

@@ -274,8 +274,7 @@ class Engine:
             if not self.csi_ideal:
                 self._csi_report(k)
             now = k * self.tti_s
-            self.buffers.admit_ready(now)
-            self.buffers.expire(now)
+            self.buffers.arrive(now)  # admit the packets the DU finished, drop expired ones
             if k % HOUSEKEEPING_TTI == 0 and k:
                 self._write_finished_packets()
             if self.progress is not None and k % step == 0:

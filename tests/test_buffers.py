@@ -131,15 +131,22 @@ def test_compiled_buffers_match_a_plain_fifo_model(seed):
             size = rng.choice([96.0, 800.0, 1500.0 * 8], n)
             pk.add(ue, size, arrival, arrival, du)
             m.add(ue, size, arrival, du)
-        buf.admit_ready(now)
+        if seed % 2:  # the engine's single call, or its two parts
+            buf.arrive(now)
+        else:
+            buf.admit_ready(now)
+            buf.expire(now)
         m.admit(now)
-        buf.expire(now)
         m.expire(now)
         _check(buf, pk, m)
         op = rng.random()
         if op < 0.6:
             cap = rng.choice([0.0, 500.0, 5000.0, 20000.0], n_ues)
-            served = buf.serve(cap, now, now + tti)
+            if seed % 2:  # the engine's call: the capacity of each UE summed over its PRBs
+                owner = np.repeat(np.arange(n_ues), 2)[None]
+                served = buf.serve_prbs(owner, np.repeat(cap / 2, 2)[None], now, now + tti)
+            else:
+                served = buf.serve(cap, now, now + tti)
             assert served.tolist() == m.serve(cap, now, now + tti)
         elif op < 0.8:
             us = rng.choice(n_ues, 2, replace=False)
