@@ -104,6 +104,9 @@ COLUMNS_PER_PRB = 3
 #: Rounds of column generation at most (each one LP and one pricing): the bound does not depend on the
 #: machine's load; the time limit is a safety net above it.
 MAX_ROUNDS = 40
+#: Branch-and-price nodes (``policies.joint_branch``) after the root, per bound: a count, not a time.
+OBJECTIVE_NODES = 0
+SHORTFALL_NODES = 0
 #: A need row's cut is left out where need / delta is this close to an integer (it would cut nothing).
 CUT_MIN_FRACTION = 1e-6
 
@@ -127,6 +130,7 @@ class JointRelaxation:
         self.capped = np.flatnonzero(np.isfinite(caps))
         self.cols: list[tuple] = []  # (k, power vector index, owners (R,) with -1 where silent)
         self.last_x: np.ndarray | None = None  # the last master LP's column weights
+        self.last_multipliers: tuple | None = None  # and its multipliers
         self._keys: set = set()
         if self.fits:
             self._tables()
@@ -243,9 +247,10 @@ class JointRelaxation:
         return [np.where(on, nearest + 1, 0), np.where(on, above + 1, 0)]
 
     # ------------------------------------------------------------------------------ pricing
-    def _price(self, a, pi, sigma, mu, nu, pi_cut=None, per_slot=None):
+    def _price(self, a, pi, sigma, mu, nu, pi_cut=None, per_slot=None, node=None):
         """Per PRB and power vector, the best column's value h (K, N) and each RU's best owner (R, K, L, M);
-        ``per_slot`` (U,): a value each slot a UE owns adds whatever its rate (the zero-slot rows' multipliers)."""
+        ``per_slot`` (U,): a value each slot a UE owns adds whatever its rate (the zero-slot rows' multipliers);
+        ``node`` (``policies.joint_branch.Node``): only the columns it allows (-inf where none is)."""
         obs = self.obs
         ue = self.useful
         r_ = self.rate
@@ -263,19 +268,33 @@ class JointRelaxation:
             val += per_slot[ue][None, :, None, None, None]
         price = mu[:, None] + nu[:, obs.slice_id[ue]]  # (R, U')
         val -= (price[:, :, None] * self.prob.levels_w[:, None, :])[:, :, None, :, None]
+        if node is not None:
+            val[node.ban] = -np.inf
         best = val.max(axis=1)
         owner = ue[val.argmax(axis=1)]
         h = np.zeros((obs.n_prbs, len(self.vectors)))
         for r in range(obs.n_rus):
             on = self.vectors[:, r] > 0
             h[:, on] += best[r][:, self.vectors[on, r] - 1, self.others[on, r]]
+            if node is not None:  # an RU that must transmit on PRB k is never silent there, and conversely
+                h[np.ix_(node.forced[r], ~on)] = -np.inf
+                h[np.ix_(node.silent[r], on)] = -np.inf
         return h, owner
 
-    def _add_best(self, h, owner) -> int:
+    @staticmethod
+    def _prb_terms(h, node=None) -> np.ndarray:
+        """Each PRB's best priced choice (K,): its best column, or nothing (0) where the node lets it stay empty."""
+        best = h.max(axis=1)
+        if node is None:
+            return np.maximum(best, 0.0)
+        return np.where(node.forced.any(axis=0), best, np.maximum(best, 0.0))
+
+    def _add_best(self, h, owner, node=None) -> int:
         added = 0
         for k in range(self.obs.n_prbs):
+            must = node is not None and node.forced[:, k].any()  # a PRB that must be used: its best columns
             for vec in np.argsort(-h[k], kind="stable")[:COLUMNS_PER_PRB]:
-                if h[k, vec] <= 1e-9:
+                if not np.isfinite(h[k, vec]) or (h[k, vec] <= 1e-9 and not must):
                     break
                 owners = tuple(int(owner[r, k, s - 1, self.others[vec, r]]) if s > 0 else -1
                                for r, s in enumerate(self.vectors[vec]))
@@ -283,45 +302,63 @@ class JointRelaxation:
         return added
 
     # ------------------------------------------------------------------------------ bounds
-    def shortfall_lower_bound(self, time_limit_s: float, rel_tol: float = 1e-4) -> float:
-        """No allocation has less total shortfall (bit/s)."""
+    def shortfall_lower_bound(self, time_limit_s: float, rel_tol: float = 1e-4, nodes: int | None = None) -> float:
+        """No allocation has less total shortfall (bit/s); ``nodes`` (default ``SHORTFALL_NODES``) of
+        branch-and-price (``policies.joint_branch``) after the root."""
         if not self.need_ues.size:
             return 0.0
-        return max(0.0, self._generate(None, time_limit_s, rel_tol) * self.unit)
+        nodes = SHORTFALL_NODES if nodes is None else nodes
+        return max(0.0, self._bound(None, time_limit_s, rel_tol, nodes) * self.unit)
 
-    def objective_upper_bound(self, violation_bps: float, time_limit_s: float, rel_tol: float = 1e-4) -> float:
-        """No allocation whose shortfall is at most ``violation_bps`` has a larger objective (bit/s)."""
-        return self._generate(violation_bps / self.unit, time_limit_s, rel_tol) * self.unit
+    def objective_upper_bound(self, violation_bps: float, time_limit_s: float, rel_tol: float = 1e-4,
+                              nodes: int | None = None) -> float:
+        """No allocation whose shortfall is at most ``violation_bps`` has a larger objective (bit/s);
+        ``nodes`` (default ``OBJECTIVE_NODES``) of branch-and-price after the root."""
+        nodes = OBJECTIVE_NODES if nodes is None else nodes
+        return self._bound(violation_bps / self.unit, time_limit_s, rel_tol, nodes) * self.unit
 
-    def _generate(self, v_max, time_limit_s, rel_tol) -> float:
-        """Column generation; v_max None: the least shortfall (a lower bound), else the largest objective
-        with shortfall at most v_max (an upper bound). Returns the best Lagrangian bound found (kbit/s)."""
+    def _bound(self, v_max, time_limit_s, rel_tol, nodes) -> float:
+        from policies.joint_branch import branch_and_price
+
+        t_end = time.process_time() + time_limit_s
+        return branch_and_price(self, v_max, nodes, rel_tol, t_end)
+
+    def _generate(self, v_max, t_end, rel_tol, node=None, start=None) -> float:
+        """Column generation (within ``node``'s restrictions, None: none); v_max None: the least shortfall (a
+        lower bound), else the largest objective with shortfall at most v_max (an upper bound). ``start``:
+        multipliers (a parent node's) whose bound and columns come first. Returns the best Lagrangian bound
+        found (kbit/s); the last master LP's column weights are left in ``last_x``."""
         lower = v_max is None
         best = -np.inf if lower else np.inf
-        t_end = time.process_time() + time_limit_s
+        if start is not None:
+            bound, h, owner = self.lagrangian(v_max, *start, node=node)
+            best = bound
+            self._add_best(h, owner, node)
         for _ in range(MAX_ROUNDS):
-            lp, multipliers = self._master(v_max)
+            lp, multipliers = self._master(v_max, node=node)
             if lp is None and v_max is not None:  # the zero-slot rows have no slack: without them, until
-                lp, multipliers = self._master(v_max, zero_slot=False)  # the pool can meet them
-            if lp is None:  # the LP failed (numerics): the bound so far, or none
+                lp, multipliers = self._master(v_max, zero_slot=False, node=node)  # the pool can meet them
+            if lp is None:  # the LP failed (numerics, or the pool cannot meet the rows): the bound so far, or none
                 return best if np.isfinite(best) else (0.0 if lower else np.inf)
-            bound, h, owner = self.lagrangian(v_max, *multipliers)
+            bound, h, owner = self.lagrangian(v_max, *multipliers, node=node)
+            self.last_multipliers = multipliers
             if lower:
                 best = max(best, bound)
                 done = lp - best <= rel_tol * max(abs(lp), 1.0)
             else:
                 best = min(best, bound)
                 done = best - lp <= rel_tol * max(abs(best), 1.0)
-            if done or time.process_time() > t_end or not self._add_best(h, owner):
+            if done or time.process_time() > t_end or not self._add_best(h, owner, node):
                 break
         return best
 
-    def lagrangian(self, v_max, mu, nu, pi, theta, sigma, pi_cut=None, lam=None, kappa=None):
+    def lagrangian(self, v_max, mu, nu, pi, theta, sigma, pi_cut=None, lam=None, kappa=None, node=None):
         """The module docstring's bound (kbit/s) for multipliers mu (R,), nu (R, S), pi (U,), theta, sigma (U,),
         pi_cut (one per cut UE, ``cut_ues``; None: 0), lam (U,) and kappa (one per row of
         ``zero_slot_groups(v_max)``; None: 0), all >= 0: with ``v_max`` None a lower bound on the
         least shortfall, else an upper bound on the objective of every allocation with shortfall at most
-        ``v_max`` (kbit/s). Also the pricing's values (K, N) and best owners, for column generation."""
+        ``v_max`` (kbit/s); with ``node``, over the allocations it allows only (each PRB's best allowed column,
+        or nothing where the node allows that). Also the pricing's values (K, N) and best owners."""
         obs = self.obs
         w = obs.ue_weight.astype(float)
         pi = np.where(self.need > 0, pi, 0.0)  # rows that exist only: no need, no multiplier
@@ -330,17 +367,17 @@ class JointRelaxation:
         on_s = np.zeros(obs.n_ues)  # what the cuts put on each shortfall s_u
         on_s[self.cut_ues] = pi_cut / (self.cut_delta * self.cut_frac)
         if v_max is None:
-            h, owner = self._price(np.zeros(obs.n_ues), pi, None, mu, nu, pi_cut)
+            h, owner = self._price(np.zeros(obs.n_ues), pi, None, mu, nu, pi_cut, node=node)
             bound = (self.need * np.minimum(0.0, 1.0 - pi - on_s)).sum() + pi @ self.need + pi_cut @ self.cut_rhs \
-                - mu @ obs.ru_max_power_w - self._nu_cap(nu) - np.maximum(h.max(axis=1), 0.0).sum()
+                - mu @ obs.ru_max_power_w - self._nu_cap(nu) - self._prb_terms(h, node).sum()
             return bound, h, owner
         served = self.prob.objective == "served"
         sigma = np.where(self.cap > 0, sigma, 0.0) if served else None
         member, count = self.zero_slot_groups(v_max)
         lam = np.zeros(obs.n_ues) if lam is None else np.where(self.need > 0, lam, 0.0)
         kappa = np.zeros(count.size) if kappa is None else np.asarray(kappa, dtype=float)
-        h, owner = self._price(np.zeros(obs.n_ues) if served else w, pi, sigma, mu, nu, pi_cut, lam)
-        bound = np.maximum(h.max(axis=1), 0.0).sum() + (self.need * np.maximum(pi + on_s - theta, 0.0)).sum() \
+        h, owner = self._price(np.zeros(obs.n_ues) if served else w, pi, sigma, mu, nu, pi_cut, lam, node)
+        bound = self._prb_terms(h, node).sum() + (self.need * np.maximum(pi + on_s - theta, 0.0)).sum() \
             - pi @ self.need - pi_cut @ self.cut_rhs + mu @ obs.ru_max_power_w + self._nu_cap(nu) + theta * v_max
         # zero-slot rows: d_u in [0, 1] earns lam_u - (kappa of u's rows); lam . 1 and kappa . n are constants
         bound += np.maximum(lam - kappa @ member, 0.0).sum() - lam.sum() + kappa @ count
@@ -352,9 +389,9 @@ class JointRelaxation:
         caps = self.obs.slice_power_cap_w
         return float((nu[:, self.capped] * caps[self.capped][None, :]).sum())
 
-    def _master(self, v_max, zero_slot: bool = True):
+    def _master(self, v_max, zero_slot: bool = True, node=None):
         """The restricted master LP (``policies.joint_master``): its value and multipliers; its x kept in ``last_x``."""
-        lp, multipliers, x = solve_master(self, v_max, zero_slot)
+        lp, multipliers, x = solve_master(self, v_max, zero_slot, node)
         if x is not None:
             self.last_x = x
         return lp, multipliers

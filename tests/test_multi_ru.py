@@ -351,3 +351,67 @@ def test_zero_slot_rows_keep_the_objective_bound_above_the_exact_optimum(inst, s
         lam_p = lam * rng.uniform(0.0, 2.0, lam.size) + rng.exponential(scale, lam.size)
         kappa_p = kappa * rng.uniform(0.0, 2.0, kappa.size) + rng.exponential(scale, kappa.size)
         assert relax.lagrangian(v_max, *rest, lam_p, kappa_p)[0] >= f_star - tol
+
+
+def _node_of(relax, alloc, rng):
+    """A branch-and-price node (``policies.joint_branch``) that keeps ``alloc``: a few of its decisions, drawn
+    at random among the four kinds of branching (owner, another UE banned, transmit/silent, one RU per UE)."""
+    from policies.joint_branch import Node
+
+    obs = relax.obs
+    pos = np.full(obs.n_ues, -1)
+    pos[relax.useful] = np.arange(relax.useful.size)
+    node = Node(np.zeros((obs.n_rus, relax.useful.size, obs.n_prbs), dtype=bool),
+                np.zeros((obs.n_rus, obs.n_prbs), dtype=bool), np.zeros((obs.n_rus, obs.n_prbs), dtype=bool))
+    for _ in range(3):
+        r, k = int(rng.integers(obs.n_rus)), int(rng.integers(obs.n_prbs))
+        u = int(alloc.prb_owner[r, k])
+        kind = int(rng.integers(4))
+        if u < 0 or pos[u] < 0:
+            if u < 0:
+                node = node.child(r, -1, k, owns=False)
+            continue
+        others = [i for i in range(relax.useful.size) if i != pos[u]]
+        if kind == 0:
+            node = node.child(r, int(pos[u]), k, owns=True)
+        elif kind == 1 and others:
+            node = node.child(r, int(rng.choice(others)), k, owns=False)
+        elif kind == 2:
+            node = node.child(r, -1, k, owns=True)
+        else:
+            node = node.child(r, int(pos[u]), -1, owns=True)
+    return node
+
+
+@settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(inst=multi_ru_instances(max_ues=4), objective=st.sampled_from(OBJECTIVES), seed=st.integers(0, 2**32 - 1))
+def test_branch_and_price_bounds_hold_the_exact_optimum(inst, objective, seed):
+    """Branch-and-price (policies.joint_branch): a node's Lagrangian bound, for random multipliers, holds every
+    allocation the node keeps (here the exact optimum); the bounds after a node budget hold the exact optimum
+    and are never looser than the root's."""
+    obs, levels = inst
+    prob = SnapshotProblem(obs, levels, objective=objective)
+    best = ExactOptimum(level_factors=levels, objective=objective, interference="joint").decide(obs)
+    exact = prob.evaluate(best)
+    relax = JointRelaxation(prob, 1e3)
+    unit, v_star, f_star = 1e3, exact.violation_bps, exact.objective_bps
+    v_max = (v_star + prob.violation_tol) / unit
+    tol = 1e-6 * max(1.0, f_star / unit)
+    rng = np.random.default_rng(seed)
+    n_ru, n_sl = obs.n_rus, obs.slice_power_cap_w.size
+    for scale in (0.0, 1e-3, 1.0, 10.0):
+        node = _node_of(relax, best, rng)
+        mu = rng.exponential(scale, n_ru) * 1e3
+        nu = rng.exponential(scale, (n_ru, n_sl))
+        pi, sigma = rng.exponential(scale, obs.n_ues), rng.exponential(scale, obs.n_ues)
+        theta = float(rng.exponential(scale))
+        pi_cut = rng.exponential(scale, relax.cut_ues.size)
+        assert relax.lagrangian(None, mu, nu, pi, theta, sigma, pi_cut, node=node)[0] <= v_star / unit + tol
+        assert relax.lagrangian(v_max, mu, nu, pi, theta, sigma, pi_cut, node=node)[0] >= f_star / unit - tol
+    relax.add_allocation(ExactOptimum(level_factors=levels, objective=objective, interference="worst_case").decide(obs))
+    v_root = relax.shortfall_lower_bound(5.0, nodes=0)
+    f_root = relax.objective_upper_bound(v_star + prob.violation_tol, 5.0, nodes=0)
+    v_lb = relax.shortfall_lower_bound(5.0, nodes=12)
+    f_ub = relax.objective_upper_bound(v_star + prob.violation_tol, 5.0, nodes=12)
+    assert v_root - 1e-3 <= v_lb <= v_star + prob.violation_tol + 1e-3
+    assert f_star * (1 - 1e-9) - 1e-3 <= f_ub <= f_root * (1 + 1e-9) + 1e-3
