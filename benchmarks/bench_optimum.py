@@ -21,13 +21,15 @@ after a warm-up under PF, so buffers and rate needs are those of a running netwo
 - Which side of that gap is loose (``--loose-states``): on 2 RUs 500 m apart x 3 x 2 UEs x 6 PRBs, small
   enough for the exact joint MILP, the certified mode forced next to the exact optimum: how far its
   allocation falls below the optimum (primal loss) and how far its bound lies above it (bound slack).
+- Branch-and-price on the joint bound (``--branch-nodes``): on the same cells under rate, the bound's slack at the
+  exact optimum's shortfall after each node budget (nodes beyond the root).
 - Labels: optimum allocations per CPU second on the paper cell (3 x 10 UEs), the rate at which
   supervised-learning labels are made, for each objective; with the machine reference of
   bench_engine.py (one small numpy call), since machines differ several-fold.
 
     python benchmarks/bench_optimum.py [--states 5] [--optimal-sizes 4,10,30,50,100] [--esa-prbs 3,4]
                                        [--objective served|rate] [--label-states 40] [--multi-ru-states 3]
-                                       [--loose-states 0]
+                                       [--loose-states 0] [--branch-nodes 0,64,256]
 """
 
 from __future__ import annotations
@@ -208,6 +210,36 @@ def loose_side_table(n_states: int, ues_per_slice: int = 2, prbs: int = 6) -> No
               f"{np.median(t_ex):>8.2f} {np.median(t_ce):>12.2f}", flush=True)
 
 
+def branch_table(n_states: int, budgets: list[int], ues_per_slice: int = 2, prbs: int = 6) -> None:
+    """The joint bound's slack with branch-and-price (``policies.joint_branch``) after each node budget, on the
+    which-side-is-loose cells under rate: the bound at the exact optimum's shortfall V* (the exact allocation
+    among the columns, so only the bound is measured), (UB - F*) / UB, and the shortfall bound's distance V* - V_lb."""
+    from policies.joint_bound import JointRelaxation
+    from policies.optimal import _UNIT_BPS
+    from simcore.snapshot import SnapshotProblem
+
+    states = sample_states(two_ru_cell(ues_per_slice, prbs), n_states, seed=500, warmup_tti=100)
+    exact = ExactOptimum(objective="rate", interference="joint", max_joint_choices=10**6, time_limit_s=600)
+    optima = [(obs, exact.decide(obs)) for obs in states]
+    print(f"\nBranch-and-price on the joint bound: 2 RUs x 3 x {ues_per_slice} UEs x {prbs} PRBs, rate, {n_states} states, "
+          f"bound at the exact optimum's shortfall (CPU s for both tiers)")
+    print(f"{'nodes':>6} {'slack % med/max':>16} {'V*-V_lb kb/s med/max':>21} {'CPU s med/max':>14}")
+    for nodes in budgets:
+        slack, v_gap, times = [], [], []
+        for obs, a in optima:
+            prob = SnapshotProblem(obs, objective="rate")
+            relax = JointRelaxation(prob, _UNIT_BPS)
+            relax.add_allocation(a)
+            t0 = time.process_time()
+            v_lb = relax.shortfall_lower_bound(600.0, nodes=nodes)
+            ub = relax.objective_upper_bound(a.info["violation_bps"] + prob.violation_tol, 600.0, nodes=nodes)
+            times.append(time.process_time() - t0)
+            slack.append(max(0.0, (ub - a.info["objective_bps"]) / ub))
+            v_gap.append(max(0.0, a.info["violation_bps"] - v_lb) / 1e3)
+        print(f"{nodes:>6} {100 * np.median(slack):>7.2f} / {100 * max(slack):<6.2f} {np.median(v_gap):>10.1f} / "
+              f"{max(v_gap):<8.1f} {np.median(times):>6.2f} / {max(times):<6.2f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--states", type=int, default=5, help="sampled states per size")
@@ -219,11 +251,16 @@ def main() -> None:
     ap.add_argument("--multi-ru-states", type=int, default=3, help="states per multi-RU row (0: skip)")
     ap.add_argument("--loose-states", type=int, default=0,
                     help="states per objective of the which-side-is-loose table (exact joint MILP; 0: skip)")
+    ap.add_argument("--branch-nodes", default="",
+                    help="node budgets of the branch-and-price table on the loose cells, e.g. 0,64,256 ('' to skip)")
     args = ap.parse_args()
     if args.multi_ru_states:
         multi_ru_table(args.multi_ru_states)
     if args.loose_states:
         loose_side_table(args.loose_states)
+    budgets = [int(x) for x in args.branch_nodes.split(",") if x]
+    if budgets:
+        branch_table(max(args.loose_states, 8), budgets)
     esa_prbs = [int(x) for x in args.esa_prbs.split(",") if x]
     speed = esa_table(args.states, esa_prbs, args.esa_limit, args.objective) if esa_prbs else float("nan")
     sizes = [int(x) for x in args.optimal_sizes.split(",") if x]
