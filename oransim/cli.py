@@ -11,6 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from simcore.threads import ThreadsError, pin_threads
+
+try:  # before any command imports numpy or torch: their thread pools take their size when they start
+    pin_threads()
+except ThreadsError:
+    pass  # main() reports it
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="O-RAN network-slicing simulator: run scenarios, validate them, report on runs.")
 err = Console(stderr=True)
@@ -388,6 +395,11 @@ def main(argv: list[str] | None = None) -> int:
     from oransim.guard import Stopped, signals_as_exceptions
     from simcore import outputs
 
+    try:  # again: a caller may have imported numpy or torch before this module (docs/cli.md, "Threads")
+        pin_threads()
+    except ThreadsError as exc:
+        _say(f"oransim: {exc}")
+        return 2
     try:
         with signals_as_exceptions():
             try:

@@ -10,6 +10,7 @@ from .engine import Engine, RunResult
 from .plugins import make_phy, make_policy, plugin_problems
 from .recorder import git_revision, package_versions, write_run_folder
 from .scenario import Scenario
+from .threads import thread_counts
 
 
 def preflight(scenario: Scenario) -> list[tuple[str, str]]:
@@ -46,6 +47,7 @@ def manifest(result: RunResult, scenario_file: str | None = None) -> dict:
         "policy": {"name": result.policy_name, "params": s.policy.params, **(result.policy_info or {})},
         "phy": {"backend": result.phy_name, "params": s.phy.params, **(result.phy_info or {})},
         "versions": package_versions(),
+        "threads": thread_counts(),
         "git_revision": git_revision(),
         "wall_time_s": round(result.wall_s, 4),
         "simulated_s": s.n_tti * s.cell.tti_s,

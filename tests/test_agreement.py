@@ -1,12 +1,12 @@
 """Agreement metrics (MAE, R^2, cosine, BAEP) by hand, and `oransim evaluate` end to end."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from cli_helpers import cli
 
 from analysis.agreement import DecisionVector, agreement, baep, cosine, decision_vector, mae, r2
 from simcore.contracts import Allocation
@@ -59,10 +59,8 @@ def test_decision_vector_layout():
 
 def test_evaluate_command(tmp_path):
     out = tmp_path / "eval.csv"
-    res = subprocess.run([sys.executable, "-m", "oransim", "evaluate", str(ROOT / "scenarios" / "esa_small.yaml"),
-                          "--policies", "pf,maxcqi,optimal", "--states", "3", "--warmup-tti", "50",
-                          "--objective", "served", "--out", str(out)],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    res = cli("evaluate", ROOT / "scenarios" / "esa_small.yaml", "--policies", "pf,maxcqi,optimal", "--states", "3",
+              "--warmup-tti", "50", "--objective", "served", "--out", out, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "against the optimum (esa, objective served)" in res.stdout
     t = pd.read_csv(out, index_col="policy")
@@ -73,13 +71,10 @@ def test_evaluate_command(tmp_path):
     assert t.loc["optimal", "baep_pct"] == 0.0 and t.loc["optimal", "mae"] == 0.0
     assert t.loc["optimal", "mode"] == "single_ru" and t.loc["optimal", "gap_pct"] == 0.0 and "gap %" in res.stdout
     assert ((t["baep_pct"] >= 0) & (t["baep_pct"] <= 100)).all()
-    bad = subprocess.run([sys.executable, "-m", "oransim", "evaluate", str(ROOT / "scenarios" / "esa_small.yaml"),
-                          "--policies", "pf", "--objective", "full"], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=600)
+    bad = cli("evaluate", ROOT / "scenarios" / "esa_small.yaml", "--policies", "pf", "--objective", "full", cwd=tmp_path)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip() == "--objective: unknown objective 'full' (available: served, rate)"
-    bad = subprocess.run([sys.executable, "-m", "oransim", "evaluate", str(ROOT / "scenarios" / "esa_small.yaml"),
-                          "--policies", "pf,nope"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    bad = cli("evaluate", ROOT / "scenarios" / "esa_small.yaml", "--policies", "pf,nope", cwd=tmp_path)
     assert bad.returncode == 2 and "unknown policy 'nope'" in bad.stderr and "Traceback" not in bad.stderr
 
 

@@ -1,18 +1,12 @@
 """The command line: bad scenario files (clear one-line errors, exit 2), run + report end to end."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import cli, cli_process
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "oransim", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd or ROOT, timeout=600)
 
 
 BAD = {
@@ -45,7 +39,8 @@ def test_bad_scenarios_give_clear_errors(tmp_path, case, command):
 
 
 def test_missing_file(tmp_path):
-    res = cli("validate", tmp_path / "nope.yaml")
+    """Through a real process: the exit code and the one line reach the shell."""
+    res = cli_process("validate", tmp_path / "nope.yaml")
     assert res.returncode == 2 and "cannot read" in res.stderr and "Traceback" not in res.stderr
 
 

@@ -2,13 +2,12 @@
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from cli_helpers import cli
 
 from policies.learned.dataset import (DATASET_SEED_FLOOR, DatasetConfig, _states_of_run, generate, load_states,
                                       make_shard, run_plan)
@@ -81,11 +80,6 @@ def test_several_files_read_as_one_set(dataset, tmp_path):
     pq.write_table(table.replace_schema_metadata({b"oransim_dataset": json.dumps(meta).encode()}), tmp_path / "s.parquet")
     with pytest.raises(DatasetError, match="different base scenarios"):
         load_states(f"{dataset},{tmp_path / 's.parquet'}")
-
-
-def cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "oransim", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=600)
 
 
 def test_dataset_command(tmp_path):
