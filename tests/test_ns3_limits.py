@@ -6,12 +6,11 @@ refuses is checked against the compiled server in test_ns3_shm.py.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import cli
 
 from ns3_bridge import shm
 from simcore.engine import Engine
@@ -90,8 +89,7 @@ def test_validate_names_the_field_in_one_line(tmp_path):
     rus = "\n".join(f"    - {{x_m: {x}, y_m: 0, height_m: 25, max_power_dbm: 46}}" for x in (0, 800, 1600))
     text = text.replace("    - {x_m: 0, y_m: 0, height_m: 25, max_power_dbm: 46}", rus).replace("ues: 4", "ues: 40")
     (tmp_path / "big.yaml").write_text(text)
-    res = subprocess.run([sys.executable, "-m", "oransim", "validate", "big.yaml"], capture_output=True, text=True,
-                         cwd=tmp_path)
+    res = cli("validate", "big.yaml", cwd=tmp_path)
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
         "big.yaml: slices: ns3-shm: at most 316 UEs in total over all RUs (one LTE SRS periodicity for every "

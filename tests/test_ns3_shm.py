@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import cli
 
 from simcore.engine import Engine
 from simcore.phy import BuiltinPhy
@@ -106,10 +107,8 @@ def test_one_second_of_quick_yaml_matches_builtin_sinr_and_conserves(shm):
 
 
 def test_run_records_the_phy_and_validate_checks_ns3_limits(shm, tmp_path):
-    exe = [sys.executable, "-m", "oransim"]
     out = tmp_path / "run"
-    res = subprocess.run([*exe, "run", str(QUICK), "--phy", "ns3-shm", "--duration", "0.05", "--out", str(out)],
-                         capture_output=True, text=True, cwd=tmp_path)
+    res = cli("run", QUICK, "--phy", "ns3-shm", "--duration", "0.05", "--out", out, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     import json
 
@@ -121,10 +120,10 @@ def test_run_records_the_phy_and_validate_checks_ns3_limits(shm, tmp_path):
     assert "prbs_per_ru: 25" in text
     (tmp_path / "builtin.yaml").write_text(text)
     (tmp_path / "ns3.yaml").write_text(text.replace("backend: builtin", "backend: ns3-shm"))
-    assert subprocess.run([*exe, "validate", "builtin.yaml"], capture_output=True, cwd=tmp_path).returncode == 0
+    assert cli("validate", "builtin.yaml", cwd=tmp_path).returncode == 0
     for cmd in (["validate", "ns3.yaml"], ["run", "ns3.yaml", "--out", "x"],
                 ["run", "builtin.yaml", "--phy", "ns3-shm", "--out", "y"]):
-        res = subprocess.run([*exe, *cmd], capture_output=True, text=True, cwd=tmp_path)
+        res = cli(*cmd, cwd=tmp_path)
         assert res.returncode == 2, (cmd, res.stdout, res.stderr)
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and "cell.prbs_per_ru" in lines[0] and "multiple of 6" in lines[0], res.stderr
