@@ -47,7 +47,10 @@ def git_revision() -> str:
                              text=True, timeout=5).stdout.strip()
         if not rev:
             return "unknown"
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        # --no-optional-locks: status must not take index.lock (killed at the timeout, it would leave it behind
+        # and block the user's next commit)
+        dirty = subprocess.run(["git", "--no-optional-locks", "-C", str(root), "status", "--porcelain",
+                                "--untracked-files=no"],
                                capture_output=True, text=True, timeout=5).stdout.strip()
         return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
