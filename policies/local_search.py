@@ -166,13 +166,15 @@ def _score_prb_changes(prob: SnapshotProblem, owner, level, r: int, k: int, cand
     return ok, viol, obj, cand_rates, rates
 
 
-def _prb_rates(prob: SnapshotProblem, k: int, owner: np.ndarray, power: np.ndarray, on: np.ndarray) -> np.ndarray:
+def _prb_rates(prob: SnapshotProblem, k, owner: np.ndarray, power: np.ndarray, on: np.ndarray) -> np.ndarray:
     """(..., R) rate of each owner of PRB k (0 where idle): its owners and powers (..., R), the RUs that
-    transmit anywhere ``on`` (R,) radiating their fronthaul noise on it (the PHY's SINR formula)."""
+    transmit anywhere ``on`` (R,) radiating their fronthaul noise on it (the PHY's SINR formula). ``k`` one
+    PRB, or one per row (...,)."""
     obs = prob.obs
     act = owner >= 0
     o = np.where(act, owner, 0)
-    g = obs.gain[o, :, k]  # (..., R, R'): gain from RU r' to the owner of RU r's PRB
+    k = np.asarray(k)
+    g = obs.gain[o, :, k[..., None] if k.ndim else k]  # (..., R, R'): gain from RU r' to the owner of RU r's PRB
     diag = np.take_along_axis(g, np.broadcast_to(np.arange(obs.n_rus)[:, None], (*g.shape[:-1], 1)), axis=-1)[..., 0]
     rad = np.where(act, power, 0.0) + np.where(on, obs.link.quant_noise_w, 0.0)  # (..., R') radiated on PRB k
     interference = np.maximum(np.einsum("...rq,...q->...r", g, rad) - diag * rad, 0.0)
@@ -242,3 +244,158 @@ def _swap_move(prob: SnapshotProblem, owner, level, r: int, max_moves: int = 200
             level[r, x], level[r, y] = level[r, y], level[r, x]
         moved = True
     return moved
+
+
+def shortfall_chains(prob: SnapshotProblem, alloc: Allocation, max_rounds: int = 8, max_targets: int = 36,
+                     max_short: int = 2, max_prbs: int = 3):
+    """A move on the first tier that touches several RUs at once, which neither a best response (one RU) nor
+    the single-PRB search makes: a UE e holding two PRBs k1, k2 of RU r releases k2 to a UE m left without
+    any PRB, while e's need is met by k1 alone at a higher power, which the other RUs make possible by
+    quietening PRB k1 (lowering their level there, or first exchanging k1's state with another of their
+    PRBs k3 whose owner needs little). Per (r, e, k1, k2, m): RU r's two PRBs take their best levels, then
+    each other RU its best change on k1, then RU r's levels again, each step scored exactly
+    (budgets, true SINR: ``_ChangeScorer``). The best chain is applied if it comes first in the
+    problem's order; at most ``max_rounds`` chains, ``max_targets`` (r, e, k1, k2) and ``max_short`` UEs m
+    each (UEs m nearest RU r first): deterministic. Returns (allocation, evaluation), never worse."""
+    obs = prob.obs
+    n_ru = obs.n_rus
+    best, best_ev = alloc, prob.evaluate(alloc)
+    for _ in range(max_rounds):
+        owner = best.prb_owner.copy()
+        level = np.maximum(prob.levels_of(best), 0)
+        rates = prob.rates(best)
+        owned = owner >= 0
+        ru_of = np.full(obs.n_ues, -1)
+        ru_of[owner[owned]] = np.nonzero(owned)[0]
+        waiting = np.flatnonzero((ru_of < 0) & (prob.need_bps - rates > prob.violation_tol))
+        if not waiting.size:
+            break
+        targets = []  # (r, e, k1, k2, k): e keeps PRB k (its PRB k1, or k's state moves to k1), releases k2
+        for r in range(n_ru):
+            count = np.bincount(owner[r][owned[r]], minlength=obs.n_ues)
+            for e in np.flatnonzero((count == 2) & (prob.need_bps > 0)):
+                ks = np.flatnonzero(owner[r] == e)
+                for k1, k2 in (ks, ks[::-1]):
+                    best_k = np.argsort(-obs.gain[e, r, :], kind="stable")
+                    targets += [(r, e, k1, k2, k) for k in best_k[best_k != k2][:max_prbs]]
+        found = None
+        score_batch = _ChangeScorer(prob, owner, level)
+        for r, e, k1, k2, k in targets[:max_targets]:
+            near = waiting[np.argsort(-obs.gain[waiting, r, :].max(axis=1), kind="stable")][:max_short]
+            for m in near:
+                o, lv = owner.copy(), level.copy()
+                o[r, k1], o[r, k], lv[r, k1], lv[r, k] = o[r, k], o[r, k1], lv[r, k], lv[r, k1]
+                o[r, k2] = m
+                o, lv, v, f = _chain_ru_levels(prob, score_batch, o, lv, r, k, k2, spend=False)
+                for q in range(n_ru):
+                    if q != r:
+                        o, lv, v, f = _chain_quieten(prob, score_batch, o, lv, q, k)
+                o, lv, v, f = _chain_ru_levels(prob, score_batch, o, lv, r, k, k2, spend=True)
+                if np.isfinite(v) and (found is None or (v, -f) < (found[2], -found[3])):
+                    found = (o, lv, v, f)
+        if found is None:
+            break
+        cand = allocation_from_choices(obs, found[0], found[1], prob.levels_w)
+        ev = prob.evaluate(cand)
+        if not prob.is_better(ev, best_ev):
+            break
+        best, best_ev = cand, ev
+    return best, best_ev
+
+
+def _chain_pick(prob, score_batch, own_b, lvl_b, budget: bool = True):
+    """The best of a batch of allocations (B, R, K) on tiers 1-2 among those within budget (``budget``
+    False: all): (owner, level, V, F)."""
+    ok, viol, obj = score_batch(prob, own_b, lvl_b)
+    ok = ok if budget else np.ones_like(ok)
+    if not ok.any():
+        return own_b[0], lvl_b[0], np.inf, -np.inf
+    viol, obj = np.where(ok, viol, np.inf), np.where(ok, obj, -np.inf)
+    keep = prob.tied_best(viol, obj)
+    j = int(np.argmax(np.where(keep, obj, -np.inf)))
+    return own_b[j], lvl_b[j], float(viol[j]), float(obj[j])
+
+
+def _chain_ru_levels(prob, score_batch, owner, level, r, k1, k2, spend: bool):
+    """RU r's PRB k1 at its top level (``spend``: at every level) and k2 at every level, with ``spend`` each also
+    with one other PRB of RU r a level lower (the power a higher level needs under a spent budget; without,
+    the budget is ignored: the other RUs' moves come next): the best (``_chain_pick``)."""
+    n_lvl = prob.n_levels
+    l1, l2 = (a.ravel() for a in np.meshgrid(np.arange(n_lvl) if spend else [n_lvl - 1], np.arange(n_lvl),
+                                             indexing="ij"))
+    lower = np.r_[-1, np.flatnonzero((owner[r] >= 0) & (level[r] > 0) & (np.arange(owner.shape[1]) != k1)
+                                     & (np.arange(owner.shape[1]) != k2))] if spend else np.array([-1])
+    own_b = np.repeat(owner[None], l1.size * lower.size, axis=0)
+    lvl_b = np.repeat(level[None], l1.size * lower.size, axis=0)
+    lvl_b[:, r, k1], lvl_b[:, r, k2] = np.tile(l1, lower.size), np.tile(l2, lower.size)
+    j = np.repeat(lower, l1.size)
+    rows = np.flatnonzero(j >= 0)
+    lvl_b[rows, r, j[rows]] -= 1
+    return _chain_pick(prob, score_batch, own_b, lvl_b, budget=spend)
+
+
+def _chain_quieten(prob, score_batch, owner, level, q, k1):
+    """RU q's changes on PRB k1: none, a lower level, or the state of another owned PRB k3 exchanged with
+    k1's (then at each level): the best (``_chain_pick``)."""
+    n_lvl = prob.n_levels
+    cands = [(owner[q], level[q])]
+    if owner[q, k1] >= 0:
+        for lv in range(level[q, k1]):
+            row = level[q].copy()
+            row[k1] = lv
+            cands.append((owner[q], row))
+    for k3 in np.flatnonzero(owner[q] >= 0):
+        if k3 == k1:
+            continue
+        o, row = owner[q].copy(), level[q].copy()
+        o[k1], o[k3], row[k1], row[k3] = o[k3], o[k1], row[k3], row[k1]
+        for lv in range(n_lvl):
+            r2 = row.copy()
+            r2[k1] = lv
+            cands.append((o, r2))
+    own_b = np.repeat(owner[None], len(cands), axis=0)
+    lvl_b = np.repeat(level[None], len(cands), axis=0)
+    for i, (o, row) in enumerate(cands):
+        own_b[i, q], lvl_b[i, q] = o, row
+    return _chain_pick(prob, score_batch, own_b, lvl_b, budget=False)
+
+
+class _ChangeScorer:
+    """Scores allocations (B, R, K) that differ from one base allocation on a few PRBs, like
+    ``policies.esa.score_batch`` (budgets, V, F with the true SINR) but recomputing only the PRBs where
+    some of them differ (a PRB's SINRs depend on that PRB alone while every RU keeps transmitting: callers
+    keep every RU's PRB count). Called as ``scorer(prob, owner, level)``: (B,) within budget, V, F."""
+
+    def __init__(self, prob: SnapshotProblem, owner: np.ndarray, level: np.ndarray):
+        obs = prob.obs
+        self.owner, self.rr = owner, np.arange(obs.n_rus)
+        self.power = np.where(owner >= 0, prob.levels_w[self.rr[:, None], np.maximum(level, 0)], 0.0)
+        self.on = (owner >= 0).any(axis=1)
+        self.rates = prob.rates(allocation_from_choices(obs, owner, np.maximum(level, 0), prob.levels_w))
+
+    def __call__(self, prob: SnapshotProblem, own_b: np.ndarray, lvl_b: np.ndarray):
+        obs = prob.obs
+        owned = own_b >= 0
+        power = np.where(owned, prob.levels_w[self.rr[None, :, None], np.maximum(lvl_b, 0)], 0.0)
+        ok = (power.sum(axis=2) <= obs.ru_max_power_w[None, :] * (1 + 1e-9)).all(axis=1)
+        caps = obs.slice_power_cap_w
+        for sl in np.flatnonzero(np.isfinite(caps)):
+            mine = owned & (obs.slice_id[np.maximum(own_b, 0)] == sl)
+            ok &= ((power * mine).sum(axis=2) <= caps[sl] * (1 + 1e-9)).all(axis=1)
+        if obs.n_rus > 1:  # one RU per UE
+            ru_count = np.zeros((own_b.shape[0], obs.n_ues), dtype=np.int64)
+            for r in range(obs.n_rus):
+                has = np.zeros((own_b.shape[0], obs.n_ues + 1), dtype=bool)
+                has[np.arange(own_b.shape[0])[:, None], np.where(owned[:, r], own_b[:, r], obs.n_ues)] = True
+                ru_count += has[:, :obs.n_ues]
+            ok &= (ru_count <= 1).all(axis=1)
+        rates = np.repeat(self.rates[None, :], own_b.shape[0], axis=0)
+        pb, pk = np.nonzero(((own_b != self.owner[None]) | (power != self.power[None])).any(axis=1))
+        for sign, own, pw in ((-1.0, self.owner[:, pk].T, self.power[:, pk].T),  # (P, R) each changed PRB's
+                              (1.0, own_b[pb, :, pk], power[pb, :, pk])):  # owners before, then after
+            part = _prb_rates(prob, pk, own, pw, self.on)
+            i, r = np.nonzero(own >= 0)
+            np.add.at(rates, (pb[i], own[i, r]), sign * part[i, r])
+        rates = np.maximum(rates, 0.0)
+        obj, viol = objective_and_shortfall(prob.served(rates), np.maximum(prob.need_bps - rates, 0.0), obs.ue_weight)
+        return ok, viol, obj

@@ -415,3 +415,45 @@ def test_branch_and_price_bounds_hold_the_exact_optimum(inst, objective, seed):
     f_ub = relax.objective_upper_bound(v_star + prob.violation_tol, 5.0, nodes=12)
     assert v_root - 1e-3 <= v_lb <= v_star + prob.violation_tol + 1e-3
     assert f_star * (1 - 1e-9) - 1e-3 <= f_ub <= f_root * (1 + 1e-9) + 1e-3
+
+
+def test_shortfall_chains_score_changes_exactly_and_serve_waiting_ues():
+    """The chains' scorer (only the PRBs that differ recomputed) gives policies.esa.score_batch's budgets,
+    shortfall and objective on candidates changing a few PRBs of a 3-RU state; from starts where each RU
+    leaves a UE without a PRB while another holds two, shortfall_chains returns a feasible allocation never
+    worse than its start, and lowers the shortfall on some of them."""
+    from policies.esa import score_batch
+    from policies.local_search import _ChangeScorer, shortfall_chains
+    from simcore.snapshot import allocation_from_choices
+
+    obs = observe(seed=2, ues=2, prbs=6, n_rus=3, duration_s=0.02)
+    obs = dataclasses.replace(obs, buffer_bits=np.full(obs.n_ues, 1e6),
+                              min_rate_bps=np.array([2e6, 5e5, 1e5])[obs.slice_id])
+    rng = np.random.default_rng(0)
+    lowered = 0
+    for objective in OBJECTIVES:
+        prob = SnapshotProblem(obs, objective=objective)
+        for _ in range(3):
+            owner = np.zeros((3, 6), dtype=np.int64)
+            level = rng.integers(0, 2, size=(3, 6))  # levels 0.5 and 1 x P / K: within every budget
+            for r in range(3):
+                fill = list(rng.permutation(np.flatnonzero(obs.serving_ru == r))[1:6])  # the first one waits
+                owner[r] = (fill + [fill[0]] * 6)[:6]  # the second takes the PRBs left over
+            own_b, lvl_b = np.repeat(owner[None], 30, 0), np.repeat(level[None], 30, 0)
+            for b in range(1, 30):
+                for _ in range(rng.integers(1, 4)):
+                    r, k = rng.integers(0, 3), rng.integers(0, 6)
+                    own_b[b, r, k] = rng.choice(np.flatnonzero(obs.serving_ru == r))
+                    lvl_b[b, r, k] = rng.integers(0, 3)
+            ok, viol, obj = score_batch(prob, own_b, lvl_b)
+            ok2, viol2, obj2 = _ChangeScorer(prob, owner, level)(prob, own_b, lvl_b)
+            assert (ok2 == ok).all()
+            np.testing.assert_allclose(viol2, viol, rtol=1e-9, atol=1e-6)
+            np.testing.assert_allclose(obj2, obj, rtol=1e-9, atol=1e-6)
+            start = allocation_from_choices(obs, owner, level, prob.levels_w)
+            alloc, ev = shortfall_chains(prob, start)
+            check_allocation(alloc, obs)
+            before = prob.evaluate(start)
+            assert not prob.is_better(before, ev)
+            lowered += ev.violation_bps < before.violation_bps - prob.violation_tol
+    assert lowered  # the starts exercise applied chains
