@@ -271,12 +271,16 @@ def shortfall_chains(prob: SnapshotProblem, alloc: Allocation, max_rounds: int =
         if not waiting.size:
             break
         targets = []  # (r, e, k1, k2, k): e keeps PRB k (its PRB k1, or k's state moves to k1), releases k2
+        quiet = prob.levels_w.min(axis=1) + obs.link.quant_noise_w  # (R,) the least an RU radiates on a PRB it uses
         for r in range(n_ru):
             count = np.bincount(owner[r][owned[r]], minlength=obs.n_ues)
+            others = np.arange(n_ru) != r
             for e in np.flatnonzero((count == 2) & (prob.need_bps > 0)):
                 ks = np.flatnonzero(owner[r] == e)
+                # e's PRBs of RU r ranked by its rate at RU r's top level with the other RUs at their quietest
+                sinr = obs.link.sinr(obs.gain[e, r, :], prob.levels_w[r].max(), r, quiet[others] @ obs.gain[e, others, :])
+                best_k = np.argsort(-obs.link.prb_rate_bps(sinr, e), kind="stable")
                 for k1, k2 in (ks, ks[::-1]):
-                    best_k = np.argsort(-obs.gain[e, r, :], kind="stable")
                     targets += [(r, e, k1, k2, k) for k in best_k[best_k != k2][:max_prbs]]
         found = None
         score_batch = _ChangeScorer(prob, owner, level)
