@@ -18,140 +18,136 @@ How slices enter (one rule per scheduler, documented in the README):
 
 from __future__ import annotations
 
-import abc
-
 import numpy as np
 
-from simcore.contracts import Allocation, Observation, Policy, repair_allocation
+from simcore.contracts import Allocation, DecisionArrays, Observation, Policy, repair_allocation
 
 
 class _ClassicScheduler(Policy):
+    """Decides from ``DecisionArrays`` (``simcore.contracts.ArrayPolicy``): the engine hands them over
+    without building an ``Observation``; ``decide(obs)`` reads the same arrays from the observation,
+    so both give the same allocation for the same state."""
+
     def __init__(self, period_tti: int | None = None, slice_aware: bool = True):
         if period_tti is not None and int(period_tti) < 1:
             raise ValueError(f"period_tti must be >= 1 (got {period_tti})")
         self.decision_period_tti = None if period_tti is None else int(period_tti)
         self.slice_aware = bool(slice_aware)
 
-    def _weights(self, obs: Observation) -> np.ndarray:
-        return obs.ue_weight if self.slice_aware else np.ones(obs.n_ues)
+    def decide(self, obs: Observation) -> Allocation:
+        return self.decide_arrays(DecisionArrays.from_observation(obs))
 
-    def _horizon_tti(self, obs: Observation) -> int:
-        """TTIs until the next decision."""
-        return self.decision_period_tti or obs.interval_tti
+    def _weights(self, a: DecisionArrays) -> np.ndarray:
+        return a.ue_weight if self.slice_aware else np.ones(a.n_ues)
 
-    def _need_bits(self, obs: Observation) -> np.ndarray:
+    def _horizon_s(self, a: DecisionArrays) -> float:
+        """Seconds until the next decision."""
+        return (self.decision_period_tti or a.interval_tti) * a.link.tti_s
+
+    def _need_bits(self, a: DecisionArrays) -> np.ndarray:
         """Bits each UE can use until the next decision: its buffer, capped by its max rate."""
-        horizon_s = self._horizon_tti(obs) * obs.link.tti_s
-        return np.minimum(obs.buffer_bits, obs.max_rate_bps * horizon_s)
+        return np.minimum(a.buffer_bits, a.max_rate_bps * self._horizon_s(a))
 
-    def _finish(self, obs: Observation, owner: np.ndarray) -> Allocation:
+    def _finish(self, a: DecisionArrays, owner: np.ndarray) -> Allocation:
         """Associate every UE with its serving RU, equal power per PRB; repair enforces slice caps.
 
         Without slice caps the allocation is feasible as built (owners are served by the RU, at
         most K PRBs of P_RU / K each), so there is nothing to repair."""
-        power = np.where(owner >= 0, (obs.ru_max_power_w / obs.n_prbs)[:, None], 0.0)
-        if not _no_caps(obs):
-            return repair_allocation(obs.serving_ru, owner, power, obs)
-        return Allocation(np.array(obs.serving_ru, dtype=np.int64), owner, power)
+        power = np.where(owner >= 0, (a.ru_max_power_w / a.n_prbs)[:, None], 0.0)
+        if not _no_caps(a):
+            return repair_allocation(a.serving_ru, owner, power, a)
+        return Allocation(np.array(a.serving_ru, dtype=np.int64), owner, power)
 
 
-def _no_caps(obs: Observation) -> bool:
+def _no_caps(a: DecisionArrays) -> bool:
     """No slice power cap is set (every cap infinite)."""
-    return all(c == _INF for c in obs.slice_power_cap_w.tolist())
+    return all(c == _INF for c in a.slice_power_cap_w.tolist())
 
 
 _INF = float("inf")
 
 
 class _MetricScheduler(_ClassicScheduler):
-    """Per PRB, give it to the UE with the highest metric; drop UEs whose need is covered."""
+    """Per PRB, give it to the UE with the highest metric w_s * r[u, k] * (1 / max(Rbar[u], 1) for PF)
+    among those whose need is not covered yet: one compiled call (``_metric_kernel``)."""
 
-    @abc.abstractmethod
-    def _scale(self, obs: Observation, cand: np.ndarray) -> np.ndarray:
-        """(C,) factor of candidate UEs ``cand``: their metric on PRB k is factor * ``prb_rate_bps[cand, k]``."""
+    _pf: bool  # the metric divides by the UE's average throughput
 
-    def decide(self, obs: Observation) -> Allocation:
-        n_ru, n_prb = obs.n_rus, obs.n_prbs
-        need = self._need_bits(obs)
-        horizon_s = self._horizon_tti(obs) * obs.link.tti_s
-        backlogged = need > 0
-        owner = np.full((n_ru, n_prb), -1, dtype=np.int64)
-        for r in range(n_ru):
-            cand = (backlogged & (obs.serving_ru == r) if n_ru > 1 else backlogged).nonzero()[0]
-            if cand.size == 0:
-                continue
-            rate = obs.prb_rate_rows(cand)  # (C, K): a lazy observation completes no other row
-            metric = self._scale(obs, cand)[:, None] * rate  # (C, K)
-            bits = rate * horizon_s  # (C, K) each PRB carries over the horizon
-            metric[bits <= 0] = -np.inf
-            got = _greedy(metric, bits, need[cand])
-            owner[r] = np.append(cand, -1)[got]  # (index -1: the appended -1, idle)
-        if n_ru == 1 and _no_caps(obs):  # feasible as built (see _finish): no repair to try
-            power = np.where(owner >= 0, float(obs.ru_max_power_w[0] / n_prb), 0.0)  # the same P_RU / K
-            return Allocation(np.array(obs.serving_ru, dtype=np.int64), owner, power)
-        return self._finish(obs, owner)
+    def decide_arrays(self, a: DecisionArrays) -> Allocation:
+        rate = a.prb_rate_bps
+        if rate.dtype != _F64 or not rate.flags.c_contiguous:
+            rate = np.ascontiguousarray(rate, dtype=float)
+        owner, power = _metric_allocate(rate, a.buffer_bits, a.max_rate_bps, self._weights(a),
+                                        a.avg_throughput_bps, a.serving_ru, a.ru_max_power_w,
+                                        self._horizon_s(a), self._pf)
+        if not _no_caps(a):
+            return repair_allocation(a.serving_ru, owner, power, a)
+        return Allocation(np.array(a.serving_ru, dtype=np.int64), owner, power)
 
 
-def greedy_by_prb(metric: np.ndarray, bits: np.ndarray, need: np.ndarray) -> np.ndarray:
-    """Sequential greedy over PRBs k = 0..K-1: PRB k goes to the candidate with the highest
-    ``metric[:, k]`` (ties: lowest index) among those whose ``need`` is not yet covered by the bits
-    of the PRBs they already got; -inf (and NaN) metrics never get a PRB. Returns (K,) candidate
-    index or -1. ``metric`` (C, K), ``bits`` (C, K) and ``need`` (C,) are read only.
-
-    Compiled (numba, cached after the first run): one call of C x K comparisons per decision, where
-    the numpy version paid a few dozen small numpy calls (tests/test_core_schedulers.py compares it
-    with the rule written out in Python).
-    """
-    return _greedy(np.ascontiguousarray(metric, dtype=float), np.ascontiguousarray(bits, dtype=float),
-                   np.ascontiguousarray(need, dtype=float))
+def _metric_allocate(rate, buffer_bits, max_rate_bps, weight, avg_bps, serving_ru, ru_power_w, horizon_s: float,
+                     pf: bool) -> tuple[np.ndarray, np.ndarray]:
+    """((R, K) owner, (R, K) power) of the metric schedulers; see ``_compile_metric``."""
+    global _metric_kernel
+    if _metric_kernel is None:
+        _metric_kernel = _compile_metric()
+    return _metric_kernel(rate, np.asarray(buffer_bits, dtype=float), max_rate_bps, weight, avg_bps,
+                          np.asarray(serving_ru, dtype=np.int64), ru_power_w, horizon_s, pf)
 
 
-def _greedy(metric: np.ndarray, bits: np.ndarray, need: np.ndarray) -> np.ndarray:
-    global _greedy_kernel
-    if _greedy_kernel is None:
-        _greedy_kernel = _compile_greedy()
-    return _greedy_kernel(metric, bits, need)
+_F64 = np.dtype(np.float64)
+_metric_kernel = None
 
 
-_greedy_kernel = None
-
-
-def _compile_greedy():
-    """The kernel, compiled on first use (numba is imported only by runs that use these schedulers)."""
+def _compile_metric():
+    """The kernel, compiled on first use (numba is imported only by runs that use these schedulers;
+    cached on disk after the first run)."""
     from numba import njit
 
     @njit(cache=True, error_model="numpy")
-    def greedy(metric, bits, need):
-        n_c, n_prb = metric.shape
-        left = need.copy()
-        out = np.full(n_prb, -1, np.int64)
-        for k in range(n_prb):
-            best, best_m = -1, -np.inf
-            for c in range(n_c):
-                m = metric[c, k]
-                if left[c] > 0 and m > best_m:  # strictly higher: ties keep the lowest index
-                    best, best_m = c, m
-            if best >= 0:
-                out[k] = best
-                left[best] -= bits[best, k]
-        return out
+    def allocate(rate, buffer_bits, max_rate_bps, weight, avg_bps, serving_ru, ru_power_w, horizon_s, pf):
+        """Sequential greedy over the PRBs k = 0..K-1 of each RU r: PRB k goes to the UE u served by
+        r with the highest metric (ties: lowest index) among those whose need, min(buffer, max rate
+        x horizon), is not covered by the bits of the PRBs they already got; a PRB that carries no
+        bits over the horizon (rate x horizon <= 0, or NaN) never goes to anyone. The owners get
+        the RU's power over its K PRBs each. Reads ``rate[u]`` only for UEs with a need."""
+        n_ue, n_prb = rate.shape
+        n_ru = ru_power_w.shape[0]
+        left = np.empty(n_ue)
+        scale = np.empty(n_ue)
+        for u in range(n_ue):
+            left[u] = min(buffer_bits[u], max_rate_bps[u] * horizon_s)
+            scale[u] = weight[u] / max(avg_bps[u], 1.0) if pf else weight[u]  # PF: 1 bit/s floor, new UEs first
+        owner = np.full((n_ru, n_prb), -1, np.int64)
+        power = np.zeros((n_ru, n_prb))
+        for r in range(n_ru):
+            p = ru_power_w[r] / n_prb
+            for k in range(n_prb):
+                best, best_m = -1, -np.inf
+                for u in range(n_ue):
+                    if left[u] > 0 and serving_ru[u] == r:
+                        x = rate[u, k]
+                        if x * horizon_s > 0:
+                            m = scale[u] * x
+                            if m > best_m:  # strictly higher: ties keep the lowest index
+                                best, best_m = u, m
+                if best >= 0:
+                    owner[r, k] = best
+                    power[r, k] = p
+                    left[best] -= rate[best, k] * horizon_s
+        return owner, power
 
-    return greedy
+    return allocate
 
 
 class ProportionalFair(_MetricScheduler):
     name = "pf"
-
-    def _scale(self, obs, cand):
-        avg = np.maximum(obs.avg_throughput_bps[cand], 1.0)  # 1 bit/s floor: a new UE gets served first
-        return self._weights(obs)[cand] / avg
+    _pf = True
 
 
 class MaxCqi(_MetricScheduler):
     name = "maxcqi"
-
-    def _scale(self, obs, cand):
-        return self._weights(obs)[cand]
+    _pf = False
 
 
 class RoundRobin(_ClassicScheduler):
@@ -164,30 +160,30 @@ class RoundRobin(_ClassicScheduler):
     def reset(self, seed=None):
         self._pointer = 0
 
-    def decide(self, obs: Observation) -> Allocation:
-        owner = np.full((obs.n_rus, obs.n_prbs), -1, dtype=np.int64)
-        need = self._need_bits(obs)
-        horizon_s = self._horizon_tti(obs) * obs.link.tti_s
+    def decide_arrays(self, a: DecisionArrays) -> Allocation:
+        owner = np.full((a.n_rus, a.n_prbs), -1, dtype=np.int64)
+        need = self._need_bits(a)
+        horizon_s = self._horizon_s(a)
         # per PRB (RR ignores frequency), read for the UEs with data only (others stay 0: not served)
-        wideband_bits = np.zeros(obs.n_ues)
+        wideband_bits = np.zeros(a.n_ues)
         has_data = (need > 0).nonzero()[0]
-        wideband_bits[has_data] = obs.prb_rate_rows(has_data).mean(axis=1) * horizon_s
-        weights = self._weights(obs)
-        n = obs.n_ues
-        for r in range(obs.n_rus):
-            backlogged = (obs.serving_ru == r) & (need > 0) & (wideband_bits > 0)
+        wideband_bits[has_data] = a.prb_rate_bps[has_data].mean(axis=1) * horizon_s
+        weights = self._weights(a)
+        n = a.n_ues
+        for r in range(a.n_rus):
+            backlogged = (a.serving_ru == r) & (need > 0) & (wideband_bits > 0)
             order = (np.arange(n) + self._pointer) % n  # rotating start
             ues = order[backlogged[order]]
             if ues.size == 0:
                 continue
             want = np.ceil(need[ues] / wideband_bits[ues]).astype(np.int64)  # PRBs that empty the buffer
-            share = obs.n_prbs * weights[ues] / weights[ues].sum()
+            share = a.n_prbs * weights[ues] / weights[ues].sum()
             quota = np.floor(share).astype(np.int64)
-            extra = obs.n_prbs - quota.sum()
+            extra = a.n_prbs - quota.sum()
             if extra > 0:  # largest remainder; ties keep round-robin order
                 quota[np.argsort(-(share - quota), kind="stable")[:extra]] += 1
             got = np.minimum(quota, want)
-            spare = obs.n_prbs - got.sum()
+            spare = a.n_prbs - got.sum()
             while spare > 0 and (got < want).any():  # hand unused PRBs on, in turn
                 for i in np.flatnonzero(got < want):
                     if spare == 0:
@@ -196,4 +192,4 @@ class RoundRobin(_ClassicScheduler):
                     spare -= 1
             owner[r, : got.sum()] = np.repeat(ues, got)
         self._pointer = (self._pointer + 1) % max(n, 1)
-        return self._finish(obs, owner)
+        return self._finish(a, owner)

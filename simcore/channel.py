@@ -8,8 +8,9 @@ E|h|^2 = 1 at every TTI. PRBs fade independently (block fading per PRB).
 Entries are drawn when they are needed, not every TTI: an AR(1) process skipped ahead by n TTIs is
 h_{t+n} = rho^n h_t + sqrt(1 - rho^(2n)) w, exactly, so drawing each entry only at the TTIs where
 someone reads it gives the same joint law as drawing all of them every TTI. The engine refreshes
-every entry at decision times (the policy sees the full CSI) and, in between, only the gains the
-PHY reads: those from every RU to the owner of each active PRB.
+every entry at decision times (the policy sees the full CSI; for the classic schedulers, which rank
+the UEs with data only, the entries of those UEs) and, in between, only the gains the PHY reads:
+those from every RU to the owner of each active PRB.
 
 Path-loss models (d in metres, f in GHz unless stated):
 - ``uma`` / ``umi``: 3GPP TR 38.901 Table 7.4.1-1 (UMa, UMi street canyon), LOS with breakpoint,
@@ -190,10 +191,6 @@ def fading_correlation(s: Scenario) -> float:
 _DECAY_TABLE = 1024
 
 
-class StaleCsi(RuntimeError):
-    """The CSI asked for at a past TTI can no longer be drawn (the entries moved on since)."""
-
-
 class Channel:
     """Channel state of one drop; ``advance()`` moves the fading on by one TTI."""
 
@@ -290,77 +287,21 @@ class Channel:
         self._row_at.fill(self.tti)
         np.multiply(self.large_scale_gain[:, :, None], h[0] * h[0] + h[1] * h[1], out=self.gain)
 
-    def refresh_ues(self, ues: np.ndarray, at_tti: int | None = None) -> None:
-        """Bring every entry of the UEs ``ues`` (all RUs, all PRBs: ``gain[ues]``) to TTI ``at_tti``
-        (default: the current TTI).
-
-        ``at_tti`` may lie in the past when none of these entries was drawn after it: inserting a
-        draw at an earlier TTI than the channel is at, conditioned on each entry's last draw before
-        it, keeps the joint law (the AR(1) skip-ahead is exact for any gap). An entry drawn after
-        ``at_tti`` would need the draw conditioned on both sides: ``StaleCsi`` is raised instead.
-        ``gain[ues]`` then holds the values at ``at_tti``. Used for the observation's channel part:
-        the UEs with data at a decision now, the others when a policy first reads them (lazily).
-        """
-        if not self.rayleigh or self.gain.size == 0 or ues.size == 0:
-            return
-        t = self.tti if at_tti is None else at_tti
-        if self._all_at == t and (self._uniform or t == self.tti):
-            return  # every entry is current at t
+    def refresh_ues(self, ues: np.ndarray) -> None:
+        """Bring every entry of the UEs ``ues`` (all RUs, all PRBs: ``gain[ues]``) to the current TTI.
+        The engine's decisions of the classic schedulers draw the UEs with data only: nobody reads
+        the others' rows at that TTI, and they are drawn (skipped ahead exactly) when next read."""
+        if not self.rayleigh or self.gain.size == 0 or ues.size == 0 or self._all_at == self.tti:
+            return  # (every entry current)
         self._settle_trajectory()
         h = self._h
-        if self._uniform and self._all_at < t:
-            drawn_at = self._all_at
-        else:
-            drawn_at = self._drawn_at_array()[ues]
-            if t != self.tti and drawn_at.max() > t:
-                raise StaleCsi(f"the channel of UE {int(ues[(drawn_at > t).any(axis=(1, 2)).argmax()])} was drawn "
-                               f"again after TTI {t}: its CSI at TTI {t} can no longer be drawn")
-            drawn_at = drawn_at.ravel()
+        drawn_at = self._all_at if self._uniform else self._drawn_at_array()[ues].ravel()
         rows = h[:, ues]  # (2, n, R, K) copy
-        cur_tti, self.tti = self.tti, t  # _step draws at self.tti
-        try:
-            step = self._step(rows.reshape(2, -1), drawn_at).reshape(rows.shape)
-        finally:
-            self.tti = cur_tti
+        step = self._step(rows.reshape(2, -1), drawn_at).reshape(rows.shape)
         h[:, ues] = step
-        self._drawn_at_array()[ues] = t
-        self._row_at[ues] = t
+        self._drawn_at_array()[ues] = self.tti
+        self._row_at[ues] = self.tti
         self.gain[ues] = self.large_scale_gain[ues][:, :, None] * (step[0] * step[0] + step[1] * step[1])
-
-    def rows_drawn_after(self, ues: np.ndarray, t: int) -> np.ndarray:
-        """(n,) bool: some entry of UE ``ues[i]`` has been drawn after TTI ``t``."""
-        if not self.rayleigh:
-            return np.zeros(ues.size, dtype=bool)
-        self._settle_trajectory()
-        if self._uniform:
-            return np.full(ues.size, self._all_at > t)
-        return self._drawn_at[ues].max(axis=(1, 2)) > t
-
-    def fading_state(self):
-        """A copy of the fading state (h, TTI of each entry's last draw), for ``gain_from_state``."""
-        if not self.rayleigh:
-            return None
-        self._settle_trajectory()
-        return self._h.copy(), (self._all_at if self._uniform else self._drawn_at.copy())
-
-    def gain_from_state(self, state, ues: np.ndarray, t: int, rng: np.random.Generator) -> np.ndarray:
-        """(n, R, K) gains of the UEs ``ues`` at TTI ``t`` drawn from an earlier ``fading_state`` (whose
-        entries were all drawn at or before ``t``) by the AR(1) skip-ahead, with ``rng``; the
-        channel itself is left as it is."""
-        if state is None:
-            return self.gain[ues].copy()
-        h0, drawn_at = state
-        rows = h0[:, ues]
-        at = drawn_at if np.isscalar(drawn_at) else drawn_at[ues].ravel()
-        a = np.power(np.float32(self.rho), (t - np.asarray(at)).astype(np.float32))
-        w = complex_normal(rng, h0.shape[1:])[:, ues].reshape(2, -1)  # one draw per entry of the table:
-        w *= np.sqrt(1 - a * a)  # rows read in separate calls get independent draws
-        h = rows.reshape(2, -1) * a + w
-        return self.large_scale_gain[ues][:, :, None] * (h[0] * h[0] + h[1] * h[1]).reshape(rows.shape[1:])
-
-    def rows_current(self, ues) -> bool:
-        """Every entry of the UEs ``ues`` was drawn at the current TTI."""
-        return bool((self._row_at[ues] == self.tti).all()) if self.rayleigh else True
 
     def refresh_prbs(self, prb_owner: np.ndarray, until_tti: int | None = None) -> None:
         """Bring to the current TTI the gains from every RU to the owner of each active PRB.

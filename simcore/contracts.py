@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import functools
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import ClassVar, NamedTuple, Protocol
 
 import numpy as np
 
@@ -31,58 +31,19 @@ RECORD_KEY = "record"
 _MIN, _MAX, _SUM, _ISFINITE, _COUNT = np.minimum.reduce, np.maximum.reduce, np.add.reduce, np.isfinite, np.count_nonzero
 
 
-class LazyCsi(Protocol):
-    """The channel part of an observation (``gain``, ``prb_sinr``, ``prb_rate_bps``) for the UEs
-    that were not computed up front. ``fresh`` (U,) bool marks the rows that are filled;
-    ``complete(ues)`` fills the rows ``ues`` (int array, none of them fresh) of the observation's
-    three arrays in place, at the observation's TTI, and marks them fresh."""
-
-    fresh: np.ndarray
-
-    def complete(self, ues: np.ndarray) -> None: ...
-
-
-class _CsiField:
-    """A field of ``Observation`` that is read through its ``lazy_csi``: the first read of any of
-    the three channel fields completes every row that is not filled yet."""
-
-    def __set_name__(self, owner, name):
-        self.name = name
-
-    def __get__(self, obs, owner=None):
-        if obs is None:
-            raise AttributeError(self.name)  # (dataclass: no default)
-        d = obs.__dict__
-        if d["lazy_csi"] is not None:
-            obs._complete_csi()
-        return d[self.name]
-
-    def __set__(self, obs, value):
-        obs.__dict__[self.name] = value
-
-
 @dataclass(frozen=True)
 class Observation:
     """State of the network at a decision instant. Per-decision arrays are the policy's own copies;
-    the scenario constants are shared and read-only.
-
-    The engine fills the channel part (``gain``, ``prb_sinr``, ``prb_rate_bps``) of the UEs with
-    data at the decision and leaves the others to ``lazy_csi``: they are drawn, exactly in law, at
-    the first read of any of the three fields (a policy that ranks only UEs with data, like PF,
-    reads them with ``prb_rate_rows`` and never pays for the others). Rows read while deciding
-    (before those UEs' channel is drawn again) are the channel's own values at the decision, the
-    ones the PHY then uses; rows read later are drawn from the same law given the channel up to the
-    decision (``simcore.engine._LazyCsi``). Either way the values are fixed once read.
-    """
+    the scenario constants are shared and read-only."""
 
     tti: int
     time_s: float
     # per UE
     slice_id: np.ndarray  # (U,) int
     serving_ru: np.ndarray  # (U,) int: RU with the strongest large-scale gain
-    gain: np.ndarray = _CsiField()  # (U, R, K) linear channel power gain this TTI (perfect CSI at decision time)
-    prb_sinr: np.ndarray = _CsiField()  # (U, K) linear SINR on each PRB of the serving RU (equal power, full interference)
-    prb_rate_bps: np.ndarray = _CsiField()  # (U, K) rate the link model gives that SINR
+    gain: np.ndarray  # (U, R, K) linear channel power gain this TTI (perfect CSI at decision time)
+    prb_sinr: np.ndarray  # (U, K) linear SINR on each PRB of the serving RU (equal power, full interference)
+    prb_rate_bps: np.ndarray  # (U, K) rate the link model gives that SINR
     buffer_bits: np.ndarray  # (U,) bits queued at the DU for the UE
     hol_delay_ms: np.ndarray  # (U,) age of the head-of-line packet (0 if empty)
     avg_throughput_bps: np.ndarray  # (U,) EWMA of served rate, time constant EWMA_TTI TTIs
@@ -97,37 +58,6 @@ class Observation:
     slice_power_cap_w: np.ndarray  # (S,) per RU; inf where none
     interval_tti: int
     link: LinkModel
-    lazy_csi: LazyCsi | None = field(default=None, repr=False, compare=False)  # rows not filled yet
-
-    def _complete_csi(self) -> None:
-        lazy = self.__dict__["lazy_csi"]
-        missing = (~lazy.fresh).nonzero()[0]
-        if missing.size:
-            lazy.complete(missing)
-        self.__dict__["lazy_csi"] = None
-
-    def prb_rate_rows(self, ues: np.ndarray) -> np.ndarray:
-        """(C, K) ``prb_rate_bps[ues]``, completing only those rows if the observation is lazy."""
-        lazy = self.__dict__["lazy_csi"]
-        if lazy is not None:
-            fresh = lazy.fresh[ues]
-            if not fresh.all():
-                lazy.complete(ues[~fresh])
-        return self.__dict__["prb_rate_bps"][ues]
-
-    def prb_rate_at(self, ues: np.ndarray, prbs: np.ndarray) -> np.ndarray:
-        """``prb_rate_bps[ues, prbs]`` (the same shape), completing only those rows if lazy."""
-        lazy = self.__dict__["lazy_csi"]
-        if lazy is not None:
-            fresh = lazy.fresh[ues]
-            if not fresh.all():
-                lazy.complete(np.unique(ues[~fresh]))
-        return self.__dict__["prb_rate_bps"][ues, prbs]
-
-    def __getstate__(self):
-        if self.__dict__["lazy_csi"] is not None:
-            self._complete_csi()
-        return self.__dict__
 
     @property
     def n_ues(self) -> int:
@@ -139,7 +69,7 @@ class Observation:
 
     @property
     def n_prbs(self) -> int:
-        return self.__dict__["gain"].shape[2]  # (the shape: no need to complete a lazy observation)
+        return self.gain.shape[2]
 
     @functools.cached_property
     def cqi(self) -> np.ndarray:
@@ -156,6 +86,57 @@ class Observation:
     def ue_weight(self) -> np.ndarray:
         """(U,) slice weight of each UE."""
         return self.slice_weight[self.slice_id]
+
+
+class DecisionArrays(NamedTuple):
+    """What a scheduler that ranks the UEs with data by their per-PRB rates reads (the classic
+    schedulers): a subset of ``Observation``, with the same meaning and shapes, built by the engine
+    without an ``Observation`` (``ArrayPolicy``). ``prb_rate_bps`` rows are valid for the UEs with
+    ``buffer_bits > 0``; the other rows may hold anything and must not be read. ``gain`` (U, R, K)
+    likewise (the rows of the UEs with data, at the decision). Valid until the decision returns."""
+
+    tti: int
+    slice_id: np.ndarray  # (U,) int
+    serving_ru: np.ndarray  # (U,) int
+    buffer_bits: np.ndarray  # (U,)
+    avg_throughput_bps: np.ndarray  # (U,)
+    max_rate_bps: np.ndarray  # (U,)
+    prb_rate_bps: np.ndarray  # (U, K) rows of the UEs with data
+    gain: np.ndarray  # (U, R, K) rows of the UEs with data
+    ue_weight: np.ndarray  # (U,) slice weight of each UE
+    slice_weight: np.ndarray  # (S,)
+    slice_names: tuple[str, ...]
+    ru_max_power_w: np.ndarray  # (R,)
+    slice_power_cap_w: np.ndarray  # (S,)
+    interval_tti: int
+    link: LinkModel
+
+    @staticmethod
+    def from_observation(obs: Observation) -> "DecisionArrays":
+        return DecisionArrays(obs.tti, obs.slice_id, obs.serving_ru, obs.buffer_bits, obs.avg_throughput_bps,
+                              obs.max_rate_bps, obs.prb_rate_bps, obs.gain, obs.ue_weight, obs.slice_weight,
+                              obs.slice_names, obs.ru_max_power_w, obs.slice_power_cap_w, obs.interval_tti, obs.link)
+
+    @property
+    def n_ues(self) -> int:
+        return self.slice_id.shape[0]
+
+    @property
+    def n_rus(self) -> int:
+        return self.ru_max_power_w.shape[0]
+
+    @property
+    def n_prbs(self) -> int:
+        return self.prb_rate_bps.shape[1]
+
+
+class ArrayPolicy(Protocol):
+    """A policy that can decide from ``DecisionArrays`` as well as from an ``Observation``, with the
+    same allocation for the same state (tests/test_core_schedulers.py). The engine then builds no
+    ``Observation`` (``simcore.engine``: the rows of the UEs with data only, one compiled decision).
+    ``decide_arrays`` returns fresh arrays it does not keep."""
+
+    def decide_arrays(self, arrays: DecisionArrays) -> "Allocation": ...
 
 
 @dataclass
@@ -181,7 +162,7 @@ class InfeasibleAllocation(ValueError):
 
 def check_allocation(alloc: Allocation, obs: Observation) -> None:
     """Raise ``InfeasibleAllocation`` naming the first broken budget; return None if feasible."""
-    if _feasible_small(alloc, obs):
+    if _feasible_fast(alloc, obs):
         return
     n_ue, n_ru, n_prb = obs.n_ues, obs.n_rus, obs.n_prbs
     if alloc.ue_ru.shape != (n_ue,):
@@ -223,41 +204,97 @@ def check_allocation(alloc: Allocation, obs: Observation) -> None:
                 f"> {obs.slice_power_cap_w[si]:.6g} W")
 
 
-#: Largest R x K that ``_feasible_small`` checks in Python (beyond it numpy calls are cheaper).
-_SMALL_CELLS = 256
-
-
-def _feasible_small(alloc: Allocation, obs: Observation) -> bool:
+def _feasible_fast(alloc: Allocation, obs) -> bool:
     """True only if ``check_allocation`` would pass; False when it may not (it then decides, and
-    names the broken budget). The same conditions, on Python lists: for the engine's decisions on
-    small cells (a decision every TTI) a few dozen small numpy calls cost more than the work.
-    Covers integer indices and no slice power caps; anything else is left to the full check."""
+    names the broken budget). The same conditions in one compiled call (``_feasible_kernel``): for
+    the engine's decisions (a decision every TTI) a few dozen small numpy calls cost more than the
+    work. Covers integer indices, float powers and no slice power caps; anything else is left to the
+    full check."""
     ue_ru, owner, p = alloc.ue_ru, alloc.prb_owner, alloc.power_w
-    n_ru, n_prb = obs.ru_max_power_w.shape[0], obs.n_prbs
+    n_ru = obs.ru_max_power_w.shape[0]
     n_ue = obs.slice_id.shape[0]
-    if (n_ue == 0 or n_ru * n_prb > _SMALL_CELLS or ue_ru.shape != (n_ue,) or owner.shape != (n_ru, n_prb)
-            or p.shape != (n_ru, n_prb) or ue_ru.dtype.kind not in "iu" or owner.dtype.kind not in "iu"
-            or p.dtype.kind != "f"):
+    if (n_ue == 0 or ue_ru.ndim != 1 or ue_ru.shape[0] != n_ue or owner.ndim != 2 or owner.shape[0] != n_ru
+            or owner.shape[1] != obs.n_prbs or p.shape != owner.shape or ue_ru.dtype != _I64
+            or owner.dtype != _I64 or p.dtype != _F64 or not p.flags.c_contiguous):
         return False
     if not all(c == _INF for c in obs.slice_power_cap_w.tolist()):
         return False  # slice caps: the full check
-    ru = ue_ru.tolist()
-    if min(ru) < -1 or max(ru) >= n_ru:
-        return False
-    for r, (own_row, p_row) in enumerate(zip(owner.tolist(), p.tolist())):
-        for o, x in zip(own_row, p_row):
-            if o >= 0:
-                # owned: a UE in range associated with this RU, finite non-negative power
-                if o >= n_ue or ru[o] != r or not 0.0 <= x < _INF:
-                    return False
-            elif o != -1 or x != 0.0:  # idle carries no power (NaN != 0 too)
-                return False
-    # the RU budgets exactly as the full check sums and compares them
-    limit = obs.ru_max_power_w * (1 + POWER_RTOL)
-    return all(t <= m for t, m in zip(p.sum(axis=1).tolist(), limit.tolist()))
+    return (_feasible_kernel or feasible_kernel())(ue_ru, owner, p, n_ue, obs.ru_max_power_w * (1 + POWER_RTOL))
 
 
+_I64, _F64 = np.dtype(np.int64), np.dtype(np.float64)
 _INF = float("inf")
+_feasible_kernel = None
+
+
+def feasible_kernel():
+    """The kernel of ``_feasible_fast``: ``(ue_ru, prb_owner, power_w, n_ue, (R,) budget x (1 + POWER_RTOL))
+    -> bool``, with the RU totals' summation as ``.pairwise_sum(row, 0, n)``. Compiled on first use
+    (numba; cached on disk after the first run)."""
+    global _feasible_kernel
+    if _feasible_kernel is None:
+        _feasible_kernel = _compile_feasible()
+    return _feasible_kernel
+
+
+def _compile_feasible():
+    from numba import njit
+
+    @njit(cache=True)
+    def pairwise_sum(a, lo, n):
+        # numpy's summation of a contiguous row (np.add.reduce: 8 partial sums over blocks of at most
+        # 128, split in halves above), so the RU totals compare with the budgets bit for bit as in
+        # check_allocation (tests/test_contracts.py compares it with np.add.reduce)
+        if n < 8:
+            res = 0.0
+            for i in range(n):
+                res += a[lo + i]
+            return res
+        if n <= 128:
+            r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+            r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+            i, m = 8, n - n % 8
+            while i < m:
+                j = lo + i
+                r0 += a[j]
+                r1 += a[j + 1]
+                r2 += a[j + 2]
+                r3 += a[j + 3]
+                r4 += a[j + 4]
+                r5 += a[j + 5]
+                r6 += a[j + 6]
+                r7 += a[j + 7]
+                i += 8
+            res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+            while i < n:
+                res += a[lo + i]
+                i += 1
+            return res
+        n2 = n // 2
+        n2 -= n2 % 8
+        return pairwise_sum(a, lo, n2) + pairwise_sum(a, lo + n2, n - n2)
+
+    @njit(cache=True)
+    def feasible(ue_ru, owner, p, n_ue, limit):
+        n_ru, n_prb = owner.shape
+        for u in range(ue_ru.shape[0]):
+            if ue_ru[u] < -1 or ue_ru[u] >= n_ru:
+                return False
+        for r in range(n_ru):
+            for k in range(n_prb):
+                o, x = owner[r, k], p[r, k]
+                if o >= 0:
+                    # owned: a UE in range associated with this RU, finite non-negative power
+                    if o >= n_ue or ue_ru[o] != r or not (0.0 <= x < np.inf):
+                        return False
+                elif o != -1 or x != 0.0:  # idle carries no power (NaN != 0 too)
+                    return False
+            if not 0.0 + pairwise_sum(p[r], 0, n_prb) <= limit[r]:  # the budget as the full check sums it
+                return False
+        return True
+
+    feasible.pairwise_sum = pairwise_sum  # (for the test of the summation)
+    return feasible
 
 
 def _ru_index(n_ru: int) -> np.ndarray:

@@ -136,14 +136,12 @@ def _new_observation_maker():
     """Observation(**fields), or the same object built without the frozen dataclass's __init__ (one
     object.__setattr__ per field cost a quarter of a decode) while Observation has nothing else to run."""
     names = {f.name for f in dataclasses.fields(Observation)}
-    if hasattr(Observation, "__post_init__") or names != {*OBS_ARRAYS, *OBS_SCALARS, "tti", "time_s", "link",
-                                                          "lazy_csi"}:
+    if hasattr(Observation, "__post_init__") or names != {*OBS_ARRAYS, *OBS_SCALARS, "tti", "time_s", "link"}:
         return lambda fields: Observation(**fields)
 
     def make(fields: dict) -> Observation:
         obs = object.__new__(Observation)
         obs.__dict__.update(fields)
-        obs.__dict__["lazy_csi"] = None  # every row arrived: nothing left to draw
         return obs
     return make
 

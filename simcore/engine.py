@@ -29,8 +29,8 @@ import simpy
 
 from .buffers import DELIVERED, DROP_HARQ, DROPPED, PROCESSING, QUEUED, PacketTable, UeBuffers
 from .channel import Channel, drop_ues
-from .contracts import (RECORD_KEY, Allocation, InfeasibleAllocation, Observation, Policy, check_allocation,
-                        weighted_sum_rate)
+from .contracts import (RECORD_KEY, Allocation, DecisionArrays, InfeasibleAllocation, Observation, Policy,
+                        check_allocation, weighted_sum_rate)
 from .l2s import LinkToSystem
 from .phy import LinkModel
 from .processing import FifoServer
@@ -47,10 +47,11 @@ TRAFFIC_BLOCK_TTI = 16
 HOUSEKEEPING_TTI = 1024
 #: The output tables, in the order they are written.
 TABLES = ("packets", "tti", "decisions", "timing")
-#: Ideal CSI at a decision: draw the fading of the UEs with data only, the others' when a policy reads
-#: them (``_LazyCsi``). False draws every entry at every decision, as before 2026-11-28: the same law,
-#: another random stream (``scripts/same_results.py --eager-csi`` uses it to show that nothing else
-#: changed a result).
+#: Ideal CSI at a decision of a policy that decides from arrays (``ArrayPolicy``: the classic
+#: schedulers, which rank the UEs with data only): draw the fading and rate rows of the UEs with data
+#: only; the others' entries are drawn when next read (exact in law: the AR(1) skip-ahead). False
+#: draws every entry at every decision, as every ``Observation`` does: the same law, another random
+#: stream (``scripts/same_results.py --eager-csi``).
 LAZY_CSI = True
 
 
@@ -93,62 +94,6 @@ class RunResult:
     def timing(self):
         """Per decision: wall time of the policy (the one table that is not reproducible)."""
         return self.table("timing")
-
-
-class _LazyCsi:
-    """The channel part of the observation of the decision at TTI ``k`` with ideal CSI (the
-    ``LazyCsi`` of ``simcore.contracts``). At the decision the fading of the UEs with data is drawn
-    (every RU, every PRB) and their SINR and rate rows computed; the other UEs' rows are drawn at TTI
-    ``k`` when a policy first reads them (``Channel.refresh_ues`` with ``at_tti``: exact in law, as
-    long as those entries have not been drawn again since)."""
-
-    __slots__ = ("engine", "tti", "fresh", "gain", "rate", "sinr", "state")
-
-    def __init__(self, engine: "Engine", k: int):
-        self.engine, self.tti = engine, k
-        self.fresh = fresh = engine.buffers.backlog_bits > 0
-        ues = fresh.nonzero()[0]
-        ch = engine.channel
-        ch.refresh_ues(ues)
-        self.state = ch.fading_state() if ues.size < fresh.size else None  # for rows read late
-        self.gain = ch.gain.copy()  # rows of the other UEs: older draws, replaced when completed
-        n_ue, n_prb = engine.n_ues, engine.n_prbs
-        self.rate, self.sinr = np.empty((n_ue, n_prb)), np.empty((n_ue, n_prb))
-        if ues.size:
-            self._rows(ues)
-        for a in (self.gain, self.rate, self.sinr):
-            a.flags.writeable = False  # the recorded objective reads the rate table (Engine._objective)
-
-    def _rows(self, ues: np.ndarray) -> None:
-        e = self.engine
-        link = e.link
-        rate, sinr = link.estimated_prb_rate_bps(self.gain[ues], e.serving_ru[ues], e.ru_max_power_w, ues=ues)
-        self.rate[ues], self.sinr[ues] = rate, sinr
-
-    def complete(self, ues: np.ndarray) -> None:
-        """Rows read while the channel has not drawn them again since TTI ``k`` (while deciding, in
-        practice) are drawn by the channel at ``k``: the very gains the PHY then uses. Rows read
-        after that are drawn at ``k`` from the fading state kept at the decision, with a generator
-        of their own (seeded by the run and ``k``): the same law given everything up to ``k``, but
-        independent of the channel's draws since (which did not see them)."""
-        ch = self.engine.channel
-        late = ch.rows_drawn_after(ues, self.tti)
-        now, later = ues[~late], ues[late]
-        if now.size:
-            ch.refresh_ues(now, at_tti=self.tti)
-        arrays = (self.gain, self.rate, self.sinr)
-        for a in arrays:
-            a.flags.writeable = True
-        try:
-            self.gain[now] = ch.gain[now]
-            if later.size:
-                rng = np.random.default_rng([self.engine.s.seed, 1, self.tti])
-                self.gain[later] = ch.gain_from_state(self.state, later, self.tti, rng)
-            self._rows(ues)
-            self.fresh[ues] = True
-        finally:
-            for a in arrays:
-                a.flags.writeable = False
 
 
 class Engine:
@@ -215,6 +160,10 @@ class Engine:
         self.served_in_interval = np.zeros(self.n_ues)
         self.qos_met_last = np.ones(self.n_ues, dtype=bool)
         self.decision_period = policy.decision_period_tti or s.scheduling.interval_tti
+        # a policy that decides from DecisionArrays gets them instead of an Observation (_decision_arrays)
+        self.array_policy = callable(getattr(policy, "decide_arrays", None))
+        self.ue_weight = self.slice_weight[ue_slice]
+        self.ue_weight.flags.writeable = False
         # see PhyBackend; channel.draw_all_gains: the same draws for any PHY (the same realization as ns3-shm)
         self.phy_needs_full_gain = bool(getattr(phy, "needs_full_gain", False)) or scenario.channel.draw_all_gains
         self.served_bits_total = np.zeros(self.n_ues)
@@ -321,19 +270,15 @@ class Engine:
         return gain, prb_rate, sinr
 
     def observation(self, k: int) -> Observation:
-        lazy = None
         if not self.csi_ideal:  # the latest CSI report (phy.csi)
             _, gain, prb_rate, sinr = self._reports[0]
-        elif self.phy_needs_full_gain or not self.channel.rayleigh or not LAZY_CSI:  # every entry drawn now
+        else:  # full CSI of this TTI: every entry drawn now
             gain, prb_rate, sinr = self._measure_csi()
-        else:  # full CSI of this TTI: the UEs with data now, the others when first read
-            lazy = _LazyCsi(self, k)
-            gain, prb_rate, sinr = lazy.gain, lazy.rate, lazy.sinr
         now = k * self.tti_s
         hol = self.buffers.hol_arrival_s
         return Observation(
             tti=k, time_s=now, slice_id=self.geo.ue_slice, serving_ru=self.serving_ru, gain=gain,
-            prb_sinr=sinr, prb_rate_bps=prb_rate, lazy_csi=lazy,
+            prb_sinr=sinr, prb_rate_bps=prb_rate,
             buffer_bits=self.buffers.backlog_bits,
             hol_delay_ms=np.where(np.isfinite(hol), (now - hol) * 1e3, 0.0),
             avg_throughput_bps=self.avg_tput_bps.copy(), qos_met_last=self.qos_met_last.copy(),
@@ -342,39 +287,69 @@ class Engine:
             slice_power_cap_w=self.slice_power_cap_w, interval_tti=self.s.scheduling.interval_tti, link=self.link,
         )
 
+    def _decision_arrays(self, k: int) -> DecisionArrays:
+        """What an ``ArrayPolicy`` reads at the decision at TTI ``k``, without an ``Observation``. With
+        ideal CSI the fading and rate rows of the UEs with data only (``LAZY_CSI``), or of every UE."""
+        ch = self.channel
+        if not self.csi_ideal:  # the latest CSI report (phy.csi)
+            _, gain, rate, _ = self._reports[0]
+        elif self.phy_needs_full_gain or not LAZY_CSI:
+            ch.refresh_all()
+            gain = ch.gain
+            rate = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w)[0]
+        else:
+            ues = (self.buffers.backlog_bits > 0).nonzero()[0]
+            ch.refresh_ues(ues)
+            gain = ch.gain
+            rate = np.empty((self.n_ues, self.n_prbs))  # rows of UEs without data: not read
+            if ues.size:
+                rate[ues] = self.link.estimated_prb_rate_bps(gain[ues], self.serving_ru[ues], self.ru_max_power_w,
+                                                             ues=ues)[0]
+        return DecisionArrays(k, self.geo.ue_slice, self.serving_ru, self.buffers.backlog_bits, self.avg_tput_bps,
+                              self.max_rate_bps, rate, gain, self.ue_weight, self.slice_weight, self.slice_names,
+                              self.ru_max_power_w, self.slice_power_cap_w, self.s.scheduling.interval_tti, self.link)
+
     def _decide(self, k: int) -> None:
         staged, self._staged = self._staged, None
-        obs = staged if staged is not None and staged.tti == k else self.observation(k)
+        policy = self.policy
+        if staged is not None and staged.tti == k:
+            src, decide = staged, policy.decide
+        elif self.array_policy:  # the classic schedulers: no Observation
+            src, decide = self._decision_arrays(k), policy.decide_arrays
+        else:
+            src, decide = self.observation(k), policy.decide
         t0 = time.perf_counter()
         try:
-            alloc = self.policy.decide(obs)
+            alloc = decide(src)
         except (ValueError, RuntimeError, ArithmeticError) as exc:  # e.g. ESA refusing a space too large
-            raise SimulationError(f"policy '{self.policy.name}' failed at TTI {k}: {exc}") from exc
+            raise SimulationError(f"policy '{policy.name}' failed at TTI {k}: {exc}") from exc
         solve_ms = (time.perf_counter() - t0) * 1e3
         try:
-            check_allocation(alloc, obs)
+            check_allocation(alloc, src)
         except InfeasibleAllocation as exc:
-            raise SimulationError(f"policy '{self.policy.name}' returned an infeasible allocation at TTI {k}: {exc}") from None
-        # a private copy: the PHY and channel cache work per allocation object, and a policy may
-        # reuse (and later mutate) the arrays it returned
-        self.allocation = alloc = Allocation(alloc.ue_ru.copy(), alloc.prb_owner.copy(), alloc.power_w.copy(), alloc.info)
-        self.decision_rec.record(k, self._objective(alloc, obs), solve_ms, alloc.ue_ru, alloc.prb_owner, alloc.power_w,
+            raise SimulationError(f"policy '{policy.name}' returned an infeasible allocation at TTI {k}: {exc}") from None
+        if decide is policy.decide:
+            # a private copy: the PHY and channel cache work per allocation object, and a policy may
+            # reuse (and later mutate) the arrays it returned (decide_arrays hands fresh ones over)
+            alloc = Allocation(alloc.ue_ru.copy(), alloc.prb_owner.copy(), alloc.power_w.copy(), alloc.info)
+        self.allocation = alloc
+        self.decision_rec.record(k, self._objective(alloc, src), solve_ms, alloc.ue_ru, alloc.prb_owner, alloc.power_w,
                                  alloc.info.get(RECORD_KEY))  # the policy's own columns (e.g. xApp fallbacks)
 
-    def _objective(self, alloc: Allocation, obs: Observation) -> float:
-        """``weighted_sum_rate(alloc, obs)``, the objective recorded with each decision. One RU with
-        every active PRB at the equal share of the RU's power (the classic schedulers): the
-        observation's rate table (read-only, computed from ``obs.gain`` at that very power by the
-        same SINR and rate functions) already holds each PRB's rate, so it is read, not recomputed:
+    def _objective(self, alloc: Allocation, src: Observation | DecisionArrays) -> float:
+        """``weighted_sum_rate(alloc, src)``, the objective recorded with each decision. One RU with
+        every active PRB at the equal share of the RU's power (the classic schedulers): the decision's
+        rate table (computed from ``src.gain`` at that very power by the same SINR and rate functions;
+        the owners' rows are filled) already holds each PRB's rate, so it is read, not recomputed:
         the same values, bit for bit."""
         if self.n_rus == 1 and self.n_ues:
             owner = alloc.prb_owner[0]
             k = (owner >= 0).nonzero()[0]
             if (alloc.power_w[0, k] == self._equal_power_w).all():
                 ue = owner[k]
-                rates = np.bincount(ue, weights=obs.prb_rate_at(ue, k), minlength=self.n_ues)
-                return float(np.dot(obs.ue_weight, rates))
-        return weighted_sum_rate(alloc, obs)
+                rates = np.bincount(ue, weights=src.prb_rate_bps[ue, k], minlength=self.n_ues)
+                return float(np.dot(self.ue_weight, rates))
+        return weighted_sum_rate(alloc, src)
 
     def _transmit(self, k: int) -> None:
         alloc = self.allocation

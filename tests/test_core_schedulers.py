@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from policies.classic import MaxCqi, ProportionalFair, RoundRobin
-from simcore.contracts import check_allocation
+from simcore.contracts import DecisionArrays, check_allocation
 from simcore.engine import Engine
 from simcore.plugins import make_phy, make_policy
 
@@ -124,33 +124,84 @@ def _greedy_reference(metric, bits, need):
     return out
 
 
-def test_vectorised_greedy_equals_the_sequential_rule():
-    """Random metrics (with ties and unusable PRBs), rates and needs: same owners PRB by PRB."""
-    from policies.classic import greedy_by_prb
+def _kernel_owners(rate, weight, need, serving, n_ru, horizon_s=1.0):
+    """The compiled metric kernel (max-CQI form: metric = weight * rate), owners per RU."""
+    from policies.classic import _metric_allocate
 
+    n_ue = rate.shape[0]
+    owner, power = _metric_allocate(rate, need, np.full(n_ue, 1e300), weight, np.ones(n_ue), serving,
+                                    np.full(n_ru, 6.0), horizon_s, False)
+    assert np.array_equal(power > 0, owner >= 0) and np.all(power[owner >= 0] == 6.0 / max(rate.shape[1], 1))
+    return owner
+
+
+def test_compiled_greedy_equals_the_sequential_rule():
+    """Random rates (ties, PRBs that carry nothing), weights, needs and serving RUs: the compiled
+    kernel gives each RU's PRBs to the same UEs as the textbook rule run on that RU's UEs."""
     rng = np.random.default_rng(0)
     for trial in range(3000):
-        n_c, n_k = int(rng.integers(1, 9)), int(rng.integers(0, 14))
-        metric = rng.integers(0, 4, (n_c, n_k)).astype(float) if trial % 2 else rng.random((n_c, n_k))
-        bits = rng.integers(0, 3, (n_c, n_k)).astype(float)
-        metric[bits <= 0] = -np.inf
-        need = rng.integers(0, 5, n_c).astype(float)
-        want = _greedy_reference(metric, bits, need)
-        assert greedy_by_prb(metric.copy(), bits, need).tolist() == want, trial
+        n_ue, n_k, n_ru = int(rng.integers(1, 9)), int(rng.integers(0, 14)), int(rng.integers(1, 3))
+        rate = rng.integers(0, 3, (n_ue, n_k)).astype(float) if trial % 2 else rng.random((n_ue, n_k))
+        rate[rng.random((n_ue, n_k)) < 0.2] = 0.0
+        weight = rng.integers(1, 3, n_ue).astype(float) if trial % 3 else rng.random(n_ue) + 0.1
+        need = rng.integers(0, 5, n_ue).astype(float)
+        serving = rng.integers(0, n_ru, n_ue)
+        got = _kernel_owners(rate, weight, need, serving, n_ru)
+        for r in range(n_ru):
+            cand = ((need > 0) & (serving == r)).nonzero()[0]
+            metric = weight[cand, None] * rate[cand]
+            metric[rate[cand] <= 0] = -np.inf
+            want = [-1 if i < 0 else int(cand[i]) for i in _greedy_reference(metric, rate[cand], need[cand])]
+            assert got[r].tolist() == want, trial
 
 
-def test_greedy_fast_path_for_finite_metrics_equals_the_sequential_rule():
-    """Finite metrics take the fast path (no per-entry checks, no bookkeeping for candidates that
-    can never be covered): random metrics with ties, needs from tiny to beyond every PRB's bits,
-    and PRBs that carry nothing; same owners PRB by PRB as the textbook rule."""
-    from policies.classic import greedy_by_prb
-
+def test_compiled_greedy_with_large_and_exact_needs_equals_the_sequential_rule():
+    """Needs from tiny to beyond every PRB's bits, and exactly covered by all of a UE's bits (the
+    edge of ``left > 0``), fractional horizons: same owners PRB by PRB as the textbook rule."""
     rng = np.random.default_rng(1)
     for trial in range(1000):
-        n_c, n_k = int(rng.integers(1, 12)), int(rng.integers(1, 20))
-        metric = rng.integers(1, 4, (n_c, n_k)).astype(float) if trial % 2 else rng.random((n_c, n_k)) + 0.1
-        bits = rng.integers(0, 4, (n_c, n_k)).astype(float) * rng.random((n_c, n_k))
-        need = rng.choice([0.0, 0.5, 2.0, 5.0, 1e9], n_c) * (1 + rng.random(n_c))
-        need[bits.sum(axis=1) == 0] = 1e9  # exactly covered by all its bits: the margin's edge
-        want = _greedy_reference(metric, bits, need)
-        assert greedy_by_prb(metric.copy(), bits, need).tolist() == want, trial
+        n_ue, n_k = int(rng.integers(1, 12)), int(rng.integers(1, 20))
+        rate = rng.integers(0, 4, (n_ue, n_k)).astype(float) * rng.random((n_ue, n_k))
+        weight = rng.integers(1, 4, n_ue).astype(float) if trial % 2 else rng.random(n_ue) + 0.1
+        h = float(rng.choice([1.0, 0.001, 0.01]))
+        need = rng.choice([0.0, 0.5, 2.0, 5.0, 1e9], n_ue) * (1 + rng.random(n_ue)) * h
+        need[rate.sum(axis=1) == 0] = 1e9
+        exact = rng.random(n_ue) < 0.2
+        need[exact] = (rate * h).sum(axis=1)[exact]
+        got = _kernel_owners(rate, weight, need, np.zeros(n_ue, dtype=np.int64), 1, h)
+        metric = weight[:, None] * rate
+        bits = rate * h
+        metric[bits <= 0] = -np.inf
+        assert got[0].tolist() == _greedy_reference(metric, bits, need), trial
+
+
+def _random_state(base, rng, n_ue=3):
+    """A random state of ``base``'s cell: rates (some zero, some NaN), buffers (some empty), averages,
+    slice weights; returns the Observation and its DecisionArrays with the rows of the UEs without
+    data overwritten (NaN or huge): what the engine leaves there is not read."""
+    n_k = base.n_prbs
+    rate = rng.choice([0.0, 1e5, 1e6, 3e6], (n_ue, n_k)) * (1 + (rng.random((n_ue, n_k)) < 0.5) * rng.random((n_ue, n_k)))
+    rate[rng.random((n_ue, n_k)) < 0.05] = np.nan
+    buffer = rng.choice([0.0, 500.0, 4e3, 1e9], n_ue)
+    o = obs_with(base, rate, buffer, avg=rng.choice([0.0, 0.5, 1e5, 2e6], n_ue) * (1 + rng.random(n_ue)),
+                 weights=tuple(rng.choice([1.0, 2.0, 0.5], 3)), max_rate=rng.choice([1e5, 2e7, 1e12], n_ue))
+    junk = rate.copy()
+    junk[buffer <= 0] = rng.choice([np.nan, 1e30, 0.0])
+    return o, DecisionArrays.from_observation(o)._replace(prb_rate_bps=junk)
+
+
+@pytest.mark.parametrize("make", [ProportionalFair, MaxCqi, RoundRobin,
+                                  lambda: ProportionalFair(period_tti=3, slice_aware=False)])
+def test_array_path_decides_as_the_observation_path(base_obs, make):
+    """decide_arrays (what the engine calls for the classic schedulers, on the rows of the UEs with
+    data only) and decide(Observation) give the same allocation, bit for bit, over random states."""
+    rng = np.random.default_rng(3)
+    by_obs, by_arrays = make(), make()
+    for _ in range(400):
+        o, arrays = _random_state(base_obs, rng)
+        a, b = by_obs.decide(o), by_arrays.decide_arrays(arrays)
+        check_allocation(b, arrays)
+        for x, y in ((a.ue_ru, b.ue_ru), (a.prb_owner, b.prb_owner), (a.power_w, b.power_w)):
+            assert x.dtype == y.dtype and np.array_equal(x, y)
+
+
