@@ -50,9 +50,6 @@ from simcore.run import simulate
 from simcore.scenario import parse_scenario
 n, dur, interval = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 csi_period = int(sys.argv[6]) if len(sys.argv) > 6 else 1
-if len(sys.argv) > 7 and sys.argv[7] == "eager":  # every fading entry drawn at every decision
-    import simcore.engine
-    simcore.engine.LAZY_CSI = False
 def cell(d):
     data = paper_cell(n, duration_s=d).model_dump()
     data["scheduling"]["interval_tti"] = interval
@@ -128,10 +125,9 @@ def machine_reference() -> tuple[float, float]:
     return per_call, per_step
 
 
-def _child(n: int, duration: float, interval: int, tree: str | None = None, csi_period: int = 1,
-           eager: bool = False) -> dict:
+def _child(n: int, duration: float, interval: int, tree: str | None = None, csi_period: int = 1) -> dict:
     cmd = [sys.executable, "-c", CHILD, str(n), str(duration), str(interval), str(Path(__file__).parent),
-           str(Path(tree).resolve()) if tree else "", str(csi_period), "eager" if eager else ""]
+           str(Path(tree).resolve()) if tree else "", str(csi_period)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -151,20 +147,17 @@ def sizes(args) -> None:
 
 def per_tti(args, repeats: int = 3) -> None:
     """Decisions every TTI vs every 10 TTIs at 3 x 30 UEs, alternated (with ``--ref``, this tree and
-    the reference tree alternated too; with ``--eager-csi``, this tree with ``LAZY_CSI = False`` too),
-    plus decisions every TTI with a CSI report every ``--csi-period`` TTIs (this tree only); best of
-    ``repeats`` each, by CPU time of the run."""
-    trees = ({"this tree": None} | ({"eager CSI": "eager"} if args.eager_csi else {})
-             | ({"reference": args.ref} if args.ref else {}))
+    the reference tree alternated too), plus decisions every TTI with a CSI report every
+    ``--csi-period`` TTIs (this tree only); best of ``repeats`` each, by CPU time of the run."""
+    trees = {"this tree": None} | ({"reference": args.ref} if args.ref else {})
     cases = [(10, 1), (1, 1)] + ([(1, args.csi_period)] if args.csi_period > 1 else [])
     best: dict[tuple[str, int, int], dict] = {}
     for _ in range(repeats):
         for interval, period in cases:
             for name, tree in trees.items():
-                if period > 1 and name != "this tree":
+                if period > 1 and tree is not None:
                     continue  # the reference tree may not know phy.csi
-                eager = tree == "eager"
-                r = _child(30, args.duration, interval, None if eager else tree, period, eager)
+                r = _child(30, args.duration, interval, tree, period)
                 if (name, interval, period) not in best or r["cpu_s"] < best[name, interval, period]["cpu_s"]:
                     best[name, interval, period] = r
     print(f"paper cell, 3 x 30 UEs, PF, {args.duration:g} s simulated, records on; best of {repeats} alternated runs"
@@ -184,11 +177,6 @@ def per_tti(args, repeats: int = 3) -> None:
             if args.ref:
                 line += f" {best['reference', interval, 1]['cpu_s'] / r['cpu_s']:>12.2f}x"
             print(line)
-    if args.eager_csi:
-        for interval in (1, 10):
-            lazy, eager = best["this tree", interval, 1]["cpu_s"], best["eager CSI", interval, 1]["cpu_s"]
-            print(f"decisions every {interval} TTI{'s' if interval > 1 else ''}: lazy CSI (the rows of the UEs with "
-                  f"data only) takes {100 * (1 - lazy / eager):.1f} % less CPU time per TTI than eager CSI")
     print("target for PF deciding every TTI: 5,000 TTI/s (200 us per TTI); vs reference: speed-up against the "
           "reference tree's same case (its ideal-CSI case for a CSI period)")
 
@@ -250,9 +238,6 @@ def main() -> None:
     ap.add_argument("--sizes", default="10,30,100", help="UEs per slice; empty to skip")
     ap.add_argument("--per-tti", action="store_true", help="PF deciding every TTI vs every 10 TTIs, 3 x 30 UEs")
     ap.add_argument("--ref", default=None, help="with --per-tti or --instructions: a reference source tree to compare with")
-    ap.add_argument("--eager-csi", action="store_true",
-                    help="with --per-tti: also this tree with simcore.engine.LAZY_CSI = False (every fading entry "
-                         "drawn at every decision), alternated with the rest")
     ap.add_argument("--csi-period", type=int, default=5,
                     help="with --per-tti: also PF every TTI with a CSI report every this many TTIs (1: skip)")
     ap.add_argument("--instructions", action="store_true",

@@ -7,11 +7,7 @@ and compares the tables a run writes (packets, tti, decisions, ues: every column
 where NaN) and the conservation counts. The timing table (wall time of each decision) is the one
 table that is not reproducible and is left out.
 
-    python scripts/same_results.py --ref /path/to/reference/checkout [--new .] [--cases quick,paper_tti] [--eager-csi]
-
-``--eager-csi`` runs the tree under test with ``simcore.engine.LAZY_CSI = False`` (every fading entry
-drawn at every decision, the random stream before the lazy CSI of 2026-11-28): with it, a tree whose
-only change of results is the lazy CSI gives identical tables against a reference from before it.
+    python scripts/same_results.py --ref /path/to/reference/checkout [--new .] [--cases quick,paper_tti]
 
 A reference checkout of main: ``git archive main | tar -x -C /tmp/oransim-main``. Exit status 0
 when every case is identical, 1 when one differs (the differing columns of the first differing table are named).
@@ -58,9 +54,6 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from simcore.run import simulate
 from simcore.scenario import load_scenario, parse_scenario
-if len(sys.argv) > 6 and sys.argv[6] == "eager":
-    import simcore.engine
-    simcore.engine.LAZY_CSI = False
 scn = load_scenario(sys.argv[2])
 data = scn.model_dump()
 for key, value in json.loads(sys.argv[3]).items():
@@ -81,11 +74,11 @@ for name in sys.argv[5].split(","):
 """
 
 
-def run_case(tree: Path, case: str, out: Path, eager: bool = False) -> None:
+def run_case(tree: Path, case: str, out: Path) -> None:
     scenario, overrides = CASES[case]
     out.mkdir(parents=True)
     subprocess.run([sys.executable, "-c", CHILD, str(tree), str(ROOT / "scenarios" / scenario),
-                    json.dumps(overrides), str(out), ",".join(TABLES), "eager" if eager else ""], check=True)
+                    json.dumps(overrides), str(out), ",".join(TABLES)], check=True)
 
 
 def compare(old: Path, new: Path) -> str | None:
@@ -113,8 +106,6 @@ def main() -> int:
     ap.add_argument("--ref", required=True, type=Path, help="reference source tree (e.g. a checkout of main)")
     ap.add_argument("--new", default=ROOT, type=Path, help="tree under test (default: this one)")
     ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from: {', '.join(CASES)}")
-    ap.add_argument("--eager-csi", action="store_true",
-                    help="run the tree under test with simcore.engine.LAZY_CSI = False (see above)")
     args = ap.parse_args()
     cases = [c for c in args.cases.split(",") if c]
     unknown = [c for c in cases if c not in CASES]
@@ -125,7 +116,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="same-results-") as tmp:
         for case in cases:
             run_case(args.ref.resolve(), case, Path(tmp) / case / "ref")
-            run_case(args.new.resolve(), case, Path(tmp) / case / "new", args.eager_csi)
+            run_case(args.new.resolve(), case, Path(tmp) / case / "new")
             diff = compare(Path(tmp) / case / "ref", Path(tmp) / case / "new")
             print(f"{case:<20} {'identical' if diff is None else 'DIFFERENT: ' + diff}", flush=True)
             bad += diff is not None

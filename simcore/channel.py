@@ -8,9 +8,8 @@ E|h|^2 = 1 at every TTI. PRBs fade independently (block fading per PRB).
 Entries are drawn when they are needed, not every TTI: an AR(1) process skipped ahead by n TTIs is
 h_{t+n} = rho^n h_t + sqrt(1 - rho^(2n)) w, exactly, so drawing each entry only at the TTIs where
 someone reads it gives the same joint law as drawing all of them every TTI. The engine refreshes
-every entry at decision times (the policy sees the full CSI; for the classic schedulers, which rank
-the UEs with data only, the entries of those UEs) and, in between, only the gains the PHY reads:
-those from every RU to the owner of each active PRB.
+every entry at decision times (the policy sees the full CSI) and, in between, only the gains the
+PHY reads: those from every RU to the owner of each active PRB.
 
 Path-loss models (d in metres, f in GHz unless stated):
 - ``uma`` / ``umi``: 3GPP TR 38.901 Table 7.4.1-1 (UMa, UMi street canyon), LOS with breakpoint,
@@ -224,7 +223,6 @@ class Channel:
             # h = (re, im) with E|h|^2 = 1: each part N(0, 1/2); kept as float32 (2, U, R, K)
             self._h = complex_normal(rng, shape)
             self._drawn_at = np.zeros(shape, dtype=np.int64)  # TTI of each entry's last draw
-            self._row_at = np.zeros(shape[0], dtype=np.int64)  # TTI at which all of a UE's entries were last drawn
             self.gain = self.large_scale_gain[:, :, None] * (self._h[0] ** 2 + self._h[1] ** 2)
         else:
             self.gain = np.repeat(self.large_scale_gain[:, :, None], self.n_prbs, axis=2)
@@ -250,11 +248,6 @@ class Channel:
         h *= a
         h += w
         return h
-
-    def _row_tti_all(self, prb_owner: np.ndarray) -> bool:
-        """Every owner in ``prb_owner`` (R, K) has all its entries drawn at the current TTI."""
-        owners = prb_owner[prb_owner >= 0]
-        return owners.size > 0 and bool((self._row_at[owners] == self.tti).all())
 
     def _drawn_at_array(self) -> np.ndarray:
         """``_drawn_at`` made valid for per-entry updates (while every entry shares ``_all_at`` it
@@ -284,24 +277,7 @@ class Channel:
         self._h = h
         self._all_at = self.tti
         self._uniform = True
-        self._row_at.fill(self.tti)
         np.multiply(self.large_scale_gain[:, :, None], h[0] * h[0] + h[1] * h[1], out=self.gain)
-
-    def refresh_ues(self, ues: np.ndarray) -> None:
-        """Bring every entry of the UEs ``ues`` (all RUs, all PRBs: ``gain[ues]``) to the current TTI.
-        The engine's decisions of the classic schedulers draw the UEs with data only: nobody reads
-        the others' rows at that TTI, and they are drawn (skipped ahead exactly) when next read."""
-        if not self.rayleigh or self.gain.size == 0 or ues.size == 0 or self._all_at == self.tti:
-            return  # (every entry current)
-        self._settle_trajectory()
-        h = self._h
-        drawn_at = self._all_at if self._uniform else self._drawn_at_array()[ues].ravel()
-        rows = h[:, ues]  # (2, n, R, K) copy
-        step = self._step(rows.reshape(2, -1), drawn_at).reshape(rows.shape)
-        h[:, ues] = step
-        self._drawn_at_array()[ues] = self.tti
-        self._row_at[ues] = self.tti
-        self.gain[ues] = self.large_scale_gain[ues][:, :, None] * (step[0] * step[0] + step[1] * step[1])
 
     def refresh_prbs(self, prb_owner: np.ndarray, until_tti: int | None = None) -> None:
         """Bring to the current TTI the gains from every RU to the owner of each active PRB.
@@ -318,8 +294,6 @@ class Channel:
             # would have settled it): its gains at this TTI
             self.gain.ravel()[self._flat] = self._traj_gain[self.tti - self._traj_t0]
             return
-        if self._row_tti_all(prb_owner):
-            return  # every owner's entries were drawn at this TTI (for the observation of a decision)
         if self._flat_for is not prb_owner:
             # the allocation changes only at decisions (the engine hands over a fresh array each
             # time): index its entries once

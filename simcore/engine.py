@@ -47,12 +47,6 @@ TRAFFIC_BLOCK_TTI = 16
 HOUSEKEEPING_TTI = 1024
 #: The output tables, in the order they are written.
 TABLES = ("packets", "tti", "decisions", "timing")
-#: Ideal CSI at a decision of a policy that decides from arrays (``ArrayPolicy``: the classic
-#: schedulers, which rank the UEs with data only): draw the fading and rate rows of the UEs with data
-#: only; the others' entries are drawn when next read (exact in law: the AR(1) skip-ahead). False
-#: draws every entry at every decision, as every ``Observation`` does: the same law, another random
-#: stream (``scripts/same_results.py --eager-csi``).
-LAZY_CSI = True
 
 
 class SimulationError(RuntimeError):
@@ -288,23 +282,14 @@ class Engine:
         )
 
     def _decision_arrays(self, k: int) -> DecisionArrays:
-        """What an ``ArrayPolicy`` reads at the decision at TTI ``k``, without an ``Observation``. With
-        ideal CSI the fading and rate rows of the UEs with data only (``LAZY_CSI``), or of every UE."""
-        ch = self.channel
+        """What an ``ArrayPolicy`` reads at the decision at TTI ``k``, without an ``Observation``: the
+        channel part as the Observation's (every entry drawn with ideal CSI, else the latest report)."""
         if not self.csi_ideal:  # the latest CSI report (phy.csi)
             _, gain, rate, _ = self._reports[0]
-        elif self.phy_needs_full_gain or not LAZY_CSI:
-            ch.refresh_all()
-            gain = ch.gain
-            rate = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w)[0]
         else:
-            ues = (self.buffers.backlog_bits > 0).nonzero()[0]
-            ch.refresh_ues(ues)
-            gain = ch.gain
-            rate = np.empty((self.n_ues, self.n_prbs))  # rows of UEs without data: not read
-            if ues.size:
-                rate[ues] = self.link.estimated_prb_rate_bps(gain[ues], self.serving_ru[ues], self.ru_max_power_w,
-                                                             ues=ues)[0]
+            self.channel.refresh_all()
+            gain = self.channel.gain  # (read before the channel moves on: no copy)
+            rate = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w)[0]
         return DecisionArrays(k, self.geo.ue_slice, self.serving_ru, self.buffers.backlog_bits, self.avg_tput_bps,
                               self.max_rate_bps, rate, gain, self.ue_weight, self.slice_weight, self.slice_names,
                               self.ru_max_power_w, self.slice_power_cap_w, self.s.scheduling.interval_tti, self.link)

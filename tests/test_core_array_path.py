@@ -5,7 +5,6 @@ on the ``Observation`` path, and ``check_allocation``'s compiled core agrees wit
 import numpy as np
 import pytest
 
-import simcore.engine
 from simcore.contracts import Allocation, InfeasibleAllocation, check_allocation, feasible_kernel
 
 from core_helpers import Recording, run_engine, small
@@ -26,13 +25,12 @@ def _variant(name: str):
 @pytest.mark.parametrize("policy,variant", [("pf", "one_ru"), ("maxcqi", "one_ru"), ("rr", "one_ru"),
                                             ("pf", "multi_ru"), ("rr", "multi_ru"), ("maxcqi", "caps"),
                                             ("pf", "caps"), ("pf", "csi"), ("rr", "every3")])
-def test_array_path_records_what_the_observation_path_records(monkeypatch, policy, variant):
+def test_array_path_records_what_the_observation_path_records(policy, variant):
     """One run through decide_arrays (the engine's array path) and one through decide(Observation)
-    (the same policy behind a wrapper that has no decide_arrays), every entry drawn at each decision
-    on both (LAZY_CSI False): the decisions and tti tables and the conservation counts are identical."""
+    (the same policy behind a wrapper that has no decide_arrays): the decisions and tti tables and
+    the conservation counts are identical."""
     from simcore.scenario import parse_scenario
 
-    monkeypatch.setattr(simcore.engine, "LAZY_CSI", False)
     scn = parse_scenario(dict(_variant(variant), policy={"name": policy, "params": {}}))
     from simcore.plugins import make_policy
 

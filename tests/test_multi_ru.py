@@ -175,14 +175,10 @@ def test_joint_relaxation_bounds_hold_the_exact_optimum_for_any_multipliers(inst
     assert relax.objective_upper_bound(v_star + prob.violation_tol, 5.0) >= f_star * (1 - 1e-9) - 1e-3
 
 
-def test_certified_proves_strongly_interfering_two_ru_states_optimal(monkeypatch):
+def test_certified_proves_strongly_interfering_two_ru_states_optimal():
     """The 2-RU cell (RUs 300 m apart on the same 2 PRBs) under rate: the interference-free bound left
     gaps of 23-50 % on states the answer solved exactly; the joint relaxation's bound closes them.
-    (The states as the engine sampled them before its lazy CSI, LAZY_CSI = False: the same law, the
-    random stream these states were found with; on other states the gap may stay open.)"""
-    import simcore.engine
-
-    monkeypatch.setattr(simcore.engine, "LAZY_CSI", False)
+    (On other states the gap may stay open.)"""
     scn = load_scenario(Path(__file__).resolve().parents[1] / "scenarios/esa_small_2ru.yaml")
     for obs in sample_states(scn, 3, seed=1, warmup_tti=200):
         prob = SnapshotProblem(obs, objective="rate")

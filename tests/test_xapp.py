@@ -53,18 +53,8 @@ def _assert_same_run(res_x, res_ref):
     assert res_x.tti.equals(res_ref.tti)
 
 
-def _eager_csi(monkeypatch):
-    """An xApp's message carries every UE's channel, so encoding it draws the rows of the UEs without
-    data that in-process PF never reads (lazy CSI): the same law, another random stream. The transport
-    is compared on the stream that draws every row at every decision."""
-    import simcore.engine
-
-    monkeypatch.setattr(simcore.engine, "LAZY_CSI", False)
-
-
-def test_xapp_serve_gives_the_in_process_results(tmp_path, monkeypatch):
+def test_xapp_serve_gives_the_in_process_results(tmp_path):
     """`oransim xapp serve pf` in its own process over tcp: same tables as pf in-process."""
-    _eager_csi(monkeypatch)
     ref = simulate(_scn({"name": "pf"}))
     srv = ServerProcess(["pf"], tmp_path / "serve.log")
     try:
@@ -77,11 +67,10 @@ def test_xapp_serve_gives_the_in_process_results(tmp_path, monkeypatch):
     assert "started (policy seed" in srv.log.read_text()
 
 
-def test_a_stateful_policy_over_ipc_gives_the_in_process_results(tmp_path, monkeypatch):
+def test_a_stateful_policy_over_ipc_gives_the_in_process_results(tmp_path):
     """Round robin keeps a pointer between decisions: the xApp keeps it per run, seeded like in-process."""
     from oransim.xapp import policy_handler
 
-    _eager_csi(monkeypatch)
     ref = simulate(_scn({"name": "rr", "params": {"slice_aware": False}}))
     with thread_server(policy_handler("rr", {"slice_aware": False}), bind=f"ipc://{tmp_path}/rr.ipc") as srv:
         res = simulate(_scn(_xapp(srv.endpoint)))
@@ -163,8 +152,7 @@ def test_a_killed_xapp_mid_run_falls_back_and_is_picked_up_after_a_restart(tmp_p
     assert "started (policy seed" in (tmp_path / "second.log").read_text()  # a new run state after the restart
 
 
-def test_an_xapp_that_never_comes_costs_no_waiting(monkeypatch):
-    _eager_csi(monkeypatch)  # the indication is encoded (every row read) before the send fails
+def test_an_xapp_that_never_comes_costs_no_waiting():
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
