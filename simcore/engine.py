@@ -297,12 +297,11 @@ class Engine:
     def _decide(self, k: int) -> None:
         staged, self._staged = self._staged, None
         policy = self.policy
-        if staged is not None and staged.tti == k:
-            src, decide = staged, policy.decide
-        elif self.array_policy:  # the classic schedulers: no Observation
+        from_arrays = self.array_policy and (staged is None or staged.tti != k)
+        if from_arrays:  # the classic schedulers: no Observation
             src, decide = self._decision_arrays(k), policy.decide_arrays
         else:
-            src, decide = self.observation(k), policy.decide
+            src, decide = (staged if staged is not None and staged.tti == k else self.observation(k)), policy.decide
         t0 = time.perf_counter()
         try:
             alloc = decide(src)
@@ -313,7 +312,7 @@ class Engine:
             check_allocation(alloc, src)
         except InfeasibleAllocation as exc:
             raise SimulationError(f"policy '{policy.name}' returned an infeasible allocation at TTI {k}: {exc}") from None
-        if decide is policy.decide:
+        if not from_arrays:
             # a private copy: the PHY and channel cache work per allocation object, and a policy may
             # reuse (and later mutate) the arrays it returned (decide_arrays hands fresh ones over)
             alloc = Allocation(alloc.ue_ru.copy(), alloc.prb_owner.copy(), alloc.power_w.copy(), alloc.info)
@@ -324,8 +323,8 @@ class Engine:
     def _objective(self, alloc: Allocation, src: Observation | DecisionArrays) -> float:
         """``weighted_sum_rate(alloc, src)``, the objective recorded with each decision. One RU with
         every active PRB at the equal share of the RU's power (the classic schedulers): the decision's
-        rate table (computed from ``src.gain`` at that very power by the same SINR and rate functions;
-        the owners' rows are filled) already holds each PRB's rate, so it is read, not recomputed:
+        rate table (computed from ``src.gain`` at that very power by the same SINR and rate functions)
+        already holds each PRB's rate, so it is read, not recomputed:
         the same values, bit for bit."""
         if self.n_rus == 1 and self.n_ues:
             owner = alloc.prb_owner[0]
