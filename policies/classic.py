@@ -74,10 +74,7 @@ class _MetricScheduler(_ClassicScheduler):
     _pf: bool  # the metric divides by the UE's average throughput
 
     def decide_arrays(self, a: DecisionArrays) -> Allocation:
-        rate = a.prb_rate_bps
-        if rate.dtype != _F64 or not rate.flags.c_contiguous:
-            rate = np.ascontiguousarray(rate, dtype=float)
-        owner, power = _metric_allocate(rate, a.buffer_bits, a.max_rate_bps, self._weights(a),
+        owner, power = _metric_allocate(a.prb_rate_bps, a.buffer_bits, a.max_rate_bps, self._weights(a),
                                         a.avg_throughput_bps, a.serving_ru, a.ru_max_power_w,
                                         self._horizon_s(a), self._pf)
         if not _no_caps(a):
@@ -87,12 +84,18 @@ class _MetricScheduler(_ClassicScheduler):
 
 def _metric_allocate(rate, buffer_bits, max_rate_bps, weight, avg_bps, serving_ru, ru_power_w, horizon_s: float,
                      pf: bool) -> tuple[np.ndarray, np.ndarray]:
-    """((R, K) owner, (R, K) power) of the metric schedulers; see ``_compile_metric``."""
+    """((R, K) owner, (R, K) power) of the metric schedulers; see ``_compile_metric``. The inputs go in
+    as fresh writable arrays of one layout (the engine's constants are read-only, an xApp's decoded
+    arrays too), so that one compiled signature serves every caller: numba compiles a new one for
+    each combination of read-only flags, which would cost a first decision seconds."""
     global _metric_kernel
     if _metric_kernel is None:
         _metric_kernel = _compile_metric()
-    return _metric_kernel(rate, np.asarray(buffer_bits, dtype=float), max_rate_bps, weight, avg_bps,
-                          np.asarray(serving_ru, dtype=np.int64), ru_power_w, horizon_s, pf)
+    if rate.dtype != _F64 or not rate.flags.c_contiguous or not rate.flags.writeable:
+        rate = np.array(rate, dtype=float, order="C")
+    per_ue = np.array((buffer_bits, max_rate_bps, weight, avg_bps), dtype=float)  # (4, U)
+    return _metric_kernel(rate, per_ue, np.array(serving_ru, dtype=np.int64), np.array(ru_power_w, dtype=float),
+                          horizon_s, pf)
 
 
 _F64 = np.dtype(np.float64)
@@ -105,7 +108,7 @@ def _compile_metric():
     from numba import njit
 
     @njit(cache=True, error_model="numpy")
-    def allocate(rate, buffer_bits, max_rate_bps, weight, avg_bps, serving_ru, ru_power_w, horizon_s, pf):
+    def allocate(rate, per_ue, serving_ru, ru_power_w, horizon_s, pf):
         """Sequential greedy over the PRBs k = 0..K-1 of each RU r: PRB k goes to the UE u served by
         r with the highest metric (ties: lowest index) among those whose need, min(buffer, max rate
         x horizon), is not covered by the bits of the PRBs they already got; a PRB that carries no
@@ -113,6 +116,7 @@ def _compile_metric():
         the RU's power over its K PRBs each. Reads ``rate[u]`` only for UEs with a need."""
         n_ue, n_prb = rate.shape
         n_ru = ru_power_w.shape[0]
+        buffer_bits, max_rate_bps, weight, avg_bps = per_ue[0], per_ue[1], per_ue[2], per_ue[3]
         left = np.empty(n_ue)
         scale = np.empty(n_ue)
         for u in range(n_ue):

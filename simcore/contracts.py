@@ -3,6 +3,8 @@
 Shapes are per scheduling decision: U UEs, R RUs, K PRBs per RU, S slices.
 
 - ``Observation``: what a policy sees.
+- ``DecisionArrays``: the part of it a classic scheduler reads, handed to a policy with
+  ``decide_arrays`` (``ArrayPolicy``) instead of an Observation.
 - ``Allocation``: what a policy returns (association, PRB owners, power per PRB).
 - ``Policy``: ``reset(seed)`` then ``decide(obs) -> Allocation`` every decision period.
 - ``PhyBackend``: ``open(...)``, ``step(tti, allocation, gain) -> PhyTtiResult``, ``close()``.
@@ -215,7 +217,9 @@ def _feasible_fast(alloc: Allocation, obs) -> bool:
     n_ue = obs.slice_id.shape[0]
     if (n_ue == 0 or ue_ru.ndim != 1 or ue_ru.shape[0] != n_ue or owner.ndim != 2 or owner.shape[0] != n_ru
             or owner.shape[1] != obs.n_prbs or p.shape != owner.shape or ue_ru.dtype != _I64
-            or owner.dtype != _I64 or p.dtype != _F64 or not p.flags.c_contiguous):
+            or owner.dtype != _I64 or p.dtype != _F64 or not p.flags.c_contiguous
+            # read-only arrays (e.g. decoded from an xApp's answer) would need another compiled signature
+            or not (ue_ru.flags.writeable and owner.flags.writeable and p.flags.writeable)):
         return False
     if not all(c == _INF for c in obs.slice_power_cap_w.tolist()):
         return False  # slice caps: the full check
