@@ -9,7 +9,11 @@ are scored without solving it again.
 
     python benchmarks/generalisation.py [--states 10] [--seed 5000] [--objective served]
         [--policies diffusion_ql:models/diffusion_ql_paper_default.pt,dqn:models/dqn_paper_default.pt,pf]
-        [--select objective] [--candidates 16] [--scales 1,1.2]
+        [--select objective] [--candidates 16] [--scales 1,1.2] [--roundtrip]
+
+``--roundtrip`` adds a row ``roundtrip``: the optimum's own allocation encoded as shares
+(``encode_allocation``) and decoded (``decode_action``), scored against the optimum: the most any
+policy acting through this encoding and decoder can agree with it.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=None, help="diffusion_ql's candidates (default: the checkpoint's)")
     ap.add_argument("--need-floor", default=None, choices=("true", "false"),
                     help="diffusion_ql's need-floor copies with select objective (default: the checkpoint's)")
+    ap.add_argument("--roundtrip", action="store_true", help="also score the optimum's own allocation encoded and decoded")
     ap.add_argument("--scales", default=None, help="diffusion_ql's share scales with select objective, e.g. 1,1.2 "
                                                    "(default: the checkpoint's)")
     args = ap.parse_args()
@@ -89,6 +94,14 @@ def main() -> None:
                 path.write_bytes(pickle.dumps(held))
             opt_qos = held.evaluate(lambda o, a=iter(held.opt): next(a))["qos_pct"]
         row, full = [], {}
+        if args.roundtrip:
+            from policies.learned.decoder import decode_action
+            from policies.learned.encoding import EncodingSpec, encode_allocation
+
+            spec = EncodingSpec.for_scenario(scn)
+            opt_of = {id(o): a for o, a in zip(held.states, held.opt)}
+            full["roundtrip"] = held.evaluate(lambda o: decode_action(encode_allocation(opt_of[id(o)], o, spec), o, spec,
+                                                                      args.objective))
         for n in names:
             name, params = policy_spec(n)
             if name == "diffusion_ql":

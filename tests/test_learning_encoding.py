@@ -85,7 +85,9 @@ def test_the_optimum_survives_encode_and_decode(objective):
     """On paper-cell states (3 x 10 UEs, 30 PRBs) the optimum's allocation, encoded as per-UE
     shares and decoded, keeps its objective, and its decisions: between PRBs of equal value the
     decoder follows the optimum's tie cost (without it, R^2 was 0.22 under rate and 0.47 under
-    served on these states). This bounds what a learned policy can reach."""
+    served on these states), and its step 6 follows the problem's order where only several PRBs
+    together reach a UE's cap (without it, R^2 0.77 under served). This bounds what a learned
+    policy can reach."""
     from analysis.agreement import agreement, decision_vector
     from policies.optimal import ExactOptimum
 
@@ -105,7 +107,7 @@ def test_the_optimum_survives_encode_and_decode(objective):
         if objective == "rate":  # every UE takes its full shares: the same PRBs as the optimum's
             np.testing.assert_array_equal(back.prb_owner, opt.prb_owner)
     assert np.median(ratios) >= 0.999 and min(ratios) >= 0.99, ratios
-    assert agreement(back_vec, opt_vec)["r2"] >= (0.999 if objective == "rate" else 0.7)
+    assert agreement(back_vec, opt_vec)["r2"] >= 0.99
 
 
 @pytest.mark.parametrize("objective", ["served", "rate"])
@@ -159,6 +161,28 @@ def test_the_compiled_assignment_and_share_sums_are_scipys_and_numpys():
         a[rng.random(a.shape) < 0.3] = 0.0
         s = a[..., 0]  # the strided view the numpy decoder sums
         assert [_pairwise_sum(np.ascontiguousarray(row), 0, n) for row in s] == s.sum(axis=1).tolist()
+
+
+@pytest.mark.parametrize("objective", ["served", "rate"])
+def test_the_polish_never_loses_in_the_problems_order(objective, monkeypatch):
+    """Step 6 of the decoder (moves by the snapshot problem's order) on noisy copies of the optimum's
+    shares: the decoded allocation is never after the one decoded without its sweeps in the order
+    (V, F, P, T), and it is strictly before it on some vectors (the step does something)."""
+    import policies.learned.decoder as dec
+    from policies.optimal import ExactOptimum
+
+    obs = observation(seed=31, load=1.5, ues=(5, 5, 5))
+    spec = EncodingSpec(max_ues=15, slice_names=obs.slice_names)
+    prob = snapshot_problem(obs, objective)
+    x = encode_allocation(ExactOptimum(objective=objective).decide(obs), obs, spec)
+    rng = np.random.default_rng(3)
+    actions = np.clip(x + rng.normal(0.0, 0.01, (12, x.size)) * (x > 0), 0.0, 1.0)
+    ctx = dec.DecodeContext(obs, spec, objective)
+    polished = [prob.evaluate(a) for a in dec.decode_actions(actions, [ctx] * len(actions))]
+    monkeypatch.setattr(dec, "SWEEPS", 0)
+    plain = [prob.evaluate(a) for a in dec.decode_actions(actions, [ctx] * len(actions))]
+    assert not any(prob.is_better(p, q) for p, q in zip(plain, polished))
+    assert sum(prob.is_better(q, p) for p, q in zip(plain, polished)) >= 3
 
 
 def test_templates_fill_by_weight_within_demand():

@@ -18,7 +18,16 @@ passes ``check_allocation``. Per RU:
 5. a second assignment pass ranks PRBs at the RU's price of power mu (the median over its UEs of
    w_u times the rate per watt of the first upgrade each could not afford): a PRB is worth
    w_u max_l (r[u,k,l] - mu p_l); then step 4 again;
-6. ``simcore.contracts.repair_allocation`` (the one repair) enforces per-slice power caps where the
+6. the snapshot problem's own order (``SnapshotProblem``: shortfall V, objective F, power P, tie
+   cost T) polishes each RU's result (``decoder_fast.polish_rows``, one compiled implementation that
+   the numpy path calls too): moves of one PRB to an idle PRB or exchanges of two PRBs' owners (each
+   UE keeps its PRB count and levels), and one assignment of least tie cost that keeps every UE's
+   rate up to its share of the rate it has to spare, are taken when (V, F, T) improves; then, in a
+   one-RU cell without slice caps, a PRB below the lowest level is lifted to it and PRB levels move
+   up or down where (V, F, P, T) improves within the RU budget. Steps 3-5 rank PRBs by per-PRB
+   values (a UE's cap split evenly over its PRBs), which cannot see that two PRBs together reach a
+   cap, nor the shortfall; without this step the optimum's own served labels came back at R^2 0.82;
+7. ``simcore.contracts.repair_allocation`` (the one repair) enforces per-slice power caps where the
    scenario sets them (the RU budget holds by construction); every UE stays with its serving RU.
 
 ``decode_actions`` decodes many states at once (the vector env): the work is done on rows (one
@@ -34,10 +43,12 @@ from simcore.contracts import Allocation, Observation, repair_allocation
 from simcore.snapshot import SnapshotProblem, tie_cost
 
 from . import decoder_fast
-from .encoding import EncodingMismatch, EncodingSpec, rate_cap_bps, snapshot_problem
+from .encoding import EncodingMismatch, EncodingSpec, need_bps, rate_cap_bps, snapshot_problem
 
 #: Assignment passes (the second ranks PRBs at the RU's price of power found by the first).
 PASSES = 2
+#: Sweeps of step 6 (moves of PRBs between a row's UEs by the problem's order) at most.
+SWEEPS = 4
 #: Weight of the problem's tie cost (scaled to (0, 1]) in the assignment, relative to the row's
 #: largest value: it only decides between PRBs whose values are equal (a UE at its rate cap, a
 #: saturated spectral efficiency), so the choice there is the optimum's rather than arbitrary.
@@ -55,7 +66,8 @@ class DecodeContext:
 
     Per RU r with UEs: ``rows[r]`` = (UE indices padded to ``max_ues`` with -1, their rate table
     (n_r, L, K) at the ascending power levels (n_r its UEs; no padding rows: the decoder reads the
-    table only for UEs with PRBs), weights, rate caps padded with zeros).
+    table only for UEs with PRBs), weights, rate caps, rate needs and the rates that count in the
+    objective (inf under rate), padded with zeros).
     ``tie_keys[r]`` = what the tie cost of a choice needs (``DecodeRows.tie_index``).
     """
 
@@ -68,7 +80,11 @@ class DecodeContext:
         self.levels = self.problem.levels_w[np.arange(obs.n_rus)[:, None], order]  # (R, L) ascending
         rates = self.problem.single_ru_rate_table()[:, :, order[0]].transpose(0, 2, 1)  # (U, L, K) at those levels
         self.top = np.minimum(self.levels[:, -1], spec.max_prb_power_factor * obs.ru_max_power_w / obs.n_prbs)
-        need = self.problem.need_bps if self.problem.objective == objective else None  # the same need
+        if self.problem.objective == objective:  # the same need and counted rate
+            need, counted = self.problem.need_bps, self.problem.cap_bps
+        else:
+            need = need_bps(obs, objective)
+            counted = obs.buffer_bits / (obs.interval_tti * obs.link.tti_s) if objective == "served" else np.full(obs.n_ues, np.inf)
         cap, weight, m = rate_cap_bps(obs, objective, need), obs.ue_weight, spec.max_ues
         self.rows, self.tie_keys = {}, {}
         n_lvl = self.levels.shape[1]
@@ -77,20 +93,25 @@ class DecodeContext:
             if ues.size:
                 pad, w_pad, cap_pad, tie_ue = (np.full(m, -1, dtype=np.int64), np.zeros(m), np.zeros(m),
                                                np.zeros(m, dtype=np.int64))
+                need_pad, counted_pad = np.zeros(m), np.zeros(m)
                 pad[:ues.size], w_pad[:ues.size], cap_pad[:ues.size] = ues, weight[ues], cap[ues]
-                self.rows[r] = (pad, rates[ues], w_pad, cap_pad)
+                need_pad[:ues.size], counted_pad[:ues.size] = need[ues], counted[ues]
+                self.rows[r] = (pad, rates[ues], w_pad, cap_pad, need_pad, counted_pad)
                 # choice index of (u, r, k, problem level l) = l + L (u + U (k + K r)), split in parts
                 tie_ue[:ues.size] = n_lvl * (ues + obs.n_ues * obs.n_prbs * r)
                 self.tie_keys[r] = (tie_ue, n_lvl * obs.n_ues, order[r])
         self.need_repair = bool(np.isfinite(obs.slice_power_cap_w).any())
+        #: step 6 may change PRB power levels: one RU (no interference the rate table leaves out), no slice cap
+        self.free_power = obs.n_rus == 1 and not self.need_repair
+        self.steps = self.problem.level_steps[np.arange(obs.n_rus)[:, None], order]  # (R, L) tier-3 steps, ascending
         self.packed = None  # its own rows packed (``DecodeRows.of``), built by the first ``decode_candidates``
 
 
 class DecodeRows:
     """The decoder's constants of many rows (one per state and RU with UEs, all with K PRBs), stacked.
 
-    Row i: ``ues`` (M,) UE indices (-1 padding), ``table`` (W, L, K) their rate tables (W >= its UEs), ``weight``
-    and ``cap`` (M,), the RU's ascending ``levels`` (L,), PRB power ceiling ``top`` and power budget
+    Row i: ``ues`` (M,) UE indices (-1 padding), ``table`` (W, L, K) their rate tables (W >= its UEs), ``weight``,
+    ``cap``, ``need`` and ``counted`` (M,), the RU's ascending ``levels`` (L,), PRB power ceiling ``top`` and power budget
     ``ru_power``, and the parts of its choices' tie-cost index (``tie_index``). ``put`` copies a
     context's rows in (a pool fills its rows as its states are first
     used, and with ``adopt`` points the context at them, so the tables are held once).
@@ -103,8 +124,12 @@ class DecodeRows:
         self.table = np.zeros((n_rows, m if width is None else width, n_levels, n_prbs))  # width: UEs a row holds at most
         self.weight = np.zeros((n_rows, m))
         self.cap = np.zeros((n_rows, m))
+        self.need = np.zeros((n_rows, m))
+        self.counted = np.zeros((n_rows, m))
         self.levels = np.ones((n_rows, n_levels))
         self.top = np.zeros(n_rows)
+        self.steps = np.ones((n_rows, n_levels), dtype=np.int64)
+        self.free_power = np.zeros(n_rows, dtype=bool)
         self.ru_power = np.zeros(n_rows)
         self.tie_ue = np.zeros((n_rows, m), dtype=np.int64)
         self.tie_prb = np.zeros(n_rows, dtype=np.int64)
@@ -119,19 +144,21 @@ class DecodeRows:
         """Copy ``ctx``'s rows in from row ``first`` on (in RU order); returns their RUs."""
         rus = sorted(ctx.rows)
         for i, r in enumerate(rus, start=first):
-            ues, table, w, cap = ctx.rows[r]
+            ues, table, w, cap, need, counted = ctx.rows[r]
             self.ues[i], self.table[i, :table.shape[0]], self.weight[i], self.cap[i] = ues, table, w, cap
+            self.need[i], self.counted[i] = need, counted
             self.levels[i], self.top[i], self.ru_power[i] = ctx.levels[r], ctx.top[r], ctx.obs.ru_max_power_w[r]
+            self.steps[i], self.free_power[i] = ctx.steps[r], ctx.free_power
             self.tie_ue[i], self.tie_prb[i], self.tie_level[i] = ctx.tie_keys[r]
             if adopt:
-                ctx.rows[r] = (self.ues[i], self.table[i], self.weight[i], self.cap[i])
+                ctx.rows[r] = (self.ues[i], self.table[i], self.weight[i], self.cap[i], self.need[i], self.counted[i])
         return rus
 
     @staticmethod
     def of(contexts: list[DecodeContext]) -> tuple["DecodeRows", np.ndarray, np.ndarray]:
         """Rows of ``contexts`` (all with the same K): the rows, and each row's context and RU."""
         c0 = contexts[0]
-        width = max(t.shape[0] for c in contexts for _, t, _, _ in c.rows.values())
+        width = max(v[1].shape[0] for c in contexts for v in c.rows.values())
         rows = DecodeRows(sum(len(c.rows) for c in contexts), c0.spec, c0.obs.n_prbs, c0.levels.shape[1], width)
         state, ru = [], []
         for b, c in enumerate(contexts):
@@ -154,7 +181,7 @@ def decode_action(action, obs: Observation, spec: EncodingSpec, objective: str =
 
 
 def decode_candidates(actions: np.ndarray, ctx: DecodeContext, fast: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Steps 1-5 of C actions (C, action_dim) for the one observation of ``ctx``: PRB owners and
+    """Steps 1-6 of C actions (C, action_dim) for the one observation of ``ctx``: PRB owners and
     powers (C, R, K), before ``finish`` (what ``decode_actions`` with C copies of ``ctx`` gives,
     its rows packed once: one compiled call for every candidate and RU)."""
     a = check_actions(actions, ctx.spec)
@@ -209,7 +236,7 @@ def check_actions(actions, spec: EncodingSpec) -> np.ndarray:
 
 
 def finish(ctx: DecodeContext, owner: np.ndarray, power: np.ndarray) -> Allocation:
-    """The allocation of decoded owners and powers (R, K): step 6 of the module docstring."""
+    """The allocation of decoded owners and powers (R, K): step 7 of the module docstring."""
     if ctx.need_repair:
         return repair_allocation(ctx.obs.serving_ru, owner, power, ctx.obs)
     return Allocation(ctx.obs.serving_ru.astype(np.int64), owner, power)
@@ -217,12 +244,12 @@ def finish(ctx: DecodeContext, owner: np.ndarray, power: np.ndarray) -> Allocati
 
 def decode_rows(actions: np.ndarray, rows: DecodeRows, sel: np.ndarray, state: np.ndarray,
                 fast: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Steps 1-5 on rows ``sel`` of ``rows``, row j taking the action of state ``state[j]``:
+    """Steps 1-6 on rows ``sel`` of ``rows``, row j taking the action of state ``state[j]``:
     actions (B, action_dim) float64. Returns the rows' PRB owners (UE index, -1 idle) and powers, (N, K).
-    ``fast``: steps 1-5 in one compiled call (``decoder_fast.decode_rows``, identical output); else
+    ``fast``: steps 1-6 in one compiled call (``decoder_fast.decode_rows``, identical output); else
     numpy, the reference."""
     if fast:
-        return decoder_fast.decode_rows(actions, rows, sel, state, PASSES, TIE_BREAK_REL)
+        return decoder_fast.decode_rows(actions, rows, sel, state, PASSES, TIE_BREAK_REL, SWEEPS)
     m, n_prb = rows.spec.max_ues, rows.n_prbs
     shares = np.concatenate([clean_shares(actions).reshape(-1, 2, m), np.zeros((actions.shape[0], 2, 1))], axis=2)
     ues = rows.ues[sel]  # (N, M), -1 padding
@@ -236,8 +263,12 @@ def decode_rows(actions: np.ndarray, rows: DecodeRows, sel: np.ndarray, state: n
     owner = np.full((n, n_prb), -1, dtype=np.int64)
     power = np.zeros((n, n_prb))
     row_of, own, col, p_w = _assign_rows(counts, rows.ru_power[sel, None] * p, rows, sel)
-    owner[row_of, col] = ues[row_of, own]
+    slot_own = np.full((n, n_prb), -1, dtype=np.int64)
+    slot_own[row_of, col] = own
     power[row_of, col] = p_w
+    decoder_fast.polish_rows(slot_own, power, rows, sel, SWEEPS)  # step 6: one compiled implementation
+    owned = slot_own >= 0
+    owner[owned] = ues[np.nonzero(owned)[0], slot_own[owned]]
     return owner, power
 
 

@@ -1,4 +1,4 @@
-"""The decoder's steps 1-5 (``decoder.decode_rows``) compiled: the same output, one call.
+"""The decoder's steps 1-6 (``decoder.decode_rows``) compiled: the same output, one call.
 
 ``decode_rows`` is ``decoder.decode_rows`` as one numba call (``cache=True``), the PRB assignment
 included: ``_assign_max`` solves each row's assignment by the algorithm of
@@ -9,7 +9,8 @@ share totals summed as numpy sums (``_pairwise_sum``), the running sum of the po
 median), sorts are stable where the numpy code's are, so the
 output is identical, not merely close: ``tests/test_learning_encoding.py`` decodes random vectors
 both ways and compares owners and powers exactly. The numpy code stays the reference
-(``decode_actions(..., fast=False)``).
+(``decode_actions(..., fast=False)``) of steps 1-5. Step 6 (``polish_rows``: moves by the snapshot
+problem's order, loops over PRB pairs) exists once, compiled here; both paths call it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from numba import njit
 _JIT = dict(cache=True, error_model="numpy")
 _MASK24 = (1 << 24) - 1
 _SLACK = 1 + 1e-12  # as the numpy code's budget and ceiling comparisons
+_FORBID = 1e15  # an assignment value below any sum of tie costs (at most 2^24 each)
 
 
 @njit(**_JIT)
@@ -424,24 +426,282 @@ def _counts_and_budgets(actions, ues_all, ru_power, sel, state, n_prb):
 
 
 @njit(**_JIT)
-def _decode(actions, ues_all, ru_power, levels_all, top_all, weight_all, cap_all, table, sel, state,
-            tie_ue, tie_prb, tie_level, passes, tie_rel):
-    """Steps 1-5 of rows ``sel`` in one call: PRB owners (UE index, -1 idle) and powers, (N, K)."""
+def _tie_int(index):
+    """``simcore.snapshot.tie_cost`` of one index (an int in 1..2^24)."""
+    x = (index ^ (index >> 24)) & _MASK24
+    x ^= x >> 12
+    x = (x * 0x9E3779) & _MASK24
+    x ^= x >> 11
+    x = (x * 0x85EBCB) & _MASK24
+    x ^= x >> 12
+    return 1 + x
+
+
+@njit(**_JIT)
+def _better(dv, df, dt, tol_v, tol_f):
+    """A change of (V, F, T) by (dv, df, dt) improves in the problem's order: less shortfall, else
+    (shortfall tied) more objective, else (both tied) less tie cost."""
+    if dv < -tol_v:
+        return True
+    if dv > tol_v:
+        return False
+    if df > tol_f:
+        return True
+    return df >= -tol_f and dt < 0
+
+
+@njit(**_JIT)
+def _ue_terms(need, cap, w, old, new):
+    """Changes of one UE's shortfall and counted objective when its rate goes from ``old`` to ``new``."""
+    return (max(need - new, 0.0) - max(need - old, 0.0)), w * (min(new, cap) - min(old, cap))
+
+
+@njit(**_JIT)
+def _polish(slot_own, power, levels_all, table, sel, weight, need, served_cap, tie_ue, tie_prb, tie_level, sweeps,
+            free, ru_power, top, steps):
+    """Step 6 of the decoder, in place: each row's PRBs moved between its UEs by the snapshot
+    problem's own order while every UE keeps its PRB count and its PRBs' power levels.
+
+    slot_own (N, K): the UE slot owning each PRB (-1 idle); power (N, K) its power (it moves with its
+    owner); the rest as in ``DecodeRows`` (``need`` the rate need, ``served_cap`` what counts in the
+    objective: inf under rate). A row with an owned PRB off its levels is left as it is. Scan order:
+    PRB k, then every other PRB k2; the first improving move is taken: k's owner and level to the
+    idle PRB k2, or k and k2 exchange owner and level (for one UE: its two levels change places). A
+    move improves if (V, F, T) of the row does in the problem's order (``_better``; the power, tier 3,
+    does not change). At most ``sweeps`` sweeps. Plain Python loops: the numpy reference runs this
+    function as it is and ``_polish`` is the same function compiled (one text, the same float operations).
+    """
+    n_rows, n_prb = slot_own.shape
+    n_lvl = levels_all.shape[1]
+    m = weight.shape[1]
+    lvl = np.zeros(n_prb, np.int64)
+    rate = np.zeros(m)
+    for i in range(n_rows):
+        r = sel[i]
+        used = 0.0
+        for k in range(n_prb):
+            used += power[i, k]
+        if free[r]:  # a PRB below the lowest level is lifted to it while the RU's power lasts (PRB order)
+            for k in range(n_prb):
+                if slot_own[i, k] >= 0 and power[i, k] < levels_all[r, 0] and \
+                        used + levels_all[r, 0] - power[i, k] <= ru_power[r] * _SLACK:
+                    used += levels_all[r, 0] - power[i, k]
+                    power[i, k] = levels_all[r, 0]
+        on_grid = True
+        for k in range(n_prb):
+            if slot_own[i, k] >= 0:
+                lvl[k] = -1
+                for j in range(n_lvl):
+                    if power[i, k] == levels_all[r, j]:
+                        lvl[k] = j
+                if lvl[k] < 0:
+                    on_grid = False
+        if not on_grid:
+            continue
+        rate[:] = 0.0
+        for k in range(n_prb):
+            if slot_own[i, k] >= 0:
+                rate[slot_own[i, k]] += table[r, slot_own[i, k], lvl[k], k]
+        tol_v, tol_f = 0.0, 0.0
+        for u in range(m):
+            tol_v += need[r, u]
+            tol_f += weight[r, u] * min(rate[u], served_cap[r, u])
+        tol_v, tol_f = max(1e-2, 1e-9 * tol_v), max(1e-2, 1e-9 * abs(tol_f))
+        spare = ru_power[r] * _SLACK - used
+        for _ in range(sweeps):  # placement first (each UE's levels kept), then levels; again while either moves
+            _moves(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb, tie_level,
+                   sweeps, tol_v, tol_f)
+            placed = (_reassign(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb,
+                                tie_level, tol_v, tol_f, False)
+                      or _reassign(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb,
+                                   tie_level, tol_v, tol_f, True))
+            if placed:
+                continue
+            if not free[r]:
+                break
+            before = spare
+            spare = _levels(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb,
+                            tie_level, sweeps, tol_v, tol_f, levels_all, spare, top[r], steps)
+            if spare == before:
+                break
+
+
+@njit(**_JIT)
+def _reassign(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb, tie_level,
+              tol_v, tol_f, split):
+    """Row i's owned PRBs (each a UE and level) placed again by one assignment of least tie cost,
+    each allowed only on PRBs where its UE keeps its rate up to its share of the UE's slack above
+    what it can use (max(need, counted rate); 0 for a UE below it): so chains and cycles of moves
+    that keep (V, F) become one step. Taken if (V, F, T) improves (``_better``); True if taken."""
+    n_prb = slot_own.shape[1]
+    m = weight.shape[1]
+    n_s = 0
+    count = np.zeros(m, np.int64)
+    for k in range(n_prb):
+        if slot_own[i, k] >= 0:
+            n_s += 1
+            count[slot_own[i, k]] += 1
+    room_any = False
+    for u in range(m):
+        if count[u] > 0 and rate[u] > max(need[r, u], served_cap[r, u]):
+            room_any = True
+    if n_s == 0 or not room_any:
+        return False  # no UE has rate to spare (always so under rate): only single moves
+    ks, value = np.empty(n_s, np.int64), np.empty((n_s, n_prb))
+    s = 0
+    for k in range(n_prb):
+        u = slot_own[i, k]
+        if u >= 0:
+            ks[s] = k
+            room = max(rate[u] - max(need[r, u], served_cap[r, u]), 0.0) / (count[u] if split else 1)
+            for k2 in range(n_prb):
+                if table[r, u, lvl[k], k2] >= table[r, u, lvl[k], k] - room:
+                    value[s, k2] = -float(_tie_int(tie_level[r, lvl[k]] + tie_ue[r, u] + tie_prb[r] * k2))
+                else:
+                    value[s, k2] = -_FORBID
+            s += 1
+    col = np.zeros(n_s, np.int64)
+    _assign_max(value, np.arange(n_s), 0, n_s, col)
+    new_rate = rate.copy()
+    dt = 0
+    for s in range(n_s):
+        k, k2 = ks[s], col[s]
+        u, lu = slot_own[i, k], lvl[k]
+        new_rate[u] += table[r, u, lu, k2] - table[r, u, lu, k]
+        dt += _tie_int(tie_level[r, lu] + tie_ue[r, u] + tie_prb[r] * k2) - _tie_int(tie_level[r, lu] + tie_ue[r, u] + tie_prb[r] * k)
+    dv, df = 0.0, 0.0
+    for u in range(m):
+        if count[u] > 0:
+            a, b = _ue_terms(need[r, u], served_cap[r, u], weight[r, u], rate[u], new_rate[u])
+            dv, df = dv + a, df + b
+    if not _better(dv, df, dt, tol_v, tol_f):
+        return False
+    own_old, p_old, l_old = slot_own[i].copy(), power[i].copy(), lvl.copy()
+    slot_own[i, :] = -1
+    power[i, :] = 0.0
+    for s in range(n_s):
+        slot_own[i, col[s]], power[i, col[s]], lvl[col[s]] = own_old[ks[s]], p_old[ks[s]], l_old[ks[s]]
+    rate[:] = new_rate
+    return True
+
+
+@njit(**_JIT)
+def _moves(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb, tie_level,
+           sweeps, tol_v, tol_f):
+    """Single moves of row i (``polish_rows``), at most ``sweeps`` sweeps; ``rate`` kept up to date."""
+    n_prb = slot_own.shape[1]
+    for _ in range(sweeps):
+        moved = False
+        for k in range(n_prb):
+            for k2 in range(n_prb):
+                u, v = slot_own[i, k], slot_own[i, k2]
+                if u < 0:
+                    break  # k is idle (it may have become so by a move)
+                if k2 == k or (v == u and lvl[k2] == lvl[k]):
+                    continue
+                lu, lv = lvl[k], lvl[k2]
+                ru_new = rate[u] - table[r, u, lu, k] + table[r, u, lu, k2]
+                rv_new = 0.0
+                if v == u:
+                    ru_new = ru_new - table[r, u, lv, k2] + table[r, u, lv, k]
+                elif v >= 0:
+                    rv_new = rate[v] - table[r, v, lv, k2] + table[r, v, lv, k]
+                dv, df = _ue_terms(need[r, u], served_cap[r, u], weight[r, u], rate[u], ru_new)
+                if v >= 0 and v != u:
+                    dv2, df2 = _ue_terms(need[r, v], served_cap[r, v], weight[r, v], rate[v], rv_new)
+                    dv, df = dv + dv2, df + df2
+                if dv > tol_v or (dv >= -tol_v and df < -tol_f):
+                    continue  # worse on tier 1 or 2: the tie cost cannot make up for it
+                dt = _tie_int(tie_level[r, lu] + tie_ue[r, u] + tie_prb[r] * k2) - \
+                    _tie_int(tie_level[r, lu] + tie_ue[r, u] + tie_prb[r] * k)
+                if v >= 0:
+                    dt += _tie_int(tie_level[r, lv] + tie_ue[r, v] + tie_prb[r] * k) - \
+                        _tie_int(tie_level[r, lv] + tie_ue[r, v] + tie_prb[r] * k2)
+                if not _better(dv, df, dt, tol_v, tol_f):
+                    continue
+                rate[u] = ru_new
+                if v >= 0 and v != u:
+                    rate[v] = rv_new
+                p_k = power[i, k]
+                slot_own[i, k], power[i, k], lvl[k] = v, power[i, k2], lv
+                slot_own[i, k2], power[i, k2], lvl[k2] = u, p_k, lu
+                moved = True
+        if not moved:
+            break
+
+
+@njit(**_JIT)
+def _levels(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb, tie_level, sweeps,
+            tol_v, tol_f, levels_all, spare, top, steps):
+    """Level moves of row i: each owned PRB (in order) to the first other level, lowest first, that
+    improves (V, F, P, T) in the problem's order within the RU's ``spare`` power (W) and the PRB
+    ceiling ``top``; at most ``sweeps`` sweeps. Returns the power still spare."""
+    n_prb = slot_own.shape[1]
+    n_lvl = levels_all.shape[1]
+    for _ in range(sweeps):
+        moved = False
+        for k in range(n_prb):
+            u = slot_own[i, k]
+            if u < 0:
+                continue
+            for j in range(n_lvl):
+                lu = lvl[k]
+                if j == lu or levels_all[r, j] > top * _SLACK or levels_all[r, j] - levels_all[r, lu] > spare:
+                    continue
+                ru_new = rate[u] - table[r, u, lu, k] + table[r, u, j, k]
+                dv, df = _ue_terms(need[r, u], served_cap[r, u], weight[r, u], rate[u], ru_new)
+                if dv > tol_v or (dv >= -tol_v and df < -tol_f):
+                    continue
+                dp = steps[r, j] - steps[r, lu]
+                if dv >= -tol_v and df <= tol_f:  # tied on tiers 1-2: less power, else less tie cost
+                    if dp > 0:
+                        continue
+                    if dp == 0 and _tie_int(tie_level[r, j] + tie_ue[r, u] + tie_prb[r] * k) >= \
+                            _tie_int(tie_level[r, lu] + tie_ue[r, u] + tie_prb[r] * k):
+                        continue
+                spare -= levels_all[r, j] - levels_all[r, lu]
+                rate[u] = ru_new
+                power[i, k], lvl[k] = levels_all[r, j], j
+                moved = True
+        if not moved:
+            break
+    return spare
+
+
+def polish_rows(slot_own, power, rows, sel, sweeps: int) -> None:
+    """Step 6 (``_polish``) of rows ``sel`` of ``rows`` (``decoder.DecodeRows``), in place: the one
+    implementation, called by the numpy reference and inside the compiled ``_decode`` alike."""
+    _polish(slot_own, power, rows.levels, rows.table, np.ascontiguousarray(sel, dtype=np.int64), rows.weight,
+            rows.need, rows.counted, rows.tie_ue, rows.tie_prb, rows.tie_level, int(sweeps),
+            rows.free_power, rows.ru_power, rows.top, rows.steps)
+
+
+@njit(**_JIT)
+def _decode(actions, ues_all, ru_power, levels_all, top_all, weight_all, cap_all, need_all, counted_all, table,
+            sel, state, tie_ue, tie_prb, tie_level, passes, tie_rel, sweeps, free_all, steps_all):
+    """Steps 1-6 of rows ``sel`` in one call: PRB owners (UE index, -1 idle) and powers, (N, K)."""
     n_prb = table.shape[3]
     counts, budget = _counts_and_budgets(actions, ues_all, ru_power, sel, state, n_prb)
     row_of, own, col, p_w = _assign(counts, budget, levels_all, top_all, weight_all, cap_all, table, sel,
                                     tie_ue, tie_prb, tie_level, passes, tie_rel)
-    owner = np.full((sel.size, n_prb), -1, np.int64)
+    slot_own = np.full((sel.size, n_prb), -1, np.int64)
     power = np.zeros((sel.size, n_prb))
     for q in range(row_of.size):
-        owner[row_of[q], col[q]] = ues_all[sel[row_of[q]], own[q]]
+        slot_own[row_of[q], col[q]] = own[q]
         power[row_of[q], col[q]] = p_w[q]
+    _polish(slot_own, power, levels_all, table, sel, weight_all, need_all, counted_all, tie_ue, tie_prb, tie_level, sweeps,
+            free_all, ru_power, top_all, steps_all)
+    owner = np.full((sel.size, n_prb), -1, np.int64)
+    for i in range(sel.size):
+        for k in range(n_prb):
+            if slot_own[i, k] >= 0:
+                owner[i, k] = ues_all[sel[i], slot_own[i, k]]
     return owner, power
 
 
-def decode_rows(actions, rows, sel, state, passes: int, tie_rel: float):
+def decode_rows(actions, rows, sel, state, passes: int, tie_rel: float, sweeps: int):
     """``decoder.decode_rows`` (actions (B, action_dim) float64; same results): owners and powers (N, K)."""
     return _decode(np.ascontiguousarray(actions, dtype=np.float64), rows.ues, rows.ru_power, rows.levels, rows.top,
-                   rows.weight, rows.cap, rows.table, np.ascontiguousarray(sel, dtype=np.int64),
+                   rows.weight, rows.cap, rows.need, rows.counted, rows.table, np.ascontiguousarray(sel, dtype=np.int64),
                    np.ascontiguousarray(state, dtype=np.int64), rows.tie_ue, rows.tie_prb, rows.tie_level,
-                   passes, float(tie_rel))
+                   passes, float(tie_rel), int(sweeps), rows.free_power, rows.steps)
