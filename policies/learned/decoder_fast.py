@@ -511,10 +511,14 @@ def _polish(slot_own, power, levels_all, table, sel, weight, need, served_cap, t
         for _ in range(sweeps):  # placement first (each UE's levels kept), then levels; again while either moves
             _moves(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb, tie_level,
                    sweeps, tol_v, tol_f)
+            spared = False  # some UE has rate to spare (never under rate): splitting it is another try
+            for u in range(weight.shape[1]):
+                if rate[u] > max(need[r, u], served_cap[r, u]):
+                    spared = True
             placed = (_reassign(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb,
                                 tie_level, tol_v, tol_f, False)
-                      or _reassign(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb,
-                                   tie_level, tol_v, tol_f, True))
+                      or (spared and _reassign(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap,
+                                               tie_ue, tie_prb, tie_level, tol_v, tol_f, True)))
             if placed:
                 continue
             if not free[r]:
@@ -541,12 +545,8 @@ def _reassign(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap,
         if slot_own[i, k] >= 0:
             n_s += 1
             count[slot_own[i, k]] += 1
-    room_any = False
-    for u in range(m):
-        if count[u] > 0 and rate[u] > max(need[r, u], served_cap[r, u]):
-            room_any = True
-    if n_s == 0 or not room_any:
-        return False  # no UE has rate to spare (always so under rate): only single moves
+    if n_s == 0:
+        return False
     ks, value = np.empty(n_s, np.int64), np.empty((n_s, n_prb))
     s = 0
     for k in range(n_prb):
