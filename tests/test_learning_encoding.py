@@ -195,3 +195,32 @@ def test_templates_fill_by_weight_within_demand():
     t = SliceTemplates(3)
     for a in (0, 9, 90, 99):
         check_allocation(decode_action(t.action(obs, a, spec, "rate"), obs, spec, "rate"), obs)
+
+
+def test_compiled_state_encoding_has_the_reference_bytes():
+    """encode_state's compiled path equals the numpy reference byte for byte: engine states (several
+    RUs, slice caps, K not a multiple of the sub-bands) and the same states with extreme channel and
+    queue values (zero and huge SINRs, empty and huge buffers, K from 1 to 273: the pairwise sums'
+    every branch)."""
+    import dataclasses
+
+    from policies.learned.encoding_fast import MAX_TERMS, _pairwise
+
+    rng = np.random.default_rng(7)
+    for n in range(MAX_TERMS + 1):  # numpy's summation order, to the bit
+        a = rng.lognormal(0.0, 3.0, n)
+        assert _pairwise(a, 0, n) == a.sum()
+    obs_list = [observation(**kw) for kw in CASES]
+    for o in list(obs_list):
+        for k in (1, 5, 7, 16, 100, 129, 273):
+            n = o.n_ues
+            sinr = rng.lognormal(0.0, 4.0, (n, k)) * (rng.random((n, k)) > 0.1)
+            obs_list.append(dataclasses.replace(
+                o, gain=np.ones((n, o.n_rus, k)), prb_sinr=sinr, prb_rate_bps=1e5 * np.log2(1.0 + sinr),
+                buffer_bits=rng.lognormal(8.0, 6.0, n) * (rng.random(n) > 0.3),
+                avg_throughput_bps=rng.lognormal(10.0, 5.0, n), hol_delay_ms=rng.exponential(20.0, n)))
+    for o in obs_list:
+        spec = EncodingSpec(max_ues=MAX_UES, slice_names=o.slice_names)
+        out = np.full(spec.state_dim, np.nan, dtype=np.float32)
+        fast, ref = encode_state(o, spec, out=out), encode_state(o, spec, fast=False)
+        assert fast is out and fast.tobytes() == ref.tobytes()

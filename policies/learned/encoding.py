@@ -34,6 +34,8 @@ import numpy as np
 from simcore.contracts import Allocation, Observation
 from simcore.snapshot import DEFAULT_LEVEL_FACTORS, OBJECTIVES, SnapshotProblem, rate_need_bps, share_levels_w
 
+from . import encoding_fast
+
 #: Bumped whenever the meaning or layout of a state or action vector changes; checkpoints carry it.
 ENCODING_VERSION = 1
 ACTION_LOW, ACTION_HIGH = 0.0, 1.0
@@ -151,11 +153,42 @@ def _subbands(n_prbs: int, n_subbands: int) -> tuple[np.ndarray, np.ndarray]:
     return starts, widths
 
 
-def encode_state(obs: Observation, spec: EncodingSpec, out: np.ndarray | None = None) -> np.ndarray:
-    """(state_dim,) float32 state vector of ``obs`` (see the module docstring)."""
+def encode_state(obs: Observation, spec: EncodingSpec, out: np.ndarray | None = None,
+                 fast: bool = True) -> np.ndarray:
+    """(state_dim,) float32 state vector of ``obs`` (see the module docstring); ``out`` (state_dim,)
+    float32 is filled and returned when given. ``fast``: the compiled path (``_encode_fast``, the same
+    bytes); False: the numpy reference (``_encode_numpy``)."""
     spec.check(obs)
-    n, s, c = obs.n_ues, spec.n_slices, spec.n_subbands
     x = np.zeros(spec.state_dim, dtype=np.float32) if out is None else out
+    if (fast and 0 < obs.n_prbs <= encoding_fast.MAX_TERMS and x.dtype == np.float32 and x.flags.c_contiguous
+            and obs.ru_max_power_w.size <= encoding_fast.MAX_TERMS):
+        return _encode_fast(obs, spec, x)
+    return _encode_numpy(obs, spec, x)
+
+
+def _encode_fast(obs: Observation, spec: EncodingSpec, x: np.ndarray) -> np.ndarray:
+    """The state vector in two compiled calls and two numpy logarithms (``encoding_fast``): the
+    bytes of ``_encode_numpy``."""
+    sinr = obs.prb_sinr
+    n, k = sinr.shape
+    caps = obs.slice_power_cap_w
+    logs = np.empty(n * k + n + 1 + caps.size)
+    log1p = np.empty(2 * n)
+    encoding_fast.log_args(sinr, obs.buffer_bits, obs.avg_throughput_bps, obs.min_rate_bps, obs.ru_max_power_w,
+                           caps, logs, log1p)
+    np.log10(logs, out=logs)
+    np.log1p(log1p, out=log1p)
+    starts, widths = _subbands(k, spec.n_subbands)
+    interval_s = obs.interval_tti * obs.link.tti_s
+    encoding_fast.fill(x, logs, log1p, obs.prb_rate_bps, obs.slice_id, obs.hol_delay_ms, obs.max_delay_ms,
+                       obs.qos_met_last, obs.buffer_bits, obs.min_rate_bps, obs.max_rate_bps, obs.slice_weight, caps,
+                       starts, widths, spec.max_ues, spec.n_ue_features, interval_s, interval_s * 1e3 / 10.0)
+    return x
+
+
+def _encode_numpy(obs: Observation, spec: EncodingSpec, x: np.ndarray) -> np.ndarray:
+    """The state vector with numpy (the reference of ``_encode_fast``)."""
+    n, s, c = obs.n_ues, spec.n_slices, spec.n_subbands
     x[:] = 0.0
     ue = x[: spec.max_ues * spec.n_ue_features].reshape(spec.max_ues, spec.n_ue_features)[:n]
     ue[:, 0] = 1.0
