@@ -8,10 +8,12 @@ Prints, each with a reference measured in the same run:
   with more than one under both selection rules (``select: critic``: the target critics' min-Q;
   ``select: objective``: every candidate decoded and ranked in the snapshot problem): the sampling
   alone (the compiled fast path, and the plain PyTorch loop as the reference, on the same noise;
-  the critics run only for ``critic``), the shared encoding, the decode of the chosen candidate or
+  the critics run only for ``critic``; its arithmetic in GFLOP/s next to the machine's single-thread
+  matrix product at the trunk's shape and at 512^3), the shared encoding (compiled, and the numpy
+  reference: the same bytes or not), the decode of the chosen candidate or
   the decode and ranking of all (compiled, and the numpy reference), and the whole decision as
   ``oransim run`` calls it (encode, sample the candidates, choose, decode): fast path against the
-  PyTorch loop with the numpy decoder, and against PF's decision on the same states.
+  PyTorch loop with the numpy encoder and decoder, and against PF's decision on the same states.
   How far the fast path is from the loop: the largest difference of their actions (the tolerance
   the tests hold is 1e-4), on how many states both pick the same candidate and decode to the same
   allocation; the compiled decoder's output (every candidate's owners and powers) is compared with
@@ -126,6 +128,31 @@ def cold_compile() -> None:
             print(f"first decision of a fresh process, {label}: {out.stdout.strip()}")
 
 
+def matmul_reference() -> None:
+    """The machine's single-thread float32 matrix product speed, at the trunk's shape (20 steps x 129
+    inputs (bias row) x 128 outputs, as the sampler calls it) and at 512^3: what the sampling's
+    GFLOP/s compares with."""
+    rng = np.random.default_rng(0)
+    for m, k, n, reps in ((20, 129, 128, 15), (512, 512, 512, 1)):
+        a, b = rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)
+        t = timed(lambda _: [np.dot(a, b) for _ in range(reps)], [None] * 20, repeat=5)
+        print(f"matrix product ({m} x {k}) @ ({k} x {n}) x {reps}, numpy one thread: {stats_ms(t)}"
+              f"  {2e-9 * m * k * n * reps / np.median(t[:, 0]):.0f} GFLOP/s")
+
+
+def sampler_macs(policy, n_ues: int) -> int:
+    """Multiply-adds of one compiled sampling (``diffusion_fast``) of ``policy``'s candidates for n_ues
+    UEs: trunk (all steps at once), the steps' head projection, and per step and candidate the head's
+    input, hidden and output layers (the encoder and the critics are left out: a few percent)."""
+    w = policy.sampler._weights
+    n_steps, hid = w[7].shape
+    trunk, code_w, w2 = w[8], w[9], w[14]
+    e = w2.shape[0]
+    rows = policy.candidates * n_ues
+    return (n_steps * (trunk.shape[0] * trunk.shape[1] * hid + hid * code_w.shape[1])
+            + n_steps * rows * (e * e + 2 * e + 4 * e))
+
+
 def latency(states, scenario, folder: Path, step_counts=(5, 10, 20), candidates=(1, 8),
             selects=("critic", "objective")) -> None:
     from policies.learned.decoder import DecodeContext, decode_action, decode_candidates
@@ -136,6 +163,7 @@ def latency(states, scenario, folder: Path, step_counts=(5, 10, 20), candidates=
     pf = make_policy("pf")
     t_pf = timed(pf.decide, states)
     print(f"PF decision (reference)                         {stats_ms(t_pf)}")
+    matmul_reference()
     for steps in step_counts:
         path = checkpoint_for(steps, folder, scenario)
         where = "shipped" if path.parent == MODELS else "initialised"
@@ -164,6 +192,9 @@ def latency(states, scenario, folder: Path, step_counts=(5, 10, 20), candidates=
                 t_fast = timed(lambda xo: fast.sample(xo[0], xo[1].n_ues), xs)
                 acts = [(fast.sample(x, o.n_ues)[0], o) for x, o in xs]
                 t_enc = timed(lambda o: encode_state(o, fast.spec, out=fast._x), states)
+                t_enc_ref = timed(lambda o: encode_state(o, fast.spec, out=fast._x, fast=False), states)
+                same_enc = sum(encode_state(o, fast.spec).tobytes() == encode_state(o, fast.spec, fast=False).tobytes()
+                               for o in states)
                 if select == "critic":  # the chosen candidate's decode
                     def choose(ao, quick):
                         return decode_action(ao[0][0], ao[1], fast.spec, fast.objective, fast=quick)
@@ -184,11 +215,15 @@ def latency(states, scenario, folder: Path, step_counts=(5, 10, 20), candidates=
                 print(f"{steps:2d} steps, 16 x 128, {c} candidate(s), select {select} ({where} weights):")
                 print(f"   sampling, PyTorch loop (reference)            {stats_ms(t_slow)}")
                 print(f"   sampling, fast path                           {stats_ms(t_fast)}"
-                      f"  x{np.median(t_slow[:, 0]) / np.median(t_fast[:, 0]):.1f} less CPU")
+                      f"  x{np.median(t_slow[:, 0]) / np.median(t_fast[:, 0]):.1f} less CPU;"
+                      f" {2e-9 * sampler_macs(fast, states[0].n_ues) / np.median(t_fast[:, 0]):.0f} GFLOP/s")
                 print(f"     actions: max |fast - loop| {diff:.1e}; same choice among candidates on {same_best}/{len(xs)}"
                       f" states; same decoded allocation (powers within 1e-5) on {same_alloc}/{len(xs)},"
                       f" objective within {obj_diff:.1e} (relative) on the others")
-                print(f"   encode (shared)                               {stats_ms(t_enc)}")
+                print(f"   encode, numpy (reference)                     {stats_ms(t_enc_ref)}")
+                print(f"   encode, compiled                              {stats_ms(t_enc)}"
+                      f"  x{np.median(t_enc_ref[:, 0]) / np.median(t_enc[:, 0]):.1f} less CPU; same bytes on"
+                      f" {same_enc}/{len(states)} states")
                 print(f"   {what + ', numpy (reference)':46s}{stats_ms(t_dec_ref)}")
                 print(f"   {what + ', compiled':46s}{stats_ms(t_dec)}"
                       f"  x{np.median(t_dec_ref[:, 0]) / np.median(t_dec[:, 0]):.1f} less CPU; every candidate"

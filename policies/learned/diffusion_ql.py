@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from .checkpoint import LearnedPolicy
+from .decoder import decode_action
 from .encoding import EncodingSpec, encode_state, split_state
 from .nets import UeSetEncoder, mlp
 
@@ -887,12 +888,15 @@ class DiffusionQlPolicy(LearnedPolicy):
         return actions[best]
 
     def decide(self, obs):
-        if self.select != "objective":
-            return super().decide(obs)
+        """Encode, sample the candidates, choose (``select``), decode: with ``fast`` every step's
+        compiled path (encoder, sampler, decoder), else every step's reference."""
         self.check(obs)
-        actions, _ = self.sample(encode_state(obs, self.spec, out=self._x), obs.n_ues)
-        if self.need_floor:
-            actions = need_floored(actions, obs, self.spec, self.objective)
-        alloc = best_by_objective(scaled(actions, self.scales), obs, self.spec, self.objective, fast=self.fast)
+        actions, best = self.sample(encode_state(obs, self.spec, out=self._x, fast=self.fast), obs.n_ues)
+        if self.select == "objective":
+            if self.need_floor:
+                actions = need_floored(actions, obs, self.spec, self.objective)
+            alloc = best_by_objective(scaled(actions, self.scales), obs, self.spec, self.objective, fast=self.fast)
+        else:
+            alloc = decode_action(actions[best], obs, self.spec, self.objective, fast=self.fast)
         alloc.info["policy"] = self.name
         return alloc
