@@ -218,7 +218,8 @@ def test_compiled_state_encoding_has_the_reference_bytes():
             obs_list.append(dataclasses.replace(
                 o, gain=np.ones((n, o.n_rus, k)), prb_sinr=sinr, prb_rate_bps=1e5 * np.log2(1.0 + sinr),
                 buffer_bits=rng.lognormal(8.0, 6.0, n) * (rng.random(n) > 0.3),
-                avg_throughput_bps=rng.lognormal(10.0, 5.0, n), hol_delay_ms=rng.exponential(20.0, n)))
+                avg_throughput_bps=rng.lognormal(10.0, 5.0, n), hol_delay_ms=rng.exponential(20.0, n),
+                qos_met_last=rng.random(n) if k % 2 else o.qos_met_last))
     for o in obs_list:
         spec = EncodingSpec(max_ues=MAX_UES, slice_names=o.slice_names)
         out = np.full(spec.state_dim, np.nan, dtype=np.float32)

@@ -157,7 +157,7 @@ def fill(x, logs, log1p, rate_bps, slice_id, hol_delay_ms, max_delay_ms, qos_met
         x[row + col] = log1p[u] / 10.0
         x[row + col + 1] = _clip(hol_delay_ms[u] / max_delay_ms[u], 0.0, 10.0)
         x[row + col + 2] = log1p[n + u] / 5.0
-        x[row + col + 3] = 1.0 if qos_met_last[u] else 0.0
+        x[row + col + 3] = 1.0 * qos_met_last[u]  # (a bool, or whatever number the reference copies)
         b = buffer_bits[u]
         need = _min(_max(min_rate_bps[u], b / (max_delay_ms[u] * 1e-3)), max_rate_bps[u]) if b > 0 else 0.0
         x[row + col + 4] = _clip(need / per_prb / k_div, 0.0, 2.0)
