@@ -244,39 +244,7 @@ def feasible_kernel():
 def _compile_feasible():
     from numba import njit
 
-    @njit(cache=True)
-    def pairwise_sum(a, lo, n):
-        # numpy's summation of a contiguous row (np.add.reduce: 8 partial sums over blocks of at most
-        # 128, split in halves above), so the RU totals compare with the budgets bit for bit as in
-        # check_allocation (tests/test_contracts.py compares it with np.add.reduce)
-        if n < 8:
-            res = 0.0
-            for i in range(n):
-                res += a[lo + i]
-            return res
-        if n <= 128:
-            r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-            r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-            i, m = 8, n - n % 8
-            while i < m:
-                j = lo + i
-                r0 += a[j]
-                r1 += a[j + 1]
-                r2 += a[j + 2]
-                r3 += a[j + 3]
-                r4 += a[j + 4]
-                r5 += a[j + 5]
-                r6 += a[j + 6]
-                r7 += a[j + 7]
-                i += 8
-            res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-            while i < n:
-                res += a[lo + i]
-                i += 1
-            return res
-        n2 = n // 2
-        n2 -= n2 % 8
-        return pairwise_sum(a, lo, n2) + pairwise_sum(a, lo + n2, n - n2)
+    from simcore.pairwise_sum import pairwise_sum  # numpy's order: the budgets compare as in the full check
 
     @njit(cache=True)
     def feasible(ue_ru, owner, p, n_ue, limit):

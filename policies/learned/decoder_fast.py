@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from simcore.pairwise_sum import pairwise_sum as _pairwise_sum
+
 _JIT = dict(cache=True, error_model="numpy")
 _MASK24 = (1 << 24) - 1
 _SLACK = 1 + 1e-12  # as the numpy code's budget and ceiling comparisons
@@ -325,61 +327,6 @@ def _assign(counts, budget, levels_all, top_all, weight_all, cap_all, table, sel
         if not redo.any():
             break
     return row_of, own, col, p_w
-
-
-@njit(**_JIT)
-def _block_sum(a, lo, n):
-    """numpy's sum of a block a[lo:lo + n], n <= 128: eight running sums (one below 8 entries)."""
-    if n < 8:
-        res = 0.0
-        for i in range(n):
-            res += a[lo + i]
-        return res
-    r = a[lo:lo + 8].copy()
-    i = 8
-    while i < n - n % 8:
-        for j in range(8):
-            r[j] += a[lo + i + j]
-        i += 8
-    res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
-    while i < n:
-        res += a[lo + i]
-        i += 1
-    return res
-
-
-@njit(**_JIT)
-def _pairwise_sum(a, lo, n):
-    """numpy's sum of a[lo:lo + n] (float64) in its order, so the result is numpy's bit for bit:
-    above 128 entries the two halves (the first a multiple of 8) summed apart and added, blocks of
-    at most 128 by ``_block_sum``. The halving runs on an explicit stack (numba's cache does not
-    keep recursive functions)."""
-    if n <= 128:
-        return _block_sum(a, lo, n)
-    st_lo, st_n = np.empty(64, np.int64), np.empty(64, np.int64)
-    st_phase, st_left = np.zeros(64, np.int64), np.empty(64)
-    depth, val, have = 0, 0.0, False
-    st_lo[0], st_n[0] = lo, n
-    while True:
-        at, size = st_lo[depth], st_n[depth]
-        half = size // 2 - (size // 2) % 8
-        if have:  # a half of this frame is summed
-            if st_phase[depth] == 1:
-                st_left[depth], st_phase[depth], have = val, 2, False
-                depth += 1
-                st_lo[depth], st_n[depth], st_phase[depth] = at + half, size - half, 0
-                continue
-            val = st_left[depth] + val
-        elif size <= 128:
-            val, have = _block_sum(a, at, size), True
-        else:
-            st_phase[depth] = 1
-            depth += 1
-            st_lo[depth], st_n[depth], st_phase[depth] = at, half, 0
-            continue
-        if depth == 0:
-            return val
-        depth -= 1
 
 
 @njit(**_JIT)

@@ -160,8 +160,7 @@ def encode_state(obs: Observation, spec: EncodingSpec, out: np.ndarray | None = 
     bytes); False: the numpy reference (``_encode_numpy``)."""
     spec.check(obs)
     x = np.zeros(spec.state_dim, dtype=np.float32) if out is None else out
-    if (fast and 0 < obs.n_prbs <= encoding_fast.MAX_TERMS and x.dtype == np.float32 and x.flags.c_contiguous
-            and obs.ru_max_power_w.size <= encoding_fast.MAX_TERMS):
+    if fast and 0 < obs.n_prbs and x.dtype == np.float32 and x.flags.c_contiguous:
         return _encode_fast(obs, spec, x)
     return _encode_numpy(obs, spec, x)
 

@@ -4,8 +4,8 @@ The numpy encoder makes about 70 small array calls per state, which at the paper
 30 PRBs) cost more than the arithmetic. Here everything but the transcendental functions runs in
 two compiled calls; the logarithms stay numpy's (``np.log10``, ``np.log1p``, two calls on arrays
 the first kernel fills), because numpy's vectorised logarithms and the C library's differ in the
-last bit on some inputs. Sums are numpy's pairwise summation (``_pairwise``: the eight partial sums
-numpy keeps for up to 128 terms, halves beyond), so each float64 value, and the float32 it is
+last bit on some inputs. Sums are numpy's pairwise summation (``simcore.pairwise_sum``: the eight
+partial sums numpy keeps for up to 128 terms, halves beyond), so each float64 value, and the float32 it is
 rounded to, is the reference's; ``tests/test_learning_encoding.py`` compares the bytes.
 
 Layout of ``logs`` (float64): the U x K per-PRB SINRs, the U wideband SINRs, the RUs' mean power,
@@ -18,74 +18,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from simcore.pairwise_sum import pairwise_sum as _pairwise
+
 _JIT = dict(cache=True, error_model="numpy")
 _TINY = 1e-30
-
-
-#: Longest run ``_pairwise`` sums as numpy does (its recursion unrolled three levels deep, where
-#: every run of up to 968 terms ends in blocks of <= 128: numba's cache does not reload recursive
-#: functions safely); ``encoding`` takes the numpy path for more PRBs.
-MAX_TERMS = 968
-
-
-@njit(**_JIT)
-def _block(a, lo, n):
-    """numpy's pairwise sum of a[lo:lo + n] for n <= 128: eight partial sums, then the rest in order."""
-    if n < 8:
-        res = 0.0
-        for i in range(n):
-            res += a[lo + i]
-        return res
-    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-    i = 8
-    while i < n - n % 8:
-        r0 += a[lo + i]
-        r1 += a[lo + i + 1]
-        r2 += a[lo + i + 2]
-        r3 += a[lo + i + 3]
-        r4 += a[lo + i + 4]
-        r5 += a[lo + i + 5]
-        r6 += a[lo + i + 6]
-        r7 += a[lo + i + 7]
-        i += 8
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += a[lo + i]
-        i += 1
-    return res
-
-
-@njit(**_JIT)
-def _half(n):
-    """Where numpy splits a run of n > 128 terms: half of it, down to a multiple of 8."""
-    h = n // 2
-    return h - h % 8
-
-
-@njit(**_JIT)
-def _pairwise1(a, lo, n):
-    if n <= 128:
-        return _block(a, lo, n)
-    h = _half(n)
-    return _block(a, lo, h) + _block(a, lo + h, n - h)
-
-
-@njit(**_JIT)
-def _pairwise2(a, lo, n):
-    if n <= 128:
-        return _block(a, lo, n)
-    h = _half(n)
-    return _pairwise1(a, lo, h) + _pairwise1(a, lo + h, n - h)
-
-
-@njit(**_JIT)
-def _pairwise(a, lo, n):
-    """numpy's pairwise sum of a[lo:lo + n] (``np.add.reduce`` of a contiguous float64 run), n <= ``MAX_TERMS``."""
-    if n <= 128:
-        return _block(a, lo, n)
-    h = _half(n)
-    return _pairwise2(a, lo, h) + _pairwise2(a, lo + h, n - h)
 
 
 @njit(**_JIT)
