@@ -27,15 +27,21 @@ _FORBID = 1e15  # an assignment value below any sum of tie costs (at most 2^24 e
 
 
 @njit(**_JIT)
-def _tie_cost(index):
-    """``simcore.snapshot.tie_cost`` of one index, scaled to (0, 1] as ``decoder._tie``."""
+def _tie_int(index):
+    """``simcore.snapshot.tie_cost`` of one index (an int in 1..2^24)."""
     x = (index ^ (index >> 24)) & _MASK24
     x ^= x >> 12
     x = (x * 0x9E3779) & _MASK24
     x ^= x >> 11
     x = (x * 0x85EBCB) & _MASK24
     x ^= x >> 12
-    return float(1 + x) * 2.0**-24
+    return 1 + x
+
+
+@njit(**_JIT)
+def _tie_cost(index):
+    """``simcore.snapshot.tie_cost`` of one index, scaled to (0, 1] as ``decoder._tie``."""
+    return float(_tie_int(index)) * 2.0**-24
 
 
 @njit(**_JIT)
@@ -370,18 +376,6 @@ def _counts_and_budgets(actions, ues_all, ru_power, sel, state, n_prb):
                 counts[i, j] = 0
             budget[i, j] = ru_power[r] * p[j]
     return counts, budget
-
-
-@njit(**_JIT)
-def _tie_int(index):
-    """``simcore.snapshot.tie_cost`` of one index (an int in 1..2^24)."""
-    x = (index ^ (index >> 24)) & _MASK24
-    x ^= x >> 12
-    x = (x * 0x9E3779) & _MASK24
-    x ^= x >> 11
-    x = (x * 0x85EBCB) & _MASK24
-    x ^= x >> 12
-    return 1 + x
 
 
 @njit(**_JIT)
