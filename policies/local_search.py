@@ -43,6 +43,7 @@ def local_search(prob: SnapshotProblem, alloc: Allocation, max_passes: int = 8, 
     level = np.maximum(prob.levels_of(alloc), 0)
     useful = np.flatnonzero((prob.cap_bps > 0) | (prob.need_bps > 0))
     caps = obs.slice_power_cap_w
+    rates = None  # the current allocation's rates (U,), once computed
     for _ in range(max_passes):
         changed = False
         for r in range(n_ru):
@@ -58,17 +59,15 @@ def local_search(prob: SnapshotProblem, alloc: Allocation, max_passes: int = 8, 
                 own_b[:, r, k], lvl_b[:, r, k] = cand_u, cand_l
                 if owned[r].sum() - owned[r, k] == 0:  # RU r's fronthaul noise may switch: score in full
                     ok, viol, obj = score_batch(prob, own_b, lvl_b)
-                else:
-                    ok, viol, obj = _score_prb_changes(prob, owner, level, r, k, cand_u, cand_l)[:3]
-                steps, cost = prob.tiers_3_4(own_b, lvl_b)
-                viol = np.where(ok, viol, np.inf)
-                obj = np.where(ok, obj, -np.inf)
-                j = prob.best_index(viol, obj, np.where(ok, steps, np.iinfo(np.int64).max), cost)
+                else:  # the current rates are kept from one PRB to the next until a move changes them
+                    ok, viol, obj, _, rates = _score_prb_changes(prob, owner, level, r, k, cand_u, cand_l, rates)
+                j = _best_index(prob, own_b, lvl_b, np.where(ok, viol, np.inf), np.where(ok, obj, -np.inf), ok)
                 if (cand_u[j], cand_l[j]) != (owner[r, k], level[r, k] if owner[r, k] >= 0 else 0):
                     owner[r, k], level[r, k] = cand_u[j], cand_l[j]
-                    changed = True
+                    changed, rates = True, None
         if changed:
             continue
+        rates = None  # pair and swap moves change the allocation in place
         paired = np.isinf(caps).all() and any(_pair_move(prob, owner, level, r) for r in range(n_ru))
         if not paired and not any([_swap_move(prob, owner, level, r, max_swaps) for r in range(n_ru)]):
             break
@@ -93,18 +92,19 @@ def _pair_move(prob: SnapshotProblem, owner, level, r: int, top: int = 3) -> boo
     ru_of = np.full(obs.n_ues, -1)
     ru_of[owner[owned]] = np.nonzero(owned)[0]
     ups, downs = [], []  # (k, u, l, rate change (U,))
+    rates = prob.rates(allocation_from_choices(obs, owner, np.maximum(level, 0), prob.levels_w))  # same for every k
     for k in range(obs.n_prbs):
         free = useful[(ru_of[useful] == r) | (ru_of[useful] < 0)]
         cu, cl = np.repeat(free, n_lvl), np.tile(np.arange(n_lvl), free.size)
         raise_ = prob.levels_w[r, cl] > power[r, k]
         if raise_.any():
-            _, viol, obj, rates_c, now = _score_prb_changes(prob, owner, level, r, k, cu[raise_], cl[raise_])
+            _, viol, obj, rates_c, now = _score_prb_changes(prob, owner, level, r, k, cu[raise_], cl[raise_], rates)
             for j in np.lexsort((-obj, viol))[:top]:
                 ups.append((k, cu[raise_][j], cl[raise_][j], rates_c[j] - now))
         if owned[r, k]:
             du = np.r_[np.full(level[r, k], owner[r, k]), -1]
             dl = np.r_[np.arange(level[r, k]), 0]
-            _, _, _, rates_c, now = _score_prb_changes(prob, owner, level, r, k, du, dl)
+            _, _, _, rates_c, now = _score_prb_changes(prob, owner, level, r, k, du, dl, rates)
             downs += [(k, du[j], dl[j], rates_c[j] - now) for j in range(du.size)]
     pairs = [(a, b) for a in ups for b in downs if a[0] != b[0]]
     if not pairs:
@@ -115,7 +115,7 @@ def _pair_move(prob: SnapshotProblem, owner, level, r: int, top: int = 3) -> boo
     if not ok.any():
         return False
     pairs = [p for p, keep in zip(pairs, ok) if keep]
-    base = now + 0.0  # the current rates (the same for every change scored)
+    base = rates  # the current rates (the same for every change scored)
     rates = np.maximum(base[None, :] + np.array([a[3] + b[3] for a, b in pairs]), 0.0)
     obj, viol = objective_and_shortfall(prob.served(rates), np.maximum(prob.need_bps - rates, 0.0), obs.ue_weight)
     own_b = np.repeat(owner[None], len(pairs) + 1, axis=0)
@@ -124,8 +124,7 @@ def _pair_move(prob: SnapshotProblem, owner, level, r: int, top: int = 3) -> boo
         own_b[i, r, a[0]], lvl_b[i, r, a[0]] = a[1], a[2]
         own_b[i, r, b[0]], lvl_b[i, r, b[0]] = b[1], b[2]
     cur_obj, cur_viol = objective_and_shortfall(prob.served(base), np.maximum(prob.need_bps - base, 0.0), obs.ue_weight)
-    steps, cost = prob.tiers_3_4(own_b, lvl_b)
-    j = prob.best_index(np.r_[cur_viol, viol], np.r_[cur_obj, obj], steps, cost)
+    j = _best_index(prob, own_b, lvl_b, np.r_[cur_viol, viol], np.r_[cur_obj, obj])
     if j == 0:
         return False
     owner[:] = own_b[j]
@@ -133,9 +132,21 @@ def _pair_move(prob: SnapshotProblem, owner, level, r: int, top: int = 3) -> boo
     return True
 
 
-def _score_prb_changes(prob: SnapshotProblem, owner, level, r: int, k: int, cand_u, cand_l):
+def _best_index(prob: SnapshotProblem, own_b, lvl_b, viol, obj, ok=None) -> int:
+    """``prob.best_index`` of candidate allocations (B, R, K) with their V, F (B,) (and ``ok`` (B,): within
+    budget, None: all), the power steps and tie costs computed only for those tied on tiers 1-2 (the same
+    index: the others cannot be chosen whatever their tiers 3-4)."""
+    idx = np.flatnonzero(prob.tied_best(viol, obj))
+    steps, cost = prob.tiers_3_4(own_b[idx], lvl_b[idx])
+    if ok is not None:
+        steps = np.where(ok[idx], steps, np.iinfo(np.int64).max)
+    return int(idx[prob.best_index(viol[idx], obj[idx], steps, cost)])
+
+
+def _score_prb_changes(prob: SnapshotProblem, owner, level, r: int, k: int, cand_u, cand_l, rates=None):
     """(C,) budgets kept, shortfall V and objective F of the allocation (owner, level) (R, K) with PRB k of
-    RU r given to ``cand_u`` (C,) at ``cand_l`` (-1: idle), every RU that transmits still transmitting."""
+    RU r given to ``cand_u`` (C,) at ``cand_l`` (-1: idle), every RU that transmits still transmitting;
+    ``rates`` (U,): the allocation's rates where the caller has them (else computed)."""
     obs = prob.obs
     rr = np.arange(obs.n_rus)
     owned = owner >= 0
@@ -149,7 +160,8 @@ def _score_prb_changes(prob: SnapshotProblem, owner, level, r: int, k: int, cand
         used = power[r][mine].sum() - (power[r, k] if mine[k] else 0.0)
         ok &= used + np.where((cand_u >= 0) & (obs.slice_id[np.maximum(cand_u, 0)] == s), cand_p, 0.0) \
             <= caps[s] * (1 + 1e-9)
-    rates = prob.rates(allocation_from_choices(obs, owner, np.maximum(level, 0), prob.levels_w))
+    if rates is None:
+        rates = prob.rates(allocation_from_choices(obs, owner, np.maximum(level, 0), prob.levels_w))
     now = _prb_rates(prob, k, owner[:, k], power[:, k], on)  # (R,) what PRB k gives its owners now
     base = rates.copy()
     np.subtract.at(base, owner[owned[:, k], k], now[owned[:, k]])

@@ -144,16 +144,18 @@ class ExactOptimum(Policy):
 
         return solve_certified(self, prob)
 
-    def _solve_per_ru(self, prob: SnapshotProblem, table: np.ndarray, candidate: bool = False):
+    def _solve_per_ru(self, prob: SnapshotProblem, table: np.ndarray, candidate: bool = False, solve=None):
         """Each UE on its serving RU with the rate table ``table`` (U, K, L) kbit/s fixed: the RUs' problems
         are independent (every tier is a sum over RUs), so each is solved as its own MILP and the
-        allocations joined. Exact for that table."""
+        allocations joined. Exact for that table; ``solve(prob, choices, candidate)`` -> (allocation, info)
+        in place of ``_solve`` (the certified mode's starts solve the two first tiers at once)."""
+        solve = self._solve if solve is None else solve
         obs = prob.obs
         owner = np.full((obs.n_rus, obs.n_prbs), -1, dtype=np.int64)
         power = np.zeros((obs.n_rus, obs.n_prbs))
         infos = []
         for r in range(obs.n_rus):
-            alloc, info = self._solve(prob, serving_ru_choices(prob, table, ru=r), candidate)
+            alloc, info = solve(prob, serving_ru_choices(prob, table, ru=r), candidate)
             owner[r], power[r] = alloc.prb_owner[r], alloc.power_w[r]
             infos.append(info)
         level = np.maximum(prob.levels_of(Allocation(obs.serving_ru.copy(), owner, power)), 0)

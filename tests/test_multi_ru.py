@@ -453,3 +453,37 @@ def test_shortfall_chains_score_changes_exactly_and_serve_waiting_ues():
             assert not prob.is_better(before, ev)
             lowered += ev.violation_bps < before.violation_bps - prob.violation_tol
     assert lowered  # the starts exercise applied chains
+
+
+def test_local_search_shortcuts_pick_what_the_full_computation_picks():
+    """The local search's two shortcuts change no choice: the current rates passed in give the same scores as
+    recomputed, and ``_best_index`` (power steps and tie costs of the candidates tied on tiers 1-2 only) returns
+    ``best_index`` over every candidate's four tiers, budgets broken or not."""
+    from policies.esa import score_batch
+    from policies.local_search import _best_index, _score_prb_changes
+    from simcore.snapshot import allocation_from_choices
+
+    rng = np.random.default_rng(3)
+    obs = base_observation(1, 2)
+    for objective in OBJECTIVES:
+        prob = SnapshotProblem(obs, objective=objective)
+        owner = np.array([[0, 1], [3, 4]])
+        level = np.array([[1, 1], [0, 1]])
+        rates = prob.rates(allocation_from_choices(obs, owner, level, prob.levels_w))
+        cand_u = np.r_[-1, np.repeat([3, 4, 5], 3)]
+        cand_l = np.r_[0, np.tile([0, 1, 2], 3)]
+        fresh = _score_prb_changes(prob, owner, level, 1, 0, cand_u, cand_l)
+        given_rates = _score_prb_changes(prob, owner, level, 1, 0, cand_u, cand_l, rates)
+        for a, b in zip(fresh, given_rates):
+            np.testing.assert_array_equal(a, b)
+        for _ in range(20):  # random batches with ties on tiers 1-2 and broken budgets
+            own_b = rng.integers(-1, 6, size=(12, 2, 2))
+            lvl_b = rng.integers(0, 3, size=(12, 2, 2))
+            own_b[:, 0][own_b[:, 0] >= 3] = -1  # UEs 0-2 on RU 0, 3-5 on RU 1
+            own_b[:, 1][(own_b[:, 1] >= 0) & (own_b[:, 1] < 3)] = -1
+            own_b[6:] = own_b[:6]  # the same owners at other levels: ties on tiers 1-2 where levels do not matter
+            ok, viol, obj = score_batch(prob, own_b, lvl_b)
+            viol, obj = np.where(ok, viol, np.inf), np.where(ok, obj, -np.inf)
+            steps, cost = prob.tiers_3_4(own_b, lvl_b)
+            full = prob.best_index(viol, obj, np.where(ok, steps, np.iinfo(np.int64).max), cost)
+            assert _best_index(prob, own_b, lvl_b, viol, obj, ok) == full
