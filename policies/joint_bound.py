@@ -95,7 +95,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from policies.interference import IDLE, Choices, _joint_rows
-from policies.joint_master import solve_master
+from policies.joint_master import MasterLP
 from simcore.contracts import Allocation
 from simcore.snapshot import SnapshotProblem
 
@@ -336,10 +336,11 @@ class JointRelaxation:
             bound, h, owner = self.lagrangian(v_max, *start, node=node)
             best = bound
             self._add_best(h, owner, node)
+        masters = {}  # live LPs (warm-started round after round): with the zero-slot rows, and without them
         for _ in range(MAX_ROUNDS):
-            lp, multipliers = self._master(v_max, node=node)
+            lp, multipliers = self._master(v_max, node=node, masters=masters)
             if lp is None and v_max is not None:  # the zero-slot rows have no slack: without them, until
-                lp, multipliers = self._master(v_max, zero_slot=False, node=node)  # the pool can meet them
+                lp, multipliers = self._master(v_max, zero_slot=False, node=node, masters=masters)  # the pool meets them
             if lp is None:  # the LP failed (numerics, or the pool cannot meet the rows): the bound so far, or none
                 return best if np.isfinite(best) else (0.0 if lower else np.inf)
             bound, h, owner = self.lagrangian(v_max, *multipliers, node=node)
@@ -391,9 +392,14 @@ class JointRelaxation:
         caps = self.obs.slice_power_cap_w
         return float((nu[:, self.capped] * caps[self.capped][None, :]).sum())
 
-    def _master(self, v_max, zero_slot: bool = True, node=None):
-        """The restricted master LP (``policies.joint_master``): its value and multipliers; its x kept in ``last_x``."""
-        lp, multipliers, x = solve_master(self, v_max, zero_slot, node)
+    def _master(self, v_max, zero_slot: bool = True, node=None, masters: dict | None = None):
+        """The restricted master LP (``policies.joint_master``): its value and multipliers; its x kept in ``last_x``.
+        ``masters``: the live LPs of this column generation by ``zero_slot`` (re-solved from their last basis with
+        the columns added since); None: a cold solve."""
+        masters = {} if masters is None else masters
+        if zero_slot not in masters:
+            masters[zero_slot] = MasterLP(self, v_max, zero_slot, node)
+        lp, multipliers, x = masters[zero_slot].solve()
         if x is not None:
             self.last_x = x
         return lp, multipliers
