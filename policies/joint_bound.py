@@ -12,7 +12,8 @@ fronthaul noise. Three things are relaxed, each only raising what an allocation 
 
 1. an RU silent on k radiates nothing there (in the true problem its fronthaul noise reaches every
    PRB as soon as it transmits anywhere): every rate at least the true one;
-2. a UE may own PRBs of several RUs (the true problem allows one);
+2. a UE may own PRBs of several RUs (the true problem allows one), though never the same PRB of two RUs
+   (a column's owners are distinct, as in every allocation);
 3. the columns of PRB k may be mixed with fractional weights summing to at most 1 (the linear
    relaxation of choosing one; the integral choices are among them).
 
@@ -74,12 +75,14 @@ shortfall is at least
 g_k the same as h_k with a_u = sigma_u = 0. **Pricing is exact and cheap**: given the power vector of
 PRB k (one of (L + 1)^R), the SINR of each owner depends only on the other RUs' powers, not on whom they
 serve, so
-max_c h_k(c) = max over power vectors of the sum over transmitting RUs of the best owner of each:
-(L + 1)^R * R * U * L rate evaluations per PRB, precomputed once per problem.
+max_c h_k(c) = max over power vectors of the sum over transmitting RUs of their owners' terms, the owners
+distinct: each RU's R best owners hold the best distinct choice (a UE taken by another RU leaves at least one
+of them free), so at most R^R combinations per power vector are compared; the (L + 1)^R * R * U * L rates are
+precomputed once per problem.
 
 **Multipliers** come from the restricted master (``policies.joint_master``: the relaxation's LP over the
-columns generated so far, solved by HiGHS): its duals, then the best column of each PRB is added and the LP solved again
-(column generation) until the bound meets the LP's value (the LP's optimum: the bound is then the
+columns generated so far, kept live in HiGHS and re-solved from its last basis): its duals, then the best column of
+each PRB is added and the LP solved again (column generation) until the bound meets the LP's value (the LP's optimum: the bound is then the
 relaxation's own), ``MAX_ROUNDS`` or the time limit (CPU seconds). The best bound of any round is kept. A run stopped early is
 still valid, only looser. After the root, ``nodes`` of branch-and-price (``policies.joint_branch``: a UE's RU, an
 RU's transmitting on a PRB, a PRB's owner) can tighten it; the default budget is 0 (measured: on the crowded small
@@ -250,14 +253,15 @@ class JointRelaxation:
 
     # ------------------------------------------------------------------------------ pricing
     def _price(self, a, pi, sigma, mu, nu, pi_cut=None, per_slot=None, node=None):
-        """Per PRB and power vector, the best column's value h (K, N) and each RU's best owner (R, K, L, M);
+        """Per PRB and power vector, the best column's value h (K, N) and its owners (R, K, N) (-1: RU silent), no
+        UE owning two RUs' slots of one PRB;
         ``per_slot`` (U,): a value each slot a UE owns adds whatever its rate (the zero-slot rows' multipliers);
         ``node`` (``policies.joint_branch.Node``): only the columns it allows (-inf where none is)."""
         obs = self.obs
         ue = self.useful
         r_ = self.rate
         if not ue.size:  # no UE can take anything: every column is idle
-            return np.zeros((obs.n_prbs, len(self.vectors))), np.zeros(r_.shape[:1] + r_.shape[2:], dtype=np.int64)
+            return np.zeros((obs.n_prbs, len(self.vectors))), np.full((obs.n_rus, obs.n_prbs, len(self.vectors)), -1)
         val = a[ue][None, :, None, None, None] * r_
         val += pi[ue][None, :, None, None, None] * np.minimum(r_, self.need[ue][None, :, None, None, None])
         if sigma is not None:
@@ -272,13 +276,35 @@ class JointRelaxation:
         val -= (price[:, :, None] * self.prob.levels_w[:, None, :])[:, :, None, :, None]
         if node is not None:
             val[node.ban] = -np.inf
-        best = val.max(axis=1)
-        owner = ue[val.argmax(axis=1)]
-        h = np.zeros((obs.n_prbs, len(self.vectors)))
+        # each RU's T best owners per (PRB, level, others' state): enough for R distinct owners among R RUs
+        n_top = min(obs.n_rus, ue.size)
+        top = np.argpartition(-val, n_top - 1, axis=1)[:, :n_top] if n_top < ue.size else \
+            np.broadcast_to(np.arange(ue.size)[None, :, None, None, None], val.shape).copy()
+        top_val = np.take_along_axis(val, top, axis=1)  # (R, T, K, L, M)
+        n_vec, n_prb = len(self.vectors), obs.n_prbs
+        cand_val = np.zeros((obs.n_rus, n_top, n_prb, n_vec))  # per RU its candidates in each column (silent: 0, nobody)
+        cand_own = np.full((obs.n_rus, n_top, n_prb, n_vec), -1)
         for r in range(obs.n_rus):
-            on = self.vectors[:, r] > 0
-            h[:, on] += best[r][:, self.vectors[on, r] - 1, self.others[on, r]]
-            if node is not None:  # an RU that must transmit on PRB k is never silent there, and conversely
+            on = np.flatnonzero(self.vectors[:, r] > 0)
+            lvl, oth = self.vectors[on, r] - 1, self.others[on, r]
+            cand_val[r][:, :, on] = top_val[r][:, :, lvl, oth]
+            cand_own[r][:, :, on] = ue[top[r][:, :, lvl, oth]]
+            cand_val[r, 1:, :, self.vectors[:, r] == 0] = -np.inf  # a silent RU: its one candidate, nobody
+        # the best column of each (PRB, power vector) with distinct owners (one RU per UE: never two slots of a PRB)
+        h = np.full((n_prb, n_vec), -np.inf)
+        owner = np.full((obs.n_rus, n_prb, n_vec), -1)
+        for pick in itertools.product(range(n_top), repeat=obs.n_rus):
+            v = sum(cand_val[r, t] for r, t in enumerate(pick))
+            own = np.stack([cand_own[r, t] for r, t in enumerate(pick)])  # (R, K, N)
+            for r in range(obs.n_rus):
+                for q in range(r):
+                    v = np.where((own[r] >= 0) & (own[r] == own[q]), -np.inf, v)
+            better = v > h
+            h = np.where(better, v, h)
+            owner = np.where(better[None], own, owner)
+        if node is not None:  # an RU that must transmit on PRB k is never silent there, and conversely
+            for r in range(obs.n_rus):
+                on = self.vectors[:, r] > 0
                 h[np.ix_(node.forced[r], ~on)] = -np.inf
                 h[np.ix_(node.silent[r], on)] = -np.inf
         return h, owner
@@ -298,8 +324,7 @@ class JointRelaxation:
             for vec in np.argsort(-h[k], kind="stable")[:COLUMNS_PER_PRB]:
                 if not np.isfinite(h[k, vec]) or (h[k, vec] <= 1e-9 and not must):
                     break
-                owners = tuple(int(owner[r, k, s - 1, self.others[vec, r]]) if s > 0 else -1
-                               for r, s in enumerate(self.vectors[vec]))
+                owners = tuple(int(owner[r, k, vec]) if s > 0 else -1 for r, s in enumerate(self.vectors[vec]))
                 added += self._add(k, int(vec), owners)
         return added
 

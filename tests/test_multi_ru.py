@@ -487,3 +487,40 @@ def test_local_search_shortcuts_pick_what_the_full_computation_picks():
             steps, cost = prob.tiers_3_4(own_b, lvl_b)
             full = prob.best_index(viol, obj, np.where(ok, steps, np.iinfo(np.int64).max), cost)
             assert _best_index(prob, own_b, lvl_b, viol, obj, ok) == full
+def test_joint_pricing_takes_the_best_column_with_distinct_owners():
+    """The joint relaxation's pricing (``JointRelaxation._price``) against enumeration on a 3-RU state: per PRB
+    and power vector, the best sum of the transmitting RUs' owner terms over owners that are all different (a
+    UE is on one RU, so never owns two RUs' slots of one PRB), and the owners it returns reach that value."""
+    import itertools
+
+    obs = base_observation(0, 3)  # 9 UEs, 2 PRBs
+    obs = dataclasses.replace(obs, min_rate_bps=np.array([2e6, 5e5, 1e5])[obs.slice_id])
+    prob = SnapshotProblem(obs, (0.5, 1.0, 2.0), objective="rate")
+    relax = JointRelaxation(prob, 1e3)
+    assert relax.useful.size == obs.n_ues
+    rng = np.random.default_rng(3)
+    w = obs.ue_weight.astype(float)
+    pi, mu = rng.exponential(1.0, obs.n_ues), rng.exponential(1e3, obs.n_rus)
+    pi[obs.slice_id == 0] *= 20.0  # a few UEs worth far more than the rest: the RUs' best owners collide
+    nu = np.zeros((obs.n_rus, obs.slice_power_cap_w.size))
+    h, owner = relax._price(w, pi, None, mu, nu)
+    # each UE's term on each slot (R, U, K, L, M): its weighted rate, its clipped rate's multiplier, less the power's
+    val = w[None, :, None, None, None] * relax.rate + pi[None, :, None, None, None] * np.minimum(
+        relax.rate, relax.need[None, :, None, None, None])
+    val -= (mu[:, None] * prob.levels_w)[:, None, None, :, None]
+    collided = 0
+    for k in range(obs.n_prbs):
+        for n, vec in enumerate(relax.vectors):
+            on = np.flatnonzero(vec > 0)
+            best, first = -np.inf, None
+            for owners in itertools.product(range(obs.n_ues), repeat=on.size):
+                if len(set(owners)) == on.size:
+                    best = max(best, sum(val[r, u, k, vec[r] - 1, relax.others[n, r]] for r, u in zip(on, owners)))
+            independent = sum(val[r, :, k, vec[r] - 1, relax.others[n, r]].max() for r in on)
+            collided += independent > best + 1e-9
+            assert h[k, n] == pytest.approx(best if on.size else 0.0, rel=1e-12, abs=1e-9)
+            got = owner[on, k, n]
+            assert len(set(got.tolist())) == on.size and (owner[vec == 0, k, n] == -1).all()
+            reached = sum(val[r, u, k, vec[r] - 1, relax.others[n, r]] for r, u in zip(on, got))
+            assert reached == pytest.approx(h[k, n], rel=1e-12, abs=1e-9)
+    assert collided  # the state makes the distinct owners matter
