@@ -10,7 +10,7 @@ does not. A **node** is such a set of decisions: for each RU and PRB the UEs it 
   a PRB an RU must transmit on cannot stay empty: the Lagrangian bound of ``joint_bound``'s docstring
   with these maxima is a bound over every allocation of the node (weak duality, any multipliers), so a
   node's bound is valid without any LP solving to optimality;
-- the restricted master LP (``joint_master.solve_master``) uses only the allowed columns, and a forced PRB's
+- the restricted master LP (``joint_master.MasterLP``) uses only the allowed columns, and a forced PRB's
   columns sum to one; column generation runs as at the root, starting from the parent's multipliers
   (their bound on the node is valid too, and its columns give the master a start).
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import highspy
 import numpy as np
-from scipy.sparse import csc_matrix, csr_matrix, hstack, identity, vstack
+from scipy.sparse import csr_matrix, hstack, identity, vstack
 
 #: Cost (per kbit/s-scaled unit) of an elastic variable on a branch-and-price node's soft rows: far above what
 #: any column gives, so the LP meets the rows wherever the columns can; its duals are multipliers like any other.
@@ -228,7 +228,3 @@ class MasterLP:
         x = np.asarray(sol.col_value)[self.n_aux:]
         return (value if self.v_max is None else -value), (mu, nu, pi, theta, sigma, pi_cut, lam, kappa), x
 
-
-def solve_master(relax, v_max, zero_slot: bool = True, node=None):
-    """One cold solve of the restricted master over every column so far (``MasterLP.solve``)."""
-    return MasterLP(relax, v_max, zero_slot, node).solve()
