@@ -487,6 +487,8 @@ def test_local_search_shortcuts_pick_what_the_full_computation_picks():
             steps, cost = prob.tiers_3_4(own_b, lvl_b)
             full = prob.best_index(viol, obj, np.where(ok, steps, np.iinfo(np.int64).max), cost)
             assert _best_index(prob, own_b, lvl_b, viol, obj, ok) == full
+
+
 def test_joint_pricing_takes_the_best_column_with_distinct_owners():
     """The joint relaxation's pricing (``JointRelaxation._price``) against enumeration on a 3-RU state: per PRB
     and power vector, the best sum of the transmitting RUs' owner terms over owners that are all different (a
