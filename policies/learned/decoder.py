@@ -78,33 +78,34 @@ class DecodeContext:
         self.problem = problem if problem is not None else snapshot_problem(obs, objective)
         order = np.argsort(self.problem.levels_w, axis=1)
         self.levels = self.problem.levels_w[np.arange(obs.n_rus)[:, None], order]  # (R, L) ascending
-        rates = self.problem.single_ru_rate_table()[:, :, order[0]].transpose(0, 2, 1)  # (U, L, K) at those levels
         self.top = np.minimum(self.levels[:, -1], spec.max_prb_power_factor * obs.ru_max_power_w / obs.n_prbs)
         if self.problem.objective == objective:  # the same need and counted rate
             need, counted = self.problem.need_bps, self.problem.cap_bps
         else:
             need = need_bps(obs, objective)
             counted = obs.buffer_bits / (obs.interval_tti * obs.link.tti_s) if objective == "served" else np.full(obs.n_ues, np.inf)
-        cap, weight, m = rate_cap_bps(obs, objective, need), obs.ue_weight, spec.max_ues
-        self.rows, self.tie_keys = {}, {}
-        n_lvl = self.levels.shape[1]
-        for r in range(obs.n_rus):
-            ues = np.flatnonzero(obs.serving_ru == r)
-            if ues.size:
-                pad, w_pad, cap_pad, tie_ue = (np.full(m, -1, dtype=np.int64), np.zeros(m), np.zeros(m),
-                                               np.zeros(m, dtype=np.int64))
-                need_pad, counted_pad = np.zeros(m), np.zeros(m)
-                pad[:ues.size], w_pad[:ues.size], cap_pad[:ues.size] = ues, weight[ues], cap[ues]
-                need_pad[:ues.size], counted_pad[:ues.size] = need[ues], counted[ues]
-                self.rows[r] = (pad, rates[ues], w_pad, cap_pad, need_pad, counted_pad)
-                # choice index of (u, r, k, problem level l) = l + L (u + U (k + K r)), split in parts
-                tie_ue[:ues.size] = n_lvl * (ues + obs.n_ues * obs.n_prbs * r)
-                self.tie_keys[r] = (tie_ue, n_lvl * obs.n_ues, order[r])
+        cap = rate_cap_bps(obs, objective, need)
         self.need_repair = bool(np.isfinite(obs.slice_power_cap_w).any())
         #: step 6 may change PRB power levels: one RU (no interference the rate table leaves out), no slice cap
         self.free_power = obs.n_rus == 1 and not self.need_repair
         self.steps = self.problem.level_steps[np.arange(obs.n_rus)[:, None], order]  # (R, L) tier-3 steps, ascending
-        self.packed = None  # its own rows packed (``DecodeRows.of``), built by the first ``decode_candidates``
+        # the rows, packed (one compiled call: ``DecodeRows.of([self])`` would give the same arrays)
+        f64 = np.float64
+        parts = decoder_fast._context_rows(  # the rate table (U, K, L) at the problem's levels, then taken ascending
+            np.ascontiguousarray(obs.serving_ru, dtype=np.int64), obs.n_rus,
+            np.ascontiguousarray(self.problem.single_ru_rate_table(), dtype=f64),
+            np.ascontiguousarray(order[0]), np.asarray(obs.ue_weight, f64), np.asarray(cap, f64),
+            np.asarray(need, f64), np.asarray(counted, f64), self.levels, np.asarray(self.top, f64),
+            np.asarray(obs.ru_max_power_w, f64), np.ascontiguousarray(self.steps, dtype=np.int64), self.free_power,
+            np.ascontiguousarray(order, dtype=np.int64), spec.max_ues)
+        rus, rows = parts[0], DecodeRows.wrap(spec, parts[1:])
+        self.rows, self.tie_keys = {}, {}
+        for i, r in enumerate(rus.tolist()):
+            n_r = int(np.count_nonzero(rows.ues[i] >= 0))
+            self.rows[r] = (rows.ues[i], rows.table[i, :n_r], rows.weight[i], rows.cap[i], rows.need[i], rows.counted[i])
+            self.tie_keys[r] = (rows.tie_ue[i], int(rows.tie_prb[i]), rows.tie_level[i])
+        #: its own rows packed (``DecodeRows.of``): the rows, each row's context (0) and RU
+        self.packed = (rows, np.zeros(rus.size, dtype=np.int64), rus)
 
 
 class DecodeRows:
@@ -134,6 +135,16 @@ class DecodeRows:
         self.tie_ue = np.zeros((n_rows, m), dtype=np.int64)
         self.tie_prb = np.zeros(n_rows, dtype=np.int64)
         self.tie_level = np.zeros((n_rows, n_levels), dtype=np.int64)
+
+    @staticmethod
+    def wrap(spec: EncodingSpec, arrays: tuple) -> "DecodeRows":
+        """Rows from their arrays (ues, table, weight, cap, need, counted, levels, top, steps, free_power,
+        ru_power, tie_ue, tie_prb, tie_level: the attributes' order and shapes), not copied."""
+        rows = DecodeRows.__new__(DecodeRows)
+        rows.spec, rows.n_prbs = spec, arrays[1].shape[3]
+        (rows.ues, rows.table, rows.weight, rows.cap, rows.need, rows.counted, rows.levels, rows.top, rows.steps,
+         rows.free_power, rows.ru_power, rows.tie_ue, rows.tie_prb, rows.tie_level) = arrays
+        return rows
 
     def tie_index(self, row: np.ndarray, own: np.ndarray, level: np.ndarray, prb: np.ndarray) -> np.ndarray:
         """The snapshot problem's choice index of UE slot ``own`` of rows ``row`` on PRB ``prb`` at
@@ -189,8 +200,6 @@ def decode_candidates(actions: np.ndarray, ctx: DecodeContext, fast: bool = True
     owner = np.full((n_c, obs.n_rus, obs.n_prbs), -1, dtype=np.int64)
     power = np.zeros((n_c, obs.n_rus, obs.n_prbs))
     if ctx.rows:
-        if ctx.packed is None:
-            ctx.packed = DecodeRows.of([ctx])
         rows, _, ru = ctx.packed
         n = ru.size
         j = np.arange(n_c * n)  # row j: the context's row j % n for candidate j // n

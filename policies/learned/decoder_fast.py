@@ -257,8 +257,16 @@ def _assign_max(value, pair, a, b, col):
     written into ``col[a:b]``. The same algorithm (shortest augmenting paths, Crouse 2016, on the
     negated values) with the same order of columns scanned and the same choice between equal path
     costs (a free column first), so the same assignment, ties included."""
+    _assign_duals(value, pair, a, b, col, np.zeros(b - a), np.zeros(value.shape[1]))
+
+
+@njit(**_JIT)
+def _assign_duals(value, pair, a, b, col, u, v):
+    """``_assign_max``, leaving the final dual variables of the negated problem in u (b - a,) and v (K,)
+    (both zeros on entry): -value[pair[a + s], j] - u[s] - v[j] >= 0 for every s, j, with equality
+    where slot s takes column j, and v[j] = 0 where no slot takes j (v <= 0): the certificate that
+    the assignment is optimal (``_reassign`` reuses it)."""
     n_r, n_c = b - a, value.shape[1]
-    u, v = np.zeros(n_r), np.zeros(n_c)
     dist = np.empty(n_c)
     path = np.full(n_c, -1, np.int64)
     col4row, row4col = np.full(n_r, -1, np.int64), np.full(n_c, -1, np.int64)
@@ -399,7 +407,7 @@ def _ue_terms(need, cap, w, old, new):
 
 @njit(**_JIT)
 def _polish(slot_own, power, levels_all, table, sel, weight, need, served_cap, tie_ue, tie_prb, tie_level, sweeps,
-            free, ru_power, top, steps):
+            free, ru_power, top, steps, shortcut):
     """Step 6 of the decoder, in place: each row's PRBs moved between its UEs by the snapshot
     problem's own order while every UE keeps its PRB count and its PRBs' power levels.
 
@@ -411,14 +419,19 @@ def _polish(slot_own, power, levels_all, table, sel, weight, need, served_cap, t
     move improves if (V, F, T) of the row does in the problem's order (``_better``; the power, tier 3,
     does not change). At most ``sweeps`` sweeps. Plain Python loops: the numpy reference runs this
     function as it is and ``_polish`` is the same function compiled (one text, the same float operations).
+    ``shortcut``: ``_reassign`` skips assignments proven to return the placement it has (the compiled
+    decoder's; the numpy reference solves each, so the tests compare the two).
     """
     n_rows, n_prb = slot_own.shape
     n_lvl = levels_all.shape[1]
     m = weight.shape[1]
     lvl = np.zeros(n_prb, np.int64)
     rate = np.zeros(m)
+    memo = _reassign_memo(n_prb, m, shortcut)
     for i in range(n_rows):
         r = sel[i]
+        if shortcut:
+            memo[0][0] = 0  # no duals for this row yet
         used = 0.0
         for k in range(n_prb):
             used += power[i, k]
@@ -457,9 +470,9 @@ def _polish(slot_own, power, levels_all, table, sel, weight, need, served_cap, t
                 if rate[u] > max(need[r, u], served_cap[r, u]):
                     spared = True
             placed = (_reassign(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb,
-                                tie_level, tol_v, tol_f, False)
+                                tie_level, tol_v, tol_f, False, memo)
                       or (spared and _reassign(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap,
-                                               tie_ue, tie_prb, tie_level, tol_v, tol_f, True)))
+                                               tie_ue, tie_prb, tie_level, tol_v, tol_f, True, memo)))
             if placed:
                 continue
             if not free[r]:
@@ -473,36 +486,56 @@ def _polish(slot_own, power, levels_all, table, sel, weight, need, served_cap, t
 
 @njit(**_JIT)
 def _reassign(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb, tie_level,
-              tol_v, tol_f, split):
+              tol_v, tol_f, split, memo):
     """Row i's owned PRBs (each a UE and level) placed again by one assignment of least tie cost,
     each allowed only on PRBs where its UE keeps its rate up to its share of the UE's slack above
     what it can use (max(need, counted rate); 0 for a UE below it): so chains and cycles of moves
-    that keep (V, F) become one step. Taken if (V, F, T) improves (``_better``); True if taken."""
+    that keep (V, F) become one step. Taken if (V, F, T) improves (``_better``); True if taken.
+
+    ``memo`` (``_reassign_memo``) carries, from one call to the next, dual variables that prove the
+    row's placement the assignment's optimum (``_assign_duals``) while the placement is unchanged:
+    when they still hold on this call's allowed PRBs, the assignment would return that placement
+    (or one of equal tie cost: the same PRBs for each UE and level, unless two placements' tie
+    costs sum exactly alike), which is never taken, so it is not solved. ``memo[0][0] < 0`` (the
+    numpy reference's) solves every time."""
     n_prb = slot_own.shape[1]
     m = weight.shape[1]
+    flag, own_m, lvl_m, u_m, v_m, ks, value, count, col, u_d, v_d = memo
     n_s = 0
-    count = np.zeros(m, np.int64)
+    count[:] = 0
     for k in range(n_prb):
         if slot_own[i, k] >= 0:
+            ks[n_s] = k
             n_s += 1
             count[slot_own[i, k]] += 1
     if n_s == 0:
         return False
-    ks, value = np.empty(n_s, np.int64), np.empty((n_s, n_prb))
-    s = 0
-    for k in range(n_prb):
-        u = slot_own[i, k]
-        if u >= 0:
-            ks[s] = k
-            room = max(rate[u] - max(need[r, u], served_cap[r, u]), 0.0) / (count[u] if split else 1)
-            for k2 in range(n_prb):
-                if table[r, u, lvl[k], k2] >= table[r, u, lvl[k], k] - room:
-                    value[s, k2] = -float(_tie_int(tie_level[r, lvl[k]] + tie_ue[r, u] + tie_prb[r] * k2))
-                else:
-                    value[s, k2] = -_FORBID
-            s += 1
-    col = np.zeros(n_s, np.int64)
-    _assign_max(value, np.arange(n_s), 0, n_s, col)
+    proven = flag[0] == 1
+    if proven:  # the memo's duals are for this placement (tight on it) if nothing moved since
+        for k in range(n_prb):
+            if own_m[k] != slot_own[i, k] or (own_m[k] >= 0 and lvl_m[k] != lvl[k]):
+                proven = False
+                break
+    for s in range(n_s):
+        k = ks[s]
+        u, lu = slot_own[i, k], lvl[k]
+        room = max(rate[u] - max(need[r, u], served_cap[r, u]), 0.0) / (count[u] if split else 1)
+        base = tie_level[r, lu] + tie_ue[r, u]
+        floor = table[r, u, lu, k] - room
+        for k2 in range(n_prb):
+            if table[r, u, lu, k2] >= floor:
+                t = float(_tie_int(base + tie_prb[r] * k2))
+                value[s, k2] = -t
+                if proven and t - u_m[k] - v_m[k2] < 0.0:
+                    proven = False
+            else:
+                value[s, k2] = -_FORBID
+    if proven:  # every allowed reduced cost >= 0: the placement is this assignment's optimum
+        return False
+    col[:n_s] = 0
+    u_d[:n_s] = 0.0
+    v_d[:] = 0.0
+    _assign_duals(value, np.arange(n_s), 0, n_s, col, u_d, v_d)
     new_rate = rate.copy()
     dt = 0
     for s in range(n_s):
@@ -515,15 +548,33 @@ def _reassign(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap,
         if count[u] > 0:
             a, b = _ue_terms(need[r, u], served_cap[r, u], weight[r, u], rate[u], new_rate[u])
             dv, df = dv + a, df + b
-    if not _better(dv, df, dt, tol_v, tol_f):
-        return False
-    own_old, p_old, l_old = slot_own[i].copy(), power[i].copy(), lvl.copy()
-    slot_own[i, :] = -1
-    power[i, :] = 0.0
-    for s in range(n_s):
-        slot_own[i, col[s]], power[i, col[s]], lvl[col[s]] = own_old[ks[s]], p_old[ks[s]], l_old[ks[s]]
-    rate[:] = new_rate
-    return True
+    taken = _better(dv, df, dt, tol_v, tol_f)
+    if taken:
+        own_old, p_old, l_old = slot_own[i].copy(), power[i].copy(), lvl.copy()
+        slot_own[i, :] = -1
+        power[i, :] = 0.0
+        for s in range(n_s):
+            slot_own[i, col[s]], power[i, col[s]], lvl[col[s]] = own_old[ks[s]], p_old[ks[s]], l_old[ks[s]]
+        rate[:] = new_rate
+    if flag[0] >= 0:  # the duals prove the new placement, or the old one if it was as cheap (dt = 0)
+        flag[0] = 1 if taken or dt == 0 else 0
+        for s in range(n_s):
+            u_m[col[s] if taken else ks[s]] = u_d[s]
+        v_m[:] = v_d
+        own_m[:] = slot_own[i]
+        lvl_m[:] = lvl
+    return taken
+
+
+@njit(**_JIT)
+def _reassign_memo(n_prb, m, shortcut):
+    """Buffers of ``_reassign`` for rows of K PRBs and M UE slots (its ``memo``); ``shortcut`` False:
+    the duals are never used (every call solves its assignment)."""
+    flag = np.zeros(1, np.int64)
+    flag[0] = 0 if shortcut else -1
+    return (flag, np.full(n_prb, -1, np.int64), np.zeros(n_prb, np.int64), np.zeros(n_prb), np.zeros(n_prb),
+            np.zeros(n_prb, np.int64), np.empty((n_prb, n_prb)), np.zeros(m, np.int64), np.zeros(n_prb, np.int64),
+            np.zeros(n_prb), np.zeros(n_prb))
 
 
 @njit(**_JIT)
@@ -611,10 +662,11 @@ def _levels(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, t
 
 def polish_rows(slot_own, power, rows, sel, sweeps: int) -> None:
     """Step 6 (``_polish``) of rows ``sel`` of ``rows`` (``decoder.DecodeRows``), in place: the one
-    implementation, called by the numpy reference and inside the compiled ``_decode`` alike."""
+    implementation, called by the numpy reference (here: every assignment of ``_reassign`` solved) and
+    inside the compiled ``_decode`` (skipping those proven not to move anything) alike."""
     _polish(slot_own, power, rows.levels, rows.table, np.ascontiguousarray(sel, dtype=np.int64), rows.weight,
             rows.need, rows.counted, rows.tie_ue, rows.tie_prb, rows.tie_level, int(sweeps),
-            rows.free_power, rows.ru_power, rows.top, rows.steps)
+            rows.free_power, rows.ru_power, rows.top, rows.steps, False)
 
 
 @njit(**_JIT)
@@ -631,7 +683,7 @@ def _decode(actions, ues_all, ru_power, levels_all, top_all, weight_all, cap_all
         slot_own[row_of[q], col[q]] = own[q]
         power[row_of[q], col[q]] = p_w[q]
     _polish(slot_own, power, levels_all, table, sel, weight_all, need_all, counted_all, tie_ue, tie_prb, tie_level, sweeps,
-            free_all, ru_power, top_all, steps_all)
+            free_all, ru_power, top_all, steps_all, True)
     owner = np.full((sel.size, n_prb), -1, np.int64)
     for i in range(sel.size):
         for k in range(n_prb):
@@ -646,3 +698,55 @@ def decode_rows(actions, rows, sel, state, passes: int, tie_rel: float, sweeps: 
                    rows.weight, rows.cap, rows.need, rows.counted, rows.table, np.ascontiguousarray(sel, dtype=np.int64),
                    np.ascontiguousarray(state, dtype=np.int64), rows.tie_ue, rows.tie_prb, rows.tie_level,
                    passes, float(tie_rel), int(sweeps), rows.free_power, rows.steps)
+
+
+@njit(**_JIT)
+def _context_rows(serving_ru, n_rus, rates, order0, weight, cap, need, counted, levels, top, ru_power, steps, free,
+                  order, max_ues):
+    """``decoder.DecodeContext``'s rows, packed as ``decoder.DecodeRows`` holds them (one row per RU with
+    UEs, RUs ascending; each row's UEs ascending): rates (U, K, L) at the problem's levels, order0 (L,)
+    the ascending order of RU 0's levels (every RU's table is taken in it, as the numpy code does);
+    the per-UE arrays (U,); levels, steps and order (R, L) ascending; top, ru_power (R,). Returns
+    (rus, ues, table (N, W, L, K) with W the most UEs of a row, weight, cap, need, counted, levels,
+    top, steps, free, ru_power, tie_ue, tie_prb, tie_level)."""
+    n_ues, n_prb, n_lvl = rates.shape
+    per_ru = np.zeros(n_rus, np.int64)
+    for u in range(n_ues):
+        per_ru[serving_ru[u]] += 1
+    n_rows, width = 0, 0
+    for r in range(n_rus):
+        if per_ru[r] > 0:
+            n_rows += 1
+            width = max(width, per_ru[r])
+    rus = np.empty(n_rows, np.int64)
+    row_of = np.full(n_rus, -1, np.int64)
+    i = 0
+    for r in range(n_rus):
+        if per_ru[r] > 0:
+            rus[i], row_of[r] = r, i
+            i += 1
+    ues = np.full((n_rows, max_ues), -1, np.int64)
+    table = np.zeros((n_rows, width, n_lvl, n_prb))
+    w_o, cap_o, need_o, counted_o = (np.zeros((n_rows, max_ues)), np.zeros((n_rows, max_ues)),
+                                     np.zeros((n_rows, max_ues)), np.zeros((n_rows, max_ues)))
+    tie_ue = np.zeros((n_rows, max_ues), np.int64)
+    filled = np.zeros(n_rows, np.int64)
+    for u in range(n_ues):
+        r = serving_ru[u]
+        i = row_of[r]
+        j = filled[i]
+        filled[i] += 1
+        ues[i, j], w_o[i, j], cap_o[i, j], need_o[i, j], counted_o[i, j] = u, weight[u], cap[u], need[u], counted[u]
+        tie_ue[i, j] = n_lvl * (u + n_ues * n_prb * r)
+        for lv in range(n_lvl):
+            src = order0[lv]
+            for k in range(n_prb):
+                table[i, j, lv, k] = rates[u, k, src]
+    lev_o, steps_o, tie_level = np.empty((n_rows, n_lvl)), np.empty((n_rows, n_lvl), np.int64), np.empty((n_rows, n_lvl), np.int64)
+    top_o, ru_p, free_o, tie_prb = np.empty(n_rows), np.empty(n_rows), np.empty(n_rows, np.bool_), np.empty(n_rows, np.int64)
+    for i in range(n_rows):
+        r = rus[i]
+        lev_o[i], steps_o[i], tie_level[i] = levels[r], steps[r], order[r]
+        top_o[i], ru_p[i], free_o[i], tie_prb[i] = top[r], ru_power[r], free, n_lvl * n_ues
+    return (rus, ues, table, w_o, cap_o, need_o, counted_o, lev_o, top_o, steps_o, free_o, ru_p, tie_ue, tie_prb,
+            tie_level)
