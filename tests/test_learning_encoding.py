@@ -1,6 +1,8 @@
 """The learned policies' encoding: state vector, action vector, the one decoder, the templates."""
 
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -225,3 +227,51 @@ def test_compiled_state_encoding_has_the_reference_bytes():
         out = np.full(spec.state_dim, np.nan, dtype=np.float32)
         fast, ref = encode_state(o, spec, out=out), encode_state(o, spec, fast=False)
         assert fast is out and fast.tobytes() == ref.tobytes()
+
+
+def test_decoding_equals_the_reference_on_random_states_and_candidates():
+    """The compiled decoder (steps 1-6 in one call, step 6 skipping the assignments its dual variables
+    prove idle) against the numpy reference (every assignment solved): identical owners and powers on
+    random engine states (paper cell, UE subsets, two RUs, a slice power cap) and many candidates each
+    (dense, sparse, near-ties, all ones), both objectives. And each context's packed rows hold what
+    the decoder's definition says (UEs of each RU ascending, their rate tables at ascending levels,
+    weights, caps, needs, counted rates, tie-cost index parts)."""
+    from oransim.evaluate import sample_states
+    from policies.learned.decoder import DecodeContext, decode_candidates
+    from policies.learned.encoding import need_bps, rate_cap_bps
+    from simcore.scenario import load_scenario
+
+    rng = np.random.default_rng(11)
+    root = Path(__file__).resolve().parent.parent
+    obs_list = sample_states(load_scenario(root / "scenarios" / "paper_default.yaml"), 4, 31_000, 60)
+    obs_list += [observation(**kw) for kw in CASES[2:]]
+    obs_list += [subset(o, np.sort(rng.choice(o.n_ues, size=max(1, o.n_ues // 2), replace=False))) for o in obs_list[:3]]
+    n_alloc = 0
+    for obs in obs_list:
+        spec = EncodingSpec(max_ues=32, slice_names=obs.slice_names)
+        for objective in ("served", "rate"):
+            ctx = DecodeContext(obs, spec, objective)
+            rows, _, rus = ctx.packed
+            prob = ctx.problem
+            order = np.argsort(prob.levels_w, axis=1)
+            table = prob.single_ru_rate_table()[:, :, order[0]].transpose(0, 2, 1)
+            need = need_bps(obs, objective)
+            for i, r in enumerate(rus):
+                ues = np.flatnonzero(obs.serving_ru == r)
+                n = ues.size
+                assert rows.ues[i, :n].tolist() == ues.tolist() and (rows.ues[i, n:] == -1).all()
+                np.testing.assert_array_equal(rows.table[i, :n], table[ues])
+                for got, want in ((rows.weight, obs.ue_weight), (rows.cap, rate_cap_bps(obs, objective, need)),
+                                  (rows.need, need), (rows.counted, prob.cap_bps)):
+                    assert got[i, :n].tolist() == want[ues].tolist() and not got[i, n:].any()
+                assert rows.tie_ue[i, :n].tolist() == (len(order[r]) * (ues + obs.n_ues * obs.n_prbs * r)).tolist()
+                assert rows.tie_level[i].tolist() == order[r].tolist()
+            a = rng.random((12, spec.action_dim)) ** rng.choice([0.3, 1.0, 3.0], size=(12, 1))
+            a[rng.random(a.shape) < rng.random((12, 1))] = 0.0
+            a[::4] = np.round(a[::4] * 3) / 3
+            a[5] = 1.0
+            (o_f, p_f), (o_r, p_r) = decode_candidates(a, ctx), decode_candidates(a, ctx, fast=False)
+            np.testing.assert_array_equal(o_f, o_r)
+            np.testing.assert_array_equal(p_f, p_r)
+            n_alloc += len({(o.tobytes(), p.tobytes()) for o, p in zip(o_f, p_f)})
+    assert n_alloc > 150  # the candidates gave many different allocations
