@@ -282,13 +282,15 @@ def _assign_duals(value, pair, a, b, col, u, v):
         while sink == -1:  # grow shortest paths from row ``start`` until one ends in a free column
             seen_r[i] = True
             best, best_t = np.inf, -1
+            row, u_i = value[pair[a + i]], u[i]  # held in registers: the stores below cannot change them
             for t in range(n_todo):
                 j = todo[t]
-                d = low + -value[pair[a + i], j] - u[i] - v[j]
-                if d < dist[j]:
-                    path[j], dist[j] = i, d
-                if dist[j] < best or (dist[j] == best and row4col[j] == -1):
-                    best, best_t = dist[j], t
+                d = low + -row[j] - u_i - v[j]
+                dj = dist[j]
+                if d < dj:
+                    path[j], dist[j], dj = i, d, d
+                if dj < best or (dj == best and row4col[j] == -1):
+                    best, best_t = dj, t
             low = best
             j = todo[best_t]
             if row4col[j] == -1:
