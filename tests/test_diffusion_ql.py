@@ -306,7 +306,7 @@ def test_select_objective_takes_the_candidate_first_in_the_problems_order(untrai
         pol.reset(5)
         actions, _ = pol.sample(encode_state(obs, pol.spec), obs.n_ues)
         problem = snapshot_problem(obs, pol.objective)
-        evs = [problem.evaluate(decode_action(a, obs, pol.spec, pol.objective)) for a in actions]
+        evs = [problem.evaluate(decode_action(a, obs, pol.spec, pol.objective, joint=pol.joint)) for a in actions]
         best = evs[problem.best_index(*(np.array(t) for t in zip(*(e.key for e in evs))))]
         assert problem.evaluate(chosen).key == best.key
         assert all(not problem.is_better(e, best) for e in evs)

@@ -133,7 +133,8 @@ def test_the_compiled_decoder_equals_the_numpy_one(objective):
         for f, r in zip(fast, ref):
             np.testing.assert_array_equal(f.prb_owner, r.prb_owner)
             np.testing.assert_array_equal(f.power_w, r.power_w)
-        assert len({f.prb_owner.tobytes() for f in fast}) > 20  # the vectors gave many different allocations
+        # many different allocations (step 6 takes many random vectors to the same one of a few)
+        assert len({f.prb_owner.tobytes() + f.power_w.tobytes() for f in fast}) >= 8
 
 
 def test_the_compiled_assignment_and_share_sums_are_scipys_and_numpys():
@@ -185,6 +186,39 @@ def test_the_polish_never_loses_in_the_problems_order(objective, monkeypatch):
     plain = [prob.evaluate(a) for a in dec.decode_actions(actions, [ctx] * len(actions))]
     assert not any(prob.is_better(p, q) for p, q in zip(plain, polished))
     assert sum(prob.is_better(q, p) for p, q in zip(plain, polished)) >= 3
+
+
+def test_shares_near_the_optimums_decode_to_it(monkeypatch):
+    """Under ``rate`` on a cell where the optimum gives each UE one PRB (3 x 5 UEs, 15 PRBs), its shares
+    with every power share off by -40 % ... +60 % and one UE's PRB share moved to another UE decode to
+    the optimum's own allocation: step 6's joint placement (exact when every UE has one PRB), levels
+    down, hand-overs. Without step 6 few of them do."""
+    import policies.learned.decoder as dec
+    from policies.optimal import ExactOptimum
+
+    obs = observation(seed=31, load=1.5, ues=(5, 5, 5), prbs=15)
+    spec = EncodingSpec(max_ues=15, slice_names=obs.slice_names)
+    opt = ExactOptimum(objective="rate").decide(obs)
+    n = obs.n_ues
+    assert (np.bincount(opt.prb_owner[0], minlength=n) == 1).all()
+    x = encode_allocation(opt, obs, spec)
+    rng = np.random.default_rng(0)
+    near = []
+    for _ in range(12):
+        y = x.copy()
+        y[n:2 * n] *= rng.uniform(0.6, 1.6, n)
+        a, b = rng.choice(n, 2, replace=False)
+        y[b], y[a] = y[b] + y[a], 0.0
+        near.append(y)
+    ctx = dec.DecodeContext(obs, spec, "rate")
+
+    def exact():
+        return sum(np.array_equal(d.prb_owner, opt.prb_owner) and np.array_equal(d.power_w, opt.power_w)
+                   for d in dec.decode_actions(np.array(near), [ctx] * len(near)))
+
+    assert exact() == len(near)
+    monkeypatch.setattr(dec, "SWEEPS", 0)
+    assert exact() <= len(near) // 2
 
 
 def test_templates_fill_by_weight_within_demand():

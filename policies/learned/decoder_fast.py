@@ -409,18 +409,20 @@ def _ue_terms(need, cap, w, old, new):
 
 @njit(**_JIT)
 def _polish(slot_own, power, levels_all, table, sel, weight, need, served_cap, tie_ue, tie_prb, tie_level, sweeps,
-            free, ru_power, top, steps, shortcut):
-    """Step 6 of the decoder, in place: each row's PRBs moved between its UEs by the snapshot
-    problem's own order while every UE keeps its PRB count and its PRBs' power levels.
+            free, ru_power, top, steps, ues_all, joint, shortcut):
+    """Step 6 of the decoder, in place: each row's PRBs moved by the snapshot problem's own order
+    (``decoder`` module docstring, step 6).
 
     slot_own (N, K): the UE slot owning each PRB (-1 idle); power (N, K) its power (it moves with its
     owner); the rest as in ``DecodeRows`` (``need`` the rate need, ``served_cap`` what counts in the
-    objective: inf under rate). A row with an owned PRB off its levels is left as it is. Scan order:
-    PRB k, then every other PRB k2; the first improving move is taken: k's owner and level to the
-    idle PRB k2, or k and k2 exchange owner and level (for one UE: its two levels change places). A
-    move improves if (V, F, T) of the row does in the problem's order (``_better``; the power, tier 3,
-    does not change). At most ``sweeps`` sweeps. Plain Python loops: the numpy reference runs this
-    function as it is and ``_polish`` is the same function compiled (one text, the same float operations).
+    objective: inf under rate; ``ues_all`` the rows' UE indices, -1 padding; ``joint`` False: the row keeps
+    its counts, step 6 without the joint placement and hand-overs, as before them). A row with an owned PRB
+    off its levels is left as it is. Each sweep: single moves (``_moves``: counts and levels kept),
+    the joint placement (``_place``) or else the least-tie-cost assignment (``_reassign``), PRBs
+    handed to another UE or left idle (``_hand_over``: counts change), and where ``free`` level moves
+    (``_levels``); every change improves the row's (V, F, P, T); at most 2 ``sweeps`` sweeps, fewer
+    when one changes nothing. Plain Python loops: the numpy reference runs this function as it is
+    and ``_polish`` is the same function compiled (one text, the same float operations).
     ``shortcut``: ``_reassign`` skips assignments proven to return the placement it has (the compiled
     decoder's; the numpy reference solves each, so the tests compare the two).
     """
@@ -463,26 +465,59 @@ def _polish(slot_own, power, levels_all, table, sel, weight, need, served_cap, t
             tol_v += need[r, u]
             tol_f += weight[r, u] * min(rate[u], served_cap[r, u])
         tol_v, tol_f = max(1e-2, 1e-9 * tol_v), max(1e-2, 1e-9 * abs(tol_f))
-        spare = ru_power[r] * _SLACK - used
-        for _ in range(sweeps):  # placement first (each UE's levels kept), then levels; again while either moves
+        n_ue = 0
+        for u in range(m):
+            if ues_all[r, u] >= 0:
+                n_ue = u + 1
+        if not joint[r]:  # counts kept: moves and the least-tie-cost assignment, then levels (no joint placement)
+            spare = ru_power[r] * _SLACK - used
+            for _ in range(sweeps):
+                _moves(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb, tie_level,
+                       sweeps, tol_v, tol_f)
+                spared = False
+                for u in range(weight.shape[1]):
+                    if rate[u] > max(need[r, u], served_cap[r, u]):
+                        spared = True
+                placed = (_reassign(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue,
+                                    tie_prb, tie_level, tol_v, tol_f, False, memo)
+                          or (spared and _reassign(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap,
+                                                   tie_ue, tie_prb, tie_level, tol_v, tol_f, True, memo)))
+                if placed:
+                    continue
+                if not free[r]:
+                    break
+                before = spare
+                spare = _levels(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb,
+                                tie_level, sweeps, tol_v, tol_f, levels_all, spare, top[r], steps)
+                if spare == before:
+                    break
+            continue
+        for _ in range(2 * sweeps):  # placement (each PRB's level kept), counts, then levels; again while any moves
             _moves(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb, tie_level,
                    sweeps, tol_v, tol_f)
-            spared = False  # some UE has rate to spare (never under rate): splitting it is another try
-            for u in range(weight.shape[1]):
-                if rate[u] > max(need[r, u], served_cap[r, u]):
-                    spared = True
-            placed = (_reassign(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb,
-                                tie_level, tol_v, tol_f, False, memo)
-                      or (spared and _reassign(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap,
-                                               tie_ue, tie_prb, tie_level, tol_v, tol_f, True, memo)))
-            if placed:
-                continue
-            if not free[r]:
-                break
-            before = spare
-            spare = _levels(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb,
-                            tie_level, sweeps, tol_v, tol_f, levels_all, spare, top[r], steps)
-            if spare == before:
+            changed = _place(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb,
+                             tie_level, tol_v, tol_f, levels_all, steps, free[r])
+            if not changed:
+                spared = False  # some UE has rate to spare (never under rate): splitting it is another try
+                for u in range(weight.shape[1]):
+                    if rate[u] > max(need[r, u], served_cap[r, u]):
+                        spared = True
+                changed = (_reassign(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue,
+                                     tie_prb, tie_level, tol_v, tol_f, False, memo)
+                           or (spared and _reassign(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap,
+                                                    tie_ue, tie_prb, tie_level, tol_v, tol_f, True, memo)))
+            for k in range(n_prb):  # counts: a PRB to another UE, or idle
+                if slot_own[i, k] >= 0 and _hand_over(i, r, k, slot_own, power, lvl, rate, table, weight, need,
+                                                      served_cap, tie_ue, tie_prb, tie_level, tol_v, tol_f, n_ue):
+                    changed = True
+            if free[r]:
+                spare = ru_power[r] * _SLACK
+                for k in range(n_prb):
+                    spare -= power[i, k]
+                if _levels(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb,
+                           tie_level, sweeps, tol_v, tol_f, levels_all, spare, top[r], steps) != spare:
+                    changed = True
+            if not changed:
                 break
 
 
@@ -580,6 +615,117 @@ def _reassign_memo(n_prb, m, shortcut):
 
 
 @njit(**_JIT)
+def _hand_over(i, r, k, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb, tie_level,
+               tol_v, tol_f, n_ue):
+    """Row i's owned PRB k (its level kept) to the first other UE v < ``n_ue`` that improves (V, F, T),
+    else left idle if (V, F) stay tied (its power steps saved: tier 3). True if k changed."""
+    u, lu = slot_own[i, k], lvl[k]
+    t_u = _tie_int(tie_level[r, lu] + tie_ue[r, u] + tie_prb[r] * k)
+    ru_new = rate[u] - table[r, u, lu, k]
+    dv_u, df_u = _ue_terms(need[r, u], served_cap[r, u], weight[r, u], rate[u], ru_new)
+    if dv_u <= tol_v and df_u >= -tol_f:  # nothing lost without it: idle
+        rate[u] = ru_new
+        slot_own[i, k], power[i, k] = -1, 0.0
+        return True
+    for v in range(n_ue):
+        if v == u:
+            continue
+        rv_new = rate[v] + table[r, v, lu, k]
+        dv, df = _ue_terms(need[r, v], served_cap[r, v], weight[r, v], rate[v], rv_new)
+        dt = _tie_int(tie_level[r, lu] + tie_ue[r, v] + tie_prb[r] * k) - t_u
+        if _better(dv + dv_u, df + df_u, dt, tol_v, tol_f):
+            rate[u], rate[v] = ru_new, rv_new
+            slot_own[i, k] = v
+            return True
+    return False
+
+
+@njit(**_JIT)
+def _place(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb, tie_level,
+           tol_v, tol_f, levels_all, steps, free):
+    """Row i's owned PRBs (each a UE and level) placed again by one assignment, each at its level or,
+    where ``free`` (levels may change: ``_polish``), a lower one (so within the budget): a PRB's value to its UE, the UE's other PRBs held where they
+    are, is its shortfall (first, at a weight that puts it before the objective), its counted
+    objective, then its power steps (at a weight below the objective's tolerance). Exact when every
+    UE has one PRB; for several PRBs of one UE the sum of their changes is an estimate, so the result
+    is taken only if (V, F, P, T) improves (``_better_p``). True if taken."""
+    n_prb = slot_own.shape[1]
+    m = weight.shape[1]
+    n_s = 0
+    for k in range(n_prb):
+        if slot_own[i, k] >= 0:
+            n_s += 1
+    if n_s == 0:
+        return False
+    w_v = 1.0  # shortfall before objective: a bit/s of shortfall outweighs any weighted objective change
+    for u in range(m):
+        w_v = max(w_v, 1e6 * weight[r, u])
+    w_p = 0.1 * tol_f / (steps[r, steps.shape[1] - 1] * n_prb)  # all the power steps' weight below tol_f
+    ks, value = np.empty(n_s, np.int64), np.empty((n_s, n_prb))
+    lv_of = np.empty((n_s, n_prb), np.int64)
+    s = 0
+    for k in range(n_prb):
+        u = slot_own[i, k]
+        if u >= 0:
+            ks[s] = k
+            lu = lvl[k]
+            base = rate[u] - table[r, u, lu, k]
+            for k2 in range(n_prb):
+                best, best_l = -np.inf, lu
+                for j in range(0 if free else lu, lu + 1):  # the lowest of equal values
+                    nr = base + table[r, u, j, k2]
+                    val = -w_v * max(need[r, u] - nr, 0.0) + weight[r, u] * min(nr, served_cap[r, u]) - w_p * steps[r, j]
+                    if val > best:
+                        best, best_l = val, j
+                value[s, k2], lv_of[s, k2] = best, best_l
+            s += 1
+    col = np.zeros(n_s, np.int64)
+    _assign_max(value, np.arange(n_s), 0, n_s, col)
+    new_rate = rate.copy()
+    dt, dp = 0, 0
+    same = True
+    for s in range(n_s):
+        k, k2 = ks[s], col[s]
+        u, lu, j = slot_own[i, k], lvl[k], lv_of[s, col[s]]
+        if k2 != k or j != lu:
+            same = False
+        new_rate[u] += table[r, u, j, k2] - table[r, u, lu, k]
+        dp += steps[r, j] - steps[r, lu]
+        dt += _tie_int(tie_level[r, j] + tie_ue[r, u] + tie_prb[r] * k2) - _tie_int(tie_level[r, lu] + tie_ue[r, u] + tie_prb[r] * k)
+    if same:
+        return False
+    dv, df = 0.0, 0.0
+    for u in range(m):
+        if new_rate[u] != rate[u]:
+            a, b = _ue_terms(need[r, u], served_cap[r, u], weight[r, u], rate[u], new_rate[u])
+            dv, df = dv + a, df + b
+    if not _better_p(dv, df, dp, dt, tol_v, tol_f):
+        return False
+    own_old, l_old = slot_own[i].copy(), lvl.copy()
+    slot_own[i, :] = -1
+    power[i, :] = 0.0
+    for s in range(n_s):
+        k2, j = col[s], lv_of[s, col[s]]
+        slot_own[i, k2], power[i, k2], lvl[k2] = own_old[ks[s]], levels_all[r, j], j
+    rate[:] = new_rate
+    return True
+
+
+@njit(**_JIT)
+def _better_p(dv, df, dp, dt, tol_v, tol_f):
+    """``_better`` with the power steps (tier 3) between the objective and the tie cost."""
+    if dv < -tol_v:
+        return True
+    if dv > tol_v:
+        return False
+    if df > tol_f:
+        return True
+    if df < -tol_f:
+        return False
+    return dp < 0 or (dp == 0 and dt < 0)
+
+
+@njit(**_JIT)
 def _moves(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb, tie_level,
            sweeps, tol_v, tol_f):
     """Single moves of row i (``polish_rows``), at most ``sweeps`` sweeps; ``rate`` kept up to date."""
@@ -668,12 +814,12 @@ def polish_rows(slot_own, power, rows, sel, sweeps: int) -> None:
     inside the compiled ``_decode`` (skipping those proven not to move anything) alike."""
     _polish(slot_own, power, rows.levels, rows.table, np.ascontiguousarray(sel, dtype=np.int64), rows.weight,
             rows.need, rows.counted, rows.tie_ue, rows.tie_prb, rows.tie_level, int(sweeps),
-            rows.free_power, rows.ru_power, rows.top, rows.steps, False)
+            rows.free_power, rows.ru_power, rows.top, rows.steps, rows.ues, rows.joint, False)
 
 
 @njit(**_JIT)
 def _decode(actions, ues_all, ru_power, levels_all, top_all, weight_all, cap_all, need_all, counted_all, table,
-            sel, state, tie_ue, tie_prb, tie_level, passes, tie_rel, sweeps, free_all, steps_all):
+            sel, state, tie_ue, tie_prb, tie_level, passes, tie_rel, sweeps, free_all, steps_all, joint_all):
     """Steps 1-6 of rows ``sel`` in one call: PRB owners (UE index, -1 idle) and powers, (N, K)."""
     n_prb = table.shape[3]
     counts, budget = _counts_and_budgets(actions, ues_all, ru_power, sel, state, n_prb)
@@ -685,7 +831,7 @@ def _decode(actions, ues_all, ru_power, levels_all, top_all, weight_all, cap_all
         slot_own[row_of[q], col[q]] = own[q]
         power[row_of[q], col[q]] = p_w[q]
     _polish(slot_own, power, levels_all, table, sel, weight_all, need_all, counted_all, tie_ue, tie_prb, tie_level, sweeps,
-            free_all, ru_power, top_all, steps_all, True)
+            free_all, ru_power, top_all, steps_all, ues_all, joint_all, True)
     owner = np.full((sel.size, n_prb), -1, np.int64)
     for i in range(sel.size):
         for k in range(n_prb):
@@ -699,7 +845,7 @@ def decode_rows(actions, rows, sel, state, passes: int, tie_rel: float, sweeps: 
     return _decode(np.ascontiguousarray(actions, dtype=np.float64), rows.ues, rows.ru_power, rows.levels, rows.top,
                    rows.weight, rows.cap, rows.need, rows.counted, rows.table, np.ascontiguousarray(sel, dtype=np.int64),
                    np.ascontiguousarray(state, dtype=np.int64), rows.tie_ue, rows.tie_prb, rows.tie_level,
-                   passes, float(tie_rel), int(sweeps), rows.free_power, rows.steps)
+                   passes, float(tie_rel), int(sweeps), rows.free_power, rows.steps, rows.joint)
 
 
 @njit(**_JIT)

@@ -762,16 +762,17 @@ def train(ctx, cfg: Config):
 
 
 # -------------------------------------------------------------------------------------- policy
-def best_by_objective(actions: np.ndarray, obs, spec: EncodingSpec, objective: str, fast: bool = True):
+def best_by_objective(actions: np.ndarray, obs, spec: EncodingSpec, objective: str, fast: bool = True,
+                      joint: bool = True):
     """The allocation, among the decoded candidate actions (C, action_dim), that comes first in the
     snapshot problem's order (least shortfall, largest objective, then power and tie cost): what
     ``select: objective`` takes. Reads only the observation, as any policy may. The candidates are
     decoded together (``decode_candidates``) and ranked together (``SnapshotProblem.keys_many``, what
     ``evaluate`` reports of each); only the chosen one becomes an ``Allocation``, unless slice
-    power caps need the repair, which works on allocations."""
+    power caps need the repair, which works on allocations. ``joint`` as in ``DecodeContext``."""
     from .decoder import DecodeContext, decode_candidates, finish
 
-    ctx = DecodeContext(obs, spec, objective)
+    ctx = DecodeContext(obs, spec, objective, joint=joint)
     owner, power = decode_candidates(actions, ctx, fast=fast)
     if len(owner) == 1:
         return finish(ctx, owner[0], power[0])
@@ -839,6 +840,10 @@ class DiffusionQlPolicy(LearnedPolicy):
             raise CheckpointMismatch(f"policy.params.checkpoint: {self.checkpoint_path}: unknown share_map "
                                      f"{self.cfg.share_map!r} (one of {', '.join(SHARE_MAPS)})")
         self.select = self._select or self.cfg.select
+        # canonical shares under served ask for every PRB and all the power (each UE's largest share is 1):
+        # the decoder keeps their PRB counts (no joint placement nor hand-overs: ``DecodeContext.joint``), the
+        # rule the default checkpoint beats PF with in the simulator; absolute shares and rate take step 6 whole
+        self.joint = not (self.cfg.share_map == "canonical" and self.objective == "served")
         self.scales = self._scales or tuple(self.cfg.share_scales)
         self.need_floor = self.cfg.need_floor if self._floor is None else str(self._floor).lower() in ("1", "true", "yes")
         if any(not f > 0 for f in self.scales):
@@ -895,8 +900,9 @@ class DiffusionQlPolicy(LearnedPolicy):
         if self.select == "objective":
             if self.need_floor:
                 actions = need_floored(actions, obs, self.spec, self.objective)
-            alloc = best_by_objective(scaled(actions, self.scales), obs, self.spec, self.objective, fast=self.fast)
+            alloc = best_by_objective(scaled(actions, self.scales), obs, self.spec, self.objective, fast=self.fast,
+                                      joint=self.joint)
         else:
-            alloc = decode_action(actions[best], obs, self.spec, self.objective, fast=self.fast)
+            alloc = decode_action(actions[best], obs, self.spec, self.objective, fast=self.fast, joint=self.joint)
         alloc.info["policy"] = self.name
         return alloc
