@@ -12,14 +12,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test,ns3,learn,sweep]'
 	touch $(STAMP)
 
-.PHONY: install demo test bench
+# `make test` runs the suite on one pytest-xdist worker per CPU (at most 4; the ns-3 reference tests
+# share one worker so the wheel loads once); TEST_WORKERS=0 or `make test-serial` runs it in one process.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; [ $$n -lt 2 ] && n=0; echo $$n)
+
+.PHONY: install demo test test-serial bench
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/oransim run scenarios/quick.yaml --policy pf --overwrite --report
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+test-serial: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py

@@ -5,7 +5,8 @@ import pytest
 
 from simcore.channel import pathloss_log_distance_db, pathloss_uma_db, pathloss_umi_db
 
-pytestmark = pytest.mark.ns3
+# one xdist worker runs them all, so the ns-3 wheel (~10 s, ~650 MB) loads once per suite run
+pytestmark = [pytest.mark.ns3, pytest.mark.xdist_group("ns3-wheel")]
 
 DIST_M = np.geomspace(10.0, 2000.0, 25)
 
