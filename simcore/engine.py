@@ -367,7 +367,7 @@ class Engine:
             return actual_sinr
         _, _, _, sinr = self._reports[0]
         if self.l2s.fast:  # the same operations compiled
-            return self.l2s._k.believed_sinr(alloc.prb_owner, alloc.power_w, sinr, self.ru_max_power_w / self.n_prbs)
+            return self.l2s.believed_sinr_fast(alloc.prb_owner, alloc.power_w, sinr, self.ru_max_power_w / self.n_prbs)
         owner = alloc.prb_owner
         active = owner >= 0
         equal = (self.ru_max_power_w / self.n_prbs)[:, None]

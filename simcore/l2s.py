@@ -448,6 +448,11 @@ class LinkToSystem:
         return float(sum(max(0.0, b.hi - max(b.lo, out[u])) for u, blocks in enumerate(self.pending) for b in blocks))
 
     # ------------------------------------------------------------------------------- one TTI
+    def believed_sinr_fast(self, owner: np.ndarray, power_w: np.ndarray, report_sinr: np.ndarray,
+                           equal_w: np.ndarray) -> np.ndarray:
+        """(R, K) SINR the MCS is chosen from with CSI reports, compiled (``l2s_fast.believed_sinr``; needs ``fast``)."""
+        return self._k.believed_sinr(owner, power_w, report_sinr, equal_w)
+
     def effective_sinr(self, row_of: np.ndarray, sinr: np.ndarray, n_row: np.ndarray) -> np.ndarray:
         """(A, 3) MIESM effective SINR of each of A blocks for each modulation; ``row_of`` (P,) the
         block of each PRB, ``sinr`` (P,) its SINR, ``n_row`` (A,) PRBs per block."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .budget import memory_problems
 from .engine import Engine, RunResult
+from .numerics import numeric_platform
 from .plugins import make_phy, make_policy, plugin_problems
 from .recorder import git_revision, package_versions, write_run_folder
 from .scenario import Scenario
@@ -48,6 +49,7 @@ def manifest(result: RunResult, scenario_file: str | None = None) -> dict:
         "phy": {"backend": result.phy_name, "params": s.phy.params, **(result.phy_info or {})},
         "versions": package_versions(),
         "threads": thread_counts(),
+        "numerics": numeric_platform(),  # what decides the last bits (simcore/numerics.py)
         "git_revision": git_revision(),
         "wall_time_s": round(result.wall_s, 4),
         "simulated_s": s.n_tti * s.cell.tti_s,
