@@ -10,6 +10,8 @@ chosen at run time by the CPU:
   bit, and one flipped last bit in a channel gain changes a scheduling decision sooner or later.
   ``NPY_DISABLE_CPU_FEATURES`` / ``NPY_ENABLE_CPU_FEATURES`` (read once, when numpy is imported) narrow
   the choice, which is how one machine reproduces another's class.
+- glibc's libm picks FMA variants of ``exp``, ``log``, ``sin``, ``pow``, ... when the CPU has FMA (numpy's
+  baseline kernels and numba's compiled code call libm; ``GLIBC_TUNABLES=glibc.cpu.hwcaps=-FMA,...`` masks it).
 - numba compiles oransim's kernels for the host CPU (``NUMBA_CPU_NAME`` overrides), OpenBLAS picks a
   kernel per CPU core type (``OPENBLAS_CORETYPE``), torch one per CPU capability (``ATEN_CPU_CAPABILITY``).
 
@@ -27,8 +29,8 @@ import platform
 import sys
 
 #: environment variables that change which numeric kernels run (recorded when set)
-NUMERIC_ENV_VARS = ("NPY_DISABLE_CPU_FEATURES", "NPY_ENABLE_CPU_FEATURES", "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES",
-                    "OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY")
+NUMERIC_ENV_VARS = ("NPY_DISABLE_CPU_FEATURES", "NPY_ENABLE_CPU_FEATURES", "GLIBC_TUNABLES", "NUMBA_CPU_NAME",
+                    "NUMBA_CPU_FEATURES", "OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY")
 
 
 def cpu_model() -> str:
@@ -44,7 +46,8 @@ def cpu_model() -> str:
 
 
 def numpy_simd() -> dict:
-    """``{"baseline": [...], "dispatch": [targets this process uses], "not_used": [built, switched off or absent]}``."""
+    """``{"baseline": [...], "dispatch": [targets this process uses], "not_used": [built, switched off or absent],
+    "cpu_fma": the CPU has fused multiply-add}``."""
     try:
         from numpy._core import _multiarray_umath as mu  # numpy >= 2
     except ImportError:  # numpy 1.26
@@ -52,7 +55,8 @@ def numpy_simd() -> dict:
     found = mu.__cpu_features__
     dispatch = list(mu.__cpu_dispatch__)
     return {"baseline": list(mu.__cpu_baseline__), "dispatch": [t for t in dispatch if found.get(t)],
-            "not_used": [t for t in dispatch if not found.get(t)]}
+            "not_used": [t for t in dispatch if not found.get(t)],
+            "cpu_fma": bool(found.get("FMA3") or found.get("ASIMD"))}  # what glibc's FMA variants key on
 
 
 def openblas_cores() -> dict[str, str]:
