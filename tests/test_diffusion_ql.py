@@ -170,7 +170,7 @@ def cli(*args):
     return res.exit_code, res.stderr
 
 
-def test_checkpoints_that_do_not_fit_are_one_line_errors(untrained_checkpoint, tmp_path):
+def test_checkpoints_that_do_not_fit_are_one_line_errors(untrained_checkpoint, tmp_path, monkeypatch):
     code, err = cli("run", "scenarios/quick.yaml", "--policy", f"diffusion_ql:{untrained_checkpoint}",
                     "--out", tmp_path / "r")
     assert code == 2 and "trained for at most 9 UEs" in err and len(err.strip().splitlines()) == 1, err
@@ -182,7 +182,8 @@ def test_checkpoints_that_do_not_fit_are_one_line_errors(untrained_checkpoint, t
     assert code == 2 and "weights do not fit its config" in err and len(err.strip().splitlines()) == 1, err
     code, err = cli("run", "scenarios/esa_small.yaml", "--policy", f"dqn:{untrained_checkpoint}", "--out", tmp_path / "d")
     assert code == 2 and "a 'diffusion_ql' checkpoint, not 'dqn'" in err, err
-    code, err = cli("train", "diffusion-ql", "scenarios/esa_small.yaml", "--out", tmp_path / "x.pt",
+    monkeypatch.chdir(tmp_path)  # train's default run folder (runs/train/...) goes to the working directory
+    code, err = cli("train", "diffusion-ql", ROOT / "scenarios/esa_small.yaml", "--out", tmp_path / "x.pt",
                     "--beta_schedule", "sigmoid")
     assert code == 2 and "beta_schedule must be one of" in err, err
 

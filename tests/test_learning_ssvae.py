@@ -139,7 +139,7 @@ def test_tiny_ssvae_beats_round_robin_on_held_out_states(tiny):
     assert ss["throughput_ratio"] == pytest.approx(metrics["throughput_ratio"], rel=1e-9)
 
 
-def test_ssvae_command_line_flags_and_one_line_errors(tiny, tmp_path):
+def test_ssvae_command_line_flags_and_one_line_errors(tiny, tmp_path, monkeypatch):
     import oransim.cli  # noqa: F401 - the composition root first (it registers learn_cli's commands)
     from oransim.learn_cli import _extra_options
     from test_learning_dqn import cli
@@ -151,7 +151,8 @@ def test_ssvae_command_line_flags_and_one_line_errors(tiny, tmp_path):
               "--out", tmp_path / "e.csv")
     assert res.returncode == 2 and "a 'ssvae' checkpoint, not 'dqn'" in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
-    res = cli("train", "ssvae", "scenarios/esa_small.yaml", "--out", tmp_path / "x.pt",
+    monkeypatch.chdir(tmp_path)  # train's default run folder (runs/train/...) goes to the working directory
+    res = cli("train", "ssvae", ROOT / "scenarios/esa_small.yaml", "--out", tmp_path / "x.pt",
               "--labelled", tmp_path / "missing.parquet")
     assert res.returncode == 2 and "missing.parquet" in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
