@@ -210,9 +210,10 @@ class UeBuffers:
         capacity[u] = bits
         return float(self.serve(capacity, now_s, delivered_at_s)[u])
 
-    def mark_sent(self, ues: list[int], upto_bits: list[float], now_s: float) -> None:
+    def mark_sent(self, ues, upto_bits, now_s: float) -> None:
         """Packets of UE ``ues[i]`` with bits below offset ``upto_bits[i]`` went on air (in a transport
-        block, decoded or not): set their first transmission time if not set yet."""
+        block, decoded or not): set their first transmission time if not set yet. (n,) int and
+        float, lists or arrays."""
         pk = self.pk
         kern.mark_sent(np.asarray(ues, dtype=np.int64), np.asarray(upto_bits, dtype=float), float(now_s),
                        pk.f, pk.i, pk.base, self.uf, self.ui)

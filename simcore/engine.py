@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 import simpy
 
+from . import tti_fast
 from .buffers import DELIVERED, DROP_HARQ, DROPPED, PROCESSING, QUEUED, PacketTable, UeBuffers
 from .channel import Channel, drop_ues
 from .contracts import (RECORD_KEY, Allocation, DecisionArrays, InfeasibleAllocation, Observation, Policy,
@@ -41,6 +42,10 @@ from .units import dbm_to_w
 
 #: Time constant (TTIs) of the per-UE throughput average in the observation (textbook PF t_c).
 EWMA_TTI = 100
+#: Per TTI the throughput average decays by this factor (the EWMA with time constant EWMA_TTI).
+_EWMA_DECAY = 1.0 - 1.0 / EWMA_TTI
+#: ``tti_fast.finish``'s PRB bits when the link-to-system model gives each UE's capacity instead.
+_NO_PRB_BITS = np.zeros((0, 0))
 #: TTIs of traffic drawn (and passed through CU/DU processing) at a time.
 TRAFFIC_BLOCK_TTI = 16
 #: Every this many TTIs, finished packets are written out of the packet table.
@@ -161,6 +166,9 @@ class Engine:
         # see PhyBackend; channel.draw_all_gains: the same draws for any PHY (the same realization as ns3-shm)
         self.phy_needs_full_gain = bool(getattr(phy, "needs_full_gain", False)) or scenario.channel.draw_all_gains
         self.served_bits_total = np.zeros(self.n_ues)
+        self._no_served = np.zeros(self.n_ues)  # (read only by tti_fast.finish: never written)
+        self._served = np.empty(self.n_ues)  # tti_fast.finish's bits served in the TTI (scratch)
+        self._ewma_per_bit = 1.0 / (EWMA_TTI * self.tti_s)  # served bits -> the average's increment (bit/s)
 
         # --- CSI reports (phy.csi) and the link-to-system model (phy.l2s)
         csi = s.phy.csi
@@ -348,16 +356,20 @@ class Engine:
         res = self.phy.step(k, alloc, self.channel.gain)
         done_at = now + self.tti_s + self.fh_latency_s
         if self.l2s is not None:
-            capacity, served_l2s = self.l2s.step(k, owner, res.prb_sinr, self._believed_sinr(alloc, res.prb_sinr),
-                                                 now, done_at)
-            served = self.buffers.serve(capacity, now, done_at) + served_l2s
-        else:
-            served = self.buffers.serve_prbs(owner, res.prb_bits, now, done_at)
-        self.served_bits_total += served
-        self.served_in_interval += served
-        self.avg_tput_bps *= 1.0 - 1.0 / EWMA_TTI
-        self.avg_tput_bps += served * (1.0 / (EWMA_TTI * self.tti_s))
-        self.tti_rec.record(k, served, self.buffers.backlog_bits, owner, res.prb_sinr, alloc.power_w)
+            capacity, served_here = self.l2s.step(k, owner, res.prb_sinr, self._believed_sinr(alloc, res.prb_sinr),
+                                                  now, done_at)
+            prb_bits = _NO_PRB_BITS
+        else:  # each UE served with the bits its PRBs carried
+            capacity = served_here = self._no_served
+            prb_bits = np.ascontiguousarray(res.prb_bits, dtype=float)
+        # serve the FIFOs, count the served bits (totals, interval, throughput average) and write the
+        # TTI record's row in one compiled call: the numpy operations it replaces, in their order
+        pk, buf, rec = self.packets, self.buffers, self.tti_rec
+        tti_fast.finish(owner, prb_bits, capacity, served_here, self._served, now, done_at, pk.f, pk.i, pk.c,
+                        pk.base, buf.uf, buf.ui, self.served_bits_total, self.served_in_interval, self.avg_tput_bps,
+                        _EWMA_DECAY, self._ewma_per_bit, rec.row(k), rec.served_bits, rec.buffer_bits, rec.prb_owner,
+                        rec.prb_sinr, rec.prb_power_w, res.prb_sinr, alloc.power_w)
+        rec.filled(k)
 
     def _believed_sinr(self, alloc: Allocation, actual_sinr: np.ndarray) -> np.ndarray:
         """(R, K) SINR the MCS of each active PRB is chosen from: with ideal CSI the PRB's own SINR
@@ -374,9 +386,10 @@ class Engine:
         return np.where(active, sinr[np.where(active, owner, 0), np.arange(self.n_prbs)] * alloc.power_w / equal, np.nan)
 
     def _close_qos_interval(self, interval: int) -> None:
-        rate = self.served_in_interval / (interval * self.tti_s)
-        self.qos_met_last = (rate >= self.min_rate_bps) | (self.buffers.backlog_bits <= 0)
-        self.served_in_interval[:] = 0.0
+        """qos_met_last = (served over the interval / its length >= min rate) | (buffer empty), compiled."""
+        self.qos_met_last = np.empty(self.n_ues, dtype=bool)  # a fresh array: earlier ones may be held
+        tti_fast.close_interval(self.served_in_interval, interval * self.tti_s, self.min_rate_bps, self.buffers.uf,
+                                self.qos_met_last)
 
     # ------------------------------------------------------------------------------------ run
     def run(self) -> RunResult:

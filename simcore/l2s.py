@@ -330,6 +330,7 @@ def _control_loss_scalar(x_db: float) -> float:
 #: Counters the compiled first transmissions return, in its order (l2s_fast.S_*).
 _FAST_STATS = ("blocks", "transmissions", "first_nacks", "nacks", "no_process_ttis", "no_mcs_ttis", "no_payload_ttis")
 _NO_DRAWS = np.empty(0)  # the error draws without block errors
+_NO_UES, _NO_BITS = np.empty(0, dtype=np.int64), np.empty(0)  # no UE sent in the TTI
 
 
 class _Thresholds:
@@ -501,7 +502,8 @@ class LinkToSystem:
         if not ues.size:
             return capacity, served_here
         eff_act = 10.0 ** (eff_db / 10.0)
-        upto: dict[int, float] = {}
+        upto: dict[int, float] = {}  # (retransmissions) UE -> end of what it sent
+        mark_ue, mark_hi = _NO_UES, _NO_BITS  # the UEs that sent, and those ends, for mark_sent
         if self.harq and due.any():  # retransmissions first, as the reference
             for i in np.flatnonzero(due).tolist():
                 u = int(ues[i])
@@ -524,8 +526,11 @@ class LinkToSystem:
                 up_ue, up_hi, pend = kern.send_blocks(blk, draws, ues, buf.enq_bits, buf.out_bits, self.sent,
                                                        self.proc_free_at, self._has_pending, self.offset_db, capacity,
                                                        st, pi, self._params_f)
-                for u, hi in zip(up_ue.tolist(), up_hi.tolist()):
-                    upto[u] = max(upto.get(u, hi), hi)
+                if upto:  # after retransmissions: each UE's furthest end over both
+                    for u, hi in zip(up_ue.tolist(), up_hi.tolist()):
+                        upto[u] = max(upto.get(u, hi), hi)
+                else:  # one row per UE, in order of its first block: what the dict would hold, in its order
+                    mark_ue, mark_hi = up_ue, up_hi
                 if pend.size:  # blocks that wait in HARQ (or behind one that does): objects, as the reference's
                     self._any_pending = True
                     self._keep_blocks(k, blk, pend)
@@ -533,10 +538,12 @@ class LinkToSystem:
             for name, v in zip(_FAST_STATS, st.tolist()):
                 if v:
                     stats[name] += v
-        if upto:  # packets below the furthest end went on air (a UE's blocks of the TTI mark no more)
-            buf.mark_sent(list(upto), list(upto.values()), now_s)
+        if upto:
+            mark_ue, mark_hi = np.fromiter(upto, np.int64, len(upto)), np.fromiter(upto.values(), float, len(upto))
+        if mark_ue.size:  # packets below the furthest end went on air (a UE's blocks of the TTI mark no more)
+            buf.mark_sent(mark_ue, mark_hi, now_s)
             if self._any_pending:
-                for u in upto:
+                for u in mark_ue.tolist():
                     if self.pending[u]:
                         self._resolve(u, capacity, served_here, now_s, delivered_at_s)
         return capacity, served_here

@@ -60,6 +60,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from . import tti_fast
 from .units import db_to_lin, dbm_to_w
 
 #: Spectral efficiency (bit/s/Hz) of CQI 1..15, TS 38.214 Table 5.2.2.1-2 (64QAM table).
@@ -309,55 +310,44 @@ class PhyTtiResult:
 class BuiltinPhy:
     """The numpy PHY: SINR and rate straight from the engine's channel through ``LinkModel``.
 
-    Single-RU cells take a fast path: the allocation's active PRBs, their gain indices and owners
-    are worked out once per allocation (it only changes at decisions), so a TTI is a few array ops
-    around ``LinkModel.sinr``.
+    Single-RU cells take a compiled path (``simcore.tti_fast``): the SINR of every active PRB in one
+    call, and for the Shannon rate (no finite-blocklength slice) its bits in one more call around
+    numpy's log2; the same values as ``LinkModel.sinr`` and ``LinkModel.prb_bits``, bit for bit.
     """
 
     name = "builtin"
 
     def __init__(self):  # no parameters: `phy.params` must be empty (checked by simcore.plugins)
         self.link: LinkModel | None = None
-        self._alloc = None
-        self._sinr = self._bits = None
 
     def open(self, scenario, geometry, link: LinkModel, *, channel=None, serving_ru=None) -> None:
         self.link = link
-        self._alloc = None
-        self._sinr = self._bits = None
-
-    def _prepare(self, allocation, gain: np.ndarray) -> None:
-        self._alloc = allocation
-        owner = allocation.prb_owner
-        self._k = k = (owner[0] >= 0).nonzero()[0]
-        self._ue = owner[0, k]
-        self._flat = self._ue * gain.shape[2] + k  # index of gain[owner, 0, k] (one RU)
-        self._power = allocation.power_w[0, k]
-        self._all_active = k.size == owner.shape[1]  # every PRB active: the results are the rows themselves
-        if self._sinr is None or self._sinr.shape != owner.shape:  # templates, copied every TTI
-            self._sinr = np.full(owner.shape, np.nan)
-            self._bits = np.zeros(owner.shape)
+        # (the compiled Shannon bits: the same operations as spectral_efficiency's shannon branch)
+        self._shannon = link.rate_model == "shannon" and link.ue_fbl_penalty is None
+        self._quant_w = float(link.quant_noise_w[0])
+        self._bits_per_se = link.prb_bandwidth_hz * link.tti_s
 
     def step(self, tti: int, allocation, gain: np.ndarray) -> PhyTtiResult:
         link = self.link
+        owner = allocation.prb_owner
         if gain.shape[1] != 1:
-            sinr = link.prb_sinr(gain, allocation.prb_owner, allocation.power_w)
+            sinr = link.prb_sinr(gain, owner, allocation.power_w)
             return PhyTtiResult(sinr, lambda: link.prb_bits(sinr, allocation.prb_owner))
-        if allocation is not self._alloc:
-            self._prepare(allocation, gain)
-        sinr = link.sinr(gain.take(self._flat), self._power, 0)
-        ue = self._ue
-        if self._all_active:  # fresh arrays every TTI, no template to fill
-            return PhyTtiResult(sinr[None], lambda: link.prb_bits(sinr, ue)[None])
-        k, template = self._k, self._bits
-        out_sinr = self._sinr.copy()
-        out_sinr[0, k] = sinr
-
-        def bits() -> np.ndarray:
-            out = template.copy()
-            out[0, k] = link.prb_bits(sinr, ue)
-            return out
-        return PhyTtiResult(out_sinr, bits)
+        sinr = np.empty(owner.shape)
+        x = np.empty(owner.shape[1])
+        n = tti_fast.one_ru_sinr(gain, owner, allocation.power_w, link.noise_w, self._quant_w, link.snr_gap, sinr, x)
+        if self._shannon:
+            def bits() -> np.ndarray:
+                out = np.empty(owner.shape)
+                tti_fast.shannon_bits(np.log2(x[:n]), owner, link.max_se, self._bits_per_se, out)
+                return out
+        else:
+            def bits() -> np.ndarray:
+                out = np.zeros(owner.shape)
+                k = (owner[0] >= 0).nonzero()[0]
+                out[0, k] = link.prb_bits(sinr[0, k], owner[0, k])
+                return out
+        return PhyTtiResult(sinr, bits)
 
     def close(self) -> None:
         pass

@@ -93,18 +93,17 @@ class TtiRecorder:
         self.prb_sinr = np.zeros((c, self.n_rus, self.n_prbs), dtype=np.float32)
         self.prb_power_w = np.zeros((c, self.n_rus, self.n_prbs), dtype=np.float32)
 
-    def record(self, k, served, buffer_bits, prb_owner, prb_sinr, prb_power_w) -> None:
-        if not self.enabled:
-            return
-        i = k - self.k0
-        self.served_bits[i] = served
-        self.buffer_bits[i] = buffer_bits
-        self.prb_owner[i] = prb_owner
-        self.prb_sinr[i] = prb_sinr
-        self.prb_power_w[i] = prb_power_w
-        self.n = k + 1
-        if i + 1 == self.chunk:
-            self.flush()
+    def row(self, k: int) -> int:
+        """Row of TTI ``k`` in the chunk's arrays, for a caller that fills it itself (the engine's
+        compiled end of TTI, ``simcore.tti_fast.finish``), then calls ``filled(k)``; -1 when off."""
+        return k - self.k0 if self.enabled else -1
+
+    def filled(self, k: int) -> None:
+        """TTI ``k``'s row (``row(k)``) has been written."""
+        if self.enabled:
+            self.n = k + 1
+            if k + 1 - self.k0 == self.chunk:
+                self.flush()
 
     def flush(self) -> None:
         n = self.n - self.k0
