@@ -26,6 +26,7 @@ import numpy as np
 from scipy.signal import lfilter
 from scipy.special import j0
 
+from . import decision_fast as fast
 from .scenario import Scenario
 from .units import SPEED_OF_LIGHT_M_S, db_to_lin
 
@@ -159,12 +160,23 @@ def drop_ues(s: Scenario, rng: np.random.Generator) -> Geometry:
 _TWO_PI = np.float32(2.0 * np.pi)
 
 
-def complex_normal(rng: np.random.Generator, shape) -> np.ndarray:
+def uniform_f32(rng: np.random.Generator, shape, pcg: fast.PcgState | None = None) -> np.ndarray:
+    """``rng.random((2, *shape), dtype=np.float32)``; drawn by the compiled kernel when ``pcg`` (the
+    generator's ``decision_fast.PcgState``) is given and may draw: the same values, the generator
+    left in the same state."""
+    if pcg is None or not pcg.ok():
+        return rng.random((2, *shape), dtype=np.float32)
+    u = np.empty((2, *shape), dtype=np.float32)
+    fast.uniform_f32(pcg.state, pcg.tail, u.reshape(2, -1), False)
+    return u
+
+
+def complex_normal(rng: np.random.Generator, shape, pcg: fast.PcgState | None = None) -> np.ndarray:
     """(2, *shape) float32 real and imaginary parts of independent CN(0, 1) draws (each part
     N(0, 1/2)), by Box-Muller in polar form: |w|^2 = -ln(1 - U1) ~ Exp(1), phase 2 pi U2 uniform.
     Exact for uniform U; here about twice as fast as numpy's ziggurat normals, which matters
-    because a decision every TTI redraws the fading of every (UE, RU, PRB)."""
-    u = rng.random((2, *shape), dtype=np.float32)
+    because a decision every TTI redraws the fading of every (UE, RU, PRB). ``pcg``: see ``uniform_f32``."""
+    u = uniform_f32(rng, shape, pcg)
     amp, phase = u[0], u[1]  # computed in place: the same values without temporaries
     np.negative(amp, out=amp)
     np.log1p(amp, out=amp)
@@ -195,6 +207,7 @@ class Channel:
 
     def __init__(self, s: Scenario, geo: Geometry, rng: np.random.Generator):
         self._rng = rng
+        self._pcg = None  # the compiled draw of rng's uniforms (set below for Rayleigh fading)
         pl = pathloss_db(s, geo.dist2d_m, geo.ru_height_m, geo.los)
         if s.channel.shadowing_sigma_db is not None:
             sigma = np.full(pl.shape, s.channel.shadowing_sigma_db)
@@ -221,7 +234,9 @@ class Channel:
         self._traj_t0 = 0
         if self.rayleigh:
             # h = (re, im) with E|h|^2 = 1: each part N(0, 1/2); kept as float32 (2, U, R, K)
-            self._h = complex_normal(rng, shape)
+            self._pcg = fast.PcgState.of(rng)
+            self._h = complex_normal(rng, shape, self._pcg)
+            self._u = self._cos = None  # refresh_all's work arrays ((2, n), (n,) float32), made on first use
             self._drawn_at = np.zeros(shape, dtype=np.int64)  # TTI of each entry's last draw
             self.gain = self.large_scale_gain[:, :, None] * (self._h[0] ** 2 + self._h[1] ** 2)
         else:
@@ -243,7 +258,7 @@ class Channel:
             else:
                 a = np.power(np.float32(self.rho), gap.astype(np.float32))
                 s = np.sqrt(1 - a * a)
-        w = complex_normal(self._rng, h.shape[1:])
+        w = complex_normal(self._rng, h.shape[1:], self._pcg)
         w *= s
         h *= a
         h += w
@@ -272,12 +287,41 @@ class Channel:
         if not self.rayleigh or self.gain.size == 0 or (self._uniform and self._all_at == self.tti):
             return
         self._settle_trajectory()
-        drawn_at = self._all_at if self._uniform else self._drawn_at.ravel()
-        h = self._step(self._h.reshape(2, -1), drawn_at).reshape(self._h.shape)
-        self._h = h
+        if not self._refresh_all_compiled():
+            drawn_at = self._all_at if self._uniform else self._drawn_at.ravel()
+            h = self._step(self._h.reshape(2, -1), drawn_at).reshape(self._h.shape)
+            self._h = h
+            np.multiply(self.large_scale_gain[:, :, None], h[0] * h[0] + h[1] * h[1], out=self.gain)
         self._all_at = self.tti
         self._uniform = True
-        np.multiply(self.large_scale_gain[:, :, None], h[0] * h[0] + h[1] * h[1], out=self.gain)
+
+    def _refresh_all_compiled(self) -> bool:
+        """``refresh_all``'s draw and AR(1) step (``_step``, then the gains) as three numpy calls (log1p,
+        cos, sin) between two compiled loops (``decision_fast``): the same values. False (nothing
+        done) where it does not apply: a generator the kernel cannot step, a gap beyond the table."""
+        pcg = self._pcg
+        if pcg is None or not pcg.ok() or not (self.gain.flags.c_contiguous and self._h.flags.c_contiguous):
+            return False
+        h = self._h.reshape(2, -1)
+        n = h.shape[1]
+        if not self._uniform:
+            drawn_at = self._drawn_at.ravel()
+            if self.tti - drawn_at.min() >= _DECAY_TABLE:
+                return False
+        if self._u is None:
+            self._u, self._cos = np.empty((2, n), dtype=np.float32), np.empty(n, dtype=np.float32)
+        u, cos = self._u, self._cos
+        fast.uniform_f32(pcg.state, pcg.tail, u, True)  # u[0] = -U1, u[1] = 2 pi U2
+        np.log1p(u[0], out=u[0])
+        np.cos(u[1], out=cos)
+        np.sin(u[1], out=u[1])
+        gain, ls = self.gain.reshape(-1), self.large_scale_gain.reshape(-1)
+        if self._uniform:  # one gap for every entry (a decision every TTI: gap 1)
+            a = np.float32(self.rho ** (self.tti - self._all_at))
+            fast.ar1_refresh(h, u, cos, a, np.sqrt(1 - a * a), ls, self.n_prbs, gain)
+        else:
+            fast.ar1_refresh_gaps(h, u, cos, self.tti, drawn_at, self._decay, self._innov_gap, ls, self.n_prbs, gain)
+        return True
 
     def refresh_prbs(self, prb_owner: np.ndarray, until_tti: int | None = None) -> None:
         """Bring to the current TTI the gains from every RU to the owner of each active PRB.
@@ -325,7 +369,7 @@ class Channel:
             h = self._step(h_flat[:, flat], self._all_at if self._uniform else self._drawn_at.ravel()[flat])
             steps = 1 if until_tti is None else max(1, until_tti - self.tti)
             if steps > 1:
-                w = np.moveaxis(complex_normal(self._rng, (steps - 1, h.shape[1])), 0, 1)  # (T-1, 2, n)
+                w = np.moveaxis(complex_normal(self._rng, (steps - 1, h.shape[1]), self._pcg), 0, 1)  # (T-1, 2, n)
                 w *= np.float32(self._innov)
                 later = lfilter([1.0], [1.0, -self.rho], w, axis=0, zi=(self.rho * h)[None])[0]
                 self._traj_h = np.concatenate([h[None], later.astype(np.float32)])

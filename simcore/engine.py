@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 import simpy
 
+from . import decision_fast as fast
 from . import tti_fast
 from .buffers import DELIVERED, DROP_HARQ, DROPPED, PROCESSING, QUEUED, PacketTable, UeBuffers
 from .channel import Channel, drop_ues
@@ -130,6 +131,8 @@ class Engine:
         self.max_delay_ms = per_slice(lambda x: x.max_delay_ms)
         self.ru_max_power_w = dbm_to_w([ru.max_power_dbm for ru in s.cell.rus])
         self._equal_power_w = float(self.ru_max_power_w[0] / self.n_prbs)  # per PRB, one RU (_objective)
+        self._owner_rates = np.zeros(self.n_ues)  # _objective's per-UE rates
+        self._rate_out = (np.empty((self.n_ues, self.n_prbs)), np.empty((self.n_ues, self.n_prbs)))  # _decision_arrays
         self.slice_power_cap_w = np.array(
             [dbm_to_w(x.power_cap_dbm) if x.power_cap_dbm is not None else np.inf for x in sl], dtype=float)
         self.serving_ru = np.argmax(self.channel.large_scale_gain, axis=1) if self.n_ues else np.zeros(0, int)
@@ -297,7 +300,8 @@ class Engine:
         else:
             self.channel.refresh_all()
             gain = self.channel.gain  # (read before the channel moves on: no copy)
-            rate = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w)[0]
+            # written into the same arrays at every decision (valid until it returns)
+            rate = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w, out=self._rate_out)[0]
         return DecisionArrays(k, self.geo.ue_slice, self.serving_ru, self.buffers.backlog_bits, self.avg_tput_bps,
                               self.max_rate_bps, rate, gain, self.ue_weight, self.slice_weight, self.slice_names,
                               self.ru_max_power_w, self.slice_power_cap_w, self.s.scheduling.interval_tti, self.link)
@@ -335,12 +339,10 @@ class Engine:
         already holds each PRB's rate, so it is read, not recomputed:
         the same values, bit for bit."""
         if self.n_rus == 1 and self.n_ues:
-            owner = alloc.prb_owner[0]
-            k = (owner >= 0).nonzero()[0]
-            if (alloc.power_w[0, k] == self._equal_power_w).all():
-                ue = owner[k]
-                rates = np.bincount(ue, weights=src.prb_rate_bps[ue, k], minlength=self.n_ues)
-                return float(np.dot(self.ue_weight, rates))
+            # per UE its PRBs' rates summed in PRB order (np.bincount's), compiled; False: other powers
+            if fast.one_ru_owner_rates(alloc.prb_owner[0], alloc.power_w[0], src.prb_rate_bps, self._equal_power_w,
+                                       self._owner_rates):
+                return float(np.dot(self.ue_weight, self._owner_rates))
         return weighted_sum_rate(alloc, src)
 
     def _transmit(self, k: int) -> None:

@@ -249,16 +249,27 @@ class LinkModel:
         return np.bincount(prb_owner[mask], weights=rate[mask], minlength=n_ue)[:n_ue]
 
     def estimated_prb_rate_bps(self, gain: np.ndarray, serving_ru: np.ndarray,
-                               ru_power_w: np.ndarray, ues: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                               ru_power_w: np.ndarray, ues: np.ndarray | None = None,
+                               out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per-UE per-PRB CSI view: (rate bit/s, SINR) on the serving RU, shapes (U, K).
 
         Assumes equal power per PRB on every RU and full interference from the other RUs: the
         conservative estimate a scheduler can form before it knows the other RUs' decisions.
         ``ues``: when ``gain`` and ``serving_ru`` hold only some UEs' rows, their UE indices (each
-        row depends on its own UE only).
+        row depends on its own UE only). ``out``: (rate, SINR) float64 (U, K) arrays to write them
+        into (returned), used by a one-RU Shannon link without finite-blocklength slices.
         """
         n_ue, n_ru, n_prb = gain.shape
         p = ru_power_w / n_prb  # (R,)
+        if n_ru == 1 and self.rate_model == "shannon" and self.ue_fbl_penalty is None and gain.dtype == _F64:
+            # the same operations with two compiled loops around numpy's log2 (decision_fast)
+            rate, sinr = out if out is not None else (np.empty((n_ue, n_prb)), np.empty((n_ue, n_prb)))
+            fast = _fast or _load_fast()
+            fast.one_ru_sinr(gain[:, 0, :], float(p[0]), self.noise_w, float(self.quant_noise_w[0]),
+                              self.snr_gap, sinr, rate)
+            np.log2(rate, out=rate)
+            fast.shannon_rate(rate, self.max_se, self.prb_bandwidth_hz, rate)
+            return rate, sinr
         if n_ru == 1:  # every UE on RU 0 at one power, no interference: scalars broadcast the same values
             sinr = self.sinr(gain[:, 0, :], p[0], 0)
         else:
@@ -271,6 +282,15 @@ class LinkModel:
 
 
 CQI_EFFICIENCY_WITH_ZERO = np.concatenate([[0.0], CQI_EFFICIENCY])
+_F64 = np.dtype(np.float64)
+_fast = None  # simcore.decision_fast, imported on first use (numba: about a second to import)
+
+
+def _load_fast():
+    global _fast
+    from . import decision_fast
+    _fast = decision_fast
+    return _fast
 
 
 def cqi_gap_for_ber(ber: float) -> float:

@@ -1,0 +1,200 @@
+"""The per-decision arithmetic of the engine compiled with numba: the fading draw, the AR(1) refresh
+of every (UE, RU, PRB) entry, the estimated per-PRB rate table and the recorded objective.
+
+A decision every TTI redraws the fading of every entry (2,700 at 3 x 30 UEs, 30 PRBs) and rebuilds
+the rate table: a few dozen numpy calls whose fixed cost exceeds their arithmetic. Here the exact
+operations (+, -, *, /, sqrt, comparisons, casts) run in one compiled loop each, in the same order
+and at the same precision as the numpy code they replace (no fastmath, no reassociation), and the
+transcendental functions (log1p, cos, sin, log2) stay numpy calls between the loops: numba's
+versions can differ from numpy's vectorised ones in the last bit. Every result is therefore the
+same bit for bit (``tests/test_decision_fast.py``; whole runs with ``scripts/same_results.py``).
+
+**Uniforms.** ``Generator.random(shape, dtype=float32)`` on numpy's default ``PCG64`` takes 32 bits
+per value: the low then the high half of each 64-bit output, ``(u32 >> 8) * 2**-24``. The kernel
+steps the generator's own state (read and written in place through ``BitGenerator.ctypes``; the
+128-bit LCG step and the XSL-RR output as in numpy's pcg64.h) and writes the same floats, leaving
+the generator exactly as ``random`` would (``PcgState``). A generator holding a buffered 32-bit half,
+or another bit generator, falls back to ``random``.
+
+numba compiles on first use (``cache=True``: once per machine, then read from ``__pycache__``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+_JIT = dict(cache=True, error_model="numpy")
+#: numpy's PCG64 multiplier (pcg64.h: PCG_DEFAULT_MULTIPLIER_HIGH, _LOW)
+_PCG_MULT = (2549297995355413924 << 64) | 4865540595714422341
+_TWO_PI = np.float32(2.0 * np.pi)  # (channel.complex_normal's constant)
+_SCALE24 = np.float32(1.0 / 16777216.0)
+
+
+@intrinsic
+def _pcg64_next(typingctx, lo, hi, inc_lo, inc_hi):
+    """One PCG64 step on the 128-bit state (lo, hi) with increment (inc_lo, inc_hi):
+    state = state * MULT + inc (mod 2^128), output = rotr64(hi ^ lo, hi >> 58) of the new state.
+    Returns (new lo, new hi, output)."""
+    u64 = types.uint64
+    sig = types.UniTuple(u64, 3)(u64, u64, u64, u64)
+
+    def codegen(context, builder, signature, args):
+        i64, i128 = ir.IntType(64), ir.IntType(128)
+        s_lo, s_hi, c_lo, c_hi = args
+
+        def join(h, l):
+            return builder.or_(builder.shl(builder.zext(h, i128), ir.Constant(i128, 64)), builder.zext(l, i128))
+        s = builder.add(builder.mul(join(s_hi, s_lo), ir.Constant(i128, _PCG_MULT)), join(c_hi, c_lo))
+        new_lo = builder.trunc(s, i64)
+        new_hi = builder.trunc(builder.lshr(s, ir.Constant(i128, 64)), i64)
+        x = builder.xor(new_hi, new_lo)
+        rot = builder.lshr(new_hi, ir.Constant(i64, 58))
+        left = builder.and_(builder.sub(ir.Constant(i64, 64), rot), ir.Constant(i64, 63))
+        out = builder.or_(builder.lshr(x, rot), builder.shl(x, left))
+        return context.make_tuple(builder, signature.return_type, (new_lo, new_hi, out))
+
+    return sig, codegen
+
+
+@njit(**_JIT)
+def uniform_f32(state, tail, out, polar):
+    """Fill ``out`` (2, n) float32 as ``Generator.random((2, n), dtype=float32)`` would, stepping
+    ``state`` (uint64 [state lo, state hi, inc lo, inc hi]) in place and leaving ``tail`` (uint32
+    [has_uint32, uinteger]) as numpy leaves it. ``polar``: write -U for the first row and U * 2 pi
+    (float32) for the second instead (the first steps of ``channel.complex_normal``)."""
+    lo, hi, c_lo, c_hi = state[0], state[1], state[2], state[3]
+    n = out.shape[1]
+    flat = out.ravel()  # C order: row 0 then row 1, as numpy fills it
+    m24 = np.uint64(0xFFFFFF)
+    last = np.uint64(0)
+    for j in range(n):
+        lo, hi, r = _pcg64_next(lo, hi, c_lo, c_hi)
+        flat[2 * j] = np.float32(np.int64((r >> np.uint64(8)) & m24)) * _SCALE24
+        flat[2 * j + 1] = np.float32(np.int64(r >> np.uint64(40))) * _SCALE24
+        last = r
+    state[0] = lo
+    state[1] = hi
+    if n:
+        tail[1] = np.uint32(last >> np.uint64(32))  # numpy keeps the last high half in uinteger
+    if polar:
+        a, b = out[0], out[1]
+        for i in range(n):
+            a[i] = -a[i]
+            b[i] = b[i] * _TWO_PI
+
+
+class PcgState:
+    """Views of a ``PCG64`` generator's state for ``uniform_f32``; ``ok()`` says whether the kernel may
+    draw now (no buffered 32-bit half). ``None`` from ``of()`` when the generator is not a PCG64 whose
+    memory layout was verified against its ``state`` property."""
+
+    def __init__(self, bitgen, state: np.ndarray, tail: np.ndarray):
+        self.bitgen, self.state, self.tail = bitgen, state, tail  # (bitgen keeps the memory alive)
+
+    @staticmethod
+    def of(rng: np.random.Generator) -> "PcgState | None":
+        bg = rng.bit_generator
+        if type(bg) is not np.random.PCG64:
+            return None
+        addr = bg.ctypes.state_address
+        ptr = ctypes.c_void_p.from_address(addr).value  # pcg64_state.pcg_state -> {state, inc} (128-bit each)
+        state = np.ctypeslib.as_array((ctypes.c_uint64 * 4).from_address(ptr))
+        tail = np.ctypeslib.as_array((ctypes.c_uint32 * 2).from_address(addr + 8))  # has_uint32, uinteger
+        st = bg.state
+        if (int(state[1]) << 64 | int(state[0]), int(state[3]) << 64 | int(state[2])) != (
+                st["state"]["state"], st["state"]["inc"]) or (int(tail[0]), int(tail[1])) != (
+                st["has_uint32"], st["uinteger"]):
+            return None  # another layout: the generator's own methods
+        return PcgState(bg, state, tail)
+
+    def ok(self) -> bool:
+        return self.tail[0] == 0
+
+
+@njit(**_JIT)
+def ar1_refresh(h, u, cos, a, s, large_scale, n_prb, gain):
+    """The AR(1) step of every entry after ``channel.complex_normal``'s transcendental calls, then the
+    gains: ``u[0]`` holds log1p(-U1), ``cos`` cos(2 pi U2), ``u[1]`` sin(2 pi U2) (float32, (2, n) / (n,)).
+    w = sqrt(-u[0]) * (cos, sin) * s; h = h * a + w (float32, in place, (2, n)), a and s float32 for
+    every entry; then gain[i] = large_scale[i // n_prb] * (h_re^2 + h_im^2) (float64 times the float32
+    sum), as ``Channel.refresh_all`` computes them. (Flat loops from 0: numba then vectorises them.)"""
+    h0, h1, lg, ph = h[0], h[1], u[0], u[1]
+    for i in range(h0.shape[0]):
+        amp = np.float32(np.sqrt(-lg[i]))  # (float32 sqrt: correctly rounded either way)
+        x = h0[i] * a + (amp * cos[i]) * s
+        y = h1[i] * a + (amp * ph[i]) * s
+        h0[i] = x
+        h1[i] = y
+        gain[i] = np.float64(x * x + y * y)
+    _scale_rows(gain, large_scale, n_prb)
+
+
+@njit(**_JIT)
+def ar1_refresh_gaps(h, u, cos, tti, drawn_at, decay, innov, large_scale, n_prb, gain):
+    """``ar1_refresh`` with each entry's own gap tti - drawn_at[i] (< len(decay)): a = decay[gap],
+    s = innov[gap] (``Channel``'s float32 tables)."""
+    h0, h1, lg, ph = h[0], h[1], u[0], u[1]
+    for i in range(h0.shape[0]):
+        g = tti - drawn_at[i]
+        a, s = decay[g], innov[g]
+        amp = np.float32(np.sqrt(-lg[i]))
+        x = h0[i] * a + (amp * cos[i]) * s
+        y = h1[i] * a + (amp * ph[i]) * s
+        h0[i] = x
+        h1[i] = y
+        gain[i] = np.float64(x * x + y * y)
+    _scale_rows(gain, large_scale, n_prb)
+
+
+@njit(**_JIT)
+def _scale_rows(gain, large_scale, n_prb):
+    """gain[j * n_prb + k] = large_scale[j] * gain[j * n_prb + k]."""
+    m = large_scale.shape[0]
+    g2 = gain.reshape((m, n_prb))
+    for j in range(m):
+        ls = large_scale[j]
+        for k in range(n_prb):
+            g2[j, k] = ls * g2[j, k]
+
+
+@njit(**_JIT)
+def one_ru_sinr(gain, power, noise_w, quant_w, snr_gap, sinr, x):
+    """``LinkModel.sinr`` of every (UE, PRB) of a one-RU cell at one power per PRB: sinr = g p /
+    (N + g q) (with N + 0 interference); then x = 1 + fmax(sinr, 0) / gap, the argument of the
+    Shannon rate's log2. gain, sinr, x: (U, K) float64; sinr and x C-contiguous."""
+    g, out_s, out_x = gain.ravel(), sinr.ravel(), x.ravel()
+    noise = noise_w + 0.0
+    for i in range(g.shape[0]):
+        v = g[i] * power / (noise + g[i] * quant_w)
+        out_s[i] = v
+        out_x[i] = 1.0 + (v if v > 0.0 else 0.0) / snr_gap  # fmax(v, 0): NaN gives 0 (v is never < 0)
+
+
+@njit(**_JIT)
+def shannon_rate(se, max_se, bandwidth_hz, out):
+    """out = minimum(se, max_se) * bandwidth (np.minimum: NaN propagates), elementwise (U, K),
+    both C-contiguous (may be the same array)."""
+    a, b = se.ravel(), out.ravel()
+    for i in range(a.shape[0]):
+        v = a[i]
+        b[i] = (max_se if v > max_se else v) * bandwidth_hz
+
+
+@njit(**_JIT)
+def one_ru_owner_rates(owner, power, rate, equal_power, rates):
+    """Per UE the sum of ``rate[u, k]`` over the PRBs k it owns (RU 0), in PRB order as ``np.bincount``
+    adds them, into ``rates`` (U,) (zeroed first). False (``rates`` unusable) if some owned PRB's
+    power is not ``equal_power``: the rate table holds that power's rates only."""
+    rates[:] = 0.0
+    for k in range(owner.shape[0]):
+        u = owner[k]
+        if u >= 0:
+            if power[k] != equal_power:
+                return False
+            rates[u] += rate[u, k]
+    return True
