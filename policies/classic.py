@@ -72,14 +72,41 @@ class _MetricScheduler(_ClassicScheduler):
     among those whose need is not covered yet: one compiled call (``_metric_kernel``)."""
 
     _pf: bool  # the metric divides by the UE's average throughput
+    _const = None  # _constants' cache
 
     def decide_arrays(self, a: DecisionArrays) -> Allocation:
-        owner, power = _metric_allocate(a.prb_rate_bps, a.buffer_bits, a.max_rate_bps, self._weights(a),
-                                        a.avg_throughput_bps, a.serving_ru, a.ru_max_power_w,
-                                        self._horizon_s(a), self._pf)
-        if not _no_caps(a):
+        c = self._const
+        if (c is None or c[0] is not a.serving_ru or c[1] is not a.max_rate_bps or c[2] is not a.ue_weight
+                or c[3] is not a.ru_max_power_w or c[4] is not a.slice_power_cap_w):
+            c = self._constants(a)
+        per_ue, serving_ru, ru_power_w, no_caps = c[5:]
+        if per_ue is None:  # arrays that may change between decisions: everything fresh
+            owner, power = _metric_allocate(a.prb_rate_bps, a.buffer_bits, a.max_rate_bps, self._weights(a),
+                                            a.avg_throughput_bps, a.serving_ru, a.ru_max_power_w,
+                                            self._horizon_s(a), self._pf)
+        else:
+            per_ue[0] = a.buffer_bits
+            per_ue[3] = a.avg_throughput_bps
+            owner, power = _metric_kernel_call(a.prb_rate_bps, per_ue, serving_ru, ru_power_w, self._horizon_s(a), self._pf)
+        if not no_caps:
             return repair_allocation(a.serving_ru, owner, power, a)
         return Allocation(np.array(a.serving_ru, dtype=np.int64), owner, power)
+
+    def _constants(self, a: DecisionArrays) -> tuple:
+        """The scenario constants of ``a`` as the kernel takes them, kept while the same read-only
+        arrays come back (the engine's: set read-only at its start; then only the buffers and the
+        average throughputs change): (the arrays themselves, (4, U) per-UE rows with the max rates
+        and weights filled, int64 serving RU, float RU power, no slice caps). Other arrays: None for
+        the three converted ones (``_metric_allocate`` converts them at every decision)."""
+        keys = (a.serving_ru, a.max_rate_bps, a.ue_weight, a.ru_max_power_w, a.slice_power_cap_w)
+        fixed = all(isinstance(x, np.ndarray) and x.base is None and not x.flags.writeable for x in keys)
+        if fixed:
+            per_ue = np.empty((4, a.n_ues))
+            per_ue[1], per_ue[2] = a.max_rate_bps, self._weights(a)
+            self._const = (*keys, per_ue, np.array(a.serving_ru, dtype=np.int64),
+                           np.array(a.ru_max_power_w, dtype=float), _no_caps(a))
+            return self._const
+        return (*keys, None, None, None, _no_caps(a))
 
 
 def _metric_allocate(rate, buffer_bits, max_rate_bps, weight, avg_bps, serving_ru, ru_power_w, horizon_s: float,
@@ -88,14 +115,19 @@ def _metric_allocate(rate, buffer_bits, max_rate_bps, weight, avg_bps, serving_r
     as fresh writable arrays of one layout (the engine's constants are read-only, an xApp's decoded
     arrays too), so that one compiled signature serves every caller: numba compiles a new one for
     each combination of read-only flags, which would cost a first decision seconds."""
+    per_ue = np.array((buffer_bits, max_rate_bps, weight, avg_bps), dtype=float)  # (4, U)
+    return _metric_kernel_call(rate, per_ue, np.array(serving_ru, dtype=np.int64), np.array(ru_power_w, dtype=float),
+                               horizon_s, pf)
+
+
+def _metric_kernel_call(rate, per_ue, serving_ru, ru_power_w, horizon_s: float, pf: bool):
+    """The kernel on ``rate`` made a writable C float64 array if it is not one; the others as it takes them."""
     global _metric_kernel
     if _metric_kernel is None:
         _metric_kernel = _compile_metric()
     if rate.dtype != _F64 or not rate.flags.c_contiguous or not rate.flags.writeable:
         rate = np.array(rate, dtype=float, order="C")
-    per_ue = np.array((buffer_bits, max_rate_bps, weight, avg_bps), dtype=float)  # (4, U)
-    return _metric_kernel(rate, per_ue, np.array(serving_ru, dtype=np.int64), np.array(ru_power_w, dtype=float),
-                          horizon_s, pf)
+    return _metric_kernel(rate, per_ue, serving_ru, ru_power_w, horizon_s, pf)
 
 
 _F64 = np.dtype(np.float64)
@@ -124,12 +156,19 @@ def _compile_metric():
             scale[u] = weight[u] / max(avg_bps[u], 1.0) if pf else weight[u]  # PF: 1 bit/s floor, new UEs first
         owner = np.full((n_ru, n_prb), -1, np.int64)
         power = np.zeros((n_ru, n_prb))
+        cand = np.empty(n_ue, np.int64)
         for r in range(n_ru):
             p = ru_power_w[r] / n_prb
+            n_cand = 0  # the UEs of RU r with a need, in index order (a need only shrinks: none joins later)
+            for u in range(n_ue):
+                if left[u] > 0 and serving_ru[u] == r:
+                    cand[n_cand] = u
+                    n_cand += 1
             for k in range(n_prb):
                 best, best_m = -1, -np.inf
-                for u in range(n_ue):
-                    if left[u] > 0 and serving_ru[u] == r:
+                for j in range(n_cand):
+                    u = cand[j]
+                    if left[u] > 0:
                         x = rate[u, k]
                         if x * horizon_s > 0:
                             m = scale[u] * x

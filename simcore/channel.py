@@ -236,7 +236,8 @@ class Channel:
             # h = (re, im) with E|h|^2 = 1: each part N(0, 1/2); kept as float32 (2, U, R, K)
             self._pcg = fast.PcgState.of(rng)
             self._h = complex_normal(rng, shape, self._pcg)
-            self._u = self._cos = None  # refresh_all's work arrays ((2, n), (n,) float32), made on first use
+            self._views = None  # _refresh_all_compiled's flat views and work arrays, made on first use
+            self._gap_coef: dict = {}  # gap -> (rho^gap, sqrt(1 - rho^2gap)) float32, as _step computes them
             self._drawn_at = np.zeros(shape, dtype=np.int64)  # TTI of each entry's last draw
             self.gain = self.large_scale_gain[:, :, None] * (self._h[0] ** 2 + self._h[1] ** 2)
         else:
@@ -300,25 +301,34 @@ class Channel:
         cos, sin) between two compiled loops (``decision_fast``): the same values. False (nothing
         done) where it does not apply: a generator the kernel cannot step, a gap beyond the table."""
         pcg = self._pcg
-        if pcg is None or not pcg.ok() or not (self.gain.flags.c_contiguous and self._h.flags.c_contiguous):
+        if pcg is None or not pcg.ok():
             return False
-        h = self._h.reshape(2, -1)
-        n = h.shape[1]
+        views = self._views
+        if views is None or views[0] is not self._h or views[1] is not self.gain:  # flat views, work arrays
+            if not (self.gain.flags.c_contiguous and self._h.flags.c_contiguous):
+                return False
+            n = self.gain.size
+            views = self._views = (self._h, self.gain, self._h.reshape(2, n), self.gain.reshape(n),
+                                   self.large_scale_gain.reshape(-1), np.empty((2, n), dtype=np.float32),
+                                   np.empty(n, dtype=np.float32))
+        _, _, h, gain, ls, u, cos = views
         if not self._uniform:
             drawn_at = self._drawn_at.ravel()
             if self.tti - drawn_at.min() >= _DECAY_TABLE:
                 return False
-        if self._u is None:
-            self._u, self._cos = np.empty((2, n), dtype=np.float32), np.empty(n, dtype=np.float32)
-        u, cos = self._u, self._cos
         fast.uniform_f32(pcg.state, pcg.tail, u, True)  # u[0] = -U1, u[1] = 2 pi U2
         np.log1p(u[0], out=u[0])
         np.cos(u[1], out=cos)
         np.sin(u[1], out=u[1])
-        gain, ls = self.gain.reshape(-1), self.large_scale_gain.reshape(-1)
         if self._uniform:  # one gap for every entry (a decision every TTI: gap 1)
-            a = np.float32(self.rho ** (self.tti - self._all_at))
-            fast.ar1_refresh(h, u, cos, a, np.sqrt(1 - a * a), ls, self.n_prbs, gain)
+            gap = self.tti - self._all_at
+            coef = self._gap_coef.get(gap)
+            if coef is None:  # a and s as _step computes them for one gap
+                a = np.float32(self.rho ** gap)
+                coef = (a, np.sqrt(1 - a * a))
+                if len(self._gap_coef) < 64:
+                    self._gap_coef[gap] = coef
+            fast.ar1_refresh(h, u, cos, coef[0], coef[1], ls, self.n_prbs, gain)
         else:
             fast.ar1_refresh_gaps(h, u, cos, self.tti, drawn_at, self._decay, self._innov_gap, ls, self.n_prbs, gain)
         return True

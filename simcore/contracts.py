@@ -221,14 +221,25 @@ def _feasible_fast(alloc: Allocation, obs) -> bool:
             # read-only arrays (e.g. decoded from an xApp's answer) would need another compiled signature
             or not (ue_ru.flags.writeable and owner.flags.writeable and p.flags.writeable)):
         return False
-    if not all(c == _INF for c in obs.slice_power_cap_w.tolist()):
+    budget, caps = obs.ru_max_power_w, obs.slice_power_cap_w
+    cache = _budget_cache
+    if cache[0] is budget and cache[1] is caps:
+        limit = cache[2]
+    else:
+        limit = budget * (1 + POWER_RTOL) if all(c == _INF for c in caps.tolist()) else None
+        if all(x.base is None and not x.flags.writeable for x in (budget, caps)):  # (the engine's constants)
+            cache[:] = budget, caps, limit
+    if limit is None:
         return False  # slice caps: the full check
-    return (_feasible_kernel or feasible_kernel())(ue_ru, owner, p, n_ue, obs.ru_max_power_w * (1 + POWER_RTOL))
+    return (_feasible_kernel or feasible_kernel())(ue_ru, owner, p, n_ue, limit)
 
 
 _I64, _F64 = np.dtype(np.int64), np.dtype(np.float64)
 _INF = float("inf")
 _feasible_kernel = None
+#: (RU budgets, slice caps, the kernel's budgets or None with caps) of the last read-only arrays seen:
+#: their contents cannot change, so the engine's decisions reuse what they give
+_budget_cache: list = [None, None, None]
 
 
 def feasible_kernel():

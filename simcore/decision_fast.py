@@ -28,6 +28,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from .pairwise_sum import pairwise_sum
+
 _JIT = dict(cache=True, error_model="numpy")
 #: numpy's PCG64 multiplier (pcg64.h: PCG_DEFAULT_MULTIPLIER_HIGH, _LOW)
 _PCG_MULT = (2549297995355413924 << 64) | 4865540595714422341
@@ -35,30 +37,44 @@ _TWO_PI = np.float32(2.0 * np.pi)  # (channel.complex_normal's constant)
 _SCALE24 = np.float32(1.0 / 16777216.0)
 
 
+def _join128(builder, hi, lo):
+    i128 = ir.IntType(128)
+    return builder.or_(builder.shl(builder.zext(hi, i128), ir.Constant(i128, 64)), builder.zext(lo, i128))
+
+
 @intrinsic
-def _pcg64_next(typingctx, lo, hi, inc_lo, inc_hi):
-    """One PCG64 step on the 128-bit state (lo, hi) with increment (inc_lo, inc_hi):
-    state = state * MULT + inc (mod 2^128), output = rotr64(hi ^ lo, hi >> 58) of the new state.
-    Returns (new lo, new hi, output)."""
+def _affine128(typingctx, lo, hi, m_lo, m_hi, c_lo, c_hi):
+    """(lo, hi) of s * m + c (mod 2^128) for 128-bit s, m, c given as (lo, hi) uint64 halves."""
     u64 = types.uint64
-    sig = types.UniTuple(u64, 3)(u64, u64, u64, u64)
+    sig = types.UniTuple(u64, 2)(u64, u64, u64, u64, u64, u64)
 
     def codegen(context, builder, signature, args):
         i64, i128 = ir.IntType(64), ir.IntType(128)
-        s_lo, s_hi, c_lo, c_hi = args
-
-        def join(h, l):
-            return builder.or_(builder.shl(builder.zext(h, i128), ir.Constant(i128, 64)), builder.zext(l, i128))
-        s = builder.add(builder.mul(join(s_hi, s_lo), ir.Constant(i128, _PCG_MULT)), join(c_hi, c_lo))
-        new_lo = builder.trunc(s, i64)
-        new_hi = builder.trunc(builder.lshr(s, ir.Constant(i128, 64)), i64)
-        x = builder.xor(new_hi, new_lo)
-        rot = builder.lshr(new_hi, ir.Constant(i64, 58))
-        left = builder.and_(builder.sub(ir.Constant(i64, 64), rot), ir.Constant(i64, 63))
-        out = builder.or_(builder.lshr(x, rot), builder.shl(x, left))
-        return context.make_tuple(builder, signature.return_type, (new_lo, new_hi, out))
+        s_lo, s_hi, a_lo, a_hi, b_lo, b_hi = args
+        r = builder.add(builder.mul(_join128(builder, s_hi, s_lo), _join128(builder, a_hi, a_lo)),
+                        _join128(builder, b_hi, b_lo))
+        out = (builder.trunc(r, i64), builder.trunc(builder.lshr(r, ir.Constant(i128, 64)), i64))
+        return context.make_tuple(builder, signature.return_type, out)
 
     return sig, codegen
+
+
+_M_LO, _M_HI = np.uint64(_PCG_MULT & (2**64 - 1)), np.uint64(_PCG_MULT >> 64)
+
+
+@njit(**_JIT)
+def _xsl_rr(lo, hi):
+    """PCG64's output of a state: rotr64(hi ^ lo, hi >> 58)."""
+    x = hi ^ lo
+    rot = hi >> np.uint64(58)
+    return (x >> rot) | (x << ((np.uint64(64) - rot) & np.uint64(63)))
+
+
+@njit(**_JIT)
+def _put(flat, j, r):
+    """The two float32 uniforms of output ``r`` (low half first) at flat[2j], flat[2j + 1]."""
+    flat[2 * j] = np.float32(np.int64((r >> np.uint64(8)) & np.uint64(0xFFFFFF))) * _SCALE24
+    flat[2 * j + 1] = np.float32(np.int64(r >> np.uint64(40))) * _SCALE24
 
 
 @njit(**_JIT)
@@ -70,17 +86,13 @@ def uniform_f32(state, tail, out, polar):
     lo, hi, c_lo, c_hi = state[0], state[1], state[2], state[3]
     n = out.shape[1]
     flat = out.ravel()  # C order: row 0 then row 1, as numpy fills it
-    m24 = np.uint64(0xFFFFFF)
-    last = np.uint64(0)
     for j in range(n):
-        lo, hi, r = _pcg64_next(lo, hi, c_lo, c_hi)
-        flat[2 * j] = np.float32(np.int64((r >> np.uint64(8)) & m24)) * _SCALE24
-        flat[2 * j + 1] = np.float32(np.int64(r >> np.uint64(40))) * _SCALE24
-        last = r
+        lo, hi = _affine128(lo, hi, _M_LO, _M_HI, c_lo, c_hi)
+        _put(flat, j, _xsl_rr(lo, hi))
     state[0] = lo
     state[1] = hi
     if n:
-        tail[1] = np.uint32(last >> np.uint64(32))  # numpy keeps the last high half in uinteger
+        tail[1] = np.uint32(_xsl_rr(lo, hi) >> np.uint64(32))  # numpy keeps the last high half in uinteger
     if polar:
         a, b = out[0], out[1]
         for i in range(n):
@@ -170,9 +182,15 @@ def one_ru_sinr(gain, power, noise_w, quant_w, snr_gap, sinr, x):
     g, out_s, out_x = gain.ravel(), sinr.ravel(), x.ravel()
     noise = noise_w + 0.0
     for i in range(g.shape[0]):
-        v = g[i] * power / (noise + g[i] * quant_w)
-        out_s[i] = v
-        out_x[i] = 1.0 + (v if v > 0.0 else 0.0) / snr_gap  # fmax(v, 0): NaN gives 0 (v is never < 0)
+        out_s[i] = g[i] * power / (noise + g[i] * quant_w)
+    if snr_gap == 1.0:  # (v / 1.0 is v exactly: one division per entry less)
+        for i in range(g.shape[0]):
+            v = out_s[i]
+            out_x[i] = 1.0 + (v if v > 0.0 else 0.0)  # fmax(v, 0): NaN gives 0 (v is never < 0)
+    else:
+        for i in range(g.shape[0]):
+            v = out_s[i]
+            out_x[i] = 1.0 + (v if v > 0.0 else 0.0) / snr_gap
 
 
 @njit(**_JIT)
@@ -198,3 +216,17 @@ def one_ru_owner_rates(owner, power, rate, equal_power, rates):
                 return False
             rates[u] += rate[u, k]
     return True
+
+
+@njit(**_JIT)
+def record_decision(i, ue_ru, owner, power, rec_ue_ru, rec_owner, rec_power):
+    """Row ``i`` of ``records.DecisionRecorder``'s chunk arrays: ``ue_ru`` (U,) and ``owner`` (R, K) cast
+    to int16 (wrapping as numpy's assignment does), ``power`` (R, K) to float32; returns power.sum()
+    summed in numpy's order (``pairwise_sum`` over the contiguous values)."""
+    for u in range(ue_ru.shape[0]):
+        rec_ue_ru[i, u] = np.int16(ue_ru[u])
+    o, p = owner.ravel(), power.ravel()
+    for j in range(o.shape[0]):
+        rec_owner[i, j] = np.int16(o[j])
+        rec_power[i, j] = np.float32(p[j])
+    return pairwise_sum(p, 0, p.shape[0])

@@ -17,11 +17,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .buffers import DELIVERED, DROP_REASON_NAMES, DROPPED, PROCESSING, QUEUED, STATUS_NAMES, PacketTable
+from .decision_fast import record_decision
 
 #: TTIs per chunk of per-TTI records (fewer with many UEs: at most ~256k (TTI, UE) rows per chunk).
 TTI_CHUNK = 1024
 #: Decisions per chunk of the decisions and timing tables.
 DECISION_CHUNK = 4096
+_I64, _F64 = np.dtype(np.int64), np.dtype(np.float64)
 #: Finished packets written out at a time.
 PACKET_CHUNK = 65536
 
@@ -180,10 +182,16 @@ class DecisionRecorder:
         self.tti[i] = k
         self.objective[i] = objective_bps
         self.solve_ms[i] = solve_ms
-        self.power_w[i] = power_w.sum()
-        self.ue_ru[i] = ue_ru
-        self.owner[i] = prb_owner.ravel()
-        self.power[i] = power_w.ravel()
+        if (ue_ru.dtype == _I64 and prb_owner.dtype == _I64 and power_w.dtype == _F64 and ue_ru.shape == (self.n_ues,)
+                and prb_owner.size == power_w.size == self.n_cells and prb_owner.flags.c_contiguous
+                and power_w.flags.c_contiguous):
+            # the same casts and sum in one compiled call (a decision every TTI records every TTI)
+            self.power_w[i] = record_decision(i, ue_ru, prb_owner, power_w, self.ue_ru, self.owner, self.power)
+        else:
+            self.power_w[i] = power_w.sum()
+            self.ue_ru[i] = ue_ru
+            self.owner[i] = prb_owner.ravel()
+            self.power[i] = power_w.ravel()
         self.n = i + 1
         if self.n == DECISION_CHUNK:
             self.flush()

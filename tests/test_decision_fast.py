@@ -12,7 +12,7 @@ from core_helpers import small
 
 
 def test_uniforms_and_generator_state_equal_numpys():
-    for seed, shape in ((1, (2700,)), (2, (7,)), (3, (1,)), (4, (0,)), (5, (3, 5))):
+    for seed, shape in ((1, (2700,)), (2, (7,)), (3, (1,)), (4, (0,)), (5, (3, 5)), (6, (10,)), (7, (8,))):
         rng, ref = np.random.default_rng(seed), np.random.default_rng(seed)
         pcg = fast.PcgState.of(rng)
         assert pcg is not None and pcg.ok()
@@ -84,3 +84,17 @@ def test_owner_rates_sum_in_bincount_order():
         if k.size:
             power[k[0]] = 0.25
             assert not fast.one_ru_owner_rates(owner, power, rate, 0.5, out)
+
+
+def test_decision_record_row_casts_and_sums_as_numpy():
+    rng = np.random.default_rng(6)
+    for n_ue, n_cells in ((5, 3), (90, 30), (40, 300)):
+        rec = [np.zeros((2, n_ue), np.int16), np.zeros((2, n_cells), np.int16), np.zeros((2, n_cells), np.float32)]
+        ue_ru = rng.integers(-1, 40000, n_ue)  # beyond int16: wraps as numpy's assignment does
+        owner = rng.integers(-1, 70000, (3, n_cells // 3))
+        power = rng.uniform(0, 1e3, owner.shape) * (rng.random(owner.shape) < 0.7)
+        total = fast.record_decision(1, ue_ru, owner, power, *rec)
+        assert total == power.sum()
+        want = [np.zeros_like(r) for r in rec]
+        want[0][1], want[1][1], want[2][1] = ue_ru, owner.ravel(), power.ravel()
+        assert all(np.array_equal(g, w) for g, w in zip(rec, want))
