@@ -204,6 +204,36 @@ def shannon_rate(se, max_se, bandwidth_hz, out):
 
 
 @njit(**_JIT)
+def one_ru_rate_rows(gain, power, noise_w, quant_w, snr_gap, data_bits, x):
+    """``one_ru_sinr``'s log2 arguments for the rows u with data_bits[u] > 0 only, packed: row j of
+    ``x`` for the j-th such UE. Returns the number of rows m (x[:m] then holds them)."""
+    n_ue, n_prb = gain.shape
+    noise = noise_w + 0.0
+    m = 0
+    for u in range(n_ue):
+        if data_bits[u] > 0:
+            for k in range(n_prb):
+                g = gain[u, k]
+                v = g * power / (noise + g * quant_w)
+                x[m, k] = 1.0 + (v if v > 0.0 else 0.0) / snr_gap
+            m += 1
+    return m
+
+
+@njit(**_JIT)
+def shannon_rate_rows(se, data_bits, max_se, bandwidth_hz, out):
+    """``shannon_rate`` of the packed rows ``se`` (``one_ru_sinr_rows``) into the rows u with
+    data_bits[u] > 0 of ``out`` (U, K)."""
+    j = 0
+    for u in range(data_bits.shape[0]):
+        if data_bits[u] > 0:
+            for k in range(out.shape[1]):
+                v = se[j, k]
+                out[u, k] = (max_se if v > max_se else v) * bandwidth_hz
+            j += 1
+
+
+@njit(**_JIT)
 def one_ru_owner_rates(owner, power, rate, equal_power, rates):
     """Per UE the sum of ``rate[u, k]`` over the PRBs k it owns (RU 0), in PRB order as ``np.bincount``
     adds them, into ``rates`` (U,) (zeroed first). False (``rates`` unusable) if some owned PRB's

@@ -295,14 +295,17 @@ class Engine:
     def _decision_arrays(self, k: int) -> DecisionArrays:
         """What an ``ArrayPolicy`` reads at the decision at TTI ``k``, without an ``Observation``: the
         channel part as the Observation's (every entry drawn with ideal CSI, else the latest report)."""
+        backlog = self.buffers.backlog_bits
         if not self.csi_ideal:  # the latest CSI report (phy.csi)
             _, gain, rate, _ = self._reports[0]
         else:
             self.channel.refresh_all()
             gain = self.channel.gain  # (read before the channel moves on: no copy)
-            # written into the same arrays at every decision (valid until it returns)
-            rate = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w, out=self._rate_out)[0]
-        return DecisionArrays(k, self.geo.ue_slice, self.serving_ru, self.buffers.backlog_bits, self.avg_tput_bps,
+            # written into the same arrays at every decision (valid until it returns), the rows of the
+            # UEs with data only (the others are not read: DecisionArrays)
+            rate = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w, out=self._rate_out,
+                                                    data_bits=backlog)[0]
+        return DecisionArrays(k, self.geo.ue_slice, self.serving_ru, backlog, self.avg_tput_bps,
                               self.max_rate_bps, rate, gain, self.ue_weight, self.slice_weight, self.slice_names,
                               self.ru_max_power_w, self.slice_power_cap_w, self.s.scheduling.interval_tti, self.link)
 

@@ -250,14 +250,18 @@ class LinkModel:
 
     def estimated_prb_rate_bps(self, gain: np.ndarray, serving_ru: np.ndarray,
                                ru_power_w: np.ndarray, ues: np.ndarray | None = None,
-                               out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                               out: tuple[np.ndarray, np.ndarray] | None = None,
+                               data_bits: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per-UE per-PRB CSI view: (rate bit/s, SINR) on the serving RU, shapes (U, K).
 
         Assumes equal power per PRB on every RU and full interference from the other RUs: the
         conservative estimate a scheduler can form before it knows the other RUs' decisions.
         ``ues``: when ``gain`` and ``serving_ru`` hold only some UEs' rows, their UE indices (each
         row depends on its own UE only). ``out``: (rate, SINR) float64 (U, K) arrays to write them
-        into (returned), used by a one-RU Shannon link without finite-blocklength slices.
+        into (returned), used by a one-RU Shannon link without finite-blocklength slices; with
+        ``data_bits`` (U,) too, only the rate rows of the UEs with data_bits > 0 are written (the
+        others keep what they held: for a scheduler that reads those rows only), the second array
+        is work space and no SINR is returned (None).
         """
         n_ue, n_ru, n_prb = gain.shape
         p = ru_power_w / n_prb  # (R,)
@@ -265,6 +269,12 @@ class LinkModel:
             # the same operations with two compiled loops around numpy's log2 (decision_fast)
             rate, sinr = out if out is not None else (np.empty((n_ue, n_prb)), np.empty((n_ue, n_prb)))
             fast = _fast or _load_fast()
+            if out is not None and data_bits is not None:  # log2 over the packed rows only
+                m = fast.one_ru_rate_rows(gain[:, 0, :], float(p[0]), self.noise_w, float(self.quant_noise_w[0]),
+                                          self.snr_gap, data_bits, sinr)
+                np.log2(sinr[:m], out=sinr[:m])
+                fast.shannon_rate_rows(sinr, data_bits, self.max_se, self.prb_bandwidth_hz, rate)
+                return rate, None
             fast.one_ru_sinr(gain[:, 0, :], float(p[0]), self.noise_w, float(self.quant_noise_w[0]),
                               self.snr_gap, sinr, rate)
             np.log2(rate, out=rate)
