@@ -127,6 +127,15 @@ class PcgState:
     def ok(self) -> bool:
         return self.tail[0] == 0
 
+    def __reduce__(self):
+        # the views point into this generator's memory: a copy or a pickle of the owner gets None
+        # (its generator's own methods) rather than views of the original's state
+        return _no_state, ()
+
+
+def _no_state() -> None:
+    return None
+
 
 @njit(**_JIT)
 def ar1_refresh(h, u, cos, a, s, large_scale, n_prb, gain):

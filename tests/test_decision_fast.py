@@ -2,6 +2,8 @@
 the same uniforms with the generator left in the same state, the same fading and gains after any
 mix of decisions and between-decision refreshes, the same per-UE objective sums."""
 
+import copy
+
 import numpy as np
 
 from simcore import decision_fast as fast
@@ -34,6 +36,14 @@ def test_buffered_half_falls_back_to_the_generator():
     assert np.array_equal(got, ref.random((2, 5), dtype=np.float32))
     assert rng.bit_generator.state == ref.bit_generator.state
     assert fast.PcgState.of(np.random.Generator(np.random.MT19937(1))) is None  # other bit generators: numpy
+    # a copied channel draws through its own generator (the views would point into the original's)
+    ch, ref = _channels(3)
+    twin = copy.deepcopy(ch)
+    assert twin._pcg is None
+    for c in (ch, twin, ref):
+        c.advance()
+        c.refresh_all()
+    assert np.array_equal(ch.gain, twin.gain) and np.array_equal(ch.gain, ref.gain)
 
 
 def _channels(seed: int, n_ru: int = 1):
