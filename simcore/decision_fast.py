@@ -224,8 +224,15 @@ def one_ru_rate_rows(gain, power, noise_w, quant_w, snr_gap, data_bits, x):
             for k in range(n_prb):
                 g = gain[u, k]
                 v = g * power / (noise + g * quant_w)
-                x[m, k] = 1.0 + (v if v > 0.0 else 0.0) / snr_gap
+                x[m, k] = v if v > 0.0 else 0.0  # fmax(v, 0): NaN gives 0 (v is never < 0)
             m += 1
+    xs = x[:m].ravel()
+    if snr_gap == 1.0:  # (v / 1.0 is v exactly)
+        for i in range(xs.shape[0]):
+            xs[i] = 1.0 + xs[i]
+    else:
+        for i in range(xs.shape[0]):
+            xs[i] = 1.0 + xs[i] / snr_gap
     return m
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from simcore import decision_fast as fast
 from simcore.channel import Channel, drop_ues, uniform_f32
+from simcore.phy import LinkModel
 from simcore.scenario import parse_scenario
 
 from core_helpers import small
@@ -108,3 +109,26 @@ def test_decision_record_row_casts_and_sums_as_numpy():
         want = [np.zeros_like(r) for r in rec]
         want[0][1], want[1][1], want[2][1] = ue_ru, owner.ravel(), power.ravel()
         assert all(np.array_equal(g, w) for g, w in zip(rec, want))
+
+
+def test_rate_rows_of_the_ues_with_data_equal_the_full_table():
+    data = small(ues=4).model_dump()
+    rng = np.random.default_rng(8)
+    for gap_db in (0.0, 3.0):
+        data["phy"]["snr_gap_db"] = gap_db
+        lk = LinkModel.from_scenario(parse_scenario(data))
+        for _ in range(20):
+            gain = 10 ** rng.uniform(-15, -7, (12, 1, 9))
+            gain[rng.random(gain.shape) < 0.05] = 0.0
+            ru_power = np.array([rng.uniform(1.0, 40.0)])
+            want_sinr = lk.sinr(gain[:, 0, :], ru_power[0] / 9, 0)  # the numpy formulas
+            want = lk.prb_rate_bps(want_sinr)
+            got, got_sinr = lk.estimated_prb_rate_bps(gain, np.zeros(12, np.int64), ru_power)
+            assert np.array_equal(got, want) and np.array_equal(got_sinr, want_sinr)
+            full_out = (np.empty((12, 9)), np.empty((12, 9)))
+            assert np.array_equal(lk.estimated_prb_rate_bps(gain, np.zeros(12, np.int64), ru_power, out=full_out)[0], want)
+            bits = np.where(rng.random(12) < 0.4, rng.uniform(1, 1e4, 12), 0.0)
+            out = (np.full((12, 9), -1.0), np.empty((12, 9)))
+            rate, sinr = lk.estimated_prb_rate_bps(gain, np.zeros(12, np.int64), ru_power, out=out, data_bits=bits)
+            assert sinr is None and rate is out[0]
+            assert np.array_equal(rate[bits > 0], want[bits > 0]) and (rate[bits <= 0] == -1.0).all()
