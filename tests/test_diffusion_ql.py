@@ -186,6 +186,7 @@ def test_checkpoints_that_do_not_fit_are_one_line_errors(untrained_checkpoint, t
     code, err = cli("train", "diffusion-ql", ROOT / "scenarios/esa_small.yaml", "--out", tmp_path / "x.pt",
                     "--beta_schedule", "sigmoid")
     assert code == 2 and "beta_schedule must be one of" in err, err
+    assert not (tmp_path / "runs").exists()  # refused input leaves no run folder behind
 
 
 def test_training_can_start_from_a_checkpoint(untrained_checkpoint):

@@ -156,6 +156,7 @@ def test_ssvae_command_line_flags_and_one_line_errors(tiny, tmp_path, monkeypatc
               "--labelled", tmp_path / "missing.parquet")
     assert res.returncode == 2 and "missing.parquet" in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # refused input leaves no run folder behind
 
 
 def test_shipped_checkpoint_beats_round_robin_on_fresh_states():

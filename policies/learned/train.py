@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -121,6 +122,7 @@ class RunLog:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._t0 = time.perf_counter()
+        self.rows = 0  # scalars logged by this process
         path = self.folder / "scalars.csv"
         new = not (append and path.exists())
         self._file = path.open("w" if new else "a", newline="", buffering=1)  # line-buffered: tail -f works
@@ -134,6 +136,7 @@ class RunLog:
             self._tb = SummaryWriter(str(self.folder))
 
     def scalar(self, tag: str, value: float, step: int) -> None:
+        self.rows += 1
         self._csv.writerow([int(step), tag, float(value), round(time.perf_counter() - self._t0, 3)])
         if self._tb is not None:
             self._tb.add_scalar(tag, float(value), int(step))
@@ -293,13 +296,25 @@ def run_training(policy: str, scenario_path: Path, out: Path, *, config_yaml: Pa
     run_dir = Path(run_dir or Path("runs") / "train" / f"{scenario.name}-{policy}-seed{seed}")
     ctx = TrainContext(policy, scenario, str(scenario_path), run_dir, seed, pick_device(device), threads, resume,
                        data, eval_states, progress=progress)
+    created_root = None  # the outermost folder of run_dir this call creates (None: it exists)
+    for folder in (run_dir, *run_dir.parents):
+        if folder.exists():
+            break
+        created_root = folder
     ctx.log = RunLog(run_dir, append=resume)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1, default=str))
     t0 = time.perf_counter()
     try:
         result = module.train(ctx, cfg)
-    finally:
-        curve = ctx.log.close()
+    except BaseException:
+        ctx.log.close()
+        if created_root is not None and ctx.log.rows == 0:
+            # refused before anything was logged (bad input: a config value, a missing data file):
+            # the folders this call created hold nothing worth keeping; a crash or Ctrl-C after the
+            # first logged step keeps its logs
+            shutil.rmtree(created_root, ignore_errors=True)
+        raise
+    curve = ctx.log.close()
     wall = time.perf_counter() - t0
     metrics = result.metrics
     training = {"steps": result.steps, "wall_s": round(wall, 1), "command": command, "threads": threads,
