@@ -387,12 +387,19 @@ app.command("calibrate")(_calibrate_cmd)
 app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_train_cmd)
 
 
+def _stopped(exc, published) -> int:
+    done = ", ".join(map(str, published))
+    _say(f"oransim: stopped by signal {exc.signum} ({exc.name}); " + (
+        f"{done} had been written" if done else "nothing was written, existing outputs are unchanged"))
+    return exc.exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
     """The ``oransim`` script: runs one command and returns its exit code. Signals unwind the stack
     (``oransim.guard``); anything unexpected ends in one line, not a traceback."""
     import os
 
-    from oransim.guard import Stopped, signals_as_exceptions
+    from oransim.guard import Stopped, signal_in, signals_as_exceptions
     from simcore import outputs
 
     try:  # again: a caller may have imported numpy or torch before this module (docs/cli.md, "Threads")
@@ -407,14 +414,14 @@ def main(argv: list[str] | None = None) -> int:
             except SystemExit as exc:
                 return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except Stopped as exc:
-        done = ", ".join(map(str, outputs.published))
-        _say(f"oransim: stopped by signal {exc.signum} ({exc.name}); " + (
-            f"{done} had been written" if done else "nothing was written, existing outputs are unchanged"))
-        return exc.exit_code
+        return _stopped(exc, outputs.published)
     except MemoryError:
         _say("oransim: out of memory (the estimate `oransim validate` makes missed this case; please report it)")
         return 1
     except Exception as exc:  # a bug: say so in one line; ORANSIM_DEBUG=1 shows where
+        stop = signal_in(exc)
+        if isinstance(stop, Stopped):  # the signal surfaced inside compiled code (oransim.guard.signal_in)
+            return _stopped(stop, outputs.published)
         if os.environ.get("ORANSIM_DEBUG"):
             raise
         _say(f"oransim: internal error: {type(exc).__name__}: {_reason(exc)} (please report it; "

@@ -43,6 +43,22 @@ class Stopped(BaseException):
         return 128 + self.signum  # as a shell reports a process killed by the signal
 
 
+def signal_in(exc: BaseException) -> BaseException | None:
+    """The ``Stopped`` or ``KeyboardInterrupt`` that ``exc`` wraps, if any, else None.
+
+    A signal that arrives while compiled code (a numba kernel) is running is raised when that code
+    hands control back, and C callers then report it as ``SystemError: ... returned a result with
+    an exception set`` with the signal's exception as its cause. Code that catches ``Exception`` to
+    report a failed step asks this first, so that a Ctrl-C never reads as a failure."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, (Stopped, KeyboardInterrupt)):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 @contextmanager
 def signals_as_exceptions(signums=SIGNALS):
     """Within the block, the first of ``signums`` raises ``Stopped``; later ones are ignored."""

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from oransim.guard import signal_in
+
 
 def _one_line(exc: BaseException) -> str:
     text = (str(exc).strip().splitlines() or [""])[0]
@@ -180,6 +182,9 @@ def run_job(job: dict, out_dir: str) -> dict:
         out.update(ok=False, error="MemoryError: out of memory")
         rows = []
     except Exception as exc:  # the job failed: say why in one line, keep the sweep going
+        stop = signal_in(exc)
+        if stop is not None:  # a signal that surfaced inside compiled code: stop, do not record a failure
+            raise stop from None
         out.update(ok=False, error=_one_line(exc))
         out["traceback"] = traceback.format_exc(limit=8)
         rows = []

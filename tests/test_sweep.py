@@ -340,3 +340,39 @@ def test_what_physics_guarantees(tmp_path, name, field, values, policies):
         assert (f[met, lo + 1] >= f[met, lo] * (1 - tol)).all(), (field, f, v)
     # not vacuous: the objective is compared somewhere, or the shortfall strictly falls somewhere
     assert compared >= 1 or (v[:, 1:] < v[:, :-1] - 1e-3).any()
+
+
+def test_a_signal_surfacing_inside_compiled_code_stops_the_job(monkeypatch):
+    """A Ctrl-C that lands while a numba kernel runs comes back as SystemError with the signal as its
+    cause: the job runner must stop (re-raise the signal), not record a failed job."""
+    import oransim.sweep_jobs as sweep_jobs
+    from oransim.guard import Stopped, signal_in
+
+    def wrapped(signal_exc):
+        try:
+            try:
+                raise signal_exc
+            except BaseException as inner:
+                raise SystemError("CPUDispatcher(...) returned a result with an exception set") from inner
+        except SystemError as outer:
+            return outer
+
+    assert isinstance(signal_in(wrapped(Stopped(signal.SIGINT))), Stopped)
+    assert isinstance(signal_in(wrapped(KeyboardInterrupt())), KeyboardInterrupt)
+    assert signal_in(wrapped(ValueError("a real failure"))) is None
+
+    job = {"key": "k", "job_id": "j", "mode": "run", "policies": ["pf"]}
+
+    def interrupted(job, out_dir):
+        raise wrapped(Stopped(signal.SIGINT))
+
+    monkeypatch.setattr(sweep_jobs, "_run_rows", interrupted)
+    with pytest.raises(Stopped):
+        sweep_jobs.run_job(job, "unused")
+
+    def failing(job, out_dir):
+        raise wrapped(ValueError("a real failure"))
+
+    monkeypatch.setattr(sweep_jobs, "_run_rows", failing)
+    out = sweep_jobs.run_job(job, "unused")
+    assert not out["ok"] and "SystemError" in out["error"]
