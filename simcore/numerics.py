@@ -61,23 +61,16 @@ def numpy_simd() -> dict:
 
 def openblas_cores() -> dict[str, str]:
     """``{library file: kernel core name}`` for the OpenBLAS builds loaded in this process (Linux)."""
-    try:
-        with open("/proc/self/maps", encoding="utf-8") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.rsplit("/", 1)[-1].lower()}
-    except OSError:
-        return {}
+    from simcore.threads import loaded_openblas
+
     out = {}
-    for path in sorted(p for p in paths if p.startswith("/")):
-        try:
-            lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0))
-        except OSError:
-            continue
-        for name in ("openblas_get_corename", "openblas_get_corename64_", "scipy_openblas_get_corename",
-                     "scipy_openblas_get_corename64_"):
-            if hasattr(lib, name):
-                fn = getattr(lib, name)
+    for name, lib in loaded_openblas():
+        for symbol in ("openblas_get_corename", "openblas_get_corename64_", "scipy_openblas_get_corename",
+                       "scipy_openblas_get_corename64_"):
+            if hasattr(lib, symbol):
+                fn = getattr(lib, symbol)
                 fn.restype = ctypes.c_char_p
-                out[os.path.basename(path)] = fn().decode(errors="replace").strip()
+                out[name] = fn().decode(errors="replace").strip()
                 break
     return out
 

@@ -87,26 +87,36 @@ _OPENBLAS_SYMBOLS = [(f"{p}openblas_get_num_threads{q}", f"{p}openblas_set_num_t
                      for p in ("", "scipy_") for q in ("", "64_")]
 
 
-def _openblas_calls() -> dict:
-    """``{library file name: (get_num_threads, set_num_threads)}`` for the OpenBLAS builds loaded in
-    this process (numpy and scipy each bundle one), found in ``/proc/self/maps``; empty elsewhere."""
+def loaded_openblas() -> list[tuple[str, object]]:
+    """``[(library file name, ctypes handle)]`` for the OpenBLAS builds loaded in this process (numpy
+    and scipy each bundle one), found in ``/proc/self/maps`` and opened without loading anything; empty
+    elsewhere. Shared by the thread pinning here and the manifest's ``numerics`` entry."""
     import ctypes
 
     try:
         with open("/proc/self/maps", encoding="utf-8") as f:
             paths = {line.split()[-1] for line in f if "openblas" in line.rsplit("/", 1)[-1].lower()}
     except OSError:
-        return {}
-    out = {}
+        return []
+    libs = []
     for path in sorted(p for p in paths if p.startswith("/")):
         try:
-            lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0))
+            libs.append((os.path.basename(path), ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0))))
         except OSError:
             continue
+    return libs
+
+
+def _openblas_calls() -> dict:
+    """``{library file name: (get_num_threads, set_num_threads)}`` for the loaded OpenBLAS builds."""
+    import ctypes
+
+    out = {}
+    for name, lib in loaded_openblas():
         for get_name, set_name in _OPENBLAS_SYMBOLS:
             if hasattr(lib, get_name) and hasattr(lib, set_name):
                 getter, setter = getattr(lib, get_name), getattr(lib, set_name)
                 setter.argtypes = [ctypes.c_int]
-                out[os.path.basename(path)] = (getter, setter)
+                out[name] = (getter, setter)
                 break
     return out
