@@ -253,31 +253,12 @@ def feasible_kernel():
 
 
 def _compile_feasible():
-    from numba import njit
+    # a module-level kernel: numba's disk cache keys a closure by its free variables, and a captured
+    # dispatcher (pairwise_sum) hashes differently in every process, so a closure recompiled on every
+    # run (0.6 s) and added a cache file each time
+    from simcore.decision_fast import feasible_allocation
 
-    from simcore.pairwise_sum import pairwise_sum  # numpy's order: the budgets compare as in the full check
-
-    @njit(cache=True)
-    def feasible(ue_ru, owner, p, n_ue, limit):
-        n_ru, n_prb = owner.shape
-        for u in range(ue_ru.shape[0]):
-            if ue_ru[u] < -1 or ue_ru[u] >= n_ru:
-                return False
-        for r in range(n_ru):
-            for k in range(n_prb):
-                o, x = owner[r, k], p[r, k]
-                if o >= 0:
-                    # owned: a UE in range associated with this RU, finite non-negative power
-                    if o >= n_ue or ue_ru[o] != r or not (0.0 <= x < np.inf):
-                        return False
-                elif o != -1 or x != 0.0:  # idle carries no power (NaN != 0 too)
-                    return False
-            if not 0.0 + pairwise_sum(p[r], 0, n_prb) <= limit[r]:  # the budget as the full check sums it
-                return False
-        return True
-
-    feasible.pairwise_sum = pairwise_sum  # (for the test of the summation)
-    return feasible
+    return feasible_allocation
 
 
 def _ru_index(n_ru: int) -> np.ndarray:

@@ -276,3 +276,30 @@ def record_decision(i, ue_ru, owner, power, rec_ue_ru, rec_owner, rec_power):
         rec_owner[i, j] = np.int16(o[j])
         rec_power[i, j] = np.float32(p[j])
     return pairwise_sum(p, 0, p.shape[0])
+
+
+@njit(cache=True)
+def feasible_allocation(ue_ru, owner, p, n_ue, limit):
+    """The compiled core of ``simcore.contracts.check_allocation`` (``feasible_kernel``): every UE's RU
+    in range; each owned PRB's UE in range, associated with that RU and given finite non-negative
+    power; idle PRBs carry none; each RU's total power, summed in numpy's pairwise order, within
+    ``limit[r]`` (its budget with the check's tolerance). True when all hold."""
+    n_ru, n_prb = owner.shape
+    for u in range(ue_ru.shape[0]):
+        if ue_ru[u] < -1 or ue_ru[u] >= n_ru:
+            return False
+    for r in range(n_ru):
+        for k in range(n_prb):
+            o, x = owner[r, k], p[r, k]
+            if o >= 0:
+                # owned: a UE in range associated with this RU, finite non-negative power
+                if o >= n_ue or ue_ru[o] != r or not (0.0 <= x < np.inf):
+                    return False
+            elif o != -1 or x != 0.0:  # idle carries no power (NaN != 0 too)
+                return False
+        if not 0.0 + pairwise_sum(p[r], 0, n_prb) <= limit[r]:  # the budget as the full check sums it
+            return False
+    return True
+
+
+feasible_allocation.pairwise_sum = pairwise_sum  # (for the test of the summation)
