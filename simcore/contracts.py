@@ -33,6 +33,23 @@ RECORD_KEY = "record"
 _MIN, _MAX, _SUM, _ISFINITE, _COUNT = np.minimum.reduce, np.maximum.reduce, np.add.reduce, np.isfinite, np.count_nonzero
 
 
+# The sizes of an Observation and of a DecisionArrays, written once for both (a NamedTuple takes
+# no mixin): each class holds them as properties.
+def _n_ues(arrays) -> int:
+    """U, the number of UEs."""
+    return arrays.slice_id.shape[0]
+
+
+def _n_rus(arrays) -> int:
+    """R, the number of RUs."""
+    return arrays.ru_max_power_w.shape[0]
+
+
+def _n_prbs(arrays) -> int:
+    """K, the number of PRBs per RU."""
+    return arrays.gain.shape[2]
+
+
 @dataclass(frozen=True)
 class Observation:
     """State of the network at a decision instant. Per-decision arrays are the policy's own copies;
@@ -61,17 +78,9 @@ class Observation:
     interval_tti: int
     link: LinkModel
 
-    @property
-    def n_ues(self) -> int:
-        return self.slice_id.shape[0]
-
-    @property
-    def n_rus(self) -> int:
-        return self.ru_max_power_w.shape[0]
-
-    @property
-    def n_prbs(self) -> int:
-        return self.gain.shape[2]
+    n_ues = property(_n_ues)
+    n_rus = property(_n_rus)
+    n_prbs = property(_n_prbs)
 
     @functools.cached_property
     def cqi(self) -> np.ndarray:
@@ -119,17 +128,9 @@ class DecisionArrays(NamedTuple):
                               obs.max_rate_bps, obs.prb_rate_bps, obs.gain, obs.ue_weight, obs.slice_weight,
                               obs.slice_names, obs.ru_max_power_w, obs.slice_power_cap_w, obs.interval_tti, obs.link)
 
-    @property
-    def n_ues(self) -> int:
-        return self.slice_id.shape[0]
-
-    @property
-    def n_rus(self) -> int:
-        return self.ru_max_power_w.shape[0]
-
-    @property
-    def n_prbs(self) -> int:
-        return self.prb_rate_bps.shape[1]
+    n_ues = property(_n_ues)
+    n_rus = property(_n_rus)
+    n_prbs = property(_n_prbs)
 
 
 class ArrayPolicy(Protocol):
