@@ -33,10 +33,10 @@ from typing import Callable
 
 import numpy as np
 
+from analysis.learning_curves import TAG_RETURN  # noqa: F401  (the trainers log it under this name)
 from simcore.contracts import Allocation, Observation, check_allocation
 
-#: CleanRL's tag names for the scalars every trainer logs.
-TAG_RETURN = "charts/episodic_return"
+#: CleanRL's tag names for the scalars every trainer logs (the episodes' return: TAG_RETURN).
 TAG_SPS = "charts/SPS"
 
 
@@ -149,31 +149,15 @@ class RunLog:
 
 
 def learning_curve(folder: Path, out: Path | None = None) -> Path | None:
-    """The paper's Fig. 3a from ``scalars.csv``: return per episode (and a running mean)."""
-    import matplotlib
+    """The paper's Fig. 3a for this run (``analysis.learning_curves``): reward per episode and a running
+    mean over 1/25 of the episodes, in ``FOLDER/learning_curve.png``; None when no episode ended."""
+    from analysis.learning_curves import plot_learning_curves, read_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    df = pd.read_csv(Path(folder) / "scalars.csv")
-    ret = df[df["tag"] == TAG_RETURN]["value"].to_numpy()
-    if ret.size == 0:
+    episodes = len(read_curves(folder)[0])
+    if not episodes:
         return None
-    out = out or Path(folder) / "learning_curve.png"
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ep = np.arange(1, ret.size + 1)
-    ax.plot(ep, ret, lw=0.6, alpha=0.45, label="episode")
-    win = max(1, ret.size // 25)
-    ax.plot(ep, pd.Series(ret).rolling(win, min_periods=1).mean(), lw=1.8, label=f"mean of {win}")
-    ax.set_xlabel("episode")
-    ax.set_ylabel("reward per episode")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return plot_learning_curves([("reward", folder)], out or Path(folder) / "learning_curve.png",
+                                window=max(1, episodes // 25))
 
 
 # ----------------------------------------------------------------------------- evaluation
