@@ -154,9 +154,9 @@ def sampler_macs(policy, n_ues: int) -> int:
 
 
 def latency(states, scenario, folder: Path, step_counts=(5, 10, 20), candidates=(1, 8),
-            selects=("critic", "objective")) -> None:
+            selects=("critic", "objective"), checkpoints=()) -> None:
     from policies.learned.decoder import DecodeContext, decode_action, decode_candidates
-    from policies.learned.diffusion_ql import DiffusionQlPolicy, best_by_objective
+    from policies.learned.diffusion_ql import DiffusionQlPolicy, best_by_objective, need_floored, scaled
     from policies.learned.encoding import encode_state, snapshot_problem
     from simcore.plugins import make_policy
 
@@ -164,74 +164,80 @@ def latency(states, scenario, folder: Path, step_counts=(5, 10, 20), candidates=
     t_pf = timed(pf.decide, states)
     print(f"PF decision (reference)                         {stats_ms(t_pf)}")
     matmul_reference()
-    for steps in step_counts:
-        path = checkpoint_for(steps, folder, scenario)
-        where = "shipped" if path.parent == MODELS else "initialised"
-        for c in candidates:
-            for select in selects if c > 1 else selects[:1]:
-                fast = DiffusionQlPolicy(str(path), threads=1, candidates=c, select=select)
-                slow = DiffusionQlPolicy(str(path), threads=1, candidates=c, select=select, fast=False)
-                xs = [(encode_state(o, fast.spec), o) for o in states]
-                diff, same_best, same_alloc, obj_diff = 0.0, 0, 0, 0.0
-                for i, (x, o) in enumerate(xs):
-                    fast.reset(i)
-                    slow.reset(i)
-                    (a_f, b_f), (a_s, b_s) = fast.sample(x, o.n_ues), slow.sample(x, o.n_ues)
-                    diff = max(diff, float(np.abs(a_f - a_s).max()))
-                    same_best += b_f == b_s
-                    fast.reset(i)
-                    slow.reset(i)
-                    al_f, al_s = fast.decide(o), slow.decide(o)
-                    if same_allocations(al_f, al_s):
-                        same_alloc += 1
-                    else:  # a share within float32 rounding of a rounding boundary of the decoder
-                        problem = snapshot_problem(o, fast.objective)
-                        f_f, f_s = problem.evaluate(al_f).objective_bps, problem.evaluate(al_s).objective_bps
-                        obj_diff = max(obj_diff, abs(f_f - f_s) / max(abs(f_s), 1.0))
-                t_slow = timed(lambda xo: slow.sample(xo[0], xo[1].n_ues), xs)
-                t_fast = timed(lambda xo: fast.sample(xo[0], xo[1].n_ues), xs)
-                acts = [(fast.sample(x, o.n_ues)[0], o) for x, o in xs]
-                t_enc = timed(lambda o: encode_state(o, fast.spec, out=fast._x), states)
-                t_enc_ref = timed(lambda o: encode_state(o, fast.spec, out=fast._x, fast=False), states)
-                same_enc = sum(encode_state(o, fast.spec).tobytes() == encode_state(o, fast.spec, fast=False).tobytes()
-                               for o in states)
-                if select == "critic":  # the chosen candidate's decode
-                    def choose(ao, quick):
-                        return decode_action(ao[0][0], ao[1], fast.spec, fast.objective, fast=quick)
-                    what = "decode"
-                else:  # every candidate decoded and ranked in the snapshot problem
-                    def choose(ao, quick):
-                        return best_by_objective(ao[0], ao[1], fast.spec, fast.objective, fast=quick)
-                    what = "decode + rank"
-                t_dec_ref = timed(lambda ao: choose(ao, False), acts)
-                t_dec = timed(lambda ao: choose(ao, True), acts)
-                same_dec = 0
-                for a, o in acts:  # every candidate's owners and powers, compiled against numpy
-                    ctx = DecodeContext(o, fast.spec, fast.objective)
-                    (of, pf_), (os_, ps) = decode_candidates(a, ctx), decode_candidates(a, ctx, fast=False)
-                    same_dec += np.array_equal(of, os_) and np.array_equal(pf_, ps)
-                t_ref = timed(slow.decide, states)
-                t_all = timed(fast.decide, states)
-                print(f"{steps:2d} steps, 16 x 128, {c} candidate(s), select {select} ({where} weights):")
-                print(f"   sampling, PyTorch loop (reference)            {stats_ms(t_slow)}")
-                print(f"   sampling, fast path                           {stats_ms(t_fast)}"
-                      f"  x{np.median(t_slow[:, 0]) / np.median(t_fast[:, 0]):.1f} less CPU;"
-                      f" {2e-9 * sampler_macs(fast, states[0].n_ues) / np.median(t_fast[:, 0]):.0f} GFLOP/s")
-                print(f"     actions: max |fast - loop| {diff:.1e}; same choice among candidates on {same_best}/{len(xs)}"
-                      f" states; same decoded allocation (powers within 1e-5) on {same_alloc}/{len(xs)},"
-                      f" objective within {obj_diff:.1e} (relative) on the others")
-                print(f"   encode, numpy (reference)                     {stats_ms(t_enc_ref)}")
-                print(f"   encode, compiled                              {stats_ms(t_enc)}"
-                      f"  x{np.median(t_enc_ref[:, 0]) / np.median(t_enc[:, 0]):.1f} less CPU; same bytes on"
-                      f" {same_enc}/{len(states)} states")
-                print(f"   {what + ', numpy (reference)':46s}{stats_ms(t_dec_ref)}")
-                print(f"   {what + ', compiled':46s}{stats_ms(t_dec)}"
-                      f"  x{np.median(t_dec_ref[:, 0]) / np.median(t_dec[:, 0]):.1f} less CPU; every candidate"
-                      f" decoded identically on {same_dec}/{len(acts)} states")
-                print(f"   whole decision, PyTorch loop + numpy decoder  {stats_ms(t_ref)}")
-                print(f"   whole decision, fast path                     {stats_ms(t_all)}"
-                      f"  x{np.median(t_ref[:, 0]) / np.median(t_all[:, 0]):.1f} less CPU; "
-                      f"{np.median(t_all[:, 0]) / np.median(t_pf[:, 0]):.1f} x PF")
+    runs = [(checkpoint_for(steps, folder, scenario), c, select) for steps in step_counts for c in candidates
+            for select in (selects if c > 1 else selects[:1])]
+    runs += [(MODELS / name, None, None) for name in checkpoints]  # each at its own configuration
+    for path, c, select in runs:
+        fast = DiffusionQlPolicy(str(path), threads=1, candidates=c, select=select)
+        slow = DiffusionQlPolicy(str(path), threads=1, candidates=c, select=select, fast=False)
+        steps, c, select = fast.cfg.diffusion_steps, fast.candidates, fast.select
+        where = f"shipped weights {path.name}" if path.parent == MODELS else "initialised weights"
+        if c == 1:
+            select = "either"
+        xs = [(encode_state(o, fast.spec), o) for o in states]
+        diff, same_best, same_alloc, obj_diff = 0.0, 0, 0, 0.0
+        for i, (x, o) in enumerate(xs):
+            fast.reset(i)
+            slow.reset(i)
+            (a_f, b_f), (a_s, b_s) = fast.sample(x, o.n_ues), slow.sample(x, o.n_ues)
+            diff = max(diff, float(np.abs(a_f - a_s).max()))
+            same_best += b_f == b_s
+            fast.reset(i)
+            slow.reset(i)
+            al_f, al_s = fast.decide(o), slow.decide(o)
+            if same_allocations(al_f, al_s):
+                same_alloc += 1
+            else:  # a share within float32 rounding of a rounding boundary of the decoder
+                problem = snapshot_problem(o, fast.objective)
+                f_f, f_s = problem.evaluate(al_f).objective_bps, problem.evaluate(al_s).objective_bps
+                obj_diff = max(obj_diff, abs(f_f - f_s) / max(abs(f_s), 1.0))
+        t_slow = timed(lambda xo: slow.sample(xo[0], xo[1].n_ues), xs)
+        t_fast = timed(lambda xo: fast.sample(xo[0], xo[1].n_ues), xs)
+        acts = [(fast.sample(x, o.n_ues)[0], o) for x, o in xs]
+        t_enc = timed(lambda o: encode_state(o, fast.spec, out=fast._x), states)
+        t_enc_ref = timed(lambda o: encode_state(o, fast.spec, out=fast._x, fast=False), states)
+        same_enc = sum(encode_state(o, fast.spec).tobytes() == encode_state(o, fast.spec, fast=False).tobytes()
+                       for o in states)
+        if fast.select == "critic" or c == 1:  # the chosen candidate's decode
+            def choose(ao, quick):
+                return decode_action(ao[0][0], ao[1], fast.spec, fast.objective, fast=quick, joint=fast.joint)
+            what = "decode"
+        else:  # every candidate (need-floor copies and scalings too) decoded and ranked in the snapshot problem
+            def choose(ao, quick):
+                a = need_floored(ao[0], ao[1], fast.spec, fast.objective) if fast.need_floor else ao[0]
+                return best_by_objective(scaled(a, fast.scales), ao[1], fast.spec, fast.objective, fast=quick,
+                                         joint=fast.joint)
+            what = "decode + rank"
+        t_dec_ref = timed(lambda ao: choose(ao, False), acts)
+        t_dec = timed(lambda ao: choose(ao, True), acts)
+        same_dec = 0
+        for a, o in acts:  # every candidate's owners and powers, compiled against numpy
+            ctx = DecodeContext(o, fast.spec, fast.objective, joint=fast.joint)
+            (of, pf_), (os_, ps) = decode_candidates(a, ctx), decode_candidates(a, ctx, fast=False)
+            same_dec += np.array_equal(of, os_) and np.array_equal(pf_, ps)
+        t_ref = timed(slow.decide, states)
+        t_all = timed(fast.decide, states)
+        extra = (f", need-floor copies" if fast.need_floor else "") + (f", scales {fast.scales}" if fast.scales != (1.0,) else "")
+        print(f"{steps:2d} steps, 16 x 128, {c} candidate(s){extra}, select {select}, objective {fast.objective} ({where}):")
+        print(f"   sampling, PyTorch loop (reference)            {stats_ms(t_slow)}")
+        print(f"   sampling, fast path                           {stats_ms(t_fast)}"
+              f"  x{np.median(t_slow[:, 0]) / np.median(t_fast[:, 0]):.1f} less CPU;"
+              f" {2e-9 * sampler_macs(fast, states[0].n_ues) / np.median(t_fast[:, 0]):.0f} GFLOP/s")
+        print(f"     actions: max |fast - loop| {diff:.1e}; same choice among candidates on {same_best}/{len(xs)}"
+              f" states; same decoded allocation (powers within 1e-5) on {same_alloc}/{len(xs)},"
+              f" objective within {obj_diff:.1e} (relative) on the others")
+        print(f"   encode, numpy (reference)                     {stats_ms(t_enc_ref)}")
+        print(f"   encode, compiled                              {stats_ms(t_enc)}"
+              f"  x{np.median(t_enc_ref[:, 0]) / np.median(t_enc[:, 0]):.1f} less CPU; same bytes on"
+              f" {same_enc}/{len(states)} states")
+        print(f"   {what + ', numpy (reference)':46s}{stats_ms(t_dec_ref)}")
+        print(f"   {what + ', compiled':46s}{stats_ms(t_dec)}"
+              f"  x{np.median(t_dec_ref[:, 0]) / np.median(t_dec[:, 0]):.1f} less CPU; every candidate"
+              f" decoded identically on {same_dec}/{len(acts)} states")
+        print(f"   whole decision, PyTorch loop + numpy decoder  {stats_ms(t_ref)}")
+        print(f"   whole decision, fast path                     {stats_ms(t_all)}"
+              f"  x{np.median(t_ref[:, 0]) / np.median(t_all[:, 0]):.1f} less CPU; "
+              f"{np.median(t_all[:, 0]) / np.median(t_pf[:, 0]):.1f} x PF")
 
 
 def training_rate(scenario, n_steps: int) -> None:
@@ -282,6 +288,9 @@ def main() -> None:
     ap.add_argument("--candidates", default="1,2,4,8,12", help="candidate counts timed (comma-separated)")
     ap.add_argument("--select", default="critic,objective",
                     help="selection rules timed with more than one candidate (comma-separated)")
+    ap.add_argument("--checkpoints", default="",
+                    help="shipped checkpoints (file names under models/) also timed at their own configuration "
+                         "(candidates, select, share map, need floor), e.g. diffusion_ql_paper_default_rate.pt")
     ap.add_argument("--cold-compile", action="store_true", help="time the compiled path's first call (empty cache)")
     args = ap.parse_args()
 
@@ -302,7 +311,8 @@ def main() -> None:
         states = sample_states(scn, args.states, 10_000, 200)
         with tempfile.TemporaryDirectory() as tmp:
             latency(states, scn, Path(tmp), tuple(int(v) for v in args.steps.split(",")),
-                    tuple(int(v) for v in args.candidates.split(",")), tuple(args.select.split(",")))
+                    tuple(int(v) for v in args.candidates.split(",") if v), tuple(args.select.split(",")),
+                    tuple(v for v in args.checkpoints.split(",") if v))
         print(f"load average after the latency tables: {os.getloadavg()[0]:.1f}")
     if args.train_steps > 0:
         training_rate(scn, args.train_steps)

@@ -267,7 +267,8 @@ def test_decoding_equals_the_reference_on_random_states_and_candidates():
     """The compiled decoder (steps 1-6 in one call, step 6 skipping the assignments its dual variables
     prove idle) against the numpy reference (every assignment solved): identical owners and powers on
     random engine states (paper cell, UE subsets, two RUs, a slice power cap) and many candidates each
-    (dense, sparse, near-ties, all ones), both objectives. And each context's packed rows hold what
+    (dense, sparse, near-ties, all ones, repeated), both objectives, with and without the joint
+    placement. And each context's packed rows hold what
     the decoder's definition says (UEs of each RU ascending, their rate tables at ascending levels,
     weights, caps, needs, counted rates, tie-cost index parts)."""
     from oransim.evaluate import sample_states
@@ -304,8 +305,13 @@ def test_decoding_equals_the_reference_on_random_states_and_candidates():
             a[rng.random(a.shape) < rng.random((12, 1))] = 0.0
             a[::4] = np.round(a[::4] * 3) / 3
             a[5] = 1.0
+            # repeated and nearly repeated candidates: the compiled step 6 polishes each distinct placement once
+            a = np.concatenate([a, a[[0, 7]], np.minimum(a[[1, 2]] * (1 + 1e-7), 1.0)])
             (o_f, p_f), (o_r, p_r) = decode_candidates(a, ctx), decode_candidates(a, ctx, fast=False)
             np.testing.assert_array_equal(o_f, o_r)
             np.testing.assert_array_equal(p_f, p_r)
+            kept = DecodeContext(obs, spec, objective, problem=prob, joint=False)  # counts kept (the default checkpoint's)
+            for x, y in zip(decode_candidates(a, kept), decode_candidates(a, kept, fast=False)):
+                np.testing.assert_array_equal(x, y)
             n_alloc += len({(o.tobytes(), p.tobytes()) for o, p in zip(o_f, p_f)})
     assert n_alloc > 150  # the candidates gave many different allocations

@@ -818,6 +818,31 @@ def polish_rows(slot_own, power, rows, sel, sweeps: int) -> None:
 
 
 @njit(**_JIT)
+def _same_rows(slot_own, power, sel):
+    """For each row q, the first row with the same context row and the same placement (owners and
+    powers, exactly), q itself if none: (N,), and how many rows are their own first."""
+    n, n_prb = slot_own.shape
+    rep = np.empty(n, np.int64)
+    n_rep = 0
+    for q in range(n):
+        rep[q] = q
+        for t in range(q):
+            if rep[t] != t or sel[t] != sel[q]:
+                continue
+            same = True
+            for k in range(n_prb):
+                if slot_own[t, k] != slot_own[q, k] or power[t, k] != power[q, k]:
+                    same = False
+                    break
+            if same:
+                rep[q] = t
+                break
+        if rep[q] == q:
+            n_rep += 1
+    return rep, n_rep
+
+
+@njit(**_JIT)
 def _decode(actions, ues_all, ru_power, levels_all, top_all, weight_all, cap_all, need_all, counted_all, table,
             sel, state, tie_ue, tie_prb, tie_level, passes, tie_rel, sweeps, free_all, steps_all, joint_all):
     """Steps 1-6 of rows ``sel`` in one call: PRB owners (UE index, -1 idle) and powers, (N, K)."""
@@ -830,8 +855,22 @@ def _decode(actions, ues_all, ru_power, levels_all, top_all, weight_all, cap_all
     for q in range(row_of.size):
         slot_own[row_of[q], col[q]] = own[q]
         power[row_of[q], col[q]] = p_w[q]
-    _polish(slot_own, power, levels_all, table, sel, weight_all, need_all, counted_all, tie_ue, tie_prb, tie_level, sweeps,
-            free_all, ru_power, top_all, steps_all, ues_all, joint_all, True)
+    rep, n_rep = _same_rows(slot_own, power, sel)
+    if n_rep == sel.size:
+        _polish(slot_own, power, levels_all, table, sel, weight_all, need_all, counted_all, tie_ue, tie_prb, tie_level,
+                sweeps, free_all, ru_power, top_all, steps_all, ues_all, joint_all, True)
+    else:  # step 6 is a function of the row's constants and its placement: each distinct one polished once
+        first, at = np.empty(n_rep, np.int64), np.empty(sel.size, np.int64)
+        t = 0
+        for q in range(sel.size):
+            if rep[q] == q:
+                first[t], at[q] = q, t
+                t += 1
+        u_own, u_pow, u_sel = slot_own[first], power[first], sel[first]
+        _polish(u_own, u_pow, levels_all, table, u_sel, weight_all, need_all, counted_all, tie_ue, tie_prb, tie_level,
+                sweeps, free_all, ru_power, top_all, steps_all, ues_all, joint_all, True)
+        for q in range(sel.size):
+            slot_own[q], power[q] = u_own[at[rep[q]]], u_pow[at[rep[q]]]
     owner = np.full((sel.size, n_prb), -1, np.int64)
     for i in range(sel.size):
         for k in range(n_prb):
