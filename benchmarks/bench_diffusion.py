@@ -19,7 +19,9 @@ Prints, each with a reference measured in the same run:
   allocation; the compiled decoder's output (every candidate's owners and powers) is compared with
   the numpy one's (identical or not).
   Weights are the shipped checkpoint's for 20 steps when it is there, else freshly initialised
-  (the cost does not depend on the weights);
+  (the cost does not depend on the weights); ``--checkpoints`` adds shipped checkpoints timed at
+  their own configuration (candidates, select, share map, need-floor copies, joint placement: what
+  ``oransim run`` does with them);
 - with ``--cold-compile``: the compiled path's first call in a fresh process with an empty numba
   cache (what the first run on a machine pays once; later runs load the cached machine code);
 - training throughput: gradient steps/s at the Table I size with the original's settings (gamma
@@ -32,6 +34,7 @@ load average; the machine is often shared, so compare ratios.
 
     python benchmarks/bench_diffusion.py [--states 30] [--eval-states 200] [--train-steps 10] [--steps 5,10,20]
                                          [--candidates 1,2,4,8,12] [--select critic,objective] [--cold-compile]
+                                         [--checkpoints diffusion_ql_paper_default_agreement.pt,...]
 """
 
 from __future__ import annotations

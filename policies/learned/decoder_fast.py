@@ -10,7 +10,11 @@ median), sorts are stable where the numpy code's are, so the
 output is identical, not merely close: ``tests/test_learning_encoding.py`` decodes random vectors
 both ways and compares owners and powers exactly. The numpy code stays the reference
 (``decode_actions(..., fast=False)``) of steps 1-5. Step 6 (``polish_rows``: moves by the snapshot
-problem's order, loops over PRB pairs) exists once, compiled here; both paths call it.
+problem's order, loops over PRB pairs) exists once, compiled here; both paths call it. Step 6
+depends only on a row's constants and its placement after step 5, so ``_decode`` polishes each
+distinct placement of a context row once and copies the result to the rows that share it
+(sampled candidates of one state often meet there: 16 of the rate checkpoint's give about 10);
+the reference polishes every row, and the tests compare the two.
 """
 
 from __future__ import annotations
