@@ -50,6 +50,11 @@ fit in V:
 valid for every integral point (d_u as defined), kept where n_t < |G_t|. A slot's coefficient is 1 for its
 owner whatever its rate, so the pricing stays exact with the row's multiplier lam_u added per slot.
 
+**One-slot state rows** (``policies.joint_states``, ``STATE_ROWS``): per UE with a need, which of "one slot of
+rate class j", "two slots or more", "no slot" it is in, with the shortfall each implies; a UE on one slot of a
+rate below its need falls short by the difference, where the need row would let it take a little more than one
+slot. Valid for every allocation (that module's docstring); each slot's coefficient depends only on its own rate.
+
 **Bounds from any multipliers (why they are valid).** Take multipliers mu_r, nu_rs >= 0 for the power
 rows, pi_u >= 0 for the needs, sigma_u >= 0 for the served rows and theta >= 0 for sum_u s_u <= V.
 For the largest F with shortfall at most V, the Lagrangian
@@ -66,7 +71,8 @@ terms), hence at least the true optimum, whatever the multipliers: the bound nee
 right. With the cuts' multipliers pi'_u >= 0, h_k gains pi'_u F_u(alpha) per owner, pi_u becomes
 pi_u + pi'_u / (delta_u f_u) in the shortfall term, and L gains - pi' . ceil(beta). With the zero-slot
 rows' multipliers lam_u, kappa_t >= 0 (objective bound only), h_k gains lam_u per slot u owns and L gains
-sum_u max(0, lam_u - sum_{t: u in G_t} kappa_t) - sum_u lam_u + kappa . n (each d_u at 0 or 1). Likewise the least
+sum_u max(0, lam_u - sum_{t: u in G_t} kappa_t) - sum_u lam_u + kappa . n (each d_u at 0 or 1); with the state
+rows' multipliers, the terms of ``policies.joint_states`` (one per UE, and delta_u on s_u). Likewise the least
 shortfall is at least
 
     sum_u need_u min(0, 1 - pi_u - pi'_u / (delta_u f_u)) + pi . need + pi' . ceil(beta) - mu . P - nu . C
@@ -99,6 +105,7 @@ from scipy.sparse import csr_matrix
 
 from policies.interference import IDLE, Choices, _joint_rows
 from policies.joint_master import MasterLP
+from policies.joint_states import UeStates
 from simcore.contracts import Allocation
 from simcore.snapshot import SnapshotProblem
 
@@ -112,6 +119,8 @@ MAX_ROUNDS = 40
 #: Branch-and-price nodes (``policies.joint_branch``) after the root, per bound: a count, not a time.
 OBJECTIVE_NODES = 0
 SHORTFALL_NODES = 0
+#: The one-slot state rows (``policies.joint_states``) in the master and the Lagrangian.
+STATE_ROWS = True
 #: A need row's cut is left out where need / delta is this close to an integer (it would cut nothing).
 CUT_MIN_FRACTION = 1e-6
 
@@ -137,9 +146,12 @@ class JointRelaxation:
         self.last_x: np.ndarray | None = None  # the last master LP's column weights
         self.last_multipliers: tuple | None = None  # and its multipliers
         self._keys: set = set()
+        self.states: UeStates | None = None  # the one-slot state rows (policies.joint_states)
         if self.fits:
             self._tables()
             self._cuts()
+            if STATE_ROWS:
+                self.states = UeStates(self)
 
     def _tables(self) -> None:
         """rate (R, U', K, L, M): UE useful[i] owning PRB k of RU r at level l while the other RUs are in
@@ -252,11 +264,12 @@ class JointRelaxation:
         return [np.where(on, nearest + 1, 0), np.where(on, above + 1, 0)]
 
     # ------------------------------------------------------------------------------ pricing
-    def _price(self, a, pi, sigma, mu, nu, pi_cut=None, per_slot=None, node=None):
+    def _price(self, a, pi, sigma, mu, nu, pi_cut=None, per_slot=None, node=None, states=None):
         """Per PRB and power vector, the best column's value h (K, N) and its owners (R, K, N) (-1: RU silent), no
         UE owning two RUs' slots of one PRB;
         ``per_slot`` (U,): a value each slot a UE owns adds whatever its rate (the zero-slot rows' multipliers);
-        ``node`` (``policies.joint_branch.Node``): only the columns it allows (-inf where none is)."""
+        ``node`` (``policies.joint_branch.Node``): only the columns it allows (-inf where none is);
+        ``states``: the state rows' multipliers (each slot adds its class's value)."""
         obs = self.obs
         ue = self.useful
         r_ = self.rate
@@ -272,6 +285,8 @@ class JointRelaxation:
             val += weight[ue][None, :, None, None, None] * self.cut
         if per_slot is not None:
             val += per_slot[ue][None, :, None, None, None]
+        if states is not None and self.states is not None:
+            val += self.states.price_table(states)
         price = mu[:, None] + nu[:, obs.slice_id[ue]]  # (R, U')
         val -= (price[:, :, None] * self.prob.levels_w[:, None, :])[:, :, None, :, None]
         if node is not None:
@@ -380,7 +395,7 @@ class JointRelaxation:
                 break
         return best
 
-    def lagrangian(self, v_max, mu, nu, pi, theta, sigma, pi_cut=None, lam=None, kappa=None, node=None):
+    def lagrangian(self, v_max, mu, nu, pi, theta, sigma, pi_cut=None, lam=None, kappa=None, states=None, node=None):
         """The module docstring's bound (kbit/s) for multipliers mu (R,), nu (R, S), pi (U,), theta, sigma (U,),
         pi_cut (one per cut UE, ``cut_ues``; None: 0), lam (U,) and kappa (one per row of
         ``zero_slot_groups(v_max)``; None: 0), all >= 0: with ``v_max`` None a lower bound on the
@@ -394,19 +409,26 @@ class JointRelaxation:
         pi_cut = np.zeros(self.cut_ues.size) if pi_cut is None else np.asarray(pi_cut, dtype=float)
         on_s = np.zeros(obs.n_ues)  # what the cuts put on each shortfall s_u
         on_s[self.cut_ues] = pi_cut / (self.cut_delta * self.cut_frac)
+        state_term = 0.0
+        if states is not None and self.states is not None:  # the state rows' per-UE term, and delta_u on s_u
+            state_term, on_s_states = self.states.lagrangian_term(states)
+            on_s = on_s + on_s_states
+        else:
+            states = None
         if v_max is None:
-            h, owner = self._price(np.zeros(obs.n_ues), pi, None, mu, nu, pi_cut, node=node)
+            h, owner = self._price(np.zeros(obs.n_ues), pi, None, mu, nu, pi_cut, node=node, states=states)
             bound = (self.need * np.minimum(0.0, 1.0 - pi - on_s)).sum() + pi @ self.need + pi_cut @ self.cut_rhs \
-                - mu @ obs.ru_max_power_w - self._nu_cap(nu) - self._prb_terms(h, node).sum()
+                - mu @ obs.ru_max_power_w - self._nu_cap(nu) - self._prb_terms(h, node).sum() - state_term
             return bound, h, owner
         served = self.prob.objective == "served"
         sigma = np.where(self.cap > 0, sigma, 0.0) if served else None
         member, count = self.zero_slot_groups(v_max)
         lam = np.zeros(obs.n_ues) if lam is None else np.where(self.need > 0, lam, 0.0)
         kappa = np.zeros(count.size) if kappa is None else np.asarray(kappa, dtype=float)
-        h, owner = self._price(np.zeros(obs.n_ues) if served else w, pi, sigma, mu, nu, pi_cut, lam, node)
+        h, owner = self._price(np.zeros(obs.n_ues) if served else w, pi, sigma, mu, nu, pi_cut, lam, node, states)
         bound = self._prb_terms(h, node).sum() + (self.need * np.maximum(pi + on_s - theta, 0.0)).sum() \
-            - pi @ self.need - pi_cut @ self.cut_rhs + mu @ obs.ru_max_power_w + self._nu_cap(nu) + theta * v_max
+            - pi @ self.need - pi_cut @ self.cut_rhs + mu @ obs.ru_max_power_w + self._nu_cap(nu) + theta * v_max \
+            + state_term
         # zero-slot rows: d_u in [0, 1] earns lam_u - (kappa of u's rows); lam . 1 and kappa . n are constants
         bound += np.maximum(lam - kappa @ member, 0.0).sum() - lam.sum() + kappa @ count
         if served:

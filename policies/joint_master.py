@@ -29,7 +29,8 @@ ELASTIC_PENALTY = 1e5
 def column_arrays(relax, start: int = 0):
     """What each column from ``start`` on gives each UE, as sparse (U, n_c) kbit/s: its rate, and its rate
     clipped to the need and to the cap slot by slot (as the pricing counts them); each UE's cut coefficient
-    and its number of slots, summed slot by slot; power (R, n_c), slice power (S, R, n_c), PRB (n_c,).
+    and its number of slots, summed slot by slot; power (R, n_c), slice power (S, R, n_c), PRB (n_c,); and with
+    the state rows (``policies.joint_states``) per threshold i its slots of class <= i (list of (U, n_c)).
     Vectorised over the columns, one pass per RU."""
     obs, prob = relax.obs, relax.prob
     cols = relax.cols[start:]
@@ -41,7 +42,7 @@ def column_arrays(relax, start: int = 0):
     pos[relax.useful] = np.arange(relax.useful.size)
     power = np.zeros((obs.n_rus, n_c))
     sl_power = np.zeros((obs.slice_power_cap_w.size, obs.n_rus, n_c))
-    uu, jj, rate, cut = [], [], [], []
+    uu, jj, rate, cut, cls = [], [], [], [], []
     for r in range(obs.n_rus):
         lvl = relax.vectors[vec, r]
         j = np.flatnonzero((lvl > 0) & (owner[:, r] >= 0))
@@ -54,13 +55,16 @@ def column_arrays(relax, start: int = 0):
         idx = (r, np.maximum(pos[u], 0), prb[j], lvl[j] - 1, relax.others[vec[j], r])
         rate.append(np.where(ok, relax.rate[idx], 0.0))
         cut.append(np.where(ok, relax.cut[idx], 0.0))
-    uu, jj, rate, cut = (np.concatenate(v) for v in (uu, jj, rate, cut))
+        cls.append(np.where(ok, relax.states.cls[idx], 127) if relax.states is not None else np.zeros(u.size))
+    uu, jj, rate, cut, cls = (np.concatenate(v) for v in (uu, jj, rate, cut, cls))
 
     def per_ue(values):  # duplicates (a UE owning slots of several RUs in one column) are summed
         return csr_matrix((values, (uu, jj)), shape=(n_ue, n_c))
 
+    by_class = [per_ue((cls <= i).astype(float)) for i in range(1, relax.states.n_j + 1)] \
+        if relax.states is not None else []
     return (per_ue(rate), per_ue(np.minimum(rate, relax.need[uu])), per_ue(np.minimum(rate, relax.cap[uu])),
-            per_ue(cut), per_ue(np.ones(uu.size)), power, sl_power, prb)
+            per_ue(cut), per_ue(np.ones(uu.size)), power, sl_power, prb, by_class)
 
 
 def allowed_columns(relax, node, start: int = 0) -> np.ndarray:
@@ -99,14 +103,16 @@ class MasterLP:
         # the Lagrangian takes one kappa per zero-slot row at v_max, 0 for the rows this LP leaves out
         self.n_groups = relax.zero_slot_groups(v_max)[1].size if v_max is not None else 0
         self.must = np.flatnonzero(node.forced.any(axis=0)) if node is not None else np.zeros(0, dtype=np.int64)
-        n_s, n_y, n_d = self.n_s, self.n_y, self.n_d
-        # rows without the columns' part: [s | y | d] per block, its right-hand side, and whether it is soft
+        self.states = relax.states
+        self.n_q = self.states.n_s * self.states.n_vars if self.states is not None else 0  # the UE-state variables
+        n_s, n_y, n_d, n_q = self.n_s, self.n_y, self.n_d, self.n_q
+        # rows without the columns' part: [s | y | d | q] per block, its right-hand side, and whether it is soft
         blocks, rhs, soft = [], [], []
 
-        def rows(n, b, s_=None, y=None, d=None, is_soft=False):
-            parts = [s_, y, d]
+        def rows(n, b, s_=None, y=None, d=None, q=None, is_soft=False):
+            parts = [s_, y, d, q]
             blocks.append(hstack([csr_matrix(p) if p is not None else csr_matrix((n, wd))
-                                  for p, wd in zip(parts, (n_s, n_y, n_d))], format="csr"))
+                                  for p, wd in zip(parts, (n_s, n_y, n_d, n_q))], format="csr"))
             rhs.extend(np.broadcast_to(b, (n,)))
             soft.extend([is_soft and node is not None] * n)
 
@@ -129,6 +135,9 @@ class MasterLP:
         if n_d:  # zero-slot rows: slots_u + d_u >= 1, and per group sum d_u <= n_t
             rows(n_s, -1.0, d=-eye_s)
             rows(self.count.size, self.count, d=self.member[:, relax.need_ues].astype(float), is_soft=True)
+        if n_q:  # the one-slot state rows (policies.joint_states)
+            q_part, s_part, q_rhs = self.states.rows()
+            rows(q_rhs.size, q_rhs, s_=s_part, q=q_part)
         if self.must.size:  # a forced PRB carries a column: -sum x <= -1
             rows(self.must.size, -1.0, is_soft=True)
         aux = vstack(blocks).tocsr()
@@ -137,13 +146,14 @@ class MasterLP:
         n_e = elastic.size
         aux = hstack([aux, csr_matrix((-np.ones(n_e), (elastic, np.arange(n_e))), shape=(n_row, n_e))], format="csc")
         w = obs.ue_weight.astype(float)
-        cost = np.zeros(n_s + n_y + n_d + n_e)
+        cost = np.zeros(n_s + n_y + n_d + n_q + n_e)
         if v_max is None:
             cost[:n_s] = 1.0
         elif relax.prob.objective == "served":
             cost[n_s:n_s + n_y] = -w[relax.y_ues]
-        cost[n_s + n_y + n_d:] = ELASTIC_PENALTY
-        upper = np.r_[relax.need[relax.need_ues], relax.cap[relax.y_ues], np.ones(n_d), np.full(n_e, highspy.kHighsInf)]
+        cost[n_s + n_y + n_d + n_q:] = ELASTIC_PENALTY
+        upper = np.r_[relax.need[relax.need_ues], relax.cap[relax.y_ues], np.ones(n_d), np.ones(n_q),
+                      np.full(n_e, highspy.kHighsInf)]
         self.n_aux, self.n_row, self.n_cut = aux.shape[1], n_row, n_cut
         self.n_x = 0  # columns of relax.cols in the model so far
         lp = highspy.HighsLp()
@@ -161,7 +171,7 @@ class MasterLP:
     def _x_rows(self, start: int):
         """The rows' entries (n_row, n_new) CSC, cost and upper bound of the columns relax.cols[start:]."""
         relax, obs = self.relax, self.relax.obs
-        rho, to_need, to_cap, to_cut, slots, power, sl_power, prb = column_arrays(relax, start)
+        rho, to_need, to_cap, to_cut, slots, power, sl_power, prb, by_class = column_arrays(relax, start)
         n_c = prb.size
         parts = [csr_matrix((np.ones(n_c), (prb, np.arange(n_c))), shape=(obs.n_prbs, n_c)), csr_matrix(power)]
         parts += [csr_matrix(sl_power[s]) for s in relax.capped]
@@ -174,6 +184,8 @@ class MasterLP:
             parts.append(-to_cut[relax.cut_ues])
         if self.n_d:
             parts += [-slots[relax.need_ues], csr_matrix((self.count.size, n_c))]
+        if self.n_q:
+            parts.append(self.states.column_rows(slots, by_class))
         if self.must.size:
             used = np.isin(prb, self.must)
             parts.append(csr_matrix((-np.ones(used.sum()), (np.searchsorted(self.must, prb[used]), np.flatnonzero(used))),
@@ -185,7 +197,7 @@ class MasterLP:
         return a, cost, upper
 
     def solve(self):
-        """Its value (kbit/s), the non-negative multipliers (mu, nu, pi, theta, sigma, pi_cut, lam, kappa) and the
+        """Its value (kbit/s), the non-negative multipliers (mu, nu, pi, theta, sigma, pi_cut, lam, kappa, states) and the
         column weights x (n_c,); (None, None, None) where the LP fails or the columns so far cannot meet its rows."""
         relax, obs = self.relax, self.relax.obs
         if len(relax.cols) > self.n_x:
@@ -224,7 +236,13 @@ class MasterLP:
             lam[relax.need_ues] = dual[o:o + n_s]
             o += n_s
             kappa = dual[o:o + self.count.size]
+            o += self.count.size
+        states = None
+        if self.states is not None:
+            n_rows = self.states.n_s * self.states.n_vars
+            states = self.states.split_duals(dual[o:o + n_rows])
+            o += n_rows
         value = self.highs.getInfo().objective_function_value
         x = np.asarray(sol.col_value)[self.n_aux:]
-        return (value if self.v_max is None else -value), (mu, nu, pi, theta, sigma, pi_cut, lam, kappa), x
+        return (value if self.v_max is None else -value), (mu, nu, pi, theta, sigma, pi_cut, lam, kappa, states), x
 

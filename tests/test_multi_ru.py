@@ -341,12 +341,12 @@ def test_zero_slot_rows_keep_the_objective_bound_above_the_exact_optimum(inst, s
     f_star = exact.objective_bps / 1e3
     tol = 1e-6 * max(1.0, f_star)
     _, multipliers = relax._master(v_max)
-    *rest, lam, kappa = multipliers
+    *rest, lam, kappa, states = multipliers
     rng = np.random.default_rng(seed)
     for scale in (0.0, 1e-3, 0.1, 1.0, 10.0):
         lam_p = lam * rng.uniform(0.0, 2.0, lam.size) + rng.exponential(scale, lam.size)
         kappa_p = kappa * rng.uniform(0.0, 2.0, kappa.size) + rng.exponential(scale, kappa.size)
-        assert relax.lagrangian(v_max, *rest, lam_p, kappa_p)[0] >= f_star - tol
+        assert relax.lagrangian(v_max, *rest, lam_p, kappa_p, states)[0] >= f_star - tol
 
 
 def _node_of(relax, alloc, rng):
@@ -526,3 +526,100 @@ def test_joint_pricing_takes_the_best_column_with_distinct_owners():
             reached = sum(val[r, u, k, vec[r] - 1, relax.others[n, r]] for r, u in zip(on, got))
             assert reached == pytest.approx(h[k, n], rel=1e-12, abs=1e-9)
     assert collided  # the state makes the distinct owners matter
+
+
+def _states_of(relax, alloc, prob):
+    """Each UE's one-slot state (policies.joint_states) in ``alloc``: (n_s,) index 0..J for O_1..O_{J+1}, J + 1
+    for M, J + 2 for Z; and the allocation's slots of each UE of class <= i, (J, n_s)."""
+    obs, st_ = relax.obs, relax.states
+    pos = np.full(obs.n_ues, -1)
+    pos[relax.useful] = np.arange(relax.useful.size)
+    level = prob.levels_of(alloc)
+    shape = (prob.n_levels + 1,) * obs.n_rus
+    classes = {int(u): [] for u in st_.ues}
+    for k in range(obs.n_prbs):
+        vec = int(np.ravel_multi_index(level[:, k] + 1, shape))
+        for r in range(obs.n_rus):
+            u = int(alloc.prb_owner[r, k])
+            if u in classes:
+                classes[u].append(int(st_.cls[r, pos[u], k, level[r, k], relax.others[vec, r]]))
+    state = np.array([st_.n_j + 2 if not c else (c[0] - 1 if len(c) == 1 else st_.n_j + 1)
+                      for c in (classes[int(u)] for u in st_.ues)], dtype=np.int64)
+    below = np.array([[sum(c <= i for c in classes[int(u)]) for u in st_.ues] for i in range(1, st_.n_j + 1)],
+                     dtype=np.int64)
+    return state, below.reshape(st_.n_j, st_.n_s)
+
+
+@settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(inst=multi_ru_instances(max_ues=4), objective=st.sampled_from(OBJECTIVES), seed=st.integers(0, 2**32 - 1))
+def test_one_slot_state_rows_hold_the_exact_optimum(inst, objective, seed):
+    """The one-slot state rows (policies.joint_states): at the exact optimum each UE's state satisfies rows
+    (a)-(d) with its true shortfall; the Lagrangian with random state multipliers (and the master's, perturbed)
+    holds the exact optimum on both tiers (weak duality); the column-generated bounds too."""
+    obs, levels = inst
+    prob = SnapshotProblem(obs, levels, objective=objective)
+    best = ExactOptimum(level_factors=levels, objective=objective, interference="joint").decide(obs)
+    exact = prob.evaluate(best)
+    relax = JointRelaxation(prob, 1e3)
+    st_ = relax.states
+    assert st_ is not None
+    state, below = _states_of(relax, best, prob)
+    short = np.maximum(prob.need_bps - prob.rates(best), 0.0)[st_.ues] / 1e3  # each UE's true shortfall, kbit/s
+    one = state <= st_.n_j
+    assert (below[np.minimum(state, st_.n_j - 1), np.arange(st_.n_s)][one & (state < st_.n_j)] >= 1).all()  # (b_i)
+    implied = np.where(one, st_.cost[np.arange(st_.n_s), np.minimum(state, st_.n_j)], 0.0)
+    implied = np.where(state == st_.n_j + 2, st_.need, implied)  # (d): the shortfall each state implies
+    assert implied.sum() <= exact.violation_bps / 1e3 + 1e-6 * max(1.0, exact.violation_bps / 1e3)
+    assert (implied <= short + 1e-6).all()
+    unit, v_star, f_star = 1e3, exact.violation_bps, exact.objective_bps
+    v_max = (v_star + prob.violation_tol) / unit
+    tol = 1e-6 * max(1.0, f_star / unit)
+    rng = np.random.default_rng(seed)
+    n_ru, n_sl = obs.n_rus, obs.slice_power_cap_w.size
+    for scale in (0.0, 1e-3, 1.0, 10.0):
+        mu = rng.exponential(scale, n_ru) * 1e3
+        nu = rng.exponential(scale, (n_ru, n_sl))
+        pi, sigma = rng.exponential(scale, obs.n_ues), rng.exponential(scale, obs.n_ues)
+        theta = float(rng.exponential(scale))
+        pi_cut = rng.exponential(scale, relax.cut_ues.size)
+        states = (rng.exponential(scale, st_.n_s) * 10, rng.exponential(scale, (st_.n_j, st_.n_s)),
+                  rng.exponential(scale, st_.n_s), rng.exponential(scale, st_.n_s))
+        assert relax.lagrangian(None, mu, nu, pi, theta, sigma, pi_cut, states=states)[0] <= v_star / unit + tol
+        assert relax.lagrangian(v_max, mu, nu, pi, theta, sigma, pi_cut, states=states)[0] >= f_star / unit - tol
+    relax.add_allocation(best)
+    for v in (None, v_max):
+        _, multipliers = relax._master(v)
+        *rest, (alpha, beta, gamma, delta) = multipliers
+        for scale in (0.0, 0.1, 10.0):
+            states = tuple(m * rng.uniform(0.0, 2.0, m.shape) + rng.exponential(scale, m.shape)
+                           for m in (alpha, beta, gamma, delta))
+            bound = relax.lagrangian(v, *rest, states)[0]
+            assert bound <= v_star / unit + tol if v is None else bound >= f_star / unit - tol
+    assert relax.shortfall_lower_bound(5.0) <= v_star + prob.violation_tol + 1e-3
+    assert relax.objective_upper_bound(v_star + prob.violation_tol, 5.0) >= f_star * (1 - 1e-9) - 1e-3
+
+
+def test_one_slot_state_rows_lift_the_shortfall_bound_to_the_optimum(monkeypatch):
+    """Two RUs on two PRBs, every UE hearing both about equally, two eMBB UEs needing 600 kb/s and two mMTC
+    UEs 10 kb/s: the LP meets the eMBB needs with a little over one PRB each of rates below the need; the
+    state rows (one PRB short, or two PRBs and an mMTC UE without one) lift the least shortfall to the optimum's."""
+    import policies.joint_bound as jb
+
+    base = base_observation(0, 2)
+    rng = np.random.default_rng(0)
+    g = base.gain * rng.lognormal(0.0, 1.0, base.gain.shape)
+    g = g.max(axis=1, keepdims=True) * rng.uniform(0.3, 1.0, g.shape)
+    obs = dataclasses.replace(base, gain=g, min_rate_bps=np.array([6e5, 1e4, 1e4])[base.slice_id])
+    obs = subset(obs, np.flatnonzero(base.slice_id != 1))
+    levels = (0.5, 1.0, 2.0)
+    prob = SnapshotProblem(obs, levels, objective="rate")
+    v_star = prob.evaluate(ExactOptimum(level_factors=levels, objective="rate", interference="joint").decide(obs)).violation_bps
+    start = ExactOptimum(level_factors=levels, objective="rate", interference="worst_case").decide(obs)
+    bounds = []
+    for rows in (False, True):
+        monkeypatch.setattr(jb, "STATE_ROWS", rows)
+        relax = JointRelaxation(prob, 1e3)
+        relax.add_allocation(start)
+        bounds.append(relax.shortfall_lower_bound(5.0))
+    assert bounds[0] < 0.95 * v_star  # without the rows: 18.5 of 20 kb/s
+    assert bounds[1] == pytest.approx(v_star, rel=1e-4)  # with them: the optimum, proved
