@@ -54,8 +54,8 @@ class UeStates:
 
     def __init__(self, relax):
         self.relax = relax
-        self.ues = relax.need_ues  # (n_s,): the rows' UEs, in the master's order of shortfalls
-        self.n_s, self.n_j = self.ues.size, len(STATE_FRACTIONS)
+        self.ues = relax.need_ues  # (n_s,): the rows' UEs (those with a need, some slot of class > 1)
+        self.n_j = len(STATE_FRACTIONS)
         need = relax.need[relax.useful]  # (U',)
         clipped = np.minimum(relax.rate, need[None, :, None, None, None])
         delta = clipped.max(axis=(0, 2, 3, 4)) if clipped.size else np.zeros(need.size)
@@ -66,6 +66,11 @@ class UeStates:
             self.cls += clipped < need[None, :, None, None, None] - theta[None, :, i, None, None, None]
         pos = np.full(relax.obs.n_ues, -1)
         pos[relax.useful] = np.arange(relax.useful.size)
+        # a UE every one of whose slots is of class 1 gains nothing from the rows (its need row says as much): left out
+        worst = self.cls.max(axis=(0, 2, 3, 4)) if self.cls.size else np.ones(relax.useful.size, dtype=np.int8)
+        self.ues = self.ues[worst[pos[self.ues]] > 1]
+        self.n_s = self.ues.size
+        self.s_col = np.searchsorted(relax.need_ues, self.ues)  # each row UE's shortfall in the master
         p = pos[self.ues]
         self.need = relax.need[self.ues]
         # cost (n_s, J + 1) of O_1..O_{J+1}: c_u, theta_1, ..., theta_J
@@ -78,7 +83,7 @@ class UeStates:
 
     # ------------------------------------------------------------------------------ master LP
     def rows(self):
-        """The rows' state part (n_rows, n_s * n_vars) CSR, their shortfall part (n_rows, n_s) CSR and right-hand
+        """The rows' state part (n_rows, n_s * n_vars) CSR, their shortfall part (n_rows, UEs with a need) CSR and right-hand
         sides, in the order (a) (n_s), (b_i) (J * n_s, i major), (c) (n_s), (d) (n_s), all as <=."""
         n_s, n_j, nv = self.n_s, self.n_j, self.n_vars
         base = np.arange(n_s) * nv
@@ -105,7 +110,7 @@ class UeStates:
         put(row_d + e, z, self.need)
         n_rows = row_d + n_s
         q = csr_matrix((np.concatenate(v_), (np.concatenate(r_), np.concatenate(c_))), shape=(n_rows, n_s * nv))
-        s = csr_matrix((-np.ones(n_s), (row_d + e, e)), shape=(n_rows, n_s))
+        s = csr_matrix((-np.ones(n_s), (row_d + e, self.s_col)), shape=(n_rows, self.relax.need_ues.size))
         rhs = np.r_[-np.ones(n_s), np.zeros(n_rows - n_s)]
         return q, s, rhs
 
