@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,6 +47,13 @@ CASES: dict[str, tuple[str, dict]] = {
                                            "phy.l2s.olla.enabled": False, "phy.l2s.control_errors": True,
                                            "phy.csi.period_tti": 2, "phy.csi.delay_tti": 6}),
 }
+# the built-in PHY as calibrated against ns-3 LTE (its profile's scenario and builtin parts): the
+# whole TTI compiled (LinkToSystem.tti)
+_PROFILE = yaml.safe_load((ROOT / "scenarios" / "calibration" / "ns3_lte.yaml").read_text())
+_LTE = {**_PROFILE["scenario"], **_PROFILE["builtin"]}
+CASES["quick_lte"] = ("quick.yaml", {"duration_s": 1.0, **_LTE})
+CASES["multi_ru_lte"] = ("multi_ru.yaml", {"duration_s": 0.5, **_LTE})
+CASES["paper_lte"] = ("paper_default.yaml", {"duration_s": 1.0, **_LTE})
 TABLES = ("packets", "tti", "decisions", "ues")
 
 CHILD = r"""

@@ -183,6 +183,11 @@ class Engine:
             rng_l2s = np.random.default_rng(seq.spawn(1)[0])  # after the five above: they draw as before
             self.l2s = LinkToSystem(s.phy.l2s, s.cell.prb_bandwidth_hz, self.tti_s, self.n_ues, self.buffers,
                                     rng_l2s, DROP_HARQ)
+        # LinkToSystem.tti: the whole TTI after the PHY in three compiled calls (worst-PRB MCS, no HARQ)
+        self._whole_tti = self.l2s is not None and self.l2s.whole_tti
+        self._equal_w = self.ru_max_power_w / self.n_prbs  # equal power per PRB (R,), the believed SINR's reference
+        self._counters = (self._no_served, self.served_bits_total, self.served_in_interval, self.avg_tput_bps,
+                          _EWMA_DECAY, self._ewma_per_bit)
 
         # --- records: chunk by chunk, in memory or spooled to Parquet files
         self.spool_dir = None if spool_dir is None else Path(spool_dir)
@@ -360,6 +365,13 @@ class Engine:
             self.channel.refresh_prbs(owner, until_tti=next_decision)  # the gains the PHY reads, at this TTI
         res = self.phy.step(k, alloc, self.channel.gain)
         done_at = now + self.tti_s + self.fh_latency_s
+        rec = self.tti_rec
+        if self._whole_tti:  # the link-to-system step, the FIFO service and the TTI record compiled
+            self.l2s.tti(k, owner, res.prb_sinr, alloc.power_w, None if self.csi_ideal else self._reports[0][3],
+                         self._equal_w, now, done_at, self._served, self._counters,
+                         (rec.row(k), rec.served_bits, rec.buffer_bits, rec.prb_owner, rec.prb_sinr, rec.prb_power_w))
+            rec.filled(k)
+            return
         if self.l2s is not None:
             capacity, served_here = self.l2s.step(k, owner, res.prb_sinr, self._believed_sinr(alloc, res.prb_sinr),
                                                   now, done_at)
@@ -369,7 +381,7 @@ class Engine:
             prb_bits = np.ascontiguousarray(res.prb_bits, dtype=float)
         # serve the FIFOs, count the served bits (totals, interval, throughput average) and write the
         # TTI record's row in one compiled call: the numpy operations it replaces, in their order
-        pk, buf, rec = self.packets, self.buffers, self.tti_rec
+        pk, buf = self.packets, self.buffers
         tti_fast.finish(owner, prb_bits, capacity, served_here, self._served, now, done_at, pk.f, pk.i, pk.c,
                         pk.base, buf.uf, buf.ui, self.served_bits_total, self.served_in_interval, self.avg_tput_bps,
                         _EWMA_DECAY, self._ewma_per_bit, rec.row(k), rec.served_bits, rec.buffer_bits, rec.prb_owner,

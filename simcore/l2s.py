@@ -423,10 +423,11 @@ class LinkToSystem:
         self.retx: list[list[_Block]] = [[] for _ in range(n_ues)]  # NACKed blocks, oldest first
         self.pending: list[list[_Block]] = [[] for _ in range(n_ues)]  # unresolved blocks, in buffer order
         self._direct: list[tuple[int, float]] = []  # (UE, end) of blocks decoded with none pending before
-        self.stats = {"blocks": 0, "transmissions": 0, "first_nacks": 0, "nacks": 0, "lost_blocks": 0,
-                      "requeued_blocks": 0, "no_process_ttis": 0, "no_mcs_ttis": 0}
+        self._stats = {"blocks": 0, "transmissions": 0, "first_nacks": 0, "nacks": 0, "lost_blocks": 0,
+                       "requeued_blocks": 0, "no_process_ttis": 0, "no_mcs_ttis": 0}
         if self.crc_bits:
-            self.stats["no_payload_ttis"] = 0  # blocks too small for their CRC: the PRBs stay unused
+            self._stats["no_payload_ttis"] = 0  # blocks too small for their CRC: the PRBs stay unused
+        self._counts = np.zeros(len(_FAST_STATS), dtype=np.int64)  # ``tti``'s counters, added to stats when read
         # the compiled step (simcore.l2s_fast)
         self.fast = (FAST and HAVE_NUMBA) if fast is None else fast
         if self.fast:
@@ -441,6 +442,27 @@ class LinkToSystem:
             self._mi_top = np.array(mi_tables()[1], dtype=np.int64)
             self._has_pending = np.zeros(n_ues, dtype=bool)  # mirrors "self.pending[u] is not empty"
             self._any_pending = False
+        # ``tti``: the whole TTI compiled, for the worst-PRB MCS without HARQ (no block ever waits in
+        # Python) when the generator's state can be stepped in place (it draws the block errors)
+        self._pcg = None
+        if self.fast and self.worst_prb and not self.harq:
+            from .decision_fast import PcgState
+
+            self._pcg = PcgState.of(rng)
+        self.whole_tti = self._pcg is not None
+        self._scratch: tuple | None = None  # ``tti``'s arrays, sized on first use
+
+    @property
+    def stats(self) -> dict:
+        """Counters: transport blocks, transmissions, NACKs, blocks lost or requeued, TTIs a block
+        could not go (no HARQ process, no MCS, no payload)."""
+        counts = self._counts
+        if counts.any():
+            for name, v in zip(_FAST_STATS, counts.tolist()):
+                if v:
+                    self._stats[name] += v
+            counts[:] = 0
+        return self._stats
 
     @property
     def in_flight_bits(self) -> float:
@@ -547,6 +569,41 @@ class LinkToSystem:
                     if self.pending[u]:
                         self._resolve(u, capacity, served_here, now_s, delivered_at_s)
         return capacity, served_here
+
+    def tti(self, k: int, owner: np.ndarray, actual_sinr: np.ndarray, power_w: np.ndarray,
+            report_sinr: np.ndarray | None, equal_w: np.ndarray, now_s: float, delivered_at_s: float,
+            served: np.ndarray, counters: tuple, record: tuple) -> None:
+        """``step`` and the engine's end of the TTI (``tti_fast.finish``) in three compiled calls, when
+        ``whole_tti``: the same results. ``report_sinr`` (U, K) the CSI report's SINR the believed SINR
+        is scaled from (None: ideal CSI, the PRBs' own SINR), ``equal_w`` (R,) the equal power per PRB;
+        ``served`` (U,) receives the bits served; ``counters`` (no bits served here (U,) zeros, total,
+        interval and average (U,) each, the average's decay and increment per bit) and ``record`` (row,
+        served, buffer, PRB owner, SINR, power arrays of the TTI record) as ``tti_fast.finish`` takes them."""
+        kern = self._k
+        pi = self._params_i
+        pi[kern.P_K] = k
+        sc = self._scratch
+        if sc is None or sc[0].shape[1:] != owner.shape:
+            n = owner.size
+            sc = self._scratch = (np.empty((2,) + owner.shape), np.empty((4, n), dtype=np.int64), np.empty(n),
+                                  np.empty((n, 3)), np.empty((n, 3)), np.zeros(self.offset_db.size), np.ones((1, 1)))
+        log10_sinr, work, bel_db, eff_tenth, eff_act, capacity, no_report = sc
+        ideal = report_sinr is None
+        kern.tti_sinr(owner, actual_sinr, power_w, no_report if ideal else report_sinr, equal_w, ideal, log10_sinr)
+        np.log10(log10_sinr, out=log10_sinr)  # numpy's, as the reference's (no compiled transcendental)
+        buf = self.buffers
+        table = mi_tables()[0]
+        p, a, n_go = kern.tti_blocks(owner, log10_sinr, buf.uf, self.sent, self.retx_at, self.proc_free_at,
+                                     table, self._mi_top, _GRID_DB, pi, self._params_f, work, bel_db, eff_tenth)
+        if n_go:
+            np.power(10.0, eff_tenth[:a], out=eff_act[:a])  # 10 ** (dB / 10), numpy's as the reference's
+        else:
+            a = 0  # nothing to send
+        pk = buf.pk
+        kern.tti_send(p, a, work, bel_db, eff_act, self.offset_db, self._thr1, self._mcs_table, LTE_TBS_6PRB,
+                      table, CONTROL_LOSS_DB, CONTROL_LOSS_P, pi, self._params_f, self._pcg.state, self.sent,
+                      buf.uf, buf.ui, pk.f, pk.i, pk.c, pk.base, capacity, self._counts, now_s, delivered_at_s, owner,
+                      *counters[:1], served, *counters[1:], *record, actual_sinr, power_w)
 
     def _keep_blocks(self, k: int, blk: np.ndarray, pend: np.ndarray) -> None:
         """The new blocks of TTI ``k`` that wait in HARQ: rows (block row, UE, lo, hi, process, failed)

@@ -33,6 +33,10 @@ import math
 import numpy as np
 from numba import njit
 
+from .buffers_fast import U_ENQ, U_OUT, mark_sent
+from .decision_fast import _M_HI, _M_LO, _affine128, _xsl_rr
+from .tti_fast import finish
+
 _JIT = dict(cache=True, error_model="numpy")
 _SQRT2 = math.sqrt(2.0)
 _LOG2_E_SQ = (1.0 / math.log(2.0)) ** 2  # as l2s.LOG2_E**2
@@ -388,3 +392,124 @@ def believed_sinr(owner, power_w, report_sinr, equal_w):
             u = owner[r, k]
             out[r, k] = report_sinr[u, k] * power_w[r, k] / equal_w[r] if u >= 0 else np.nan
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# The whole TTI without HARQ in three compiled calls (``LinkToSystem.tti``): the link-to-system step
+# with ``mcs_selection: worst_prb`` and ``harq.enabled: false`` (the ns-3 LTE calibration profile),
+# the FIFO service and the TTI record. Between the calls, the two numpy operations the reference
+# vectorises: ``np.log10`` of the PRB SINRs (actual and believed, in one call) and ``10 ** (dB / 10)``
+# of the blocks' effective SINRs. The block errors' uniforms are drawn here from the model's PCG64
+# generator (numpy's ``random``: (next64 >> 11) * 2**-53), the same values and generator state.
+
+# rows of the (4, R K) int64 scratch: per PRB in use its block and UE; per block its UE and PRB count
+W_ROW, W_UE, W_BLOCK_UE, W_BLOCK_PRBS = range(4)
+_TINY = 1e-300  # as l2s._TINY
+_DOUBLE = 1.0 / 9007199254740992.0  # 2**-53
+
+
+@njit(**_JIT)
+def _next_double(state):
+    """numpy's ``PCG64`` ``random()``: one step of the 128-bit LCG, its XSL-RR output's top 53 bits."""
+    lo, hi = _affine128(state[0], state[1], _M_LO, _M_HI, state[2], state[3])
+    state[0] = lo
+    state[1] = hi
+    return np.float64(_xsl_rr(lo, hi) >> np.uint64(11)) * _DOUBLE
+
+
+@njit(**_JIT)
+def _max_tiny(x):
+    """``np.maximum(x, tiny)`` of one value (NaN stays NaN)."""
+    return x if (x != x or x > _TINY) else _TINY
+
+
+@njit(**_JIT)
+def tti_sinr(owner, actual, power_w, report_sinr, equal_w, ideal, out):
+    """``out`` (2, R, K): max(actual SINR, tiny) and max(believed SINR, tiny), the arguments of the
+    numpy ``log10`` that follows. The believed SINR is the actual one with ideal CSI, else
+    ``believed_sinr``'s (NaN where idle)."""
+    n_ru, n_k = owner.shape
+    for r in range(n_ru):
+        for k in range(n_k):
+            a = actual[r, k]
+            out[0, r, k] = _max_tiny(a)
+            if ideal:
+                out[1, r, k] = _max_tiny(a)
+            else:
+                u = owner[r, k]
+                out[1, r, k] = _max_tiny(report_sinr[u, k] * power_w[r, k] / equal_w[r] if u >= 0 else np.nan)
+
+
+@njit(**_JIT)
+def tti_blocks(owner, log10_sinr, uf, sent, retx_at, proc_free_at, mi_table, mi_top, grid_db, params_i, params_f,
+               work, bel_db, eff_tenth):
+    """``blocks_of_tti`` on ``log10_sinr`` (2, R, K) (``tti_sinr``'s, after numpy's log10): per PRB in use
+    its block, UE and believed SINR in dB (``work``, ``bel_db``), per block its UE and PRB count
+    (``work``) and effective SINR per modulation in dB / 10 (``eff_tenth`` (A, 3): the exponent of
+    ``10 **``). Returns (PRBs in use, blocks, blocks that may go)."""
+    n_ru, n_k = owner.shape
+    actual_db = np.empty((n_ru, n_k))
+    bel = np.empty((n_ru, n_k))
+    for r in range(n_ru):
+        for k in range(n_k):
+            actual_db[r, k] = 10.0 * log10_sinr[0, r, k]
+            bel[r, k] = log10_sinr[1, r, k]
+    ue_of, row_of, prb_bel, ues, n_prb, eff_db, due, go, no_proc = blocks_of_tti(
+        owner, actual_db, bel, uf[U_ENQ], uf[U_OUT], sent, retx_at, proc_free_at, mi_table, mi_top, grid_db,
+        params_i, params_f)
+    p, a = row_of.size, ues.size
+    for i in range(p):
+        work[W_ROW, i] = row_of[i]
+        work[W_UE, i] = ue_of[i]
+        bel_db[i] = 10.0 * prb_bel[i]
+    n_go = 0
+    for b in range(a):
+        work[W_BLOCK_UE, b] = ues[b]
+        work[W_BLOCK_PRBS, b] = n_prb[b]
+        for m in range(3):
+            eff_tenth[b, m] = eff_db[b, m] / 10.0
+        n_go += go[b]  # (no retransmission is ever due without HARQ: due is all False)
+    return p, a, n_go
+
+
+@njit(**_JIT)
+def tti_send(p, a, work, bel_db, eff_act, offset_db, thr1, mcs_table, lte_tbs, mi_table, control_db, control_p,
+             params_i, params_f, pcg, sent, uf, ui, pf, pi, pc, base, capacity, stats, now, delivered_at, owner,
+             served_here, served, total, in_interval, avg, decay, per_bit, row, rec_served, rec_buffer, rec_owner,
+             rec_sinr, rec_power, prb_sinr, power):
+    """The rest of the TTI: MCS (worst PRB), the new blocks, their error draws, the bookkeeping
+    (``new_blocks``, ``send_blocks``; no HARQ: a failed block's bits go back to the head of the queue),
+    the packets that went on air, then ``tti_fast.finish`` (FIFO service, counters, TTI record).
+    ``stats`` (7,) accumulates the counters (S_* order)."""
+    for u in range(capacity.size):
+        capacity[u] = 0.0
+    if a > 0 and p > 0:
+        enq, out = uf[U_ENQ], uf[U_OUT]
+        go = np.empty(a, dtype=np.bool_)
+        any_go = False
+        for b in range(a):
+            u = work[W_BLOCK_UE, b]
+            go[b] = enq[u] - max(sent[u], out[u]) > _EPS_BITS
+            any_go = any_go or go[b]
+        if any_go:
+            ues = work[W_BLOCK_UE, :a]
+            n_prb = work[W_BLOCK_PRBS, :a]
+            mcs = worst_prb_mcs(work[W_ROW, :p], bel_db[:p], offset_db, work[W_UE, :p], thr1, a)
+            blk, st = new_blocks(go, mcs, n_prb, eff_act[:a], mcs_table, lte_tbs, mi_table, control_db, control_p,
+                                 params_i, params_f)
+            n = blk.shape[0]
+            if n:
+                draws = np.empty(n if params_i[P_ERRORS] != 0 else 0)
+                for i in range(draws.size):  # the model's rng.random(n), in row order
+                    draws[i] = _next_double(pcg)
+                # (without HARQ no block waits: no process table, nothing pending)
+                up_ue, up_hi, pend = send_blocks(blk, draws, ues, enq, out, sent, np.zeros((enq.size, 1), np.int64),
+                                                 np.zeros(enq.size, dtype=np.bool_), offset_db, capacity, st,
+                                                 params_i, params_f)
+                if up_ue.size:
+                    mark_sent(up_ue, up_hi, now, pf, pi, base, uf, ui)
+            for j in range(7):
+                stats[j] += st[j]
+    finish(owner, np.empty((0, 0)), capacity, served_here, served, now, delivered_at, pf, pi, pc, base, uf, ui, total,
+           in_interval, avg, decay, per_bit, row, rec_served, rec_buffer, rec_owner, rec_sinr, rec_power, prb_sinr,
+           power)

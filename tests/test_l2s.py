@@ -479,6 +479,9 @@ def test_a_given_cqi_table_sets_the_mcs():
     {"l2s": {"mcs_selection": "worst_prb", "below_range": "lowest_mcs", "tb_prbs": 6, "tbs": "lte",
              "coding_gap_db": [2.0, 2.0, 1.0], "control_errors": True, "harq": {"enabled": False},
              "olla": {"enabled": False}}, "csi": {"period_tti": 2, "delay_tti": 6}, "ues": 6},
+    # the whole TTI compiled (worst PRB, no HARQ) with ideal CSI, OLLA, two RUs, nominal sizes less a CRC
+    {"l2s": {"mcs_selection": "worst_prb", "harq": {"enabled": False}, "bler_target": 0.3, "crc_bits": 24,
+             "tb_prbs": 3}, "rus": 2},
     # defaults (MIESM, HARQ IR, OLLA) with ideal CSI, two RUs, blocks per 2 PRBs with a CRC
     {"l2s": {"tb_prbs": 2, "crc_bits": 24, "bler_target": 0.3}, "rus": 2},
     # Chase combining, requeue after 2 transmissions; a lone transmission lost (IR, 1 transmission)
@@ -511,6 +514,8 @@ def test_compiled_step_gives_the_reference_results(monkeypatch, case):
         monkeypatch.setattr(l2s, "FAST", fast)
         eng, out[fast] = run_engine(scn, Recording("pf"))
         assert eng.l2s.fast == fast
+        # worst PRB without HARQ: LinkToSystem.tti (the whole TTI compiled), else the compiled step
+        assert eng._whole_tti == (fast and scn.phy.l2s.mcs_selection == "worst_prb" and not scn.phy.l2s.harq.enabled)
     fast, ref = out[True], out[False]
     assert fast.counts == ref.counts
     for name in ("packets", "tti", "decisions"):
