@@ -158,8 +158,10 @@ class Engine:
 
         # --- MAC / RIC state
         self.allocation = Allocation.empty(self.n_ues, self.n_rus, self.n_prbs)
-        self.avg_tput_bps = np.zeros(self.n_ues)
-        self.served_in_interval = np.zeros(self.n_ues)
+        # per UE: bits served in the TTI (scratch), none (zeros, never written), served in total and in the
+        # interval, throughput average: rows of one array (the compiled end of TTI takes one; l2s_fast.E_*)
+        self._ue_f = np.zeros((5, self.n_ues))
+        self._served, self._no_served, self.served_bits_total, self.served_in_interval, self.avg_tput_bps = self._ue_f
         self.qos_met_last = np.ones(self.n_ues, dtype=bool)
         self.decision_period = policy.decision_period_tti or s.scheduling.interval_tti
         # a policy that decides from DecisionArrays gets them instead of an Observation (_decision_arrays)
@@ -168,9 +170,6 @@ class Engine:
         self.ue_weight.flags.writeable = False
         # see PhyBackend; channel.draw_all_gains: the same draws for any PHY (the same realization as ns3-shm)
         self.phy_needs_full_gain = bool(getattr(phy, "needs_full_gain", False)) or scenario.channel.draw_all_gains
-        self.served_bits_total = np.zeros(self.n_ues)
-        self._no_served = np.zeros(self.n_ues)  # (read only by tti_fast.finish: never written)
-        self._served = np.empty(self.n_ues)  # tti_fast.finish's bits served in the TTI (scratch)
         self._ewma_per_bit = 1.0 / (EWMA_TTI * self.tti_s)  # served bits -> the average's increment (bit/s)
 
         # --- CSI reports (phy.csi) and the link-to-system model (phy.l2s)
@@ -186,8 +185,6 @@ class Engine:
         # LinkToSystem.tti: the whole TTI after the PHY in three compiled calls (worst-PRB MCS, no HARQ)
         self._whole_tti = self.l2s is not None and self.l2s.whole_tti
         self._equal_w = self.ru_max_power_w / self.n_prbs  # equal power per PRB (R,), the believed SINR's reference
-        self._counters = (self._no_served, self.served_bits_total, self.served_in_interval, self.avg_tput_bps,
-                          _EWMA_DECAY, self._ewma_per_bit)
 
         # --- records: chunk by chunk, in memory or spooled to Parquet files
         self.spool_dir = None if spool_dir is None else Path(spool_dir)
@@ -368,8 +365,7 @@ class Engine:
         rec = self.tti_rec
         if self._whole_tti:  # the link-to-system step, the FIFO service and the TTI record compiled
             self.l2s.tti(k, owner, res.prb_sinr, alloc.power_w, None if self.csi_ideal else self._reports[0][3],
-                         self._equal_w, now, done_at, self._served, self._counters,
-                         (rec.row(k), rec.served_bits, rec.buffer_bits, rec.prb_owner, rec.prb_sinr, rec.prb_power_w))
+                         self._equal_w, now, done_at, self._ue_f, _EWMA_DECAY, self._ewma_per_bit, rec.row(k), rec)
             rec.filled(k)
             return
         if self.l2s is not None:

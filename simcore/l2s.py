@@ -416,9 +416,11 @@ class LinkToSystem:
         self.step_up = cfg.olla.step_up_db
         self.step_down = cfg.olla.step_up_db * cfg.bler_target / (1.0 - cfg.bler_target)
         self.max_offset = cfg.olla.max_offset_db
-        self.offset_db = np.zeros(n_ues)  # OLLA Delta_u
+        # per UE: OLLA offset, where its blocks end, bits to serve (``tti``'s scratch): one array, row views
+        self._ue_state = np.zeros((3, n_ues))
+        self.offset_db = self._ue_state[0]  # OLLA Delta_u
         self.proc_free_at = np.zeros((n_ues, h.processes), dtype=np.int64)  # TTI a process is free from
-        self.sent = np.zeros(n_ues)  # buffer offset up to which bits went into blocks
+        self.sent = self._ue_state[1]  # buffer offset up to which bits went into blocks
         self.retx_at = np.full(n_ues, np.iinfo(np.int64).max)  # earliest TTI a NACKed block may go again
         self.retx: list[list[_Block]] = [[] for _ in range(n_ues)]  # NACKed blocks, oldest first
         self.pending: list[list[_Block]] = [[] for _ in range(n_ues)]  # unresolved blocks, in buffer order
@@ -450,7 +452,11 @@ class LinkToSystem:
 
             self._pcg = PcgState.of(rng)
         self.whole_tti = self._pcg is not None
-        self._scratch: tuple | None = None  # ``tti``'s arrays, sized on first use
+        if self.whole_tti:  # its constants in one array (l2s_fast.C_*), its scratch sized on first use
+            self._consts = np.concatenate([self._params_f, self._thr1, self._mcs_table.ravel(), LTE_TBS_6PRB.ravel(),
+                                           CONTROL_LOSS_DB, CONTROL_LOSS_P, _GRID_DB, mi_tables()[0].ravel()])
+            self._params_i = np.r_[self._params_i, self._mi_top]  # (l2s_fast.P_MI_TOP)
+        self._scratch: tuple | None = None
 
     @property
     def stats(self) -> dict:
@@ -572,38 +578,38 @@ class LinkToSystem:
 
     def tti(self, k: int, owner: np.ndarray, actual_sinr: np.ndarray, power_w: np.ndarray,
             report_sinr: np.ndarray | None, equal_w: np.ndarray, now_s: float, delivered_at_s: float,
-            served: np.ndarray, counters: tuple, record: tuple) -> None:
+            ue_f: np.ndarray, decay: float, per_bit: float, row: int, rec) -> None:
         """``step`` and the engine's end of the TTI (``tti_fast.finish``) in three compiled calls, when
         ``whole_tti``: the same results. ``report_sinr`` (U, K) the CSI report's SINR the believed SINR
         is scaled from (None: ideal CSI, the PRBs' own SINR), ``equal_w`` (R,) the equal power per PRB;
-        ``served`` (U,) receives the bits served; ``counters`` (no bits served here (U,) zeros, total,
-        interval and average (U,) each, the average's decay and increment per bit) and ``record`` (row,
-        served, buffer, PRB owner, SINR, power arrays of the TTI record) as ``tti_fast.finish`` takes them."""
+        ``ue_f`` (5, U) the engine's per-UE rows (l2s_fast.E_*: bits served, none served here, total,
+        interval, throughput average), ``decay`` and ``per_bit`` the average's, ``row`` and ``rec``
+        the TTI record's row and recorder (``TtiRecorder``)."""
         kern = self._k
         pi = self._params_i
         pi[kern.P_K] = k
         sc = self._scratch
-        if sc is None or sc[0].shape[1:] != owner.shape:
+        if sc is None or sc[1].shape != (2,) + owner.shape:
             n = owner.size
-            sc = self._scratch = (np.empty((2,) + owner.shape), np.empty((4, n), dtype=np.int64), np.empty(n),
-                                  np.empty((n, 3)), np.empty((n, 3)), np.zeros(self.offset_db.size), np.ones((1, 1)))
-        log10_sinr, work, bel_db, eff_tenth, eff_act, capacity, no_report = sc
+            # l2s_fast.tti_blocks' layout: log10's argument (2, R, K), believed SINR (dB), effective SINR (dB / 10
+            # and linear, (n, 3) each)
+            floats = np.empty(9 * n)
+            sc = self._scratch = (floats, floats[:2 * n].reshape((2,) + owner.shape), floats[3 * n:6 * n].reshape(n, 3),
+                                  floats[6 * n:].reshape(n, 3), np.empty((4, n), dtype=np.int64), np.ones((1, 1)))
+        floats, log10_sinr, eff_tenth, eff_act, work, no_report = sc
         ideal = report_sinr is None
-        kern.tti_sinr(owner, actual_sinr, power_w, no_report if ideal else report_sinr, equal_w, ideal, log10_sinr)
+        kern.tti_sinr(owner, actual_sinr, power_w, no_report if ideal else report_sinr, equal_w, ideal, floats)
         np.log10(log10_sinr, out=log10_sinr)  # numpy's, as the reference's (no compiled transcendental)
         buf = self.buffers
-        table = mi_tables()[0]
-        p, a, n_go = kern.tti_blocks(owner, log10_sinr, buf.uf, self.sent, self.retx_at, self.proc_free_at,
-                                     table, self._mi_top, _GRID_DB, pi, self._params_f, work, bel_db, eff_tenth)
+        p, a, n_go = kern.tti_blocks(owner, floats, buf.uf, self._ue_state, self._consts, pi, work)
         if n_go:
             np.power(10.0, eff_tenth[:a], out=eff_act[:a])  # 10 ** (dB / 10), numpy's as the reference's
         else:
             a = 0  # nothing to send
         pk = buf.pk
-        kern.tti_send(p, a, work, bel_db, eff_act, self.offset_db, self._thr1, self._mcs_table, LTE_TBS_6PRB,
-                      table, CONTROL_LOSS_DB, CONTROL_LOSS_P, pi, self._params_f, self._pcg.state, self.sent,
-                      buf.uf, buf.ui, pk.f, pk.i, pk.c, pk.base, capacity, self._counts, now_s, delivered_at_s, owner,
-                      *counters[:1], served, *counters[1:], *record, actual_sinr, power_w)
+        kern.tti_send(p, a, work, floats, self._ue_state, self._consts, pi, self._pcg.state, self._counts, buf.uf,
+                      buf.ui, pk.f, pk.i, pk.c, pk.base, now_s, delivered_at_s, owner, ue_f, decay, per_bit, row,
+                      rec.ue_f64, rec.prb_owner, rec.prb_f32, actual_sinr, power_w)
 
     def _keep_blocks(self, k: int, blk: np.ndarray, pend: np.ndarray) -> None:
         """The new blocks of TTI ``k`` that wait in HARQ: rows (block row, UE, lo, hi, process, failed)

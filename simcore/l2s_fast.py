@@ -404,6 +404,15 @@ def believed_sinr(owner, power_w, report_sinr, equal_w):
 
 # rows of the (4, R K) int64 scratch: per PRB in use its block and UE; per block its UE and PRB count
 W_ROW, W_UE, W_BLOCK_UE, W_BLOCK_PRBS = range(4)
+# the model's constants in one float64 array: offsets of params_f (5), the one-PRB thresholds (15), the
+# per-MCS table (5, 15), LTE's block sizes (27, 6), the control-loss curve (8 + 8), then the SINR grid
+# (G) and the MI tables (3, G)
+C_PF, C_THR1, C_MCS, C_TBS, C_CTRL_DB, C_CTRL_P, C_GRID = 0, 5, 20, 95, 257, 265, 273
+P_MI_TOP = 13  # params_i[13:16]: the end of each MI table's increasing part
+# rows of the model's (3, U) per-UE state: OLLA offset, end of what went into blocks, bits to serve
+U_OFFSET, U_SENT, U_CAPACITY = range(3)
+# rows of the engine's (5, U) per-UE counters: served in the TTI, none (zeros), total, interval, average
+E_SERVED, E_NONE, E_TOTAL, E_INTERVAL, E_AVG = range(5)
 _TINY = 1e-300  # as l2s._TINY
 _DOUBLE = 1.0 / 9007199254740992.0  # 2**-53
 
@@ -424,11 +433,22 @@ def _max_tiny(x):
 
 
 @njit(**_JIT)
-def tti_sinr(owner, actual, power_w, report_sinr, equal_w, ideal, out):
-    """``out`` (2, R, K): max(actual SINR, tiny) and max(believed SINR, tiny), the arguments of the
-    numpy ``log10`` that follows. The believed SINR is the actual one with ideal CSI, else
-    ``believed_sinr``'s (NaN where idle)."""
+def _tables(consts):
+    """Views of ``consts``: params_f, one-PRB thresholds, per-MCS table, LTE sizes, control-loss curve,
+    SINR grid, MI tables."""
+    g = (consts.size - C_GRID) // 4
+    return (consts[C_PF:C_THR1], consts[C_THR1:C_MCS], consts[C_MCS:C_TBS].reshape((5, 15)),
+            consts[C_TBS:C_CTRL_DB].reshape((27, 6)), consts[C_CTRL_DB:C_CTRL_P], consts[C_CTRL_P:C_GRID],
+            consts[C_GRID:C_GRID + g], consts[C_GRID + g:].reshape((3, g)))
+
+
+@njit(**_JIT)
+def tti_sinr(owner, actual, power_w, report_sinr, equal_w, ideal, floats):
+    """``floats[:2 R K]`` as (2, R, K): max(actual SINR, tiny) and max(believed SINR, tiny), the
+    argument of the numpy ``log10`` that follows. The believed SINR is the actual one with ideal CSI,
+    else ``believed_sinr``'s (NaN where idle)."""
     n_ru, n_k = owner.shape
+    out = floats[:2 * n_ru * n_k].reshape((2, n_ru, n_k))
     for r in range(n_ru):
         for k in range(n_k):
             a = actual[r, k]
@@ -441,50 +461,58 @@ def tti_sinr(owner, actual, power_w, report_sinr, equal_w, ideal, out):
 
 
 @njit(**_JIT)
-def tti_blocks(owner, log10_sinr, uf, sent, retx_at, proc_free_at, mi_table, mi_top, grid_db, params_i, params_f,
-               work, bel_db, eff_tenth):
-    """``blocks_of_tti`` on ``log10_sinr`` (2, R, K) (``tti_sinr``'s, after numpy's log10): per PRB in use
-    its block, UE and believed SINR in dB (``work``, ``bel_db``), per block its UE and PRB count
-    (``work``) and effective SINR per modulation in dB / 10 (``eff_tenth`` (A, 3): the exponent of
-    ``10 **``). Returns (PRBs in use, blocks, blocks that may go)."""
+def tti_blocks(owner, floats, uf, ue_state, consts, params_i, work):
+    """``blocks_of_tti`` (without HARQ) on ``floats[:2 R K]``, ``tti_sinr``'s after numpy's log10:
+    per PRB in use its block and UE (``work``) and believed SINR in dB (``floats[2n:3n]``), per block
+    its UE and PRB count (``work``) and effective SINR per modulation in dB / 10 (``floats[3n:6n]``
+    as (n, 3): the exponent of ``10 **``), n = R K. Returns (PRBs in use, blocks, blocks that may go)."""
     n_ru, n_k = owner.shape
+    n = n_ru * n_k
+    log10_sinr = floats[:2 * n].reshape((2, n_ru, n_k))
+    params_f, _, _, _, _, _, grid_db, mi_table = _tables(consts)
     actual_db = np.empty((n_ru, n_k))
     bel = np.empty((n_ru, n_k))
     for r in range(n_ru):
         for k in range(n_k):
             actual_db[r, k] = 10.0 * log10_sinr[0, r, k]
             bel[r, k] = log10_sinr[1, r, k]
+    n_ues = uf.shape[1]
+    never = np.full(n_ues, _INT64_MAX)  # without HARQ no retransmission is ever due, no process is read
     ue_of, row_of, prb_bel, ues, n_prb, eff_db, due, go, no_proc = blocks_of_tti(
-        owner, actual_db, bel, uf[U_ENQ], uf[U_OUT], sent, retx_at, proc_free_at, mi_table, mi_top, grid_db,
-        params_i, params_f)
+        owner, actual_db, bel, uf[U_ENQ], uf[U_OUT], ue_state[U_SENT], never, np.zeros((n_ues, 1), np.int64),
+        mi_table, params_i[P_MI_TOP:P_MI_TOP + 3], grid_db, params_i, params_f)
     p, a = row_of.size, ues.size
+    bel_db = floats[2 * n:3 * n]
     for i in range(p):
         work[W_ROW, i] = row_of[i]
         work[W_UE, i] = ue_of[i]
         bel_db[i] = 10.0 * prb_bel[i]
+    eff_tenth = floats[3 * n:6 * n].reshape((n, 3))
     n_go = 0
     for b in range(a):
         work[W_BLOCK_UE, b] = ues[b]
         work[W_BLOCK_PRBS, b] = n_prb[b]
         for m in range(3):
             eff_tenth[b, m] = eff_db[b, m] / 10.0
-        n_go += go[b]  # (no retransmission is ever due without HARQ: due is all False)
+        n_go += go[b]
     return p, a, n_go
 
 
 @njit(**_JIT)
-def tti_send(p, a, work, bel_db, eff_act, offset_db, thr1, mcs_table, lte_tbs, mi_table, control_db, control_p,
-             params_i, params_f, pcg, sent, uf, ui, pf, pi, pc, base, capacity, stats, now, delivered_at, owner,
-             served_here, served, total, in_interval, avg, decay, per_bit, row, rec_served, rec_buffer, rec_owner,
-             rec_sinr, rec_power, prb_sinr, power):
+def tti_send(p, a, work, floats, ue_state, consts, params_i, pcg, stats, uf, ui, pf, pi, pc, base, now, delivered_at,
+             owner, ue_f, decay, per_bit, row, rec_f64, rec_owner, rec_f32, prb_sinr, power):
     """The rest of the TTI: MCS (worst PRB), the new blocks, their error draws, the bookkeeping
     (``new_blocks``, ``send_blocks``; no HARQ: a failed block's bits go back to the head of the queue),
     the packets that went on air, then ``tti_fast.finish`` (FIFO service, counters, TTI record).
-    ``stats`` (7,) accumulates the counters (S_* order)."""
-    for u in range(capacity.size):
-        capacity[u] = 0.0
+    ``stats`` (7,) accumulates the counters (S_* order); ``ue_f`` (5, U) the engine's rows E_*;
+    ``rec_f64`` (2, chunk, U) and ``rec_f32`` (2, chunk, R, K) the TTI record's served and buffer bits,
+    PRB SINR and power."""
+    n = owner.size
+    capacity = ue_state[U_CAPACITY]
+    capacity[:] = 0.0
     if a > 0 and p > 0:
-        enq, out = uf[U_ENQ], uf[U_OUT]
+        params_f, thr1, mcs_table, lte_tbs, control_db, control_p, _, mi_table = _tables(consts)
+        enq, out, sent = uf[U_ENQ], uf[U_OUT], ue_state[U_SENT]
         go = np.empty(a, dtype=np.bool_)
         any_go = False
         for b in range(a):
@@ -493,23 +521,23 @@ def tti_send(p, a, work, bel_db, eff_act, offset_db, thr1, mcs_table, lte_tbs, m
             any_go = any_go or go[b]
         if any_go:
             ues = work[W_BLOCK_UE, :a]
-            n_prb = work[W_BLOCK_PRBS, :a]
-            mcs = worst_prb_mcs(work[W_ROW, :p], bel_db[:p], offset_db, work[W_UE, :p], thr1, a)
-            blk, st = new_blocks(go, mcs, n_prb, eff_act[:a], mcs_table, lte_tbs, mi_table, control_db, control_p,
-                                 params_i, params_f)
-            n = blk.shape[0]
-            if n:
-                draws = np.empty(n if params_i[P_ERRORS] != 0 else 0)
-                for i in range(draws.size):  # the model's rng.random(n), in row order
+            eff_act = floats[6 * n:9 * n].reshape((n, 3))[:a]
+            mcs = worst_prb_mcs(work[W_ROW, :p], floats[2 * n:2 * n + p], ue_state[U_OFFSET], work[W_UE, :p], thr1, a)
+            blk, st = new_blocks(go, mcs, work[W_BLOCK_PRBS, :a], eff_act, mcs_table, lte_tbs, mi_table, control_db,
+                                 control_p, params_i, params_f)
+            m = blk.shape[0]
+            if m:
+                draws = np.empty(m if params_i[P_ERRORS] != 0 else 0)
+                for i in range(draws.size):  # the model's rng.random(m), in row order
                     draws[i] = _next_double(pcg)
                 # (without HARQ no block waits: no process table, nothing pending)
-                up_ue, up_hi, pend = send_blocks(blk, draws, ues, enq, out, sent, np.zeros((enq.size, 1), np.int64),
-                                                 np.zeros(enq.size, dtype=np.bool_), offset_db, capacity, st,
-                                                 params_i, params_f)
+                up_ue, up_hi, _ = send_blocks(blk, draws, ues, enq, out, sent, np.zeros((enq.size, 1), np.int64),
+                                              np.zeros(enq.size, dtype=np.bool_), ue_state[U_OFFSET], capacity, st,
+                                              params_i, params_f)
                 if up_ue.size:
                     mark_sent(up_ue, up_hi, now, pf, pi, base, uf, ui)
             for j in range(7):
                 stats[j] += st[j]
-    finish(owner, np.empty((0, 0)), capacity, served_here, served, now, delivered_at, pf, pi, pc, base, uf, ui, total,
-           in_interval, avg, decay, per_bit, row, rec_served, rec_buffer, rec_owner, rec_sinr, rec_power, prb_sinr,
-           power)
+    finish(owner, np.empty((0, 0)), capacity, ue_f[E_NONE], ue_f[E_SERVED], now, delivered_at, pf, pi, pc, base, uf,
+           ui, ue_f[E_TOTAL], ue_f[E_INTERVAL], ue_f[E_AVG], decay, per_bit, row, rec_f64[0], rec_f64[1], rec_owner,
+           rec_f32[0], rec_f32[1], prb_sinr, power)

@@ -89,11 +89,12 @@ class TtiRecorder:
 
     def _new_chunk(self) -> None:
         c = self.chunk if self.enabled else 0
-        self.served_bits = np.zeros((c, self.n_ues))
-        self.buffer_bits = np.zeros((c, self.n_ues))
+        # per dtype one array, the columns its views (a compiled caller takes three arrays, not five)
+        self.ue_f64 = np.zeros((2, c, self.n_ues))
+        self.served_bits, self.buffer_bits = self.ue_f64
         self.prb_owner = np.full((c, self.n_rus, self.n_prbs), -1, dtype=np.int32)
-        self.prb_sinr = np.zeros((c, self.n_rus, self.n_prbs), dtype=np.float32)
-        self.prb_power_w = np.zeros((c, self.n_rus, self.n_prbs), dtype=np.float32)
+        self.prb_f32 = np.zeros((2, c, self.n_rus, self.n_prbs), dtype=np.float32)
+        self.prb_sinr, self.prb_power_w = self.prb_f32
 
     def row(self, k: int) -> int:
         """Row of TTI ``k`` in the chunk's arrays, for a caller that fills it itself (the engine's
