@@ -49,6 +49,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_engine import machine_reference
 from cells import paper_cell
 from ns3_bridge.build import server_binary
 from ns3_bridge.shm import Ns3ShmPhy, segment_layout, server_config
@@ -181,7 +182,11 @@ def main() -> None:
     profile = load_yaml_text(read_text_file(args.profile)) if args.profile else {}
     server_binary()  # compile outside the timings
     if args.scenarios:
+        # the machine's speed at the start and the end (bench_engine's reference: it varies with the load)
+        line = "machine reference{}: {:.2f} us per small numpy call, {:.1f} ns per Python loop step"
+        print(line.format("", *machine_reference()))
         scenarios_mode(args, profile)
+        print(line.format(" again", *machine_reference()))
         return
     args.duration = 1.0 if args.duration is None else args.duration
     if args.ref_server:
