@@ -554,3 +554,16 @@ def test_compiled_effective_sinr_equals_the_numpy_one():
         assert np.array_equal(ues, links // 8) and np.array_equal(row_of, inv) and np.array_equal(n_prb, counts)
         assert np.array_equal(10.0 ** (eff_db / 10.0), model.effective_sinr(inv, sinr[mask], counts))
         assert go.all()
+
+
+@pytest.mark.skipif(not l2s.HAVE_NUMBA, reason="numba not installed")
+def test_compiled_uniforms_are_the_generators():
+    # LinkToSystem.tti's error draws: numpy's random() from the PCG64 state, leaving it as random() does
+    from simcore import l2s_fast
+    from simcore.decision_fast import PcgState
+
+    rng, twin = np.random.default_rng(5), np.random.default_rng(5)
+    state = PcgState.of(rng).state
+    drawn = [l2s_fast._next_double(state) for _ in range(1000)]
+    assert np.array_equal(drawn, twin.random(1000))
+    assert rng.bit_generator.state == twin.bit_generator.state and rng.random() == twin.random()
