@@ -447,7 +447,7 @@ class LinkToSystem:
         # ``tti``: the whole TTI compiled, for the worst-PRB MCS without HARQ (no block ever waits in
         # Python) when the generator's state can be stepped in place (it draws the block errors)
         self._pcg = None
-        if self.fast and self.worst_prb and not self.harq:
+        if self.fast and self.worst_prb and not self.harq and isinstance(rng, np.random.Generator):
             from .decision_fast import PcgState
 
             self._pcg = PcgState.of(rng)
