@@ -92,6 +92,17 @@ class _MetricScheduler(_ClassicScheduler):
             return repair_allocation(a.serving_ru, owner, power, a)
         return Allocation(np.array(a.serving_ru, dtype=np.int64), owner, power)
 
+    def compiled_plan(self, a: DecisionArrays) -> tuple | None:
+        """What the engine's compiled decision (``simcore.decision_fast.metric_decision``) needs to run
+        this scheduler's ``decide_arrays`` on the engine's arrays: (per-UE rows as ``_constants``
+        keeps them, int64 serving RU, float RU power, horizon (s), PF or not); None when ``a``'s
+        constants are not the engine's read-only ones or slice power caps are set (then the
+        engine calls ``decide_arrays``)."""
+        per_ue, serving_ru, ru_power_w, no_caps = self._constants(a)[5:]
+        if per_ue is None or not no_caps:
+            return None
+        return per_ue, serving_ru, ru_power_w, self._horizon_s(a), self._pf
+
     def _constants(self, a: DecisionArrays) -> tuple:
         """The scenario constants of ``a`` as the kernel takes them, kept while the same read-only
         arrays come back (the engine's: set read-only at its start; then only the buffers and the
@@ -135,52 +146,11 @@ _metric_kernel = None
 
 
 def _compile_metric():
-    """The kernel, compiled on first use (numba is imported only by runs that use these schedulers;
-    cached on disk after the first run)."""
-    from numba import njit
+    """The kernel (``simcore.decision_fast.metric_allocate``), imported on first use (numba is imported
+    only by runs that use these schedulers; compiled once per machine, then read from the disk cache)."""
+    from simcore.decision_fast import metric_allocate
 
-    @njit(cache=True, error_model="numpy")
-    def allocate(rate, per_ue, serving_ru, ru_power_w, horizon_s, pf):
-        """Sequential greedy over the PRBs k = 0..K-1 of each RU r: PRB k goes to the UE u served by
-        r with the highest metric (ties: lowest index) among those whose need, min(buffer, max rate
-        x horizon), is not covered by the bits of the PRBs they already got; a PRB that carries no
-        bits over the horizon (rate x horizon <= 0, or NaN) never goes to anyone. The owners get
-        the RU's power over its K PRBs each. Reads ``rate[u]`` only for UEs with a need."""
-        n_ue, n_prb = rate.shape
-        n_ru = ru_power_w.shape[0]
-        buffer_bits, max_rate_bps, weight, avg_bps = per_ue[0], per_ue[1], per_ue[2], per_ue[3]
-        left = np.empty(n_ue)
-        scale = np.empty(n_ue)
-        for u in range(n_ue):
-            left[u] = min(buffer_bits[u], max_rate_bps[u] * horizon_s)
-            scale[u] = weight[u] / max(avg_bps[u], 1.0) if pf else weight[u]  # PF: 1 bit/s floor, new UEs first
-        owner = np.full((n_ru, n_prb), -1, np.int64)
-        power = np.zeros((n_ru, n_prb))
-        cand = np.empty(n_ue, np.int64)
-        for r in range(n_ru):
-            p = ru_power_w[r] / n_prb
-            n_cand = 0  # the UEs of RU r with a need, in index order (a need only shrinks: none joins later)
-            for u in range(n_ue):
-                if left[u] > 0 and serving_ru[u] == r:
-                    cand[n_cand] = u
-                    n_cand += 1
-            for k in range(n_prb):
-                best, best_m = -1, -np.inf
-                for j in range(n_cand):
-                    u = cand[j]
-                    if left[u] > 0:
-                        x = rate[u, k]
-                        if x * horizon_s > 0:
-                            m = scale[u] * x
-                            if m > best_m:  # strictly higher: ties keep the lowest index
-                                best, best_m = u, m
-                if best >= 0:
-                    owner[r, k] = best
-                    power[r, k] = p
-                    left[best] -= rate[best, k] * horizon_s
-        return owner, power
-
-    return allocate
+    return metric_allocate
 
 
 class ProportionalFair(_MetricScheduler):

@@ -303,3 +303,75 @@ def feasible_allocation(ue_ru, owner, p, n_ue, limit):
 
 
 feasible_allocation.pairwise_sum = pairwise_sum  # (for the test of the summation)
+
+
+@njit(**_JIT)
+def metric_allocate(rate, per_ue, serving_ru, ru_power_w, horizon_s, pf):
+    """The metric schedulers' allocation (``policies.classic``: PF and max-CQI): sequential greedy
+    over the PRBs k = 0..K-1 of each RU r: PRB k goes to the UE u served by r with the highest metric
+    (ties: lowest index) among those whose need, min(buffer, max rate x horizon), is not covered by
+    the bits of the PRBs they already got; a PRB that carries no bits over the horizon (rate x
+    horizon <= 0, or NaN) never goes to anyone. The owners get the RU's power over its K PRBs each.
+    ``per_ue`` (4, U): buffer bits, max rate, weight, average throughput; the metric is weight x
+    rate (/ max(average, 1) for PF: 1 bit/s floor, new UEs first). Reads ``rate[u]`` only for UEs
+    with a need. Returns ((R, K) int64 owner, (R, K) float power)."""
+    n_ue, n_prb = rate.shape
+    n_ru = ru_power_w.shape[0]
+    buffer_bits, max_rate_bps, weight, avg_bps = per_ue[0], per_ue[1], per_ue[2], per_ue[3]
+    left = np.empty(n_ue)
+    scale = np.empty(n_ue)
+    for u in range(n_ue):
+        left[u] = min(buffer_bits[u], max_rate_bps[u] * horizon_s)
+        scale[u] = weight[u] / max(avg_bps[u], 1.0) if pf else weight[u]
+    owner = np.full((n_ru, n_prb), -1, np.int64)
+    power = np.zeros((n_ru, n_prb))
+    cand = np.empty(n_ue, np.int64)
+    for r in range(n_ru):
+        p = ru_power_w[r] / n_prb
+        n_cand = 0  # the UEs of RU r with a need, in index order (a need only shrinks: none joins later)
+        for u in range(n_ue):
+            if left[u] > 0 and serving_ru[u] == r:
+                cand[n_cand] = u
+                n_cand += 1
+        for k in range(n_prb):
+            best, best_m = -1, -np.inf
+            for j in range(n_cand):
+                u = cand[j]
+                if left[u] > 0:
+                    x = rate[u, k]
+                    if x * horizon_s > 0:
+                        m = scale[u] * x
+                        if m > best_m:  # strictly higher: ties keep the lowest index
+                            best, best_m = u, m
+            if best >= 0:
+                owner[r, k] = best
+                power[r, k] = p
+                left[best] -= rate[best, k] * horizon_s
+    return owner, power
+
+
+@njit(**_JIT)
+def metric_decision(rate, enq_bits, out_bits, avg_bps, per_ue, serving_ru, ru_power_w, horizon_s, pf, limit,
+                    equal_power, owner_rates, i, k, rec_tti, rec_power_w, rec_ue_ru, rec_owner, rec_power):
+    """A metric scheduler's whole decision at TTI ``k`` in one call (``Engine._decide``'s compiled
+    path): the buffers (enq_bits - out_bits) and average throughputs into rows 0 and 3 of the
+    policy's ``per_ue``; ``metric_allocate``; ``feasible_allocation`` (``limit``: the RU budgets with
+    the check's tolerance, no slice caps); with one RU at ``equal_power`` on every owned PRB, the
+    objective's per-UE rates (``one_ru_owner_rates`` into ``owner_rates``); the decision record's
+    row ``i`` (``record_decision``, its TTI and total power). The same operations as the policy's
+    ``decide_arrays``, ``check_allocation``, ``Engine._objective`` and ``DecisionRecorder.record``.
+    Returns (ue_ru, owner, power, status): status 0 infeasible (nothing recorded), 1 feasible and
+    recorded (objective left to the caller), 2 also ``owner_rates`` filled."""
+    for u in range(enq_bits.shape[0]):
+        per_ue[0, u] = enq_bits[u] - out_bits[u]
+        per_ue[3, u] = avg_bps[u]
+    owner, power = metric_allocate(rate, per_ue, serving_ru, ru_power_w, horizon_s, pf)
+    ue_ru = serving_ru.copy()
+    if not feasible_allocation(ue_ru, owner, power, serving_ru.shape[0], limit):
+        return ue_ru, owner, power, 0
+    status = 1
+    if owner.shape[0] == 1 and one_ru_owner_rates(owner[0], power[0], rate, equal_power, owner_rates):
+        status = 2
+    rec_tti[i] = k
+    rec_power_w[i] = record_decision(i, ue_ru, owner, power, rec_ue_ru, rec_owner, rec_power)
+    return ue_ru, owner, power, status

@@ -31,8 +31,8 @@ from . import decision_fast as fast
 from . import tti_fast
 from .buffers import DELIVERED, DROP_HARQ, DROPPED, PROCESSING, QUEUED, PacketTable, UeBuffers
 from .channel import Channel, drop_ues
-from .contracts import (RECORD_KEY, Allocation, DecisionArrays, InfeasibleAllocation, Observation, Policy,
-                        check_allocation, weighted_sum_rate)
+from .contracts import (POWER_RTOL, RECORD_KEY, Allocation, DecisionArrays, InfeasibleAllocation, Observation,
+                        Policy, check_allocation, weighted_sum_rate)
 from .l2s import LinkToSystem
 from .phy import LinkModel
 from .processing import FifoServer
@@ -168,6 +168,8 @@ class Engine:
         self.array_policy = callable(getattr(policy, "decide_arrays", None))
         self.ue_weight = self.slice_weight[ue_slice]
         self.ue_weight.flags.writeable = False
+        self._plan = None  # _decide_compiled's constants (_compiled_plan, after the first decision)
+        self._plan_tried = False
         # see PhyBackend; channel.draw_all_gains: the same draws for any PHY (the same realization as ns3-shm)
         self.phy_needs_full_gain = bool(getattr(phy, "needs_full_gain", False)) or scenario.channel.draw_all_gains
         self._ewma_per_bit = 1.0 / (EWMA_TTI * self.tti_s)  # served bits -> the average's increment (bit/s)
@@ -313,6 +315,8 @@ class Engine:
 
     def _decide(self, k: int) -> None:
         staged, self._staged = self._staged, None
+        if self._plan is not None and staged is None:
+            return self._decide_compiled(k)
         policy = self.policy
         from_arrays = self.array_policy and (staged is None or staged.tti != k)
         if from_arrays:  # the classic schedulers: no Observation
@@ -336,6 +340,60 @@ class Engine:
         self.allocation = alloc
         self.decision_rec.record(k, self._objective(alloc, src), solve_ms, alloc.ue_ru, alloc.prb_owner, alloc.power_w,
                                  alloc.info.get(RECORD_KEY))  # the policy's own columns (e.g. xApp fallbacks)
+        if from_arrays and self._plan is None and not self._plan_tried:
+            self._plan_tried = True
+            self._plan = self._compiled_plan(src)
+
+    def _compiled_plan(self, src: DecisionArrays) -> tuple | None:
+        """The constants of ``_decide_compiled`` when the policy is a metric scheduler that can run
+        there (``compiled_plan``: the engine's read-only arrays, no slice power caps) and records no
+        columns of its own; else None (every decision goes through ``decide_arrays``)."""
+        plan_of = getattr(self.policy, "compiled_plan", None)
+        if plan_of is None or not self.n_ues or self.decision_rec.extra_names:
+            return None
+        plan = plan_of(src)
+        if plan is None:
+            return None
+        per_ue, serving_ru, ru_power_w, horizon_s, pf = plan
+        return (per_ue, serving_ru, ru_power_w, float(horizon_s), bool(pf), self.ru_max_power_w * (1 + POWER_RTOL))
+
+    def _decide_compiled(self, k: int) -> None:
+        """``_decide`` for a metric scheduler (PF, max-CQI) in one compiled call
+        (``decision_fast.metric_decision``): its ``decide_arrays`` on the same arrays, the feasibility
+        check, the objective's per-UE rates and the decision record's row; the same values. The
+        timing table's solve time is that call's (the policy's arithmetic and the check)."""
+        buf = self.buffers
+        if not self.csi_ideal:  # the latest CSI report (phy.csi)
+            rate = self._reports[0][2]
+        else:  # as _decision_arrays: every entry drawn, the rate rows of the UEs with data
+            self.channel.refresh_all()
+            rate = self.link.estimated_prb_rate_bps(self.channel.gain, self.serving_ru, self.ru_max_power_w,
+                                                    out=self._rate_out, data_bits=buf.backlog_bits)[0]
+        per_ue, serving_ru, ru_power_w, horizon_s, pf, limit = self._plan
+        rec = self.decision_rec
+        i = rec.n
+        t0 = time.perf_counter()
+        ue_ru, owner, power, status = fast.metric_decision(
+            rate, buf.enq_bits, buf.out_bits, self.avg_tput_bps, per_ue, serving_ru, ru_power_w, horizon_s, pf, limit,
+            self._equal_power_w, self._owner_rates, i, k, rec.tti, rec.power_w, rec.ue_ru, rec.owner, rec.power)
+        solve_ms = (time.perf_counter() - t0) * 1e3
+        alloc = Allocation(ue_ru, owner, power)
+        if status == 0:  # the full check decides (and names the broken budget)
+            src = self._decision_arrays(k)
+            try:
+                check_allocation(alloc, src)
+            except InfeasibleAllocation as exc:
+                raise SimulationError(f"policy '{self.policy.name}' returned an infeasible allocation at TTI {k}: "
+                                      f"{exc}") from None
+            self.allocation = alloc
+            rec.record(k, self._objective(alloc, src), solve_ms, ue_ru, owner, power)
+            return
+        self.allocation = alloc
+        if status == 2:
+            objective = float(np.dot(self.ue_weight, self._owner_rates))
+        else:
+            objective = weighted_sum_rate(alloc, self._decision_arrays(k))
+        rec.commit(objective, solve_ms)
 
     def _objective(self, alloc: Allocation, src: Observation | DecisionArrays) -> float:
         """``weighted_sum_rate(alloc, src)``, the objective recorded with each decision. One RU with

@@ -197,6 +197,16 @@ class DecisionRecorder:
         if self.n == DECISION_CHUNK:
             self.flush()
 
+    def commit(self, objective_bps: float, solve_ms: float) -> None:
+        """Finish row ``n`` whose TTI, total power and allocation columns a compiled decision wrote
+        (``decision_fast.metric_decision``: ``record``'s casts and sum), with no columns of the policy's own."""
+        i = self.n
+        self.objective[i] = objective_bps
+        self.solve_ms[i] = solve_ms
+        self.n = i + 1
+        if self.n == DECISION_CHUNK:
+            self.flush()
+
     def flush(self) -> None:
         if self.n == 0:
             return
