@@ -18,7 +18,13 @@ Three parts, each size or case in a fresh process so that peak memory (ru_maxrss
    counted by ``valgrind --tool=callgrind`` over a whole process that simulates 300 TTIs minus one
    that simulates 100 (start-up, imports and the warm-up cancel), divided by 200. Deterministic:
    the machine's load does not change it, so it is the figure to compare on a shared machine.
-4. One simulated hour (``--hour``, several minutes): the paper cell at 3 x 30 UEs with records on,
+4. Compiled-kernel cache (``--cache-check``): ``oransim run`` of ``quick.yaml`` (and of quick.yaml with
+   the calibration profile's built-in side) twice, each in a fresh process, with numba's cache in an
+   empty folder (``NUMBA_CACHE_DIR``) and ``NUMBA_DEBUG_CACHE=1``: the first run compiles and saves
+   its kernels, the second must load them all and save nothing (a kernel whose cache key changes
+   from process to process, e.g. a closure over a dispatcher, would compile on every run). Exit 1
+   when the second run saved a file.
+5. One simulated hour (``--hour``, several minutes): the paper cell at 3 x 30 UEs with records on,
    written as ``oransim run`` writes it (tables spooled to the run folder's staging folder while
    the run goes); prints the peak resident memory, the resident memory along the run, the packet
    rows still held at the end, and the size of each table on disk.
@@ -29,7 +35,7 @@ it here (wall time of one small numpy call and of one pure-Python loop step) so 
 different machines and moments can be compared.
 
     python benchmarks/bench_engine.py [--duration 5] [--sizes 10,30,100] [--per-tti [--ref TREE] [--csi-period 5]]
-                                      [--instructions [--ref TREE]] [--hour [--hour-s 3600]]
+                                      [--instructions [--ref TREE]] [--cache-check] [--hour [--hour-s 3600]]
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 CHILD = r"""
@@ -216,6 +223,55 @@ def instructions(args) -> None:
             print(line)
 
 
+def cache_check(args) -> bool:
+    """``--cache-check``: True when the second of two ``oransim run`` processes saved no compiled kernel."""
+    import os
+    import tempfile
+
+    root = Path(__file__).resolve().parent.parent
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(Path(tmp) / "numba"), "NUMBA_DEBUG_CACHE": "1"}
+        profiled = Path(tmp) / "quick_profile.yaml"
+        subprocess.run([sys.executable, "-c", PROFILED, str(root), str(profiled)], check=True)
+        print(f"numba cache in an empty folder; oransim run SCENARIO --duration {args.cache_duration:g}, twice")
+        print(f"{'scenario':>24} {'run':>4} {'kernels saved':>14} {'loaded':>7} {'wall s':>7}")
+        for scn in (root / "scenarios" / "quick.yaml", profiled):
+            for run in (1, 2):
+                t0 = time.perf_counter()
+                out = subprocess.run([sys.executable, "-m", "oransim", "run", str(scn), "--duration",
+                                      str(args.cache_duration), "--out", str(Path(tmp) / f"{scn.stem}-{run}")],
+                                     capture_output=True, text=True, env=env, cwd=tmp)
+                wall = time.perf_counter() - t0
+                if out.returncode:
+                    sys.exit(f"bench_engine: oransim run {scn.name} failed: {out.stderr.strip()[-500:]}")
+                saved = [x for x in out.stdout.splitlines() if "[cache] data saved to" in x]
+                loaded = sum("[cache] data loaded from" in x for x in out.stdout.splitlines())
+                print(f"{scn.stem:>24} {run:>4} {len(saved):>14} {loaded:>7} {wall:>7.1f}")
+                if run == 2 and saved:
+                    ok = False
+                    print("  compiled again on the second run: " + "; ".join(x.split("data saved to")[-1].strip()
+                                                                           for x in saved))
+    print("second runs compiled nothing" if ok else "FAIL: a second run compiled kernels again")
+    return ok
+
+
+#: writes quick.yaml with the calibration profile's built-in side applied to argv[2] (argv[1]: the repository)
+PROFILED = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from oransim.calibrate import apply_profile
+from simcore.scenario import load_scenario
+from simcore.yamlio import load_yaml_text, read_text_file
+import yaml
+base = load_scenario(sys.argv[1] + "/scenarios/quick.yaml")
+prof = load_yaml_text(read_text_file(sys.argv[1] + "/scenarios/calibration/ns3_lte.yaml"))
+data = apply_profile(base, prof, "builtin").model_dump(mode="json")
+data["name"] = "quick_profile"
+open(sys.argv[2], "w").write(yaml.safe_dump(data))
+"""
+
+
 def hour(args) -> None:
     out = subprocess.run([sys.executable, "-c", HOUR, "30", str(args.hour_s), str(Path(__file__).parent)],
                          capture_output=True, text=True, check=True).stdout
@@ -243,6 +299,9 @@ def main() -> None:
     ap.add_argument("--instructions", action="store_true",
                     help="instructions per TTI (valgrind callgrind), PF every TTI and every 10 TTIs (--intervals), 3 x 30 UEs")
     ap.add_argument("--intervals", default="1,10", help="with --instructions: decision intervals (TTIs) to count")
+    ap.add_argument("--cache-check", action="store_true",
+                    help="a second oransim run (quick.yaml, with and without the calibration profile) compiles nothing")
+    ap.add_argument("--cache-duration", type=float, default=0.1, help="with --cache-check: simulated seconds per run")
     ap.add_argument("--hour", action="store_true", help="peak memory of one simulated hour, 3 x 30 UEs")
     ap.add_argument("--hour-s", type=float, default=3600.0, help="simulated seconds of the --hour run")
     args = ap.parse_args()
@@ -254,10 +313,13 @@ def main() -> None:
         per_tti(args)
     if args.instructions:
         instructions(args)
+    cache_ok = cache_check(args) if args.cache_check else True
     if args.hour:
         hour(args)
     call_us, step_ns = machine_reference()
     print(f"machine reference again: {call_us:.2f} us per small numpy call, {step_ns:.1f} ns per Python loop step")
+    if not cache_ok:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

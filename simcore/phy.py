@@ -264,22 +264,23 @@ class LinkModel:
         is work space and no SINR is returned (None).
         """
         n_ue, n_ru, n_prb = gain.shape
-        p = ru_power_w / n_prb  # (R,)
         if n_ru == 1 and self.rate_model == "shannon" and self.ue_fbl_penalty is None and gain.dtype == _F64:
             # the same operations with two compiled loops around numpy's log2 (decision_fast)
+            p0 = float(ru_power_w[0]) / n_prb  # (the float64 division numpy does)
             rate, sinr = out if out is not None else (np.empty((n_ue, n_prb)), np.empty((n_ue, n_prb)))
             fast = _fast or _load_fast()
             if out is not None and data_bits is not None:  # log2 over the packed rows only
-                m = fast.one_ru_rate_rows(gain[:, 0, :], float(p[0]), self.noise_w, float(self.quant_noise_w[0]),
+                m = fast.one_ru_rate_rows(gain[:, 0, :], p0, self.noise_w, float(self.quant_noise_w[0]),
                                           self.snr_gap, data_bits, sinr)
                 np.log2(sinr[:m], out=sinr[:m])
                 fast.shannon_rate_rows(sinr, data_bits, self.max_se, self.prb_bandwidth_hz, rate)
                 return rate, None
-            fast.one_ru_sinr(gain[:, 0, :], float(p[0]), self.noise_w, float(self.quant_noise_w[0]),
+            fast.one_ru_sinr(gain[:, 0, :], p0, self.noise_w, float(self.quant_noise_w[0]),
                               self.snr_gap, sinr, rate)
             np.log2(rate, out=rate)
             fast.shannon_rate(rate, self.max_se, self.prb_bandwidth_hz, rate)
             return rate, sinr
+        p = ru_power_w / n_prb  # (R,)
         if n_ru == 1:  # every UE on RU 0 at one power, no interference: scalars broadcast the same values
             sinr = self.sinr(gain[:, 0, :], p[0], 0)
         else:

@@ -5,6 +5,7 @@ mix of decisions and between-decision refreshes, the same per-UE objective sums.
 import copy
 
 import numpy as np
+import pandas as pd
 
 from simcore import decision_fast as fast
 from simcore.channel import Channel, drop_ues, uniform_f32
@@ -132,3 +133,66 @@ def test_rate_rows_of_the_ues_with_data_equal_the_full_table():
             rate, sinr = lk.estimated_prb_rate_bps(gain, np.zeros(12, np.int64), ru_power, out=out, data_bits=bits)
             assert sinr is None and rate is out[0]
             assert np.array_equal(rate[bits > 0], want[bits > 0]) and (rate[bits <= 0] == -1.0).all()
+
+
+def _quick_profiled(policy: str, **over):
+    from oransim.calibrate import apply_profile
+    from simcore.scenario import load_scenario
+    from simcore.yamlio import load_yaml_text, read_text_file
+
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent
+    base = load_scenario(root / "scenarios" / "quick.yaml")
+    base = parse_scenario({**base.model_dump(mode="python"), "duration_s": 0.05,
+                           "policy": {"name": policy, "params": {}}, **over})
+    return apply_profile(base, load_yaml_text(read_text_file(root / "scenarios/calibration/ns3_lte.yaml")), "builtin")
+
+
+def _run(scn, compiled: bool, monkeypatch):
+    from simcore.engine import Engine
+    from simcore.phy import BuiltinPhy
+    from simcore.plugins import make_policy
+
+    with monkeypatch.context() as m:
+        if not compiled:
+            m.setattr(Engine, "_compiled_plan", lambda self, src: None)
+        eng = Engine(scn, make_policy(scn.policy.name, scn.policy.params), BuiltinPhy())
+        res = eng.run()
+    assert (eng._plan is not None) == compiled
+    return res
+
+
+def test_compiled_decision_equals_decide_arrays(monkeypatch):
+    """PF and max-CQI deciding every TTI from CSI reports (quick with the calibration profile) and with
+    ideal CSI: the engine's one compiled decision gives the tables of ``decide_arrays`` + check +
+    objective + record, bit for bit."""
+    for policy in ("pf", "maxcqi"):
+        for scn in (_quick_profiled(policy), parse_scenario({**_quick_profiled(policy).model_dump(mode="python"),
+                                                              "phy": {"backend": "builtin"}})):
+            a, b = _run(scn, True, monkeypatch), _run(scn, False, monkeypatch)
+            assert len(a.decisions) == scn.n_tti
+            for t in ("decisions", "tti", "packets"):
+                pd.testing.assert_frame_equal(a.table(t), b.table(t), check_exact=True)
+
+
+def test_compiled_decision_leaves_an_infeasible_one_to_the_full_check(monkeypatch):
+    """A budget the kernel's check refuses: the full check decides and names it (the run stops)."""
+    import pytest
+
+    from simcore.engine import Engine, SimulationError
+    from simcore.phy import BuiltinPhy
+    from simcore.plugins import make_policy
+
+    scn = _quick_profiled("pf")
+    eng = Engine(scn, make_policy("pf"), BuiltinPhy())
+    real = Engine._compiled_plan
+
+    def shrunk(self, src):  # the RU budget halved after the first decision (read-only arrays: new ones)
+        plan = real(self, src)
+        self.ru_max_power_w = self.ru_max_power_w / 2
+        self.ru_max_power_w.flags.writeable = False
+        return plan[:5] + (self.ru_max_power_w * (1 + 1e-9),)
+
+    monkeypatch.setattr(Engine, "_compiled_plan", shrunk)
+    with pytest.raises(SimulationError, match="RU power budget: RU 0"):
+        eng.run()
+    assert eng.decision_rec.n == 1  # the refused decision left no row
