@@ -203,6 +203,18 @@ def one_ru_sinr(gain, power, noise_w, quant_w, snr_gap, sinr, x):
 
 
 @njit(**_JIT)
+def one_ru_csi(gain, power, noise_w, quant_w, snr_gap):
+    """A CSI snapshot of a one-RU cell: (a copy of ``gain`` (U, 1, K), then ``one_ru_sinr``'s (U, K)
+    sinr and log2 argument x of the copy), all three fresh arrays."""
+    n_ue, _, n_prb = gain.shape
+    copy = gain.copy()
+    sinr = np.empty((n_ue, n_prb))
+    x = np.empty((n_ue, n_prb))
+    one_ru_sinr(copy.reshape((n_ue, n_prb)), power, noise_w, quant_w, snr_gap, sinr, x)
+    return copy, sinr, x
+
+
+@njit(**_JIT)
 def shannon_rate(se, max_se, bandwidth_hz, out):
     """out = minimum(se, max_se) * bandwidth (np.minimum: NaN propagates), elementwise (U, K),
     both C-contiguous (may be the same array)."""

@@ -270,8 +270,12 @@ class Engine:
         """Full CSI of this TTI: a snapshot of every gain (the live array moves on with the fading)
         and the per-PRB rate and SINR estimated from it (serving RU, equal power per PRB)."""
         self.channel.refresh_all()
-        gain = self.channel.gain.copy()
-        prb_rate, sinr = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w)
+        snapshot = self.link.csi_snapshot(self.channel.gain, self.ru_max_power_w)  # (one RU, Shannon: compiled)
+        if snapshot is not None:
+            gain, prb_rate, sinr = snapshot
+        else:
+            gain = self.channel.gain.copy()
+            prb_rate, sinr = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w)
         for a in (gain, prb_rate, sinr):
             # read-only: a CSI report's are shared by the observations of every decision it serves,
             # and the recorded objective reads the rate table (_objective)

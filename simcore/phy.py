@@ -248,6 +248,22 @@ class LinkModel:
         mask = prb_owner >= 0
         return np.bincount(prb_owner[mask], weights=rate[mask], minlength=n_ue)[:n_ue]
 
+    def csi_snapshot(self, gain: np.ndarray, ru_power_w: np.ndarray) -> tuple | None:
+        """(a copy of ``gain``, rate, SINR) as ``gain.copy()`` and ``estimated_prb_rate_bps`` of that copy
+        give them, for a one-RU Shannon link without finite-blocklength slices (``gain`` (U, 1, K)
+        float64 C-contiguous): one compiled call, numpy's log2, one compiled call (a CSI report's
+        arrays). None for any other link or layout."""
+        n_ue, n_ru, n_prb = gain.shape
+        if not (n_ru == 1 and self.rate_model == "shannon" and self.ue_fbl_penalty is None and gain.dtype == _F64
+                and gain.flags.c_contiguous):
+            return None
+        fast = _fast or _load_fast()
+        copy, sinr, rate = fast.one_ru_csi(gain, float(ru_power_w[0]) / n_prb, self.noise_w,
+                                           float(self.quant_noise_w[0]), self.snr_gap)
+        np.log2(rate, out=rate)
+        fast.shannon_rate(rate, self.max_se, self.prb_bandwidth_hz, rate)
+        return copy, rate, sinr
+
     def estimated_prb_rate_bps(self, gain: np.ndarray, serving_ru: np.ndarray,
                                ru_power_w: np.ndarray, ues: np.ndarray | None = None,
                                out: tuple[np.ndarray, np.ndarray] | None = None,

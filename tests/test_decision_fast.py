@@ -133,6 +133,9 @@ def test_rate_rows_of_the_ues_with_data_equal_the_full_table():
             rate, sinr = lk.estimated_prb_rate_bps(gain, np.zeros(12, np.int64), ru_power, out=out, data_bits=bits)
             assert sinr is None and rate is out[0]
             assert np.array_equal(rate[bits > 0], want[bits > 0]) and (rate[bits <= 0] == -1.0).all()
+            copy, snap_rate, snap_sinr = lk.csi_snapshot(gain, ru_power)  # a CSI report's arrays
+            assert copy is not gain and np.array_equal(copy, gain)
+            assert np.array_equal(snap_rate, want) and np.array_equal(snap_sinr, want_sinr)
 
 
 def _quick_profiled(policy: str, **over):
