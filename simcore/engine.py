@@ -313,6 +313,10 @@ class Engine:
             # UEs with data only (the others are not read: DecisionArrays)
             rate = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w, out=self._rate_out,
                                                     data_bits=backlog)[0]
+        return self._arrays_of(k, backlog, rate, gain)
+
+    def _arrays_of(self, k: int, backlog: np.ndarray, rate: np.ndarray, gain: np.ndarray) -> DecisionArrays:
+        """``DecisionArrays`` of the decision at TTI ``k`` around its buffers, rate table and gains."""
         return DecisionArrays(k, self.geo.ue_slice, self.serving_ru, backlog, self.avg_tput_bps,
                               self.max_rate_bps, rate, gain, self.ue_weight, self.slice_weight, self.slice_names,
                               self.ru_max_power_w, self.slice_power_cap_w, self.s.scheduling.interval_tti, self.link)
@@ -368,10 +372,11 @@ class Engine:
         timing table's solve time is that call's (the policy's arithmetic and the check)."""
         buf = self.buffers
         if not self.csi_ideal:  # the latest CSI report (phy.csi)
-            rate = self._reports[0][2]
+            _, gain, rate, _ = self._reports[0]
         else:  # as _decision_arrays: every entry drawn, the rate rows of the UEs with data
             self.channel.refresh_all()
-            rate = self.link.estimated_prb_rate_bps(self.channel.gain, self.serving_ru, self.ru_max_power_w,
+            gain = self.channel.gain
+            rate = self.link.estimated_prb_rate_bps(gain, self.serving_ru, self.ru_max_power_w,
                                                     out=self._rate_out, data_bits=buf.backlog_bits)[0]
         per_ue, serving_ru, ru_power_w, horizon_s, pf, limit = self._plan
         rec = self.decision_rec
@@ -383,7 +388,7 @@ class Engine:
         solve_ms = (time.perf_counter() - t0) * 1e3
         alloc = Allocation(ue_ru, owner, power)
         if status == 0:  # the full check decides (and names the broken budget)
-            src = self._decision_arrays(k)
+            src = self._arrays_of(k, buf.backlog_bits, rate, gain)
             try:
                 check_allocation(alloc, src)
             except InfeasibleAllocation as exc:
@@ -396,7 +401,7 @@ class Engine:
         if status == 2:
             objective = float(np.dot(self.ue_weight, self._owner_rates))
         else:
-            objective = weighted_sum_rate(alloc, self._decision_arrays(k))
+            objective = weighted_sum_rate(alloc, self._arrays_of(k, buf.backlog_bits, rate, gain))
         rec.commit(objective, solve_ms)
 
     def _objective(self, alloc: Allocation, src: Observation | DecisionArrays) -> float:
