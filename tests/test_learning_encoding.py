@@ -315,3 +315,53 @@ def test_decoding_equals_the_reference_on_random_states_and_candidates():
                 np.testing.assert_array_equal(x, y)
             n_alloc += len({(o.tobytes(), p.tobytes()) for o, p in zip(o_f, p_f)})
     assert n_alloc > 150  # the candidates gave many different allocations
+
+
+def test_least_tie_cost_covers_against_enumeration():
+    """Step 6's least-tie-cost covers (``decoder_fast._tie_place``) on random rows of 7 PRBs, 3 UEs and
+    one level, where UEs past their cap may trade PRBs for others whose rates together still reach
+    it: never a UE below its bound (its cap, or its rate if below), never a higher tie cost, and on
+    most rows the least tie cost of every placement that keeps the bounds (by enumeration)."""
+    from itertools import permutations
+
+    from policies.learned.decoder_fast import _tie_int, _tie_place
+
+    rng = np.random.default_rng(4)
+    n_prb, m = 7, 3
+    tie_ue, tie_prb, tie_level = np.array([[0, 1, 2]]) * 1000, np.array([7]), np.array([[1]])
+    hit = tried = 0
+    for _ in range(100):
+        table = rng.choice([2e5, 4e5, 6e5, 8e5, 1e6], size=(1, m, 1, n_prb))
+        counts = rng.integers(1, 3, m)
+        slot_own = np.full((1, n_prb), -1, dtype=np.int64)
+        slot_own[0, rng.choice(n_prb, counts.sum(), replace=False)] = np.repeat(np.arange(m), counts)
+        rate = np.array([table[0, u, 0, slot_own[0] == u].sum() for u in range(m)])
+        cap = (rate * rng.uniform(0.5, 1.0, m))[None]  # every UE at or past its cap
+        need = np.zeros((1, m))
+        t = lambda own: sum(_tie_int(tie_level[0, 0] + tie_ue[0, u] + tie_prb[0] * k) for k, u in enumerate(own) if u >= 0)
+        slots = [u for u in slot_own[0] if u >= 0]
+        best = min(t(own) for own in _placements(slots, n_prb, permutations)
+                   if all(sum(table[0, u, 0, k] for k in range(n_prb) if own[k] == u) >= cap[0, u] * (1 - 1e-12) for u in range(m)))
+        t0 = t(slot_own[0])
+        own, power, lvl, r = slot_own.copy(), np.where(slot_own >= 0, 1.0, 0.0), np.zeros(n_prb, dtype=np.int64), rate.copy()
+        _tie_place(0, 0, own, power, lvl, r, table, np.ones((1, m)), need, cap, tie_ue, tie_prb, tie_level,
+                   1e-2, 1e-2, 12, 4, np.ones((1, 1)))
+        got = [table[0, u, 0, own[0] == u].sum() for u in range(m)]
+        assert all(got[u] >= cap[0, u] * (1 - 1e-9) for u in range(m)) and np.allclose(got, r)
+        assert t(own[0]) <= t0 and (power[0] > 0).sum() == counts.sum()
+        tried += best < t0
+        hit += best < t0 and t(own[0]) == best
+    print(f"least tie cost reached on {hit} of {tried} rows where the start was not it")
+    assert tried >= 50 and hit >= 0.9 * tried, (hit, tried)
+
+
+def _placements(slots, n_prb, permutations):
+    """Every placement of the UE slots ``slots`` (a UE per owned PRB) on ``n_prb`` PRBs: (K,) owners."""
+    seen = set()
+    for ks in permutations(range(n_prb), len(slots)):
+        own = [-1] * n_prb
+        for k, u in zip(ks, slots):
+            own[k] = u
+        if tuple(own) not in seen:
+            seen.add(tuple(own))
+            yield own

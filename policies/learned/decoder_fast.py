@@ -28,6 +28,8 @@ _JIT = dict(cache=True, error_model="numpy")
 _MASK24 = (1 << 24) - 1
 _SLACK = 1 + 1e-12  # as the numpy code's budget and ceiling comparisons
 _FORBID = 1e15  # an assignment value below any sum of tie costs (at most 2^24 each)
+#: assignments of step 6's least-tie-cost covers (``_tie_place``) at most
+TIE_ROUNDS = 12
 
 
 @njit(**_JIT)
@@ -425,7 +427,8 @@ def _polish(slot_own, power, levels_all, table, sel, weight, need, served_cap, t
     the joint placement (``_place``) or else the least-tie-cost assignment (``_reassign``), PRBs
     handed to another UE or left idle (``_hand_over``: counts change), and where ``free`` level moves
     (``_levels``); every change improves the row's (V, F, P, T); at most 2 ``sweeps`` sweeps, fewer
-    when one changes nothing. Plain Python loops: the numpy reference runs this function as it is
+    when one changes nothing; then, where a UE has rate to spare, the least-tie-cost covers
+    (``_tie_place``, then single moves again if it moved anything). Plain Python loops: the numpy reference runs this function as it is
     and ``_polish`` is the same function compiled (one text, the same float operations).
     ``shortcut``: ``_reassign`` skips assignments proven to return the placement it has (the compiled
     decoder's; the numpy reference solves each, so the tests compare the two).
@@ -523,6 +526,14 @@ def _polish(slot_own, power, levels_all, table, sel, weight, need, served_cap, t
                     changed = True
             if not changed:
                 break
+        spared = False  # a UE past what it can use: covers to choose (else _moves/_reassign saw every tie)
+        for u in range(m):
+            if rate[u] > max(need[r, u], served_cap[r, u]):
+                spared = True
+        if sweeps > 0 and spared and _tie_place(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb, tie_level,
+                      tol_v, tol_f, TIE_ROUNDS, sweeps, levels_all):
+            _moves(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb, tie_level,
+                   sweeps, tol_v, tol_f)
 
 
 @njit(**_JIT)
@@ -712,6 +723,207 @@ def _place(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, ti
         k2, j = col[s], lv_of[s, col[s]]
         slot_own[i, k2], power[i, k2], lvl[k2] = own_old[ks[s]], levels_all[r, j], j
     rate[:] = new_rate
+    return True
+
+
+@njit(**_JIT)
+def _cover_descent(r, own, lk, rt, bound, table, tt, sweeps):
+    """A placement of one row (``own`` (K,) UE slot per PRB, -1 idle; ``lk`` (K,) its level; ``rt`` (M,)
+    the UEs' rates), in place: first each UE below its rate ``bound`` (the largest shortfall first)
+    takes the single move or owner exchange of one of its PRBs that lifts it to the bound for the
+    least tie cost (else the one that lifts it most), never taking another UE below its bound; then
+    single moves and exchanges that lower the tie cost with every UE kept at its bound, at most
+    ``sweeps`` sweeps. ``tt`` (M, L, K): the tie cost of each choice (``_tie_int``, as floats: exact).
+    Returns (every bound kept, the placement's tie cost)."""
+    n_prb = own.size
+    m = rt.size
+    for _ in range(n_prb):  # repair
+        worst, gap = -1, 0.0
+        for u in range(m):
+            if bound[u] - rt[u] > gap:
+                worst, gap = u, bound[u] - rt[u]
+        if worst < 0:
+            break
+        u = worst
+        best_k, best_k2, best_key, best_cover = -1, -1, np.inf, False
+        for k in range(n_prb):
+            if own[k] != u:
+                continue
+            lu = lk[k]
+            t_k = tt[u, lu, k]
+            for k2 in range(n_prb):
+                v = own[k2]
+                if v == u:
+                    continue
+                ru = rt[u] - table[r, u, lu, k] + table[r, u, lu, k2]
+                if ru <= rt[u]:
+                    continue
+                dt = tt[u, lu, k2] - t_k
+                if v >= 0:
+                    lv = lk[k2]
+                    rv = rt[v] - table[r, v, lv, k2] + table[r, v, lv, k]
+                    if rv < bound[v] and rv < rt[v]:
+                        continue
+                    dt += tt[v, lv, k] - tt[v, lv, k2]
+                cover = ru >= bound[u]
+                key = dt if cover else -ru
+                if (cover and not best_cover) or (cover == best_cover and key < best_key):
+                    best_k, best_k2, best_key, best_cover = k, k2, key, cover
+        if best_k < 0:
+            return False, 0.0
+        k, k2 = best_k, best_k2
+        v, lu, lv = own[k2], lk[k], lk[k2]
+        rt[u] += table[r, u, lu, k2] - table[r, u, lu, k]
+        if v >= 0:
+            rt[v] += table[r, v, lv, k] - table[r, v, lv, k2]
+        own[k], lk[k], own[k2], lk[k2] = v, lv, u, lu
+    for u in range(m):
+        if rt[u] < bound[u]:
+            return False, 0.0
+    for _ in range(sweeps):  # descent in tie cost
+        moved = False
+        for k in range(n_prb):
+            for k2 in range(n_prb):
+                u, v = own[k], own[k2]
+                if u < 0:
+                    break
+                if k2 == k or v == u:
+                    continue
+                lu, lv = lk[k], lk[k2]
+                dt = tt[u, lu, k2] - tt[u, lu, k]
+                if v >= 0:
+                    dt += tt[v, lv, k] - tt[v, lv, k2]
+                if dt >= 0:
+                    continue
+                ru = rt[u] - table[r, u, lu, k] + table[r, u, lu, k2]
+                if ru < bound[u]:
+                    continue
+                rv = 0.0
+                if v >= 0:
+                    rv = rt[v] - table[r, v, lv, k2] + table[r, v, lv, k]
+                    if rv < bound[v]:
+                        continue
+                rt[u] = ru
+                if v >= 0:
+                    rt[v] = rv
+                own[k], lk[k], own[k2], lk[k2] = v, lv, u, lu
+                moved = True
+        if not moved:
+            break
+    t = 0.0
+    for k in range(n_prb):
+        if own[k] >= 0:
+            t += tt[own[k], lk[k], k]
+    return True, t
+
+
+@njit(**_JIT)
+def _tie_place(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb, tie_level,
+               tol_v, tol_f, rounds, sweeps, levels_all):
+    """Row i's owned PRBs (each a UE and level) placed again for the least tie cost (tier 4) among the
+    placements where every UE keeps its rate up to what it can use (its bound: max(need, counted
+    rate), or its rate if below): a UE at or past that bound may take any PRBs whose rates together
+    still reach it, so PRBs that reach a UE's cap only together are chosen as a set (a cover), as the
+    optimum's tier 4 chooses them.
+
+    Lagrangian search: each round one assignment maximising, over the PRBs, -t(u, k, l) + lambda_u
+    r(u, k, l) (each PRB's UE and level kept with it to its new PRB), whose bounds it breaks
+    repaired and its tie cost lowered by single moves (``_cover_descent``); the prices lambda_u take
+    a subgradient step towards the best cover's tie cost (Polyak's rule); stop when the dual bound
+    proves the best cover the least (exact then), else after ``rounds`` rounds. The best cover is
+    taken if (V, F, T) improves (``_better``). True if taken."""
+    n_prb = slot_own.shape[1]
+    m = weight.shape[1]
+    n_s = 0
+    for k in range(n_prb):
+        if slot_own[i, k] >= 0:
+            n_s += 1
+    if n_s == 0:
+        return False
+    ks, value = np.empty(n_s, np.int64), np.empty((n_s, n_prb))
+    s = 0
+    for k in range(n_prb):
+        if slot_own[i, k] >= 0:
+            ks[s] = k
+            s += 1
+    n_lvl = table.shape[2]
+    tt = np.empty((m, n_lvl, n_prb))  # the tie cost of each choice of the UEs with PRBs (only theirs filled)
+    have = np.zeros(m, np.bool_)
+    for s in range(n_s):
+        u = slot_own[i, ks[s]]
+        if not have[u]:
+            have[u] = True
+            for lv in range(n_lvl):
+                for k in range(n_prb):
+                    tt[u, lv, k] = _tie_int(tie_level[r, lv] + tie_ue[r, u] + tie_prb[r] * k)
+    bound, price, grad = np.zeros(m), np.zeros(m), np.zeros(m)
+    t_now = 0.0  # the placement's own tie cost: what every cover must beat
+    for s in range(n_s):
+        k = ks[s]
+        t_now += tt[slot_own[i, k], lvl[k], k]
+    for u in range(m):
+        bound[u] = min(rate[u], max(need[r, u], served_cap[r, u]))
+        bound[u] -= 1e-9 * abs(bound[u])  # the rates' rounding: a cover summed in another order
+    col = np.zeros(n_s, np.int64)
+    best_own, best_lk = slot_own[i].copy(), lvl.copy()
+    own, lk, rt = np.empty(n_prb, np.int64), np.empty(n_prb, np.int64), np.empty(m)
+    best_t, step = t_now, 2.0
+    for _ in range(rounds):
+        for s in range(n_s):
+            k = ks[s]
+            u, lu = slot_own[i, k], lvl[k]
+            for k2 in range(n_prb):
+                value[s, k2] = -tt[u, lu, k2] + price[u] * table[r, u, lu, k2]
+        _assign_max(value, np.arange(n_s), 0, n_s, col)
+        own[:] = -1
+        rt[:] = rate
+        t_new, dual = 0.0, 0.0
+        for s in range(n_s):
+            k, k2 = ks[s], col[s]
+            u, lu = slot_own[i, k], lvl[k]
+            own[k2], lk[k2] = u, lu
+            rt[u] += table[r, u, lu, k2] - table[r, u, lu, k]
+            t_new += tt[u, lu, k2]
+            dual -= value[s, k2]
+        norm = 0.0
+        for u in range(m):
+            dual += price[u] * bound[u]
+            grad[u] = bound[u] - rt[u]
+            if grad[u] > 0 or price[u] > 0:
+                norm += grad[u] * grad[u]
+        if dual >= best_t - 0.5:  # the dual bound: no cover beats the best one
+            break
+        if t_new < best_t:  # a promising assignment: repaired into a cover, then descended
+            ok, t = _cover_descent(r, own, lk, rt, bound, table, tt, sweeps)
+            if ok and t < best_t:
+                best_t = t
+                best_own[:] = own
+                best_lk[:] = lk
+        if norm == 0.0 or dual >= best_t - 0.5:
+            break
+        for u in range(m):  # a Polyak step towards the best cover's tie cost
+            if grad[u] > 0 or price[u] > 0:
+                price[u] = max(price[u] + step * (best_t - dual) * grad[u] / norm, 0.0)
+        step *= 0.8
+    if best_t >= t_now:
+        return False
+    rt[:] = 0.0
+    for k in range(n_prb):
+        if best_own[k] >= 0:
+            rt[best_own[k]] += table[r, best_own[k], best_lk[k], k]
+    dv, df = 0.0, 0.0
+    for u in range(m):
+        if rt[u] != rate[u]:
+            a, b = _ue_terms(need[r, u], served_cap[r, u], weight[r, u], rate[u], rt[u])
+            dv, df = dv + a, df + b
+    if not _better(dv, df, int(best_t - t_now), tol_v, tol_f):
+        return False
+    for k in range(n_prb):
+        slot_own[i, k] = best_own[k]
+        power[i, k] = levels_all[r, best_lk[k]] if best_own[k] >= 0 else 0.0
+        if best_own[k] >= 0:
+            lvl[k] = best_lk[k]
+    rate[:] = rt
     return True
 
 
