@@ -623,3 +623,54 @@ def test_one_slot_state_rows_lift_the_shortfall_bound_to_the_optimum(monkeypatch
         bounds.append(relax.shortfall_lower_bound(5.0))
     assert bounds[0] < 0.95 * v_star  # without the rows: 18.5 of 20 kb/s
     assert bounds[1] == pytest.approx(v_star, rel=1e-4)  # with them: the optimum, proved
+
+
+def test_restricted_one_pass_milp_keeps_the_start_silence_and_the_top_choices(monkeypatch):
+    """``certified.restricted`` keeps, per PRB, every silent choice, the PRB_CHOICES of largest weighted rate,
+    each UE's choices on its UE_PRBS best PRBs and the start; with limits above the sizes it keeps everything.
+    A best response restricted that hard, its start given to HiGHS as the first incumbent, is feasible and
+    never worse than its start on tiers 1-2."""
+    import policies.certified as certified
+    from simcore.snapshot import allocation_from_choices
+
+    obs = observe(seed=2, ues=2, prbs=6, n_rus=3, duration_s=0.02)
+    obs = dataclasses.replace(obs, buffer_bits=np.full(obs.n_ues, 1e6),
+                              min_rate_bps=np.array([2e6, 5e5, 1e5])[obs.slice_id])
+    prob = SnapshotProblem(obs, objective="rate")
+    opt = ExactOptimum(objective="rate")
+    mine = [np.flatnonzero(obs.serving_ru == r) for r in range(3)]
+    owner = np.array([m[np.arange(6) % m.size] for m in mine])  # every UE of each RU served
+    level = np.zeros((3, 6), dtype=np.int64)  # the cheapest level: never left out as dominated
+    start = allocation_from_choices(obs, owner, level, prob.levels_w)
+    captured = []
+    real = certified.restricted
+    monkeypatch.setattr(certified, "restricted", lambda p, ch, s=None: captured.append((ch, s)) or real(p, ch, s))
+    monkeypatch.setattr(certified, "PRB_CHOICES", 3)
+    monkeypatch.setattr(certified, "UE_PRBS", 1)
+    for r in range(3):
+        alloc = certified.best_response(opt, prob, start, r)
+        check_allocation(alloc, obs)
+        before, after = prob.evaluate(start), prob.evaluate(alloc)
+        assert after.violation_bps <= before.violation_bps + prob.violation_tol
+        if after.violation_bps >= before.violation_bps - prob.violation_tol:
+            assert after.objective_bps >= before.objective_bps - prob.objective_tol(before.objective_bps)
+    ch, x0 = captured[0]
+    assert x0 is not None and x0.sum() == obs.n_prbs  # the start is one choice per PRB of this MILP
+    out, x1 = real(prob, ch, x0)
+    kept = np.isin(np.arange(ch.group.size), np.flatnonzero(x0))
+    assert x1.sum() == obs.n_prbs and out.group[x1].tolist() == ch.group[x0].tolist()
+    own_u = np.full(ch.group.size, -1)
+    own_u[ch.slot_x] = ch.slot_u
+    value = np.asarray(ch.rate.T @ obs.ue_weight).ravel()
+    want = (own_u < 0) | kept
+    for g in np.unique(ch.group):
+        idx = np.flatnonzero(ch.group == g)
+        want[idx[np.argsort(-value[idx], kind="stable")[:3]]] = True
+    for u in np.unique(own_u[own_u >= 0]):  # each UE's best PRB (its best rate over levels)
+        idx = np.flatnonzero(own_u == u)
+        rate = np.asarray(ch.rate[u, idx]).ravel()
+        want[idx[ch.group[idx] == ch.group[idx][np.argmax(rate)]]] = True
+    assert out.group.size == want.sum() < ch.group.size
+    monkeypatch.setattr(certified, "PRB_CHOICES", 10**6)
+    monkeypatch.setattr(certified, "UE_PRBS", 10**6)
+    assert real(prob, ch, x0)[0] is ch
