@@ -23,7 +23,9 @@ A best response (``best_response``) re-solves one RU's allocation, every other R
 power on PRB k is interference to the other RUs' owners of PRB k only, so each of RU r's choices (PRB k
 silent, or given to UE u at level l) carries the true rate of u and of those owners, and the single-RU
 MILP over these choices (need rows of every UE) is exact for that sub-problem; under ``rate`` it is solved
-in one pass with the shortfall weighted above the objective (and never above the current one). RU after RU, round
+in one pass with the shortfall weighted above the objective (and never above the current one), over each PRB's
+and each UE's likeliest choices (``restricted``), the current allocation HiGHS's first incumbent, and taken
+only where it comes first. RU after RU, round
 after round, this reaches an allocation no one RU can improve alone; the local search
 (``policies.local_search``: single PRBs, pairs of power changes, exchanges of two PRBs' owners or levels)
 then makes the moves that touch several RUs' rates on one PRB.
