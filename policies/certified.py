@@ -360,8 +360,8 @@ def restricted(prob: SnapshotProblem, choices: Choices, start: np.ndarray | None
     on each PRB (group) the ``PRB_CHOICES`` of largest weighted rate (every owner's on that PRB), each UE's
     choices on its ``UE_PRBS`` best PRBs (its best rate there, every level: so that a need stays reachable),
     every choice that gives nothing (silence) and the ``start`` (n_x,) bool. Returns (choices, start) restricted.
-    A deterministic limit: measured on the 3-RU cell's best responses, 2.5x fewer binaries and the same
-    answers (``docs/multi_ru.md``)."""
+    A deterministic limit: measured on one 3-RU state's 27 one-pass MILPs, about half the binaries, the same
+    optimal values in 57 % of the CPU; over whole solves it moves answers both ways (``docs/multi_ru.md``)."""
     n_x = choices.group.size
     if n_x == 0:
         return choices, start
