@@ -147,6 +147,17 @@ def test_two_ru_cell_optimal_never_worse_than_pf_in_shortfall():
     assert table.attrs["optimum_modes"] == ["joint"] and table.attrs["optimum_gap_pct"] == 0.0
 
 
+def _random_multipliers(rng, obs, relax, scale):
+    """Non-negative multipliers for ``JointRelaxation.lagrangian`` in its argument order (mu, nu, pi, theta,
+    sigma, pi_cut), exponential at ``scale`` (0 gives all zeros)."""
+    mu = rng.exponential(scale, obs.n_rus) * 1e3
+    nu = rng.exponential(scale, (obs.n_rus, obs.slice_power_cap_w.size))
+    pi, sigma = rng.exponential(scale, obs.n_ues), rng.exponential(scale, obs.n_ues)
+    theta = float(rng.exponential(scale))
+    pi_cut = rng.exponential(scale, relax.cut_ues.size)  # the need rows' rounding cuts
+    return mu, nu, pi, theta, sigma, pi_cut
+
+
 @settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(inst=multi_ru_instances(max_ues=4), objective=st.sampled_from(OBJECTIVES), seed=st.integers(0, 2**32 - 1))
 def test_joint_relaxation_bounds_hold_the_exact_optimum_for_any_multipliers(inst, objective, seed):
@@ -161,15 +172,10 @@ def test_joint_relaxation_bounds_hold_the_exact_optimum_for_any_multipliers(inst
     v_max = (v_star + prob.violation_tol) / unit
     tol = 1e-6 * max(1.0, f_star / unit)
     rng = np.random.default_rng(seed)
-    n_ru, n_sl = obs.n_rus, obs.slice_power_cap_w.size
     for scale in (0.0, 1e-3, 1.0, 10.0):
-        mu = rng.exponential(scale, n_ru) * 1e3
-        nu = rng.exponential(scale, (n_ru, n_sl))
-        pi, sigma = rng.exponential(scale, obs.n_ues), rng.exponential(scale, obs.n_ues)
-        theta = float(rng.exponential(scale))
-        pi_cut = rng.exponential(scale, relax.cut_ues.size)  # the need rows' rounding cuts
-        assert relax.lagrangian(None, mu, nu, pi, theta, sigma, pi_cut)[0] <= v_star / unit + tol
-        assert relax.lagrangian(v_max, mu, nu, pi, theta, sigma, pi_cut)[0] >= f_star / unit - tol
+        multipliers = _random_multipliers(rng, obs, relax, scale)
+        assert relax.lagrangian(None, *multipliers)[0] <= v_star / unit + tol
+        assert relax.lagrangian(v_max, *multipliers)[0] >= f_star / unit - tol
     relax.add_allocation(ExactOptimum(level_factors=levels, objective=objective, interference="worst_case").decide(obs))
     assert relax.shortfall_lower_bound(5.0) <= v_star + prob.violation_tol + 1e-3
     assert relax.objective_upper_bound(v_star + prob.violation_tol, 5.0) >= f_star * (1 - 1e-9) - 1e-3
@@ -394,16 +400,11 @@ def test_branch_and_price_bounds_hold_the_exact_optimum(inst, objective, seed):
     v_max = (v_star + prob.violation_tol) / unit
     tol = 1e-6 * max(1.0, f_star / unit)
     rng = np.random.default_rng(seed)
-    n_ru, n_sl = obs.n_rus, obs.slice_power_cap_w.size
     for scale in (0.0, 1e-3, 1.0, 10.0):
         node = _node_of(relax, best, rng)
-        mu = rng.exponential(scale, n_ru) * 1e3
-        nu = rng.exponential(scale, (n_ru, n_sl))
-        pi, sigma = rng.exponential(scale, obs.n_ues), rng.exponential(scale, obs.n_ues)
-        theta = float(rng.exponential(scale))
-        pi_cut = rng.exponential(scale, relax.cut_ues.size)
-        assert relax.lagrangian(None, mu, nu, pi, theta, sigma, pi_cut, node=node)[0] <= v_star / unit + tol
-        assert relax.lagrangian(v_max, mu, nu, pi, theta, sigma, pi_cut, node=node)[0] >= f_star / unit - tol
+        multipliers = _random_multipliers(rng, obs, relax, scale)
+        assert relax.lagrangian(None, *multipliers, node=node)[0] <= v_star / unit + tol
+        assert relax.lagrangian(v_max, *multipliers, node=node)[0] >= f_star / unit - tol
     relax.add_allocation(ExactOptimum(level_factors=levels, objective=objective, interference="worst_case").decide(obs))
     v_root = relax.shortfall_lower_bound(5.0, nodes=0)
     f_root = relax.objective_upper_bound(v_star + prob.violation_tol, 5.0, nodes=0)
@@ -575,17 +576,12 @@ def test_one_slot_state_rows_hold_the_exact_optimum(inst, objective, seed):
     v_max = (v_star + prob.violation_tol) / unit
     tol = 1e-6 * max(1.0, f_star / unit)
     rng = np.random.default_rng(seed)
-    n_ru, n_sl = obs.n_rus, obs.slice_power_cap_w.size
     for scale in (0.0, 1e-3, 1.0, 10.0):
-        mu = rng.exponential(scale, n_ru) * 1e3
-        nu = rng.exponential(scale, (n_ru, n_sl))
-        pi, sigma = rng.exponential(scale, obs.n_ues), rng.exponential(scale, obs.n_ues)
-        theta = float(rng.exponential(scale))
-        pi_cut = rng.exponential(scale, relax.cut_ues.size)
+        multipliers = _random_multipliers(rng, obs, relax, scale)
         states = (rng.exponential(scale, st_.n_s) * 10, rng.exponential(scale, (st_.n_j, st_.n_s)),
                   rng.exponential(scale, st_.n_s), rng.exponential(scale, st_.n_s))
-        assert relax.lagrangian(None, mu, nu, pi, theta, sigma, pi_cut, states=states)[0] <= v_star / unit + tol
-        assert relax.lagrangian(v_max, mu, nu, pi, theta, sigma, pi_cut, states=states)[0] >= f_star / unit - tol
+        assert relax.lagrangian(None, *multipliers, states=states)[0] <= v_star / unit + tol
+        assert relax.lagrangian(v_max, *multipliers, states=states)[0] >= f_star / unit - tol
     relax.add_allocation(best)
     for v in (None, v_max):
         _, multipliers = relax._master(v)

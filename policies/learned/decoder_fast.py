@@ -656,6 +656,23 @@ def _hand_over(i, r, k, slot_own, power, lvl, rate, table, weight, need, served_
 
 
 @njit(**_JIT)
+def _owned_prbs(slot_own, i):
+    """The PRBs row ``i`` owns (``slot_own[i, k] >= 0``), in increasing order: (n_owned,) int64."""
+    n_prb = slot_own.shape[1]
+    n_s = 0
+    for k in range(n_prb):
+        if slot_own[i, k] >= 0:
+            n_s += 1
+    ks = np.empty(n_s, np.int64)
+    s = 0
+    for k in range(n_prb):
+        if slot_own[i, k] >= 0:
+            ks[s] = k
+            s += 1
+    return ks
+
+
+@njit(**_JIT)
 def _place(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb, tie_level,
            tol_v, tol_f, levels_all, steps, free):
     """Row i's owned PRBs (each a UE and level) placed again by one assignment, each at its level or,
@@ -666,34 +683,29 @@ def _place(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, ti
     is taken only if (V, F, P, T) improves (``_better_p``). True if taken."""
     n_prb = slot_own.shape[1]
     m = weight.shape[1]
-    n_s = 0
-    for k in range(n_prb):
-        if slot_own[i, k] >= 0:
-            n_s += 1
+    ks = _owned_prbs(slot_own, i)
+    n_s = ks.size
     if n_s == 0:
         return False
     w_v = 1.0  # shortfall before objective: a bit/s of shortfall outweighs any weighted objective change
     for u in range(m):
         w_v = max(w_v, 1e6 * weight[r, u])
     w_p = 0.1 * tol_f / (steps[r, steps.shape[1] - 1] * n_prb)  # all the power steps' weight below tol_f
-    ks, value = np.empty(n_s, np.int64), np.empty((n_s, n_prb))
+    value = np.empty((n_s, n_prb))
     lv_of = np.empty((n_s, n_prb), np.int64)
-    s = 0
-    for k in range(n_prb):
+    for s in range(n_s):
+        k = ks[s]
         u = slot_own[i, k]
-        if u >= 0:
-            ks[s] = k
-            lu = lvl[k]
-            base = rate[u] - table[r, u, lu, k]
-            for k2 in range(n_prb):
-                best, best_l = -np.inf, lu
-                for j in range(0 if free else lu, lu + 1):  # the lowest of equal values
-                    nr = base + table[r, u, j, k2]
-                    val = -w_v * max(need[r, u] - nr, 0.0) + weight[r, u] * min(nr, served_cap[r, u]) - w_p * steps[r, j]
-                    if val > best:
-                        best, best_l = val, j
-                value[s, k2], lv_of[s, k2] = best, best_l
-            s += 1
+        lu = lvl[k]
+        base = rate[u] - table[r, u, lu, k]
+        for k2 in range(n_prb):
+            best, best_l = -np.inf, lu
+            for j in range(0 if free else lu, lu + 1):  # the lowest of equal values
+                nr = base + table[r, u, j, k2]
+                val = -w_v * max(need[r, u] - nr, 0.0) + weight[r, u] * min(nr, served_cap[r, u]) - w_p * steps[r, j]
+                if val > best:
+                    best, best_l = val, j
+            value[s, k2], lv_of[s, k2] = best, best_l
     col = np.zeros(n_s, np.int64)
     _assign_max(value, np.arange(n_s), 0, n_s, col)
     new_rate = rate.copy()
@@ -834,18 +846,11 @@ def _tie_place(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap
     taken if (V, F, T) improves (``_better``). True if taken."""
     n_prb = slot_own.shape[1]
     m = weight.shape[1]
-    n_s = 0
-    for k in range(n_prb):
-        if slot_own[i, k] >= 0:
-            n_s += 1
+    ks = _owned_prbs(slot_own, i)
+    n_s = ks.size
     if n_s == 0:
         return False
-    ks, value = np.empty(n_s, np.int64), np.empty((n_s, n_prb))
-    s = 0
-    for k in range(n_prb):
-        if slot_own[i, k] >= 0:
-            ks[s] = k
-            s += 1
+    value = np.empty((n_s, n_prb))
     n_lvl = table.shape[2]
     tt = np.empty((m, n_lvl, n_prb))  # the tie cost of each choice of the UEs with PRBs (only theirs filled)
     have = np.zeros(m, np.bool_)
