@@ -130,7 +130,8 @@ class Engine:
         self.max_rate_bps = per_slice(lambda x: x.max_rate_mbps * 1e6)
         self.max_delay_ms = per_slice(lambda x: x.max_delay_ms)
         self.ru_max_power_w = dbm_to_w([ru.max_power_dbm for ru in s.cell.rus])
-        self._equal_power_w = float(self.ru_max_power_w[0] / self.n_prbs)  # per PRB, one RU (_objective)
+        self._equal_w = self.ru_max_power_w / self.n_prbs  # equal power per PRB (R,), the believed SINR's reference
+        self._equal_power_w = float(self._equal_w[0])  # RU 0's, as a float (_objective, one RU)
         self._owner_rates = np.zeros(self.n_ues)  # _objective's per-UE rates
         self._rate_out = (np.empty((self.n_ues, self.n_prbs)), np.empty((self.n_ues, self.n_prbs)))  # _decision_arrays
         self.slice_power_cap_w = np.array(
@@ -186,7 +187,6 @@ class Engine:
                                     rng_l2s, DROP_HARQ)
         # LinkToSystem.tti: the whole TTI after the PHY in three compiled calls (worst-PRB MCS, no HARQ)
         self._whole_tti = self.l2s is not None and self.l2s.whole_tti
-        self._equal_w = self.ru_max_power_w / self.n_prbs  # equal power per PRB (R,), the believed SINR's reference
 
         # --- records: chunk by chunk, in memory or spooled to Parquet files
         self.spool_dir = None if spool_dir is None else Path(spool_dir)
