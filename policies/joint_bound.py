@@ -156,7 +156,8 @@ class JointRelaxation:
 
     def _tables(self) -> None:
         """rate (R, U', K, L, M): UE useful[i] owning PRB k of RU r at level l while the other RUs are in
-        power state m (each silent or at a level, fronthaul noise with it); power vectors (N, R)."""
+        power state m (each silent or at a level, fronthaul noise with it), and rate_to_need the same clipped to
+        each UE's need; power vectors (N, R)."""
         obs, prob = self.obs, self.prob
         n_ru, n_lvl = obs.n_rus, prob.n_levels
         ue = self.useful
@@ -171,6 +172,8 @@ class JointRelaxation:
             sinr = obs.link.sinr(obs.gain[ue, r, :, None, None], prob.levels_w[r][None, None, :, None], r,
                                  interference[:, :, None, :])
             self.rate[r] = obs.link.prb_rate_bps(sinr, ue[:, None, None, None]) / self.unit
+        # each entry clipped to its UE's need (what a slot counts on the need row), kept for every pricing round
+        self.rate_to_need = np.minimum(self.rate, self.need[ue][None, :, None, None, None])
         self.vectors = np.array(list(itertools.product(range(n_lvl + 1), repeat=n_ru)), dtype=np.int64)  # (N, R)
         shape = (n_lvl + 1,) * (n_ru - 1)
         self.others = np.stack([np.ravel_multi_index(np.delete(self.vectors, r, axis=1).T, shape) if n_ru > 1
@@ -181,7 +184,7 @@ class JointRelaxation:
         delta_u (the most one slot can give it, clipped to the need), and the cut's coefficient of every
         slot of the rate table, ``cut`` (R, U', K, L, M); cut_ues the UEs whose cut is not trivial."""
         need = self.need[self.useful]
-        clipped = np.minimum(self.rate, need[None, :, None, None, None])
+        clipped = self.rate_to_need
         delta = clipped.max(axis=(0, 2, 3, 4)) if clipped.size else np.zeros(self.useful.size)
         beta = np.divide(need, delta, out=np.zeros_like(need), where=delta > 0)
         frac = beta - np.floor(beta)
@@ -287,8 +290,9 @@ class JointRelaxation:
         r_ = self.rate
         if not ue.size:  # no UE can take anything: every column is idle
             return np.zeros((obs.n_prbs, len(self.vectors))), np.full((obs.n_rus, obs.n_prbs, len(self.vectors)), -1)
-        val = a[ue][None, :, None, None, None] * r_
-        val += pi[ue][None, :, None, None, None] * np.minimum(r_, self.need[ue][None, :, None, None, None])
+        val = pi[ue][None, :, None, None, None] * self.rate_to_need
+        if a[ue].any():  # under rate's objective bound; 0 in the least-shortfall bound (and under served)
+            val += a[ue][None, :, None, None, None] * r_
         if sigma is not None:
             val += sigma[ue][None, :, None, None, None] * np.minimum(r_, self.cap[ue][None, :, None, None, None])
         if pi_cut is not None and self.cut_ues.size:

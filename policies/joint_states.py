@@ -57,7 +57,7 @@ class UeStates:
         self.ues = relax.need_ues  # (n_s,): the rows' UEs (those with a need, some slot of class > 1)
         self.n_j = len(STATE_FRACTIONS)
         need = relax.need[relax.useful]  # (U',)
-        clipped = np.minimum(relax.rate, need[None, :, None, None, None])
+        clipped = relax.rate_to_need
         delta = clipped.max(axis=(0, 2, 3, 4)) if clipped.size else np.zeros(need.size)
         theta = need[:, None] * np.asarray(STATE_FRACTIONS)[None, :]  # (U', J)
         # class of each table entry: 1 + the number of thresholds its rate misses (rate >= need - theta_i)
