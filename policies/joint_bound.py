@@ -101,6 +101,7 @@ import itertools
 import time
 
 import numpy as np
+from numba import njit
 from scipy.sparse import csr_matrix
 
 from policies.interference import IDLE, Choices, _joint_rows
@@ -123,6 +124,31 @@ SHORTFALL_NODES = 0
 STATE_ROWS = True
 #: A need row's cut is left out where need / delta is this close to an integer (it would cut nothing).
 CUT_MIN_FRACTION = 1e-6
+
+
+@njit(cache=True, error_model="numpy")
+def _top_owners(val, top, top_val):
+    """Per RU r and entry b of ``val`` (R, U', B), the T largest values over the UEs (T = top.shape[1]), largest
+    first, ties to the lower UE: their UEs into ``top`` (R, T, B) int64 and values into ``top_val`` (R, T, B). One
+    pass over ``val`` in memory order (numpy's argpartition along the UE axis copies it axis by axis)."""
+    n_r, n_u, n_b = val.shape
+    n_t = top.shape[1]
+    for r in range(n_r):
+        for t in range(n_t):
+            for b in range(n_b):
+                top[r, t, b] = t
+                top_val[r, t, b] = -np.inf
+        for u in range(n_u):
+            for b in range(n_b):
+                v = val[r, u, b]
+                if v > top_val[r, n_t - 1, b]:
+                    j = n_t - 1
+                    while j > 0 and v > top_val[r, j - 1, b]:
+                        top_val[r, j, b] = top_val[r, j - 1, b]
+                        top[r, j, b] = top[r, j - 1, b]
+                        j -= 1
+                    top_val[r, j, b] = v
+                    top[r, j, b] = u
 
 
 class JointRelaxation:
@@ -309,9 +335,11 @@ class JointRelaxation:
             val[node.ban] = -np.inf
         # each RU's T best owners per (PRB, level, others' state): enough for R distinct owners among R RUs
         n_top = min(obs.n_rus, ue.size)
-        top = np.argpartition(-val, n_top - 1, axis=1)[:, :n_top] if n_top < ue.size else \
-            np.broadcast_to(np.arange(ue.size)[None, :, None, None, None], val.shape).copy()
-        top_val = np.take_along_axis(val, top, axis=1)  # (R, T, K, L, M)
+        flat = np.ascontiguousarray(val).reshape(obs.n_rus, ue.size, -1)
+        top = np.empty((obs.n_rus, n_top, flat.shape[2]), dtype=np.int64)
+        top_val = np.empty((obs.n_rus, n_top, flat.shape[2]))
+        _top_owners(flat, top, top_val)
+        top, top_val = top.reshape((obs.n_rus, n_top) + val.shape[2:]), top_val.reshape((obs.n_rus, n_top) + val.shape[2:])
         n_vec, n_prb = len(self.vectors), obs.n_prbs
         cand_val = np.zeros((obs.n_rus, n_top, n_prb, n_vec))  # per RU its candidates in each column (silent: 0, nobody)
         cand_own = np.full((obs.n_rus, n_top, n_prb, n_vec), -1)

@@ -529,6 +529,26 @@ def test_joint_pricing_takes_the_best_column_with_distinct_owners():
     assert collided  # the state makes the distinct owners matter
 
 
+
+def test_top_owners_are_the_largest_values_largest_first_ties_to_the_lower_ue():
+    """The pricing's per-RU best owners (``joint_bound._top_owners``) against a stable sort, on values with many
+    ties and -inf entries (a branch-and-price node's banned slots)."""
+    from policies.joint_bound import _top_owners
+
+    rng = np.random.default_rng(5)
+    val = rng.integers(0, 4, size=(3, 7, 40)).astype(float)  # 4 distinct values over 7 UEs: ties everywhere
+    val[rng.random(val.shape) < 0.2] = -np.inf
+    val[:, :, 0] = -np.inf  # an entry with every UE banned
+    top = np.empty((3, 3, 40), dtype=np.int64)
+    top_val = np.empty((3, 3, 40))
+    _top_owners(val, top, top_val)
+    order = np.argsort(-val, axis=1, kind="stable")[:, :3]  # largest first, ties to the lower index
+    expected = np.take_along_axis(val, order, axis=1)
+    assert (top_val == expected).all()
+    finite = np.isfinite(expected)
+    assert (top[finite] == order[finite]).all()
+    assert (np.take_along_axis(val, top, axis=1) == top_val).all()  # every index holds its value
+
 def _states_of(relax, alloc, prob):
     """Each UE's one-slot state (policies.joint_states) in ``alloc``: (n_s,) index 0..J for O_1..O_{J+1}, J + 1
     for M, J + 2 for Z; and the allocation's slots of each UE of class <= i, (J, n_s)."""
