@@ -15,6 +15,10 @@ local search with the true SINR:
 - each RU's MILP with the PRBs' powers held at most at a pattern read off the joint bound's LP
   (``pattern_start``: the interference of the pattern, so every true rate is at least the table's).
 
+Once the joint bound is solved, the starts stop as soon as the gap is proven within ``ExactOptimum``'s
+``gap_target`` (default 2 %; 0: every start runs), the bound at the best shortfall found so far standing for every
+allocation with at most that shortfall (``target_met``).
+
 The best of these then goes through ``shortfall_chains`` (``policies.local_search``; ``chained``): moves across
 RUs aimed at the first tier, where a UE holding two PRBs keeps one, made enough by the other RUs quietening
 it, and gives the other to a UE left without any.
@@ -55,8 +59,10 @@ from policies.optimal import _UNIT_BPS, CANDIDATE_GAP, ExactOptimum, _allowed, _
 from simcore.contracts import Allocation
 from simcore.snapshot import SnapshotProblem, allocation_from_choices
 
-#: The joint relaxation's columns are searched for a start (a MILP) up to this many columns.
+#: The joint relaxation's columns are searched for a start (a MILP) up to this many columns, within this many
+#: branch-and-bound nodes per phase (a count, not a time: measured on the 2-RU cell, HiGHS ends these at the root).
 COLUMN_START_LIMIT = 1000
+COLUMN_START_NODES = 500
 #: The joint relaxation's column generation stops after ``joint_bound.MAX_ROUNDS`` rounds (so that its bound
 #: does not depend on the machine's load) or, as a safety net, this many times ``bound_time_limit_s`` CPU seconds.
 JOINT_TIME_FACTOR = 5
@@ -157,7 +163,7 @@ def solve_certified(opt: ExactOptimum, prob: SnapshotProblem):
             columns = len(relax.cols)
             if columns > COLUMN_START_LIMIT:
                 raise _Skipped
-            alloc = opt._solve(prob, relax.choices(), candidate=True, time_limit_s=opt.bound_time_limit_s)[0]
+            alloc = opt._solve(prob, relax.choices(), candidate=True, node_limit=COLUMN_START_NODES)[0]
         except _Skipped:
             pass
         except RuntimeError as exc:
@@ -174,7 +180,7 @@ def solve_certified(opt: ExactOptimum, prob: SnapshotProblem):
             v_best = best_ev.violation_bps  # patterns, and the bound again where they lowered the shortfall
             f_ub = bounds["objective_joint"] = relax.objective_upper_bound(
                 v_best + prob.violation_tol, JOINT_TIME_FACTOR * opt.bound_time_limit_s)
-            if round_ == PATTERN_ROUNDS:
+            if round_ == PATTERN_ROUNDS or target_met(opt, f_ub, best_ev):
                 break
             for pattern in relax.power_patterns():
                 try:
@@ -185,10 +191,12 @@ def solve_certified(opt: ExactOptimum, prob: SnapshotProblem):
                 relax.add_allocation(alloc)
                 if prob.is_better(ev, best_ev):
                     best, best_ev, best_start = alloc, ev, "power pattern"
+                if target_met(opt, f_ub, best_ev):  # f_ub holds every allocation with at most v_best of shortfall
+                    break
             if best_start == "power pattern":
                 best, best_ev, best_start = chained(prob, best, best_ev, best_start)
-            if best_ev.violation_bps >= v_best - prob.violation_tol:  # same shortfall: the bound stands
-                break
+            if best_ev.violation_bps >= v_best - prob.violation_tol or target_met(opt, f_ub, best_ev):
+                break  # same shortfall (the bound stands), or within the target already at the looser bound
     f = best_ev.objective_bps
     if unbeatable(prob, best_ev):
         v_lb, f_ub = 0.0, f  # nothing can do better on tiers 1 and 2: no bound to solve for
@@ -230,6 +238,14 @@ def pattern_start(opt: ExactOptimum, prob: SnapshotProblem, pattern: np.ndarray)
     table = prob.single_ru_rate_table(obs.link.interference_w(obs.gain, obs.serving_ru, power))
     allowed = np.arange(prob.n_levels)[None, None, :] < pattern[obs.serving_ru][:, :, None]
     return opt._solve_per_ru(prob, np.where(allowed, table, 0.0) / _UNIT_BPS, True, _one_pass(opt, prob))[0]
+
+
+def target_met(opt: ExactOptimum, f_ub: float, ev) -> bool:
+    """The gap of ``ev`` (its objective) below the bound ``f_ub`` (bit/s, over every allocation with at most the
+    shortfall it was solved at, which ``ev``'s is not above) is within ``opt.gap_target``: more starts would only
+    narrow a gap already certified small enough."""
+    return bool(opt.gap_target > 0 and np.isfinite(f_ub) and f_ub > 0
+                and (f_ub - ev.objective_bps) / f_ub <= opt.gap_target)
 
 
 def unbeatable(prob: SnapshotProblem, ev) -> bool:

@@ -86,7 +86,7 @@ class ExactOptimum(Policy):
 
     def __init__(self, level_factors=DEFAULT_LEVEL_FACTORS, time_limit_s: float = 30.0, mip_gap: float = 1e-6,
                  max_iterations: int = 8, objective: str = "served", interference: str = "auto",
-                 max_joint_choices: int = 20_000, bound_time_limit_s: float = 2.0):
+                 max_joint_choices: int = 20_000, bound_time_limit_s: float = 2.0, gap_target: float = 0.02):
         self.level_factors = level_factors_checked(level_factors)
         self.time_limit_s = float(time_limit_s)
         self.mip_gap = float(mip_gap)
@@ -97,6 +97,9 @@ class ExactOptimum(Policy):
         self.interference = interference
         self.max_joint_choices = int(max_joint_choices)
         self.bound_time_limit_s = float(bound_time_limit_s)
+        if not 0.0 <= float(gap_target) < 1.0:
+            raise ValueError(f"gap_target must be in [0, 1) (got {gap_target!r})")
+        self.gap_target = float(gap_target)  # certified: no more starts once the gap is proven within it
 
     def decide(self, obs: Observation):
         prob = SnapshotProblem(obs, self.level_factors, objective=self.objective)
@@ -167,15 +170,16 @@ class ExactOptimum(Policy):
         return allocation_from_choices(obs, owner, level, prob.levels_w), info
 
     def _solve(self, prob: SnapshotProblem, choices: Choices, candidate: bool = False,
-               time_limit_s: float | None = None):
+               node_limit: int | None = None):
         """The phases of the module docstring over the given choices (exact for them). A ``candidate``
         (a start for the certified mode's search) stops after the objective (or, when a shortcut
-        skips it, the least power), to a looser gap, within ``time_limit_s`` per phase when given."""
+        skips it, the least power), to a looser gap, within ``node_limit`` branch-and-bound nodes per phase
+        when given (a count: the answer does not depend on the machine's load)."""
         obs = prob.obs
         m = _Mip(prob, choices)
         opts = self._opts(candidate=candidate)
-        if time_limit_s is not None:
-            opts["time_limit"] = time_limit_s
+        if node_limit is not None:
+            opts["node_limit"] = int(node_limit)
         served = prob.objective == "served"
         shortcut = "none"
         x = np.zeros(m.n_x, dtype=bool)

@@ -690,3 +690,27 @@ def test_restricted_one_pass_milp_keeps_the_start_silence_and_the_top_choices(mo
     monkeypatch.setattr(certified, "PRB_CHOICES", 10**6)
     monkeypatch.setattr(certified, "UE_PRBS", 10**6)
     assert real(prob, ch, x0)[0] is ch
+
+
+def test_gap_target_stops_the_starts_once_the_certified_gap_is_within_it(monkeypatch):
+    """``gap_target``: once the gap is proven within it, no power-pattern start runs (a count, so the answer does not
+    depend on the machine's load); with target 0 they run, and the answer is never worse in the problem's order."""
+    import policies.certified as certified
+
+    with pytest.raises(ValueError, match="gap_target must be in"):
+        ExactOptimum(gap_target=1.0)
+    scn = load_scenario(Path(__file__).resolve().parents[1] / "scenarios/esa_small_2ru.yaml")
+    obs = sample_states(scn, 1, seed=1, warmup_tti=200)[0]
+    prob = SnapshotProblem(obs, objective="rate")
+    calls = []
+    real = certified.pattern_start
+    monkeypatch.setattr(certified, "pattern_start", lambda *a: calls.append(1) or real(*a))
+    answers = {}
+    for target in (0.0, 0.99):
+        calls.clear()
+        a = ExactOptimum(objective="rate", interference="certified", gap_target=target).decide(obs)
+        check_allocation(a, obs)
+        assert a.info["gap"] >= 0.0 and (target == 0.0 or a.info["gap"] <= target)
+        answers[target] = (prob.evaluate(a), len(calls))
+    assert answers[0.0][1] >= 1 and answers[0.99][1] == 0
+    assert not prob.is_better(answers[0.99][0], answers[0.0][0])
