@@ -208,6 +208,32 @@ def test_training_can_start_from_a_checkpoint(untrained_checkpoint):
         _start_from(Agent(small_spec(), replace(SMALL, layers=4), "cpu", seed=0), str(untrained_checkpoint))
 
 
+def test_lr_schedule_warms_up_decays_to_its_end_by_steps_or_wall_budget():
+    """lr_scale: constant keeps the rate (the earlier checkpoints' training); warm-up rises linearly;
+    cosine and linear reach lr_final_ratio at the planned end or when the wall budget is spent."""
+    from policies.learned.diffusion_ql import _check, lr_scale
+    from policies.learned.train import TrainError
+
+    assert [lr_scale(SMALL, k, 100, w) for k, w in ((0, 0.0), (99, 0.5), (500, 1.0))] == [1.0, 1.0, 1.0]
+    warm = replace(SMALL, lr_warmup_steps=10)
+    assert lr_scale(warm, 0, 100) == pytest.approx(0.1) and lr_scale(warm, 4, 100) == pytest.approx(0.5)
+    assert lr_scale(warm, 9, 100) == 1.0
+    for name, mid in (("cosine", 0.55), ("linear", 0.55)):
+        cfg = replace(SMALL, lr_schedule=name, lr_warmup_steps=10, lr_final_ratio=0.1)
+        assert lr_scale(cfg, 10, 110) == pytest.approx(1.0)
+        assert lr_scale(cfg, 60, 110) == pytest.approx(mid)  # halfway: 0.1 + 0.9 / 2 for both
+        assert lr_scale(cfg, 110, 110) == pytest.approx(0.1) and lr_scale(cfg, 10**6, 110) == pytest.approx(0.1)
+        assert lr_scale(cfg, 10, 110, wall_share=1.0) == pytest.approx(0.1)  # the budget ends first
+        assert lr_scale(cfg, 10, 110, wall_share=0.5) == pytest.approx(mid)
+    cos, lin = (replace(SMALL, lr_schedule=n) for n in ("cosine", "linear"))
+    assert lr_scale(cos, 25, 100) == pytest.approx(0.5 * (1 + np.cos(np.pi / 4))) and lr_scale(lin, 25, 100) == 0.75
+    for bad, match in ((dict(lr_schedule="step"), "lr_schedule must be one of"),
+                       (dict(lr_final_ratio=1.5), "lr_final_ratio must be in"),
+                       (dict(lr_warmup_steps=-1), "lr_warmup_steps must be at least 0")):
+        with pytest.raises(TrainError, match=match):
+            _check(replace(SMALL, **bad))
+
+
 TINY = dict(mode="offline_online", offline_steps=20, episodes=4, episode_steps=25, n_envs=4, learning_starts=40,
             updates_per_step=0.5, train_states=40, eval_every_steps=50, save_every_steps=10**9, max_ues=3,
             offline_eta=0.0, bc_on_dataset=True, keep_best=True,

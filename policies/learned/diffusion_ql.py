@@ -57,6 +57,8 @@ CANONICAL_FLOOR = 1e-6
 MIN_POSTERIOR_VAR = 1e-20
 #: How a decision picks among its sampled candidates (``Config.select``).
 SELECTS = ("critic", "objective")
+#: How the step sizes move over training (``Config.lr_schedule``, ``lr_scale``).
+LR_SCHEDULES = ("constant", "cosine", "linear")
 #: How the diffusion's x in [-1, 1] maps to shares (``Config.share_map``; ``to_shares``, ``to_x``).
 SHARE_MAPS = ("canonical", "absolute", "sqrt")
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "diffusion_ql_paper_default.pt"
@@ -86,6 +88,15 @@ class Config:
     """Adam step size of the actor (Table I: 0.0006)."""
     critic_learning_rate: float = 6e-4
     """Adam step size of the critic (Table I's 0.0006; a field, not a hidden constant)."""
+    lr_schedule: str = "constant"
+    """How both step sizes move over training (``lr_scale``): constant (as the original), cosine or
+    linear decay from the full rate to ``lr_final_ratio`` of it at the end of training, the end being
+    the planned gradient steps or, under ``max_wall_minutes``, the budget, whichever comes first: the
+    last steps are then small and the end of training is a settled point rather than a lucky one."""
+    lr_warmup_steps: int = 0
+    """Gradient steps over which both step sizes rise linearly from 0 to their rate (0: none)."""
+    lr_final_ratio: float = 0.0
+    """Step size at the end of a decaying ``lr_schedule``, as a share of the rate."""
     gamma: float = 0.98
     """Discount (Table I: 0.98). In the snapshot env the next state does not depend on the action,
     so gamma adds the same E[V(s')] to every action's Q: it leaves the greedy action unchanged but
@@ -197,6 +208,19 @@ class Config:
     """Env steps (gradient steps offline) between held-out evaluations against the optimum."""
     save_every_steps: int = 50_000
     """Env steps between saves of the training state (for --resume)."""
+
+
+def lr_scale(cfg: Config, step: int, planned_steps: int, wall_share: float = 0.0) -> float:
+    """Factor on both step sizes at gradient ``step`` (``Config.lr_schedule``): a linear warm-up over
+    ``lr_warmup_steps``, then the schedule's decay by progress, the larger of the share of the
+    ``planned_steps`` done and the share of the wall budget spent (``wall_share``; 0 without one)."""
+    warm = min(1.0, (step + 1) / cfg.lr_warmup_steps) if cfg.lr_warmup_steps > 0 else 1.0
+    if cfg.lr_schedule == "constant":
+        return warm
+    after = max(planned_steps - cfg.lr_warmup_steps, 1)
+    progress = min(1.0, max((step - cfg.lr_warmup_steps) / after, wall_share, 0.0))
+    decay = 0.5 * (1.0 + math.cos(math.pi * progress)) if cfg.lr_schedule == "cosine" else 1.0 - progress
+    return warm * (cfg.lr_final_ratio + (1.0 - cfg.lr_final_ratio) * decay)
 
 
 def _activation() -> nn.Module:
@@ -568,12 +592,17 @@ def _check(cfg: Config) -> None:
                                   ("objective", cfg.objective, ("served", "rate")),
                                   ("select", cfg.select, SELECTS),
                                   ("share_map", cfg.share_map, SHARE_MAPS),
+                                  ("lr_schedule", cfg.lr_schedule, LR_SCHEDULES),
                                   ("best_score", cfg.best_score, ("ratio_qos", "ratio_qos_r2"))):
         if value not in allowed:
             raise TrainError(f"config: {field} must be one of {', '.join(allowed)} (got {value!r})")
     for field in ("diffusion_steps", "layers", "hidden", "batch_size", "n_envs", "candidates"):
         if getattr(cfg, field) < 1:
             raise TrainError(f"config: {field} must be at least 1 (got {getattr(cfg, field)})")
+    if cfg.lr_warmup_steps < 0:
+        raise TrainError(f"config: lr_warmup_steps must be at least 0 (got {cfg.lr_warmup_steps})")
+    if not 0.0 <= cfg.lr_final_ratio <= 1.0:
+        raise TrainError(f"config: lr_final_ratio must be in [0, 1] (got {cfg.lr_final_ratio})")
 
 
 def _offline_transitions(ctx, cfg: Config, pool, coder, rng) -> tuple:
@@ -682,7 +711,16 @@ def train(ctx, cfg: Config):
                                  if k in ("actor_ema", "critic_target")})
         return m
 
+    # the schedule's horizon: every planned gradient step (offline, then online at updates_per_step)
+    planned = (cfg.offline_steps if cfg.mode != "online" else 0) + int(
+        max(total - cfg.learning_starts, 0) * cfg.updates_per_step)
+
     def gradient_step(step: int, online: bool = True) -> None:
+        wall = (time.perf_counter() - t0) / (60.0 * cfg.max_wall_minutes) if cfg.max_wall_minutes > 0 else 0.0
+        f = lr_scale(cfg, agent.steps, planned, wall)
+        for opt, rate in ((agent.actor_opt, cfg.learning_rate), (agent.critic_opt, cfg.critic_learning_rate)):
+            for group in opt.param_groups:
+                group["lr"] = rate * f
         s, a, r, s2 = replay.sample(cfg.batch_size, rng)
         eta = cfg.eta if online or cfg.offline_eta < 0 else cfg.offline_eta
         bc = None
@@ -694,6 +732,7 @@ def train(ctx, cfg: Config):
         if step % 100 == 0:
             for k, v in m.items():
                 ctx.log.scalar(k, v, step)
+            ctx.log.scalar("charts/learning_rate", cfg.learning_rate * f, step)
             ctx.log.scalar("charts/cpu_s", time.process_time() - cpu0, step)
 
     def save_state() -> None:
