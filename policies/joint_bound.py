@@ -127,28 +127,50 @@ CUT_MIN_FRACTION = 1e-6
 
 
 @njit(cache=True, error_model="numpy")
-def _top_owners(val, top, top_val):
-    """Per RU r and entry b of ``val`` (R, U', B), the T largest values over the UEs (T = top.shape[1]), largest
-    first, ties to the lower UE: their UEs into ``top`` (R, T, B) int64 and values into ``top_val`` (R, T, B). One
-    pass over ``val`` in memory order (numpy's argpartition along the UE axis copies it axis by axis)."""
-    n_r, n_u, n_b = val.shape
+def _priced_top(rate, rate_to_need, cut, cls, coef, cap, slot_value, price, levels, ban, use, top, top_val):
+    """The pricing's priced table and each RU's best owners in one pass, the table never stored: each entry
+    (r, i, k, l, m) of the rate tables (R, U', K, L, M) is priced as ``JointRelaxation._price`` says (in that order of
+    terms: pi min(rate, need), a rate, sigma min(rate, cap), the cut's multiplier times its coefficient, the per-slot
+    value, the state rows' slot value of its class, less the power's price; -inf where ``ban`` (R, U', K)), and per (r, k, l, m)
+    the T largest over the UEs (T = top.shape[1]), largest first, ties to the lower UE, go to ``top`` (R, T, K, L, M)
+    int64 and ``top_val``. coef (5, U'): pi, a, sigma, cut multiplier, per-slot value; cap (U',); slot_value (U', C);
+    price (R, U'); levels (R, L); use (6,) bool: a, sigma, cut, per-slot, states, ban terms present."""
+    n_r, n_u, n_k, n_l, n_m = rate.shape
     n_t = top.shape[1]
     for r in range(n_r):
         for t in range(n_t):
-            for b in range(n_b):
-                top[r, t, b] = t
-                top_val[r, t, b] = -np.inf
+            for k in range(n_k):
+                for l in range(n_l):
+                    for m in range(n_m):
+                        top[r, t, k, l, m] = t
+                        top_val[r, t, k, l, m] = -np.inf
         for u in range(n_u):
-            for b in range(n_b):
-                v = val[r, u, b]
-                if v > top_val[r, n_t - 1, b]:
-                    j = n_t - 1
-                    while j > 0 and v > top_val[r, j - 1, b]:
-                        top_val[r, j, b] = top_val[r, j - 1, b]
-                        top[r, j, b] = top[r, j - 1, b]
-                        j -= 1
-                    top_val[r, j, b] = v
-                    top[r, j, b] = u
+            for k in range(n_k):
+                for l in range(n_l):
+                    power_price = price[r, u] * levels[r, l]
+                    for m in range(n_m):
+                        v = coef[0, u] * rate_to_need[r, u, k, l, m]
+                        if use[0]:
+                            v += coef[1, u] * rate[r, u, k, l, m]
+                        if use[1]:
+                            v += coef[2, u] * min(rate[r, u, k, l, m], cap[u])
+                        if use[2]:
+                            v += coef[3, u] * cut[r, u, k, l, m]
+                        if use[3]:
+                            v += coef[4, u]
+                        if use[4]:
+                            v += slot_value[u, cls[r, u, k, l, m]]
+                        v -= power_price
+                        if use[5] and ban[r, u, k]:
+                            v = -np.inf
+                        if v > top_val[r, n_t - 1, k, l, m]:
+                            j = n_t - 1
+                            while j > 0 and v > top_val[r, j - 1, k, l, m]:
+                                top_val[r, j, k, l, m] = top_val[r, j - 1, k, l, m]
+                                top[r, j, k, l, m] = top[r, j - 1, k, l, m]
+                                j -= 1
+                            top_val[r, j, k, l, m] = v
+                            top[r, j, k, l, m] = u
 
 
 class JointRelaxation:
@@ -316,30 +338,34 @@ class JointRelaxation:
         r_ = self.rate
         if not ue.size:  # no UE can take anything: every column is idle
             return np.zeros((obs.n_prbs, len(self.vectors))), np.full((obs.n_rus, obs.n_prbs, len(self.vectors)), -1)
-        val = pi[ue][None, :, None, None, None] * self.rate_to_need
-        if a[ue].any():  # under rate's objective bound; 0 in the least-shortfall bound (and under served)
-            val += a[ue][None, :, None, None, None] * r_
+        n_ue = ue.size
+        coef = np.zeros((5, n_ue))
+        coef[0] = pi[ue]
+        use = np.zeros(6, dtype=np.bool_)
+        use[0] = a[ue].any()  # under rate's objective bound; 0 in the least-shortfall bound (and under served)
+        coef[1] = a[ue]
         if sigma is not None:
-            val += sigma[ue][None, :, None, None, None] * np.minimum(r_, self.cap[ue][None, :, None, None, None])
+            use[1], coef[2] = True, sigma[ue]
         if pi_cut is not None and self.cut_ues.size:
             weight = np.zeros(self.obs.n_ues)
             weight[self.cut_ues] = pi_cut
-            val += weight[ue][None, :, None, None, None] * self.cut
+            use[2], coef[3] = True, weight[ue]
         if per_slot is not None:
-            val += per_slot[ue][None, :, None, None, None]
+            use[3], coef[4] = True, per_slot[ue]
+        slot_value = np.zeros((n_ue, 1))
+        cls = np.zeros((1, 1, 1, 1, 1), dtype=np.int8)
         if states is not None and self.states is not None:
-            val += self.states.price_table(states)
-        price = mu[:, None] + nu[:, obs.slice_id[ue]]  # (R, U')
-        val -= (price[:, :, None] * self.prob.levels_w[:, None, :])[:, :, None, :, None]
+            use[4], slot_value, cls = True, self.states.slot_values(states)[ue], self.states.cls
+        ban = np.zeros((1, 1, 1), dtype=np.bool_)
         if node is not None:
-            val[node.ban] = -np.inf
+            use[5], ban = True, node.ban
+        price = mu[:, None] + nu[:, obs.slice_id[ue]]  # (R, U')
         # each RU's T best owners per (PRB, level, others' state): enough for R distinct owners among R RUs
-        n_top = min(obs.n_rus, ue.size)
-        flat = np.ascontiguousarray(val).reshape(obs.n_rus, ue.size, -1)
-        top = np.empty((obs.n_rus, n_top, flat.shape[2]), dtype=np.int64)
-        top_val = np.empty((obs.n_rus, n_top, flat.shape[2]))
-        _top_owners(flat, top, top_val)
-        top, top_val = top.reshape((obs.n_rus, n_top) + val.shape[2:]), top_val.reshape((obs.n_rus, n_top) + val.shape[2:])
+        n_top = min(obs.n_rus, n_ue)
+        top = np.empty((obs.n_rus, n_top) + r_.shape[2:], dtype=np.int64)
+        top_val = np.empty(top.shape)
+        _priced_top(r_, self.rate_to_need, self.cut, cls, coef, self.cap[ue], slot_value, price, self.prob.levels_w,
+                    ban, use, top, top_val)
         n_vec, n_prb = len(self.vectors), obs.n_prbs
         cand_val = np.zeros((obs.n_rus, n_top, n_prb, n_vec))  # per RU its candidates in each column (silent: 0, nobody)
         cand_own = np.full((obs.n_rus, n_top, n_prb, n_vec), -1)

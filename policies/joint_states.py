@@ -138,11 +138,6 @@ class UeStates:
         value[self.ues, self.n_j + 1] = gamma
         return value
 
-    def price_table(self, states) -> np.ndarray:
-        """(R, U', K, L, M): each table entry's slot value (``slot_values`` at its class)."""
-        value = self.slot_values(states)[self.relax.useful]  # (U', J + 2)
-        return value[np.arange(value.shape[0])[None, :, None, None, None], self.cls]
-
     def lagrangian_term(self, states) -> tuple[float, np.ndarray]:
         """The per-UE term of the module docstring summed over the UEs (maximisation form), and delta (U,), what
         each shortfall's coefficient gains."""

@@ -530,24 +530,30 @@ def test_joint_pricing_takes_the_best_column_with_distinct_owners():
 
 
 
-def test_top_owners_are_the_largest_values_largest_first_ties_to_the_lower_ue():
-    """The pricing's per-RU best owners (``joint_bound._top_owners``) against a stable sort, on values with many
-    ties and -inf entries (a branch-and-price node's banned slots)."""
-    from policies.joint_bound import _top_owners
+def test_priced_top_keeps_the_largest_values_largest_first_ties_to_the_lower_ue():
+    """The pricing's per-RU best owners (``joint_bound._priced_top``, the priced value here the table itself) against a
+    stable sort, on values with many ties and banned entries (a branch-and-price node's: -inf)."""
+    from policies.joint_bound import _priced_top
 
     rng = np.random.default_rng(5)
-    val = rng.integers(0, 4, size=(3, 7, 40)).astype(float)  # 4 distinct values over 7 UEs: ties everywhere
-    val[rng.random(val.shape) < 0.2] = -np.inf
-    val[:, :, 0] = -np.inf  # an entry with every UE banned
-    top = np.empty((3, 3, 40), dtype=np.int64)
-    top_val = np.empty((3, 3, 40))
-    _top_owners(val, top, top_val)
+    table = rng.integers(0, 4, size=(3, 7, 40, 1, 1)).astype(float)  # 4 distinct values over 7 UEs: ties everywhere
+    ban = rng.random((3, 7, 40)) < 0.2
+    ban[:, :, 0] = True  # an entry with every UE banned
+    coef = np.zeros((5, 7))
+    coef[0] = 1.0  # the value is 1 x the need-clipped table, less a zero power price
+    use = np.array([False] * 5 + [True])
+    top = np.empty((3, 3, 40, 1, 1), dtype=np.int64)
+    top_val = np.empty(top.shape)
+    _priced_top(table, table, table, np.zeros(table.shape, dtype=np.int8), coef, np.zeros(7), np.zeros((7, 1)),
+                np.zeros((3, 7)), np.zeros((3, 1)), ban, use, top, top_val)
+    val = np.where(ban[:, :, :, None, None], -np.inf, table)
     order = np.argsort(-val, axis=1, kind="stable")[:, :3]  # largest first, ties to the lower index
     expected = np.take_along_axis(val, order, axis=1)
     assert (top_val == expected).all()
     finite = np.isfinite(expected)
     assert (top[finite] == order[finite]).all()
     assert (np.take_along_axis(val, top, axis=1) == top_val).all()  # every index holds its value
+
 
 def _states_of(relax, alloc, prob):
     """Each UE's one-slot state (policies.joint_states) in ``alloc``: (n_s,) index 0..J for O_1..O_{J+1}, J + 1
