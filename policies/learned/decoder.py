@@ -52,6 +52,8 @@ per state and RU), all together with numpy except one ``linear_sum_assignment`` 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
@@ -93,25 +95,24 @@ class DecodeContext:
         self.obs, self.spec, self.objective = obs, spec, objective
         #: step 6 with its joint placement and hand-overs (False: each UE keeps the PRB count of step 2)
         self.joint = bool(joint)
-        self.problem = problem if problem is not None else snapshot_problem(obs, objective)
-        order = np.argsort(self.problem.levels_w, axis=1)
-        self.levels = self.problem.levels_w[np.arange(obs.n_rus)[:, None], order]  # (R, L) ascending
-        self.top = np.minimum(self.levels[:, -1], spec.max_prb_power_factor * obs.ru_max_power_w / obs.n_prbs)
-        if self.problem.objective == objective:  # the same need and counted rate
-            need, counted = self.problem.need_bps, self.problem.cap_bps
-        else:
+        if problem is not None:
+            self.problem = problem
+        # what depends on the RUs' power ladder only (the same at every decision of a run), from the
+        # snapshot problem once per ladder: the problem itself is built only when read (``problem``)
+        order, self.levels, self.top, self.steps, levels_w = _ladder(obs, spec, lambda: self.problem, problem is None)
+        if problem is not None and problem.objective == objective:  # the same need and counted rate
+            need, counted = problem.need_bps, problem.cap_bps
+        else:  # what the problem under ``objective`` holds
             need = need_bps(obs, objective)
             counted = obs.buffer_bits / (obs.interval_tti * obs.link.tti_s) if objective == "served" else np.full(obs.n_ues, np.inf)
         cap = rate_cap_bps(obs, objective, need)
         self.need_repair = bool(np.isfinite(obs.slice_power_cap_w).any())
         #: step 6 may change PRB power levels: one RU (no interference the rate table leaves out), no slice cap
         self.free_power = obs.n_rus == 1 and not self.need_repair
-        self.steps = self.problem.level_steps[np.arange(obs.n_rus)[:, None], order]  # (R, L) tier-3 steps, ascending
         # the rows, packed (one compiled call: ``DecodeRows.of([self])`` would give the same arrays)
         f64 = np.float64
         parts = decoder_fast._context_rows(  # the rate table (U, K, L) at the problem's levels, then taken ascending
-            np.ascontiguousarray(obs.serving_ru, dtype=np.int64), obs.n_rus,
-            np.ascontiguousarray(self.problem.single_ru_rate_table(), dtype=f64),
+            np.ascontiguousarray(obs.serving_ru, dtype=np.int64), obs.n_rus, _rate_table(obs, levels_w, lambda: self.problem),
             np.ascontiguousarray(order[0]), np.asarray(obs.ue_weight, f64), np.asarray(cap, f64),
             np.asarray(need, f64), np.asarray(counted, f64), self.levels, np.asarray(self.top, f64),
             np.asarray(obs.ru_max_power_w, f64), np.ascontiguousarray(self.steps, dtype=np.int64), self.free_power,
@@ -125,6 +126,59 @@ class DecodeContext:
             self.tie_keys[r] = (rows.tie_ue[i], int(rows.tie_prb[i]), rows.tie_level[i])
         #: its own rows packed (``DecodeRows.of``): the rows, each row's context (0) and RU
         self.packed = (rows, np.zeros(rus.size, dtype=np.int64), rus)
+
+    @functools.cached_property
+    def problem(self) -> SnapshotProblem:
+        """The observation's snapshot problem under the context's objective (built on first use: a
+        single candidate's decode never reads it)."""
+        return snapshot_problem(self.obs, self.objective)
+
+
+#: per power ladder: (order, ascending levels, top, ascending tier-3 steps, levels), keyed by what they depend on
+_LADDERS: dict = {}
+
+
+def _ladder(obs: Observation, spec: EncodingSpec, problem, memo: bool = True) -> tuple:
+    """``DecodeContext``'s ladder constants of ``obs`` (``problem()`` gives its snapshot problem):
+    the levels' ascending order (R, L), the levels, each RU's per-PRB power ceiling ``top`` (R,),
+    the tier-3 steps in that order, and the problem's levels (R, L). With ``memo`` (the problem is
+    ``encoding.snapshot_problem``'s, whose levels follow from the RUs' powers and K) memoised on those."""
+    key = (obs.ru_max_power_w.tobytes(), obs.n_prbs, spec.max_prb_power_factor)
+    hit = _LADDERS.get(key) if memo else None
+    if hit is None:
+        prob = problem()
+        order = np.argsort(prob.levels_w, axis=1)
+        rr = np.arange(obs.n_rus)[:, None]
+        levels = prob.levels_w[rr, order]  # (R, L) ascending
+        top = np.minimum(levels[:, -1], spec.max_prb_power_factor * obs.ru_max_power_w / obs.n_prbs)
+        hit = (order, levels, top, prob.level_steps[rr, order], prob.levels_w)  # (shared: read, never written)
+        if memo:
+            if len(_LADDERS) >= 64:
+                _LADDERS.clear()
+            _LADDERS[key] = hit
+    return hit
+
+
+def _rate_table(obs: Observation, levels_w: np.ndarray, problem) -> np.ndarray:
+    """(U, K, L) the snapshot problem's ``single_ru_rate_table`` (the same values): for a one-RU Shannon
+    link without finite-blocklength slices, the link's own compiled loops around numpy's log2
+    (``simcore.decision_fast``: ``one_ru_sinr`` and ``shannon_rate`` per level, as
+    ``LinkModel.estimated_prb_rate_bps`` uses them), else ``problem().single_ru_rate_table()``."""
+    link, gain = obs.link, obs.gain
+    if not (obs.n_rus == 1 and link.rate_model == "shannon" and link.ue_fbl_penalty is None
+            and gain.dtype == np.float64 and gain.flags.c_contiguous):
+        return np.ascontiguousarray(problem().single_ru_rate_table(), dtype=np.float64)
+    from simcore import decision_fast
+
+    n_ue, _, n_prb = gain.shape
+    n_lvl = levels_w.shape[1]
+    sinr, x = np.empty((n_ue, n_prb)), np.empty((n_lvl, n_ue, n_prb))
+    g, q = gain.reshape(n_ue, n_prb), float(link.quant_noise_w[0])
+    for lv in range(n_lvl):
+        decision_fast.one_ru_sinr(g, float(levels_w[0, lv]), link.noise_w, q, link.snr_gap, sinr, x[lv])
+    np.log2(x, out=x)
+    decision_fast.shannon_rate(x, link.max_se, link.prb_bandwidth_hz, x)
+    return x.transpose(1, 2, 0)
 
 
 class DecodeRows:
