@@ -148,11 +148,11 @@ def sampler_macs(policy, n_ues: int) -> int:
     UEs: trunk (all steps at once), the steps' head projection, and per step and candidate the head's
     input, hidden and output layers (the encoder and the critics are left out: a few percent)."""
     w = policy.sampler._weights
-    n_steps, hid = w[7].shape
-    trunk, code_w, w2 = w[8], w[9], w[14]
+    hid, n_steps = w[7].shape  # the steps' share of the first layer, (H, N)
+    trunk, code_w, w2 = w[8], w[9], w[14]  # trunk: (layers - 1, H, H + 1), transposed
     e = w2.shape[0]
     rows = policy.candidates * n_ues
-    return (n_steps * (trunk.shape[0] * trunk.shape[1] * hid + hid * code_w.shape[1])
+    return (n_steps * (trunk.shape[0] * trunk.shape[2] * hid + hid * code_w.shape[1])
             + n_steps * rows * (e * e + 2 * e + 4 * e))
 
 
