@@ -365,3 +365,29 @@ def _placements(slots, n_prb, permutations):
         if tuple(own) not in seen:
             seen.add(tuple(own))
             yield own
+
+
+def test_decode_contexts_memoise_the_ladder_and_build_the_problem_only_when_read():
+    """A context's rows do not depend on how it was built: with the problem passed in (the problem's
+    own ladder and rate table) or without it (the ladder memoised per RU powers and K, the one-RU
+    Shannon rate table by the link's compiled loops), the packed rows are the same bytes; the problem
+    is built only when read, and a cell with other RU powers gets its own ladder."""
+    import dataclasses
+
+    from policies.learned import decoder
+    from policies.learned.encoding import snapshot_problem
+
+    base = observation(seed=6, prbs=12)
+    for obs in (base, dataclasses.replace(base, ru_max_power_w=base.ru_max_power_w * 0.5), observation(**CASES[2])):
+        spec = EncodingSpec(max_ues=32, slice_names=obs.slice_names)
+        for objective in ("served", "rate"):
+            prob = snapshot_problem(obs, objective)
+            ctx, ref = decoder.DecodeContext(obs, spec, objective), decoder.DecodeContext(obs, spec, objective, problem=prob)
+            assert "problem" not in vars(ctx)  # not built yet
+            for a, b in zip(vars(ctx.packed[0]).values(), vars(ref.packed[0]).values()):
+                if isinstance(a, np.ndarray):
+                    assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+            np.testing.assert_array_equal(ctx.levels, np.sort(prob.levels_w, axis=1))
+            assert ctx.problem.levels_w.tobytes() == prob.levels_w.tobytes()  # built on first read
+            table = decoder._rate_table(obs, prob.levels_w, lambda: prob)
+            assert np.array_equal(table, prob.single_ru_rate_table())

@@ -57,6 +57,7 @@ import functools
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from simcore import decision_fast
 from simcore.contracts import Allocation, Observation, repair_allocation
 from simcore.snapshot import SnapshotProblem, tie_cost
 
@@ -168,8 +169,6 @@ def _rate_table(obs: Observation, levels_w: np.ndarray, problem) -> np.ndarray:
     if not (obs.n_rus == 1 and link.rate_model == "shannon" and link.ue_fbl_penalty is None
             and gain.dtype == np.float64 and gain.flags.c_contiguous):
         return np.ascontiguousarray(problem().single_ru_rate_table(), dtype=np.float64)
-    from simcore import decision_fast
-
     n_ue, _, n_prb = gain.shape
     n_lvl = levels_w.shape[1]
     sinr, x = np.empty((n_ue, n_prb)), np.empty((n_lvl, n_ue, n_prb))
