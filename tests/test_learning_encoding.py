@@ -370,8 +370,9 @@ def _placements(slots, n_prb, permutations):
 def test_decode_contexts_memoise_the_ladder_and_build_the_problem_only_when_read():
     """A context's rows do not depend on how it was built: with the problem passed in (the problem's
     own ladder and rate table) or without it (the ladder memoised per RU powers and K, the one-RU
-    Shannon rate table by the link's compiled loops), the packed rows are the same bytes; the problem
-    is built only when read, and a cell with other RU powers gets its own ladder."""
+    Shannon rate table by the link's compiled loops), the packed rows are the same bytes; once a ladder
+    is memoised a one-RU context builds the problem only when read, and a cell with other RU powers
+    gets its own ladder."""
     import dataclasses
 
     from policies.learned import decoder
@@ -382,8 +383,10 @@ def test_decode_contexts_memoise_the_ladder_and_build_the_problem_only_when_read
         spec = EncodingSpec(max_ues=32, slice_names=obs.slice_names)
         for objective in ("served", "rate"):
             prob = snapshot_problem(obs, objective)
-            ctx, ref = decoder.DecodeContext(obs, spec, objective), decoder.DecodeContext(obs, spec, objective, problem=prob)
-            assert "problem" not in vars(ctx)  # not built yet
+            ref = decoder.DecodeContext(obs, spec, objective, problem=prob)
+            decoder.DecodeContext(obs, spec, objective)  # the ladder's first context builds the problem, ...
+            ctx = decoder.DecodeContext(obs, spec, objective)  # ... the next ones (one RU) do not
+            assert ("problem" in vars(ctx)) == (obs.n_rus > 1)
             for a, b in zip(vars(ctx.packed[0]).values(), vars(ref.packed[0]).values()):
                 if isinstance(a, np.ndarray):
                     assert a.dtype == b.dtype and a.tobytes() == b.tobytes()

@@ -35,8 +35,8 @@ import torch
 from torch import nn
 
 from .checkpoint import LearnedPolicy
-from .decoder import decode_action
-from .encoding import EncodingSpec, encode_state, split_state
+from .decoder import DecodeContext, decode_action, decode_candidates, finish
+from .encoding import EncodingSpec, encode_state, need_bps, split_state
 from .nets import UeSetEncoder, mlp
 
 #: Beta schedules the diffusion accepts (``Config.beta_schedule``).
@@ -809,8 +809,6 @@ def best_by_objective(actions: np.ndarray, obs, spec: EncodingSpec, objective: s
     decoded together (``decode_candidates``) and ranked together (``SnapshotProblem.keys_many``, what
     ``evaluate`` reports of each); only the chosen one becomes an ``Allocation``, unless slice
     power caps need the repair, which works on allocations. ``joint`` as in ``DecodeContext``."""
-    from .decoder import DecodeContext, decode_candidates, finish
-
     ctx = DecodeContext(obs, spec, objective, joint=joint)
     owner, power = decode_candidates(actions, ctx, fast=fast)
     if len(owner) == 1:
@@ -835,8 +833,6 @@ def scaled(actions: np.ndarray, factors) -> np.ndarray:
 def need_floored(actions: np.ndarray, obs, spec: EncodingSpec, objective: str) -> np.ndarray:
     """Candidates (C, action_dim), then their copies in which every UE with a rate need has at least
     one PRB's share (1 / K) of the PRBs and of the power: (2C, action_dim) (``Config.need_floor``)."""
-    from .encoding import need_bps
-
     n, m = obs.n_ues, spec.max_ues
     floor = np.zeros(spec.action_dim, dtype=np.float32)
     one = np.where(need_bps(obs, objective) > 0, 1.0 / max(obs.n_prbs, 1), 0.0)
