@@ -48,6 +48,8 @@ bound and ``info["best_start"]`` names the start the answer came from. Both boun
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import highspy
 from scipy.sparse import csr_matrix, vstack
@@ -182,9 +184,13 @@ def solve_certified(opt: ExactOptimum, prob: SnapshotProblem):
                 v_best + prob.violation_tol, JOINT_TIME_FACTOR * opt.bound_time_limit_s)
             if round_ == PATTERN_ROUNDS or target_met(opt, f_ub, best_ev):
                 break
-            for pattern in relax.power_patterns():
+            patterns = [(pattern, None) for pattern in relax.power_patterns()]
+            ue_ru = relax.shortfall_association()
+            if ue_ru is not None:  # the least-shortfall LP's nearest power pattern with its UEs' RUs
+                patterns.append((relax.shortfall_pattern(), ue_ru))
+            for pattern, ue_ru in patterns:
                 try:
-                    alloc, ev = improve(opt, prob, pattern_start(opt, prob, pattern), failed, best_ev)
+                    alloc, ev = improve(opt, prob, pattern_start(opt, prob, pattern, ue_ru), failed, best_ev)
                 except RuntimeError as exc:  # nothing found within the MILP's time limit
                     failed.append(str(exc))
                     continue
@@ -228,10 +234,17 @@ def solve_certified(opt: ExactOptimum, prob: SnapshotProblem):
     return best, info
 
 
-def pattern_start(opt: ExactOptimum, prob: SnapshotProblem, pattern: np.ndarray) -> Allocation:
+def pattern_start(opt: ExactOptimum, prob: SnapshotProblem, pattern: np.ndarray,
+                  ue_ru: np.ndarray | None = None) -> Allocation:
     """Each RU's MILP with every PRB's power held at most at ``pattern`` (R, K) (0 silent, l + 1 level l)
     and the interference of that pattern: every rate at least the table's (less power only lowers
-    the interference), so the allocation is feasible and no worse than its MILP says."""
+    the interference), so the allocation is feasible and no worse than its MILP says. Each UE on its serving
+    RU, or on ``ue_ru`` (U,) when given: a start whose associations differ from the serving RUs'."""
+    if ue_ru is not None:
+        moved = SnapshotProblem(dataclasses.replace(prob.obs, serving_ru=np.asarray(ue_ru, dtype=np.int64)),
+                                levels_w=prob.levels_w, objective=prob.objective)
+        alloc = pattern_start(opt, moved, pattern)  # UEs without a PRB go back to their serving RU:
+        return allocation_from_choices(prob.obs, alloc.prb_owner, prob.levels_of(alloc), prob.levels_w)
     obs = prob.obs
     levels = prob.levels_w[np.arange(obs.n_rus)[:, None], np.maximum(pattern - 1, 0)]
     power = np.where(pattern > 0, levels, 0.0)

@@ -312,6 +312,26 @@ class JointRelaxation:
                 patterns.append(extra)
         return patterns
 
+    def shortfall_pattern(self) -> np.ndarray:
+        """(R, K) the nearest power state to the least-shortfall bound's LP (solved: ``shortfall_x`` set)."""
+        return self._patterns(self.shortfall_x)[0]
+
+    def shortfall_association(self) -> np.ndarray | None:
+        """(U,) RU of each UE in the least-shortfall bound's LP: the RU whose slots give it the most column weight
+        (its serving RU where it has none), or None where that bound was not solved or moves no UE. The LP may
+        serve a cell-edge UE from a neighbour while its own RU is silent on that PRB (measured on the 3-RU cell),
+        which no start on the serving RUs reaches."""
+        if self.shortfall_x is None:
+            return None
+        obs = self.obs
+        weight = np.zeros((obs.n_ues, obs.n_rus))
+        for x, (_, _, owners) in zip(self.shortfall_x, self.cols):
+            for r, u in enumerate(owners):
+                if u >= 0:
+                    weight[u, r] += x
+        ue_ru = np.where(weight.max(axis=1) > 1e-9, weight.argmax(axis=1), obs.serving_ru)
+        return None if (ue_ru == obs.serving_ru).all() else ue_ru
+
     def _patterns(self, x) -> list[np.ndarray]:
         if x is None:
             return []

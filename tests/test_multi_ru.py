@@ -720,3 +720,28 @@ def test_gap_target_stops_the_starts_once_the_certified_gap_is_within_it(monkeyp
         answers[target] = (prob.evaluate(a), len(calls))
     assert answers[0.0][1] >= 1 and answers[0.99][1] == 0
     assert not prob.is_better(answers[0.99][0], answers[0.0][0])
+
+
+def test_association_start_moves_ues_to_other_rus_and_never_worsens_the_answer(monkeypatch):
+    """pattern_start with ``ue_ru`` serves UEs from the RUs given (every UE moved: each owned PRB is a changed
+    association), feasible; certified with that start added is never worse in the problem's order than without."""
+    import policies.certified as certified
+
+    scn = load_scenario(Path(__file__).resolve().parents[1] / "scenarios/esa_small_2ru.yaml")
+    obs = sample_states(scn, 1, seed=1, warmup_tti=200)[0]
+    prob = SnapshotProblem(obs, objective="rate")
+    opt = ExactOptimum(objective="rate", interference="certified", gap_target=0.0)
+    pattern = np.full((obs.n_rus, obs.n_prbs), prob.n_levels)  # every PRB at most at the top level
+    moved = (obs.serving_ru + 1) % obs.n_rus
+    start = certified.pattern_start(opt, prob, pattern, moved)
+    check_allocation(start, obs)
+    rr, kk = np.nonzero(start.prb_owner >= 0)
+    assert rr.size and (start.ue_ru[start.prb_owner[rr, kk]] != obs.serving_ru[start.prb_owner[rr, kk]]).all()
+    answers = []
+    for association in (lambda self: None, lambda self: moved):
+        monkeypatch.setattr(JointRelaxation, "shortfall_association", association)
+        a = opt.decide(obs)
+        check_allocation(a, obs)
+        assert a.info["gap"] >= 0.0
+        answers.append(prob.evaluate(a))
+    assert not prob.is_better(answers[0], answers[1])
