@@ -13,7 +13,9 @@ local search with the true SINR:
   (``_tiers_1_2_at_once``), under ``served`` stopped after the objective phase;
 - where the joint relaxation generated at most ``COLUMN_START_LIMIT`` columns, a MILP over those columns;
 - each RU's MILP with the PRBs' powers held at most at a pattern read off the joint bound's LP
-  (``pattern_start``: the interference of the pattern, so every true rate is at least the table's).
+  (``pattern_start``: the interference of the pattern, so every true rate is at least the table's); once more
+  with the least-shortfall LP's pattern and each UE on the RU that LP serves it from (the only start or move that
+  changes a served UE's RU).
 
 Once the joint bound is solved, the starts stop as soon as the gap is proven within ``ExactOptimum``'s
 ``gap_target`` (default 2 %; 0: every start runs), the bound at the best shortfall found so far standing for every
