@@ -426,7 +426,8 @@ def _polish(slot_own, power, levels_all, table, sel, weight, need, served_cap, t
     off its levels is left as it is. Each sweep: single moves (``_moves``: counts and levels kept),
     the joint placement (``_place``) or else the least-tie-cost assignment (``_reassign``), PRBs
     handed to another UE or left idle (``_hand_over``: counts change), and where ``free`` level moves
-    (``_levels``); every change improves the row's (V, F, P, T); at most 2 ``sweeps`` sweeps, fewer
+    (``_levels``) and each UE's PRBs and levels chosen again among its own and the idle PRBs (``_refill``:
+    counts change); every change improves the row's (V, F, P, T); at most 2 ``sweeps`` sweeps, fewer
     when one changes nothing; then, where a UE has rate to spare, the least-tie-cost covers
     (``_tie_place``, then single moves again if it moved anything). Plain Python loops: the numpy reference runs this function as it is
     and ``_polish`` is the same function compiled (one text, the same float operations).
@@ -523,6 +524,9 @@ def _polish(slot_own, power, levels_all, table, sel, weight, need, served_cap, t
                     spare -= power[i, k]
                 if _levels(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb,
                            tie_level, sweeps, tol_v, tol_f, levels_all, spare, top[r], steps) != spare:
+                    changed = True
+                if _refill(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb,
+                           tie_level, tol_v, tol_f, levels_all, ru_power, top[r], steps, n_ue):
                     changed = True
             if not changed:
                 break
@@ -653,6 +657,90 @@ def _hand_over(i, r, k, slot_own, power, lvl, rate, table, weight, need, served_
             slot_own[i, k] = v
             return True
     return False
+
+
+@njit(**_JIT)
+def _refill(i, r, slot_own, power, lvl, rate, table, weight, need, served_cap, tie_ue, tie_prb, tie_level,
+            tol_v, tol_f, levels_all, ru_power, top, steps, n_ue):
+    """Each UE u < ``n_ue`` with PRBs, in turn (the others held), takes its PRBs and their levels again
+    among its own PRBs and the row's idle ones: an exact multiple-choice knapsack over power steps (each PRB idle or at
+    one level within the ceiling ``top``; at most u's steps plus the RU's spare ones) gives u's largest
+    rate for every number of steps, and u takes the fewest steps that reach its least shortfall and then
+    its most counted objective. So a UE can gain an idle PRB (no other part adds one) or trade n PRBs
+    for n - 1 better ones or for lower levels (a single removal loses rate). Taken where the row's
+    (V, F, P, T) improves (``_better_p``); levels change, so only where they may (``_polish``'s ``free``).
+    Returns True if anything changed."""
+    n_prb = slot_own.shape[1]
+    n_lvl = levels_all.shape[1]
+    step_w = levels_all[r, 0] / steps[r, 0]  # the watts of one power step
+    top_step = 0
+    for j in range(n_lvl):
+        if levels_all[r, j] <= top * _SLACK:
+            top_step = max(top_step, steps[r, j])
+    cand = np.empty(n_prb, np.int64)
+    changed = False
+    for u in range(n_ue):
+        n_c, own_n, own_steps = 0, 0, 0
+        used = 0.0
+        for k in range(n_prb):
+            used += power[i, k]
+            if slot_own[i, k] == u:
+                own_n += 1
+                own_steps += steps[r, lvl[k]]
+            if slot_own[i, k] == u or slot_own[i, k] < 0:
+                cand[n_c] = k
+                n_c += 1
+        if own_n == 0:
+            continue  # a UE without PRBs stays without: an action's zero share is kept (all zeros decode to idle)
+        spare = int(np.floor(max(ru_power[r] * _SLACK - used, 0.0) / step_w * (1 + 1e-12)))
+        n_s = min(own_steps + spare, n_c * top_step)
+        best = np.zeros(n_s + 1)  # u's largest rate within s steps
+        pick = np.full((n_c, n_s + 1), -1, np.int64)
+        for c in range(n_c):
+            k = cand[c]
+            for s in range(n_s, 0, -1):  # descending: best[s - st] is still the previous PRBs' (each PRB once)
+                for j in range(n_lvl):
+                    st = steps[r, j]
+                    if st > s or levels_all[r, j] > top * _SLACK:
+                        continue
+                    v = best[s - st] + table[r, u, j, k]
+                    if v > best[s]:
+                        best[s], pick[c, s] = v, j
+        v_min = max(need[r, u] - best[n_s], 0.0)
+        f_max = weight[r, u] * min(best[n_s], served_cap[r, u])
+        s_new = n_s
+        for s in range(n_s + 1):  # the fewest steps tied with the best on shortfall and objective
+            if max(need[r, u] - best[s], 0.0) <= v_min + tol_v and weight[r, u] * min(best[s], served_cap[r, u]) >= f_max - tol_f:
+                s_new = s
+                break
+        new_lvl = np.full(n_c, -1, np.int64)
+        s = s_new
+        new_rate = 0.0
+        for c in range(n_c - 1, -1, -1):
+            j = pick[c, s]
+            if j >= 0:
+                new_lvl[c] = j
+                s -= steps[r, j]
+        dt = 0
+        for c in range(n_c):
+            k = cand[c]
+            if new_lvl[c] >= 0:
+                new_rate += table[r, u, new_lvl[c], k]
+                dt += _tie_int(tie_level[r, new_lvl[c]] + tie_ue[r, u] + tie_prb[r] * k)
+            if slot_own[i, k] == u:
+                dt -= _tie_int(tie_level[r, lvl[k]] + tie_ue[r, u] + tie_prb[r] * k)
+        dv, df = _ue_terms(need[r, u], served_cap[r, u], weight[r, u], rate[u], new_rate)
+        if not _better_p(dv, df, s_new - s - own_steps, dt, tol_v, tol_f):  # s_new - s: the steps taken
+            continue
+        for c in range(n_c):
+            k = cand[c]
+            if new_lvl[c] >= 0:
+                slot_own[i, k], lvl[k], power[i, k] = u, new_lvl[c], levels_all[r, new_lvl[c]]
+            else:
+                slot_own[i, k], power[i, k] = -1, 0.0
+        rate[u] = new_rate
+        changed = True
+    return changed
 
 
 @njit(**_JIT)
