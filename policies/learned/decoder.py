@@ -29,7 +29,7 @@ passes ``check_allocation``. Per RU:
    or else one assignment of least tie cost that keeps every UE's rate up to its share of the rate
    it has to spare; then each owned PRB handed to another UE of the RU (its level kept) or left idle
    (when nothing is lost without it); then, in a one-RU cell without slice caps, PRB levels move
-   up or down within the RU budget, and each UE in turn takes its PRBs and levels again among its
+   up or down within the RU budget, and each UE with PRBs in turn takes its PRBs and levels again among its
    own and the idle PRBs (``decoder_fast._refill``: an exact knapsack over power steps, the least
    shortfall, then the most counted objective, then the fewest steps for that UE, the others held),
    so a UE can gain an idle PRB or trade its PRBs for fewer or lower ones where each single removal
