@@ -264,6 +264,26 @@ class LinkModel:
         fast.shannon_rate(rate, self.max_se, self.prb_bandwidth_hz, rate)
         return copy, rate, sinr
 
+    def one_ru_shannon(self, gain: np.ndarray) -> bool:
+        """Whether ``gain`` (U, R, K) takes the compiled one-RU Shannon path (``one_ru_rates_bps``): one
+        RU, the Shannon rate without finite-blocklength slices, float64 gains."""
+        return (gain.shape[1] == 1 and self.rate_model == "shannon" and self.ue_fbl_penalty is None
+                and gain.dtype == _F64)
+
+    def one_ru_rates_bps(self, gain_uk: np.ndarray, powers_w, sinr: np.ndarray, rate: np.ndarray) -> np.ndarray:
+        """Rate (L, U, K) bit/s of a one-RU Shannon link (``one_ru_shannon``) at each of the L powers per
+        PRB ``powers_w`` (W), written into ``rate`` and returned; ``sinr`` (U, K) receives the last
+        power's SINR. The operations of ``sinr`` and ``prb_rate_bps``: two compiled loops
+        (``simcore.decision_fast``) around one numpy log2. gain_uk (U, K); every array C-contiguous
+        float64."""
+        fast = _fast or _load_fast()
+        q = float(self.quant_noise_w[0])
+        for lv, p in enumerate(powers_w):
+            fast.one_ru_sinr(gain_uk, float(p), self.noise_w, q, self.snr_gap, sinr, rate[lv])
+        np.log2(rate, out=rate)
+        fast.shannon_rate(rate, self.max_se, self.prb_bandwidth_hz, rate)
+        return rate
+
     def estimated_prb_rate_bps(self, gain: np.ndarray, serving_ru: np.ndarray,
                                ru_power_w: np.ndarray, ues: np.ndarray | None = None,
                                out: tuple[np.ndarray, np.ndarray] | None = None,
@@ -280,7 +300,7 @@ class LinkModel:
         is work space and no SINR is returned (None).
         """
         n_ue, n_ru, n_prb = gain.shape
-        if n_ru == 1 and self.rate_model == "shannon" and self.ue_fbl_penalty is None and gain.dtype == _F64:
+        if self.one_ru_shannon(gain):
             # the same operations with two compiled loops around numpy's log2 (decision_fast)
             p0 = float(ru_power_w[0]) / n_prb  # (the float64 division numpy does)
             rate, sinr = out if out is not None else (np.empty((n_ue, n_prb)), np.empty((n_ue, n_prb)))
@@ -291,10 +311,7 @@ class LinkModel:
                 np.log2(sinr[:m], out=sinr[:m])
                 fast.shannon_rate_rows(sinr, data_bits, self.max_se, self.prb_bandwidth_hz, rate)
                 return rate, None
-            fast.one_ru_sinr(gain[:, 0, :], p0, self.noise_w, float(self.quant_noise_w[0]),
-                              self.snr_gap, sinr, rate)
-            np.log2(rate, out=rate)
-            fast.shannon_rate(rate, self.max_se, self.prb_bandwidth_hz, rate)
+            self.one_ru_rates_bps(gain[:, 0, :], (p0,), sinr, rate[None])
             return rate, sinr
         p = ru_power_w / n_prb  # (R,)
         if n_ru == 1:  # every UE on RU 0 at one power, no interference: scalars broadcast the same values

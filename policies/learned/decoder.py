@@ -62,7 +62,6 @@ import functools
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from simcore import decision_fast
 from simcore.contracts import Allocation, Observation, repair_allocation
 from simcore.snapshot import SnapshotProblem, tie_cost
 
@@ -167,22 +166,15 @@ def _ladder(obs: Observation, spec: EncodingSpec, problem, memo: bool = True) ->
 
 def _rate_table(obs: Observation, levels_w: np.ndarray, problem) -> np.ndarray:
     """(U, K, L) the snapshot problem's ``single_ru_rate_table`` (the same values): for a one-RU Shannon
-    link without finite-blocklength slices, the link's own compiled loops around numpy's log2
-    (``simcore.decision_fast``: ``one_ru_sinr`` and ``shannon_rate`` per level, as
-    ``LinkModel.estimated_prb_rate_bps`` uses them), else ``problem().single_ru_rate_table()``."""
+    link without finite-blocklength slices, the link's compiled path (``LinkModel.one_ru_rates_bps``,
+    as ``LinkModel.estimated_prb_rate_bps`` uses it) at every level, else ``problem().single_ru_rate_table()``."""
     link, gain = obs.link, obs.gain
-    if not (obs.n_rus == 1 and link.rate_model == "shannon" and link.ue_fbl_penalty is None
-            and gain.dtype == np.float64 and gain.flags.c_contiguous):
+    if not (link.one_ru_shannon(gain) and gain.flags.c_contiguous):
         return np.ascontiguousarray(problem().single_ru_rate_table(), dtype=np.float64)
     n_ue, _, n_prb = gain.shape
-    n_lvl = levels_w.shape[1]
-    sinr, x = np.empty((n_ue, n_prb)), np.empty((n_lvl, n_ue, n_prb))
-    g, q = gain.reshape(n_ue, n_prb), float(link.quant_noise_w[0])
-    for lv in range(n_lvl):
-        decision_fast.one_ru_sinr(g, float(levels_w[0, lv]), link.noise_w, q, link.snr_gap, sinr, x[lv])
-    np.log2(x, out=x)
-    decision_fast.shannon_rate(x, link.max_se, link.prb_bandwidth_hz, x)
-    return x.transpose(1, 2, 0)
+    rate = np.empty((levels_w.shape[1], n_ue, n_prb))
+    link.one_ru_rates_bps(gain.reshape(n_ue, n_prb), levels_w[0], np.empty((n_ue, n_prb)), rate)
+    return rate.transpose(1, 2, 0)
 
 
 class DecodeRows:
